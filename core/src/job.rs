@@ -1,0 +1,371 @@
+//! What a job is: its identity, its queue, its payload and its lifecycle state.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::UnixMillis;
+
+/// The first character of every id the core assigns. Clients may not submit
+/// ids that start with it, so an assigned id can never collide with theirs.
+pub const ASSIGNED_ID_PREFIX: char = '~';
+
+/// The longest job id accepted, in bytes.
+pub const JOB_ID_BYTES_MAX: usize = 128;
+
+/// The longest queue name accepted, in bytes.
+pub const QUEUE_NAME_BYTES_MAX: usize = 64;
+
+/// The queue a job goes to when the client names none.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// A job's identity: a client-given string, or one the core assigned.
+///
+/// Guarantees: 1 to [`JOB_ID_BYTES_MAX`] bytes of printable ASCII without
+/// spaces or the URL-special characters `/ ? # %`, so it is safe in a URL
+/// path and a log line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct JobId(Box<str>);
+
+impl JobId {
+    /// Validates an id a client submitted (the reserved prefix is refused).
+    pub fn from_client(id: &str) -> Result<JobId, String> {
+        if id.starts_with(ASSIGNED_ID_PREFIX) {
+            return Err(format!(
+                "ids starting with '{ASSIGNED_ID_PREFIX}' are reserved for ids beaver assigns; choose another id"
+            ));
+        }
+        JobId::parse(id)
+    }
+
+    /// Validates any id, including assigned ones (used when reading records
+    /// and when looking a job up).
+    pub fn parse(id: &str) -> Result<JobId, String> {
+        if id.is_empty() {
+            return Err("the id is empty; give a non-empty id or leave it out".into());
+        }
+        if id.len() > JOB_ID_BYTES_MAX {
+            return Err(format!(
+                "the id is {} bytes long; the limit is {JOB_ID_BYTES_MAX}",
+                id.len()
+            ));
+        }
+        if let Some(bad) = id
+            .chars()
+            .find(|c| !c.is_ascii_graphic() || matches!(c, '/' | '?' | '#' | '%'))
+        {
+            return Err(format!(
+                "the id contains {bad:?}; ids are printable ASCII without spaces or / ? # %"
+            ));
+        }
+        Ok(JobId(id.into()))
+    }
+
+    /// The id the core assigns to the job with sequence number `seq`.
+    pub fn assigned(seq: u64) -> JobId {
+        JobId(format!("{ASSIGNED_ID_PREFIX}{seq}").into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        JobId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The name of a queue.
+///
+/// Guarantees: 1 to [`QUEUE_NAME_BYTES_MAX`] bytes of `[A-Za-z0-9._-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct QueueName(Box<str>);
+
+impl QueueName {
+    /// Validates a queue name.
+    pub fn parse(name: &str) -> Result<QueueName, String> {
+        if name.is_empty() || name.len() > QUEUE_NAME_BYTES_MAX {
+            return Err(format!(
+                "a queue name is 1 to {QUEUE_NAME_BYTES_MAX} bytes; this one is {}",
+                name.len()
+            ));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(format!(
+                "the queue name contains {bad:?}; use letters, digits, '.', '_' or '-'"
+            ));
+        }
+        Ok(QueueName(name.into()))
+    }
+
+    /// The queue jobs go to when none is named.
+    pub fn default_queue() -> QueueName {
+        QueueName(DEFAULT_QUEUE.into())
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for QueueName {
+    fn default() -> Self {
+        QueueName::default_queue()
+    }
+}
+
+impl std::fmt::Display for QueueName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for QueueName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        QueueName::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A job's payload: one JSON value, validated, kept as its raw bytes.
+///
+/// Guarantees: the bytes are one syntactically valid JSON value (checked
+/// without building a tree), held in a single allocation.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Payload(Box<[u8]>);
+
+impl Payload {
+    /// Validates `bytes` as one JSON value.
+    pub fn from_json(bytes: &[u8]) -> Result<Payload, String> {
+        match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => Ok(Payload(bytes.into())),
+            Err(e) => Err(format!("the payload is not valid JSON: {e}")),
+        }
+    }
+
+    /// The JSON bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The size in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the payload has no bytes (never true for a validated payload).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match std::str::from_utf8(&self.0) {
+            Ok(s) if s.len() <= 64 => write!(f, "Payload({s})"),
+            _ => write!(f, "Payload({} bytes)", self.0.len()),
+        }
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Payload;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON payload bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Payload, E> {
+                // Records passed their checksum, so the bytes were validated
+                // when they were enqueued; trusting them keeps replay fast.
+                Ok(Payload(v.into()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Payload, E> {
+                Ok(Payload(v.into_boxed_slice()))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// What a client asks to enqueue. Fields left `None` take the configured
+/// defaults when the core accepts the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    /// The client's id; `None` lets the core assign one.
+    pub id: Option<JobId>,
+    /// The queue; the default queue when `None`.
+    pub queue: Option<QueueName>,
+    /// The payload handed to the executor.
+    pub payload: Payload,
+    /// Higher runs first among ready jobs of one queue.
+    pub priority: i32,
+    /// How many attempts before the job is dead.
+    pub max_attempts: Option<u32>,
+    /// How long one attempt may run.
+    pub timeout_ms: Option<u64>,
+    /// How long to wait before the first attempt.
+    pub delay_ms: u64,
+}
+
+impl JobSpec {
+    /// A spec with only a payload: default id, queue, priority and limits.
+    pub fn new(payload: Payload) -> JobSpec {
+        JobSpec {
+            id: None,
+            queue: None,
+            payload,
+            priority: 0,
+            max_attempts: None,
+            timeout_ms: None,
+            delay_ms: 0,
+        }
+    }
+
+    /// The same spec with a client id.
+    pub fn with_id(mut self, id: JobId) -> JobSpec {
+        self.id = Some(id);
+        self
+    }
+}
+
+/// A job as it is written in an enqueue record: every default resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewJob {
+    /// The id (client-given or assigned).
+    pub id: JobId,
+    /// The queue.
+    pub queue: QueueName,
+    /// The payload.
+    pub payload: Payload,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Attempts before dead (at least 1).
+    pub max_attempts: u32,
+    /// Limit on one attempt's run time.
+    pub timeout_ms: u64,
+    /// Not run before this time.
+    pub run_at: UnixMillis,
+}
+
+/// The lifecycle state of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting to run: ready now, or scheduled for `run_at`.
+    Pending,
+    /// Leased to a worker until its deadline.
+    InFlight,
+    /// Finished successfully. Final.
+    Completed,
+    /// Ran out of attempts. Final unless requeued.
+    Dead,
+    /// Cancelled while pending. Final.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the state is final (completed, dead or cancelled).
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Completed | JobState::Dead | JobState::Cancelled)
+    }
+
+    /// The state's name as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::InFlight => "in_flight",
+            JobState::Completed => "completed",
+            JobState::Dead => "dead",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A read-only copy of one job's durable state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobView {
+    /// The id.
+    pub id: JobId,
+    /// The queue.
+    pub queue: QueueName,
+    /// The state.
+    pub state: JobState,
+    /// The payload.
+    pub payload: Payload,
+    /// Priority (higher first).
+    pub priority: i32,
+    /// Attempts started so far.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Limit on one attempt.
+    pub timeout_ms: u64,
+    /// When the job was accepted.
+    pub created_at: UnixMillis,
+    /// When it may next run (pending), meaningful only while pending.
+    pub run_at: UnixMillis,
+    /// The lease deadline while in flight.
+    pub lease_until: Option<UnixMillis>,
+    /// When it reached a final state.
+    pub finished_at: Option<UnixMillis>,
+    /// The error of the latest failed attempt.
+    pub last_error: Option<String>,
+    /// Order of acceptance (FIFO key), dense from 1.
+    pub seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_validated() {
+        assert!(JobId::from_client("order-17:email").is_ok());
+        assert!(JobId::from_client("").unwrap_err().contains("empty"));
+        assert!(JobId::from_client("~1").unwrap_err().contains("reserved"));
+        assert!(JobId::from_client("a b").unwrap_err().contains("' '"));
+        assert!(JobId::from_client("a/b").unwrap_err().contains("'/'"));
+        assert!(JobId::from_client(&"x".repeat(129)).unwrap_err().contains("129"));
+        assert_eq!(JobId::assigned(42).as_str(), "~42");
+        assert!(JobId::parse("~42").is_ok());
+    }
+
+    #[test]
+    fn queue_names_are_validated() {
+        assert!(QueueName::parse("emails.high_prio-1").is_ok());
+        assert!(QueueName::parse("").is_err());
+        assert!(QueueName::parse("a b").unwrap_err().contains("' '"));
+        assert_eq!(QueueName::default().as_str(), "default");
+    }
+
+    #[test]
+    fn payload_must_be_one_json_value() {
+        assert!(Payload::from_json(br#"{"x":1}"#).is_ok());
+        assert!(Payload::from_json(b" 3 ").is_ok());
+        assert!(Payload::from_json(b"{").unwrap_err().contains("not valid JSON"));
+        assert!(Payload::from_json(b"1 2").is_err());
+        assert!(Payload::from_json(b"").is_err());
+    }
+}

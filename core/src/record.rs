@@ -1,0 +1,103 @@
+//! Records: the durable log's entries. Every durable change is one of these.
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::{JobId, NewJob};
+use crate::time::UnixMillis;
+
+/// A log sequence number. The core assigns them dense and increasing from 1.
+pub type Lsn = u64;
+
+/// One entry of the durable log.
+///
+/// Guarantees: applying a record depends only on the record and the state
+/// before it, never on configuration or a clock, so replaying a log gives
+/// the same state whatever the configuration of the process replaying it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Position in the log.
+    pub lsn: Lsn,
+    /// The (clamped) time at which the record was proposed.
+    pub at: UnixMillis,
+    /// The change.
+    pub op: Op,
+}
+
+/// A durable change of state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Jobs accepted together (one request, all or nothing).
+    Enqueue {
+        /// The jobs, every default resolved.
+        jobs: Vec<NewJob>,
+    },
+    /// A pending job is leased to a worker for its `attempt`-th attempt.
+    Dispatch {
+        /// The job.
+        id: JobId,
+        /// The attempt number this lease starts (1 for the first).
+        attempt: u32,
+        /// When the lease expires if no outcome arrives.
+        lease_until: UnixMillis,
+    },
+    /// The attempt succeeded.
+    Complete {
+        /// The job.
+        id: JobId,
+        /// The attempt that succeeded.
+        attempt: u32,
+    },
+    /// The attempt failed (error, timeout, lost lease or restart).
+    Fail {
+        /// The job.
+        id: JobId,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why.
+        error: String,
+        /// When to try again; `None` makes the job dead.
+        retry_at: Option<UnixMillis>,
+    },
+    /// A leased attempt never started (graceful shutdown): the job returns
+    /// to pending and the attempt is not counted.
+    Release {
+        /// The job.
+        id: JobId,
+        /// The attempt given back.
+        attempt: u32,
+    },
+    /// A pending job is cancelled.
+    Cancel {
+        /// The job.
+        id: JobId,
+    },
+    /// Dead jobs go back to pending with a fresh set of attempts.
+    Requeue {
+        /// The jobs.
+        ids: Vec<JobId>,
+    },
+    /// Finished jobs are removed (their ids kept for deduplication), and
+    /// remembered ids are forgotten.
+    Purge {
+        /// Final jobs to remove.
+        jobs: Vec<JobId>,
+        /// Remembered ids of purged jobs to forget.
+        forget: Vec<JobId>,
+    },
+}
+
+impl Op {
+    /// A short name for logs and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Enqueue { .. } => "enqueue",
+            Op::Dispatch { .. } => "dispatch",
+            Op::Complete { .. } => "complete",
+            Op::Fail { .. } => "fail",
+            Op::Release { .. } => "release",
+            Op::Cancel { .. } => "cancel",
+            Op::Requeue { .. } => "requeue",
+            Op::Purge { .. } => "purge",
+        }
+    }
+}

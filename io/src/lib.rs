@@ -1,0 +1,1 @@
+//! beaver-io: storage (filled in by the storage work).

@@ -1,0 +1,1 @@
+//! Executors: what runs one attempt of a job.

@@ -1,0 +1,1 @@
+//! beaver-sim: the simulator (filled in by the simulation work).

@@ -1,0 +1,1 @@
+//! beaver-tests: cross-crate tests (filled in by the command work).
