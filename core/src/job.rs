@@ -79,8 +79,21 @@ impl std::fmt::Display for JobId {
 
 impl<'de> Deserialize<'de> for JobId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        JobId::parse(&s).map_err(serde::de::Error::custom)
+        d.deserialize_str(ParseStr("a job id", JobId::parse))
+    }
+}
+
+/// Deserializes a string through a validating parser, borrowing the input
+/// where the format allows (no intermediate `String`).
+struct ParseStr<T>(&'static str, fn(&str) -> Result<T, String>);
+
+impl<T> serde::de::Visitor<'_> for ParseStr<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        (self.1)(v).map_err(E::custom)
     }
 }
 
@@ -136,8 +149,7 @@ impl std::fmt::Display for QueueName {
 
 impl<'de> Deserialize<'de> for QueueName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        QueueName::parse(&s).map_err(serde::de::Error::custom)
+        d.deserialize_str(ParseStr("a queue name", QueueName::parse))
     }
 }
 
@@ -312,8 +324,9 @@ pub struct JobView {
     pub queue: QueueName,
     /// The state.
     pub state: JobState,
-    /// The payload.
-    pub payload: Payload,
+    /// The payload; `None` once completed or cancelled (nothing will run
+    /// the job again, so its memory is released).
+    pub payload: Option<Payload>,
     /// Priority (higher first).
     pub priority: i32,
     /// Attempts started so far.

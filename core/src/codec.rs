@@ -1,0 +1,104 @@
+//! Encoding of records and snapshots: a format version byte, then postcard.
+//!
+//! Every binary reads every older version and refuses a newer one with an
+//! error naming both. Decoding never panics, whatever the bytes.
+
+use crate::record::Record;
+use crate::snapshot::Snapshot;
+
+/// The record format this build writes (and the newest it reads).
+pub const RECORD_FORMAT_VERSION: u8 = 1;
+/// The snapshot format this build writes (and the newest it reads).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+
+/// Why bytes could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Nothing to decode.
+    Empty,
+    /// Written by a newer beaver.
+    NewerVersion {
+        /// What the bytes say.
+        found: u8,
+        /// The newest this build reads.
+        supported: u8,
+    },
+    /// Version 0 is not a version any beaver wrote.
+    UnknownVersion(u8),
+    /// The bytes do not form a valid value.
+    Malformed(String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Empty => f.write_str("no bytes to decode"),
+            DecodeError::NewerVersion { found, supported } => write!(
+                f,
+                "written in format version {found}, but this beaver reads versions up to {supported}: upgrade beaver"
+            ),
+            DecodeError::UnknownVersion(v) => write!(f, "unknown format version {v}"),
+            DecodeError::Malformed(e) => write!(f, "malformed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+fn body(bytes: &[u8], supported: u8) -> Result<&[u8], DecodeError> {
+    let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    match version {
+        0 => Err(DecodeError::UnknownVersion(0)),
+        v if v > supported => Err(DecodeError::NewerVersion { found: v, supported }),
+        _ => Ok(rest),
+    }
+}
+
+/// Encodes a record (version byte + postcard).
+pub fn encode_record(record: &Record) -> Vec<u8> {
+    let mut out = vec![RECORD_FORMAT_VERSION];
+    encode_into(record, &mut out);
+    out
+}
+
+/// Appends a record's encoding to `out` (no allocation if it has room).
+pub fn encode_record_into(record: &Record, out: &mut Vec<u8>) {
+    out.push(RECORD_FORMAT_VERSION);
+    encode_into(record, out);
+}
+
+fn encode_into<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) {
+    match postcard::to_extend(value, std::mem::take(out)) {
+        Ok(v) => *out = v,
+        // Serializing into a Vec cannot fail for these plain data types.
+        Err(e) => unreachable!("postcard failed to encode into memory: {e}"),
+    }
+}
+
+/// Decodes a record; trailing bytes are an error.
+pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let rest = body(bytes, RECORD_FORMAT_VERSION)?;
+    match postcard::take_from_bytes::<Record>(rest) {
+        Ok((r, [])) => Ok(r),
+        Ok((_, tail)) => Err(DecodeError::Malformed(format!("{} bytes after the record", tail.len()))),
+        Err(e) => Err(DecodeError::Malformed(e.to_string())),
+    }
+}
+
+/// Encodes a snapshot (version byte + postcard).
+pub fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + snapshot.jobs.len() * 96);
+    out.push(SNAPSHOT_FORMAT_VERSION);
+    encode_into(snapshot, &mut out);
+    out
+}
+
+/// Decodes a snapshot; trailing bytes are an error.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
+    let rest = body(bytes, SNAPSHOT_FORMAT_VERSION)?;
+    match postcard::take_from_bytes::<Snapshot>(rest) {
+        Ok((s, [])) => Ok(s),
+        Ok((_, tail)) => Err(DecodeError::Malformed(format!("{} bytes after the snapshot", tail.len()))),
+        Err(e) => Err(DecodeError::Malformed(e.to_string())),
+    }
+}

@@ -1,0 +1,992 @@
+//! The queue: the durable state plus the proposals in flight.
+//!
+//! Inputs produce records (with dense LSNs) and *reservations* so nothing is
+//! proposed twice; the durable state changes only when `Durable` covers a
+//! record; replies and executions are effects of that.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use foldhash::fast::FixedState;
+
+use crate::config::Config;
+use crate::job::{JobId, JobSpec, JobState, JobView, NewJob};
+use crate::protocol::{Effect, Enqueued, Execution, Input, Outcome, Rejection, Reply, RequestId, RequeueTarget};
+use crate::record::{Lsn, Op, Record};
+use crate::retry::backoff_ms;
+use crate::state::{Applied, ApplyError, State};
+use crate::stats::{Lease, STATUS_LIST_MAX, Stats, Status};
+use crate::table::Entry;
+use crate::time::UnixMillis;
+
+/// How long internal proposals pause after the log refused an append, so a
+/// failing disk is not hammered.
+const APPEND_RETRY_MS: u64 = 1_000;
+
+/// Why a record is in flight: decides what happens if its append fails.
+#[derive(Debug, Clone, PartialEq)]
+enum Origin {
+    /// A client request; it is answered with the error.
+    Client,
+    /// A dispatch; the job goes back to ready.
+    Dispatch,
+    /// An executor's outcome; it is proposed again later.
+    Outcome(Outcome),
+    /// A lease expiry; it is detected again later.
+    Expiry,
+    /// An attempt interrupted by a restart; proposed again later.
+    Orphan,
+    /// Retention; it is proposed again later.
+    Purge,
+}
+
+/// A reply held until the log is durable up to its LSN.
+#[derive(Debug)]
+struct Waiting {
+    req: RequestId,
+    answer: Answer,
+}
+
+#[derive(Debug)]
+enum Answer {
+    Enqueued(Vec<Enqueued>),
+    Cancelled,
+    Requeued(u64),
+}
+
+/// The job queue's state machine. See the crate docs for the driver contract.
+pub struct Queue {
+    config: Config,
+    state: State,
+    /// The LSN the next proposed record gets.
+    next_lsn: Lsn,
+    /// Proposed records not yet durable, in LSN order.
+    unapplied: VecDeque<(Arc<Record>, Origin)>,
+    /// Ids in unapplied enqueue records, with their record's LSN.
+    enqueuing: HashMap<JobId, Lsn, FixedState>,
+    /// Jobs and payload bytes in unapplied enqueue records.
+    enqueuing_jobs: u64,
+    enqueuing_bytes: u64,
+    /// Sequence number the next proposed job will get when applied.
+    next_seq_proposed: u64,
+    /// Replies released once the applied LSN reaches the key.
+    waiting: BTreeMap<Lsn, Vec<Waiting>>,
+    /// Jobs this process dispatched whose outcome has not arrived.
+    running: u64,
+    /// In-flight jobs found at recovery: their attempt was interrupted.
+    orphans: Vec<JobId>,
+    /// Outcomes whose record could not be appended; proposed again later.
+    deferred: Vec<(JobId, u32, Outcome)>,
+    /// Internal proposals wait until then after a failed append.
+    retry_at: UnixMillis,
+    purge_in_flight: bool,
+    disk_full: bool,
+    stopping: bool,
+    /// Round-robin position over queues for dispatch.
+    cursor: usize,
+    steps: u64,
+}
+
+impl Queue {
+    /// An empty queue.
+    pub fn new(config: Config) -> Queue {
+        let seed = config.hash_seed;
+        Queue {
+            config,
+            state: State::new(seed),
+            next_lsn: 1,
+            unapplied: VecDeque::new(),
+            enqueuing: HashMap::with_hasher(FixedState::with_seed(seed ^ 0x9e37_79b9)),
+            enqueuing_jobs: 0,
+            enqueuing_bytes: 0,
+            next_seq_proposed: 1,
+            waiting: BTreeMap::new(),
+            running: 0,
+            orphans: Vec::new(),
+            deferred: Vec::new(),
+            retry_at: 0,
+            purge_in_flight: false,
+            disk_full: false,
+            stopping: false,
+            cursor: 0,
+            steps: 0,
+        }
+    }
+
+    /// Rebuilds a queue from an optional snapshot and the records after it:
+    /// a pure fold. Records at or below the snapshot's LSN are skipped, so
+    /// replaying overlapping input changes nothing. Jobs found in flight
+    /// lost their attempt with the process: the first `step` fails them
+    /// (the attempt counts) so they retry or go dead.
+    pub fn recover(
+        config: Config,
+        snapshot: Option<crate::snapshot::Snapshot>,
+        records: impl IntoIterator<Item = Record>,
+    ) -> Result<Queue, ApplyError> {
+        let mut q = Queue::new(config);
+        if let Some(s) = snapshot {
+            s.restore_into(&mut q.state);
+        }
+        for r in records {
+            q.state.apply(&r)?;
+        }
+        q.after_restore();
+        Ok(q)
+    }
+
+    /// Applies one durable record to a queue being rebuilt (the same
+    /// function the live queue applies with). For recovery drivers that
+    /// stream records; call before the first `step`.
+    pub fn apply(&mut self, record: &Record) -> Result<(), ApplyError> {
+        assert!(self.unapplied.is_empty(), "apply is for rebuilding; a live queue applies on Durable");
+        self.state.apply(record)?;
+        self.after_restore();
+        Ok(())
+    }
+
+    fn after_restore(&mut self) {
+        self.next_lsn = self.state.applied_lsn + 1;
+        self.next_seq_proposed = self.state.next_seq;
+        self.orphans = self
+            .state
+            .leases
+            .iter()
+            .map(|&(_, _, slot)| self.state.table.get(slot).id.clone())
+            .collect();
+    }
+
+    // ----- getters -----
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The highest applied (durable) LSN.
+    pub fn applied_lsn(&self) -> Lsn {
+        self.state.applied_lsn
+    }
+
+    /// The LSN the next proposed record will get.
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
+    }
+
+    /// The latest time the core has seen.
+    pub fn now(&self) -> UnixMillis {
+        self.state.now
+    }
+
+    /// One job's durable state.
+    pub fn job(&self, id: &str) -> Option<JobView> {
+        self.state.table.slot_of(id).map(|s| self.view(self.state.table.get(s)))
+    }
+
+    /// Figures about the queue.
+    pub fn stats(&self) -> Stats {
+        let s = &self.state;
+        Stats {
+            jobs: s.counts,
+            ready: s.queues.iter().map(|q| q.ready.len() as u64).sum(),
+            scheduled: s.scheduled.len() as u64,
+            pending_payload_bytes: s.pending_payload_bytes,
+            remembered_ids: s.remembered.len() as u64,
+            applied_lsn: s.applied_lsn,
+            proposed_lsn: self.next_lsn - 1,
+            disk_full: self.disk_full,
+            totals: s.totals,
+        }
+    }
+
+    /// The full status (stats plus leases and newest dead jobs).
+    pub fn status(&self) -> Status {
+        let s = &self.state;
+        Status {
+            stats: self.stats(),
+            in_flight: s
+                .leases
+                .iter()
+                .take(STATUS_LIST_MAX)
+                .map(|&(t, _, slot)| {
+                    let e = s.table.get(slot);
+                    Lease { id: e.id.clone(), attempt: e.attempt, lease_until: t }
+                })
+                .collect(),
+            newest_dead: self.dead_jobs(STATUS_LIST_MAX),
+            now: s.now,
+        }
+    }
+
+    /// Dead jobs, newest first.
+    pub fn dead_jobs(&self, limit: usize) -> Vec<JobView> {
+        let s = &self.state;
+        s.dead.iter().rev().take(limit).map(|&(_, _, slot)| self.view(s.table.get(slot))).collect()
+    }
+
+    /// Heap bytes of the job table's own structures (not strings or payloads).
+    pub fn table_structure_bytes(&self) -> usize {
+        self.state.table.structure_bytes()
+    }
+
+    /// When the driver must call `step` (with [`Input::Tick`]) at the
+    /// latest, if nothing else happens; `None` if only inputs matter.
+    pub fn next_deadline(&self) -> Option<UnixMillis> {
+        let s = &self.state;
+        let mut next: Option<UnixMillis> = None;
+        let mut at = |t: UnixMillis| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(&(t, _, _)) = s.scheduled.first() {
+            at(t);
+        }
+        let internal_at = self.retry_at.max(s.now);
+        if let Some(t) = self.first_expirable_lease() {
+            at(t.max(internal_at));
+        }
+        if !self.orphans.is_empty() || !self.deferred.is_empty() {
+            at(internal_at);
+        }
+        if let Some(t) = self.purge_due_at() {
+            at(t.max(internal_at));
+        }
+        next
+    }
+
+    fn first_expirable_lease(&self) -> Option<UnixMillis> {
+        let s = &self.state;
+        s.leases
+            .iter()
+            .find(|&&(_, _, slot)| !s.table.get(slot).reserved)
+            .map(|&(t, _, _)| t)
+    }
+
+    /// When retention next wants a purge record (`None` while one is in flight).
+    fn purge_due_at(&self) -> Option<UnixMillis> {
+        if self.purge_in_flight {
+            return None;
+        }
+        let s = &self.state;
+        let r = &self.config.retention;
+        let d = &self.config.dedup;
+        let mut due: Option<UnixMillis> = None;
+        let mut at = |t: UnixMillis| due = Some(due.map_or(t, |n| n.min(t)));
+        if let Some(&(t, _, _)) =
+            s.finished.iter().find(|&&(_, _, slot)| !s.table.get(slot).reserved)
+        {
+            let over = (s.finished.len() as u64) > r.finished_count_max;
+            at(if over { s.now } else { t.saturating_add(r.finished_age_ms) });
+        }
+        if let Some(t) = s.remembered.oldest_at() {
+            let over = (s.remembered.len() as u64) > d.ids_max;
+            at(if over { s.now } else { t.saturating_add(d.window_ms) });
+        }
+        due
+    }
+
+    fn view(&self, e: &Entry) -> JobView {
+        JobView {
+            id: e.id.clone(),
+            queue: self.state.queues[e.queue as usize].name.clone(),
+            state: e.state,
+            payload: e.payload.clone(),
+            priority: e.priority,
+            attempt: e.attempt,
+            max_attempts: e.max_attempts,
+            timeout_ms: e.timeout_ms,
+            created_at: e.created_at,
+            run_at: e.run_at,
+            lease_until: (e.state == JobState::InFlight).then_some(e.state_at),
+            finished_at: e.state.is_final().then_some(e.state_at),
+            last_error: e.last_error.as_deref().map(str::to_owned),
+            seq: e.seq,
+        }
+    }
+
+    // ----- the driving method -----
+
+    /// Handles one input at time `now` (wall-clock milliseconds; clamped so
+    /// it never goes backwards) and appends the effects to carry out, in
+    /// order, to `out`.
+    pub fn step(&mut self, now: UnixMillis, input: Input, out: &mut Vec<Effect>) {
+        self.state.advance(now);
+        match input {
+            Input::Enqueue { req, jobs } => self.on_enqueue(req, jobs, out),
+            Input::Cancel { req, id } => self.on_cancel(req, id, out),
+            Input::Requeue { req, target } => self.on_requeue(req, target, out),
+            Input::Get { req, id } => out.push(Effect::Reply { req, reply: Reply::Job(self.job(id.as_str())) }),
+            Input::ListDead { req, limit } => {
+                out.push(Effect::Reply { req, reply: Reply::Dead(self.dead_jobs(limit)) })
+            }
+            Input::Status { req } => {
+                out.push(Effect::Reply { req, reply: Reply::Status(Box::new(self.status())) })
+            }
+            Input::Durable { upto } => self.on_durable(upto, out),
+            Input::AppendFailed { from_lsn, error } => self.on_append_failed(from_lsn, &error, out),
+            Input::Outcome { id, attempt, outcome } => self.on_outcome(id, attempt, outcome, out),
+            Input::Tick => {}
+            Input::DiskFull(full) => self.disk_full = full,
+            Input::StopDispatching => self.stopping = true,
+        }
+        self.housekeeping(out);
+        self.steps += 1;
+        if cfg!(debug_assertions) {
+            self.check_cheap();
+        }
+    }
+
+    fn propose(&mut self, op: Op, origin: Origin, out: &mut Vec<Effect>) -> Lsn {
+        let lsn = self.next_lsn;
+        self.next_lsn += 1;
+        let record = Arc::new(Record { lsn, at: self.state.now, op });
+        out.push(Effect::Append(Arc::clone(&record)));
+        self.unapplied.push_back((record, origin));
+        lsn
+    }
+
+    fn reply(out: &mut Vec<Effect>, req: RequestId, reply: Reply) {
+        out.push(Effect::Reply { req, reply });
+    }
+
+    fn wait(&mut self, lsn: Lsn, req: RequestId, answer: Answer, out: &mut Vec<Effect>) {
+        if lsn <= self.state.applied_lsn {
+            Self::reply(out, req, finish(answer));
+        } else {
+            self.waiting.entry(lsn).or_default().push(Waiting { req, answer });
+        }
+    }
+
+    // ----- client requests -----
+
+    fn on_enqueue(&mut self, req: RequestId, specs: Vec<JobSpec>, out: &mut Vec<Effect>) {
+        match self.admit(specs) {
+            Err(rejection) => Self::reply(out, req, Reply::Enqueued(Err(rejection))),
+            Ok(Admitted { new, answers, depends_on }) => {
+                let mut lsn = depends_on;
+                if !new.is_empty() {
+                    let count = new.len() as u64;
+                    let bytes: u64 = new.iter().map(|j| j.payload.len() as u64).sum();
+                    let ids: Vec<JobId> = new.iter().map(|j| j.id.clone()).collect();
+                    let own = self.propose(Op::Enqueue { jobs: new }, Origin::Client, out);
+                    for id in ids {
+                        self.enqueuing.insert(id, own);
+                    }
+                    self.enqueuing_jobs += count;
+                    self.enqueuing_bytes += bytes;
+                    self.next_seq_proposed += count;
+                    lsn = lsn.max(own);
+                }
+                self.wait(lsn, req, Answer::Enqueued(answers), out);
+            }
+        }
+    }
+
+    /// Validates a batch and resolves it into new jobs and duplicates.
+    /// Changes nothing: a rejected batch leaves no trace.
+    fn admit(&self, specs: Vec<JobSpec>) -> Result<Admitted, Rejection> {
+        let l = &self.config.limits;
+        if self.stopping {
+            return Err(Rejection::Stopping);
+        }
+        if specs.is_empty() {
+            return Err(Rejection::Invalid {
+                index: None,
+                field: "jobs".into(),
+                reason: "the batch is empty; send at least one job".into(),
+            });
+        }
+        if specs.len() as u64 > l.batch_jobs_max {
+            return Err(Rejection::TooLarge {
+                index: None,
+                reason: format!(
+                    "the batch has {} jobs; the limit is {}: split it",
+                    specs.len(),
+                    l.batch_jobs_max
+                ),
+            });
+        }
+        let now = self.state.now;
+        let mut batch_bytes = 0u64;
+        let mut new_queues = BTreeSet::new();
+        let mut in_batch: HashMap<&str, usize, FixedState> = HashMap::with_hasher(FixedState::with_seed(1));
+        let mut answers = Vec::with_capacity(specs.len());
+        let mut new = Vec::new();
+        let mut depends_on = 0;
+        let mut seq = self.next_seq_proposed;
+        let invalid = |index: usize, field: &str, reason: String| Rejection::Invalid {
+            index: Some(index),
+            field: field.into(),
+            reason,
+        };
+        for (i, spec) in specs.iter().enumerate() {
+            let bytes = spec.payload.len() as u64;
+            if bytes > l.payload_bytes_max {
+                return Err(Rejection::TooLarge {
+                    index: Some(i),
+                    reason: format!("the payload is {bytes} bytes; the limit is {}", l.payload_bytes_max),
+                });
+            }
+            batch_bytes += bytes;
+            let max_attempts = spec.max_attempts.unwrap_or(self.config.default_max_attempts);
+            if max_attempts == 0 || max_attempts > l.attempts_max {
+                return Err(invalid(i, "max_attempts", format!("must be 1 to {}, got {max_attempts}", l.attempts_max)));
+            }
+            let timeout_ms = spec.timeout_ms.unwrap_or(self.config.default_timeout_ms);
+            if timeout_ms == 0 || timeout_ms > l.timeout_ms_max {
+                return Err(invalid(i, "timeout_ms", format!("must be 1 to {}, got {timeout_ms}", l.timeout_ms_max)));
+            }
+            if spec.delay_ms > l.delay_ms_max {
+                return Err(invalid(i, "delay_ms", format!("must be at most {}, got {}", l.delay_ms_max, spec.delay_ms)));
+            }
+            let queue = spec.queue.clone().unwrap_or_default();
+            if !self.state.queue_ix.contains_key(&queue) {
+                new_queues.insert(queue.clone());
+            }
+            if let Some(id) = &spec.id {
+                if let Some(first) = in_batch.insert(id.as_str(), i) {
+                    return Err(invalid(i, "id", format!("id {id:?} appears twice in the batch (jobs {first} and {i})")));
+                }
+                let known = self.state.table.slot_of(id.as_str()).is_some()
+                    || self.state.remembered.contains(id.as_str());
+                if known {
+                    answers.push(Enqueued { id: id.clone(), duplicate: true });
+                    continue;
+                }
+                if let Some(&lsn) = self.enqueuing.get(id) {
+                    depends_on = depends_on.max(lsn);
+                    answers.push(Enqueued { id: id.clone(), duplicate: true });
+                    continue;
+                }
+            }
+            let id = match &spec.id {
+                Some(id) => id.clone(),
+                None => JobId::assigned(seq),
+            };
+            seq += 1;
+            answers.push(Enqueued { id: id.clone(), duplicate: false });
+            new.push(NewJob {
+                id,
+                queue,
+                payload: spec.payload.clone(),
+                priority: spec.priority,
+                max_attempts,
+                timeout_ms,
+                run_at: now.saturating_add(spec.delay_ms),
+            });
+        }
+        if batch_bytes > l.batch_bytes_max {
+            return Err(Rejection::TooLarge {
+                index: None,
+                reason: format!("the batch's payloads total {batch_bytes} bytes; the limit is {}", l.batch_bytes_max),
+            });
+        }
+        if !new.is_empty() {
+            if self.disk_full {
+                return Err(Rejection::Busy {
+                    reason: "the disk is full: new jobs are refused until space is freed".into(),
+                    retry_after_ms: 5_000,
+                });
+            }
+            if (self.state.queues.len() + new_queues.len()) as u64 > l.queues_max {
+                return Err(Rejection::Busy {
+                    reason: format!("the number of queues would exceed the limit of {}", l.queues_max),
+                    retry_after_ms: 60_000,
+                });
+            }
+            let jobs = self.state.counts.pending + self.state.counts.in_flight + self.enqueuing_jobs;
+            if jobs + new.len() as u64 > l.pending_jobs_max {
+                return Err(Rejection::Busy {
+                    reason: format!("the queue holds {jobs} unfinished jobs; the limit is {}", l.pending_jobs_max),
+                    retry_after_ms: 1_000,
+                });
+            }
+            let new_bytes: u64 = new.iter().map(|j| j.payload.len() as u64).sum();
+            let bytes = self.state.pending_payload_bytes + self.enqueuing_bytes;
+            if bytes + new_bytes > l.pending_payload_bytes_max {
+                return Err(Rejection::Busy {
+                    reason: format!(
+                        "unfinished jobs hold {bytes} payload bytes; the limit is {}",
+                        l.pending_payload_bytes_max
+                    ),
+                    retry_after_ms: 1_000,
+                });
+            }
+        }
+        Ok(Admitted { new, answers, depends_on })
+    }
+
+    fn on_cancel(&mut self, req: RequestId, id: JobId, out: &mut Vec<Effect>) {
+        let Some(slot) = self.state.table.slot_of(id.as_str()) else {
+            return Self::reply(out, req, Reply::Cancelled(Err(Rejection::NotFound { id })));
+        };
+        let e = self.state.table.get(slot);
+        let conflict = |reason: String| Reply::Cancelled(Err(Rejection::Conflict { reason }));
+        match e.state {
+            JobState::Cancelled => Self::reply(out, req, Reply::Cancelled(Ok(()))),
+            _ if e.reserved => Self::reply(out, req, conflict(format!("job {id} is changing right now; retry"))),
+            JobState::Pending => {
+                self.state.reindex(slot, |e| e.reserved = true);
+                let lsn = self.propose(Op::Cancel { id }, Origin::Client, out);
+                self.wait(lsn, req, Answer::Cancelled, out);
+            }
+            JobState::InFlight => Self::reply(
+                out,
+                req,
+                conflict(format!("job {id} is running (attempt {}); only pending jobs can be cancelled", e.attempt)),
+            ),
+            s => Self::reply(out, req, conflict(format!("job {id} is already {}", s.as_str()))),
+        }
+    }
+
+    fn on_requeue(&mut self, req: RequestId, target: RequeueTarget, out: &mut Vec<Effect>) {
+        let slots: Vec<u32> = match target {
+            RequeueTarget::One(id) => {
+                let Some(slot) = self.state.table.slot_of(id.as_str()) else {
+                    return Self::reply(out, req, Reply::Requeued(Err(Rejection::NotFound { id })));
+                };
+                let e = self.state.table.get(slot);
+                if e.state != JobState::Dead || e.reserved {
+                    let reason = if e.reserved {
+                        format!("job {id} is changing right now; retry")
+                    } else {
+                        format!("job {id} is {}; only dead jobs can be requeued", e.state.as_str())
+                    };
+                    return Self::reply(out, req, Reply::Requeued(Err(Rejection::Conflict { reason })));
+                }
+                vec![slot]
+            }
+            RequeueTarget::AllDead => {
+                let s = &self.state;
+                s.dead.iter().map(|k| k.2).filter(|&slot| !s.table.get(slot).reserved).collect()
+            }
+        };
+        let count = slots.len() as u64;
+        let mut lsn = 0;
+        for chunk in slots.chunks(self.config.limits.ids_per_record_max.max(1) as usize) {
+            let ids = chunk
+                .iter()
+                .map(|&slot| {
+                    self.state.reindex(slot, |e| e.reserved = true);
+                    self.state.table.get(slot).id.clone()
+                })
+                .collect();
+            lsn = self.propose(Op::Requeue { ids }, Origin::Client, out);
+        }
+        self.wait(lsn, req, Answer::Requeued(count), out);
+    }
+
+    // ----- durability -----
+
+    fn on_durable(&mut self, upto: Lsn, out: &mut Vec<Effect>) {
+        while let Some((record, _)) = self.unapplied.front() {
+            if record.lsn > upto {
+                break;
+            }
+            let Some((record, _)) = self.unapplied.pop_front() else { break };
+            self.apply_live(&record, out);
+        }
+        let applied = self.state.applied_lsn;
+        let later = self.waiting.split_off(&(applied + 1));
+        for (_, ws) in std::mem::replace(&mut self.waiting, later) {
+            for w in ws {
+                Self::reply(out, w.req, finish(w.answer));
+            }
+        }
+    }
+
+    fn apply_live(&mut self, record: &Record, out: &mut Vec<Effect>) {
+        match self.state.apply(record) {
+            Ok(Applied::Changed) => {}
+            Ok(Applied::Skipped) => return,
+            Err(e) => panic!("beaver-core bug: a record it proposed does not apply: {e}"),
+        }
+        match &record.op {
+            Op::Enqueue { jobs } => {
+                for j in jobs {
+                    self.enqueuing.remove(&j.id);
+                    self.enqueuing_jobs -= 1;
+                    self.enqueuing_bytes -= j.payload.len() as u64;
+                }
+            }
+            Op::Dispatch { id, attempt, lease_until } => {
+                if let Some(slot) = self.state.table.slot_of(id.as_str()) {
+                    let e = self.state.table.get(slot);
+                    if e.running {
+                        out.push(Effect::Execute(Execution {
+                            id: id.clone(),
+                            attempt: *attempt,
+                            payload: e.payload.clone().unwrap_or_else(empty_payload),
+                            timeout_ms: e.timeout_ms,
+                            lease_until: *lease_until,
+                        }));
+                    }
+                }
+            }
+            Op::Purge { .. } => self.purge_in_flight = false,
+            _ => {}
+        }
+    }
+
+    fn on_append_failed(&mut self, from_lsn: Lsn, error: &str, out: &mut Vec<Effect>) {
+        if from_lsn <= self.state.applied_lsn || from_lsn >= self.next_lsn {
+            return; // nothing of ours is at or after that LSN: a stale report
+        }
+        self.retry_at = self.state.now.saturating_add(APPEND_RETRY_MS);
+        while let Some((record, _)) = self.unapplied.back() {
+            if record.lsn < from_lsn {
+                break;
+            }
+            let Some((record, origin)) = self.unapplied.pop_back() else { break };
+            self.undo(&record, origin);
+        }
+        self.next_lsn = from_lsn;
+        for (_, ws) in self.waiting.split_off(&from_lsn) {
+            for w in ws {
+                let rejection = Rejection::Storage { reason: error.to_owned() };
+                let reply = match w.answer {
+                    Answer::Enqueued(_) => Reply::Enqueued(Err(rejection)),
+                    Answer::Cancelled => Reply::Cancelled(Err(rejection)),
+                    Answer::Requeued(_) => Reply::Requeued(Err(rejection)),
+                };
+                Self::reply(out, w.req, reply);
+            }
+        }
+    }
+
+    /// Releases the reservations of a record that will never be applied.
+    fn undo(&mut self, record: &Record, origin: Origin) {
+        let unreserve = |q: &mut Queue, id: &JobId| {
+            if let Some(slot) = q.state.table.slot_of(id.as_str()) {
+                q.state.reindex(slot, |e| e.reserved = false);
+            }
+        };
+        match &record.op {
+            Op::Enqueue { jobs } => {
+                for j in jobs {
+                    self.enqueuing.remove(&j.id);
+                    self.enqueuing_jobs -= 1;
+                    self.enqueuing_bytes -= j.payload.len() as u64;
+                    self.next_seq_proposed -= 1;
+                }
+            }
+            Op::Dispatch { id, .. } => {
+                if let Some(slot) = self.state.table.slot_of(id.as_str()) {
+                    self.state.reindex(slot, |e| {
+                        e.reserved = false;
+                        e.running = false;
+                    });
+                    self.running -= 1;
+                }
+            }
+            Op::Complete { id, attempt } | Op::Fail { id, attempt, .. } | Op::Release { id, attempt } => {
+                unreserve(self, id);
+                match origin {
+                    Origin::Outcome(o) => self.deferred.push((id.clone(), *attempt, o)),
+                    Origin::Orphan => self.orphans.push(id.clone()),
+                    _ => {}
+                }
+            }
+            Op::Cancel { id } => unreserve(self, id),
+            Op::Requeue { ids } => ids.iter().for_each(|id| unreserve(self, id)),
+            Op::Purge { jobs, .. } => {
+                jobs.iter().for_each(|id| unreserve(self, id));
+                self.purge_in_flight = false;
+            }
+        }
+    }
+
+    // ----- executions -----
+
+    fn on_outcome(&mut self, id: JobId, attempt: u32, outcome: Outcome, out: &mut Vec<Effect>) {
+        let Some(slot) = self.state.table.slot_of(id.as_str()) else { return };
+        let e = self.state.table.get(slot);
+        if !(e.running && e.state == JobState::InFlight && e.attempt == attempt) {
+            return; // stale: the lease expired, or the attempt is an old one
+        }
+        self.state.table.get_mut(slot).running = false;
+        self.running -= 1;
+        if self.state.table.get(slot).reserved {
+            return;
+        }
+        self.propose_outcome(slot, attempt, outcome, Origin::Outcome, out);
+    }
+
+    fn propose_outcome(
+        &mut self,
+        slot: u32,
+        attempt: u32,
+        outcome: Outcome,
+        origin: impl FnOnce(Outcome) -> Origin,
+        out: &mut Vec<Effect>,
+    ) {
+        let e = self.state.table.get(slot);
+        let id = e.id.clone();
+        let op = match &outcome {
+            Outcome::Succeeded => Op::Complete { id, attempt },
+            Outcome::NotStarted => Op::Release { id, attempt },
+            Outcome::Failed(text) => self.fail_op(e, attempt, text),
+            Outcome::TimedOut => self.fail_op(e, attempt, &format!("timed out after {} ms", e.timeout_ms)),
+        };
+        self.state.table.get_mut(slot).reserved = true;
+        self.propose(op, origin(outcome), out);
+    }
+
+    fn fail_op(&self, e: &Entry, attempt: u32, error: &str) -> Op {
+        let retry_at = (attempt < e.max_attempts)
+            .then(|| self.state.now.saturating_add(backoff_ms(&self.config.retry, &e.id, attempt)));
+        Op::Fail {
+            id: e.id.clone(),
+            attempt,
+            error: truncate_tail(error, self.config.limits.error_bytes_max as usize),
+            retry_at,
+        }
+    }
+
+    // ----- time-driven work -----
+
+    fn housekeeping(&mut self, out: &mut Vec<Effect>) {
+        if self.state.now >= self.retry_at {
+            self.expire_leases(out);
+            self.resume_orphans(out);
+            self.resume_deferred(out);
+            self.purge(out);
+        }
+        self.dispatch(out);
+    }
+
+    fn expire_leases(&mut self, out: &mut Vec<Effect>) {
+        let now = self.state.now;
+        let expired: Vec<u32> = self
+            .state
+            .leases
+            .iter()
+            .take_while(|k| k.0 <= now)
+            .map(|k| k.2)
+            .filter(|&slot| !self.state.table.get(slot).reserved)
+            .collect();
+        for slot in expired {
+            let e = self.state.table.get(slot);
+            let (id, attempt, running) = (e.id.clone(), e.attempt, e.running);
+            let text = format!("lease expired: no outcome within {} ms", e.timeout_ms + self.config.lease_slack_ms);
+            if running {
+                self.state.table.get_mut(slot).running = false;
+                self.running -= 1;
+                out.push(Effect::Abort { id, attempt });
+            }
+            let op = self.fail_op(self.state.table.get(slot), attempt, &text);
+            self.state.table.get_mut(slot).reserved = true;
+            self.propose(op, Origin::Expiry, out);
+        }
+    }
+
+    fn resume_orphans(&mut self, out: &mut Vec<Effect>) {
+        for id in std::mem::take(&mut self.orphans) {
+            let Some(slot) = self.state.table.slot_of(id.as_str()) else { continue };
+            let e = self.state.table.get(slot);
+            if e.state != JobState::InFlight || e.reserved || e.running {
+                continue;
+            }
+            let op = self.fail_op(e, e.attempt, "interrupted: beaver stopped while this attempt ran");
+            self.state.table.get_mut(slot).reserved = true;
+            self.propose(op, Origin::Orphan, out);
+        }
+    }
+
+    fn resume_deferred(&mut self, out: &mut Vec<Effect>) {
+        for (id, attempt, outcome) in std::mem::take(&mut self.deferred) {
+            let Some(slot) = self.state.table.slot_of(id.as_str()) else { continue };
+            let e = self.state.table.get(slot);
+            if e.state != JobState::InFlight || e.attempt != attempt || e.reserved {
+                continue;
+            }
+            self.propose_outcome(slot, attempt, outcome, Origin::Outcome, out);
+        }
+    }
+
+    fn purge(&mut self, out: &mut Vec<Effect>) {
+        let Some(due) = self.purge_due_at() else { return };
+        let now = self.state.now;
+        if due > now {
+            return;
+        }
+        let s = &self.state;
+        let r = &self.config.retention;
+        let d = &self.config.dedup;
+        let per_record = self.config.limits.ids_per_record_max.max(1) as usize;
+        let mut excess = (s.finished.len() as u64).saturating_sub(r.finished_count_max);
+        let mut jobs = Vec::new();
+        for &(t, _, slot) in &s.finished {
+            if jobs.len() >= per_record {
+                break;
+            }
+            let e = s.table.get(slot);
+            if e.reserved {
+                continue;
+            }
+            let aged = t.saturating_add(r.finished_age_ms) <= now;
+            if !aged && excess == 0 {
+                break;
+            }
+            excess = excess.saturating_sub(1);
+            jobs.push(slot);
+        }
+        let mut forget = Vec::new();
+        let mut early = 0u64;
+        let mut remembered_after = s.remembered.len() as u64 + jobs.len() as u64;
+        for (t, id) in s.remembered.iter() {
+            if forget.len() >= per_record {
+                break;
+            }
+            let aged = t.saturating_add(d.window_ms) <= now;
+            let over = remembered_after > d.ids_max;
+            if !aged && !over {
+                break;
+            }
+            if !aged {
+                early += 1;
+            }
+            remembered_after -= 1;
+            forget.push(id.clone());
+        }
+        if jobs.is_empty() && forget.is_empty() {
+            return;
+        }
+        let jobs = jobs
+            .into_iter()
+            .map(|slot| {
+                self.state.table.get_mut(slot).reserved = true;
+                self.state.table.get(slot).id.clone()
+            })
+            .collect();
+        self.state.totals.dedup_early_expiries += early;
+        self.purge_in_flight = true;
+        self.propose(Op::Purge { jobs, forget }, Origin::Purge, out);
+    }
+
+    fn dispatch(&mut self, out: &mut Vec<Effect>) {
+        if self.stopping {
+            return;
+        }
+        let capacity = u64::from(self.config.workers) + u64::from(self.config.prefetch);
+        let n = self.state.queues.len();
+        if self.config.workers == 0 || n == 0 || self.state.now < self.retry_at {
+            return;
+        }
+        let mut idle = 0;
+        while self.running < capacity && idle < n {
+            let qi = self.cursor % n;
+            self.cursor = (self.cursor + 1) % n;
+            let Some(&(_, _, slot)) = self.state.queues[qi].ready.first() else {
+                idle += 1;
+                continue;
+            };
+            idle = 0;
+            self.state.reindex(slot, |e| {
+                e.reserved = true;
+                e.running = true;
+            });
+            self.running += 1;
+            let e = self.state.table.get(slot);
+            let op = Op::Dispatch {
+                id: e.id.clone(),
+                attempt: e.attempt + 1,
+                lease_until: self
+                    .state
+                    .now
+                    .saturating_add(e.timeout_ms)
+                    .saturating_add(self.config.lease_slack_ms),
+            };
+            self.propose(op, Origin::Dispatch, out);
+        }
+    }
+
+    // ----- checks -----
+
+    /// Checks every invariant of the queue in full (O(jobs)); `Err` names
+    /// the first one broken.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        crate::invariants::check_full(self)
+    }
+
+    /// The O(1) checks run after every step in debug builds.
+    fn check_cheap(&self) {
+        let c = &self.state.counts;
+        let total = c.pending + c.in_flight + c.completed + c.dead + c.cancelled;
+        assert_eq!(total, self.state.table.len() as u64, "state counts do not add up to the job count");
+        assert_eq!(
+            self.next_lsn,
+            self.state.applied_lsn + 1 + self.unapplied.len() as u64,
+            "proposed LSNs are not dense"
+        );
+        let capacity = u64::from(self.config.workers) + u64::from(self.config.prefetch);
+        assert!(self.running <= capacity, "more jobs running ({}) than workers + prefetch", self.running);
+    }
+
+    pub(crate) fn parts(&self) -> QueueParts<'_> {
+        QueueParts {
+            state: &self.state,
+            unapplied: self.unapplied.iter().map(|(r, _)| r.as_ref()).collect(),
+            enqueuing: &self.enqueuing,
+            running: self.running,
+            waiting_max: self.waiting.keys().next_back().copied(),
+            next_lsn: self.next_lsn,
+        }
+    }
+
+    /// The durable state as a snapshot (canonical: jobs in acceptance order).
+    pub fn snapshot(&self) -> crate::snapshot::Snapshot {
+        crate::snapshot::Snapshot::of(&self.state)
+    }
+
+    /// Proposed records not yet durable, oldest first.
+    pub fn unapplied(&self) -> impl Iterator<Item = &Record> {
+        self.unapplied.iter().map(|(r, _)| r.as_ref())
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+}
+
+/// Borrowed internals for the invariant checker.
+pub(crate) struct QueueParts<'a> {
+    pub state: &'a State,
+    pub unapplied: Vec<&'a Record>,
+    pub enqueuing: &'a HashMap<JobId, Lsn, FixedState>,
+    pub running: u64,
+    pub waiting_max: Option<Lsn>,
+    pub next_lsn: Lsn,
+}
+
+struct Admitted {
+    new: Vec<NewJob>,
+    answers: Vec<Enqueued>,
+    depends_on: Lsn,
+}
+
+fn finish(answer: Answer) -> Reply {
+    match answer {
+        Answer::Enqueued(a) => Reply::Enqueued(Ok(a)),
+        Answer::Cancelled => Reply::Cancelled(Ok(())),
+        Answer::Requeued(n) => Reply::Requeued(Ok(n)),
+    }
+}
+
+fn empty_payload() -> crate::job::Payload {
+    // Unreachable in practice: a dispatched job is pending, and pending jobs
+    // keep their payload. `null` keeps the executor's contract (valid JSON).
+    match crate::job::Payload::from_json(b"null") {
+        Ok(p) => p,
+        Err(_) => unreachable!("null is valid JSON"),
+    }
+}
+
+/// Keeps the last `max` bytes of `text`, on a character boundary.
+pub(crate) fn truncate_tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}

@@ -1,0 +1,96 @@
+//! Ids of purged jobs, remembered for deduplication in purge order.
+
+use std::collections::VecDeque;
+
+use crate::index::IdIndex;
+use crate::job::JobId;
+use crate::time::UnixMillis;
+
+/// Remembered ids, oldest first, with an id index. Each id is stored once.
+#[derive(Clone)]
+pub(crate) struct Remembered {
+    /// `(purged_at, id)`; `None` where an id was forgotten out of order.
+    order: VecDeque<Option<(UnixMillis, JobId)>>,
+    /// Absolute position of `order[0]`.
+    base: u64,
+    index: IdIndex,
+}
+
+impl Remembered {
+    pub(crate) fn new(seed: u64) -> Remembered {
+        Remembered { order: VecDeque::new(), base: 0, index: IdIndex::new(seed) }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        let (order, base) = (&self.order, self.base);
+        self.index.get(id, |p| id_at(order, base, p)).is_some()
+    }
+
+    pub(crate) fn insert(&mut self, purged_at: UnixMillis, id: JobId) {
+        let pos = self.base + self.order.len() as u64;
+        let key = id.clone();
+        self.order.push_back(Some((purged_at, id)));
+        let (order, base) = (&self.order, self.base);
+        self.index.insert(key.as_str(), pos, |p| id_at(order, base, p));
+    }
+
+    /// Forgets `id`; returns whether it was remembered.
+    pub(crate) fn remove(&mut self, id: &str) -> bool {
+        let (order, base) = (&self.order, self.base);
+        let Some(pos) = self.index.remove(id, |p| id_at(order, base, p)) else {
+            return false;
+        };
+        self.order[(pos - self.base) as usize] = None;
+        while matches!(self.order.front(), Some(None)) {
+            self.order.pop_front();
+            self.base += 1;
+        }
+        true
+    }
+
+    /// Remembered ids, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (UnixMillis, &JobId)> {
+        self.order.iter().flatten().map(|(t, id)| (*t, id))
+    }
+
+    /// The oldest remembered id's purge time.
+    pub(crate) fn oldest_at(&self) -> Option<UnixMillis> {
+        self.iter().next().map(|(t, _)| t)
+    }
+}
+
+fn id_at(order: &VecDeque<Option<(UnixMillis, JobId)>>, base: u64, pos: u64) -> &JobId {
+    match order.get((pos - base) as usize) {
+        Some(Some((_, id))) => id,
+        _ => panic!("remembered ids: index points at an empty position {pos}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_in_order_and_forgets_anywhere() {
+        let mut r = Remembered::new(1);
+        for i in 0..10 {
+            r.insert(i, JobId::parse(&format!("id{i}")).unwrap());
+        }
+        assert!(r.contains("id3"));
+        assert!(r.remove("id3"));
+        assert!(!r.remove("id3"));
+        assert!(!r.contains("id3"));
+        assert!(r.remove("id0"));
+        assert_eq!(r.oldest_at(), Some(1));
+        assert_eq!(r.len(), 8);
+        let ids: Vec<_> = r.iter().map(|(_, id)| id.to_string()).collect();
+        assert_eq!(ids, ["id1", "id2", "id4", "id5", "id6", "id7", "id8", "id9"]);
+        assert!(r.remove("id1") && r.remove("id2"));
+        assert_eq!(r.oldest_at(), Some(4));
+        assert!(r.contains("id9"));
+    }
+}

@@ -1,0 +1,187 @@
+//! The job table: every job the queue knows, addressable by id and by slot.
+
+use crate::index::IdIndex;
+use crate::job::{JobId, JobState, Payload};
+use crate::time::UnixMillis;
+
+/// Which ordering structure currently holds a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// In no index (pending with a proposal in flight).
+    Nowhere,
+    /// Pending and runnable now.
+    Ready,
+    /// Pending until `run_at`.
+    Scheduled,
+    /// In flight, ordered by lease deadline.
+    Leased,
+    /// Final, ordered by finish time.
+    Finished,
+}
+
+/// One job. Field order keeps the struct small (~100 bytes).
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub id: JobId,
+    /// `None` once completed or cancelled: nothing will run it again.
+    pub payload: Option<Payload>,
+    pub last_error: Option<Box<str>>,
+    pub seq: u64,
+    pub created_at: UnixMillis,
+    pub run_at: UnixMillis,
+    /// The lease deadline while in flight; the finish time once final.
+    pub state_at: UnixMillis,
+    pub timeout_ms: u64,
+    pub priority: i32,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub queue: u32,
+    pub state: JobState,
+    pub place: Place,
+    /// A proposal about this job awaits durability: propose nothing else.
+    pub reserved: bool,
+    /// This process dispatched the job and has had no outcome yet.
+    pub running: bool,
+}
+
+/// Slot-addressed storage with an id index. Slots are reused; they are an
+/// in-memory detail, never written to the log.
+#[derive(Clone)]
+pub(crate) struct Table {
+    slots: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    by_id: IdIndex,
+}
+
+impl Table {
+    pub(crate) fn new(seed: u64) -> Table {
+        Table { slots: Vec::new(), free: Vec::new(), by_id: IdIndex::new(seed) }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub(crate) fn slot_of(&self, id: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.by_id
+            .get(id, |p| entry_id(slots, p))
+            .map(|p| p as u32)
+    }
+
+    pub(crate) fn get(&self, slot: u32) -> &Entry {
+        match self.slots.get(slot as usize) {
+            Some(Some(e)) => e,
+            _ => panic!("job table: slot {slot} is empty (index out of step with table)"),
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, slot: u32) -> &mut Entry {
+        match self.slots.get_mut(slot as usize) {
+            Some(Some(e)) => e,
+            _ => panic!("job table: slot {slot} is empty (index out of step with table)"),
+        }
+    }
+
+    /// Inserts a job whose id is not present; returns its slot.
+    pub(crate) fn insert(&mut self, entry: Entry) -> u32 {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let id = entry.id.clone();
+        self.slots[slot as usize] = Some(entry);
+        let slots = &self.slots;
+        self.by_id.insert(id.as_str(), u64::from(slot), |p| entry_id(slots, p));
+        slot
+    }
+
+    /// Removes the job in `slot` and returns it.
+    pub(crate) fn remove(&mut self, slot: u32) -> Entry {
+        let id = self.get(slot).id.clone();
+        let slots = &self.slots;
+        self.by_id.remove(id.as_str(), |p| entry_id(slots, p));
+        self.free.push(slot);
+        match self.slots[slot as usize].take() {
+            Some(e) => e,
+            None => panic!("job table: slot {slot} vanished during removal"),
+        }
+    }
+
+    /// Every job with its slot, in slot order (not a meaningful order).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Entry)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.as_ref().map(|e| (i as u32, e)))
+    }
+
+    /// Heap bytes held by the table's own structures (not by the jobs' strings).
+    pub(crate) fn structure_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Option<Entry>>()
+            + self.free.capacity() * 4
+            + self.by_id.bytes()
+    }
+}
+
+fn entry_id(slots: &[Option<Entry>], pos: u64) -> &JobId {
+    match slots.get(pos as usize) {
+        Some(Some(e)) => &e.id,
+        _ => panic!("job table: index points at empty slot {pos}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, seq: u64) -> Entry {
+        Entry {
+            id: JobId::parse(id).unwrap(),
+            payload: None,
+            last_error: None,
+            seq,
+            created_at: 0,
+            run_at: 0,
+            state_at: 0,
+            timeout_ms: 0,
+            priority: 0,
+            attempt: 0,
+            max_attempts: 1,
+            queue: 0,
+            state: JobState::Pending,
+            place: Place::Nowhere,
+            reserved: false,
+            running: false,
+        }
+    }
+
+    #[test]
+    fn insert_find_remove_reuse() {
+        let mut t = Table::new(7);
+        let a = t.insert(entry("a", 1));
+        let b = t.insert(entry("b", 2));
+        assert_eq!(t.slot_of("a"), Some(a));
+        assert_eq!(t.slot_of("b"), Some(b));
+        assert_eq!(t.remove(a).seq, 1);
+        assert_eq!(t.slot_of("a"), None);
+        let c = t.insert(entry("c", 3));
+        assert_eq!(c, a, "freed slots are reused");
+        assert_eq!(t.slot_of("c"), Some(c));
+        assert_eq!(t.len(), 2);
+        for i in 0..1000 {
+            t.insert(entry(&format!("j{i}"), 10 + i));
+        }
+        for i in 0..1000 {
+            assert_eq!(t.get(t.slot_of(&format!("j{i}")).unwrap()).seq, 10 + i);
+        }
+    }
+
+    #[test]
+    fn entry_stays_small() {
+        assert!(std::mem::size_of::<Option<Entry>>() <= 112, "{}", std::mem::size_of::<Option<Entry>>());
+    }
+}
