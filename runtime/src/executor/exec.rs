@@ -51,8 +51,9 @@ const SHELL: &str = "/bin/sh";
 /// - exit status 0 is [`Outcome::Succeeded`]; anything else is
 ///   [`Outcome::Failed`] with `exit status N` or `killed by signal N (SIGX)`,
 ///   followed by `: ` and the stderr tail if there is one;
-/// - past `timeout_ms` the whole process group is killed and the outcome is
-///   [`Outcome::TimedOut`];
+/// - past `timeout_ms` (counted from the first poll, spawning included) the
+///   whole process group is killed and the outcome is [`Outcome::TimedOut`];
+///   a shell that has exited by the time the timer fires keeps its outcome;
 /// - when the attempt ends for any reason (exit, timeout, or the future being
 ///   dropped) every process left in its group gets `SIGKILL`, background
 ///   children included; processes that left the group themselves are not
