@@ -217,8 +217,8 @@ fn enter_own_session(parent: libc::pid_t) -> io::Result<()> {
 
 /// The attempt's shell and its process group; dropping it kills the group.
 struct ProcessGroup {
-    /// Declared so that `Drop::drop` (the kill) runs before the child is
-    /// dropped and handed to tokio's orphan reaper.
+    /// Dropped only after `Drop::drop` killed the group, so tokio's orphan
+    /// reaper (which takes an unreaped child on drop) gets a dying shell.
     child: Child,
     pgid: libc::pid_t,
     /// Whether the group may still hold processes we must kill.

@@ -34,9 +34,10 @@ pub const COMMAND_BYTES_MAX: usize = 64 * 1024;
 /// Contract for every implementation:
 /// - the attempt starts when the returned future is first polled, not when
 ///   `execute` is called;
-/// - the future resolves to [`Outcome::TimedOut`] no later than about
-///   `exec.timeout_ms` after it was first polled (the executor enforces the
-///   timeout itself; the caller need not wrap it);
+/// - the future resolves within about `exec.timeout_ms` of its first poll:
+///   an attempt still running then is stopped and gives
+///   [`Outcome::TimedOut`] (the executor enforces the timeout itself; the
+///   caller need not wrap it);
 /// - dropping the future stops the attempt (for `exec`: its whole process
 ///   group is killed), so the runtime aborts an attempt by dropping it;
 /// - it never panics on the job's behalf: whatever goes wrong with the job
