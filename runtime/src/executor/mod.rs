@@ -20,7 +20,7 @@ mod demo;
 mod exec;
 mod noop;
 
-pub use demo::{DemoConfig, DemoExecutor, DemoPlan};
+pub use demo::{DEMO_DURATION_MS_MAX, DEMO_FAILURE, DemoConfig, DemoExecutor, DemoPlan};
 #[cfg(all(target_os = "linux", not(madsim)))]
 pub use exec::{ExecExecutor, STDERR_TAIL_BYTES};
 pub use noop::NoopExecutor;
