@@ -1,1 +1,33 @@
-//! beaver-io: storage (filled in by the storage work).
+//! beaver-io: storage.
+//!
+//! - [`Disk`]/[`DiskFile`]: the file-system operations storage needs, with
+//!   [`FileDisk`] (real files, Linux; absent under `cfg(madsim)`) and
+//!   [`SimDisk`] (in memory, seeded faults: torn and reordered writes, lost
+//!   directory entries, EIO, ENOSPC, bit rot, latency).
+//! - [`Wal`]: the write-ahead log (segments, batches, group commit,
+//!   recovery, inspection).
+//! - [`SnapshotStore`]: checksummed snapshot files, newest two kept.
+//!
+//! Every error names the file and the operation ([`Error`]).
+//! Durability is promised on Linux (fdatasync) only.
+
+pub mod disk;
+pub mod error;
+#[cfg(not(madsim))]
+pub mod file_disk;
+pub mod rng;
+pub mod sim_disk;
+pub mod snapshot;
+pub mod wal;
+
+pub use disk::{Disk, DiskFile};
+pub use error::{Error, Op, Result};
+#[cfg(not(madsim))]
+pub use file_disk::{FileDisk, RealFile};
+pub use rng::{DetRng, entropy_seed};
+pub use sim_disk::{SimDisk, SimDiskConfig, SimDiskStats, SimFile};
+pub use snapshot::{LoadedSnapshot, SnapshotStore};
+pub use wal::{
+    Appender, BatchInfo, GroupCommit, GroupCommitStats, Inspection, LogEnd, Recovered, SpaceStatus,
+    Wal, WalOptions, inspect,
+};

@@ -1,0 +1,2 @@
+//! WAL benchmark (filled in below).
+fn main() {}

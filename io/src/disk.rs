@@ -1,0 +1,67 @@
+//! The `Disk` trait: the few file-system operations beaver's storage needs.
+//!
+//! Two implementations exist: [`crate::FileDisk`] (real files, Linux, not
+//! compiled under `cfg(madsim)`) and [`crate::SimDisk`] (in memory, with
+//! faults). Every method returns an [`Error`](crate::Error) naming the path and
+//! the operation.
+
+use std::future::Future;
+use std::path::Path;
+
+use crate::error::Result;
+
+/// A file system holding beaver's data directory.
+///
+/// Guarantees expected of an implementation (the real one gives Linux's):
+/// - data written with [`DiskFile::write_at`] is durable only after a later
+///   [`DiskFile::sync_data`] on that file returned `Ok`;
+/// - a created, renamed or removed directory entry is durable only after a
+///   later [`Disk::sync_dir`] on its directory returned `Ok`;
+/// - [`Disk::rename`] is atomic: the target names either the old or the new
+///   file, never neither.
+pub trait Disk: Clone + Send + Sync + 'static {
+    /// An open file.
+    type File: DiskFile;
+
+    /// Creates `path` (truncating it if it exists) and opens it for reading and writing.
+    fn create(&self, path: &Path) -> impl Future<Output = Result<Self::File>> + Send;
+    /// Opens an existing file for reading and writing.
+    fn open(&self, path: &Path) -> impl Future<Output = Result<Self::File>> + Send;
+    /// Atomically renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> impl Future<Output = Result<()>> + Send;
+    /// Removes a file.
+    fn remove(&self, path: &Path) -> impl Future<Output = Result<()>> + Send;
+    /// The names (not paths) of the regular files in `dir`, sorted.
+    fn list(&self, dir: &Path) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> impl Future<Output = Result<()>> + Send;
+    /// Creates a directory and its parents (no-op if it exists).
+    fn create_dir_all(&self, dir: &Path) -> impl Future<Output = Result<()>> + Send;
+    /// Bytes still available to an unprivileged writer on the file system of `dir`.
+    fn free_space(&self, dir: &Path) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// An open file of a [`Disk`].
+///
+/// Handles are cheap to clone (they share the open file), so a sync can run
+/// on one clone while another clone writes.
+pub trait DiskFile: Clone + Send + Sync + 'static {
+    /// The path the file was opened under (for error messages).
+    fn path(&self) -> &Path;
+    /// Writes all of `buf` at `offset` (page cache; not durable).
+    fn write_at(&self, offset: u64, buf: &[u8]) -> impl Future<Output = Result<()>> + Send;
+    /// Reads up to `buf.len()` bytes at `offset` into `buf`, returning the
+    /// buffer truncated to what was read (shorter only at end of file).
+    fn read_at(&self, offset: u64, buf: Vec<u8>) -> impl Future<Output = Result<Vec<u8>>> + Send;
+    /// The file's current length in bytes.
+    fn size(&self) -> impl Future<Output = Result<u64>> + Send;
+    /// Sets the file's length (truncating or extending with zeros).
+    fn set_len(&self, len: u64) -> impl Future<Output = Result<()>> + Send;
+    /// Reserves space so that writes below `len` cannot fail with ENOSPC,
+    /// extending the file with zeros to at least `len`.
+    fn allocate(&self, len: u64) -> impl Future<Output = Result<()>> + Send;
+    /// fdatasync: the file's data (and the metadata needed to read it) is durable on `Ok`.
+    fn sync_data(&self) -> impl Future<Output = Result<()>> + Send;
+    /// fsync: data and all metadata durable on `Ok`.
+    fn sync_all(&self) -> impl Future<Output = Result<()>> + Send;
+}

@@ -1,0 +1,794 @@
+//! `SimDisk`: an in-memory disk with a seeded fault model.
+//!
+//! The state lives in an `Arc`, so a simulator keeps it across a node's
+//! kill and restart. No threads, no blocking: latency is a
+//! `tokio::time::sleep` (simulated time under madsim).
+//!
+//! The model (see ARCHITECTURE.md, "Simulation"):
+//! - every file has a page-cache view (what reads see) and a durable view;
+//!   unsynced operations are kept in order, split into 512-byte sectors;
+//! - [`SimDisk::crash_process`]: page cache survives, old handles die;
+//! - [`SimDisk::power_loss`]: per file, unsynced data is dropped, or a random
+//!   prefix of it survives (torn write), or a random subset of its sectors
+//!   (reordering); a torn sector holds garbage or zeros; directory entries
+//!   not covered by a directory fsync are lost;
+//! - fsync can fail with EIO, after which the pages count as clean (each
+//!   unsynced sector may or may not have reached the disk);
+//! - writes and allocations fail with ENOSPC beyond the capacity;
+//! - bit flips and lost writes can be injected into synced bytes.
+//!
+//! Directories themselves are always durable once created (a simplification:
+//! beaver creates its directories once, at start-up).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::disk::{Disk, DiskFile};
+use crate::error::{Error, Op, Result};
+use crate::rng::DetRng;
+
+/// The sector size of the simulated device: the unit of tearing and reordering.
+pub const SECTOR: u64 = 512;
+
+/// Which faults the simulated disk injects, and how often. Every class can be
+/// switched off; [`SimDiskConfig::default`] injects none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimDiskConfig {
+    /// Total bytes the disk holds; writes and allocations past it fail with ENOSPC.
+    pub capacity_bytes: u64,
+    /// Mean of the exponential latency of reads (zero: no latency).
+    pub read_latency_mean: Duration,
+    /// Mean of the exponential latency of writes and other metadata operations.
+    pub write_latency_mean: Duration,
+    /// Mean of the exponential latency of fsync, fdatasync and directory fsync.
+    pub sync_latency_mean: Duration,
+    /// Probability that an fsync/fdatasync fails with EIO.
+    pub eio_probability: f64,
+    /// At power loss, a file's unsynced data may survive as a random prefix.
+    pub torn_prefix: bool,
+    /// At power loss, a random subset of a file's unsynced sectors may survive.
+    pub reorder_sectors: bool,
+    /// A torn sector holds random garbage (else zeros).
+    pub garbage_in_torn_sectors: bool,
+    /// At power loss, directory entries not covered by a directory fsync are lost.
+    pub lose_unsynced_dir_entries: bool,
+}
+
+impl Default for SimDiskConfig {
+    fn default() -> Self {
+        SimDiskConfig {
+            capacity_bytes: u64::MAX,
+            read_latency_mean: Duration::ZERO,
+            write_latency_mean: Duration::ZERO,
+            sync_latency_mean: Duration::ZERO,
+            eio_probability: 0.0,
+            torn_prefix: false,
+            reorder_sectors: false,
+            garbage_in_torn_sectors: false,
+            lose_unsynced_dir_entries: false,
+        }
+    }
+}
+
+impl SimDiskConfig {
+    /// Every power-loss fault on (torn prefixes, reordering, garbage, lost
+    /// directory entries); no EIO, no latency, unlimited capacity.
+    pub fn power_faults() -> Self {
+        SimDiskConfig {
+            torn_prefix: true,
+            reorder_sectors: true,
+            garbage_in_torn_sectors: true,
+            lose_unsynced_dir_entries: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// How often each fault and each modelled event happened (coverage counters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimDiskStats {
+    /// Successful writes.
+    pub writes: u64,
+    /// Successful reads.
+    pub reads: u64,
+    /// Successful fsync/fdatasync calls.
+    pub syncs: u64,
+    /// Successful directory fsyncs.
+    pub dir_syncs: u64,
+    /// Process crashes (page cache kept).
+    pub process_crashes: u64,
+    /// Power losses.
+    pub power_losses: u64,
+    /// Files whose unsynced data was dropped whole at a power loss.
+    pub files_unsynced_dropped: u64,
+    /// Files whose unsynced data survived as a random prefix.
+    pub files_torn_prefix: u64,
+    /// Files whose unsynced sectors survived as a random subset.
+    pub files_reordered: u64,
+    /// Torn sectors filled with garbage.
+    pub torn_sectors_garbage: u64,
+    /// Torn sectors filled with zeros.
+    pub torn_sectors_zeroed: u64,
+    /// Unsynced bytes that did not survive a power loss.
+    pub unsynced_bytes_lost: u64,
+    /// Directory entries lost at power loss (not covered by a directory fsync).
+    pub dir_entries_lost: u64,
+    /// fsyncs failed with EIO.
+    pub eio_injected: u64,
+    /// Operations refused with ENOSPC.
+    pub enospc: u64,
+    /// Bits flipped in synced data.
+    pub bit_flips: u64,
+    /// Synced writes lost (range reverted to zeros).
+    pub lost_writes: u64,
+    /// Operations refused because their handle predates a crash.
+    pub stale_handle_ops: u64,
+    /// Operations delayed by simulated latency.
+    pub latency_sleeps: u64,
+}
+
+#[derive(Debug, Clone)]
+enum PendingOp {
+    Write { offset: u64, bytes: Vec<u8> },
+    SetLen(u64),
+}
+
+#[derive(Debug, Default)]
+struct Inode {
+    /// What reads see (the page cache).
+    data: Vec<u8>,
+    /// What survives a power loss.
+    durable: Vec<u8>,
+    /// Unsynced operations in issue order, with sequence numbers.
+    pending: Vec<(u64, PendingOp)>,
+    next_seq: u64,
+}
+
+fn apply(buf: &mut Vec<u8>, op: &PendingOp) {
+    match op {
+        PendingOp::Write { offset, bytes } => {
+            let start = *offset as usize;
+            let end = start + bytes.len();
+            if buf.len() < end {
+                buf.resize(end, 0);
+            }
+            buf[start..end].copy_from_slice(bytes);
+        }
+        PendingOp::SetLen(len) => buf.resize(*len as usize, 0),
+    }
+}
+
+impl Inode {
+    fn push(&mut self, op: PendingOp) {
+        apply(&mut self.data, &op);
+        self.pending.push((self.next_seq, op));
+        self.next_seq += 1;
+    }
+
+    /// Applies (or, with `keep = false`, drops) every pending op with a
+    /// sequence number below `upto` to the durable view.
+    fn settle(&mut self, upto: u64, mut keep: impl FnMut() -> bool) {
+        let n = self.pending.iter().take_while(|(s, _)| *s < upto).count();
+        for (_, op) in self.pending.drain(..n) {
+            if keep() {
+                apply(&mut self.durable, &op);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    rng: DetRng,
+    cfg: SimDiskConfig,
+    stats: SimDiskStats,
+    generation: u64,
+    next_inode: u64,
+    inodes: BTreeMap<u64, Inode>,
+    names: BTreeMap<PathBuf, u64>,
+    durable_names: BTreeMap<PathBuf, u64>,
+    dirs: BTreeSet<PathBuf>,
+    fail_next_syncs: u32,
+}
+
+/// The in-memory, fault-injecting disk. Clones share the same disk.
+///
+/// Guarantees: every decision comes from the seed given to [`SimDisk::new`]
+/// and the order of operations, so a simulation replays exactly.
+#[derive(Debug, Clone)]
+pub struct SimDisk {
+    state: Arc<Mutex<State>>,
+}
+
+/// An open file of a [`SimDisk`]. Unusable (ESTALE) after a crash or power loss.
+#[derive(Debug, Clone)]
+pub struct SimFile {
+    disk: SimDisk,
+    inode: u64,
+    generation: u64,
+    path: Arc<PathBuf>,
+}
+
+#[derive(Clone, Copy)]
+enum Lat {
+    Read,
+    Write,
+    Sync,
+}
+
+fn err(op: Op, path: &Path, errno: i32) -> Error {
+    Error::io(op, path, io::Error::from_raw_os_error(errno))
+}
+
+fn parent(p: &Path) -> &Path {
+    p.parent().unwrap_or(Path::new(""))
+}
+
+impl State {
+    fn used_bytes(&self) -> u64 {
+        let live: BTreeSet<u64> = self.names.values().copied().collect();
+        live.iter()
+            .filter_map(|i| self.inodes.get(i))
+            .map(|n| n.data.len() as u64)
+            .sum()
+    }
+
+    fn check_space(&mut self, op: Op, path: &Path, old_len: u64, new_len: u64) -> Result<()> {
+        if new_len <= old_len {
+            return Ok(());
+        }
+        let used = self.used_bytes();
+        if used.saturating_add(new_len - old_len) > self.cfg.capacity_bytes {
+            self.stats.enospc += 1;
+            return Err(err(op, path, libc::ENOSPC));
+        }
+        Ok(())
+    }
+
+    fn gc(&mut self) {
+        let live: BTreeSet<u64> = self
+            .names
+            .values()
+            .chain(self.durable_names.values())
+            .copied()
+            .collect();
+        self.inodes.retain(|i, _| live.contains(i));
+    }
+
+    fn fill_torn(&mut self, buf: &mut [u8]) {
+        if self.cfg.garbage_in_torn_sectors && self.rng.chance(0.5) {
+            self.rng.fill(buf);
+            self.stats.torn_sectors_garbage += 1;
+        } else {
+            buf.fill(0);
+            self.stats.torn_sectors_zeroed += 1;
+        }
+    }
+
+    /// Tears the sector containing `offset` in `buf` (the whole sector, as a
+    /// device without sector atomicity would).
+    fn tear_sector(&mut self, buf: &mut [u8], offset: u64) {
+        let start = (offset / SECTOR * SECTOR) as usize;
+        let end = (start + SECTOR as usize).min(buf.len());
+        if start < end {
+            let mut tmp = buf[start..end].to_vec();
+            self.fill_torn(&mut tmp);
+            buf[start..end].copy_from_slice(&tmp);
+        }
+    }
+
+    fn power_loss_file(&mut self, ino: u64) {
+        let Some(node) = self.inodes.get_mut(&ino) else {
+            return;
+        };
+        if node.pending.is_empty() {
+            node.data = node.durable.clone();
+            return;
+        }
+        let pending = std::mem::take(&mut node.pending);
+        let mut out = std::mem::take(&mut node.durable);
+        // Split every write into sector pieces: the unit that survives or not.
+        let mut pieces: Vec<PendingOp> = Vec::new();
+        for (_, op) in pending {
+            match op {
+                PendingOp::Write { offset, bytes } => {
+                    let mut pos = 0usize;
+                    while pos < bytes.len() {
+                        let off = offset + pos as u64;
+                        let room = (SECTOR - off % SECTOR) as usize;
+                        let n = room.min(bytes.len() - pos);
+                        pieces.push(PendingOp::Write {
+                            offset: off,
+                            bytes: bytes[pos..pos + n].to_vec(),
+                        });
+                        pos += n;
+                    }
+                }
+                other => pieces.push(other),
+            }
+        }
+        let total: u64 = pieces
+            .iter()
+            .map(|p| match p {
+                PendingOp::Write { bytes, .. } => bytes.len() as u64,
+                PendingOp::SetLen(_) => 0,
+            })
+            .sum();
+        let mut modes = vec![0u8];
+        if self.cfg.torn_prefix {
+            modes.push(1);
+        }
+        if self.cfg.reorder_sectors {
+            modes.push(2);
+        }
+        let mode = modes[self.rng.below(modes.len() as u64) as usize];
+        let mut kept = 0u64;
+        match mode {
+            1 => {
+                self.stats.files_torn_prefix += 1;
+                let cut = self.rng.below(pieces.len() as u64 + 1) as usize;
+                for p in &pieces[..cut] {
+                    apply(&mut out, p);
+                    if let PendingOp::Write { bytes, .. } = p {
+                        kept += bytes.len() as u64;
+                    }
+                }
+                if let Some(PendingOp::Write { offset, bytes }) = pieces.get(cut) {
+                    if self.rng.chance(0.5) {
+                        let end = *offset + bytes.len() as u64;
+                        if (out.len() as u64) < end {
+                            out.resize(end as usize, 0);
+                        }
+                        self.tear_sector(&mut out, *offset);
+                    }
+                }
+            }
+            2 => {
+                self.stats.files_reordered += 1;
+                for p in &pieces {
+                    if self.rng.chance(0.5) {
+                        apply(&mut out, p);
+                        if let PendingOp::Write { bytes, .. } = p {
+                            kept += bytes.len() as u64;
+                        }
+                    } else if let PendingOp::Write { offset, bytes } = p {
+                        if self.rng.chance(0.25) {
+                            let end = *offset + bytes.len() as u64;
+                            if (out.len() as u64) < end {
+                                out.resize(end as usize, 0);
+                            }
+                            self.tear_sector(&mut out, *offset);
+                        }
+                    }
+                }
+            }
+            _ => self.stats.files_unsynced_dropped += 1,
+        }
+        self.stats.unsynced_bytes_lost += total - kept;
+        if let Some(node) = self.inodes.get_mut(&ino) {
+            node.data = out.clone();
+            node.durable = out;
+        }
+    }
+}
+
+impl SimDisk {
+    /// An empty disk whose every random choice derives from `seed`.
+    pub fn new(seed: u64, cfg: SimDiskConfig) -> Self {
+        SimDisk {
+            state: Arc::new(Mutex::new(State {
+                rng: DetRng::new(seed),
+                cfg,
+                stats: SimDiskStats::default(),
+                generation: 0,
+                next_inode: 1,
+                inodes: BTreeMap::new(),
+                names: BTreeMap::new(),
+                durable_names: BTreeMap::new(),
+                dirs: BTreeSet::new(),
+                fail_next_syncs: 0,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the model consistent enough
+        // to inspect: every mutation is applied in one step.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The coverage counters so far.
+    pub fn stats(&self) -> SimDiskStats {
+        self.lock().stats.clone()
+    }
+
+    /// The current fault configuration.
+    pub fn config(&self) -> SimDiskConfig {
+        self.lock().cfg.clone()
+    }
+
+    /// Replaces the fault configuration (e.g. to stop faults at the end of a run).
+    pub fn set_config(&self, cfg: SimDiskConfig) {
+        self.lock().cfg = cfg;
+    }
+
+    /// Sets the capacity (ENOSPC beyond it).
+    pub fn set_capacity(&self, bytes: u64) {
+        self.lock().cfg.capacity_bytes = bytes;
+    }
+
+    /// Bytes in use by the files that currently have a name.
+    pub fn used_bytes(&self) -> u64 {
+        self.lock().used_bytes()
+    }
+
+    /// Makes the next `n` fsync/fdatasync calls fail with EIO (after which the
+    /// pages they covered count as clean, each sector on disk or not at random).
+    pub fn fail_next_syncs(&self, n: u32) {
+        self.lock().fail_next_syncs = n;
+    }
+
+    /// The process dies: unsynced data stays in the page cache (later reads
+    /// see it), every open handle becomes unusable.
+    pub fn crash_process(&self) {
+        let mut st = self.lock();
+        st.generation += 1;
+        st.stats.process_crashes += 1;
+    }
+
+    /// The power fails: the model of the module docs is applied to every
+    /// file, unsynced directory entries are lost (if configured), and every
+    /// open handle becomes unusable.
+    pub fn power_loss(&self) {
+        let mut st = self.lock();
+        st.generation += 1;
+        st.stats.power_losses += 1;
+        let inodes: Vec<u64> = st.inodes.keys().copied().collect();
+        for ino in inodes {
+            st.power_loss_file(ino);
+        }
+        if st.cfg.lose_unsynced_dir_entries {
+            let lost = st
+                .names
+                .iter()
+                .filter(|(p, i)| st.durable_names.get(*p) != Some(i))
+                .count() as u64;
+            st.stats.dir_entries_lost += lost;
+            st.names = st.durable_names.clone();
+        } else {
+            st.durable_names = st.names.clone();
+        }
+        st.gc();
+    }
+
+    /// Flips bit `bit` (0..8) of the byte at `offset` of `path`, in the page
+    /// cache and on the platter alike (bit rot in synced data).
+    pub fn flip_bit(&self, path: &Path, offset: u64, bit: u8) -> Result<()> {
+        let mut st = self.lock();
+        let ino = *st
+            .names
+            .get(path)
+            .ok_or_else(|| err(Op::Write, path, libc::ENOENT))?;
+        let node = st
+            .inodes
+            .get_mut(&ino)
+            .ok_or_else(|| err(Op::Write, path, libc::ENOENT))?;
+        let o = offset as usize;
+        if o >= node.data.len() || o >= node.durable.len() {
+            return Err(err(Op::Write, path, libc::EINVAL));
+        }
+        node.data[o] ^= 1 << (bit % 8);
+        node.durable[o] ^= 1 << (bit % 8);
+        st.stats.bit_flips += 1;
+        Ok(())
+    }
+
+    /// A write of `len` bytes at `offset` that was acknowledged but never
+    /// reached the platter: the range reads back as zeros (what a
+    /// preallocated file held before).
+    pub fn lose_write(&self, path: &Path, offset: u64, len: u64) -> Result<()> {
+        let mut st = self.lock();
+        let ino = *st
+            .names
+            .get(path)
+            .ok_or_else(|| err(Op::Write, path, libc::ENOENT))?;
+        let node = st
+            .inodes
+            .get_mut(&ino)
+            .ok_or_else(|| err(Op::Write, path, libc::ENOENT))?;
+        for buf in [&mut node.data, &mut node.durable] {
+            let end = ((offset + len) as usize).min(buf.len());
+            let start = (offset as usize).min(end);
+            buf[start..end].fill(0);
+        }
+        st.stats.lost_writes += 1;
+        Ok(())
+    }
+
+    /// The bytes of `path` that would survive a power loss with nothing
+    /// unsynced kept (its durable view), if the file has a durable name.
+    pub fn durable_contents(&self, path: &Path) -> Option<Vec<u8>> {
+        let st = self.lock();
+        let ino = st.durable_names.get(path)?;
+        st.inodes.get(ino).map(|n| n.durable.clone())
+    }
+
+    /// Total bytes written but not yet synced, over all files.
+    pub fn unsynced_bytes(&self) -> u64 {
+        let st = self.lock();
+        st.inodes
+            .values()
+            .flat_map(|n| n.pending.iter())
+            .map(|(_, op)| match op {
+                PendingOp::Write { bytes, .. } => bytes.len() as u64,
+                PendingOp::SetLen(_) => 0,
+            })
+            .sum()
+    }
+
+    async fn delay(&self, kind: Lat) {
+        let d = {
+            let mut st = self.lock();
+            let mean = match kind {
+                Lat::Read => st.cfg.read_latency_mean,
+                Lat::Write => st.cfg.write_latency_mean,
+                Lat::Sync => st.cfg.sync_latency_mean,
+            };
+            if mean.is_zero() {
+                return;
+            }
+            st.stats.latency_sleeps += 1;
+            Duration::from_secs_f64(st.rng.exponential(mean.as_secs_f64()))
+        };
+        tokio::time::sleep(d).await;
+    }
+
+    fn open_handle(&self, st: &State, ino: u64, path: &Path) -> SimFile {
+        SimFile {
+            disk: self.clone(),
+            inode: ino,
+            generation: st.generation,
+            path: Arc::new(path.to_path_buf()),
+        }
+    }
+}
+
+impl Disk for SimDisk {
+    type File = SimFile;
+
+    async fn create(&self, path: &Path) -> Result<SimFile> {
+        self.delay(Lat::Write).await;
+        let mut st = self.lock();
+        if !st.dirs.contains(parent(path)) {
+            return Err(err(Op::Create, path, libc::ENOENT));
+        }
+        let ino = if let Some(&ino) = st.names.get(path) {
+            if let Some(node) = st.inodes.get_mut(&ino) {
+                node.push(PendingOp::SetLen(0));
+            }
+            ino
+        } else {
+            let ino = st.next_inode;
+            st.next_inode += 1;
+            st.inodes.insert(ino, Inode::default());
+            st.names.insert(path.to_path_buf(), ino);
+            ino
+        };
+        Ok(self.open_handle(&st, ino, path))
+    }
+
+    async fn open(&self, path: &Path) -> Result<SimFile> {
+        self.delay(Lat::Read).await;
+        let st = self.lock();
+        let ino = *st
+            .names
+            .get(path)
+            .ok_or_else(|| err(Op::Open, path, libc::ENOENT))?;
+        Ok(self.open_handle(&st, ino, path))
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        self.delay(Lat::Write).await;
+        let mut st = self.lock();
+        if !st.dirs.contains(parent(to)) {
+            return Err(err(Op::Rename, to, libc::ENOENT));
+        }
+        let ino = st
+            .names
+            .remove(from)
+            .ok_or_else(|| err(Op::Rename, from, libc::ENOENT))?;
+        st.names.insert(to.to_path_buf(), ino);
+        st.gc();
+        Ok(())
+    }
+
+    async fn remove(&self, path: &Path) -> Result<()> {
+        self.delay(Lat::Write).await;
+        let mut st = self.lock();
+        st.names
+            .remove(path)
+            .ok_or_else(|| err(Op::Remove, path, libc::ENOENT))?;
+        st.gc();
+        Ok(())
+    }
+
+    async fn list(&self, dir: &Path) -> Result<Vec<String>> {
+        self.delay(Lat::Read).await;
+        let st = self.lock();
+        if !st.dirs.contains(dir) {
+            return Err(err(Op::List, dir, libc::ENOENT));
+        }
+        Ok(st
+            .names
+            .keys()
+            .filter(|p| parent(p) == dir)
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .collect())
+    }
+
+    async fn sync_dir(&self, dir: &Path) -> Result<()> {
+        let (entries, generation) = {
+            let st = self.lock();
+            if !st.dirs.contains(dir) {
+                return Err(err(Op::SyncDir, dir, libc::ENOENT));
+            }
+            let entries: Vec<(PathBuf, u64)> = st
+                .names
+                .iter()
+                .filter(|(p, _)| parent(p) == dir)
+                .map(|(p, i)| (p.clone(), *i))
+                .collect();
+            (entries, st.generation)
+        };
+        self.delay(Lat::Sync).await;
+        let mut st = self.lock();
+        if st.generation != generation {
+            st.stats.stale_handle_ops += 1;
+            return Err(err(Op::SyncDir, dir, libc::ESTALE));
+        }
+        st.durable_names.retain(|p, _| parent(p) != dir);
+        st.durable_names.extend(entries);
+        st.stats.dir_syncs += 1;
+        st.gc();
+        Ok(())
+    }
+
+    async fn create_dir_all(&self, dir: &Path) -> Result<()> {
+        let mut st = self.lock();
+        let mut d = Some(dir);
+        while let Some(p) = d {
+            st.dirs.insert(p.to_path_buf());
+            d = p.parent();
+        }
+        st.dirs.insert(PathBuf::new());
+        Ok(())
+    }
+
+    async fn free_space(&self, _dir: &Path) -> Result<u64> {
+        let st = self.lock();
+        Ok(st.cfg.capacity_bytes.saturating_sub(st.used_bytes()))
+    }
+}
+
+impl SimFile {
+    /// Runs `f` on the file's inode if the handle is still valid.
+    fn with<T>(&self, op: Op, f: impl FnOnce(&mut State, u64) -> Result<T>) -> Result<T> {
+        let mut st = self.disk.lock();
+        if st.generation != self.generation {
+            st.stats.stale_handle_ops += 1;
+            return Err(err(op, &self.path, libc::ESTALE));
+        }
+        if !st.inodes.contains_key(&self.inode) {
+            return Err(err(op, &self.path, libc::ENOENT));
+        }
+        f(&mut st, self.inode)
+    }
+
+    async fn sync(&self, op: Op) -> Result<()> {
+        let upto = self.with(op, |st, ino| {
+            Ok(st.inodes.get(&ino).map_or(0, |n| n.next_seq))
+        })?;
+        self.disk.delay(Lat::Sync).await;
+        self.with(op, |st, ino| {
+            let eio = if st.fail_next_syncs > 0 {
+                st.fail_next_syncs -= 1;
+                true
+            } else {
+                let p = st.cfg.eio_probability;
+                st.rng.chance(p)
+            };
+            let State { inodes, rng, .. } = st;
+            let Some(node) = inodes.get_mut(&ino) else {
+                return Err(err(op, &self.path, libc::ENOENT));
+            };
+            if eio {
+                // The kernel marks the pages clean: each op did or did not land.
+                node.settle(upto, || rng.chance(0.5));
+                st.stats.eio_injected += 1;
+                Err(err(op, &self.path, libc::EIO))
+            } else {
+                node.settle(upto, || true);
+                st.stats.syncs += 1;
+                Ok(())
+            }
+        })
+    }
+}
+
+impl DiskFile for SimFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        self.disk.delay(Lat::Write).await;
+        self.with(Op::Write, |st, ino| {
+            let old = st.inodes.get(&ino).map_or(0, |n| n.data.len() as u64);
+            st.check_space(Op::Write, &self.path, old, offset + buf.len() as u64)?;
+            if let Some(node) = st.inodes.get_mut(&ino) {
+                node.push(PendingOp::Write {
+                    offset,
+                    bytes: buf.to_vec(),
+                });
+            }
+            st.stats.writes += 1;
+            Ok(())
+        })
+    }
+
+    async fn read_at(&self, offset: u64, mut buf: Vec<u8>) -> Result<Vec<u8>> {
+        self.disk.delay(Lat::Read).await;
+        self.with(Op::Read, |st, ino| {
+            let data = st.inodes.get(&ino).map_or(&[][..], |n| &n.data[..]);
+            let start = (offset as usize).min(data.len());
+            let n = buf.len().min(data.len() - start);
+            buf[..n].copy_from_slice(&data[start..start + n]);
+            buf.truncate(n);
+            st.stats.reads += 1;
+            Ok(buf)
+        })
+    }
+
+    async fn size(&self) -> Result<u64> {
+        self.with(Op::Len, |st, ino| {
+            Ok(st.inodes.get(&ino).map_or(0, |n| n.data.len() as u64))
+        })
+    }
+
+    async fn set_len(&self, len: u64) -> Result<()> {
+        self.disk.delay(Lat::Write).await;
+        self.with(Op::SetLen, |st, ino| {
+            let old = st.inodes.get(&ino).map_or(0, |n| n.data.len() as u64);
+            st.check_space(Op::SetLen, &self.path, old, len)?;
+            if let Some(node) = st.inodes.get_mut(&ino) {
+                node.push(PendingOp::SetLen(len));
+            }
+            Ok(())
+        })
+    }
+
+    async fn allocate(&self, len: u64) -> Result<()> {
+        self.disk.delay(Lat::Write).await;
+        self.with(Op::Allocate, |st, ino| {
+            let old = st.inodes.get(&ino).map_or(0, |n| n.data.len() as u64);
+            st.check_space(Op::Allocate, &self.path, old, len)?;
+            if len > old {
+                if let Some(node) = st.inodes.get_mut(&ino) {
+                    node.push(PendingOp::SetLen(len));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn sync_data(&self) -> Result<()> {
+        self.sync(Op::SyncData).await
+    }
+
+    async fn sync_all(&self) -> Result<()> {
+        self.sync(Op::SyncAll).await
+    }
+}

@@ -1,0 +1,242 @@
+//! Snapshot files: the caller's opaque bytes plus the LSN they cover.
+//!
+//! ```text
+//! snap-<lsn:020>.snap = magic "BVRSNAPS" | version u32 | reserved u32 | lsn u64
+//!                     | body_len u64 | body | crc32(everything before) u32
+//! ```
+//! Written temp -> fsync -> rename -> fsync directory; the newest two are
+//! kept. Loading takes the newest that validates; a corrupt one is renamed
+//! aside to `<name>.broken` (and logged) and the older one is used.
+
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+use crate::disk::{Disk, DiskFile};
+use crate::error::{Error, Result};
+
+/// The snapshot format version this build writes and reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"BVRSNAPS";
+const HEADER_LEN: usize = 32;
+const TRAILER_LEN: usize = 4;
+
+/// The file name of the snapshot covering `lsn`.
+pub fn snapshot_name(lsn: u64) -> String {
+    format!("snap-{lsn:020}.snap")
+}
+
+fn parse_name(name: &str) -> Option<u64> {
+    let d = name.strip_prefix("snap-")?.strip_suffix(".snap")?;
+    (d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| d.parse().ok())
+        .flatten()
+}
+
+/// A snapshot that validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedSnapshot {
+    /// Every record with an LSN up to this one is folded into `body`.
+    pub lsn: u64,
+    /// The caller's bytes, exactly as saved.
+    pub body: Vec<u8>,
+    /// The file it came from.
+    pub path: PathBuf,
+}
+
+/// The snapshot files of one directory.
+///
+/// Guarantees: a snapshot returned by [`SnapshotStore::save`] is durable
+/// (file and directory entry); a snapshot returned by
+/// [`SnapshotStore::load`] validated (magic, version, length, checksum).
+#[derive(Debug)]
+pub struct SnapshotStore<D: Disk> {
+    disk: D,
+    dir: PathBuf,
+    /// LSNs of the snapshot files present, ascending.
+    kept: Vec<u64>,
+}
+
+/// Encodes a snapshot file.
+pub fn encode_snapshot(lsn: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len() + TRAILER_LEN);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&lsn.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(body);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Why a snapshot file is invalid, with the version found if it is a
+/// well-formed file of another format version.
+type Invalid = (&'static str, Option<u32>);
+
+fn decode_snapshot(b: &[u8]) -> std::result::Result<(u64, &[u8]), Invalid> {
+    if b.len() < HEADER_LEN + TRAILER_LEN {
+        return Err(("shorter than a snapshot header", None));
+    }
+    if &b[..8] != MAGIC {
+        return Err(("bad magic", None));
+    }
+    let word = |at: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(a)
+    };
+    let body_len = word(24);
+    // Bound the length by the file before using it; then the checksum decides.
+    if body_len != (b.len() - HEADER_LEN - TRAILER_LEN) as u64 {
+        return Err(("length does not match the file size", None));
+    }
+    let (content, crc) = b.split_at(b.len() - TRAILER_LEN);
+    let mut c = [0u8; 4];
+    c.copy_from_slice(crc);
+    if crc32fast::hash(content) != u32::from_le_bytes(c) {
+        return Err(("checksum mismatch", None));
+    }
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&b[8..12]);
+    let version = u32::from_le_bytes(v);
+    if version != SNAPSHOT_VERSION {
+        return Err(("unsupported version", Some(version)));
+    }
+    Ok((word(16), &content[HEADER_LEN..]))
+}
+
+impl<D: Disk> SnapshotStore<D> {
+    /// Opens (creating) the snapshot directory and removes leftover temp files.
+    pub async fn open(disk: D, dir: &Path) -> Result<Self> {
+        disk.create_dir_all(dir).await?;
+        let mut kept = Vec::new();
+        let mut removed = false;
+        for name in disk.list(dir).await? {
+            if let Some(lsn) = parse_name(&name) {
+                kept.push(lsn);
+            } else if name.starts_with("snap-") && name.ends_with(".tmp") {
+                disk.remove(&dir.join(&name)).await?;
+                removed = true;
+            }
+        }
+        if removed {
+            disk.sync_dir(dir).await?;
+        }
+        kept.sort_unstable();
+        Ok(SnapshotStore {
+            disk,
+            dir: dir.to_path_buf(),
+            kept,
+        })
+    }
+
+    /// Writes a snapshot covering `lsn` durably (temp, fsync, rename,
+    /// directory fsync), then deletes all but the newest two. Returns its path.
+    pub async fn save(&mut self, lsn: u64, body: &[u8]) -> Result<PathBuf> {
+        let name = snapshot_name(lsn);
+        let path = self.dir.join(&name);
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let bytes = encode_snapshot(lsn, body);
+        let f = self.disk.create(&tmp).await?;
+        f.write_at(0, &bytes).await?;
+        f.sync_all().await?;
+        self.disk.rename(&tmp, &path).await?;
+        self.disk.sync_dir(&self.dir).await?;
+        if let Err(i) = self.kept.binary_search(&lsn) {
+            self.kept.insert(i, lsn);
+        }
+        if self.kept.len() > 2 {
+            let old: Vec<u64> = self.kept.drain(..self.kept.len() - 2).collect();
+            for l in old {
+                self.disk.remove(&self.dir.join(snapshot_name(l))).await?;
+            }
+            self.disk.sync_dir(&self.dir).await?;
+        }
+        info!(lsn, bytes = bytes.len(), "snapshot saved");
+        Ok(path)
+    }
+
+    /// Loads the newest snapshot that validates. A corrupt one is renamed
+    /// aside to `<name>.broken` (logged, directory fsync'd) and the next
+    /// older one is tried. `Ok(None)`: no valid snapshot (start from an
+    /// empty state and the whole log). A snapshot of a newer format is an
+    /// error, not a corruption.
+    pub async fn load(&mut self) -> Result<Option<LoadedSnapshot>> {
+        while let Some(&lsn) = self.kept.last() {
+            let path = self.dir.join(snapshot_name(lsn));
+            let f = self.disk.open(&path).await?;
+            let size = f.size().await?;
+            let bytes = f.read_at(0, vec![0u8; size as usize]).await?;
+            match decode_snapshot(&bytes) {
+                Ok((l, body)) if l == lsn => {
+                    return Ok(Some(LoadedSnapshot {
+                        lsn,
+                        body: body.to_vec(),
+                        path,
+                    }));
+                }
+                Err((_, Some(found))) => {
+                    return Err(Error::Version {
+                        path,
+                        found,
+                        supported: SNAPSHOT_VERSION,
+                    });
+                }
+                res => {
+                    let why = match res {
+                        Err((w, _)) => w,
+                        Ok(_) => "LSN in the file differs from its name",
+                    };
+                    let broken = self.dir.join(format!("{}.broken", snapshot_name(lsn)));
+                    warn!(file = %path.display(), reason = why, "snapshot is corrupt; renamed aside, falling back to the older one");
+                    self.disk.rename(&path, &broken).await?;
+                    self.disk.sync_dir(&self.dir).await?;
+                    self.kept.pop();
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// LSN of the newest snapshot file present.
+    pub fn newest_lsn(&self) -> Option<u64> {
+        self.kept.last().copied()
+    }
+
+    /// LSN of the older of the two kept snapshots: WAL segments may be
+    /// deleted only up to it. `None` with fewer than two (delete nothing).
+    pub fn older_kept_lsn(&self) -> Option<u64> {
+        (self.kept.len() >= 2).then(|| self.kept[self.kept.len() - 2])
+    }
+
+    /// LSNs of the snapshot files present, ascending.
+    pub fn kept(&self) -> &[u64] {
+        &self.kept
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_every_flip_caught() {
+        let b = encode_snapshot(42, b"state");
+        assert_eq!(decode_snapshot(&b), Ok((42, &b"state"[..])));
+        for i in 0..b.len() {
+            let mut c = b.clone();
+            c[i] ^= 0x10;
+            assert!(decode_snapshot(&c).is_err(), "flip at {i}");
+        }
+        assert!(decode_snapshot(&b[..b.len() - 1]).is_err());
+        assert_eq!(parse_name(&snapshot_name(9)), Some(9));
+        assert_eq!(parse_name("snap-1.snap"), None);
+    }
+}

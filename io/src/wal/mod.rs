@@ -1,0 +1,23 @@
+//! The write-ahead log: byte-oriented records `(lsn, body)` in preallocated,
+//! salted segments, written in checksummed, chained batches (one batch per
+//! group commit), recovered with the torn-tail-versus-corruption rule.
+//!
+//! - [`format`]: the on-disk framing.
+//! - [`segment`]: segment file names.
+//! - [`writer`]: [`Wal`]: open/recover, write, sync, rotate, delete.
+//! - [`group`]: [`GroupCommit`], a ready-made WAL task for concurrent appenders.
+//! - [`inspect`]: read-only inspection.
+
+pub mod format;
+pub mod group;
+pub mod inspect;
+mod scan;
+pub mod segment;
+pub mod writer;
+
+pub use group::{Appender, GroupCommit, GroupCommitStats};
+pub use inspect::{BatchReport, Inspection, LogEnd, SegmentReport, inspect};
+pub use writer::{
+    BatchInfo, DEFAULT_SEGMENT_BYTES, PrepareJob, PrepareOutcome, Recovered, SpaceStatus, SyncJob,
+    SyncOutcome, Wal, WalOptions,
+};

@@ -1,0 +1,324 @@
+//! The scan shared by recovery and inspection: reads every segment,
+//! follows the checksum chain, looks past its end for valid batches (to
+//! learn the highest watermark) and classifies the end as clean, torn or
+//! corrupt. It only reads.
+
+use std::path::{Path, PathBuf};
+
+use crate::disk::{Disk, DiskFile};
+use crate::error::Result;
+use crate::wal::format::{
+    BATCH_HEADER_LEN, HeaderProblem, SECTOR, SEGMENT_HEADER_LEN, SegmentHeader, decode_batch,
+};
+use crate::wal::inspect::{BatchReport, Inspection, LogEnd, SegmentReport};
+use crate::wal::segment::list_segments;
+
+/// A segment that holds part of the valid log.
+#[derive(Debug, Clone)]
+pub(crate) struct ChainSegment {
+    pub seq: u64,
+    pub path: PathBuf,
+    pub header: SegmentHeader,
+    /// LSN of the last valid record in it (None: header only).
+    pub last_lsn: Option<u64>,
+    /// Where the next batch would go.
+    pub end_offset: u64,
+}
+
+/// A byte range to zero (the torn window).
+#[derive(Debug, Clone)]
+pub(crate) struct ZeroRange {
+    pub path: PathBuf,
+    pub start: u64,
+    pub end: u64,
+}
+
+pub(crate) struct ScanOutcome {
+    pub report: Inspection,
+    pub chain: Vec<ChainSegment>,
+    /// Every segment file and whether it is part of the chain.
+    pub files: Vec<(u64, PathBuf)>,
+    pub last_crc: u32,
+    pub torn: Vec<ZeroRange>,
+    pub torn_bytes: u64,
+}
+
+struct Break {
+    seg: usize,
+    path: PathBuf,
+    offset: u64,
+    reason: String,
+}
+
+/// Offset one past the last non-zero byte.
+fn nonzero_end(buf: &[u8]) -> u64 {
+    buf.iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |p| p as u64 + 1)
+}
+
+/// Looks for valid batches of `salt` at sector boundaries from `from` on.
+fn sweep(buf: &[u8], salt: u64, from: u64, out: &mut Vec<BatchReport>) {
+    let mut at = from.div_ceil(SECTOR) * SECTOR;
+    while at + BATCH_HEADER_LEN as u64 <= buf.len() as u64 {
+        let rest = &buf[at as usize..];
+        if rest[..4].iter().all(|&b| b == 0) {
+            at += SECTOR;
+            continue;
+        }
+        match decode_batch(rest, salt, None, u64::MAX, |_, _| {}) {
+            Ok(h) => {
+                out.push(BatchReport {
+                    offset: at,
+                    len: h.framed_len(),
+                    first_lsn: h.first_lsn,
+                    last_lsn: h.last_lsn,
+                    watermark: h.watermark,
+                    in_log: false,
+                });
+                at += h.framed_len();
+            }
+            Err(_) => at += SECTOR,
+        }
+    }
+}
+
+/// Scans the WAL in `dir`. Records of the valid log with an LSN above
+/// `after_lsn` go to `each` in order, each only after its batch verified.
+/// With `keep_batches`, every batch is listed in the report (inspection).
+pub(crate) async fn scan<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    after_lsn: u64,
+    keep_batches: bool,
+    mut each: impl FnMut(u64, &[u8]),
+) -> Result<ScanOutcome> {
+    let files = list_segments(disk, dir).await?;
+    let mut segments = Vec::with_capacity(files.len());
+    let mut chain: Vec<ChainSegment> = Vec::new();
+    let mut last: Option<(u64, u32)> = None; // (lsn, crc) of the last valid batch
+    let mut first_lsn: Option<u64> = None;
+    let mut brk: Option<Break> = None;
+    // A batch-level stop inside a chained segment: the end of the log, unless
+    // the next segment continues the chain (the writer rotated).
+    let mut soft: Option<Break> = None;
+    let mut watermark = 0u64;
+    let mut watermark_at: Option<(PathBuf, u64)> = None;
+    let mut sizes = Vec::with_capacity(files.len());
+    let mut buf: Vec<u8> = Vec::new();
+
+    for (i, (seq, path)) in files.iter().enumerate() {
+        let file = disk.open(path).await?;
+        let size = file.size().await?;
+        buf.clear();
+        buf.resize(size as usize, 0);
+        buf = file.read_at(0, std::mem::take(&mut buf)).await?;
+        sizes.push(nonzero_end(&buf));
+        let header = SegmentHeader::decode(&buf);
+        let mut rep = SegmentReport {
+            path: path.clone(),
+            seq: *seq,
+            size,
+            header_first_lsn: header.as_ref().ok().map(|h| h.first_lsn),
+            header_problem: match &header {
+                Ok(_) => None,
+                Err(HeaderProblem::Blank) => Some("blank".into()),
+                Err(HeaderProblem::Invalid(r)) => Some((*r).into()),
+                Err(HeaderProblem::Version(v)) => Some(format!("unsupported format version {v}")),
+            },
+            batches: Vec::new(),
+        };
+        let mut found: Vec<BatchReport> = Vec::new();
+
+        if brk.is_none() {
+            let continues = match (&header, last) {
+                (Ok(h), _) if h.seq != *seq => Err("header names another sequence number".into()),
+                (Ok(_), None) => Ok(()),
+                (Ok(h), Some((lsn, crc))) if h.first_lsn == lsn + 1 && h.prev_chain == crc => {
+                    Ok(())
+                }
+                (Ok(_), Some(_)) => Err("segment header does not continue the chain".to_string()),
+                (Err(p), _) => Err(format!("segment header invalid: {p:?}")),
+            };
+            match continues {
+                Ok(()) => {
+                    soft = None;
+                }
+                Err(why) => {
+                    brk = Some(match soft.take() {
+                        // The previous segment ended cleanly (only zeros
+                        // after its last batch): the problem is this segment.
+                        Some(s) if sizes[s.seg] <= s.offset => Break {
+                            seg: i,
+                            path: path.clone(),
+                            offset: 0,
+                            reason: why,
+                        },
+                        Some(mut s) => {
+                            s.reason =
+                                format!("{}; next segment {}: {why}", s.reason, path.display());
+                            s
+                        }
+                        None => Break {
+                            seg: i,
+                            path: path.clone(),
+                            offset: 0,
+                            reason: why,
+                        },
+                    });
+                }
+            }
+        }
+        if brk.is_some() {
+            if let Ok(h) = &header {
+                sweep(&buf, h.salt, SEGMENT_HEADER_LEN, &mut found);
+            }
+        } else if let Ok(h) = header {
+            let mut off = SEGMENT_HEADER_LEN;
+            let mut seg_last = None;
+            loop {
+                let expect = match last {
+                    Some((l, c)) => (l + 1, c),
+                    None => (h.first_lsn, h.prev_chain),
+                };
+                let res = decode_batch(
+                    &buf[off as usize..],
+                    h.salt,
+                    Some(expect),
+                    after_lsn,
+                    &mut each,
+                );
+                let why = match res {
+                    Ok(b) => {
+                        found.push(BatchReport {
+                            offset: off,
+                            len: b.framed_len(),
+                            first_lsn: b.first_lsn,
+                            last_lsn: b.last_lsn,
+                            watermark: b.watermark,
+                            in_log: true,
+                        });
+                        if b.watermark >= watermark {
+                            watermark = b.watermark;
+                            watermark_at = Some((path.clone(), off));
+                        }
+                        first_lsn.get_or_insert(b.first_lsn);
+                        last = Some((b.last_lsn, b.crc));
+                        seg_last = Some(b.last_lsn);
+                        off += b.framed_len();
+                        continue;
+                    }
+                    Err(r) => r.to_string(),
+                };
+                // A header whose first batch is invalid is part of the torn
+                // window too (header and first batch are written together).
+                let at = if seg_last.is_none() { 0 } else { off };
+                soft = Some(Break {
+                    seg: i,
+                    path: path.clone(),
+                    offset: at,
+                    reason: why,
+                });
+                break;
+            }
+            if seg_last.is_some() {
+                chain.push(ChainSegment {
+                    seq: *seq,
+                    path: path.clone(),
+                    header: h,
+                    last_lsn: seg_last,
+                    end_offset: off,
+                });
+            }
+            sweep(&buf, h.salt, off, &mut found);
+        }
+        // Valid batches past the end of the log still vouch for LSNs.
+        for b in found.iter().filter(|b| !b.in_log) {
+            if b.watermark >= watermark {
+                watermark = b.watermark;
+                watermark_at = Some((path.clone(), b.offset));
+            }
+        }
+        if keep_batches {
+            rep.batches = found;
+        }
+        segments.push(rep);
+    }
+    if brk.is_none() {
+        brk = soft.take();
+    }
+
+    let last_lsn = last.map(|(l, _)| l);
+    let mut torn = Vec::new();
+    let mut torn_bytes = 0u64;
+    let mut end = match &brk {
+        None => LogEnd::Clean,
+        Some(b) => {
+            for (j, (_, path)) in files.iter().enumerate().skip(b.seg) {
+                let start = if j == b.seg { b.offset } else { 0 };
+                if sizes[j] > start {
+                    torn_bytes += sizes[j] - start;
+                    torn.push(ZeroRange {
+                        path: path.clone(),
+                        start,
+                        end: sizes[j],
+                    });
+                }
+            }
+            if watermark > last_lsn.unwrap_or(0) {
+                let (wp, wo) = watermark_at
+                    .clone()
+                    .unwrap_or_else(|| (b.path.clone(), b.offset));
+                LogEnd::Corrupt {
+                    path: b.path.clone(),
+                    offset: b.offset,
+                    detail: format!(
+                        "{}; the valid log ends at LSN {} but LSNs up to {watermark} were acknowledged (watermark of the batch at {} offset {wo})",
+                        b.reason,
+                        last_lsn.unwrap_or(0),
+                        wp.display()
+                    ),
+                }
+            } else if torn_bytes == 0 {
+                LogEnd::Clean
+            } else {
+                LogEnd::Torn {
+                    path: b.path.clone(),
+                    offset: b.offset,
+                    bytes: torn_bytes,
+                    reason: b.reason.clone(),
+                }
+            }
+        }
+    };
+    // The valid log must reach back to the snapshot: a gap means lost records.
+    if let (Some(first), Some(seg)) = (first_lsn, chain.first()) {
+        if first > after_lsn + 1 && !matches!(end, LogEnd::Corrupt { .. }) {
+            end = LogEnd::Corrupt {
+                path: seg.path.clone(),
+                offset: 0,
+                detail: format!(
+                    "the log starts at LSN {first} but the snapshot covers only up to LSN {after_lsn}: records are missing"
+                ),
+            };
+        }
+    }
+    if !matches!(end, LogEnd::Torn { .. }) {
+        torn.clear();
+        torn_bytes = 0;
+    }
+    Ok(ScanOutcome {
+        report: Inspection {
+            segments,
+            first_lsn,
+            last_lsn,
+            watermark,
+            end,
+        },
+        chain,
+        files,
+        last_crc: last.map_or(0, |(_, c)| c),
+        torn,
+        torn_bytes,
+    })
+}
