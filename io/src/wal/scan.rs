@@ -46,7 +46,11 @@ pub(crate) struct ScanOutcome {
 struct Break {
     seg: usize,
     path: PathBuf,
+    /// Where the torn window would start (0 when the segment's header
+    /// went out with the invalid batch).
     offset: u64,
+    /// Where the invalid bytes are.
+    bad_at: u64,
     reason: String,
 }
 
@@ -152,6 +156,7 @@ pub(crate) async fn scan<D: Disk>(
                             seg: i,
                             path: path.clone(),
                             offset: 0,
+                            bad_at: 0,
                             reason: why,
                         },
                         Some(mut s) => {
@@ -163,6 +168,7 @@ pub(crate) async fn scan<D: Disk>(
                             seg: i,
                             path: path.clone(),
                             offset: 0,
+                            bad_at: 0,
                             reason: why,
                         },
                     });
@@ -217,6 +223,7 @@ pub(crate) async fn scan<D: Disk>(
                     seg: i,
                     path: path.clone(),
                     offset: at,
+                    bad_at: off,
                     reason: why,
                 });
                 break;
@@ -271,7 +278,7 @@ pub(crate) async fn scan<D: Disk>(
                     .unwrap_or_else(|| (b.path.clone(), b.offset));
                 LogEnd::Corrupt {
                     path: b.path.clone(),
-                    offset: b.offset,
+                    offset: b.bad_at,
                     detail: format!(
                         "{}; the valid log ends at LSN {} but LSNs up to {watermark} were acknowledged (watermark of the batch at {} offset {wo})",
                         b.reason,

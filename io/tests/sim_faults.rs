@@ -1,0 +1,441 @@
+//! One test per fault class of the simulated disk, each asserting the exact
+//! outcome of WAL (or snapshot) recovery.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use beaver_io::wal::{LogEnd, inspect};
+use beaver_io::{Disk, DiskFile, Error, SimDisk, SimDiskConfig, SnapshotStore, Wal};
+use common::{DIR, assert_dense, body, opts, recover, rt, write};
+
+const SEG: u64 = 16 << 10;
+
+/// Writes `batches` synced batches of `per` records of `len` bytes.
+async fn synced_log(disk: &SimDisk, batches: u64, per: u64, len: usize) -> Wal<SimDisk> {
+    let (mut wal, _) = recover(disk, Path::new(DIR), opts(SEG, 1), 0)
+        .await
+        .unwrap();
+    for _ in 0..batches {
+        write(&mut wal, per, len).await.unwrap();
+        wal.sync().await.unwrap();
+    }
+    wal
+}
+
+#[test]
+fn torn_last_batch_is_discarded_and_every_earlier_record_recovers() {
+    let mut torn_seen = 0;
+    for seed in 0..40 {
+        rt().block_on(async {
+            let cfg = SimDiskConfig {
+                torn_prefix: true,
+                garbage_in_torn_sectors: true,
+                ..SimDiskConfig::default()
+            };
+            let disk = SimDisk::new(seed, cfg);
+            let mut wal = synced_log(&disk, 10, 3, 100).await;
+            // A four-sector batch, written, never synced.
+            write(&mut wal, 16, 100).await.unwrap();
+            drop(wal);
+            disk.power_loss();
+            let (wal, got) = recover(&disk, Path::new(DIR), opts(SEG, 2), 0)
+                .await
+                .unwrap();
+            if wal.next_lsn() == 31 {
+                // The batch was torn: discarded whole, everything before intact.
+                assert_dense(&got, 1, 30, 100);
+                torn_seen += 1;
+            } else {
+                // It survived whole (the cut fell after it).
+                assert_dense(&got, 1, 46, 100);
+            }
+        });
+    }
+    assert!(torn_seen > 5, "torn only {torn_seen} times");
+}
+
+#[test]
+fn valid_batch_after_a_torn_one_is_discarded_without_error() {
+    let mut hit = 0;
+    for seed in 0..60 {
+        rt().block_on(async {
+            let cfg = SimDiskConfig {
+                reorder_sectors: true,
+                ..SimDiskConfig::default()
+            };
+            let disk = SimDisk::new(seed, cfg);
+            let mut wal = synced_log(&disk, 5, 2, 50).await;
+            for _ in 0..3 {
+                write(&mut wal, 1, 50).await.unwrap(); // one sector each: 11, 12, 13
+            }
+            drop(wal);
+            disk.power_loss();
+            let before = inspect(&disk, Path::new(DIR)).await.unwrap();
+            let orphan = before
+                .segments
+                .iter()
+                .flat_map(|s| &s.batches)
+                .any(|b| !b.in_log);
+            let (wal, got) = recover(&disk, Path::new(DIR), opts(SEG, 2), 0)
+                .await
+                .unwrap();
+            let last = wal.next_lsn() - 1;
+            assert!((10..=13).contains(&last));
+            assert_dense(&got, 1, last, 50);
+            if orphan {
+                // A batch survived although an earlier one did not: it is
+                // discarded (and zeroed), and that is not an error.
+                assert!(
+                    matches!(before.end, LogEnd::Torn { .. }),
+                    "{:?}",
+                    before.end
+                );
+                let after = inspect(&disk, Path::new(DIR)).await.unwrap();
+                assert_eq!(after.end, LogEnd::Clean);
+                assert!(
+                    after
+                        .segments
+                        .iter()
+                        .flat_map(|s| &s.batches)
+                        .all(|b| b.in_log)
+                );
+                hit += 1;
+            }
+        });
+    }
+    assert!(hit > 3, "reordering left an orphan batch only {hit} times");
+}
+
+#[test]
+fn bit_flip_at_or_below_the_watermark_is_corruption_with_file_and_offset() {
+    rt().block_on(async {
+        let disk = SimDisk::new(1, SimDiskConfig::default());
+        let wal = synced_log(&disk, 3, 2, 40).await; // batches at 512, 1024, 1536
+        drop(wal);
+        let seg = Path::new(DIR).join("wal-00000000000000000001.seg");
+        disk.flip_bit(&seg, 1024 + 70, 3).unwrap();
+        let before = disk.durable_contents(&seg).unwrap();
+        // Inspection reports it and changes nothing.
+        let ins = inspect(&disk, Path::new(DIR)).await.unwrap();
+        assert!(
+            matches!(&ins.end, LogEnd::Corrupt { path, offset: 1024, .. } if *path == seg),
+            "{:?}",
+            ins.end
+        );
+        match recover(&disk, Path::new(DIR), opts(SEG, 2), 0).await {
+            Err(Error::Corruption {
+                path,
+                offset,
+                detail,
+            }) => {
+                assert_eq!(path, seg);
+                assert_eq!(offset, 1024);
+                assert!(detail.contains("acknowledged"), "{detail}");
+            }
+            other => panic!("expected corruption, got {:?}", other.map(|(_, g)| g.len())),
+        }
+        assert_eq!(
+            disk.durable_contents(&seg).unwrap(),
+            before,
+            "recovery must not touch a corrupt log"
+        );
+    });
+}
+
+#[test]
+fn lost_write_of_an_acknowledged_batch_is_corruption() {
+    rt().block_on(async {
+        let disk = SimDisk::new(1, SimDiskConfig::default());
+        drop(synced_log(&disk, 3, 2, 40).await);
+        let seg = Path::new(DIR).join("wal-00000000000000000001.seg");
+        disk.lose_write(&seg, 512, 512).unwrap();
+        let err = recover(&disk, Path::new(DIR), opts(SEG, 2), 0).await.err();
+        assert!(
+            matches!(err, Some(Error::Corruption { offset: 512, .. })),
+            "{err:?}"
+        );
+        assert_eq!(disk.stats().lost_writes, 1);
+    });
+}
+
+#[test]
+fn flipped_header_of_a_vouched_segment_is_corruption_naming_it() {
+    rt().block_on(async {
+        let disk = SimDisk::new(3, SimDiskConfig::default());
+        // 2 KiB batches: a 16 KiB segment holds 7, so 20 batches span 3 segments.
+        drop(synced_log(&disk, 20, 1, 1900).await);
+        let seg2 = Path::new(DIR).join("wal-00000000000000000002.seg");
+        disk.flip_bit(&seg2, 20, 0).unwrap();
+        let err = recover(&disk, Path::new(DIR), opts(SEG, 2), 0).await.err();
+        match err {
+            Some(Error::Corruption {
+                path, offset: 0, ..
+            }) => assert_eq!(path, seg2),
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn renamed_file_without_directory_fsync_is_gone_after_power_loss() {
+    rt().block_on(async {
+        let disk = SimDisk::new(5, SimDiskConfig::power_faults());
+        let dir = Path::new("/data/snap");
+        disk.create_dir_all(dir).await.unwrap();
+        let tmp = dir.join("x.tmp");
+        let f = disk.create(&tmp).await.unwrap();
+        f.write_at(0, b"snapshot").await.unwrap();
+        f.sync_all().await.unwrap();
+        disk.rename(&tmp, &dir.join("x")).await.unwrap();
+        disk.power_loss();
+        assert!(disk.list(dir).await.unwrap().is_empty());
+        assert!(disk.stats().dir_entries_lost >= 1);
+
+        // The store's own write path fsyncs the directory: its snapshot survives.
+        let mut store = SnapshotStore::open(disk.clone(), dir).await.unwrap();
+        store.save(7, b"state at 7").await.unwrap();
+        disk.power_loss();
+        let mut store = SnapshotStore::open(disk.clone(), dir).await.unwrap();
+        let snap = store.load().await.unwrap().unwrap();
+        assert_eq!((snap.lsn, snap.body.as_slice()), (7, &b"state at 7"[..]));
+    });
+}
+
+#[test]
+fn zeros_and_stale_bytes_of_an_older_salt_never_decode() {
+    rt().block_on(async {
+        let dir = Path::new(DIR);
+        // An old log: 20 one-sector batches, salt from seed 1.
+        let old = SimDisk::new(1, SimDiskConfig::default());
+        drop(synced_log(&old, 20, 1, 60).await);
+        let seg = dir.join("wal-00000000000000000001.seg");
+        let stale = old.durable_contents(&seg).unwrap();
+
+        // A new log in the same file: 3 batches, another salt; then the old
+        // bytes behind them, as a reused file would hold.
+        let disk = SimDisk::new(2, SimDiskConfig::default());
+        let (mut wal, got) = recover(&disk, dir, opts(SEG, 99), 0).await.unwrap();
+        assert!(got.is_empty());
+        // A blank preallocated segment decodes as nothing.
+        let ins = inspect(&disk, dir).await.unwrap();
+        assert_eq!((ins.last_lsn, &ins.end), (None, &LogEnd::Clean));
+        for _ in 0..3 {
+            write(&mut wal, 1, 60).await.unwrap();
+        }
+        wal.sync().await.unwrap();
+        drop(wal);
+        let f = disk.open(&seg).await.unwrap();
+        f.write_at(4 * 512, &stale[4 * 512..21 * 512])
+            .await
+            .unwrap();
+        f.sync_data().await.unwrap();
+        drop(f);
+
+        let ins = inspect(&disk, dir).await.unwrap();
+        assert_eq!(
+            ins.segments[0].batches.len(),
+            3,
+            "stale batches must not decode"
+        );
+        let (wal, got) = recover(&disk, dir, opts(SEG, 3), 0).await.unwrap();
+        assert_dense(&got, 1, 3, 60);
+        assert_eq!(wal.next_lsn(), 4);
+        // The stale bytes were zeroed.
+        let now = disk.durable_contents(&seg).unwrap();
+        assert!(now[4 * 512..21 * 512].iter().all(|&b| b == 0));
+    });
+}
+
+#[test]
+fn after_a_process_kill_recovery_makes_what_it_read_durable() {
+    for seed in 0..20 {
+        rt().block_on(async {
+            let disk = SimDisk::new(seed, SimDiskConfig::power_faults());
+            let dir = Path::new(DIR);
+            let mut wal = synced_log(&disk, 2, 2, 80).await;
+            for _ in 0..4 {
+                write(&mut wal, 3, 80).await.unwrap(); // never synced
+            }
+            drop(wal);
+            disk.crash_process(); // page cache survives
+            let (wal, got) = recover(&disk, dir, opts(SEG, 2), 0).await.unwrap();
+            assert_dense(&got, 1, 16, 80);
+            drop(wal);
+            assert_eq!(disk.unsynced_bytes(), 0);
+            disk.power_loss(); // right after recovery: nothing it returned may go
+            let (_, again) = recover(&disk, dir, opts(SEG, 3), 0).await.unwrap();
+            assert_eq!(again, got);
+        });
+    }
+}
+
+#[test]
+fn fsync_eio_stops_the_wal() {
+    rt().block_on(async {
+        let disk = SimDisk::new(9, SimDiskConfig::power_faults());
+        let dir = Path::new(DIR);
+        let mut wal = synced_log(&disk, 2, 2, 30).await;
+        write(&mut wal, 2, 30).await.unwrap();
+        disk.fail_next_syncs(1);
+        let err = wal.sync().await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { source, .. } if source.raw_os_error() == Some(libc::EIO)),
+            "{err}"
+        );
+        assert!(wal.is_stopped());
+        assert_eq!(
+            wal.durable_lsn(),
+            4,
+            "nothing of the failed sync is durable"
+        );
+        // Every later operation is refused; the sync is never retried.
+        assert!(matches!(
+            write(&mut wal, 1, 30).await,
+            Err(Error::Stopped { .. })
+        ));
+        assert!(matches!(wal.begin_sync(), Err(Error::Stopped { .. })));
+        assert!(matches!(
+            wal.delete_through(100).await,
+            Err(Error::Stopped { .. })
+        ));
+        assert_eq!(disk.stats().eio_injected, 1);
+        assert_eq!(
+            disk.stats().syncs,
+            1 + 2,
+            "the segment's preallocation + 2 batches, no retry"
+        );
+        drop(wal);
+        // Restart: the log recovers to a prefix containing everything durable.
+        disk.power_loss();
+        let (_, got) = recover(&disk, dir, opts(SEG, 2), 0).await.unwrap();
+        assert!(got.len() == 4 || got.len() == 6, "{}", got.len());
+        assert_dense(&got, 1, got.len() as u64, 30);
+    });
+}
+
+#[test]
+fn enospc_refuses_appends_and_they_work_again_once_space_is_freed() {
+    rt().block_on(async {
+        let seg = 4096u64;
+        let disk = SimDisk::new(4, SimDiskConfig::default());
+        disk.set_capacity(3 * seg);
+        let dir = Path::new(DIR);
+        let (mut wal, _) = recover(&disk, dir, opts(seg, 1), 0).await.unwrap();
+        // 1 KiB batches: 3 per segment; the disk holds 3 segments.
+        let mut refused_at = None;
+        for _ in 0..20 {
+            let next = wal.next_lsn();
+            match write(&mut wal, 1, 900).await {
+                Ok(_) => {
+                    wal.sync().await.unwrap();
+                }
+                Err(e) => {
+                    assert!(matches!(e, Error::NoSpace { .. }), "{e}");
+                    assert!(e.to_string().contains("wal-"), "names the file: {e}");
+                    assert_eq!(wal.next_lsn(), next, "nothing written");
+                    refused_at = Some(next);
+                    break;
+                }
+            }
+        }
+        let refused_at = refused_at.expect("the disk filled up");
+        assert_eq!(refused_at, 10);
+        assert!(wal.space_status(0).await.unwrap().pressure);
+        assert!(disk.stats().enospc >= 1);
+        assert!(!wal.is_stopped(), "ENOSPC is not fatal");
+        // The log is valid throughout.
+        let ins = inspect(&disk, dir).await.unwrap();
+        assert_eq!((ins.last_lsn, &ins.end), (Some(9), &LogEnd::Clean));
+        // Free space (a snapshot now covers LSN 6): appends work again.
+        assert_eq!(wal.delete_through(6).await.unwrap(), 2);
+        write(&mut wal, 1, 900).await.unwrap();
+        assert_eq!(wal.sync().await.unwrap(), 10);
+        drop(wal);
+        disk.power_loss();
+        let (_, got) = recover(&disk, dir, opts(seg, 2), 6).await.unwrap();
+        assert_dense(&got, 7, 10, 900);
+    });
+}
+
+#[test]
+fn latency_is_simulated_time_and_counted() {
+    rt().block_on(async {
+        let cfg = SimDiskConfig {
+            write_latency_mean: Duration::from_micros(50),
+            read_latency_mean: Duration::from_micros(20),
+            sync_latency_mean: Duration::from_millis(2),
+            ..SimDiskConfig::default()
+        };
+        let disk = SimDisk::new(1, cfg);
+        let start = tokio::time::Instant::now();
+        drop(synced_log(&disk, 10, 1, 10).await);
+        let took = start.elapsed();
+        assert!(took > Duration::from_millis(10), "{took:?}");
+        assert!(disk.stats().latency_sleeps >= 20);
+    });
+}
+
+#[test]
+fn handles_from_before_a_crash_cannot_write() {
+    rt().block_on(async {
+        let disk = SimDisk::new(1, SimDiskConfig::default());
+        disk.create_dir_all(Path::new("/d")).await.unwrap();
+        let f = disk.create(Path::new("/d/f")).await.unwrap();
+        f.write_at(0, b"before").await.unwrap();
+        disk.crash_process();
+        let e = f.write_at(0, b"late write").await.unwrap_err();
+        assert!(
+            matches!(&e, Error::Io { source, .. } if source.raw_os_error() == Some(libc::ESTALE))
+        );
+        let g = disk.open(Path::new("/d/f")).await.unwrap();
+        assert_eq!(g.read_at(0, vec![0; 6]).await.unwrap(), b"before");
+        assert_eq!(disk.stats().stale_handle_ops, 1);
+    });
+}
+
+#[test]
+fn power_loss_drops_unsynced_bytes_and_counts_it() {
+    rt().block_on(async {
+        let disk = SimDisk::new(1, SimDiskConfig::default()); // drop-all model only
+        let mut wal = synced_log(&disk, 2, 1, 10).await;
+        write(&mut wal, 5, 10).await.unwrap();
+        drop(wal);
+        disk.power_loss();
+        let (_, got) = recover(&disk, Path::new(DIR), opts(SEG, 2), 0)
+            .await
+            .unwrap();
+        assert_dense(&got, 1, 2, 10);
+        let s = disk.stats();
+        assert!(
+            s.files_unsynced_dropped >= 1 && s.unsynced_bytes_lost >= 512,
+            "{s:?}"
+        );
+    });
+}
+
+#[test]
+fn rotation_recovery_and_deletion_only_of_covered_segments() {
+    rt().block_on(async {
+        let disk = SimDisk::new(1, SimDiskConfig::power_faults());
+        let dir = Path::new(DIR);
+        let mut wal = synced_log(&disk, 40, 2, 700).await; // 80 records, 1.5 KiB batches
+        let closed = wal.closed_segments();
+        assert!(closed.len() >= 3, "{closed:?}");
+        // A record bigger than a segment is refused with a clear error.
+        let big = vec![0u8; SEG as usize];
+        let e = wal.write_batch(&[(81, big.as_slice())]).await.unwrap_err();
+        assert!(matches!(e, Error::RecordTooLarge { .. }), "{e}");
+        // Covering half of the second segment deletes only the first.
+        let (_, last0) = closed[0];
+        let (_, last1) = closed[1];
+        assert_eq!(wal.delete_through(last1 - 1).await.unwrap(), 1);
+        drop(wal);
+        disk.power_loss();
+        let (wal, got) = recover(&disk, dir, opts(SEG, 2), last0).await.unwrap();
+        assert_dense(&got, last0 + 1, 80, 700);
+        assert_eq!(wal.next_lsn(), 81);
+        assert_eq!(body(81, 3), b"rec");
+    });
+}
