@@ -439,3 +439,28 @@ fn rotation_recovery_and_deletion_only_of_covered_segments() {
         assert_eq!(body(81, 3), b"rec");
     });
 }
+
+#[test]
+fn pages_an_eio_marked_clean_are_made_durable_by_the_next_recovery() {
+    for seed in 0..20 {
+        rt().block_on(async {
+            let disk = SimDisk::new(seed, SimDiskConfig::power_faults());
+            let dir = Path::new(DIR);
+            let mut wal = synced_log(&disk, 1, 1, 20).await;
+            write(&mut wal, 3, 20).await.unwrap();
+            disk.fail_next_syncs(1);
+            assert!(wal.sync().await.is_err());
+            drop(wal);
+            disk.crash_process(); // the page cache still shows the failed batch
+            let (wal, got) = recover(&disk, dir, opts(SEG, 2), 0).await.unwrap();
+            assert_dense(&got, 1, 4, 20);
+            drop(wal);
+            disk.power_loss();
+            let (_, again) = recover(&disk, dir, opts(SEG, 3), 0).await.unwrap();
+            assert_eq!(
+                again, got,
+                "recovery returned bytes it had not made durable"
+            );
+        });
+    }
+}

@@ -35,6 +35,10 @@ pub(crate) struct ZeroRange {
 
 pub(crate) struct ScanOutcome {
     pub report: Inspection,
+    /// Byte ranges of the valid log not vouched for by the watermark: they
+    /// may sit in the page cache only (even as pages an EIO marked clean),
+    /// so recovery rewrites them before syncing.
+    pub unvouched: Vec<ZeroRange>,
     pub chain: Vec<ChainSegment>,
     /// Every segment file and whether it is part of the chain.
     pub files: Vec<(u64, PathBuf)>,
@@ -109,6 +113,7 @@ pub(crate) async fn scan<D: Disk>(
     let mut watermark = 0u64;
     let mut watermark_at: Option<(PathBuf, u64)> = None;
     let mut sizes = Vec::with_capacity(files.len());
+    let mut unvouched: Vec<(ZeroRange, u64)> = Vec::new(); // (range, last LSN)
     let mut buf: Vec<u8> = Vec::new();
 
     for (i, (seq, path)) in files.iter().enumerate() {
@@ -209,6 +214,18 @@ pub(crate) async fn scan<D: Disk>(
                             watermark_at = Some((path.clone(), off));
                         }
                         first_lsn.get_or_insert(b.first_lsn);
+                        if b.last_lsn > watermark {
+                            // The segment header went out with the first batch.
+                            let start = if off == SEGMENT_HEADER_LEN { 0 } else { off };
+                            unvouched.push((
+                                ZeroRange {
+                                    path: path.clone(),
+                                    start,
+                                    end: off + b.framed_len(),
+                                },
+                                b.last_lsn,
+                            ));
+                        }
                         last = Some((b.last_lsn, b.crc));
                         seg_last = Some(b.last_lsn);
                         off += b.framed_len();
@@ -314,7 +331,9 @@ pub(crate) async fn scan<D: Disk>(
         torn.clear();
         torn_bytes = 0;
     }
+    unvouched.retain(|(_, l)| *l > watermark);
     Ok(ScanOutcome {
+        unvouched: unvouched.into_iter().map(|(r, _)| r).collect(),
         report: Inspection {
             segments,
             first_lsn,

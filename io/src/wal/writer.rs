@@ -355,7 +355,16 @@ impl<D: Disk> Wal<D> {
             }
         }
         // Make what was read durable: after a process crash the page cache
-        // may hold bytes that never reached the disk.
+        // may hold bytes that never reached the disk, some of them in pages
+        // that a failed fsync marked clean (a plain fdatasync would skip
+        // those). So rewrite the bytes no watermark vouches for, then sync.
+        for r in &scan.unvouched {
+            let f = disk.open(&r.path).await?;
+            let bytes = f
+                .read_at(r.start, vec![0u8; (r.end - r.start) as usize])
+                .await?;
+            f.write_at(r.start, &bytes).await?;
+        }
         let mut active = None;
         let mut closed = Vec::new();
         for (i, seg) in scan.chain.iter().enumerate() {
