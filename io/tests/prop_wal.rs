@@ -2,6 +2,8 @@
 //! failures, process kills and power losses on the simulated disk, the
 //! recovered log is exactly a prefix of what was appended and contains
 //! every record reported durable.
+// Test helpers outside #[test] functions panic on purpose too.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

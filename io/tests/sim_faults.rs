@@ -1,5 +1,7 @@
 //! One test per fault class of the simulated disk, each asserting the exact
 //! outcome of WAL (or snapshot) recovery.
+// Test helpers outside #[test] functions panic on purpose too.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

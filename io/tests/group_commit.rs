@@ -1,0 +1,101 @@
+//! The group-commit task: many concurrent appenders share fsyncs, every
+//! acknowledged record survives a power loss, and a stopped WAL answers
+//! every waiter with an error.
+// Test helpers outside #[test] functions panic on purpose too.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use beaver_io::{Error, GroupCommit, SimDisk, SimDiskConfig};
+use common::{DIR, opts, recover, rt};
+
+#[test]
+fn many_appenders_share_each_fsync_and_every_ack_survives_power_loss() {
+    rt().block_on(async {
+        let cfg = SimDiskConfig {
+            sync_latency_mean: Duration::from_millis(1),
+            write_latency_mean: Duration::from_micros(5),
+            ..SimDiskConfig::power_faults()
+        };
+        let disk = SimDisk::new(11, cfg);
+        let (wal, _) = recover(&disk, Path::new(DIR), opts(256 << 10, 1), 0)
+            .await
+            .unwrap();
+        let (appender, task) = GroupCommit::spawn(wal, 1024);
+        let mut tasks = Vec::new();
+        for a in 0..64u32 {
+            let ap = appender.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0..20u32 {
+                    let body = format!("appender {a} record {i}").into_bytes();
+                    let lsn = ap.append(body.clone()).await.unwrap();
+                    acked.push((lsn, body));
+                }
+                acked
+            }));
+        }
+        let mut acked = Vec::new();
+        for t in tasks {
+            acked.extend(t.await.unwrap());
+        }
+        let stats = appender.stats();
+        drop(appender);
+        let wal = task.await.unwrap().unwrap();
+        assert_eq!(stats.records, 64 * 20);
+        let per_sync = stats.records as f64 / stats.syncs as f64;
+        assert!(
+            per_sync >= 32.0,
+            "{per_sync:.1} records per fsync ({stats:?})"
+        );
+        drop(wal);
+
+        disk.power_loss();
+        let (_, got) = recover(&disk, Path::new(DIR), opts(256 << 10, 2), 0)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 64 * 20);
+        for (lsn, body) in acked {
+            assert_eq!(got[lsn as usize - 1], (lsn, body));
+        }
+    });
+}
+
+#[test]
+fn a_failed_fsync_answers_every_waiter_and_stops() {
+    rt().block_on(async {
+        let cfg = SimDiskConfig {
+            sync_latency_mean: Duration::from_millis(1),
+            ..SimDiskConfig::default()
+        };
+        let disk = SimDisk::new(3, cfg);
+        let (wal, _) = recover(&disk, Path::new(DIR), opts(64 << 10, 1), 0)
+            .await
+            .unwrap();
+        let (appender, task) = GroupCommit::spawn(wal, 64);
+        appender.append(b"first".to_vec()).await.unwrap();
+        // Let the background preparation of the next segment finish first,
+        // so the failing fsync is a batch's.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        disk.fail_next_syncs(1);
+        let mut tasks = Vec::new();
+        for i in 0..8u8 {
+            let ap = appender.clone();
+            tasks.push(tokio::spawn(async move { ap.append(vec![i; 10]).await }));
+        }
+        for t in tasks {
+            assert!(
+                t.await.unwrap().is_err(),
+                "nothing after a failed fsync is acknowledged"
+            );
+        }
+        assert!(matches!(
+            appender.append(b"late".to_vec()).await,
+            Err(Error::Stopped { .. })
+        ));
+        assert!(task.await.unwrap().is_err());
+    });
+}
