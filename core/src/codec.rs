@@ -49,7 +49,10 @@ fn body(bytes: &[u8], supported: u8) -> Result<&[u8], DecodeError> {
     let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
     match version {
         0 => Err(DecodeError::UnknownVersion(0)),
-        v if v > supported => Err(DecodeError::NewerVersion { found: v, supported }),
+        v if v > supported => Err(DecodeError::NewerVersion {
+            found: v,
+            supported,
+        }),
         _ => Ok(rest),
     }
 }
@@ -80,7 +83,10 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
     let rest = body(bytes, RECORD_FORMAT_VERSION)?;
     match postcard::take_from_bytes::<Record>(rest) {
         Ok((r, [])) => Ok(r),
-        Ok((_, tail)) => Err(DecodeError::Malformed(format!("{} bytes after the record", tail.len()))),
+        Ok((_, tail)) => Err(DecodeError::Malformed(format!(
+            "{} bytes after the record",
+            tail.len()
+        ))),
         Err(e) => Err(DecodeError::Malformed(e.to_string())),
     }
 }
@@ -98,7 +104,10 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     let rest = body(bytes, SNAPSHOT_FORMAT_VERSION)?;
     match postcard::take_from_bytes::<Snapshot>(rest) {
         Ok((s, [])) => Ok(s),
-        Ok((_, tail)) => Err(DecodeError::Malformed(format!("{} bytes after the snapshot", tail.len()))),
+        Ok((_, tail)) => Err(DecodeError::Malformed(format!(
+            "{} bytes after the snapshot",
+            tail.len()
+        ))),
         Err(e) => Err(DecodeError::Malformed(e.to_string())),
     }
 }

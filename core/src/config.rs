@@ -63,7 +63,10 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { base_ms: 1_000, max_ms: 300_000 }
+        RetryPolicy {
+            base_ms: 1_000,
+            max_ms: 300_000,
+        }
     }
 }
 
@@ -79,7 +82,10 @@ pub struct Retention {
 
 impl Default for Retention {
     fn default() -> Self {
-        Retention { finished_age_ms: 7 * 24 * 3_600_000, finished_count_max: 100_000 }
+        Retention {
+            finished_age_ms: 7 * 24 * 3_600_000,
+            finished_count_max: 100_000,
+        }
     }
 }
 
@@ -96,7 +102,10 @@ pub struct Dedup {
 
 impl Default for Dedup {
     fn default() -> Self {
-        Dedup { window_ms: 24 * 3_600_000, ids_max: 1_000_000 }
+        Dedup {
+            window_ms: 24 * 3_600_000,
+            ids_max: 1_000_000,
+        }
     }
 }
 

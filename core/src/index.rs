@@ -20,7 +20,10 @@ pub(crate) struct IdIndex {
 
 impl IdIndex {
     pub(crate) fn new(seed: u64) -> IdIndex {
-        IdIndex { table: HashTable::new(), hasher: FixedState::with_seed(seed) }
+        IdIndex {
+            table: HashTable::new(),
+            hasher: FixedState::with_seed(seed),
+        }
     }
 
     fn hash(&self, id: &str) -> u64 {
@@ -29,7 +32,9 @@ impl IdIndex {
 
     /// The position stored for `id`.
     pub(crate) fn get<'a>(&self, id: &str, id_at: impl Fn(u64) -> &'a JobId) -> Option<u64> {
-        self.table.find(self.hash(id), |&pos| id_at(pos).as_str() == id).copied()
+        self.table
+            .find(self.hash(id), |&pos| id_at(pos).as_str() == id)
+            .copied()
     }
 
     /// Stores `pos` for `id`, which must not be present.
@@ -40,9 +45,19 @@ impl IdIndex {
             .insert_unique(h, pos, |&p| hasher.hash_one(id_at(p).as_str()));
     }
 
+    /// Makes room for `additional` more entries.
+    pub(crate) fn reserve<'a>(&mut self, additional: usize, id_at: impl Fn(u64) -> &'a JobId) {
+        let hasher = self.hasher;
+        self.table
+            .reserve(additional, |&p| hasher.hash_one(id_at(p).as_str()));
+    }
+
     /// Removes `id`; returns its position.
     pub(crate) fn remove<'a>(&mut self, id: &str, id_at: impl Fn(u64) -> &'a JobId) -> Option<u64> {
-        match self.table.find_entry(self.hash(id), |&pos| id_at(pos).as_str() == id) {
+        match self
+            .table
+            .find_entry(self.hash(id), |&pos| id_at(pos).as_str() == id)
+        {
             Ok(entry) => Some(entry.remove().0),
             Err(_) => None,
         }

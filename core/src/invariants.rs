@@ -28,7 +28,10 @@ pub(crate) fn check_full(q: &Queue) -> Result<(), String> {
             return Err(format!("job {id}: the id index does not lead to its slot"));
         }
         if e.attempt > e.max_attempts {
-            return Err(format!("job {id}: attempt {} exceeds max_attempts {}", e.attempt, e.max_attempts));
+            return Err(format!(
+                "job {id}: attempt {} exceeds max_attempts {}",
+                e.attempt, e.max_attempts
+            ));
         }
         if e.seq == 0 || e.seq >= s.next_seq {
             return Err(format!("job {id}: seq {} outside 1..{}", e.seq, s.next_seq));
@@ -43,7 +46,10 @@ pub(crate) fn check_full(q: &Queue) -> Result<(), String> {
         if e.running {
             running += 1;
             if !matches!(e.state, JobState::Pending | JobState::InFlight) {
-                return Err(format!("job {id} is marked running but is {}", e.state.as_str()));
+                return Err(format!(
+                    "job {id} is marked running but is {}",
+                    e.state.as_str()
+                ));
             }
         }
         let want = match e.state {
@@ -56,11 +62,19 @@ pub(crate) fn check_full(q: &Queue) -> Result<(), String> {
         // A scheduled job becomes ready only when time advances past run_at.
         let ok = e.place == want || (e.place == Place::Scheduled && want == Place::Ready);
         if !ok {
-            return Err(format!("job {id} ({}) is filed as {:?}, expected {want:?}", e.state.as_str(), e.place));
+            return Err(format!(
+                "job {id} ({}) is filed as {:?}, expected {want:?}",
+                e.state.as_str(),
+                e.place
+            ));
         }
         let present = match e.place {
             Place::Nowhere => true,
-            Place::Ready => s.queues[e.queue as usize].ready.contains(&(Reverse(e.priority), e.seq, slot)),
+            Place::Ready => {
+                s.queues[e.queue as usize]
+                    .ready
+                    .contains(&(Reverse(e.priority), e.seq, slot))
+            }
             Place::Scheduled => s.scheduled.contains(&(e.run_at, e.seq, slot)),
             Place::Leased => s.leases.contains(&(e.state_at, e.seq, slot)),
             Place::Finished => {
@@ -75,18 +89,32 @@ pub(crate) fn check_full(q: &Queue) -> Result<(), String> {
         if matches!(e.state, JobState::Pending | JobState::InFlight) {
             match &e.payload {
                 Some(pl) => bytes += pl.len() as u64,
-                None => return Err(format!("job {id} is {} without a payload", e.state.as_str())),
+                None => {
+                    return Err(format!(
+                        "job {id} is {} without a payload",
+                        e.state.as_str()
+                    ));
+                }
             }
         }
     }
     if counts != s.counts {
-        return Err(format!("state counts {:?} differ from a recount {counts:?}", s.counts));
+        return Err(format!(
+            "state counts {:?} differ from a recount {counts:?}",
+            s.counts
+        ));
     }
     if bytes != s.pending_payload_bytes {
-        return Err(format!("pending payload bytes {} differ from a recount {bytes}", s.pending_payload_bytes));
+        return Err(format!(
+            "pending payload bytes {} differ from a recount {bytes}",
+            s.pending_payload_bytes
+        ));
     }
     if running != p.running {
-        return Err(format!("running count {} differs from a recount {running}", p.running));
+        return Err(format!(
+            "running count {} differs from a recount {running}",
+            p.running
+        ));
     }
     let ready: usize = s.queues.iter().map(|q| q.ready.len()).sum();
     let sizes = [
@@ -97,30 +125,48 @@ pub(crate) fn check_full(q: &Queue) -> Result<(), String> {
     ];
     for (place, len) in sizes {
         if placed[place as usize] != len {
-            return Err(format!("index {place:?} holds {len} entries for {} jobs", placed[place as usize]));
+            return Err(format!(
+                "index {place:?} holds {len} entries for {} jobs",
+                placed[place as usize]
+            ));
         }
     }
     if s.dead.len() as u64 != counts.dead {
-        return Err(format!("dead index holds {} entries for {} dead jobs", s.dead.len(), counts.dead));
+        return Err(format!(
+            "dead index holds {} entries for {} dead jobs",
+            s.dead.len(),
+            counts.dead
+        ));
     }
     let mut expect = s.applied_lsn + 1;
     for r in &p.unapplied {
         if r.lsn != expect {
-            return Err(format!("unapplied record has LSN {}, expected {expect}", r.lsn));
+            return Err(format!(
+                "unapplied record has LSN {}, expected {expect}",
+                r.lsn
+            ));
         }
         expect += 1;
     }
     if expect != p.next_lsn {
-        return Err(format!("next LSN {} does not follow the unapplied records ({expect})", p.next_lsn));
+        return Err(format!(
+            "next LSN {} does not follow the unapplied records ({expect})",
+            p.next_lsn
+        ));
     }
     if let Some(w) = p.waiting_max {
         if w >= p.next_lsn {
-            return Err(format!("a reply waits for LSN {w}, which was never proposed"));
+            return Err(format!(
+                "a reply waits for LSN {w}, which was never proposed"
+            ));
         }
     }
     let cap = u64::from(q.config().workers) + u64::from(q.config().prefetch);
     if p.running > cap {
-        return Err(format!("{} jobs running, more than workers + prefetch = {cap}", p.running));
+        return Err(format!(
+            "{} jobs running, more than workers + prefetch = {cap}",
+            p.running
+        ));
     }
     Ok(())
 }

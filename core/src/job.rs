@@ -69,6 +69,11 @@ impl JobId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether beaver assigned this id (it carries the reserved prefix).
+    pub fn is_assigned(&self) -> bool {
+        self.0.starts_with(ASSIGNED_ID_PREFIX)
+    }
 }
 
 impl std::fmt::Display for JobId {
@@ -100,9 +105,14 @@ impl<T> serde::de::Visitor<'_> for ParseStr<T> {
 /// The name of a queue.
 ///
 /// Guarantees: 1 to [`QUEUE_NAME_BYTES_MAX`] bytes of `[A-Za-z0-9._-]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct QueueName(Box<str>);
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueName(std::sync::Arc<str>);
+
+impl Serialize for QueueName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl QueueName {
     /// Validates a queue name.
@@ -300,7 +310,10 @@ pub enum JobState {
 impl JobState {
     /// Whether the state is final (completed, dead or cancelled).
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Completed | JobState::Dead | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Completed | JobState::Dead | JobState::Cancelled
+        )
     }
 
     /// The state's name as the API spells it.
@@ -360,7 +373,11 @@ mod tests {
         assert!(JobId::from_client("~1").unwrap_err().contains("reserved"));
         assert!(JobId::from_client("a b").unwrap_err().contains("' '"));
         assert!(JobId::from_client("a/b").unwrap_err().contains("'/'"));
-        assert!(JobId::from_client(&"x".repeat(129)).unwrap_err().contains("129"));
+        assert!(
+            JobId::from_client(&"x".repeat(129))
+                .unwrap_err()
+                .contains("129")
+        );
         assert_eq!(JobId::assigned(42).as_str(), "~42");
         assert!(JobId::parse("~42").is_ok());
     }
@@ -377,7 +394,11 @@ mod tests {
     fn payload_must_be_one_json_value() {
         assert!(Payload::from_json(br#"{"x":1}"#).is_ok());
         assert!(Payload::from_json(b" 3 ").is_ok());
-        assert!(Payload::from_json(b"{").unwrap_err().contains("not valid JSON"));
+        assert!(
+            Payload::from_json(b"{")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
         assert!(Payload::from_json(b"1 2").is_err());
         assert!(Payload::from_json(b"").is_err());
     }

@@ -68,7 +68,9 @@ pub mod time;
 pub use codec::{DecodeError, decode_record, decode_snapshot, encode_record, encode_snapshot};
 pub use config::{Config, Dedup, Limits, Retention, RetryPolicy};
 pub use job::{JobId, JobSpec, JobState, JobView, NewJob, Payload, QueueName};
-pub use protocol::{Effect, Enqueued, Execution, Input, Outcome, Rejection, Reply, RequestId, RequeueTarget};
+pub use protocol::{
+    Effect, Enqueued, Execution, Input, Outcome, Rejection, Reply, RequestId, RequeueTarget,
+};
 pub use queue::Queue;
 pub use record::{Lsn, Op, Record};
 pub use snapshot::{Snapshot, SnapshotJob};

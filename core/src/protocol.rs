@@ -224,21 +224,43 @@ pub enum Rejection {
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Rejection::Invalid { index: Some(i), field, reason } => {
+            Rejection::Invalid {
+                index: Some(i),
+                field,
+                reason,
+            } => {
                 write!(f, "job {i}: field `{field}`: {reason}")
             }
-            Rejection::Invalid { index: None, field, reason } => write!(f, "`{field}`: {reason}"),
-            Rejection::TooLarge { index: Some(i), reason } => write!(f, "job {i}: {reason}"),
-            Rejection::TooLarge { index: None, reason } => f.write_str(reason),
-            Rejection::Busy { reason, retry_after_ms } => {
+            Rejection::Invalid {
+                index: None,
+                field,
+                reason,
+            } => write!(f, "`{field}`: {reason}"),
+            Rejection::TooLarge {
+                index: Some(i),
+                reason,
+            } => write!(f, "job {i}: {reason}"),
+            Rejection::TooLarge {
+                index: None,
+                reason,
+            } => f.write_str(reason),
+            Rejection::Busy {
+                reason,
+                retry_after_ms,
+            } => {
                 write!(f, "{reason}; retry in {retry_after_ms} ms")
             }
             Rejection::NotFound { id } => write!(f, "no job with id {id:?}"),
             Rejection::Conflict { reason } => f.write_str(reason),
             Rejection::Storage { reason } => {
-                write!(f, "the log could not record this ({reason}); nothing was applied, retry")
+                write!(
+                    f,
+                    "the log could not record this ({reason}); nothing was applied, retry"
+                )
             }
-            Rejection::Stopping => f.write_str("beaver is shutting down; retry against the restarted server"),
+            Rejection::Stopping => {
+                f.write_str("beaver is shutting down; retry against the restarted server")
+            }
         }
     }
 }

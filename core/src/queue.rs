@@ -10,8 +10,10 @@ use std::sync::Arc;
 use foldhash::fast::FixedState;
 
 use crate::config::Config;
-use crate::job::{JobId, JobSpec, JobState, JobView, NewJob};
-use crate::protocol::{Effect, Enqueued, Execution, Input, Outcome, Rejection, Reply, RequestId, RequeueTarget};
+use crate::job::{JobId, JobSpec, JobState, JobView, NewJob, QueueName};
+use crate::protocol::{
+    Effect, Enqueued, Execution, Input, Outcome, Rejection, Reply, RequestId, RequeueTarget,
+};
 use crate::record::{Lsn, Op, Record};
 use crate::retry::backoff_ms;
 use crate::state::{Applied, ApplyError, State};
@@ -85,6 +87,8 @@ pub struct Queue {
     /// Round-robin position over queues for dispatch.
     cursor: usize,
     steps: u64,
+    /// Shared so that jobs naming no queue do not allocate a name each.
+    default_queue: QueueName,
 }
 
 impl Queue {
@@ -110,6 +114,7 @@ impl Queue {
             stopping: false,
             cursor: 0,
             steps: 0,
+            default_queue: QueueName::default(),
         }
     }
 
@@ -125,7 +130,9 @@ impl Queue {
     ) -> Result<Queue, ApplyError> {
         let mut q = Queue::new(config);
         if let Some(s) = snapshot {
-            s.restore_into(&mut q.state);
+            let lsn = s.lsn;
+            s.restore_into(&mut q.state)
+                .map_err(|reason| ApplyError { lsn, reason })?;
         }
         for r in records {
             q.state.apply(&r)?;
@@ -138,7 +145,10 @@ impl Queue {
     /// function the live queue applies with). For recovery drivers that
     /// stream records; call before the first `step`.
     pub fn apply(&mut self, record: &Record) -> Result<(), ApplyError> {
-        assert!(self.unapplied.is_empty(), "apply is for rebuilding; a live queue applies on Durable");
+        assert!(
+            self.unapplied.is_empty(),
+            "apply is for rebuilding; a live queue applies on Durable"
+        );
         self.state.apply(record)?;
         self.after_restore();
         Ok(())
@@ -179,7 +189,10 @@ impl Queue {
 
     /// One job's durable state.
     pub fn job(&self, id: &str) -> Option<JobView> {
-        self.state.table.slot_of(id).map(|s| self.view(self.state.table.get(s)))
+        self.state
+            .table
+            .slot_of(id)
+            .map(|s| self.view(self.state.table.get(s)))
     }
 
     /// Figures about the queue.
@@ -209,7 +222,11 @@ impl Queue {
                 .take(STATUS_LIST_MAX)
                 .map(|&(t, _, slot)| {
                     let e = s.table.get(slot);
-                    Lease { id: e.id.clone(), attempt: e.attempt, lease_until: t }
+                    Lease {
+                        id: e.id.clone(),
+                        attempt: e.attempt,
+                        lease_until: t,
+                    }
                 })
                 .collect(),
             newest_dead: self.dead_jobs(STATUS_LIST_MAX),
@@ -220,7 +237,12 @@ impl Queue {
     /// Dead jobs, newest first.
     pub fn dead_jobs(&self, limit: usize) -> Vec<JobView> {
         let s = &self.state;
-        s.dead.iter().rev().take(limit).map(|&(_, _, slot)| self.view(s.table.get(slot))).collect()
+        s.dead
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|&(_, _, slot)| self.view(s.table.get(slot)))
+            .collect()
     }
 
     /// Heap bytes of the job table's own structures (not strings or payloads).
@@ -268,15 +290,25 @@ impl Queue {
         let d = &self.config.dedup;
         let mut due: Option<UnixMillis> = None;
         let mut at = |t: UnixMillis| due = Some(due.map_or(t, |n| n.min(t)));
-        if let Some(&(t, _, _)) =
-            s.finished.iter().find(|&&(_, _, slot)| !s.table.get(slot).reserved)
+        if let Some(&(t, _, _)) = s
+            .finished
+            .iter()
+            .find(|&&(_, _, slot)| !s.table.get(slot).reserved)
         {
             let over = (s.finished.len() as u64) > r.finished_count_max;
-            at(if over { s.now } else { t.saturating_add(r.finished_age_ms) });
+            at(if over {
+                s.now
+            } else {
+                t.saturating_add(r.finished_age_ms)
+            });
         }
         if let Some(t) = s.remembered.oldest_at() {
             let over = (s.remembered.len() as u64) > d.ids_max;
-            at(if over { s.now } else { t.saturating_add(d.window_ms) });
+            at(if over {
+                s.now
+            } else {
+                t.saturating_add(d.window_ms)
+            });
         }
         due
     }
@@ -311,16 +343,25 @@ impl Queue {
             Input::Enqueue { req, jobs } => self.on_enqueue(req, jobs, out),
             Input::Cancel { req, id } => self.on_cancel(req, id, out),
             Input::Requeue { req, target } => self.on_requeue(req, target, out),
-            Input::Get { req, id } => out.push(Effect::Reply { req, reply: Reply::Job(self.job(id.as_str())) }),
-            Input::ListDead { req, limit } => {
-                out.push(Effect::Reply { req, reply: Reply::Dead(self.dead_jobs(limit)) })
-            }
-            Input::Status { req } => {
-                out.push(Effect::Reply { req, reply: Reply::Status(Box::new(self.status())) })
-            }
+            Input::Get { req, id } => out.push(Effect::Reply {
+                req,
+                reply: Reply::Job(self.job(id.as_str())),
+            }),
+            Input::ListDead { req, limit } => out.push(Effect::Reply {
+                req,
+                reply: Reply::Dead(self.dead_jobs(limit)),
+            }),
+            Input::Status { req } => out.push(Effect::Reply {
+                req,
+                reply: Reply::Status(Box::new(self.status())),
+            }),
             Input::Durable { upto } => self.on_durable(upto, out),
             Input::AppendFailed { from_lsn, error } => self.on_append_failed(from_lsn, &error, out),
-            Input::Outcome { id, attempt, outcome } => self.on_outcome(id, attempt, outcome, out),
+            Input::Outcome {
+                id,
+                attempt,
+                outcome,
+            } => self.on_outcome(id, attempt, outcome, out),
             Input::Tick => {}
             Input::DiskFull(full) => self.disk_full = full,
             Input::StopDispatching => self.stopping = true,
@@ -335,7 +376,11 @@ impl Queue {
     fn propose(&mut self, op: Op, origin: Origin, out: &mut Vec<Effect>) -> Lsn {
         let lsn = self.next_lsn;
         self.next_lsn += 1;
-        let record = Arc::new(Record { lsn, at: self.state.now, op });
+        let record = Arc::new(Record {
+            lsn,
+            at: self.state.now,
+            op,
+        });
         out.push(Effect::Append(Arc::clone(&record)));
         self.unapplied.push_back((record, origin));
         lsn
@@ -349,7 +394,10 @@ impl Queue {
         if lsn <= self.state.applied_lsn {
             Self::reply(out, req, finish(answer));
         } else {
-            self.waiting.entry(lsn).or_default().push(Waiting { req, answer });
+            self.waiting
+                .entry(lsn)
+                .or_default()
+                .push(Waiting { req, answer });
         }
     }
 
@@ -358,12 +406,22 @@ impl Queue {
     fn on_enqueue(&mut self, req: RequestId, specs: Vec<JobSpec>, out: &mut Vec<Effect>) {
         match self.admit(specs) {
             Err(rejection) => Self::reply(out, req, Reply::Enqueued(Err(rejection))),
-            Ok(Admitted { new, answers, depends_on }) => {
+            Ok(Admitted {
+                new,
+                answers,
+                depends_on,
+            }) => {
                 let mut lsn = depends_on;
                 if !new.is_empty() {
                     let count = new.len() as u64;
                     let bytes: u64 = new.iter().map(|j| j.payload.len() as u64).sum();
-                    let ids: Vec<JobId> = new.iter().map(|j| j.id.clone()).collect();
+                    // Assigned ids cannot be submitted again, so only
+                    // client ids need tracking for deduplication.
+                    let ids: Vec<JobId> = new
+                        .iter()
+                        .filter(|j| !j.id.is_assigned())
+                        .map(|j| j.id.clone())
+                        .collect();
                     let own = self.propose(Op::Enqueue { jobs: new }, Origin::Client, out);
                     for id in ids {
                         self.enqueuing.insert(id, own);
@@ -405,7 +463,8 @@ impl Queue {
         let now = self.state.now;
         let mut batch_bytes = 0u64;
         let mut new_queues = BTreeSet::new();
-        let mut in_batch: HashMap<&str, usize, FixedState> = HashMap::with_hasher(FixedState::with_seed(1));
+        let mut in_batch: HashMap<&str, usize, FixedState> =
+            HashMap::with_hasher(FixedState::with_seed(1));
         let mut answers = Vec::with_capacity(specs.len());
         let mut new = Vec::new();
         let mut depends_on = 0;
@@ -420,38 +479,68 @@ impl Queue {
             if bytes > l.payload_bytes_max {
                 return Err(Rejection::TooLarge {
                     index: Some(i),
-                    reason: format!("the payload is {bytes} bytes; the limit is {}", l.payload_bytes_max),
+                    reason: format!(
+                        "the payload is {bytes} bytes; the limit is {}",
+                        l.payload_bytes_max
+                    ),
                 });
             }
             batch_bytes += bytes;
-            let max_attempts = spec.max_attempts.unwrap_or(self.config.default_max_attempts);
+            let max_attempts = spec
+                .max_attempts
+                .unwrap_or(self.config.default_max_attempts);
             if max_attempts == 0 || max_attempts > l.attempts_max {
-                return Err(invalid(i, "max_attempts", format!("must be 1 to {}, got {max_attempts}", l.attempts_max)));
+                return Err(invalid(
+                    i,
+                    "max_attempts",
+                    format!("must be 1 to {}, got {max_attempts}", l.attempts_max),
+                ));
             }
             let timeout_ms = spec.timeout_ms.unwrap_or(self.config.default_timeout_ms);
             if timeout_ms == 0 || timeout_ms > l.timeout_ms_max {
-                return Err(invalid(i, "timeout_ms", format!("must be 1 to {}, got {timeout_ms}", l.timeout_ms_max)));
+                return Err(invalid(
+                    i,
+                    "timeout_ms",
+                    format!("must be 1 to {}, got {timeout_ms}", l.timeout_ms_max),
+                ));
             }
             if spec.delay_ms > l.delay_ms_max {
-                return Err(invalid(i, "delay_ms", format!("must be at most {}, got {}", l.delay_ms_max, spec.delay_ms)));
+                return Err(invalid(
+                    i,
+                    "delay_ms",
+                    format!("must be at most {}, got {}", l.delay_ms_max, spec.delay_ms),
+                ));
             }
-            let queue = spec.queue.clone().unwrap_or_default();
+            let queue = spec
+                .queue
+                .clone()
+                .unwrap_or_else(|| self.default_queue.clone());
             if !self.state.queue_ix.contains_key(&queue) {
                 new_queues.insert(queue.clone());
             }
             if let Some(id) = &spec.id {
                 if let Some(first) = in_batch.insert(id.as_str(), i) {
-                    return Err(invalid(i, "id", format!("id {id:?} appears twice in the batch (jobs {first} and {i})")));
+                    return Err(invalid(
+                        i,
+                        "id",
+                        format!("id {id:?} appears twice in the batch (jobs {first} and {i})"),
+                    ));
                 }
                 let known = self.state.table.slot_of(id.as_str()).is_some()
                     || self.state.remembered.contains(id.as_str());
                 if known {
-                    answers.push(Enqueued { id: id.clone(), duplicate: true });
+                    answers.push(Enqueued {
+                        id: id.clone(),
+                        duplicate: true,
+                    });
                     continue;
                 }
                 if let Some(&lsn) = self.enqueuing.get(id) {
                     depends_on = depends_on.max(lsn);
-                    answers.push(Enqueued { id: id.clone(), duplicate: true });
+                    answers.push(Enqueued {
+                        id: id.clone(),
+                        duplicate: true,
+                    });
                     continue;
                 }
             }
@@ -460,7 +549,10 @@ impl Queue {
                 None => JobId::assigned(seq),
             };
             seq += 1;
-            answers.push(Enqueued { id: id.clone(), duplicate: false });
+            answers.push(Enqueued {
+                id: id.clone(),
+                duplicate: false,
+            });
             new.push(NewJob {
                 id,
                 queue,
@@ -474,7 +566,10 @@ impl Queue {
         if batch_bytes > l.batch_bytes_max {
             return Err(Rejection::TooLarge {
                 index: None,
-                reason: format!("the batch's payloads total {batch_bytes} bytes; the limit is {}", l.batch_bytes_max),
+                reason: format!(
+                    "the batch's payloads total {batch_bytes} bytes; the limit is {}",
+                    l.batch_bytes_max
+                ),
             });
         }
         if !new.is_empty() {
@@ -486,14 +581,21 @@ impl Queue {
             }
             if (self.state.queues.len() + new_queues.len()) as u64 > l.queues_max {
                 return Err(Rejection::Busy {
-                    reason: format!("the number of queues would exceed the limit of {}", l.queues_max),
+                    reason: format!(
+                        "the number of queues would exceed the limit of {}",
+                        l.queues_max
+                    ),
                     retry_after_ms: 60_000,
                 });
             }
-            let jobs = self.state.counts.pending + self.state.counts.in_flight + self.enqueuing_jobs;
+            let jobs =
+                self.state.counts.pending + self.state.counts.in_flight + self.enqueuing_jobs;
             if jobs + new.len() as u64 > l.pending_jobs_max {
                 return Err(Rejection::Busy {
-                    reason: format!("the queue holds {jobs} unfinished jobs; the limit is {}", l.pending_jobs_max),
+                    reason: format!(
+                        "the queue holds {jobs} unfinished jobs; the limit is {}",
+                        l.pending_jobs_max
+                    ),
                     retry_after_ms: 1_000,
                 });
             }
@@ -509,7 +611,11 @@ impl Queue {
                 });
             }
         }
-        Ok(Admitted { new, answers, depends_on })
+        Ok(Admitted {
+            new,
+            answers,
+            depends_on,
+        })
     }
 
     fn on_cancel(&mut self, req: RequestId, id: JobId, out: &mut Vec<Effect>) {
@@ -520,7 +626,11 @@ impl Queue {
         let conflict = |reason: String| Reply::Cancelled(Err(Rejection::Conflict { reason }));
         match e.state {
             JobState::Cancelled => Self::reply(out, req, Reply::Cancelled(Ok(()))),
-            _ if e.reserved => Self::reply(out, req, conflict(format!("job {id} is changing right now; retry"))),
+            _ if e.reserved => Self::reply(
+                out,
+                req,
+                conflict(format!("job {id} is changing right now; retry")),
+            ),
             JobState::Pending => {
                 self.state.reindex(slot, |e| e.reserved = true);
                 let lsn = self.propose(Op::Cancel { id }, Origin::Client, out);
@@ -529,9 +639,16 @@ impl Queue {
             JobState::InFlight => Self::reply(
                 out,
                 req,
-                conflict(format!("job {id} is running (attempt {}); only pending jobs can be cancelled", e.attempt)),
+                conflict(format!(
+                    "job {id} is running (attempt {}); only pending jobs can be cancelled",
+                    e.attempt
+                )),
             ),
-            s => Self::reply(out, req, conflict(format!("job {id} is already {}", s.as_str()))),
+            s => Self::reply(
+                out,
+                req,
+                conflict(format!("job {id} is already {}", s.as_str())),
+            ),
         }
     }
 
@@ -546,15 +663,26 @@ impl Queue {
                     let reason = if e.reserved {
                         format!("job {id} is changing right now; retry")
                     } else {
-                        format!("job {id} is {}; only dead jobs can be requeued", e.state.as_str())
+                        format!(
+                            "job {id} is {}; only dead jobs can be requeued",
+                            e.state.as_str()
+                        )
                     };
-                    return Self::reply(out, req, Reply::Requeued(Err(Rejection::Conflict { reason })));
+                    return Self::reply(
+                        out,
+                        req,
+                        Reply::Requeued(Err(Rejection::Conflict { reason })),
+                    );
                 }
                 vec![slot]
             }
             RequeueTarget::AllDead => {
                 let s = &self.state;
-                s.dead.iter().map(|k| k.2).filter(|&slot| !s.table.get(slot).reserved).collect()
+                s.dead
+                    .iter()
+                    .map(|k| k.2)
+                    .filter(|&slot| !s.table.get(slot).reserved)
+                    .collect()
             }
         };
         let count = slots.len() as u64;
@@ -579,8 +707,10 @@ impl Queue {
             if record.lsn > upto {
                 break;
             }
-            let Some((record, _)) = self.unapplied.pop_front() else { break };
-            self.apply_live(&record, out);
+            let Some((record, _)) = self.unapplied.pop_front() else {
+                break;
+            };
+            self.apply_live(record, out);
         }
         let applied = self.state.applied_lsn;
         let later = self.waiting.split_off(&(applied + 1));
@@ -591,21 +721,38 @@ impl Queue {
         }
     }
 
-    fn apply_live(&mut self, record: &Record, out: &mut Vec<Effect>) {
-        match self.state.apply(record) {
+    fn apply_live(&mut self, record: Arc<Record>, out: &mut Vec<Effect>) {
+        if let Op::Enqueue { jobs } = &record.op {
+            for j in jobs {
+                if !j.id.is_assigned() {
+                    self.enqueuing.remove(&j.id);
+                }
+                self.enqueuing_jobs -= 1;
+                self.enqueuing_bytes -= j.payload.len() as u64;
+            }
+        }
+        // The log has usually dropped its reference by now: then the
+        // record's jobs move into the table instead of being copied.
+        let (applied, record) = match Arc::try_unwrap(record) {
+            Ok(owned) if matches!(owned.op, Op::Enqueue { .. }) => {
+                (self.state.apply_owned(owned), None)
+            }
+            Ok(owned) => (self.state.apply(&owned), Some(Arc::new(owned))),
+            Err(shared) => (self.state.apply(&shared), Some(shared)),
+        };
+        match applied {
             Ok(Applied::Changed) => {}
             Ok(Applied::Skipped) => return,
             Err(e) => panic!("beaver-core bug: a record it proposed does not apply: {e}"),
         }
+        let Some(record) = record else { return };
         match &record.op {
-            Op::Enqueue { jobs } => {
-                for j in jobs {
-                    self.enqueuing.remove(&j.id);
-                    self.enqueuing_jobs -= 1;
-                    self.enqueuing_bytes -= j.payload.len() as u64;
-                }
-            }
-            Op::Dispatch { id, attempt, lease_until } => {
+            Op::Enqueue { .. } => {}
+            Op::Dispatch {
+                id,
+                attempt,
+                lease_until,
+            } => {
                 if let Some(slot) = self.state.table.slot_of(id.as_str()) {
                     let e = self.state.table.get(slot);
                     if e.running {
@@ -633,13 +780,17 @@ impl Queue {
             if record.lsn < from_lsn {
                 break;
             }
-            let Some((record, origin)) = self.unapplied.pop_back() else { break };
+            let Some((record, origin)) = self.unapplied.pop_back() else {
+                break;
+            };
             self.undo(&record, origin);
         }
         self.next_lsn = from_lsn;
         for (_, ws) in self.waiting.split_off(&from_lsn) {
             for w in ws {
-                let rejection = Rejection::Storage { reason: error.to_owned() };
+                let rejection = Rejection::Storage {
+                    reason: error.to_owned(),
+                };
                 let reply = match w.answer {
                     Answer::Enqueued(_) => Reply::Enqueued(Err(rejection)),
                     Answer::Cancelled => Reply::Cancelled(Err(rejection)),
@@ -660,7 +811,9 @@ impl Queue {
         match &record.op {
             Op::Enqueue { jobs } => {
                 for j in jobs {
-                    self.enqueuing.remove(&j.id);
+                    if !j.id.is_assigned() {
+                        self.enqueuing.remove(&j.id);
+                    }
                     self.enqueuing_jobs -= 1;
                     self.enqueuing_bytes -= j.payload.len() as u64;
                     self.next_seq_proposed -= 1;
@@ -675,7 +828,9 @@ impl Queue {
                     self.running -= 1;
                 }
             }
-            Op::Complete { id, attempt } | Op::Fail { id, attempt, .. } | Op::Release { id, attempt } => {
+            Op::Complete { id, attempt }
+            | Op::Fail { id, attempt, .. }
+            | Op::Release { id, attempt } => {
                 unreserve(self, id);
                 match origin {
                     Origin::Outcome(o) => self.deferred.push((id.clone(), *attempt, o)),
@@ -695,7 +850,9 @@ impl Queue {
     // ----- executions -----
 
     fn on_outcome(&mut self, id: JobId, attempt: u32, outcome: Outcome, out: &mut Vec<Effect>) {
-        let Some(slot) = self.state.table.slot_of(id.as_str()) else { return };
+        let Some(slot) = self.state.table.slot_of(id.as_str()) else {
+            return;
+        };
         let e = self.state.table.get(slot);
         if !(e.running && e.state == JobState::InFlight && e.attempt == attempt) {
             return; // stale: the lease expired, or the attempt is an old one
@@ -722,15 +879,20 @@ impl Queue {
             Outcome::Succeeded => Op::Complete { id, attempt },
             Outcome::NotStarted => Op::Release { id, attempt },
             Outcome::Failed(text) => self.fail_op(e, attempt, text),
-            Outcome::TimedOut => self.fail_op(e, attempt, &format!("timed out after {} ms", e.timeout_ms)),
+            Outcome::TimedOut => {
+                self.fail_op(e, attempt, &format!("timed out after {} ms", e.timeout_ms))
+            }
         };
         self.state.table.get_mut(slot).reserved = true;
         self.propose(op, origin(outcome), out);
     }
 
     fn fail_op(&self, e: &Entry, attempt: u32, error: &str) -> Op {
-        let retry_at = (attempt < e.max_attempts)
-            .then(|| self.state.now.saturating_add(backoff_ms(&self.config.retry, &e.id, attempt)));
+        let retry_at = (attempt < e.max_attempts).then(|| {
+            self.state
+                .now
+                .saturating_add(backoff_ms(&self.config.retry, &e.id, attempt))
+        });
         Op::Fail {
             id: e.id.clone(),
             attempt,
@@ -743,9 +905,11 @@ impl Queue {
 
     fn housekeeping(&mut self, out: &mut Vec<Effect>) {
         if self.state.now >= self.retry_at {
-            self.expire_leases(out);
+            // Known outcomes first: a lease must not expire on a job whose
+            // outcome is only waiting to be logged again.
             self.resume_orphans(out);
             self.resume_deferred(out);
+            self.expire_leases(out);
             self.purge(out);
         }
         self.dispatch(out);
@@ -764,7 +928,10 @@ impl Queue {
         for slot in expired {
             let e = self.state.table.get(slot);
             let (id, attempt, running) = (e.id.clone(), e.attempt, e.running);
-            let text = format!("lease expired: no outcome within {} ms", e.timeout_ms + self.config.lease_slack_ms);
+            let text = format!(
+                "lease expired: no outcome within {} ms",
+                e.timeout_ms + self.config.lease_slack_ms
+            );
             if running {
                 self.state.table.get_mut(slot).running = false;
                 self.running -= 1;
@@ -778,12 +945,18 @@ impl Queue {
 
     fn resume_orphans(&mut self, out: &mut Vec<Effect>) {
         for id in std::mem::take(&mut self.orphans) {
-            let Some(slot) = self.state.table.slot_of(id.as_str()) else { continue };
+            let Some(slot) = self.state.table.slot_of(id.as_str()) else {
+                continue;
+            };
             let e = self.state.table.get(slot);
             if e.state != JobState::InFlight || e.reserved || e.running {
                 continue;
             }
-            let op = self.fail_op(e, e.attempt, "interrupted: beaver stopped while this attempt ran");
+            let op = self.fail_op(
+                e,
+                e.attempt,
+                "interrupted: beaver stopped while this attempt ran",
+            );
             self.state.table.get_mut(slot).reserved = true;
             self.propose(op, Origin::Orphan, out);
         }
@@ -791,7 +964,9 @@ impl Queue {
 
     fn resume_deferred(&mut self, out: &mut Vec<Effect>) {
         for (id, attempt, outcome) in std::mem::take(&mut self.deferred) {
-            let Some(slot) = self.state.table.slot_of(id.as_str()) else { continue };
+            let Some(slot) = self.state.table.slot_of(id.as_str()) else {
+                continue;
+            };
             let e = self.state.table.get(slot);
             if e.state != JobState::InFlight || e.attempt != attempt || e.reserved {
                 continue;
@@ -801,7 +976,9 @@ impl Queue {
     }
 
     fn purge(&mut self, out: &mut Vec<Effect>) {
-        let Some(due) = self.purge_due_at() else { return };
+        let Some(due) = self.purge_due_at() else {
+            return;
+        };
         let now = self.state.now;
         if due > now {
             return;
@@ -909,14 +1086,22 @@ impl Queue {
     fn check_cheap(&self) {
         let c = &self.state.counts;
         let total = c.pending + c.in_flight + c.completed + c.dead + c.cancelled;
-        assert_eq!(total, self.state.table.len() as u64, "state counts do not add up to the job count");
+        assert_eq!(
+            total,
+            self.state.table.len() as u64,
+            "state counts do not add up to the job count"
+        );
         assert_eq!(
             self.next_lsn,
             self.state.applied_lsn + 1 + self.unapplied.len() as u64,
             "proposed LSNs are not dense"
         );
         let capacity = u64::from(self.config.workers) + u64::from(self.config.prefetch);
-        assert!(self.running <= capacity, "more jobs running ({}) than workers + prefetch", self.running);
+        assert!(
+            self.running <= capacity,
+            "more jobs running ({}) than workers + prefetch",
+            self.running
+        );
     }
 
     pub(crate) fn parts(&self) -> QueueParts<'_> {

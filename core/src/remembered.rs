@@ -18,7 +18,11 @@ pub(crate) struct Remembered {
 
 impl Remembered {
     pub(crate) fn new(seed: u64) -> Remembered {
-        Remembered { order: VecDeque::new(), base: 0, index: IdIndex::new(seed) }
+        Remembered {
+            order: VecDeque::new(),
+            base: 0,
+            index: IdIndex::new(seed),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -35,7 +39,8 @@ impl Remembered {
         let key = id.clone();
         self.order.push_back(Some((purged_at, id)));
         let (order, base) = (&self.order, self.base);
-        self.index.insert(key.as_str(), pos, |p| id_at(order, base, p));
+        self.index
+            .insert(key.as_str(), pos, |p| id_at(order, base, p));
     }
 
     /// Forgets `id`; returns whether it was remembered.
@@ -88,7 +93,10 @@ mod tests {
         assert_eq!(r.oldest_at(), Some(1));
         assert_eq!(r.len(), 8);
         let ids: Vec<_> = r.iter().map(|(_, id)| id.to_string()).collect();
-        assert_eq!(ids, ["id1", "id2", "id4", "id5", "id6", "id7", "id8", "id9"]);
+        assert_eq!(
+            ids,
+            ["id1", "id2", "id4", "id5", "id6", "id7", "id8", "id9"]
+        );
         assert!(r.remove("id1") && r.remove("id2"));
         assert_eq!(r.oldest_at(), Some(4));
         assert!(r.contains("id9"));

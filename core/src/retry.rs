@@ -10,7 +10,10 @@ use crate::job::JobId;
 /// so retries of many jobs that failed together spread out.
 pub fn backoff_ms(policy: &RetryPolicy, id: &JobId, attempt: u32) -> u64 {
     let exp = attempt.saturating_sub(1).min(62);
-    let full = policy.base_ms.saturating_mul(1u64 << exp).min(policy.max_ms);
+    let full = policy
+        .base_ms
+        .saturating_mul(1u64 << exp)
+        .min(policy.max_ms);
     let half = full / 2;
     let span = full - half;
     if span == 0 {
@@ -42,17 +45,38 @@ mod tests {
 
     #[test]
     fn backoff_grows_is_capped_and_jittered_deterministically() {
-        let p = RetryPolicy { base_ms: 1_000, max_ms: 10_000 };
+        let p = RetryPolicy {
+            base_ms: 1_000,
+            max_ms: 10_000,
+        };
         for attempt in 1..=10 {
             let full = (1_000u64 << (attempt - 1)).min(10_000);
             let d = backoff_ms(&p, &id("a"), attempt);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d} not in [{}, {full}]", full / 2);
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempt}: {d} not in [{}, {full}]",
+                full / 2
+            );
             assert_eq!(d, backoff_ms(&p, &id("a"), attempt));
         }
-        let spread: std::collections::BTreeSet<u64> =
-            (0..50).map(|i| backoff_ms(&p, &id(&format!("j{i}")), 3)).collect();
-        assert!(spread.len() > 10, "jitter should spread retries: {spread:?}");
+        let spread: std::collections::BTreeSet<u64> = (0..50)
+            .map(|i| backoff_ms(&p, &id(&format!("j{i}")), 3))
+            .collect();
+        assert!(
+            spread.len() > 10,
+            "jitter should spread retries: {spread:?}"
+        );
         assert_eq!(backoff_ms(&p, &id("a"), 200), backoff_ms(&p, &id("a"), 200));
-        assert_eq!(backoff_ms(&RetryPolicy { base_ms: 0, max_ms: 0 }, &id("a"), 3), 0);
+        assert_eq!(
+            backoff_ms(
+                &RetryPolicy {
+                    base_ms: 0,
+                    max_ms: 0
+                },
+                &id("a"),
+                3
+            ),
+            0
+        );
     }
 }

@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub log_time: UnixMillis,
     /// The sequence number the next accepted job gets.
     pub next_seq: u64,
+    /// The queues jobs name (by index), sorted by name.
+    pub queues: Vec<QueueName>,
     /// Every job, in acceptance order.
     pub jobs: Vec<SnapshotJob>,
     /// Ids of purged jobs still remembered, oldest first, with purge time.
@@ -34,8 +36,8 @@ pub struct SnapshotJob {
     pub seq: u64,
     /// Id.
     pub id: JobId,
-    /// Queue.
-    pub queue: QueueName,
+    /// Queue, as an index into [`Snapshot::queues`].
+    pub queue: u32,
     /// State.
     pub state: JobState,
     /// Payload (dropped once completed or cancelled).
@@ -60,13 +62,30 @@ pub struct SnapshotJob {
 
 impl Snapshot {
     pub(crate) fn of(state: &State) -> Snapshot {
+        // Canonical queue numbering: the names jobs use, sorted.
+        let mut used = vec![false; state.queues.len()];
+        for (_, e) in state.table.iter() {
+            used[e.queue as usize] = true;
+        }
+        let mut names: Vec<(&QueueName, usize)> = state
+            .queues
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| used[*i])
+            .map(|(i, q)| (&q.name, i))
+            .collect();
+        names.sort_unstable();
+        let mut renumber = vec![0u32; state.queues.len()];
+        for (new, &(_, old)) in names.iter().enumerate() {
+            renumber[old] = new as u32;
+        }
         let mut jobs: Vec<SnapshotJob> = state
             .table
             .iter()
             .map(|(_, e)| SnapshotJob {
                 seq: e.seq,
                 id: e.id.clone(),
-                queue: state.queues[e.queue as usize].name.clone(),
+                queue: renumber[e.queue as usize],
                 state: e.state,
                 payload: e.payload.clone(),
                 priority: e.priority,
@@ -84,39 +103,58 @@ impl Snapshot {
             lsn: state.applied_lsn,
             log_time: state.log_time,
             next_seq: state.next_seq,
+            queues: names.into_iter().map(|(n, _)| n.clone()).collect(),
             jobs,
-            remembered: state.remembered.iter().map(|(t, id)| (t, id.clone())).collect(),
+            remembered: state
+                .remembered
+                .iter()
+                .map(|(t, id)| (t, id.clone()))
+                .collect(),
         }
     }
 
-    pub(crate) fn restore_into(self, state: &mut State) {
+    /// Restores into a fresh state. Fails (changing nothing of use) if a
+    /// job names a queue the snapshot does not list.
+    pub(crate) fn restore_into(self, state: &mut State) -> Result<(), String> {
+        if let Some(j) = self
+            .jobs
+            .iter()
+            .find(|j| j.queue as usize >= self.queues.len())
+        {
+            return Err(format!(
+                "job {} names queue #{} of {}",
+                j.id,
+                j.queue,
+                self.queues.len()
+            ));
+        }
         state.applied_lsn = self.lsn;
         state.log_time = self.log_time;
         state.now = state.now.max(self.log_time);
         state.next_seq = self.next_seq;
-        for j in self.jobs {
-            let entry = Entry {
-                id: j.id,
-                payload: j.payload,
-                last_error: j.last_error.map(String::into_boxed_str),
-                seq: j.seq,
-                created_at: j.created_at,
-                run_at: j.run_at,
-                state_at: j.state_at,
-                timeout_ms: j.timeout_ms,
-                priority: j.priority,
-                attempt: j.attempt,
-                max_attempts: j.max_attempts,
-                queue: 0,
-                state: j.state,
-                place: Place::Nowhere,
-                reserved: false,
-                running: false,
-            };
-            state.restore_entry(entry, &j.queue);
-        }
+        let queues: Vec<u32> = self.queues.iter().map(|q| state.queue_index(q)).collect();
+        let entries = self.jobs.into_iter().map(|j| Entry {
+            id: j.id,
+            payload: j.payload,
+            last_error: j.last_error.map(String::into_boxed_str),
+            seq: j.seq,
+            created_at: j.created_at,
+            run_at: j.run_at,
+            state_at: j.state_at,
+            timeout_ms: j.timeout_ms,
+            priority: j.priority,
+            attempt: j.attempt,
+            max_attempts: j.max_attempts,
+            queue: queues[j.queue as usize],
+            state: j.state,
+            place: Place::Nowhere,
+            reserved: false,
+            running: false,
+        });
+        state.restore_entries(entries);
         for (t, id) in self.remembered {
             state.remembered.insert(t, id);
         }
+        Ok(())
     }
 }

@@ -55,7 +55,11 @@ pub(crate) struct Table {
 
 impl Table {
     pub(crate) fn new(seed: u64) -> Table {
-        Table { slots: Vec::new(), free: Vec::new(), by_id: IdIndex::new(seed) }
+        Table {
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_id: IdIndex::new(seed),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -64,9 +68,7 @@ impl Table {
 
     pub(crate) fn slot_of(&self, id: &str) -> Option<u32> {
         let slots = &self.slots;
-        self.by_id
-            .get(id, |p| entry_id(slots, p))
-            .map(|p| p as u32)
+        self.by_id.get(id, |p| entry_id(slots, p)).map(|p| p as u32)
     }
 
     pub(crate) fn get(&self, slot: u32) -> &Entry {
@@ -92,17 +94,25 @@ impl Table {
                 (self.slots.len() - 1) as u32
             }
         };
-        let id = entry.id.clone();
         self.slots[slot as usize] = Some(entry);
         let slots = &self.slots;
-        self.by_id.insert(id.as_str(), u64::from(slot), |p| entry_id(slots, p));
+        let id = entry_id(slots, u64::from(slot));
+        self.by_id
+            .insert(id.as_str(), u64::from(slot), |p| entry_id(slots, p));
         slot
+    }
+
+    /// Makes room for `additional` more jobs without rehashing.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.slots.reserve(additional);
+        let slots = &self.slots;
+        self.by_id.reserve(additional, |p| entry_id(slots, p));
     }
 
     /// Removes the job in `slot` and returns it.
     pub(crate) fn remove(&mut self, slot: u32) -> Entry {
-        let id = self.get(slot).id.clone();
         let slots = &self.slots;
+        let id = entry_id(slots, u64::from(slot));
         self.by_id.remove(id.as_str(), |p| entry_id(slots, p));
         self.free.push(slot);
         match self.slots[slot as usize].take() {
@@ -182,6 +192,10 @@ mod tests {
 
     #[test]
     fn entry_stays_small() {
-        assert!(std::mem::size_of::<Option<Entry>>() <= 112, "{}", std::mem::size_of::<Option<Entry>>());
+        assert!(
+            std::mem::size_of::<Option<Entry>>() <= 112,
+            "{}",
+            std::mem::size_of::<Option<Entry>>()
+        );
     }
 }

@@ -1,0 +1,285 @@
+//! The on-disk encodings: round trips, hostile bytes, and golden files of
+//! every released format version.
+
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+
+use beaver_core::codec::{self, DecodeError};
+use beaver_core::{
+    Config, Input, JobId, JobSpec, JobState, NewJob, Op, Payload, Queue, QueueName, Record,
+    RequestId, Snapshot, SnapshotJob,
+};
+use proptest::prelude::*;
+
+fn id(s: &str) -> JobId {
+    JobId::parse(s).unwrap()
+}
+
+/// One record of every type: the golden set.
+fn every_record() -> Vec<Record> {
+    let job = NewJob {
+        id: id("order-1"),
+        queue: QueueName::parse("emails").unwrap(),
+        payload: Payload::from_json(br#"{"to":"ada@example.com"}"#).unwrap(),
+        priority: -3,
+        max_attempts: 5,
+        timeout_ms: 30_000,
+        run_at: 1_700_000_000_500,
+    };
+    let ops = vec![
+        Op::Enqueue { jobs: vec![job] },
+        Op::Dispatch {
+            id: id("order-1"),
+            attempt: 1,
+            lease_until: 1_700_000_035_000,
+        },
+        Op::Fail {
+            id: id("order-1"),
+            attempt: 1,
+            error: "exit status 3: smtp down".into(),
+            retry_at: Some(1_700_000_001_000),
+        },
+        Op::Fail {
+            id: id("order-1"),
+            attempt: 5,
+            error: "timed out after 30000 ms".into(),
+            retry_at: None,
+        },
+        Op::Complete {
+            id: id("order-1"),
+            attempt: 2,
+        },
+        Op::Release {
+            id: id("order-1"),
+            attempt: 3,
+        },
+        Op::Cancel { id: id("~17") },
+        Op::Requeue {
+            ids: vec![id("a"), id("b")],
+        },
+        Op::Purge {
+            jobs: vec![id("a")],
+            forget: vec![id("old")],
+        },
+    ];
+    ops.into_iter()
+        .enumerate()
+        .map(|(i, op)| Record {
+            lsn: i as u64 + 1,
+            at: 1_700_000_000_000 + i as u64,
+            op,
+        })
+        .collect()
+}
+
+fn golden_snapshot() -> Snapshot {
+    Snapshot {
+        lsn: 42,
+        log_time: 1_700_000_000_042,
+        next_seq: 3,
+        queues: vec![QueueName::default(), QueueName::parse("q2").unwrap()],
+        jobs: vec![
+            SnapshotJob {
+                seq: 1,
+                id: id("order-1"),
+                queue: 0,
+                state: JobState::Dead,
+                payload: Some(Payload::from_json(b"[1,2,3]").unwrap()),
+                priority: 0,
+                attempt: 3,
+                max_attempts: 3,
+                timeout_ms: 1_000,
+                created_at: 1_700_000_000_000,
+                run_at: 1_700_000_000_000,
+                state_at: 1_700_000_000_040,
+                last_error: Some("boom".into()),
+            },
+            SnapshotJob {
+                seq: 2,
+                id: id("~2"),
+                queue: 1,
+                state: JobState::InFlight,
+                payload: Some(Payload::from_json(b"null").unwrap()),
+                priority: 9,
+                attempt: 1,
+                max_attempts: 1,
+                timeout_ms: 5,
+                created_at: 1_700_000_000_001,
+                run_at: 1_700_000_000_001,
+                state_at: 1_700_000_000_100,
+                last_error: None,
+            },
+        ],
+        remembered: vec![(1_700_000_000_010, id("gone"))],
+    }
+}
+
+fn golden_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+/// Compares with the committed golden file; `BEAVER_BLESS=1` writes it (only
+/// ever for a new format version: old ones must never change).
+fn golden(name: &str, bytes: &[u8]) -> Vec<u8> {
+    let path = golden_path(name);
+    if std::env::var_os("BEAVER_BLESS").is_some() && !path.exists() {
+        std::fs::write(&path, bytes).unwrap();
+    }
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "golden file {} missing ({e}); run with BEAVER_BLESS=1 once",
+            path.display()
+        )
+    })
+}
+
+fn frame(records: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        out.extend_from_slice(r);
+    }
+    out
+}
+
+fn unframe(mut bytes: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        out.push(&bytes[4..4 + len]);
+        bytes = &bytes[4 + len..];
+    }
+    out
+}
+
+#[test]
+fn golden_records_v1_still_decode_and_encode_identically() {
+    let records = every_record();
+    let encoded: Vec<Vec<u8>> = records.iter().map(codec::encode_record).collect();
+    let file = golden("records-v1.bin", &frame(&encoded));
+    let decoded: Vec<Record> = unframe(&file)
+        .into_iter()
+        .map(|b| codec::decode_record(b).unwrap())
+        .collect();
+    assert_eq!(
+        decoded, records,
+        "version 1 records decode to the same values"
+    );
+    assert_eq!(
+        frame(&encoded),
+        file,
+        "this build still writes version 1 byte for byte"
+    );
+}
+
+#[test]
+fn golden_snapshot_v1_still_decodes_and_encodes_identically() {
+    let snap = golden_snapshot();
+    let file = golden("snapshot-v1.bin", &codec::encode_snapshot(&snap));
+    assert_eq!(codec::decode_snapshot(&file).unwrap(), snap);
+    assert_eq!(codec::encode_snapshot(&snap), file);
+}
+
+#[test]
+fn a_newer_version_is_refused_naming_both_versions() {
+    let mut bytes = codec::encode_record(&every_record()[0]);
+    bytes[0] = 9;
+    let e = codec::decode_record(&bytes).unwrap_err();
+    assert_eq!(
+        e,
+        DecodeError::NewerVersion {
+            found: 9,
+            supported: 1
+        }
+    );
+    assert!(
+        e.to_string().contains("version 9") && e.to_string().contains("up to 1"),
+        "{e}"
+    );
+    let mut snap = codec::encode_snapshot(&golden_snapshot());
+    snap[0] = 2;
+    assert!(matches!(
+        codec::decode_snapshot(&snap),
+        Err(DecodeError::NewerVersion {
+            found: 2,
+            supported: 1
+        })
+    ));
+    assert_eq!(codec::decode_record(&[]), Err(DecodeError::Empty));
+    assert_eq!(
+        codec::decode_record(&[0]),
+        Err(DecodeError::UnknownVersion(0))
+    );
+}
+
+#[test]
+fn trailing_bytes_are_refused() {
+    let mut bytes = codec::encode_record(&every_record()[1]);
+    bytes.push(0);
+    assert!(matches!(
+        codec::decode_record(&bytes),
+        Err(DecodeError::Malformed(_))
+    ));
+}
+
+#[test]
+fn a_live_queue_snapshot_round_trips() {
+    let mut q = Queue::new(Config::default());
+    let mut out = Vec::new();
+    let jobs = (0..50)
+        .map(|i| JobSpec::new(Payload::from_json(format!("{i}").as_bytes()).unwrap()))
+        .collect();
+    q.step(
+        1,
+        Input::Enqueue {
+            req: RequestId(1),
+            jobs,
+        },
+        &mut out,
+    );
+    q.step(2, Input::Durable { upto: 1 }, &mut out);
+    q.step(
+        3,
+        Input::Durable {
+            upto: q.next_lsn() - 1,
+        },
+        &mut out,
+    );
+    let snap = q.snapshot();
+    assert_eq!(snap.jobs.len(), 50);
+    assert_eq!(
+        codec::decode_snapshot(&codec::encode_snapshot(&snap)).unwrap(),
+        snap
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let _ = codec::decode_record(&bytes);
+        let _ = codec::decode_snapshot(&bytes);
+    }
+
+    #[test]
+    fn mutated_records_never_panic(which in 0usize..9, pos in any::<usize>(), val in any::<u8>(), cut in any::<usize>()) {
+        let mut bytes = codec::encode_record(&every_record()[which]);
+        let p = pos % bytes.len();
+        bytes[p] = val;
+        let _ = codec::decode_record(&bytes);
+        bytes.truncate(cut % (bytes.len() + 1));
+        let _ = codec::decode_record(&bytes);
+    }
+
+    #[test]
+    fn mutated_snapshots_never_panic(pos in any::<usize>(), val in any::<u8>(), cut in any::<usize>()) {
+        let mut bytes = codec::encode_snapshot(&golden_snapshot());
+        let p = pos % bytes.len();
+        bytes[p] = val;
+        let _ = codec::decode_snapshot(&bytes);
+        bytes.truncate(cut % (bytes.len() + 1));
+        let _ = codec::decode_snapshot(&bytes);
+    }
+}
