@@ -59,7 +59,9 @@ fn opts() -> WalOptions {
 }
 
 async fn appenders(dir: &Path, n: usize) -> (f64, f64, f64) {
-    let (wal, _) = Wal::open(FileDisk::new(), dir, opts(), 0, |_, _| {}).await.unwrap();
+    let (wal, _) = Wal::open(FileDisk::new(), dir, opts(), 0, |_, _| {})
+        .await
+        .unwrap();
     let (appender, task) = GroupCommit::spawn(wal, 4096);
     // Warm up: the first segment's preparation is not what we measure.
     appender.append(vec![1; RECORD]).await.unwrap();
@@ -86,14 +88,35 @@ async fn appenders(dir: &Path, n: usize) -> (f64, f64, f64) {
     (records / secs, syncs / secs, records / syncs.max(1.0))
 }
 
+/// One task calling `Wal::append` (write + fdatasync) in a loop: the WAL's
+/// own cost per record without the group-commit task's channel hops.
+async fn direct(dir: &Path) -> f64 {
+    let (mut wal, _) = Wal::open(FileDisk::new(), dir, opts(), 0, |_, _| {})
+        .await
+        .unwrap();
+    let body = [5u8; RECORD];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < RUN {
+        let lsn = wal.next_lsn();
+        wal.append(&[(lsn, &body[..])]).await.unwrap();
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 async fn replay(dir: &Path) -> (f64, f64) {
     const N: u64 = 1_000_000;
-    let (mut wal, _) = Wal::open(FileDisk::new(), dir, opts(), 0, |_, _| {}).await.unwrap();
+    let (mut wal, _) = Wal::open(FileDisk::new(), dir, opts(), 0, |_, _| {})
+        .await
+        .unwrap();
     let body = [9u8; RECORD];
     let build = Instant::now();
     let mut lsn = 1;
     while lsn <= N {
-        let recs: Vec<(u64, &[u8])> = (lsn..(lsn + 1000).min(N + 1)).map(|l| (l, &body[..])).collect();
+        let recs: Vec<(u64, &[u8])> = (lsn..(lsn + 1000).min(N + 1))
+            .map(|l| (l, &body[..]))
+            .collect();
         wal.write_batch(&recs).await.unwrap();
         lsn += recs.len() as u64;
         // Sync as group commit would, so watermarks follow the log.
@@ -153,6 +176,8 @@ fn main() {
             sixty_four = per;
         }
     }
+    let d = rt.block_on(direct(&tmp.path().join("direct")));
+    println!("   1 direct Wal::append loop: {d:>10.0} appends/s");
     let (rps, build) = rt.block_on(replay(&tmp.path().join("replay")));
     println!("replay: {rps:>10.0} records/s (1,000,000 x 100 B; log written in {build:.2} s)");
     println!("targets:");
