@@ -1,4 +1,33 @@
 //! beaver-runtime: the async engine that owns a core, the WAL, snapshots,
 //! an executor and timers, and carries out the core's effects.
+//!
+//! The same code runs on tokio (production) and under madsim (the
+//! simulator): `tokio` here is madsim-tokio, every `select!` is `biased;`,
+//! storage goes through [`beaver_io::Disk`] and execution through
+//! [`Executor`].
+//!
+//! Tasks: the core task (owns the [`beaver_core::Queue`], takes requests in
+//! batches, steps the core, routes effects), the WAL task (encodes, writes,
+//! syncs; one fdatasync in flight with the next batch forming behind it),
+//! the snapshot task (folds snapshots off the core's task), and one task per
+//! attempt (bounded by the worker count).
 
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod engine;
+pub mod error;
 pub mod executor;
+mod figures;
+pub mod observer;
+mod snapshotter;
+mod wal_task;
+
+pub use client::Client;
+pub use clock::{Clock, SystemClock};
+pub use config::EngineConfig;
+pub use engine::{Engine, EngineHandle, RecoveryReport, start};
+pub use error::EngineError;
+pub use executor::{AnyExecutor, Executor, ExecutorConfig};
+pub use figures::{EngineFigures, EngineStatus};
+pub use observer::{NoObserver, Observer};

@@ -94,3 +94,47 @@ pub async fn inspect<D: Disk>(disk: &D, dir: &Path) -> Result<Inspection> {
     let s = scan(disk, dir, 0, true, |_, _| {}).await?;
     Ok(s.report)
 }
+
+/// Reads, without changing anything, the records of the valid log with
+/// LSNs in `after_lsn + 1 ..= upto_lsn`, in order, and returns how many.
+///
+/// For folding closed parts of a live log into a snapshot: it may run while
+/// the log is appended to, as long as `upto_lsn` is durable. Errors if the
+/// log is corrupt or does not hold every LSN of the range.
+pub async fn read_records<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    after_lsn: u64,
+    upto_lsn: u64,
+    mut each: impl FnMut(u64, &[u8]),
+) -> Result<u64> {
+    let mut next = after_lsn + 1;
+    let s = scan(disk, dir, after_lsn, false, |lsn, body| {
+        if lsn == next && lsn <= upto_lsn {
+            each(lsn, body);
+            next += 1;
+        }
+    })
+    .await?;
+    if let LogEnd::Corrupt {
+        path,
+        offset,
+        detail,
+    } = s.report.end
+    {
+        return Err(crate::Error::Corruption {
+            path,
+            offset,
+            detail,
+        });
+    }
+    if next <= upto_lsn {
+        return Err(crate::Error::Usage(format!(
+            "the log in {} holds LSNs only up to {} of {}..={upto_lsn}",
+            dir.display(),
+            next - 1,
+            after_lsn + 1
+        )));
+    }
+    Ok(upto_lsn - after_lsn)
+}

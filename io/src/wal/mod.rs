@@ -16,7 +16,7 @@ pub mod segment;
 pub mod writer;
 
 pub use group::{Appender, GroupCommit, GroupCommitStats};
-pub use inspect::{BatchReport, Inspection, LogEnd, SegmentReport, inspect};
+pub use inspect::{BatchReport, Inspection, LogEnd, SegmentReport, inspect, read_records};
 pub use writer::{
     BatchInfo, DEFAULT_SEGMENT_BYTES, PrepareJob, PrepareOutcome, Recovered, SpaceStatus, SyncJob,
     SyncOutcome, Wal, WalOptions,

@@ -1,0 +1,121 @@
+//! The in-process client: the one way in for HTTP, CLI and simulator alike.
+
+use std::sync::Arc;
+
+use beaver_core::{Enqueued, JobId, JobSpec, JobView, Rejection, Reply, RequeueTarget};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::figures::{EngineStatus, Figures};
+
+/// What a request asks of the core.
+#[derive(Debug)]
+pub(crate) enum Ask {
+    Enqueue(Vec<JobSpec>),
+    Get(JobId),
+    Status,
+    Cancel(JobId),
+    Requeue(RequeueTarget),
+    ListDead(usize),
+}
+
+/// A request and where its reply goes.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub ask: Ask,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// A handle to a running engine. Cheap to clone.
+///
+/// Guarantees: every future resolves only from the core's reply, so an
+/// `Ok` from [`Client::enqueue`] means the jobs are durable. When too many
+/// requests wait, the answer is [`Rejection::Busy`] at once; once the engine
+/// stopped, [`Rejection::Stopping`].
+#[derive(Debug, Clone)]
+pub struct Client {
+    tx: mpsc::Sender<Request>,
+    figures: Arc<Figures>,
+    workers: u32,
+}
+
+impl Client {
+    pub(crate) fn new(tx: mpsc::Sender<Request>, figures: Arc<Figures>, workers: u32) -> Client {
+        Client {
+            tx,
+            figures,
+            workers,
+        }
+    }
+
+    async fn ask(&self, ask: Ask) -> Result<Reply, Rejection> {
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send(Request { ask, reply }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(Rejection::Busy {
+                    reason: "too many requests are waiting for the queue".into(),
+                    retry_after_ms: 100,
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Rejection::Stopping),
+        }
+        rx.await.map_err(|_| Rejection::Stopping)
+    }
+
+    /// Enqueues jobs, all or nothing; resolves once they are durable.
+    pub async fn enqueue(&self, jobs: Vec<JobSpec>) -> Result<Vec<Enqueued>, Rejection> {
+        match self.ask(Ask::Enqueue(jobs)).await? {
+            Reply::Enqueued(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One job's durable state (`None`: unknown or purged).
+    pub async fn get(&self, id: JobId) -> Result<Option<JobView>, Rejection> {
+        match self.ask(Ask::Get(id)).await? {
+            Reply::Job(j) => Ok(j),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The queue's status and the engine's figures.
+    pub async fn status(&self) -> Result<EngineStatus, Rejection> {
+        match self.ask(Ask::Status).await? {
+            Reply::Status(s) => Ok(EngineStatus {
+                queue: *s,
+                engine: self.figures.engine(self.workers),
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Cancels a pending job; resolves once the cancellation is durable.
+    pub async fn cancel(&self, id: JobId) -> Result<(), Rejection> {
+        match self.ask(Ask::Cancel(id)).await? {
+            Reply::Cancelled(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Requeues dead jobs; returns how many, once durable.
+    pub async fn requeue(&self, target: RequeueTarget) -> Result<u64, Rejection> {
+        match self.ask(Ask::Requeue(target)).await? {
+            Reply::Requeued(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Dead jobs, newest first.
+    pub async fn list_dead(&self, limit: usize) -> Result<Vec<JobView>, Rejection> {
+        match self.ask(Ask::ListDead(limit)).await? {
+            Reply::Dead(d) => Ok(d),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(reply: Reply) -> Rejection {
+    Rejection::Storage {
+        reason: format!("internal error: unexpected reply {reply:?}"),
+    }
+}

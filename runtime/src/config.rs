@@ -1,0 +1,57 @@
+//! The engine's configuration.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// How the engine runs: where its files live and its bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// The data directory (WAL under `wal/`, snapshots under `snapshots/`).
+    pub data_dir: PathBuf,
+    /// The queue's own configuration (workers, limits, retry, retention).
+    pub queue: beaver_core::Config,
+    /// Size of each preallocated WAL segment.
+    pub segment_bytes: u64,
+    /// Take a snapshot once this many WAL bytes were written since the last.
+    pub snapshot_wal_bytes: u64,
+    /// Take a snapshot at least this often while the log grows (0: never by time).
+    pub snapshot_interval_ms: u64,
+    /// Requests waiting for the core; past it clients are told to retry.
+    pub requests_waiting_max: usize,
+    /// Records proposed but not yet durable; past it no new requests are taken.
+    pub unsynced_records_max: u64,
+    /// How long a graceful shutdown waits for running jobs.
+    pub shutdown_grace_ms: u64,
+    /// How often free disk space is checked against the reserve.
+    pub space_check_interval_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            data_dir: PathBuf::from("beaver-data"),
+            queue: beaver_core::Config::default(),
+            segment_bytes: 64 << 20,
+            snapshot_wal_bytes: 256 << 20,
+            snapshot_interval_ms: 10 * 60_000,
+            requests_waiting_max: 16_384,
+            unsynced_records_max: 200_000,
+            shutdown_grace_ms: 10_000,
+            space_check_interval_ms: 1_000,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The WAL directory.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("wal")
+    }
+
+    /// The snapshot directory.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.data_dir.join("snapshots")
+    }
+}

@@ -1,0 +1,521 @@
+//! The engine: recovery, then one task that owns the core and carries out
+//! its effects.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use beaver_core::{
+    Effect, Execution, Input, JobId, Outcome, Queue, Record, Reply, RequestId, codec,
+};
+use beaver_io::{Disk, SnapshotStore, Wal, WalOptions};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::client::{Ask, Client, Request};
+use crate::clock::Clock;
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::executor::Executor;
+use crate::figures::Figures;
+use crate::observer::Observer;
+use crate::snapshotter::{Snapshotter, ToSnapshotter};
+use crate::wal_task::{ToWal, WalEvent, WalTask};
+
+/// What start-up recovery found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// How long recovery took, from opening the data dir to serving.
+    pub duration_ms: u64,
+    /// The snapshot it started from.
+    pub snapshot_lsn: Option<u64>,
+    /// WAL records replayed after the snapshot.
+    pub replayed_records: u64,
+    /// Torn WAL tail discarded.
+    pub torn_bytes: u64,
+    /// Jobs the queue holds.
+    pub jobs: u64,
+    /// The last durable LSN.
+    pub last_lsn: u64,
+}
+
+/// A running engine: its client and its handle.
+pub struct Engine {
+    /// The in-process client.
+    pub client: Client,
+    /// Stops and awaits the engine.
+    pub handle: EngineHandle,
+    /// What recovery found.
+    pub recovery: RecoveryReport,
+}
+
+/// Controls a running engine.
+pub struct EngineHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), EngineError>>,
+}
+
+impl EngineHandle {
+    /// Starts a graceful shutdown: stop dispatching, let running jobs finish
+    /// (up to the grace period), sync, snapshot, stop.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits for the engine to stop; `Err` if it stopped on a failure
+    /// (fail-stop).
+    pub async fn wait(self) -> Result<(), EngineError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(EngineError::Config(format!(
+                "the engine task ended abnormally: {e}"
+            ))),
+        }
+    }
+
+    /// Whether the engine has stopped.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Recovers the data dir and starts the engine.
+///
+/// Nothing is served before recovery has made durable everything it read.
+/// `salt_seed` salts new WAL segments: give each start a fresh value
+/// (`beaver_io::entropy_seed()` in production, a seeded draw in simulation).
+pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
+    config: EngineConfig,
+    disk: D,
+    executor: E,
+    clock: C,
+    observer: O,
+    salt_seed: u64,
+) -> Result<Engine, EngineError> {
+    if config.unsynced_records_max == 0 || config.requests_waiting_max == 0 {
+        return Err(EngineError::Config(
+            "unsynced_records_max and requests_waiting_max must be at least 1".into(),
+        ));
+    }
+    let began = Instant::now();
+    let observer = Arc::new(observer);
+    let clock = Arc::new(clock);
+    let figures = Arc::new(Figures::default());
+    disk.create_dir_all(&config.data_dir).await?;
+    let mut store = SnapshotStore::open(disk.clone(), &config.snapshot_dir()).await?;
+    let loaded = store.load().await?;
+    let snapshot_lsn = loaded.as_ref().map(|l| l.lsn);
+    let mut queue = match loaded {
+        Some(l) => {
+            let snap = codec::decode_snapshot(&l.body).map_err(|e| EngineError::Snapshot {
+                path: l.path.clone(),
+                reason: e.to_string(),
+            })?;
+            if snap.lsn != l.lsn {
+                return Err(EngineError::Snapshot {
+                    path: l.path,
+                    reason: format!(
+                        "the file is named for LSN {} but holds LSN {}",
+                        l.lsn, snap.lsn
+                    ),
+                });
+            }
+            Queue::recover(config.queue.clone(), Some(snap), []).map_err(|e| {
+                EngineError::Snapshot {
+                    path: l.path,
+                    reason: e.to_string(),
+                }
+            })?
+        }
+        None => Queue::new(config.queue.clone()),
+    };
+    let after = queue.applied_lsn();
+    let mut replay_error: Option<EngineError> = None;
+    let mut replayed = 0u64;
+    let opts = WalOptions {
+        segment_bytes: config.segment_bytes,
+        salt_seed,
+    };
+    let (wal, recovered) = Wal::open(disk.clone(), &config.wal_dir(), opts, after, |lsn, body| {
+        if replay_error.is_some() {
+            return;
+        }
+        let applied = codec::decode_record(body)
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                if r.lsn == lsn {
+                    Ok(r)
+                } else {
+                    Err(format!("the frame says LSN {lsn}, the record {}", r.lsn))
+                }
+            })
+            .and_then(|r| queue.apply(&r).map_err(|e| e.to_string()));
+        match applied {
+            Ok(()) => replayed += 1,
+            Err(reason) => replay_error = Some(EngineError::Replay { lsn, reason }),
+        }
+    })
+    .await?;
+    if let Some(e) = replay_error {
+        return Err(e);
+    }
+    let stats = queue.stats();
+    let jobs = stats.jobs.pending
+        + stats.jobs.in_flight
+        + stats.jobs.completed
+        + stats.jobs.dead
+        + stats.jobs.cancelled;
+    let recovery = RecoveryReport {
+        duration_ms: began.elapsed().as_millis() as u64,
+        snapshot_lsn,
+        replayed_records: replayed,
+        torn_bytes: recovered.torn_bytes,
+        jobs,
+        last_lsn: queue.applied_lsn(),
+    };
+    figures.recovery_ms.store(recovery.duration_ms, Relaxed);
+    figures.recovered_jobs.store(jobs, Relaxed);
+    figures.torn_bytes.store(recovered.torn_bytes, Relaxed);
+    figures.durable_lsn.store(queue.applied_lsn(), Relaxed);
+    figures
+        .snapshot_lsn
+        .store(snapshot_lsn.unwrap_or(0), Relaxed);
+    observer.recovered(began.elapsed().as_secs_f64());
+    info!(
+        recovery_ms = recovery.duration_ms,
+        snapshot_lsn = ?snapshot_lsn,
+        replayed_records = replayed,
+        torn_bytes = recovered.torn_bytes,
+        jobs,
+        pending = stats.jobs.pending,
+        in_flight = stats.jobs.in_flight,
+        "recovered"
+    );
+
+    let estimate = Arc::new(AtomicU64::new(0));
+    let (wal_tx, wal_rx) = mpsc::unbounded_channel();
+    let (event_tx, event_rx) = mpsc::unbounded_channel();
+    let wal_task = WalTask {
+        wal,
+        rx: wal_rx,
+        events: event_tx,
+        figures: figures.clone(),
+        observer: observer.clone(),
+        snapshot_wal_bytes: config.snapshot_wal_bytes,
+        segment_bytes: config.segment_bytes,
+        snapshot_interval_ms: config.snapshot_interval_ms,
+        space_check_interval_ms: config.space_check_interval_ms,
+        snapshot_estimate_bytes: estimate.clone(),
+    };
+    let wal_join = tokio::spawn(wal_task.run());
+    let (snap_tx, snap_rx) = mpsc::unbounded_channel();
+    let snapshotter = Snapshotter {
+        disk: disk.clone(),
+        store,
+        wal_dir: config.wal_dir(),
+        config: config.queue.clone(),
+        rx: snap_rx,
+        to_wal: wal_tx.clone(),
+        figures: figures.clone(),
+        observer: observer.clone(),
+        clock: clock.clone(),
+        estimate_bytes: estimate,
+    };
+    let snap_join = tokio::spawn(snapshotter.run());
+
+    let (req_tx, req_rx) = mpsc::channel(config.requests_waiting_max);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
+    let (exec_stop_tx, _) = watch::channel(false);
+    let workers = config.queue.workers;
+    let core = CoreTask {
+        queue,
+        clock,
+        executor: Arc::new(executor),
+        observer,
+        figures: figures.clone(),
+        requests: req_rx,
+        wal_tx,
+        wal_events: event_rx,
+        snap_tx,
+        stop: stop_rx,
+        outcome_tx,
+        outcomes: outcome_rx,
+        exec_stop: exec_stop_tx,
+        workers: Arc::new(Semaphore::new(workers as usize)),
+        pending: HashMap::new(),
+        running: HashMap::new(),
+        next_req: 0,
+        out: Vec::with_capacity(256),
+        appends: Vec::new(),
+        config: config.clone(),
+    };
+    let task = tokio::spawn(async move {
+        let result = core.run().await;
+        // The core is gone: the WAL task finishes its sync and stops.
+        let _ = wal_join.await;
+        snap_join.abort();
+        result
+    });
+    Ok(Engine {
+        client: Client::new(req_tx, figures, workers),
+        handle: EngineHandle {
+            stop: stop_tx,
+            task,
+        },
+        recovery,
+    })
+}
+
+/// One attempt's end, from an execution task.
+struct Done {
+    id: JobId,
+    attempt: u32,
+    outcome: Outcome,
+    secs: f64,
+}
+
+struct CoreTask<E: Executor, C: Clock, O: Observer> {
+    queue: Queue,
+    clock: Arc<C>,
+    executor: Arc<E>,
+    observer: Arc<O>,
+    figures: Arc<Figures>,
+    requests: mpsc::Receiver<Request>,
+    wal_tx: mpsc::UnboundedSender<ToWal>,
+    wal_events: mpsc::UnboundedReceiver<WalEvent>,
+    snap_tx: mpsc::UnboundedSender<ToSnapshotter>,
+    stop: watch::Receiver<bool>,
+    outcome_tx: mpsc::UnboundedSender<Done>,
+    outcomes: mpsc::UnboundedReceiver<Done>,
+    /// Tells executions still waiting for a worker to give their job back.
+    exec_stop: watch::Sender<bool>,
+    workers: Arc<Semaphore>,
+    pending: HashMap<RequestId, oneshot::Sender<Reply>>,
+    running: HashMap<(JobId, u32), JoinHandle<()>>,
+    next_req: u64,
+    out: Vec<Effect>,
+    appends: Vec<Arc<Record>>,
+    config: EngineConfig,
+}
+
+impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
+    async fn run(mut self) -> Result<(), EngineError> {
+        let mut batch: Vec<Request> = Vec::with_capacity(256);
+        let mut events: Vec<WalEvent> = Vec::with_capacity(64);
+        let mut done: Vec<Done> = Vec::with_capacity(64);
+        let mut stopping = false;
+        let mut grace_until: Option<Instant> = None;
+        loop {
+            if stopping && self.drained() {
+                return self.finish().await;
+            }
+            let deadline = self
+                .queue
+                .next_deadline()
+                .map(|ms| self.clock.instant_at(ms));
+            let unsynced = self.queue.next_lsn() - 1 - self.queue.applied_lsn();
+            let accept = unsynced < self.config.unsynced_records_max;
+            tokio::select! {
+                biased;
+                n = self.wal_events.recv_many(&mut events, 64) => {
+                    if n == 0 {
+                        return self.fail(EngineError::Config("the WAL task ended unexpectedly".into()));
+                    }
+                    for ev in events.drain(..) {
+                        match ev {
+                            WalEvent::Durable(upto) => self.step(Input::Durable { upto }),
+                            WalEvent::AppendFailed { from_lsn, error } => self.step(Input::AppendFailed { from_lsn, error }),
+                            WalEvent::DiskFull(full) => self.step(Input::DiskFull(full)),
+                            WalEvent::SnapshotDue(upto) => {
+                                let _ = self.snap_tx.send(ToSnapshotter::Build { upto });
+                            }
+                            WalEvent::Fatal(e) => return self.fail(EngineError::Storage(e)),
+                        }
+                    }
+                }
+                n = self.outcomes.recv_many(&mut done, 64) => {
+                    for d in done.drain(..).take(n) {
+                        if self.running.remove(&(d.id.clone(), d.attempt)).is_some() {
+                            self.observer.attempt_finished(d.secs, &d.outcome);
+                            self.step(Input::Outcome { id: d.id, attempt: d.attempt, outcome: d.outcome });
+                        }
+                    }
+                }
+                n = self.requests.recv_many(&mut batch, 256), if accept => {
+                    if n == 0 && !stopping {
+                        // Every client is gone: nobody can ask anything more; stop gracefully.
+                        self.begin_stop(&mut stopping, &mut grace_until);
+                    }
+                    for r in batch.drain(..) {
+                        self.request(r);
+                    }
+                }
+                _ = self.stop.changed(), if !stopping => {
+                    self.begin_stop(&mut stopping, &mut grace_until);
+                }
+                _ = sleep_until_opt(grace_until), if grace_until.is_some() => {
+                    grace_until = None;
+                    warn!(running = self.running.len(), "grace period over: stopping the attempts still running (they will retry after restart)");
+                    for (_, h) in self.running.drain() {
+                        h.abort();
+                    }
+                }
+                _ = sleep_until_opt(deadline), if deadline.is_some() => self.step(Input::Tick),
+            }
+            self.flush();
+        }
+    }
+
+    fn begin_stop(&mut self, stopping: &mut bool, grace_until: &mut Option<Instant>) {
+        *stopping = true;
+        info!(
+            running = self.running.len(),
+            "shutting down: no new attempts start; waiting for running ones"
+        );
+        self.step(Input::StopDispatching);
+        let _ = self.exec_stop.send(true);
+        *grace_until =
+            Some(Instant::now() + std::time::Duration::from_millis(self.config.shutdown_grace_ms));
+    }
+
+    /// Nothing runs and everything proposed is durable.
+    fn drained(&self) -> bool {
+        self.running.is_empty() && self.queue.next_lsn() == self.queue.applied_lsn() + 1
+    }
+
+    fn request(&mut self, r: Request) {
+        let req = RequestId(self.next_req);
+        self.next_req += 1;
+        self.pending.insert(req, r.reply);
+        let input = match r.ask {
+            Ask::Enqueue(jobs) => Input::Enqueue { req, jobs },
+            Ask::Get(id) => Input::Get { req, id },
+            Ask::Status => Input::Status { req },
+            Ask::Cancel(id) => Input::Cancel { req, id },
+            Ask::Requeue(target) => Input::Requeue { req, target },
+            Ask::ListDead(limit) => Input::ListDead { req, limit },
+        };
+        self.step(input);
+    }
+
+    fn step(&mut self, input: Input) {
+        let now = self.clock.now_ms();
+        let mut out = std::mem::take(&mut self.out);
+        self.queue.step(now, input, &mut out);
+        for effect in out.drain(..) {
+            match effect {
+                Effect::Append(r) => self.appends.push(r),
+                Effect::Reply { req, reply } => {
+                    if let Some(tx) = self.pending.remove(&req) {
+                        let _ = tx.send(reply);
+                    }
+                }
+                Effect::Execute(x) => self.execute(x),
+                Effect::Abort { id, attempt } => {
+                    if let Some(h) = self.running.remove(&(id, attempt)) {
+                        h.abort();
+                    }
+                }
+            }
+        }
+        self.out = out;
+        self.figures
+            .running
+            .store(self.running.len() as u64, Relaxed);
+    }
+
+    /// Hands this round's records to the WAL task in one message.
+    fn flush(&mut self) {
+        if !self.appends.is_empty() {
+            let records = std::mem::take(&mut self.appends);
+            let _ = self.wal_tx.send(ToWal::Records(records));
+        }
+    }
+
+    fn execute(&mut self, x: Execution) {
+        let key = (x.id.clone(), x.attempt);
+        let attempt = self.executor.execute(x);
+        let workers = self.workers.clone();
+        let tx = self.outcome_tx.clone();
+        let mut stop = self.exec_stop.subscribe();
+        let (id, n) = key.clone();
+        let handle = tokio::spawn(async move {
+            // Dispatch runs ahead of free workers: wait for one, unless
+            // shutting down, in which case the job goes back unstarted.
+            let permit = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => None,
+                p = workers.acquire_owned() => p.ok(),
+            };
+            let Some(_permit) = permit else {
+                let _ = tx.send(Done {
+                    id,
+                    attempt: n,
+                    outcome: Outcome::NotStarted,
+                    secs: 0.0,
+                });
+                return;
+            };
+            let began = Instant::now();
+            let outcome = attempt.await;
+            let _ = tx.send(Done {
+                id,
+                attempt: n,
+                outcome,
+                secs: began.elapsed().as_secs_f64(),
+            });
+        });
+        self.running.insert(key, handle);
+    }
+
+    /// Graceful end: write a snapshot of the (fully durable) state, stop.
+    async fn finish(mut self) -> Result<(), EngineError> {
+        self.flush();
+        let lsn = self.queue.applied_lsn();
+        if lsn > 0 && self.figures.snapshot_lsn.load(Relaxed) < lsn {
+            let bytes = codec::encode_snapshot(&self.queue.snapshot());
+            let (done, wait) = oneshot::channel();
+            if self
+                .snap_tx
+                .send(ToSnapshotter::Save { lsn, bytes, done })
+                .is_ok()
+            {
+                match wait.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "could not write the shutdown snapshot; the log keeps everything")
+                    }
+                    Err(_) => warn!("the snapshot task ended before the shutdown snapshot"),
+                }
+            }
+        }
+        let st = self.queue.stats();
+        info!(
+            lsn,
+            pending = st.jobs.pending,
+            completed = st.jobs.completed,
+            dead = st.jobs.dead,
+            "stopped cleanly"
+        );
+        Ok(())
+    }
+
+    /// Fail-stop: answer nothing more, stop every attempt, report.
+    fn fail(mut self, e: EngineError) -> Result<(), EngineError> {
+        for (_, h) in self.running.drain() {
+            h.abort();
+        }
+        self.pending.clear();
+        Err(e)
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,78 @@
+//! Figures the engine's tasks publish for status pages and metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::{Deserialize, Serialize};
+
+/// Shared counters, updated by the engine's tasks.
+#[derive(Debug, Default)]
+pub(crate) struct Figures {
+    pub wal_bytes: AtomicU64,
+    pub wal_segments: AtomicU64,
+    pub durable_lsn: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub snapshot_lsn: AtomicU64,
+    pub snapshot_at_ms: AtomicU64,
+    pub snapshots: AtomicU64,
+    pub recovery_ms: AtomicU64,
+    pub recovered_jobs: AtomicU64,
+    pub torn_bytes: AtomicU64,
+    pub running: AtomicU64,
+}
+
+impl Figures {
+    pub(crate) fn engine(&self, workers: u32) -> EngineFigures {
+        EngineFigures {
+            wal_bytes: self.wal_bytes.load(Relaxed),
+            wal_segments: self.wal_segments.load(Relaxed),
+            durable_lsn: self.durable_lsn.load(Relaxed),
+            fsyncs: self.fsyncs.load(Relaxed),
+            snapshot_lsn: self.snapshot_lsn.load(Relaxed),
+            snapshot_at_ms: self.snapshot_at_ms.load(Relaxed),
+            snapshots: self.snapshots.load(Relaxed),
+            recovery_ms: self.recovery_ms.load(Relaxed),
+            recovered_jobs: self.recovered_jobs.load(Relaxed),
+            torn_bytes_discarded: self.torn_bytes.load(Relaxed),
+            workers,
+            running: self.running.load(Relaxed),
+        }
+    }
+}
+
+/// The engine's own figures, beside the queue's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineFigures {
+    /// Bytes of WAL segment files on disk (preallocated size).
+    pub wal_bytes: u64,
+    /// WAL segment files on disk.
+    pub wal_segments: u64,
+    /// The highest LSN known durable.
+    pub durable_lsn: u64,
+    /// Group commits (fdatasyncs) since start.
+    pub fsyncs: u64,
+    /// LSN of the newest snapshot (0: none).
+    pub snapshot_lsn: u64,
+    /// When the newest snapshot was written (0: none this run).
+    pub snapshot_at_ms: u64,
+    /// Snapshots written since start.
+    pub snapshots: u64,
+    /// How long start-up recovery took.
+    pub recovery_ms: u64,
+    /// Jobs found at recovery.
+    pub recovered_jobs: u64,
+    /// Bytes of torn WAL tail discarded at recovery.
+    pub torn_bytes_discarded: u64,
+    /// The worker pool's size.
+    pub workers: u32,
+    /// Attempts running now.
+    pub running: u64,
+}
+
+/// Everything `status` reports: the queue's status and the engine's figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineStatus {
+    /// The queue.
+    pub queue: beaver_core::Status,
+    /// The engine.
+    pub engine: EngineFigures,
+}

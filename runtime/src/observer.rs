@@ -1,0 +1,25 @@
+//! Hooks through which the engine reports timings, for metrics.
+
+use beaver_core::Outcome;
+
+/// Receives the engine's measurements. Every method has a no-op default;
+/// implement the ones you export. Called from the engine's tasks: keep
+/// them cheap and non-blocking.
+pub trait Observer: Send + Sync + 'static {
+    /// Recovery finished and took `secs`.
+    fn recovered(&self, _secs: f64) {}
+    /// One fdatasync (a group commit) took `secs` and made `records` durable.
+    fn fsync(&self, _secs: f64, _records: u64) {}
+    /// `bytes` were written to the WAL.
+    fn wal_written(&self, _bytes: u64) {}
+    /// An attempt ran for `secs` and ended with `outcome`.
+    fn attempt_finished(&self, _secs: f64, _outcome: &Outcome) {}
+    /// A snapshot covering `lsn` was written (`bytes` long, built in `secs`).
+    fn snapshot_written(&self, _lsn: u64, _bytes: u64, _secs: f64) {}
+}
+
+/// Measures nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
