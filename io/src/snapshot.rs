@@ -14,11 +14,15 @@ use tracing::{info, warn};
 
 use crate::disk::{Disk, DiskFile};
 use crate::error::{Error, Result};
+#[cfg(feature = "mutants")]
+use beaver_core::mutants::{Mutant::*, active as mutant};
 
 /// The snapshot format version this build writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
 const MAGIC: &[u8; 8] = b"BVRSNAPS";
 const HEADER_LEN: usize = 32;
+/// Snapshots are written and synced in slices of this size.
+const SAVE_CHUNK_BYTES: usize = 4 << 20;
 const TRAILER_LEN: usize = 4;
 
 /// The file name of the snapshot covering `lsn`.
@@ -59,6 +63,10 @@ pub struct SnapshotStore<D: Disk> {
 
 /// Encodes a snapshot file.
 pub fn encode_snapshot(lsn: u64, body: &[u8]) -> Vec<u8> {
+    #[cfg(feature = "mutants")]
+    if mutant(LengthOutsideChecksum) {
+        return planted::encode_length_outside_checksum(lsn, body);
+    }
     let mut out = Vec::with_capacity(HEADER_LEN + body.len() + TRAILER_LEN);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
@@ -88,6 +96,10 @@ fn decode_snapshot(b: &[u8]) -> std::result::Result<(u64, &[u8]), Invalid> {
         u64::from_le_bytes(a)
     };
     let body_len = word(24);
+    #[cfg(feature = "mutants")]
+    if mutant(LengthOutsideChecksum) {
+        return planted::decode_length_outside_checksum(b, body_len);
+    }
     // Bound the length by the file before using it; then the checksum decides.
     if body_len != (b.len() - HEADER_LEN - TRAILER_LEN) as u64 {
         return Err(("length does not match the file size", None));
@@ -105,6 +117,19 @@ fn decode_snapshot(b: &[u8]) -> std::result::Result<(u64, &[u8]), Invalid> {
         return Err(("unsupported version", Some(version)));
     }
     Ok((word(16), &content[HEADER_LEN..]))
+}
+
+/// Validates one snapshot file's bytes (magic, length, checksum, version)
+/// without touching any file, and returns the LSN it covers and the
+/// caller's body. For read-only inspection (`beaver status --data-dir`);
+/// the error says what is wrong.
+pub fn decode_snapshot_file(bytes: &[u8]) -> std::result::Result<(u64, &[u8]), String> {
+    decode_snapshot(bytes).map_err(|(why, version)| match version {
+        Some(v) => format!(
+            "written in snapshot format version {v}, but this beaver reads version {SNAPSHOT_VERSION}: upgrade beaver"
+        ),
+        None => why.to_string(),
+    })
 }
 
 impl<D: Disk> SnapshotStore<D> {
@@ -140,10 +165,26 @@ impl<D: Disk> SnapshotStore<D> {
         let tmp = self.dir.join(format!("{name}.tmp"));
         let bytes = encode_snapshot(lsn, body);
         let f = self.disk.create(&tmp).await?;
-        f.write_at(0, &bytes).await?;
+        // Written and synced in slices, so the kernel flushes a large
+        // snapshot in small bursts instead of one long one that would
+        // compete with the WAL's fsyncs and the engine's threads.
+        let mut at = 0;
+        for chunk in bytes.chunks(SAVE_CHUNK_BYTES) {
+            f.write_at(at, chunk).await?;
+            at += chunk.len() as u64;
+            if bytes.len() > SAVE_CHUNK_BYTES {
+                f.sync_data().await?;
+            }
+        }
         f.sync_all().await?;
         self.disk.rename(&tmp, &path).await?;
-        self.disk.sync_dir(&self.dir).await?;
+        #[cfg(feature = "mutants")]
+        let skip_dir_fsync = mutant(SkipSnapshotDirFsync);
+        #[cfg(not(feature = "mutants"))]
+        let skip_dir_fsync = false;
+        if !skip_dir_fsync {
+            self.disk.sync_dir(&self.dir).await?;
+        }
         if let Err(i) = self.kept.binary_search(&lsn) {
             self.kept.insert(i, lsn);
         }
@@ -152,7 +193,9 @@ impl<D: Disk> SnapshotStore<D> {
             for l in old {
                 self.disk.remove(&self.dir.join(snapshot_name(l))).await?;
             }
-            self.disk.sync_dir(&self.dir).await?;
+            if !skip_dir_fsync {
+                self.disk.sync_dir(&self.dir).await?;
+            }
         }
         info!(lsn, bytes = bytes.len(), "snapshot saved");
         Ok(path)
@@ -219,6 +262,55 @@ impl<D: Disk> SnapshotStore<D> {
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// The planted bug [`beaver_core::mutants::Mutant::LengthOutsideChecksum`].
+#[cfg(feature = "mutants")]
+mod planted {
+    use super::{HEADER_LEN, Invalid, MAGIC, SNAPSHOT_VERSION, TRAILER_LEN};
+
+    fn crc_without_length(content: &[u8]) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&content[..24]);
+        h.update(&content[32..]);
+        h.finalize()
+    }
+
+    pub(super) fn encode_length_outside_checksum(lsn: u64, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len() + TRAILER_LEN);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&lsn.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(body);
+        let crc = crc_without_length(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Trusts the unchecked length to bound the body.
+    pub(super) fn decode_length_outside_checksum(
+        b: &[u8],
+        body_len: u64,
+    ) -> Result<(u64, &[u8]), Invalid> {
+        let room = (b.len() - HEADER_LEN - TRAILER_LEN) as u64;
+        if body_len > room {
+            return Err(("length exceeds the file", None));
+        }
+        let (content, crc) = b.split_at(b.len() - TRAILER_LEN);
+        let mut c = [0u8; 4];
+        c.copy_from_slice(crc);
+        if crc_without_length(content) != u32::from_le_bytes(c) {
+            return Err(("checksum mismatch", None));
+        }
+        let mut l = [0u8; 8];
+        l.copy_from_slice(&b[16..24]);
+        Ok((
+            u64::from_le_bytes(l),
+            &content[HEADER_LEN..HEADER_LEN + body_len as usize],
+        ))
     }
 }
 

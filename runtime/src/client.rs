@@ -16,6 +16,9 @@ pub(crate) enum Ask {
     Cancel(JobId),
     Requeue(RequeueTarget),
     ListDead(usize),
+    /// Not a queue operation: asks the engine to snapshot now; answered
+    /// with the LSN the snapshot will cover.
+    Snapshot(oneshot::Sender<u64>),
 }
 
 /// A request and where its reply goes.
@@ -47,19 +50,20 @@ impl Client {
         }
     }
 
-    async fn ask(&self, ask: Ask) -> Result<Reply, Rejection> {
+    fn send(&self, ask: Ask) -> Result<oneshot::Receiver<Reply>, Rejection> {
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Request { ask, reply }) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                return Err(Rejection::Busy {
-                    reason: "too many requests are waiting for the queue".into(),
-                    retry_after_ms: 100,
-                });
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Rejection::Stopping),
+            Ok(()) => Ok(rx),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(Rejection::Busy {
+                reason: "too many requests are waiting for the queue".into(),
+                retry_after_ms: 100,
+            }),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Rejection::Stopping),
         }
-        rx.await.map_err(|_| Rejection::Stopping)
+    }
+
+    async fn ask(&self, ask: Ask) -> Result<Reply, Rejection> {
+        self.send(ask)?.await.map_err(|_| Rejection::Stopping)
     }
 
     /// Enqueues jobs, all or nothing; resolves once they are durable.
@@ -103,6 +107,15 @@ impl Client {
             Reply::Requeued(r) => r,
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Asks for a snapshot of the durable state now (built off the core's
+    /// task); returns the LSN it will cover. The snapshot is written in the
+    /// background: watch `status().engine.snapshot_lsn`.
+    pub async fn snapshot(&self) -> Result<u64, Rejection> {
+        let (tx, rx) = oneshot::channel();
+        let _unused = self.send(Ask::Snapshot(tx))?;
+        rx.await.map_err(|_| Rejection::Stopping)
     }
 
     /// Dead jobs, newest first.

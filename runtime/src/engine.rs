@@ -211,9 +211,10 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
     };
     let wal_join = tokio::spawn(wal_task.run());
     let (snap_tx, snap_rx) = mpsc::unbounded_channel();
+    drop(store);
     let snapshotter = Snapshotter {
         disk: disk.clone(),
-        store,
+        snapshot_dir: config.snapshot_dir(),
         wal_dir: config.wal_dir(),
         config: config.queue.clone(),
         rx: snap_rx,
@@ -307,6 +308,7 @@ impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
         let mut events: Vec<WalEvent> = Vec::with_capacity(64);
         let mut done: Vec<Done> = Vec::with_capacity(64);
         let mut stopping = false;
+        let mut requests_open = true;
         let mut grace_until: Option<Instant> = None;
         loop {
             if stopping && self.drained() {
@@ -344,10 +346,13 @@ impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
                         }
                     }
                 }
-                n = self.requests.recv_many(&mut batch, 256), if accept => {
-                    if n == 0 && !stopping {
+                n = self.requests.recv_many(&mut batch, 256), if accept && requests_open => {
+                    if n == 0 {
                         // Every client is gone: nobody can ask anything more; stop gracefully.
-                        self.begin_stop(&mut stopping, &mut grace_until);
+                        requests_open = false;
+                        if !stopping {
+                            self.begin_stop(&mut stopping, &mut grace_until);
+                        }
                     }
                     for r in batch.drain(..) {
                         self.request(r);
@@ -388,8 +393,6 @@ impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
 
     fn request(&mut self, r: Request) {
         let req = RequestId(self.next_req);
-        self.next_req += 1;
-        self.pending.insert(req, r.reply);
         let input = match r.ask {
             Ask::Enqueue(jobs) => Input::Enqueue { req, jobs },
             Ask::Get(id) => Input::Get { req, id },
@@ -397,7 +400,15 @@ impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
             Ask::Cancel(id) => Input::Cancel { req, id },
             Ask::Requeue(target) => Input::Requeue { req, target },
             Ask::ListDead(limit) => Input::ListDead { req, limit },
+            Ask::Snapshot(lsn) => {
+                let upto = self.queue.applied_lsn();
+                let _ = self.snap_tx.send(ToSnapshotter::Build { upto });
+                let _ = lsn.send(upto);
+                return;
+            }
         };
+        self.next_req += 1;
+        self.pending.insert(req, r.reply);
         self.step(input);
     }
 

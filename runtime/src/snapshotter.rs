@@ -2,11 +2,15 @@
 //!
 //! A snapshot is the previous snapshot plus the durable log up to a cut,
 //! folded with the same pure recovery the start-up uses — so building one
-//! never touches (or stalls) the live queue. The fold runs on a blocking
-//! thread in production (inline under madsim). After a save, WAL segments
-//! the *older* kept snapshot covers are deleted, so a corrupt newest
-//! snapshot can always fall back to the older one plus the log.
+//! never touches the live queue. In production the whole job (reading the
+//! log, folding, encoding, writing the file) runs on a dedicated thread at
+//! lowered priority with its own small runtime, so neither the core task
+//! nor the WAL task competes with it for a worker thread; under madsim it
+//! runs inline (threads are not simulated). After a save, WAL segments the
+//! *older* kept snapshot covers are deleted, so a corrupt newest snapshot
+//! can always fall back to the older one plus the log.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -36,7 +40,7 @@ pub(crate) enum ToSnapshotter {
 
 pub(crate) struct Snapshotter<D: Disk, O: Observer, C: Clock> {
     pub disk: D,
-    pub store: SnapshotStore<D>,
+    pub snapshot_dir: PathBuf,
     pub wal_dir: PathBuf,
     pub config: Config,
     pub rx: mpsc::UnboundedReceiver<ToSnapshotter>,
@@ -47,88 +51,191 @@ pub(crate) struct Snapshotter<D: Disk, O: Observer, C: Clock> {
     pub estimate_bytes: Arc<AtomicU64>,
 }
 
+/// A snapshot written to disk.
+struct Saved {
+    lsn: u64,
+    bytes: u64,
+    path: PathBuf,
+    /// The LSN the WAL may now be deleted through.
+    older_kept: Option<u64>,
+}
+
 impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
     pub(crate) async fn run(mut self) {
         while let Some(msg) = self.rx.recv().await {
-            match msg {
+            let began = Instant::now();
+            let (result, done) = match msg {
                 ToSnapshotter::Build { upto } => {
-                    if self.store.newest_lsn().is_some_and(|n| n >= upto) {
+                    if self.figures.snapshot_lsn.load(Relaxed) >= upto {
                         continue;
                     }
-                    let began = Instant::now();
-                    match self.build(upto).await {
-                        Ok(bytes) => {
-                            let secs = began.elapsed().as_secs_f64();
-                            if let Err(e) = self.save(upto, &bytes, secs).await {
-                                warn!(error = %e, "could not save a snapshot; the log keeps everything");
-                            }
-                        }
-                        Err(e) => {
-                            warn!(error = %e, upto_lsn = upto, "could not build a snapshot; the log keeps everything")
-                        }
-                    }
+                    let job = build_and_save(
+                        self.disk.clone(),
+                        self.snapshot_dir.clone(),
+                        self.wal_dir.clone(),
+                        self.config.clone(),
+                        upto,
+                    );
+                    (off_task(job).await, None)
                 }
                 ToSnapshotter::Save { lsn, bytes, done } => {
-                    let r = self.save(lsn, &bytes, 0.0).await;
-                    let _ = done.send(r);
+                    let job = save(self.disk.clone(), self.snapshot_dir.clone(), lsn, bytes);
+                    (off_task(job).await, Some(done))
                 }
-            }
-        }
-    }
-
-    async fn build(&mut self, upto: u64) -> Result<Vec<u8>, String> {
-        let prev = self.store.load().await.map_err(|e| e.to_string())?;
-        let after = prev.as_ref().map_or(0, |p| p.lsn);
-        let mut records: Vec<Record> = Vec::new();
-        let mut bad: Option<String> = None;
-        beaver_io::wal::read_records(&self.disk, &self.wal_dir, after, upto, |lsn, body| {
-            match codec::decode_record(body) {
-                Ok(r) if bad.is_none() => records.push(r),
-                Ok(_) => {}
-                Err(e) => bad = Some(format!("record {lsn}: {e}")),
-            }
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        if let Some(e) = bad {
-            return Err(e);
-        }
-        let config = self.config.clone();
-        let prev_body = prev.map(|p| p.body);
-        let fold = move || -> Result<Vec<u8>, String> {
-            let snapshot = match prev_body {
-                Some(b) => Some(codec::decode_snapshot(&b).map_err(|e| e.to_string())?),
-                None => None,
             };
-            let q = Queue::recover(config, snapshot, records).map_err(|e| e.to_string())?;
-            Ok(codec::encode_snapshot(&q.snapshot()))
-        };
-        tokio::task::spawn_blocking(fold)
-            .await
-            .map_err(|e| format!("snapshot fold panicked: {e}"))?
+            let reported = match result {
+                Ok(saved) => {
+                    self.saved(&saved, began.elapsed().as_secs_f64()).await;
+                    Ok(())
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not write a snapshot; the log keeps everything");
+                    Err(e)
+                }
+            };
+            if let Some(done) = done {
+                let _ = done.send(reported);
+            }
+        }
     }
 
-    async fn save(&mut self, lsn: u64, bytes: &[u8], secs: f64) -> Result<(), String> {
-        let path = self
-            .store
-            .save(lsn, bytes)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.estimate_bytes.store(bytes.len() as u64, Relaxed);
-        self.figures.snapshot_lsn.store(lsn, Relaxed);
+    async fn saved(&mut self, s: &Saved, secs: f64) {
+        self.estimate_bytes.store(s.bytes, Relaxed);
+        self.figures.snapshot_lsn.store(s.lsn, Relaxed);
         self.figures
             .snapshot_at_ms
             .store(self.clock.now_ms(), Relaxed);
         self.figures.snapshots.fetch_add(1, Relaxed);
-        self.observer
-            .snapshot_written(lsn, bytes.len() as u64, secs);
-        info!(lsn, bytes = bytes.len(), secs, path = %path.display(), "snapshot written");
-        if let Some(older) = self.store.older_kept_lsn() {
+        self.observer.snapshot_written(s.lsn, s.bytes, secs);
+        info!(lsn = s.lsn, bytes = s.bytes, secs, path = %s.path.display(), "snapshot written");
+        if let Some(older) = s.older_kept {
             let (done, wait) = oneshot::channel();
             if self.to_wal.send(ToWal::DeleteThrough(older, done)).is_ok() {
                 let _ = wait.await;
             }
         }
-        Ok(())
     }
 }
+
+async fn build_and_save<D: Disk>(
+    disk: D,
+    snapshot_dir: PathBuf,
+    wal_dir: PathBuf,
+    config: Config,
+    upto: u64,
+) -> Result<Saved, String> {
+    let mut store = SnapshotStore::open(disk.clone(), &snapshot_dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    let prev = store.load().await.map_err(|e| e.to_string())?;
+    let snapshot = match &prev {
+        Some(p) => Some(
+            codec::decode_snapshot(&p.body).map_err(|e| format!("{}: {e}", p.path.display()))?,
+        ),
+        None => None,
+    };
+    let after = prev.as_ref().map_or(0, |p| p.lsn);
+    drop(prev);
+    if after >= upto {
+        return Err(format!("a snapshot at LSN {after} already covers {upto}"));
+    }
+    let mut records: Vec<Record> = Vec::new();
+    let mut bad: Option<String> = None;
+    beaver_io::wal::read_records(&disk, &wal_dir, after, upto, |lsn, body| {
+        match codec::decode_record(body) {
+            Ok(r) if bad.is_none() => records.push(r),
+            Ok(_) => {}
+            Err(e) => bad = Some(format!("record {lsn}: {e}")),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    let q = Queue::recover(config, snapshot, records).map_err(|e| e.to_string())?;
+    let bytes = codec::encode_snapshot(&q.snapshot());
+    drop(q);
+    save_into(&mut store, upto, bytes).await
+}
+
+async fn save<D: Disk>(
+    disk: D,
+    snapshot_dir: PathBuf,
+    lsn: u64,
+    bytes: Vec<u8>,
+) -> Result<Saved, String> {
+    let mut store = SnapshotStore::open(disk, &snapshot_dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    save_into(&mut store, lsn, bytes).await
+}
+
+async fn save_into<D: Disk>(
+    store: &mut SnapshotStore<D>,
+    lsn: u64,
+    bytes: Vec<u8>,
+) -> Result<Saved, String> {
+    let path = store.save(lsn, &bytes).await.map_err(|e| e.to_string())?;
+    Ok(Saved {
+        lsn,
+        bytes: bytes.len() as u64,
+        path,
+        older_kept: store.older_kept_lsn(),
+    })
+}
+
+/// Runs `job` away from the engine's tasks: on its own thread at lowered
+/// priority in production, inline under madsim.
+#[cfg(not(madsim))]
+async fn off_task<T: Send + 'static>(
+    job: impl Future<Output = Result<T, String>> + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("beaver-snapshot".into())
+        .spawn(move || {
+            lower_priority();
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(job),
+                Err(e) => Err(format!("cannot start the snapshot thread's runtime: {e}")),
+            };
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        return Err(format!("cannot start the snapshot thread: {e}"));
+    }
+    rx.await
+        .map_err(|_| "the snapshot thread ended abnormally".to_string())?
+}
+
+#[cfg(madsim)]
+async fn off_task<T: Send + 'static>(
+    job: impl Future<Output = Result<T, String>> + Send + 'static,
+) -> Result<T, String> {
+    job.await
+}
+
+/// Lets the engine's threads always go first: `SCHED_IDLE` runs this
+/// thread (and the I/O threads it starts, which inherit the policy) only on
+/// CPU time nothing else wants, and the kernel preempts it at once when an
+/// engine thread wakes. Under sustained full load a snapshot waits; the log
+/// keeps everything meanwhile.
+#[cfg(all(not(madsim), target_os = "linux"))]
+fn lower_priority() {
+    // SAFETY: `sched_setscheduler` on the calling thread (pid 0) with a
+    // valid, zeroed parameter; failure only means normal priority.
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        }
+    }
+}
+
+#[cfg(all(not(madsim), not(target_os = "linux")))]
+fn lower_priority() {}

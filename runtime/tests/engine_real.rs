@@ -344,3 +344,35 @@ async fn too_many_waiting_requests_are_told_to_retry() {
     e.handle.shutdown();
     e.handle.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_every_client_stops_the_engine_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(
+        config(dir.path(), 2),
+        AnyExecutor::Exec(ExecExecutor::new("sleep 0.3").unwrap()),
+    )
+    .await;
+    e.client.enqueue(vec![job("last", "1")]).await.unwrap();
+    wait_until(&e.client, 10, |s| s.engine.running == 1).await;
+    drop(e.client);
+    // The running attempt finishes, then the engine snapshots and stops.
+    tokio::time::timeout(Duration::from_secs(10), e.handle.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let e = start(config(dir.path(), 2), NoopExecutor).await;
+    let j = e
+        .client
+        .get(JobId::parse("last").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((j.state, j.attempt), (JobState::Completed, 1));
+    assert_eq!(
+        e.recovery.replayed_records, 0,
+        "the shutdown snapshot covers the log"
+    );
+    e.handle.shutdown();
+    e.handle.wait().await.unwrap();
+}
