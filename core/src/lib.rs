@@ -54,6 +54,8 @@ pub mod config;
 mod index;
 mod invariants;
 pub mod job;
+#[cfg(feature = "mutants")]
+pub mod mutants;
 pub mod protocol;
 pub mod queue;
 pub mod record;

@@ -11,6 +11,8 @@ use foldhash::fast::FixedState;
 
 use crate::config::Config;
 use crate::job::{JobId, JobSpec, JobState, JobView, NewJob, QueueName};
+#[cfg(feature = "mutants")]
+use crate::mutants::Mutant;
 use crate::protocol::{
     Effect, Enqueued, Execution, Input, Outcome, Rejection, Reply, RequestId, RequeueTarget,
 };
@@ -755,6 +757,10 @@ impl Queue {
             } => {
                 if let Some(slot) = self.state.table.slot_of(id.as_str()) {
                     let e = self.state.table.get(slot);
+                    #[cfg(feature = "mutants")]
+                    if crate::mutants::active(Mutant::DispatchBeforeDurable) {
+                        return; // it already ran at proposal
+                    }
                     if e.running {
                         out.push(Effect::Execute(Execution {
                             id: id.clone(),
@@ -883,6 +889,11 @@ impl Queue {
                 self.fail_op(e, attempt, &format!("timed out after {} ms", e.timeout_ms))
             }
         };
+        #[cfg(feature = "mutants")]
+        let op = match outcome {
+            Outcome::TimedOut => planted::uncounted(Mutant::TimeoutNotCounted, e, attempt, op),
+            _ => op,
+        };
         self.state.table.get_mut(slot).reserved = true;
         self.propose(op, origin(outcome), out);
     }
@@ -957,6 +968,8 @@ impl Queue {
                 e.attempt,
                 "interrupted: beaver stopped while this attempt ran",
             );
+            #[cfg(feature = "mutants")]
+            let op = planted::uncounted(Mutant::ForgetOrphanAttempt, e, e.attempt, op);
             self.state.table.get_mut(slot).reserved = true;
             self.propose(op, Origin::Orphan, out);
         }
@@ -1070,6 +1083,8 @@ impl Queue {
                     .saturating_add(e.timeout_ms)
                     .saturating_add(self.config.lease_slack_ms),
             };
+            #[cfg(feature = "mutants")]
+            planted::execute_at_once(e, &op, out);
             self.propose(op, Origin::Dispatch, out);
         }
     }
@@ -1161,6 +1176,44 @@ fn empty_payload() -> crate::job::Payload {
     match crate::job::Payload::from_json(b"null") {
         Ok(p) => p,
         Err(_) => unreachable!("null is valid JSON"),
+    }
+}
+
+/// Planted bugs of the core (see [`crate::mutants`]).
+#[cfg(feature = "mutants")]
+mod planted {
+    use super::*;
+
+    /// With `m` active, the attempt is given back instead of counted.
+    pub(super) fn uncounted(m: Mutant, e: &Entry, attempt: u32, op: Op) -> Op {
+        match crate::mutants::active(m) {
+            true => Op::Release {
+                id: e.id.clone(),
+                attempt,
+            },
+            false => op,
+        }
+    }
+
+    /// With `DispatchBeforeDurable` active, the attempt starts at proposal.
+    pub(super) fn execute_at_once(e: &Entry, op: &Op, out: &mut Vec<Effect>) {
+        if let (
+            true,
+            Op::Dispatch {
+                id,
+                attempt,
+                lease_until,
+            },
+        ) = (crate::mutants::active(Mutant::DispatchBeforeDurable), op)
+        {
+            out.push(Effect::Execute(Execution {
+                id: id.clone(),
+                attempt: *attempt,
+                payload: e.payload.clone().unwrap_or_else(empty_payload),
+                timeout_ms: e.timeout_ms,
+                lease_until: *lease_until,
+            }));
+        }
     }
 }
 

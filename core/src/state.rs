@@ -257,6 +257,11 @@ impl State {
     /// an error and changes nothing.
     pub(crate) fn apply(&mut self, record: &Record) -> Result<Applied, ApplyError> {
         let lsn = record.lsn;
+        #[cfg(feature = "mutants")]
+        let lsn = match crate::mutants::active(crate::mutants::Mutant::NonIdempotentReplay) {
+            true => lsn.max(self.applied_lsn + 1), // applies an old record again
+            false => lsn,
+        };
         if lsn <= self.applied_lsn {
             return Ok(Applied::Skipped);
         }

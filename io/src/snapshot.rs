@@ -251,6 +251,10 @@ impl<D: Disk> SnapshotStore<D> {
     /// LSN of the older of the two kept snapshots: WAL segments may be
     /// deleted only up to it. `None` with fewer than two (delete nothing).
     pub fn older_kept_lsn(&self) -> Option<u64> {
+        #[cfg(feature = "mutants")]
+        if mutant(DeleteSegmentOlderSnapshotNeeds) {
+            return self.newest_lsn();
+        }
         (self.kept.len() >= 2).then(|| self.kept[self.kept.len() - 2])
     }
 

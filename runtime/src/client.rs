@@ -68,6 +68,10 @@ impl Client {
 
     /// Enqueues jobs, all or nothing; resolves once they are durable.
     pub async fn enqueue(&self, jobs: Vec<JobSpec>) -> Result<Vec<Enqueued>, Rejection> {
+        #[cfg(feature = "mutants")]
+        if beaver_core::mutants::active(beaver_core::mutants::Mutant::ClientResolvesEarly) {
+            return self.enqueue_resolving_early(jobs);
+        }
         match self.ask(Ask::Enqueue(jobs)).await? {
             Reply::Enqueued(r) => r,
             other => Err(unexpected(other)),
@@ -123,6 +127,28 @@ impl Client {
         match self.ask(Ask::ListDead(limit)).await? {
             Reply::Dead(d) => Ok(d),
             other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// The planted bug [`beaver_core::mutants::Mutant::ClientResolvesEarly`].
+#[cfg(feature = "mutants")]
+impl Client {
+    fn enqueue_resolving_early(&self, jobs: Vec<JobSpec>) -> Result<Vec<Enqueued>, Rejection> {
+        let answers = jobs
+            .iter()
+            .map(|j| Enqueued {
+                id: j.id.clone().unwrap_or_else(|| JobId::assigned(0)),
+                duplicate: false,
+            })
+            .collect();
+        let (reply, _ignored) = oneshot::channel();
+        match self.tx.try_send(Request {
+            ask: Ask::Enqueue(jobs),
+            reply,
+        }) {
+            Ok(()) => Ok(answers),
+            Err(_) => Err(Rejection::Stopping),
         }
     }
 }

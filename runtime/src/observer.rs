@@ -10,6 +10,9 @@ pub trait Observer: Send + Sync + 'static {
     fn recovered(&self, _secs: f64) {}
     /// One fdatasync (a group commit) took `secs` and made `records` durable.
     fn fsync(&self, _secs: f64, _records: u64) {}
+    /// Every record up to LSN `upto` is durable (reported right after the
+    /// sync returned, before the core learns it).
+    fn durable(&self, _upto: u64) {}
     /// `bytes` were written to the WAL.
     fn wal_written(&self, _bytes: u64) {}
     /// An attempt ran for `secs` and ended with `outcome`.

@@ -96,6 +96,7 @@ impl<D: Disk, O: Observer> WalTask<D, O> {
                             self.figures.durable_lsn.store(upto, Relaxed);
                             self.figures.fsyncs.fetch_add(1, Relaxed);
                             self.observer.fsync(began.elapsed().as_secs_f64(), records);
+                            self.observer.durable(upto);
                             if self.events.send(WalEvent::Durable(upto)).is_err() {
                                 return;
                             }
@@ -141,6 +142,10 @@ impl<D: Disk, O: Observer> WalTask<D, O> {
                         Ok(bytes) => {
                             since_snapshot += bytes;
                             self.observer.wal_written(bytes);
+                            #[cfg(feature = "mutants")]
+                            if beaver_core::mutants::active(beaver_core::mutants::Mutant::AckBeforeFsync) {
+                                let _ = self.events.send(WalEvent::Durable(self.wal.written_lsn()));
+                            }
                         }
                         Err(e) => return self.fatal(e),
                     }

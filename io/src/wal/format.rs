@@ -19,6 +19,9 @@
 //! segments too). A length is used only after the header checksum has
 //! verified it, and is bounded by the bytes left in the file.
 
+#[cfg(feature = "mutants")]
+use beaver_core::mutants::{Mutant::*, active as mutant};
+
 /// Sector size: batches start on and are padded to this boundary.
 pub const SECTOR: u64 = 512;
 /// Bytes reserved for the segment header (one sector).
@@ -219,6 +222,12 @@ pub fn decode_batch(
     after_lsn: u64,
     mut each: impl FnMut(u64, &[u8]),
 ) -> Result<BatchHeader, &'static str> {
+    #[cfg(feature = "mutants")]
+    let after_lsn = if mutant(NonIdempotentReplay) {
+        0
+    } else {
+        after_lsn
+    };
     let Some(h) = b.get(..BATCH_HEADER_LEN) else {
         return Err("no room for a batch header");
     };

@@ -12,6 +12,8 @@ use crate::wal::format::{
 };
 use crate::wal::inspect::{BatchReport, Inspection, LogEnd, SegmentReport};
 use crate::wal::segment::list_segments;
+#[cfg(feature = "mutants")]
+use beaver_core::mutants::{Mutant::*, active as mutant};
 
 /// A segment that holds part of the valid log.
 #[derive(Debug, Clone)]
@@ -289,6 +291,12 @@ pub(crate) async fn scan<D: Disk>(
                     });
                 }
             }
+            #[cfg(feature = "mutants")]
+            let watermark = if mutant(TruncateVouchedCorruption) {
+                0
+            } else {
+                watermark
+            };
             if watermark > last_lsn.unwrap_or(0) {
                 let (wp, wo) = watermark_at
                     .clone()

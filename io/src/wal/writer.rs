@@ -9,6 +9,8 @@ use crate::error::{Error, Result};
 use crate::rng::DetRng;
 use crate::wal::format::{SEGMENT_HEADER_LEN, SegmentHeader, encode_batch, framed_batch_len};
 use crate::wal::segment::segment_name;
+#[cfg(feature = "mutants")]
+use beaver_core::mutants::{Mutant::*, active as mutant};
 
 /// The default segment size: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -101,6 +103,10 @@ impl<F: DiskFile> SyncJob<F> {
     pub async fn run(self) -> SyncOutcome {
         for f in &self.files {
             if let Err(e) = f.sync_data().await {
+                #[cfg(feature = "mutants")]
+                if mutant(RetryFailedFsync) && f.sync_data().await.is_ok() {
+                    continue;
+                }
                 return SyncOutcome {
                     upto: self.upto,
                     result: Err(e),
@@ -359,6 +365,10 @@ impl<D: Disk> Wal<D> {
         // that a failed fsync marked clean (a plain fdatasync would skip
         // those). So rewrite the bytes no watermark vouches for, then sync.
         for r in &scan.unvouched {
+            #[cfg(feature = "mutants")]
+            if mutant(ServeBeforeRecoverySync) {
+                break;
+            }
             let f = disk.open(&r.path).await?;
             let bytes = f
                 .read_at(r.start, vec![0u8; (r.end - r.start) as usize])
@@ -369,6 +379,13 @@ impl<D: Disk> Wal<D> {
         let mut closed = Vec::new();
         for (i, seg) in scan.chain.iter().enumerate() {
             let f = disk.open(&seg.path).await?;
+            #[cfg(feature = "mutants")]
+            let f = if mutant(ServeBeforeRecoverySync) {
+                f
+            } else {
+                f.sync_data().await.map(|()| f)?
+            };
+            #[cfg(not(feature = "mutants"))]
             f.sync_data().await?;
             if i + 1 == scan.chain.len() {
                 active = Some(Active {
@@ -662,6 +679,15 @@ impl<D: Disk> Wal<D> {
         self.check_live()?;
         match outcome.result {
             Ok(()) => {
+                #[cfg(feature = "mutants")]
+                let outcome = SyncOutcome {
+                    upto: if mutant(DurableBeforeOwnSync) {
+                        self.written_lsn
+                    } else {
+                        outcome.upto
+                    },
+                    ..outcome
+                };
                 self.durable_lsn = self.durable_lsn.max(outcome.upto);
                 Ok(self.durable_lsn)
             }

@@ -1,0 +1,106 @@
+//! Planted bugs for the simulator's own test (only with the `mutants` feature).
+//!
+//! Each [`Mutant`] names one deliberate bug. The hooks that plant them are
+//! one-line `#[cfg(feature = "mutants")]` checks of [`active`] in core, io
+//! and runtime; without the feature this module and every hook are compiled
+//! out, so production builds contain none of it.
+//!
+//! Why a thread-local: one build must serve every mutant, chosen at run
+//! time, and the hooks sit deep inside code that takes no such parameter.
+//! madsim runs a whole simulation (every node and task of one seed) on one
+//! thread, so the harness sets the active mutant on that thread when the
+//! node starts, and concurrent seeds on other threads never see it. This is
+//! the one piece of global state in the core, and it exists only under this
+//! test-only feature.
+
+use std::cell::Cell;
+
+/// A planted bug. See each variant for where it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mutant {
+    /// runtime: the WAL task reports records durable as soon as they are written.
+    AckBeforeFsync,
+    /// io: a failed fdatasync is retried (and its success believed).
+    RetryFailedFsync,
+    /// io: saving a snapshot skips the directory fsyncs after rename and removal.
+    SkipSnapshotDirFsync,
+    /// io: recovery serves what it read without rewriting and syncing it.
+    ServeBeforeRecoverySync,
+    /// io: a checksum error at or below the watermark is treated as a torn tail.
+    TruncateVouchedCorruption,
+    /// io: a snapshot's length field is outside its checksum and bounds the body.
+    LengthOutsideChecksum,
+    /// io + core: recovery replays records the snapshot already holds, and
+    /// apply does not skip them.
+    NonIdempotentReplay,
+    /// io: a sync reports every batch written so far durable, even those
+    /// written after it began.
+    DurableBeforeOwnSync,
+    /// core: an attempt interrupted by a crash is released, not counted.
+    ForgetOrphanAttempt,
+    /// runtime: WAL segments are deleted up to the newer snapshot.
+    DeleteSegmentOlderSnapshotNeeds,
+    /// core: a job is executed as soon as its dispatch is proposed.
+    DispatchBeforeDurable,
+    /// runtime: the client's enqueue future resolves before the core replies.
+    ClientResolvesEarly,
+    /// core: a timed-out attempt is released, not counted.
+    TimeoutNotCounted,
+}
+
+impl Mutant {
+    /// Every planted bug.
+    pub const ALL: [Mutant; 13] = [
+        Mutant::AckBeforeFsync,
+        Mutant::RetryFailedFsync,
+        Mutant::SkipSnapshotDirFsync,
+        Mutant::ServeBeforeRecoverySync,
+        Mutant::TruncateVouchedCorruption,
+        Mutant::LengthOutsideChecksum,
+        Mutant::NonIdempotentReplay,
+        Mutant::DurableBeforeOwnSync,
+        Mutant::ForgetOrphanAttempt,
+        Mutant::DeleteSegmentOlderSnapshotNeeds,
+        Mutant::DispatchBeforeDurable,
+        Mutant::ClientResolvesEarly,
+        Mutant::TimeoutNotCounted,
+    ];
+
+    /// The name used on the command line (`BEAVER_MUTANT=...`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutant::AckBeforeFsync => "ack-before-fsync",
+            Mutant::RetryFailedFsync => "retry-failed-fsync",
+            Mutant::SkipSnapshotDirFsync => "skip-snapshot-dir-fsync",
+            Mutant::ServeBeforeRecoverySync => "serve-before-recovery-sync",
+            Mutant::TruncateVouchedCorruption => "truncate-vouched-corruption",
+            Mutant::LengthOutsideChecksum => "length-outside-checksum",
+            Mutant::NonIdempotentReplay => "non-idempotent-replay",
+            Mutant::DurableBeforeOwnSync => "durable-before-own-sync",
+            Mutant::ForgetOrphanAttempt => "forget-orphan-attempt",
+            Mutant::DeleteSegmentOlderSnapshotNeeds => "delete-segment-older-snapshot-needs",
+            Mutant::DispatchBeforeDurable => "dispatch-before-durable",
+            Mutant::ClientResolvesEarly => "client-resolves-early",
+            Mutant::TimeoutNotCounted => "timeout-not-counted",
+        }
+    }
+
+    /// The mutant with this [`Mutant::name`].
+    pub fn from_name(name: &str) -> Option<Mutant> {
+        Mutant::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+thread_local! {
+    static ACTIVE: Cell<Option<Mutant>> = const { Cell::new(None) };
+}
+
+/// Makes `m` the planted bug of this thread (`None`: no bug).
+pub fn set_active(m: Option<Mutant>) {
+    ACTIVE.with(|a| a.set(m));
+}
+
+/// Whether `m` is the planted bug of this thread.
+pub fn active(m: Mutant) -> bool {
+    ACTIVE.with(|a| a.get() == Some(m))
+}
