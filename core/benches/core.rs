@@ -79,6 +79,9 @@ fn main() {
         payload.len(),
         held >> 20
     );
+    if std::env::var("BEAVER_BENCH_ONLY").as_deref() == Ok("enqueue") {
+        return;
+    }
 
     // Snapshot encode / decode / recovery fold.
     let t = Instant::now();

@@ -1,8 +1,9 @@
 //! A hash index from job ids to positions held elsewhere.
 //!
-//! It stores only a `u64` per entry (the position), not the id: the id lives
-//! once, in the job table or the remembered-id list, and is looked up
-//! through a closure. That keeps the index at ~10 bytes per job.
+//! Each entry is 8 bytes: 32 bits of the id's hash and a 32-bit position.
+//! The id itself lives once, in the job table or the remembered-id list, and
+//! is compared through a closure only when the stored hash matches. Growing
+//! the index rehashes from the stored hashes, never touching the ids.
 
 use std::hash::BuildHasher;
 
@@ -11,11 +12,17 @@ use hashbrown::HashTable;
 
 use crate::job::JobId;
 
-/// Maps ids to positions; the caller resolves a position back to its id.
+/// Maps ids to 32-bit positions; the caller resolves a position to its id.
 #[derive(Clone)]
 pub(crate) struct IdIndex {
-    table: HashTable<u64>,
+    table: HashTable<(u32, u32)>,
     hasher: FixedState,
+}
+
+/// The table's 64-bit hash, rebuilt from the 32 bits kept per entry (both
+/// halves, so the bucket index and the control byte each get varied bits).
+fn spread(h: u32) -> u64 {
+    u64::from(h) | (u64::from(h) << 32)
 }
 
 impl IdIndex {
@@ -26,41 +33,41 @@ impl IdIndex {
         }
     }
 
-    fn hash(&self, id: &str) -> u64 {
-        self.hasher.hash_one(id)
+    fn hash(&self, id: &str) -> u32 {
+        let h = self.hasher.hash_one(id);
+        (h ^ (h >> 32)) as u32
     }
 
     /// The position stored for `id`.
-    pub(crate) fn get<'a>(&self, id: &str, id_at: impl Fn(u64) -> &'a JobId) -> Option<u64> {
+    pub(crate) fn get<'a>(&self, id: &str, id_at: impl Fn(u32) -> &'a JobId) -> Option<u32> {
+        let h = self.hash(id);
         self.table
-            .find(self.hash(id), |&pos| id_at(pos).as_str() == id)
-            .copied()
+            .find(spread(h), |&(eh, pos)| eh == h && id_at(pos).as_str() == id)
+            .map(|&(_, pos)| pos)
     }
 
     /// Stores `pos` for `id`, which must not be present.
-    pub(crate) fn insert<'a>(&mut self, id: &str, pos: u64, id_at: impl Fn(u64) -> &'a JobId) {
+    pub(crate) fn insert(&mut self, id: &str, pos: u32) {
         let h = self.hash(id);
-        let hasher = self.hasher;
         self.table
-            .insert_unique(h, pos, |&p| hasher.hash_one(id_at(p).as_str()));
-    }
-
-    /// Makes room for `additional` more entries.
-    pub(crate) fn reserve<'a>(&mut self, additional: usize, id_at: impl Fn(u64) -> &'a JobId) {
-        let hasher = self.hasher;
-        self.table
-            .reserve(additional, |&p| hasher.hash_one(id_at(p).as_str()));
+            .insert_unique(spread(h), (h, pos), |&(eh, _)| spread(eh));
     }
 
     /// Removes `id`; returns its position.
-    pub(crate) fn remove<'a>(&mut self, id: &str, id_at: impl Fn(u64) -> &'a JobId) -> Option<u64> {
+    pub(crate) fn remove<'a>(&mut self, id: &str, id_at: impl Fn(u32) -> &'a JobId) -> Option<u32> {
+        let h = self.hash(id);
         match self
             .table
-            .find_entry(self.hash(id), |&pos| id_at(pos).as_str() == id)
+            .find_entry(spread(h), |&(eh, pos)| eh == h && id_at(pos).as_str() == id)
         {
-            Ok(entry) => Some(entry.remove().0),
+            Ok(entry) => Some(entry.remove().0.1),
             Err(_) => None,
         }
+    }
+
+    /// Makes room for `additional` more entries.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.table.reserve(additional, |&(eh, _)| spread(eh));
     }
 
     pub(crate) fn len(&self) -> usize {

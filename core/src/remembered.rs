@@ -36,11 +36,10 @@ impl Remembered {
 
     pub(crate) fn insert(&mut self, purged_at: UnixMillis, id: JobId) {
         let pos = self.base + self.order.len() as u64;
-        let key = id.clone();
+        // Positions are kept as their low 32 bits: the live window is far
+        // smaller than 2^32, so they resolve unambiguously against `base`.
+        self.index.insert(id.as_str(), pos as u32);
         self.order.push_back(Some((purged_at, id)));
-        let (order, base) = (&self.order, self.base);
-        self.index
-            .insert(key.as_str(), pos, |p| id_at(order, base, p));
     }
 
     /// Forgets `id`; returns whether it was remembered.
@@ -49,7 +48,7 @@ impl Remembered {
         let Some(pos) = self.index.remove(id, |p| id_at(order, base, p)) else {
             return false;
         };
-        self.order[(pos - self.base) as usize] = None;
+        self.order[offset(self.base, pos)] = None;
         while matches!(self.order.front(), Some(None)) {
             self.order.pop_front();
             self.base += 1;
@@ -68,8 +67,13 @@ impl Remembered {
     }
 }
 
-fn id_at(order: &VecDeque<Option<(UnixMillis, JobId)>>, base: u64, pos: u64) -> &JobId {
-    match order.get((pos - base) as usize) {
+/// Where the 32-bit position `pos` sits in the window starting at `base`.
+fn offset(base: u64, pos: u32) -> usize {
+    pos.wrapping_sub(base as u32) as usize
+}
+
+fn id_at(order: &VecDeque<Option<(UnixMillis, JobId)>>, base: u64, pos: u32) -> &JobId {
+    match order.get(offset(base, pos)) {
         Some(Some((_, id))) => id,
         _ => panic!("remembered ids: index points at an empty position {pos}"),
     }
@@ -100,5 +104,21 @@ mod tests {
         assert!(r.remove("id1") && r.remove("id2"));
         assert_eq!(r.oldest_at(), Some(4));
         assert!(r.contains("id9"));
+    }
+
+    #[test]
+    fn positions_past_u32_max_still_resolve() {
+        let mut r = Remembered::new(3);
+        r.base = u64::from(u32::MAX) - 2;
+        for i in 0..6 {
+            r.insert(i, JobId::parse(&format!("w{i}")).unwrap());
+        }
+        for i in 0..6 {
+            assert!(r.contains(&format!("w{i}")), "w{i}");
+        }
+        assert!(r.remove("w4") && r.remove("w0") && r.remove("w1"));
+        assert_eq!(r.oldest_at(), Some(2));
+        assert!(r.base > u64::from(u32::MAX) - 2);
+        assert!(r.contains("w5") && !r.contains("w4"));
     }
 }

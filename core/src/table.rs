@@ -68,7 +68,7 @@ impl Table {
 
     pub(crate) fn slot_of(&self, id: &str) -> Option<u32> {
         let slots = &self.slots;
-        self.by_id.get(id, |p| entry_id(slots, p)).map(|p| p as u32)
+        self.by_id.get(id, |p| entry_id(slots, p))
     }
 
     pub(crate) fn get(&self, slot: u32) -> &Entry {
@@ -94,25 +94,21 @@ impl Table {
                 (self.slots.len() - 1) as u32
             }
         };
+        self.by_id.insert(entry.id.as_str(), slot);
         self.slots[slot as usize] = Some(entry);
-        let slots = &self.slots;
-        let id = entry_id(slots, u64::from(slot));
-        self.by_id
-            .insert(id.as_str(), u64::from(slot), |p| entry_id(slots, p));
         slot
     }
 
     /// Makes room for `additional` more jobs without rehashing.
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.slots.reserve(additional);
-        let slots = &self.slots;
-        self.by_id.reserve(additional, |p| entry_id(slots, p));
+        self.by_id.reserve(additional);
     }
 
     /// Removes the job in `slot` and returns it.
     pub(crate) fn remove(&mut self, slot: u32) -> Entry {
         let slots = &self.slots;
-        let id = entry_id(slots, u64::from(slot));
+        let id = entry_id(slots, slot);
         self.by_id.remove(id.as_str(), |p| entry_id(slots, p));
         self.free.push(slot);
         match self.slots[slot as usize].take() {
@@ -137,7 +133,7 @@ impl Table {
     }
 }
 
-fn entry_id(slots: &[Option<Entry>], pos: u64) -> &JobId {
+fn entry_id(slots: &[Option<Entry>], pos: u32) -> &JobId {
     match slots.get(pos as usize) {
         Some(Some(e)) => &e.id,
         _ => panic!("job table: index points at empty slot {pos}"),
