@@ -89,6 +89,14 @@ fn main() {
     let bytes = codec::encode_snapshot(&snap);
     let encode = t.elapsed().as_secs_f64();
     drop(snap);
+    if std::env::var("BEAVER_BENCH_ONLY").as_deref() == Ok("recovery") {
+        drop(q);
+        for _ in 0..3 {
+            let snap = codec::decode_snapshot(&bytes).expect("snapshot decodes");
+            let _ = Queue::recover(paused.clone(), Some(snap), []).expect("recovers");
+        }
+        return;
+    }
     let t = Instant::now();
     let decoded = codec::decode_snapshot(&bytes).expect("snapshot decodes");
     let decode = t.elapsed().as_secs_f64();
