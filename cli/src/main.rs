@@ -1,5 +1,216 @@
-//! The `beaver` command (filled in by the command work).
+//! The `beaver` command: a crash-safe job queue you can `kill -9` at any instant.
 
-fn main() {
-    println!("beaver {}: the command is not built yet", env!("CARGO_PKG_VERSION"));
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use beaver_cli::client::Server;
+use beaver_cli::commands::{self, EnqueueOptions, Failure};
+use beaver_cli::settings::{DEFAULT_SERVER, RunArgs, resolve};
+use clap::{Args, Parser, Subcommand};
+
+/// A crash-safe job queue: kill -9 it at any instant, and every job whose
+/// enqueue was acknowledged is still there after the restart.
+#[derive(Parser)]
+#[command(name = "beaver", version, propagate_version = true)]
+#[command(
+    after_help = "Example:\n  beaver run                               # start on ./beaver-data\n  beaver enqueue --payload '{\"to\":\"ada\"}'  # in another shell\n  beaver status"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the server is, for the client commands.
+#[derive(Args, Clone)]
+struct Remote {
+    /// The server's URL
+    #[arg(long, env = "BEAVER_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
+    server: String,
+    /// The server's token, if it requires one
+    #[arg(long, env = "BEAVER_TOKEN", hide_env_values = true, value_name = "T")]
+    token: Option<String>,
+    /// Print the published JSON instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+impl Remote {
+    fn server(&self) -> Result<Server, Failure> {
+        Server::new(&self.server, self.token.clone()).map_err(Failure::from)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the queue: recover the data dir, serve the HTTP API and metrics, run jobs
+    #[command(
+        after_help = "Examples:\n  beaver run\n  beaver run --data-dir /var/lib/beaver --workers 16 --exec './handle-job.sh'\n  beaver run --listen 0.0.0.0:7070 --token \"$(cat /etc/beaver/token)\"\n  RUST_LOG=debug beaver run --config beaver.toml\n\nConfiguration: flags > BEAVER_* environment > --config TOML file > defaults.\nSIGTERM or Ctrl-C stops gracefully: running jobs finish (within the grace period), a snapshot is written, exit 0."
+    )]
+    Run(RunArgs),
+    /// Add jobs: one from --payload, or many from a file (a JSON array, or one job object per line)
+    #[command(
+        after_help = "Examples:\n  beaver enqueue --payload '{\"to\":\"ada\"}' --id welcome-ada --max-attempts 5\n  beaver enqueue --file jobs.json          # [{\"payload\": ...}, ...]\n  seq 1000 | sed 's/.*/{\"payload\":&}/' | beaver enqueue --file -\n\nA job object: {\"id\"?, \"queue\"?, \"payload\", \"max_attempts\"?, \"timeout_ms\"?, \"delay_ms\"?, \"priority\"?}.\nThe whole file is checked before anything is sent: a bad line is named and nothing is enqueued.\nThe flags below (except --payload and --id) are defaults for jobs that do not set the field."
+    )]
+    Enqueue {
+        /// A file of jobs (`-`: stdin)
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// One job's payload, any JSON value
+        #[arg(long, value_name = "JSON")]
+        payload: Option<String>,
+        /// The job's id (enqueueing a known id again adds nothing)
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+        /// The queue [default: default]
+        #[arg(long, value_name = "Q")]
+        queue: Option<String>,
+        /// Attempts before the job is dead [default: the server's, 3]
+        #[arg(long, value_name = "N")]
+        max_attempts: Option<u32>,
+        /// Time limit of one attempt, such as 30s [default: the server's, 30s]
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        /// Wait before the first attempt, such as 5m
+        #[arg(long, value_name = "DURATION")]
+        delay: Option<String>,
+        /// Higher runs first within a queue
+        #[arg(long, value_name = "N", allow_hyphen_values = true)]
+        priority: Option<i32>,
+        /// Jobs per request
+        #[arg(long, default_value_t = 500, value_name = "N")]
+        batch: usize,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show counts per state, jobs in flight, dead jobs, the log and the last recovery
+    #[command(
+        after_help = "Examples:\n  beaver status\n  beaver status --json | jq .jobs\n  beaver status --data-dir ./beaver-data   # a stopped server: what a restart would recover\n\nWith --data-dir, files are only read (never changed); exit code 3 means a restart would refuse to start."
+    )]
+    Status {
+        /// Read a stopped server's files instead of asking a server
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show one job
+    #[command(after_help = "Example:\n  beaver job welcome-ada")]
+    Job {
+        /// The job's id
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Run a dead job again (with a fresh set of attempts)
+    #[command(after_help = "Examples:\n  beaver requeue welcome-ada\n  beaver requeue --all-dead")]
+    Requeue {
+        /// The job's id
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        id: Option<String>,
+        /// Every dead job
+        #[arg(long)]
+        all_dead: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Cancel a pending job
+    #[command(after_help = "Example:\n  beaver cancel welcome-ada")]
+    Cancel {
+        /// The job's id
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run_server(args: &RunArgs) -> Result<(), Failure> {
+    let settings = resolve(args).map_err(|m| Failure {
+        message: m,
+        code: 2,
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure {
+            message: format!("cannot start the runtime: {e}"),
+            code: 1,
+        })?;
+    rt.block_on(beaver_cli::server::run(settings))
+        .map_err(|m| Failure {
+            message: m,
+            code: 1,
+        })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Run(args) => {
+            init_tracing("info");
+            run_server(args)
+        }
+        other => {
+            init_tracing("warn");
+            client_command(other)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("beaver: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn client_command(cmd: &Command) -> Result<(), Failure> {
+    match cmd {
+        Command::Run(_) => Ok(()),
+        Command::Enqueue {
+            file,
+            payload,
+            id,
+            queue,
+            max_attempts,
+            timeout,
+            delay,
+            priority,
+            batch,
+            remote,
+        } => commands::enqueue(
+            &remote.server()?,
+            &EnqueueOptions {
+                file: file.clone(),
+                payload: payload.clone(),
+                id: id.clone(),
+                queue: queue.clone(),
+                max_attempts: *max_attempts,
+                timeout: timeout.clone(),
+                delay: delay.clone(),
+                priority: *priority,
+                batch: *batch,
+                json: remote.json,
+            },
+        ),
+        Command::Status { data_dir, remote } => match data_dir {
+            Some(d) => commands::status_offline(d, remote.json),
+            None => commands::status(&remote.server()?, remote.json),
+        },
+        Command::Job { id, remote } => commands::job(&remote.server()?, id, remote.json),
+        Command::Requeue {
+            id,
+            all_dead: _,
+            remote,
+        } => commands::requeue(&remote.server()?, id.as_deref(), remote.json),
+        Command::Cancel { id, remote } => commands::cancel(&remote.server()?, id, remote.json),
+    }
 }

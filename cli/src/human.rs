@@ -1,0 +1,198 @@
+//! Human-readable output of the status and job documents.
+
+use std::fmt::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::schema::{JobDoc, StatusDoc};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `1.5 s`, `3 min`, `2 h`...
+pub fn span(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1e3),
+        60_000..3_600_000 => format!("{} min", ms / 60_000),
+        3_600_000..86_400_000 => format!("{:.1} h", ms as f64 / 3.6e6),
+        _ => format!("{:.1} days", ms as f64 / 8.64e7),
+    }
+}
+
+/// `512 B`, `64.0 MiB`...
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The status page.
+pub fn status(d: &StatusDoc, server: &str) -> String {
+    let mut o = String::new();
+    let now = now_ms();
+    match &d.data_dir {
+        Some(dd) => {
+            let _ = writeln!(
+                o,
+                "data dir   {} (stopped server; files read, nothing changed)",
+                dd.path
+            );
+            let verdict = if dd.would_start {
+                "a restart would recover the state below"
+            } else {
+                "a restart would REFUSE TO START (see problems)"
+            };
+            let _ = writeln!(o, "verdict    {verdict}");
+        }
+        None => {
+            let _ = writeln!(o, "server     {server}");
+        }
+    }
+    let j = &d.jobs;
+    let _ = writeln!(
+        o,
+        "jobs       pending {} (ready {}, scheduled {})  in flight {}  completed {}  dead {}  cancelled {}",
+        j.pending, d.ready, d.scheduled, j.in_flight, j.completed, j.dead, j.cancelled
+    );
+    if let (Some(w), Some(r)) = (d.workers, d.running) {
+        let _ = writeln!(o, "workers    {w} ({r} running)");
+    }
+    if d.disk_full {
+        let _ = writeln!(
+            o,
+            "disk       FULL: new jobs are refused until space frees up"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "wal        {} segment{}, {}, last LSN {}",
+        d.wal.segments,
+        if d.wal.segments == 1 { "" } else { "s" },
+        bytes(d.wal.bytes),
+        d.wal.last_lsn
+    );
+    match (d.snapshot.lsn, d.snapshot.written_at_ms) {
+        (Some(lsn), Some(at)) => {
+            let _ = writeln!(
+                o,
+                "snapshot   LSN {lsn}, written {} ago",
+                span(now.saturating_sub(at))
+            );
+        }
+        (Some(lsn), None) => {
+            let _ = writeln!(o, "snapshot   LSN {lsn}");
+        }
+        _ => {
+            let _ = writeln!(o, "snapshot   none yet");
+        }
+    }
+    if let Some(r) = &d.recovery {
+        let _ = writeln!(
+            o,
+            "recovery   took {}, found {} jobs, replayed {} records, discarded {} torn bytes",
+            span(r.duration_ms),
+            r.jobs,
+            r.replayed_records,
+            r.torn_bytes_discarded
+        );
+    }
+    if let Some(dd) = &d.data_dir {
+        let _ = writeln!(
+            o,
+            "log        ends {}; {} records to replay after the snapshot",
+            dd.log_end, dd.replay_records
+        );
+        if !dd.problems.is_empty() {
+            let _ = writeln!(o, "problems");
+            for p in &dd.problems {
+                let _ = writeln!(o, "  - {p}");
+            }
+        }
+    }
+    if !d.in_flight.is_empty() {
+        let offline = d.data_dir.is_some();
+        let _ = writeln!(
+            o,
+            "in flight  (soonest deadline first{})",
+            if offline {
+                "; a restart retries them, the attempt counts"
+            } else {
+                ""
+            }
+        );
+        for l in &d.in_flight {
+            let when = if l.lease_until_ms >= now {
+                format!("deadline in {}", span(l.lease_until_ms - now))
+            } else {
+                format!("deadline passed {} ago", span(now - l.lease_until_ms))
+            };
+            let _ = writeln!(o, "  {}  attempt {}  {when}", l.id, l.attempt);
+        }
+    }
+    if !d.newest_dead.is_empty() {
+        let _ = writeln!(
+            o,
+            "dead       (newest first; `beaver requeue ID` runs one again)"
+        );
+        for x in &d.newest_dead {
+            let err = x.last_error.as_deref().unwrap_or("-");
+            let err = err.lines().last().unwrap_or("-");
+            let _ = writeln!(
+                o,
+                "  {}  attempt {}/{}  {err}",
+                x.id, x.attempt, x.max_attempts
+            );
+        }
+    }
+    o
+}
+
+/// One job.
+pub fn job(j: &JobDoc) -> String {
+    let mut o = String::new();
+    let now = now_ms();
+    let _ = writeln!(o, "id           {}", j.id);
+    let _ = writeln!(o, "queue        {}", j.queue);
+    let _ = writeln!(o, "state        {}", j.state);
+    let _ = writeln!(o, "attempt      {} of {}", j.attempt, j.max_attempts);
+    let _ = writeln!(o, "priority     {}", j.priority);
+    let _ = writeln!(o, "timeout      {}", span(j.timeout_ms));
+    let _ = writeln!(
+        o,
+        "created      {} ago",
+        span(now.saturating_sub(j.created_at_ms))
+    );
+    if j.state == "pending" && j.run_at_ms > now {
+        let _ = writeln!(o, "runs in      {}", span(j.run_at_ms - now));
+    }
+    if let Some(l) = j.lease_until_ms {
+        let _ = writeln!(o, "deadline in  {}", span(l.saturating_sub(now)));
+    }
+    if let Some(f) = j.finished_at_ms {
+        let _ = writeln!(o, "finished     {} ago", span(now.saturating_sub(f)));
+    }
+    if let Some(e) = &j.last_error {
+        let _ = writeln!(
+            o,
+            "last error   {}",
+            e.trim_end().replace('\n', "\n             ")
+        );
+    }
+    if let Some(p) = &j.payload {
+        let _ = writeln!(o, "payload      {}", p.get());
+    }
+    o
+}

@@ -1,0 +1,20 @@
+//! The `beaver` command's library: configuration, the HTTP API, metrics,
+//! the data-dir lock, read-only inspection of a stopped server's files, and
+//! the client commands.
+//!
+//! Thin by design: the queue's logic lives in `beaver-core` and the engine
+//! in `beaver-runtime`; this crate adapts them to HTTP, files and a
+//! terminal. The binary (`src/main.rs`) only parses arguments and calls in.
+
+pub mod client;
+pub mod commands;
+pub mod http;
+pub mod human;
+pub mod lock;
+pub mod metrics;
+pub mod offline;
+pub mod parse;
+pub mod rodisk;
+pub mod schema;
+pub mod server;
+pub mod settings;

@@ -1,0 +1,275 @@
+//! Prometheus metrics, prefix `beaver_`, one [`Registry`] per server.
+//!
+//! Histograms are fed by the engine through [`Observer`]; counters and
+//! gauges are read from the engine's status at scrape time, so they cost
+//! nothing between scrapes.
+
+use std::sync::{Arc, Mutex};
+
+use beaver_core::Outcome;
+use beaver_runtime::{EngineStatus, Observer};
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Registry,
+    TextEncoder,
+};
+
+/// Every metric of one server.
+pub struct Metrics {
+    registry: Registry,
+    job_duration: HistogramVec,
+    fsync: Histogram,
+    group_commit: Histogram,
+    snapshot_duration: Histogram,
+    recovery: Gauge,
+    wal_written: IntCounter,
+    enqueued: IntCounter,
+    dispatched: IntCounter,
+    completed: IntCounter,
+    failed: IntCounter,
+    dead: IntCounter,
+    purged: IntCounter,
+    dedup_early: IntCounter,
+    queue_depth: IntGauge,
+    in_flight: IntGauge,
+    workers: IntGauge,
+    running: IntGauge,
+    wal_bytes: IntGauge,
+    wal_segments: IntGauge,
+    snapshot_lsn: IntGauge,
+    jobs_dead: IntGauge,
+    jobs_completed: IntGauge,
+    disk_full: IntGauge,
+    /// Serializes scrape-time updates so two scrapes cannot double-count.
+    scrape: Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let c = IntCounter::new(name, help)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    let g = IntGauge::new(name, help)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+) -> prometheus::Result<Histogram> {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
+    r.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+/// Raises a counter to `value` (counters here mirror totals the engine keeps).
+fn raise(c: &IntCounter, value: u64) {
+    let now = c.get();
+    if value > now {
+        c.inc_by(value - now);
+    }
+}
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> prometheus::Result<Metrics> {
+        let r = Registry::new();
+        let secs = prometheus::exponential_buckets(0.000_1, 4.0, 12)?;
+        let job_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "beaver_job_duration_seconds",
+                "How long attempts ran, by outcome (succeeded, failed, timed_out, not_started).",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 4.0, 12)?),
+            &["outcome"],
+        )?;
+        r.register(Box::new(job_duration.clone()))?;
+        Ok(Metrics {
+            job_duration,
+            fsync: histogram(
+                &r,
+                "beaver_wal_fsync_duration_seconds",
+                "Latency of one WAL group commit's fdatasync.",
+                secs.clone(),
+            )?,
+            group_commit: histogram(
+                &r,
+                "beaver_wal_group_commit_records",
+                "Records made durable by one group commit.",
+                prometheus::exponential_buckets(1.0, 2.0, 16)?,
+            )?,
+            snapshot_duration: histogram(
+                &r,
+                "beaver_snapshot_duration_seconds",
+                "How long building and writing a snapshot took.",
+                secs,
+            )?,
+            recovery: {
+                let g = Gauge::new(
+                    "beaver_recovery_duration_seconds",
+                    "How long start-up recovery took.",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            wal_written: counter(
+                &r,
+                "beaver_wal_written_bytes_total",
+                "Bytes written to the WAL since start.",
+            )?,
+            enqueued: counter(
+                &r,
+                "beaver_jobs_enqueued_total",
+                "Jobs accepted (durable) since start.",
+            )?,
+            dispatched: counter(
+                &r,
+                "beaver_jobs_dispatched_total",
+                "Attempts started since start.",
+            )?,
+            completed: counter(
+                &r,
+                "beaver_jobs_completed_total",
+                "Jobs completed since start.",
+            )?,
+            failed: counter(
+                &r,
+                "beaver_jobs_failed_total",
+                "Attempts failed (errors, timeouts, lost leases, restarts) since start.",
+            )?,
+            dead: counter(
+                &r,
+                "beaver_jobs_dead_total",
+                "Jobs that ran out of attempts since start.",
+            )?,
+            purged: counter(
+                &r,
+                "beaver_jobs_purged_total",
+                "Finished jobs purged by retention since start.",
+            )?,
+            dedup_early: counter(
+                &r,
+                "beaver_dedup_early_expiries_total",
+                "Remembered ids forgotten before their window ended, to respect the cap.",
+            )?,
+            queue_depth: gauge(
+                &r,
+                "beaver_queue_depth",
+                "Pending jobs (ready or scheduled).",
+            )?,
+            in_flight: gauge(&r, "beaver_jobs_in_flight", "Jobs leased to a worker.")?,
+            workers: gauge(
+                &r,
+                "beaver_worker_pool_size",
+                "Workers (concurrent attempts).",
+            )?,
+            running: gauge(&r, "beaver_workers_busy", "Attempts running now.")?,
+            wal_bytes: gauge(
+                &r,
+                "beaver_wal_bytes",
+                "Bytes of WAL segment files on disk.",
+            )?,
+            wal_segments: gauge(&r, "beaver_wal_segments", "WAL segment files on disk.")?,
+            snapshot_lsn: gauge(
+                &r,
+                "beaver_snapshot_lsn",
+                "LSN the newest snapshot covers (0: none).",
+            )?,
+            jobs_dead: gauge(&r, "beaver_jobs_dead", "Dead jobs held (not yet purged).")?,
+            jobs_completed: gauge(
+                &r,
+                "beaver_jobs_completed",
+                "Completed jobs held (not yet purged).",
+            )?,
+            disk_full: gauge(
+                &r,
+                "beaver_disk_full",
+                "1 while new jobs are refused because the disk is in its reserve.",
+            )?,
+            registry: r,
+            scrape: Mutex::new(()),
+        })
+    }
+
+    /// Updates the scrape-time figures from `status` and renders the text format.
+    pub fn render(&self, status: &EngineStatus) -> String {
+        {
+            let _guard = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+            let s = &status.queue.stats;
+            let t = &s.totals;
+            raise(&self.enqueued, t.enqueued);
+            raise(&self.dispatched, t.dispatched);
+            raise(&self.completed, t.completed);
+            raise(&self.failed, t.failed);
+            raise(&self.dead, t.dead);
+            raise(&self.purged, t.purged);
+            raise(&self.dedup_early, t.dedup_early_expiries);
+            self.queue_depth.set(as_i64(s.jobs.pending));
+            self.in_flight.set(as_i64(s.jobs.in_flight));
+            self.jobs_dead.set(as_i64(s.jobs.dead));
+            self.jobs_completed.set(as_i64(s.jobs.completed));
+            self.disk_full.set(i64::from(s.disk_full));
+            let e = &status.engine;
+            self.workers.set(i64::from(e.workers));
+            self.running.set(as_i64(e.running));
+            self.wal_bytes.set(as_i64(e.wal_bytes));
+            self.wal_segments.set(as_i64(e.wal_segments));
+            self.snapshot_lsn.set(as_i64(e.snapshot_lsn));
+        }
+        let mut out = Vec::new();
+        // Encoding into a Vec fails only for malformed metric families,
+        // which the registry refuses at registration.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The engine's [`Observer`], feeding a server's [`Metrics`].
+#[derive(Debug, Clone)]
+pub struct MetricsObserver(pub Arc<Metrics>);
+
+impl Observer for MetricsObserver {
+    fn recovered(&self, secs: f64) {
+        self.0.recovery.set(secs);
+    }
+
+    fn fsync(&self, secs: f64, records: u64) {
+        self.0.fsync.observe(secs);
+        self.0.group_commit.observe(records as f64);
+    }
+
+    fn wal_written(&self, bytes: u64) {
+        self.0.wal_written.inc_by(bytes);
+    }
+
+    fn attempt_finished(&self, secs: f64, outcome: &Outcome) {
+        let label = match outcome {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed(_) => "failed",
+            Outcome::TimedOut => "timed_out",
+            Outcome::NotStarted => "not_started",
+        };
+        self.0
+            .job_duration
+            .with_label_values(&[label])
+            .observe(secs);
+    }
+
+    fn snapshot_written(&self, _lsn: u64, _bytes: u64, secs: f64) {
+        self.0.snapshot_duration.observe(secs);
+    }
+}

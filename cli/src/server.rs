@@ -1,0 +1,153 @@
+//! `beaver run`: lock the data dir, recover, serve the API and metrics,
+//! stop gracefully on SIGTERM/SIGINT.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use beaver_io::FileDisk;
+use beaver_runtime::SystemClock;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::http::{AppState, LimitedListener, api_router, metrics_router};
+use crate::lock::lock_exclusive;
+use crate::metrics::{Metrics, MetricsObserver};
+use crate::settings::Settings;
+
+/// Runs a server until a signal or a fail-stop. `Ok` means it stopped
+/// cleanly (everything acknowledged is durable and a snapshot was taken).
+pub async fn run(settings: Settings) -> Result<(), String> {
+    let data_dir = settings.engine.data_dir.clone();
+    let _lock = lock_exclusive(&data_dir).map_err(|e| e.to_string())?;
+    // Bind before recovering so a busy port fails at once, not after a
+    // long recovery; nothing is accepted until recovery is done.
+    let api = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (--listen): {e}", settings.listen))?;
+    let api_addr = api.local_addr().map_err(|e| e.to_string())?;
+    let metrics_listener = match settings.metrics_listen {
+        Some(a) => Some(TcpListener::bind(a).await.map_err(|e| {
+            format!("cannot listen on {a} (--metrics-listen): {e}; give another address or `off`")
+        })?),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let e = &settings.engine;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        data_dir = %data_dir.display(),
+        workers = e.queue.workers,
+        executor = ?settings.executor,
+        segment_bytes = e.segment_bytes,
+        snapshot_wal_bytes = e.snapshot_wal_bytes,
+        body_bytes_max = settings.http.body_bytes_max,
+        connections_max = settings.http.connections_max,
+        token = settings.token.is_some(),
+        "starting"
+    );
+    let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
+    let executor = settings.executor.build()?;
+    let engine = beaver_runtime::start(
+        settings.engine.clone(),
+        FileDisk::new(),
+        executor,
+        SystemClock::new(),
+        MetricsObserver(metrics.clone()),
+        beaver_io::entropy_seed(),
+    )
+    .await
+    .map_err(|e| format!("cannot start on {}: {e}", data_dir.display()))?;
+    let r = engine.recovery;
+    println!(
+        "beaver {}: recovered {} jobs in {} ms from {} (snapshot LSN {}, {} records replayed, {} torn bytes discarded)",
+        env!("CARGO_PKG_VERSION"),
+        r.jobs,
+        r.duration_ms,
+        data_dir.display(),
+        r.snapshot_lsn.unwrap_or(0),
+        r.replayed_records,
+        r.torn_bytes
+    );
+
+    let state = AppState {
+        client: engine.client.clone(),
+        recovery: engine.recovery,
+        snapshot_dir: settings.engine.snapshot_dir(),
+        limits: settings.http,
+        metrics,
+    };
+    let token: Option<Arc<str>> = settings.token.as_deref().map(Arc::from);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let api_task = tokio::spawn(
+        axum::serve(
+            LimitedListener::new(api, settings.http.connections_max),
+            api_router(state.clone(), token.clone()),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
+    );
+    let metrics_task = metrics_listener.map(|l| {
+        tokio::spawn(
+            axum::serve(
+                LimitedListener::new(l, settings.http.connections_max),
+                metrics_router(state.clone(), token.clone()),
+            )
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+        )
+    });
+    println!("API      http://{api_addr}");
+    match metrics_addr {
+        Some(a) => println!("metrics  http://{a}/metrics"),
+        None => println!("metrics  off"),
+    }
+    info!(api = %api_addr, metrics = ?metrics_addr, "serving");
+
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    let handle = engine.handle;
+    let why = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if handle.is_finished() {
+                    break "the engine stopped";
+                }
+            }
+        }
+    };
+    info!(
+        reason = why,
+        grace_ms = settings.engine.shutdown_grace_ms,
+        "shutting down"
+    );
+    handle.shutdown();
+    let result = handle.wait().await;
+    let _ = stop_tx.send(true);
+    // Requests still open get a bounded moment to be answered (the engine
+    // already answered or refused them).
+    let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
+    if let Some(t) = metrics_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+    }
+    match result {
+        Ok(()) => {
+            info!("shutdown complete");
+            Ok(())
+        }
+        Err(e) => {
+            error!(error = %e, "the engine failed");
+            warn!("restart beaver to recover from what is on disk");
+            Err(e.to_string())
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! `beaver run`'s configuration: flags > `BEAVER_*` environment > TOML
+//! file > defaults.
+//!
+//! Flags and environment variables are merged by clap (a flag wins over its
+//! variable); what neither gives comes from the `--config` file, then from
+//! the defaults. Everything is checked before anything starts, and every
+//! error says which setting is wrong and how to fix it.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use beaver_runtime::{EngineConfig, ExecutorConfig};
+use serde::Deserialize;
+
+/// The handlers `--handler` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Handler {
+    /// Simulated work with a duration and a failure rate (`--demo-ms`, `--demo-failure-rate`).
+    Demo,
+    /// Succeeds at once (benchmarks).
+    Noop,
+}
+
+/// The flags of `beaver run` (each also read from its `BEAVER_*` variable).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunArgs {
+    /// Where the WAL and snapshots live [default: ./beaver-data]
+    #[arg(long, env = "BEAVER_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Jobs run at once [default: 8]
+    #[arg(long, env = "BEAVER_WORKERS", value_name = "N")]
+    pub workers: Option<u32>,
+    /// Run each job with `sh -c CMD` (payload on stdin; exit 0 = success)
+    #[arg(
+        long,
+        env = "BEAVER_EXEC",
+        value_name = "CMD",
+        conflicts_with = "handler"
+    )]
+    pub exec: Option<String>,
+    /// A built-in handler instead of --exec [default: demo]
+    #[arg(long, env = "BEAVER_HANDLER", value_enum)]
+    pub handler: Option<Handler>,
+    /// Address of the HTTP API [default: 127.0.0.1:7070]
+    #[arg(long, env = "BEAVER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Address of the Prometheus endpoint, or `off` [default: 127.0.0.1:9090]
+    #[arg(long, env = "BEAVER_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Bearer token every request must carry; required off loopback
+    #[arg(long, env = "BEAVER_TOKEN", hide_env_values = true, value_name = "T")]
+    pub token: Option<String>,
+    /// A TOML file with any of these settings and the engine's limits
+    #[arg(long, env = "BEAVER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The demo handler's attempt duration range in ms, as MIN-MAX [default: 20-200]
+    #[arg(long, env = "BEAVER_DEMO_MS", value_name = "MIN-MAX")]
+    pub demo_ms: Option<String>,
+    /// The demo handler's failure probability, 0.0 to 1.0 [default: 0.1]
+    #[arg(long, env = "BEAVER_DEMO_FAILURE_RATE", value_name = "P")]
+    pub demo_failure_rate: Option<f64>,
+}
+
+/// The `--config` file. Every key is optional; unknown keys are an error.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// As `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// As `--workers`.
+    pub workers: Option<u32>,
+    /// As `--exec`.
+    pub exec: Option<String>,
+    /// As `--handler`.
+    pub handler: Option<Handler>,
+    /// As `--listen`.
+    pub listen: Option<String>,
+    /// As `--metrics-listen`.
+    pub metrics_listen: Option<String>,
+    /// As `--token`.
+    pub token: Option<String>,
+    /// The demo handler.
+    pub demo: DemoFile,
+    /// HTTP limits.
+    pub http: HttpFile,
+    /// The engine's settings (segment size, snapshots, queue limits, retry...).
+    pub engine: EngineConfig,
+}
+
+/// `[demo]` in the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoFile {
+    /// Shortest attempt.
+    pub min_ms: Option<u64>,
+    /// Longest attempt.
+    pub max_ms: Option<u64>,
+    /// Failure probability.
+    pub failure_rate: Option<f64>,
+}
+
+/// `[http]` in the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpFile {
+    /// Largest request body.
+    pub body_bytes_max: Option<usize>,
+    /// Open connections per listener.
+    pub connections_max: Option<usize>,
+    /// Time allowed to send a request body.
+    pub body_timeout_ms: Option<u64>,
+}
+
+/// HTTP limits in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Largest request body; past it, 413.
+    pub body_bytes_max: usize,
+    /// Open connections per listener; past it, 503 and the connection closes.
+    pub connections_max: usize,
+    /// Time allowed to send a request body; past it, 408.
+    pub body_timeout_ms: u64,
+}
+
+/// Everything `beaver run` needs, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The engine.
+    pub engine: EngineConfig,
+    /// What runs jobs.
+    pub executor: ExecutorConfig,
+    /// The API address.
+    pub listen: SocketAddr,
+    /// The metrics address (`None`: off).
+    pub metrics_listen: Option<SocketAddr>,
+    /// The token requests must carry.
+    pub token: Option<String>,
+    /// HTTP limits.
+    pub http: HttpLimits,
+}
+
+/// The default API address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// The default metrics address.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9090";
+/// The default server URL of the client commands.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+
+/// Reads the config file (if any) and merges it under the flags.
+pub fn resolve(args: &RunArgs) -> Result<Settings, String> {
+    let file = match &args.config {
+        Some(path) => read_file(path)?,
+        None => FileConfig::default(),
+    };
+    let mut engine = file.engine.clone();
+    if let Some(d) = args.data_dir.clone().or(file.data_dir.clone()) {
+        engine.data_dir = d;
+    }
+    if let Some(w) = args.workers.or(file.workers) {
+        engine.queue.workers = w;
+    }
+    if engine.queue.workers == 0 || engine.queue.workers > 4096 {
+        return Err(format!(
+            "workers is {}; give 1 to 4096 (--workers, BEAVER_WORKERS or `workers` in the config file)",
+            engine.queue.workers
+        ));
+    }
+    engine.queue.hash_seed = beaver_io::entropy_seed();
+
+    // The executor: flags/environment first; --exec and --handler exclude
+    // each other at each level.
+    let (exec, handler) = if args.exec.is_some() || args.handler.is_some() {
+        (args.exec.clone(), args.handler)
+    } else {
+        if file.exec.is_some() && file.handler.is_some() {
+            return Err("the config file sets both `exec` and `handler`; keep one".into());
+        }
+        (file.exec.clone(), file.handler)
+    };
+    let executor = match (exec, handler.unwrap_or(Handler::Demo)) {
+        (Some(cmd), _) => ExecutorConfig::exec(cmd).map_err(|e| format!("--exec: {e}"))?,
+        (None, Handler::Noop) => ExecutorConfig::Noop,
+        (None, Handler::Demo) => {
+            let (mut min, mut max) = (
+                file.demo.min_ms.unwrap_or(20),
+                file.demo.max_ms.unwrap_or(200),
+            );
+            if let Some(range) = &args.demo_ms {
+                (min, max) = parse_range(range)?;
+            }
+            let rate = args
+                .demo_failure_rate
+                .or(file.demo.failure_rate)
+                .unwrap_or(0.1);
+            ExecutorConfig::demo(min, max, rate).map_err(|e| format!("demo handler: {e}"))?
+        }
+    };
+
+    let listen = address(
+        "--listen",
+        args.listen
+            .as_deref()
+            .or(file.listen.as_deref())
+            .unwrap_or(DEFAULT_LISTEN),
+    )?;
+    let metrics_text = args
+        .metrics_listen
+        .as_deref()
+        .or(file.metrics_listen.as_deref())
+        .unwrap_or(DEFAULT_METRICS_LISTEN);
+    let metrics_listen = if metrics_text == "off" {
+        None
+    } else {
+        Some(address("--metrics-listen", metrics_text)?)
+    };
+    let token = args.token.clone().or(file.token.clone());
+    if let Some(t) = &token {
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the token must be non-empty printable ASCII without spaces".into());
+        }
+    }
+    for (flag, addr) in [
+        ("--listen", Some(listen)),
+        ("--metrics-listen", metrics_listen),
+    ] {
+        if let Some(a) = addr {
+            if !a.ip().is_loopback() && token.is_none() {
+                return Err(format!(
+                    "{flag} {a} is reachable from other machines, so a token is required: give --token T (or BEAVER_TOKEN) and send `Authorization: Bearer T` with every request; or listen on 127.0.0.1"
+                ));
+            }
+        }
+    }
+    let http = HttpLimits {
+        body_bytes_max: file.http.body_bytes_max.unwrap_or(
+            usize::try_from(engine.queue.limits.batch_bytes_max)
+                .unwrap_or(usize::MAX / 2)
+                .saturating_add(1 << 20),
+        ),
+        connections_max: file.http.connections_max.unwrap_or(512).max(1),
+        body_timeout_ms: file.http.body_timeout_ms.unwrap_or(30_000).max(1),
+    };
+    Ok(Settings {
+        engine,
+        executor,
+        listen,
+        metrics_listen,
+        token,
+        http,
+    })
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("the config file {} is invalid: {e}", path.display()))
+}
+
+/// Resolves `host:port` (the first address it names).
+pub fn address(flag: &str, text: &str) -> Result<SocketAddr, String> {
+    let bad = |why: String| format!("{flag} {text}: {why}; give HOST:PORT such as 127.0.0.1:7070");
+    text.to_socket_addrs()
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("it names no address".into()))
+}
+
+fn parse_range(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("--demo-ms {text}: give MIN-MAX in milliseconds, such as 20-200");
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    Ok((
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
+/// Parses a duration such as `500ms`, `30s`, `5m`, `2h` or `1d` into milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        format!(
+            "{text:?} is not a duration; give a whole number with a unit: 500ms, 30s, 5m, 2h or 1d"
+        )
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(scale).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("30s"), Ok(30_000));
+        assert_eq!(parse_duration_ms("2h"), Ok(7_200_000));
+        assert!(parse_duration_ms("30").is_err());
+        assert!(parse_duration_ms("-1s").is_err());
+        assert!(parse_duration_ms("1w").is_err());
+        assert!(parse_duration_ms("99999999999999999999s").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("beaver.toml");
+        std::fs::write(
+            &path,
+            "workers = 3\nlisten = \"127.0.0.1:7171\"\nhandler = \"noop\"\n[engine]\nsegment_bytes = 1048576\n[engine.queue.retry]\nbase_ms = 50\n",
+        )
+        .unwrap();
+        let args = RunArgs {
+            config: Some(path.clone()),
+            workers: Some(5),
+            ..RunArgs::default()
+        };
+        let s = resolve(&args).unwrap();
+        assert_eq!(s.engine.queue.workers, 5);
+        assert_eq!(s.listen.port(), 7171);
+        assert_eq!(s.executor, ExecutorConfig::Noop);
+        assert_eq!(s.engine.segment_bytes, 1 << 20);
+        assert_eq!(s.engine.queue.retry.base_ms, 50);
+        assert_eq!(s.metrics_listen.map(|a| a.port()), Some(9090));
+        std::fs::write(&path, "wrokers = 3\n").unwrap();
+        let e = resolve(&args).unwrap_err();
+        assert!(e.contains("wrokers"), "{e}");
+    }
+
+    #[test]
+    fn off_loopback_needs_a_token() {
+        let args = RunArgs {
+            listen: Some("0.0.0.0:7070".into()),
+            ..RunArgs::default()
+        };
+        assert!(resolve(&args).unwrap_err().contains("token"));
+        let args = RunArgs {
+            token: Some("s3cret-token".into()),
+            ..args
+        };
+        assert!(resolve(&args).is_ok());
+    }
+}
