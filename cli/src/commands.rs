@@ -73,6 +73,12 @@ fn expect_ok(resp: Response, what: &str) -> Result<Response, Failure> {
     }
 }
 
+/// The server's JSON, re-indented for reading (kept whole, unknown fields too).
+fn pass_through(resp: &Response) -> Result<serde_json::Value, Failure> {
+    serde_json::from_slice(&resp.body)
+        .map_err(|e| Failure::new(format!("the server's answer is not JSON: {e}")))
+}
+
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(v).map_err(|e| Failure::new(e.to_string()))?;
     println!("{text}");
@@ -420,8 +426,7 @@ pub fn status(server: &Server, json: bool) -> Result<(), Failure> {
     })?;
     let resp = expect_ok(resp, "status")?;
     if json {
-        println!("{}", resp.text().trim_end());
-        return Ok(());
+        return print_json(&pass_through(&resp)?);
     }
     let doc: StatusDoc = serde_json::from_slice(&resp.body)
         .map_err(|e| Failure::new(format!("the server's status is not understood: {e}")))?;
@@ -465,8 +470,7 @@ pub fn job(server: &Server, id: &str, json: bool) -> Result<(), Failure> {
     }
     let resp = expect_ok(resp, "job")?;
     if json {
-        println!("{}", resp.text().trim_end());
-        return Ok(());
+        return print_json(&pass_through(&resp)?);
     }
     let doc: JobDoc = serde_json::from_slice(&resp.body)
         .map_err(|e| Failure::new(format!("the server's answer is not understood: {e}")))?;
@@ -507,9 +511,9 @@ pub fn cancel(server: &Server, id: &str, json: bool) -> Result<(), Failure> {
         "cancel",
     )?;
     if json {
-        println!("{}", resp.text().trim_end());
+        print_json(&pass_through(&resp)?)
     } else {
         println!("cancelled {id}");
+        Ok(())
     }
-    Ok(())
 }

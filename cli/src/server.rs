@@ -63,7 +63,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     .await
     .map_err(|e| format!("cannot start on {}: {e}", data_dir.display()))?;
     let r = engine.recovery;
-    println!(
+    say(format_args!(
         "beaver {}: recovered {} jobs in {} ms from {} (snapshot LSN {}, {} records replayed, {} torn bytes discarded)",
         env!("CARGO_PKG_VERSION"),
         r.jobs,
@@ -72,7 +72,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         r.snapshot_lsn.unwrap_or(0),
         r.replayed_records,
         r.torn_bytes
-    );
+    ));
 
     let state = AppState {
         client: engine.client.clone(),
@@ -104,10 +104,10 @@ pub async fn run(settings: Settings) -> Result<(), String> {
             .into_future(),
         )
     });
-    println!("API      http://{api_addr}");
+    say(format_args!("API      http://{api_addr}"));
     match metrics_addr {
-        Some(a) => println!("metrics  http://{a}/metrics"),
-        None => println!("metrics  off"),
+        Some(a) => say(format_args!("metrics  http://{a}/metrics")),
+        None => say(format_args!("metrics  off")),
     }
     info!(api = %api_addr, metrics = ?metrics_addr, "serving");
 
@@ -150,4 +150,14 @@ pub async fn run(settings: Settings) -> Result<(), String> {
             Err(e.to_string())
         }
     }
+}
+
+/// Prints a line on stdout; a closed stdout (`beaver run | head -1`) must
+/// not stop the server, so errors are ignored.
+fn say(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(args);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
 }

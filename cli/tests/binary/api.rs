@@ -1,0 +1,496 @@
+//! The HTTP contract, the token rule, the lock, SIGTERM and metrics,
+//! against the real binary.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::common::*;
+
+const LIMITS: &str = r#"
+[http]
+body_bytes_max = 65536
+[engine.queue.limits]
+payload_bytes_max = 1024
+"#;
+
+#[test]
+fn bad_requests_get_their_status_and_change_nothing() {
+    let s = Scratch::new(&format!("{FAST_CONFIG}{LIMITS}"));
+    let p = Proc::start(&s, &["--handler", "noop"]);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        u16,
+        &'a str,
+        Option<usize>,
+        Option<&'a str>,
+    );
+    let cases: &[Case<'_>] = &[
+        ("malformed json", "{", 400, "invalid", None, Some("body")),
+        ("not an object", "42", 400, "invalid", None, Some("body")),
+        ("empty array", "[]", 400, "invalid", None, Some("body")),
+        (
+            "wrong type",
+            r#"{"payload": 1, "max_attempts": "3"}"#,
+            400,
+            "invalid",
+            Some(0),
+            Some("max_attempts"),
+        ),
+        (
+            "negative delay",
+            r#"[{"payload": 1}, {"payload": 2, "delay_ms": -5}]"#,
+            400,
+            "invalid",
+            Some(1),
+            Some("delay_ms"),
+        ),
+        (
+            "negative attempts",
+            r#"{"payload": 1, "max_attempts": -1}"#,
+            400,
+            "invalid",
+            Some(0),
+            Some("max_attempts"),
+        ),
+        (
+            "fractional priority",
+            r#"{"payload": 1, "priority": 1.5}"#,
+            400,
+            "invalid",
+            Some(0),
+            Some("priority"),
+        ),
+        (
+            "unknown field",
+            r#"{"payload": 1, "colour": "red"}"#,
+            400,
+            "invalid",
+            Some(0),
+            Some("colour"),
+        ),
+        (
+            "no payload",
+            r#"{"id": "a"}"#,
+            400,
+            "invalid",
+            Some(0),
+            Some("payload"),
+        ),
+        (
+            "reserved id",
+            r#"{"payload": 1, "id": "~1"}"#,
+            400,
+            "invalid",
+            Some(0),
+            Some("id"),
+        ),
+        (
+            "id with a space",
+            r#"{"payload": 1, "id": "a b"}"#,
+            400,
+            "invalid",
+            Some(0),
+            Some("id"),
+        ),
+        (
+            "bad queue",
+            r#"{"payload": 1, "queue": "a/b"}"#,
+            400,
+            "invalid",
+            Some(0),
+            Some("queue"),
+        ),
+    ];
+    for (name, body, status, kind, index, field) in cases {
+        let r = post(&p, "/v1/jobs", body);
+        assert_eq!(r.status, *status, "{name}: {}", r.text());
+        let (k, i, f) = error_of(&r);
+        assert_eq!(
+            (k.as_str(), i, f.as_deref()),
+            (*kind, *index, *field),
+            "{name}: {}",
+            r.text()
+        );
+    }
+    // Over the body limit, and over the payload limit (the core's 413).
+    let big = format!(r#"{{"payload": "{}"}}"#, "x".repeat(70_000));
+    let r = post(&p, "/v1/jobs", &big);
+    assert_eq!(
+        (r.status, error_of(&r).0.as_str()),
+        (413, "too_large"),
+        "{}",
+        r.text()
+    );
+    let payload = format!(
+        r#"[{{"payload": 1}}, {{"payload": "{}"}}]"#,
+        "x".repeat(2_000)
+    );
+    let r = post(&p, "/v1/jobs", &payload);
+    assert_eq!(r.status, 413, "{}", r.text());
+    // Routes and methods.
+    let srv = p.server();
+    let r = srv.get("/v2/nothing").expect("get");
+    assert_eq!((r.status, error_of(&r).0.as_str()), (404, "not_found"));
+    let r = srv.request("DELETE", "/v1/jobs", None).expect("delete");
+    assert_eq!(
+        (r.status, error_of(&r).0.as_str()),
+        (405, "method_not_allowed")
+    );
+    let r = srv.get("/v1/jobs/unknown-job").expect("get");
+    assert_eq!((r.status, error_of(&r).0.as_str()), (404, "not_found"));
+    let r = srv.get("/v1/dead?limit=-1").expect("get");
+    assert_eq!((r.status, error_of(&r).2.as_deref()), (400, Some("limit")));
+    let r = post(&p, "/v1/jobs/unknown-job/cancel", "");
+    assert_eq!(r.status, 404, "{}", r.text());
+    // Garbage that is not HTTP at all, and a connection that sends half a
+    // request and goes away: the server answers or drops them, and lives.
+    for junk in [
+        &b"\x00\x01\x02 garbage\r\n\r\n"[..],
+        b"POST /v1/jobs HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"pay",
+    ] {
+        let mut c = TcpStream::connect(p.api.trim_start_matches("http://")).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        c.write_all(junk).expect("write");
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink);
+    }
+    // Nothing of any of that was applied.
+    let st = p.status();
+    assert_eq!(st.jobs.total(), 0, "{st:?}");
+    assert_eq!(st.totals.map(|t| t.enqueued), Some(0));
+    // The good path, and idempotence by id.
+    let r = post(
+        &p,
+        "/v1/jobs",
+        r#"{"id": "job-1", "payload": {"to": "ada"}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text().trim(),
+        r#"{"jobs":[{"id":"job-1","duplicate":false}]}"#
+    );
+    let r = post(
+        &p,
+        "/v1/jobs",
+        r#"[{"id": "job-1", "payload": 1}, {"payload": 2}]"#,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(v["jobs"][0]["duplicate"], true, "{v}");
+    assert_eq!(v["jobs"][1]["duplicate"], false, "{v}");
+    let r = p.server().get("/v1/jobs/job-1").expect("get");
+    let j: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    for key in [
+        "id",
+        "queue",
+        "state",
+        "attempt",
+        "max_attempts",
+        "last_error",
+        "created_at_ms",
+        "schema_version",
+    ] {
+        assert!(j.get(key).is_some(), "{key} missing from {j}");
+    }
+    // NDJSON bodies.
+    let r = p
+        .server()
+        .request(
+            "POST",
+            "/v1/jobs",
+            Some((
+                "application/x-ndjson",
+                b"{\"payload\":1}\n\n{\"payload\":2}\n",
+            )),
+        )
+        .expect("ndjson");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(p.wait_idle(Duration::from_secs(30)).jobs.completed, 4);
+}
+
+#[test]
+fn off_loopback_needs_a_token_and_a_token_is_checked() {
+    // Refused before binding anything.
+    let s = Scratch::new(FAST_CONFIG);
+    let (code, _, err) = run_cmd(
+        beaver()
+            .args([
+                "run",
+                "--listen",
+                "0.0.0.0:0",
+                "--metrics-listen",
+                "off",
+                "--data-dir",
+            ])
+            .arg(s.data()),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("token"), "{err}");
+    assert!(
+        !s.data().exists(),
+        "nothing may be created when start-up is refused"
+    );
+
+    let p = Proc::start(&s, &["--handler", "noop", "--token", "s3cret-t0ken"]);
+    let anon = p.server();
+    let r = anon.get("/v1/status").expect("get");
+    assert_eq!((r.status, error_of(&r).0.as_str()), (401, "unauthorized"));
+    let wrong = beaver_cli::client::Server::new(&p.api, Some("s3cret-t0kem".into())).expect("url");
+    assert_eq!(wrong.get("/v1/status").expect("get").status, 401);
+    let right = beaver_cli::client::Server::new(&p.api, Some("s3cret-t0ken".into())).expect("url");
+    assert_eq!(right.get("/v1/status").expect("get").status, 200);
+    let m =
+        beaver_cli::client::Server::new(p.metrics.trim_end_matches("/metrics"), None).expect("url");
+    assert_eq!(m.get("/metrics").expect("get").status, 401);
+    // The client commands take the token from the environment.
+    let (code, out, err) = run_cmd(
+        beaver()
+            .args(["status", "--json", "--server", &p.api])
+            .env("BEAVER_TOKEN", "s3cret-t0ken"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"schema_version\": 1"), "{out}");
+}
+
+#[test]
+fn the_data_dir_lock_names_its_holder() {
+    let s = Scratch::new(FAST_CONFIG);
+    let p = Proc::start(&s, &["--handler", "noop"]);
+    let (code, _, err) = run_cmd(
+        beaver()
+            .args([
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "off",
+                "--data-dir",
+            ])
+            .arg(s.data()),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains(&format!("process {}", p.pid)), "{err}");
+    let (code, _, err) = run_cmd(beaver().args(["status", "--data-dir"]).arg(s.data()));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("in use by a running beaver") && err.contains("--server"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigterm_loses_nothing_and_exits_0() {
+    let s = Scratch::new(FAST_CONFIG);
+    let mut p = Proc::start(
+        &s,
+        &[
+            "--handler",
+            "demo",
+            "--demo-ms",
+            "20-60",
+            "--demo-failure-rate",
+            "0",
+            "--workers",
+            "4",
+        ],
+    );
+    let jobs: Vec<String> = (0..300)
+        .map(|i| format!(r#"{{"id":"t-{i}","payload":{i}}}"#))
+        .collect();
+    let r = post(&p, "/v1/jobs", &format!("[{}]", jobs.join(",")));
+    assert_eq!(r.status, 200, "{}", r.text());
+    std::thread::sleep(Duration::from_millis(300));
+    let st = p.sigterm(Duration::from_secs(30));
+    assert!(st.success(), "exit status {st:?}; log:\n{}", p.log_text());
+    let log = p.log_text();
+    assert!(
+        log.contains("shutting down") && log.contains("stopped cleanly"),
+        "{log}"
+    );
+    // What a restart would recover: all 300, and a clean log.
+    let (code, out, err) = run_cmd(
+        beaver()
+            .args(["status", "--json", "--data-dir"])
+            .arg(s.data()),
+    );
+    assert_eq!(code, 0, "{err}");
+    let doc: beaver_cli::schema::StatusDoc = serde_json::from_str(&out).expect("json");
+    assert_eq!(doc.jobs.total(), 300, "{out}");
+    assert_eq!(
+        doc.data_dir.as_ref().map(|d| d.log_end.as_str()),
+        Some("clean")
+    );
+    let p = Proc::start(&s, &["--handler", "noop"]);
+    let done = p.wait_idle(Duration::from_secs(30));
+    assert_eq!(done.jobs.completed, 300, "{:?}", done.jobs);
+    assert_eq!(done.recovery.map(|r| r.jobs), Some(300));
+}
+
+#[test]
+fn metrics_have_their_names_and_types() {
+    let s = Scratch::new(FAST_CONFIG);
+    let p = Proc::start(
+        &s,
+        &[
+            "--handler",
+            "demo",
+            "--demo-ms",
+            "1-5",
+            "--demo-failure-rate",
+            "0.5",
+        ],
+    );
+    let jobs: Vec<String> = (0..50)
+        .map(|i| format!(r#"{{"payload":{i},"max_attempts":2}}"#))
+        .collect();
+    assert_eq!(
+        post(&p, "/v1/jobs", &format!("[{}]", jobs.join(","))).status,
+        200
+    );
+    p.wait_idle(Duration::from_secs(30));
+    let m =
+        beaver_cli::client::Server::new(p.metrics.trim_end_matches("/metrics"), None).expect("url");
+    let r = m.get("/metrics").expect("scrape");
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    let types: BTreeMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    let want = [
+        ("beaver_jobs_enqueued_total", "counter"),
+        ("beaver_jobs_dispatched_total", "counter"),
+        ("beaver_jobs_completed_total", "counter"),
+        ("beaver_jobs_failed_total", "counter"),
+        ("beaver_jobs_dead_total", "counter"),
+        ("beaver_job_duration_seconds", "histogram"),
+        ("beaver_recovery_duration_seconds", "gauge"),
+        ("beaver_queue_depth", "gauge"),
+        ("beaver_jobs_in_flight", "gauge"),
+        ("beaver_worker_pool_size", "gauge"),
+        ("beaver_wal_fsync_duration_seconds", "histogram"),
+        ("beaver_wal_group_commit_records", "histogram"),
+        ("beaver_wal_bytes", "gauge"),
+    ];
+    for (name, ty) in want {
+        assert_eq!(types.get(name), Some(&ty), "{name} in\n{text}");
+    }
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1.0)
+    };
+    assert_eq!(value("beaver_jobs_enqueued_total"), 50.0);
+    assert_eq!(value("beaver_worker_pool_size"), 8.0);
+    assert_eq!(
+        value("beaver_jobs_completed_total") + value("beaver_jobs_dead_total"),
+        50.0
+    );
+    assert!(value("beaver_wal_fsync_duration_seconds_count") >= 1.0);
+    assert!(value("beaver_wal_bytes") > 0.0);
+}
+
+#[test]
+fn client_commands_work_and_fail_clearly() {
+    // No server: say so and suggest --data-dir.
+    let (code, _, err) = run_cmd(beaver().args(["status", "--server", "http://127.0.0.1:9"]));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no beaver server answering") && err.contains("--data-dir"),
+        "{err}"
+    );
+
+    let s = Scratch::new(FAST_CONFIG);
+    let p = Proc::start(
+        &s,
+        &[
+            "--handler",
+            "demo",
+            "--demo-ms",
+            "1-2",
+            "--demo-failure-rate",
+            "0",
+        ],
+    );
+    // A file with a bad line: named, and nothing enqueued.
+    let file = s.dir.path().join("jobs.ndjson");
+    std::fs::write(
+        &file,
+        "{\"payload\":1}\n{\"payload\":2}\n\n{\"payload\":3,\"max_attempts\":-2}\n",
+    )
+    .expect("write");
+    let (code, _, err) = run_cmd(
+        beaver()
+            .args(["enqueue", "--server", &p.api, "--file"])
+            .arg(&file),
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("line 4") && err.contains("max_attempts"),
+        "{err}"
+    );
+    assert_eq!(p.status().jobs.total(), 0);
+    // A JSON array across many batches, with ids: printed, duplicates marked.
+    let arr: Vec<String> = (0..120)
+        .map(|i| format!("  {{\"id\": \"f-{i}\", \"payload\": {{\"n\": {i}}}}}"))
+        .collect();
+    std::fs::write(&file, format!("[\n{}\n]\n", arr.join(",\n"))).expect("write");
+    let (code, out, err) = run_cmd(
+        beaver()
+            .args(["enqueue", "--batch", "50", "--server", &p.api, "--file"])
+            .arg(&file),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 120, "{out}");
+    assert!(err.contains("enqueued 120 jobs (0 duplicates)"), "{err}");
+    let (code, out, _) = run_cmd(beaver().args([
+        "enqueue",
+        "--json",
+        "--server",
+        &p.api,
+        "--payload",
+        "{}",
+        "--id",
+        "f-7",
+    ]));
+    assert_eq!(code, 0);
+    assert!(out.contains("\"duplicate\": true"), "{out}");
+    // A server-side refusal names the line: batch 2's second job.
+    std::fs::write(
+        &file,
+        "{\"payload\":1}\n{\"payload\":2}\n{\"payload\":3,\"max_attempts\":100000}\n",
+    )
+    .expect("write");
+    let (code, _, err) = run_cmd(
+        beaver()
+            .args(["enqueue", "--batch", "2", "--server", &p.api, "--file"])
+            .arg(&file),
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("line 3") && err.contains("2 jobs before"),
+        "{err}"
+    );
+    p.wait_idle(Duration::from_secs(30));
+    let (code, out, err) = run_cmd(beaver().args(["job", "f-3", "--server", &p.api]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("completed") && !out.contains("{\"n\": 3}"),
+        "{out}"
+    );
+    let (code, _, err) = run_cmd(beaver().args(["cancel", "f-3", "--server", &p.api]));
+    assert_ne!(code, 0);
+    assert!(err.contains("409"), "{err}");
+    let (code, out, err) = run_cmd(beaver().args(["requeue", "--all-dead", "--server", &p.api]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "requeued 0 jobs");
+    let (code, out, err) = run_cmd(beaver().args(["status", "--server", &p.api]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("completed 122"), "{out}");
+}

@@ -1,0 +1,14 @@
+//! Tests of the real `beaver` binary: the HTTP contract, the token rule,
+//! the data-dir lock, SIGTERM, metrics, the README's quickstart, and
+//! `kill -9` cycles under concurrent clients.
+//!
+//! They live in the `beaver` package (not `beaver-tests`) because only a
+//! binary's own package gets `CARGO_BIN_EXE_beaver`, which makes cargo build
+//! the binary before the tests. Every server binds 127.0.0.1 port 0 and is
+//! stopped by its PID.
+#![allow(clippy::unwrap_used)]
+
+mod api;
+mod common;
+mod kill9;
+mod quickstart;
