@@ -466,3 +466,43 @@ fn pages_an_eio_marked_clean_are_made_durable_by_the_next_recovery() {
         });
     }
 }
+
+/// Found by the simulator (seed 35): a segment prepared ahead of need but
+/// abandoned (rotation had already prepared another inline) is removed; if
+/// a power loss brings the blank file back, numbered below the segment in
+/// use, recovery must neither end the log at it (losing every acknowledged
+/// record after it) nor ever rotate into it.
+#[test]
+fn blank_segment_numbered_below_the_log_is_skipped_and_removed() {
+    rt().block_on(async {
+        let disk = SimDisk::new(7, SimDiskConfig::default());
+        let dir = Path::new(DIR);
+        let wal = synced_log(&disk, 3, 2, 50).await;
+        let active = wal.active_segment().unwrap().to_path_buf();
+        drop(wal);
+        // The abandoned preparation: a blank, preallocated, durable file
+        // named below the active segment.
+        let stale = dir.join(beaver_io::wal::segment::segment_name(0));
+        assert!(stale < active);
+        let f = disk.create(&stale).await.unwrap();
+        f.allocate(SEG).await.unwrap();
+        f.sync_data().await.unwrap();
+        disk.sync_dir(dir).await.unwrap();
+        disk.power_loss();
+        let (wal, got) = recover(&disk, dir, opts(SEG, 2), 0).await.unwrap();
+        assert_dense(&got, 1, 6, 50);
+        assert_eq!(wal.next_lsn(), 7);
+        assert_eq!(wal.active_segment(), Some(active.as_path()));
+        assert!(
+            !disk
+                .list(dir)
+                .await
+                .unwrap()
+                .contains(&beaver_io::wal::segment::segment_name(0))
+        );
+        assert!(matches!(
+            inspect(&disk, dir).await.unwrap().end,
+            LogEnd::Clean
+        ));
+    });
+}

@@ -126,6 +126,13 @@ pub(crate) async fn scan<D: Disk>(
         buf = file.read_at(0, std::mem::take(&mut buf)).await?;
         sizes.push(nonzero_end(&buf));
         let header = SegmentHeader::decode(&buf);
+        // A segment of nothing but zeros holds no record: a preparation
+        // abandoned before use (its removal may not have survived a power
+        // loss), possibly numbered below the segments in use. It neither
+        // ends nor breaks the chain; a zeroed segment the log needed still
+        // breaks it at the next segment, whose header names the previous
+        // batch's checksum.
+        let never_used = sizes[i] == 0;
         let mut rep = SegmentReport {
             path: path.clone(),
             seq: *seq,
@@ -141,7 +148,7 @@ pub(crate) async fn scan<D: Disk>(
         };
         let mut found: Vec<BatchReport> = Vec::new();
 
-        if brk.is_none() {
+        if brk.is_none() && !never_used {
             let continues = match (&header, last) {
                 (Ok(h), _) if h.seq != *seq => Err("header names another sequence number".into()),
                 (Ok(_), None) => Ok(()),

@@ -414,6 +414,11 @@ impl<D: Disk> Wal<D> {
         for (seq, path) in &scan.files {
             max_seq = max_seq.max(*seq);
             if active_seq.is_some_and(|a| *seq <= a) {
+                if !scan.chain.iter().any(|c| c.seq == *seq) {
+                    // A never-used segment numbered below the active one
+                    // (see scan): rotation must never pick it.
+                    disk.remove(path).await?;
+                }
                 continue;
             }
             let f = disk.open(path).await?;
