@@ -99,6 +99,11 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
     out
 }
 
+/// The postcard body of an encoded snapshot, its version checked.
+pub(crate) fn snapshot_body(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+    body(bytes, SNAPSHOT_FORMAT_VERSION)
+}
+
 /// Decodes a snapshot; trailing bytes are an error.
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     let rest = body(bytes, SNAPSHOT_FORMAT_VERSION)?;

@@ -33,7 +33,7 @@ impl IdIndex {
         }
     }
 
-    fn hash(&self, id: &str) -> u32 {
+    pub(crate) fn hash(&self, id: &str) -> u32 {
         let h = self.hasher.hash_one(id);
         (h ^ (h >> 32)) as u32
     }
@@ -51,6 +51,32 @@ impl IdIndex {
         let h = self.hash(id);
         self.table
             .insert_unique(spread(h), (h, pos), |&(eh, _)| spread(eh));
+    }
+
+    /// Inserts many `(hash, pos)` pairs at once, sorted by hash so the
+    /// table is filled in address order instead of by random probes.
+    /// Returns a position whose id was already present, if any.
+    pub(crate) fn insert_bulk<'a>(
+        &mut self,
+        mut keys: Vec<(u32, u32)>,
+        id_at: impl Fn(u32) -> &'a JobId,
+    ) -> Result<(), u32> {
+        keys.sort_unstable();
+        self.table.reserve(keys.len(), |&(eh, _)| spread(eh));
+        for (i, &(h, pos)) in keys.iter().enumerate() {
+            // Equal ids have equal hashes, so duplicates sit side by side.
+            let dup = keys[..i]
+                .iter()
+                .rev()
+                .take_while(|k| k.0 == h)
+                .any(|k| id_at(k.1).as_str() == id_at(pos).as_str());
+            if dup {
+                return Err(pos);
+            }
+            self.table
+                .insert_unique(spread(h), (h, pos), |&(eh, _)| spread(eh));
+        }
+        Ok(())
     }
 
     /// Removes `id`; returns its position.

@@ -73,7 +73,7 @@ pub use job::{JobId, JobSpec, JobState, JobView, NewJob, Payload, QueueName};
 pub use protocol::{
     Effect, Enqueued, Execution, Input, Outcome, Rejection, Reply, RequestId, RequeueTarget,
 };
-pub use queue::Queue;
+pub use queue::{Queue, RecoverError};
 pub use record::{Lsn, Op, Record};
 pub use snapshot::{Snapshot, SnapshotJob};
 pub use state::ApplyError;

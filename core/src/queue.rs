@@ -91,6 +91,8 @@ pub struct Queue {
     steps: u64,
     /// Shared so that jobs naming no queue do not allocate a name each.
     default_queue: QueueName,
+    /// Set by recovery: the first step collects the orphans.
+    find_orphans: bool,
 }
 
 impl Queue {
@@ -117,6 +119,7 @@ impl Queue {
             cursor: 0,
             steps: 0,
             default_queue: QueueName::default(),
+            find_orphans: false,
         }
     }
 
@@ -143,6 +146,25 @@ impl Queue {
         Ok(q)
     }
 
+    /// [`Queue::recover`] from an encoded snapshot (as
+    /// [`crate::codec::encode_snapshot`] wrote it), decoding it straight into
+    /// the queue: the fast path for start-up.
+    pub fn recover_encoded(
+        config: Config,
+        snapshot: &[u8],
+        records: impl IntoIterator<Item = Record>,
+    ) -> Result<Queue, RecoverError> {
+        let mut q = Queue::new(config);
+        let body = crate::codec::snapshot_body(snapshot).map_err(RecoverError::Snapshot)?;
+        crate::snapshot::restore_encoded(&mut q.state, body)
+            .map_err(|e| RecoverError::Snapshot(crate::codec::DecodeError::Malformed(e)))?;
+        for r in records {
+            q.state.apply(&r).map_err(RecoverError::Apply)?;
+        }
+        q.after_restore();
+        Ok(q)
+    }
+
     /// Applies one durable record to a queue being rebuilt (the same
     /// function the live queue applies with). For recovery drivers that
     /// stream records; call before the first `step`.
@@ -159,11 +181,19 @@ impl Queue {
     fn after_restore(&mut self) {
         self.next_lsn = self.state.applied_lsn + 1;
         self.next_seq_proposed = self.state.next_seq;
-        self.orphans = self
-            .state
+        self.find_orphans = true;
+    }
+
+    /// In-flight jobs found at recovery lost their attempt with the process.
+    fn collect_orphans(&mut self) {
+        self.find_orphans = false;
+        let s = &self.state;
+        self.orphans = s
             .leases
             .iter()
-            .map(|&(_, _, slot)| self.state.table.get(slot).id.clone())
+            .map(|&(_, _, slot)| s.table.get(slot))
+            .filter(|e| !e.running)
+            .map(|e| e.id.clone())
             .collect();
     }
 
@@ -265,7 +295,7 @@ impl Queue {
         if let Some(t) = self.first_expirable_lease() {
             at(t.max(internal_at));
         }
-        if !self.orphans.is_empty() || !self.deferred.is_empty() {
+        if self.find_orphans || !self.orphans.is_empty() || !self.deferred.is_empty() {
             at(internal_at);
         }
         if let Some(t) = self.purge_due_at() {
@@ -340,6 +370,9 @@ impl Queue {
     /// it never goes backwards) and appends the effects to carry out, in
     /// order, to `out`.
     pub fn step(&mut self, now: UnixMillis, input: Input, out: &mut Vec<Effect>) {
+        if self.find_orphans {
+            self.collect_orphans();
+        }
         self.state.advance(now);
         match input {
             Input::Enqueue { req, jobs } => self.on_enqueue(req, jobs, out),
@@ -1145,6 +1178,26 @@ impl Queue {
         self.steps
     }
 }
+
+/// Why a queue could not be rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoverError {
+    /// The snapshot's bytes do not decode into a valid state.
+    Snapshot(crate::codec::DecodeError),
+    /// A record does not apply.
+    Apply(ApplyError),
+}
+
+impl std::fmt::Display for RecoverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecoverError::Snapshot(e) => write!(f, "snapshot: {e}"),
+            RecoverError::Apply(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RecoverError {}
 
 /// Borrowed internals for the invariant checker.
 pub(crate) struct QueueParts<'a> {

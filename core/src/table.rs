@@ -99,6 +99,24 @@ impl Table {
         slot
     }
 
+    /// Appends a job without indexing it (bulk restore into an empty
+    /// table); returns its slot and its id's hash for [`Table::index_bulk`].
+    pub(crate) fn push_unindexed(&mut self, entry: Entry) -> (u32, u32) {
+        debug_assert!(self.free.is_empty());
+        let h = self.by_id.hash(entry.id.as_str());
+        self.slots.push(Some(entry));
+        ((self.slots.len() - 1) as u32, h)
+    }
+
+    /// Indexes the jobs appended by [`Table::push_unindexed`]; `Err` names
+    /// an id that appears twice (the table is then unusable).
+    pub(crate) fn index_bulk(&mut self, keys: Vec<(u32, u32)>) -> Result<(), JobId> {
+        let slots = &self.slots;
+        self.by_id
+            .insert_bulk(keys, |p| entry_id(slots, p))
+            .map_err(|pos| entry_id(slots, pos).clone())
+    }
+
     /// Makes room for `additional` more jobs without rehashing.
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.slots.reserve(additional);

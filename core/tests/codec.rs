@@ -214,6 +214,26 @@ fn a_newer_version_is_refused_naming_both_versions() {
 }
 
 #[test]
+fn a_snapshot_naming_one_id_twice_is_refused_not_restored() {
+    let mut snap = golden_snapshot();
+    snap.jobs[1].id = snap.jobs[0].id.clone();
+    let bytes = codec::encode_snapshot(&snap);
+    let e = Queue::recover_encoded(Config::default(), &bytes, [])
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("appears twice"), "{e}");
+    assert!(Queue::recover(Config::default(), Some(snap), []).is_err());
+}
+
+#[test]
+fn the_streaming_decoder_restores_the_golden_snapshot() {
+    let snap = golden_snapshot();
+    let q = Queue::recover_encoded(Config::default(), &codec::encode_snapshot(&snap), []).unwrap();
+    q.check_invariants().unwrap();
+    assert_eq!(q.snapshot(), snap);
+}
+
+#[test]
 fn trailing_bytes_are_refused() {
     let mut bytes = codec::encode_record(&every_record()[1]);
     bytes.push(0);
@@ -279,7 +299,11 @@ proptest! {
         let p = pos % bytes.len();
         bytes[p] = val;
         let _ = codec::decode_snapshot(&bytes);
+        if let Ok(q) = Queue::recover_encoded(Config::default(), &bytes, []) {
+            q.check_invariants().unwrap();
+        }
         bytes.truncate(cut % (bytes.len() + 1));
         let _ = codec::decode_snapshot(&bytes);
+        let _ = Queue::recover_encoded(Config::default(), &bytes, []);
     }
 }

@@ -388,6 +388,14 @@ impl Harness {
         };
         let partial = Queue::recover(self.config.clone(), None, log[..k].iter().cloned()).unwrap();
         let snap = codec::decode_snapshot(&codec::encode_snapshot(&partial.snapshot())).unwrap();
+        let encoded = codec::encode_snapshot(&partial.snapshot());
+        let streamed =
+            Queue::recover_encoded(self.config.clone(), &encoded, log.iter().cloned()).unwrap();
+        assert_eq!(
+            streamed.snapshot(),
+            applied,
+            "the streaming snapshot decoder agrees"
+        );
         let recovered = Queue::recover(self.config.clone(), Some(snap), log).unwrap();
         assert_eq!(
             recovered.snapshot(),

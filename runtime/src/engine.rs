@@ -109,25 +109,23 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
     let snapshot_lsn = loaded.as_ref().map(|l| l.lsn);
     let mut queue = match loaded {
         Some(l) => {
-            let snap = codec::decode_snapshot(&l.body).map_err(|e| EngineError::Snapshot {
-                path: l.path.clone(),
-                reason: e.to_string(),
+            let q = Queue::recover_encoded(config.queue.clone(), &l.body, []).map_err(|e| {
+                EngineError::Snapshot {
+                    path: l.path.clone(),
+                    reason: e.to_string(),
+                }
             })?;
-            if snap.lsn != l.lsn {
+            if q.applied_lsn() != l.lsn {
                 return Err(EngineError::Snapshot {
                     path: l.path,
                     reason: format!(
                         "the file is named for LSN {} but holds LSN {}",
-                        l.lsn, snap.lsn
+                        l.lsn,
+                        q.applied_lsn()
                     ),
                 });
             }
-            Queue::recover(config.queue.clone(), Some(snap), []).map_err(|e| {
-                EngineError::Snapshot {
-                    path: l.path,
-                    reason: e.to_string(),
-                }
-            })?
+            q
         }
         None => Queue::new(config.queue.clone()),
     };

@@ -128,14 +128,7 @@ async fn build_and_save<D: Disk>(
         .await
         .map_err(|e| e.to_string())?;
     let prev = store.load().await.map_err(|e| e.to_string())?;
-    let snapshot = match &prev {
-        Some(p) => Some(
-            codec::decode_snapshot(&p.body).map_err(|e| format!("{}: {e}", p.path.display()))?,
-        ),
-        None => None,
-    };
     let after = prev.as_ref().map_or(0, |p| p.lsn);
-    drop(prev);
     if after >= upto {
         return Err(format!("a snapshot at LSN {after} already covers {upto}"));
     }
@@ -153,7 +146,12 @@ async fn build_and_save<D: Disk>(
     if let Some(e) = bad {
         return Err(e);
     }
-    let q = Queue::recover(config, snapshot, records).map_err(|e| e.to_string())?;
+    let q = match &prev {
+        Some(p) => Queue::recover_encoded(config, &p.body, records)
+            .map_err(|e| format!("{}: {e}", p.path.display()))?,
+        None => Queue::recover(config, None, records).map_err(|e| e.to_string())?,
+    };
+    drop(prev);
     let bytes = codec::encode_snapshot(&q.snapshot());
     drop(q);
     save_into(&mut store, upto, bytes).await
