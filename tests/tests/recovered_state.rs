@@ -1,0 +1,337 @@
+//! Snapshots of the recovered status for named crash scenarios.
+//!
+//! Each scenario drives the real engine (real files, `FileDisk`) in-process
+//! on a temp dir; a crash drops the engine's runtime without any shutdown,
+//! so exactly what reached the files survives (as after `kill -9`). The
+//! snapshot is what `beaver status --data-dir --json` reports: what a
+//! restart would recover, in the published status schema. Volatile fields
+//! (times, LSNs, sizes, paths) are redacted; every scenario then restarts
+//! the engine for real and checks the restart agrees.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use beaver_cli::offline::inspect_data_dir;
+use beaver_cli::schema::StatusDoc;
+use beaver_core::{JobId, JobSpec, Payload};
+use beaver_io::FileDisk;
+use beaver_runtime::{Engine, EngineConfig, ExecutorConfig, NoObserver, SystemClock};
+use tokio::runtime::Runtime;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config(dir: &Path) -> EngineConfig {
+    let mut c = EngineConfig {
+        data_dir: dir.to_path_buf(),
+        segment_bytes: 64 << 10,
+        // Snapshots only when a scenario asks for one.
+        snapshot_wal_bytes: 1 << 40,
+        snapshot_interval_ms: 0,
+        shutdown_grace_ms: 2_000,
+        ..EngineConfig::default()
+    };
+    c.queue.workers = 2;
+    c.queue.prefetch = 3;
+    c
+}
+
+fn start(rt: &Runtime, dir: &Path, executor: ExecutorConfig) -> Engine {
+    rt.block_on(beaver_runtime::start(
+        config(dir),
+        FileDisk::new(),
+        executor.build().unwrap(),
+        SystemClock::new(),
+        NoObserver,
+        beaver_io::entropy_seed(),
+    ))
+    .unwrap()
+}
+
+fn job(id: &str, payload: &str, delay_ms: u64) -> JobSpec {
+    let mut j = JobSpec::new(Payload::from_json(payload.as_bytes()).unwrap())
+        .with_id(JobId::from_client(id).unwrap());
+    j.delay_ms = delay_ms;
+    j
+}
+
+/// Kills the engine: its runtime stops without any shutdown. The runtime
+/// goes first: dropping the last client would start a graceful stop.
+fn crash(rt: Runtime, engine: Engine) {
+    rt.shutdown_background();
+    drop(engine);
+}
+
+/// Waits (at most 30 s) until `ok(status)`.
+fn wait_for(
+    rt: &Runtime,
+    e: &Engine,
+    what: &str,
+    ok: impl Fn(&beaver_runtime::EngineStatus) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = rt.block_on(e.client.status()).unwrap();
+        if ok(&st) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            st.queue.stats.jobs
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn offline(dir: &Path) -> StatusDoc {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(inspect_data_dir(dir, beaver_core::Config::default()))
+        .unwrap()
+}
+
+/// Digits in free text (offsets, LSNs, byte counts) vary between runs.
+fn scrub(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_digits = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('#');
+            }
+            in_digits = true;
+        } else {
+            in_digits = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn snapshot(name: &str, mut doc: StatusDoc) {
+    if let Some(d) = doc.data_dir.as_mut() {
+        d.problems = d.problems.iter().map(|p| scrub(p)).collect();
+        for f in &mut d.snapshot_files {
+            f.file = scrub(&f.file);
+            f.problem = f.problem.as_deref().map(scrub);
+        }
+    }
+    insta::assert_json_snapshot!(name, doc, {
+        ".now_ms" => "[time]",
+        ".wal.bytes" => "[bytes]",
+        ".wal.segments" => "[count]",
+        ".wal.last_lsn" => "[lsn]",
+        ".snapshot.lsn" => redact("[lsn]"),
+        ".snapshot.written_at_ms" => redact("[time]"),
+        ".snapshot.age_ms" => redact("[ms]"),
+        ".in_flight[].lease_until_ms" => "[time]",
+        ".newest_dead[].finished_at_ms" => redact("[time]"),
+        ".data_dir.path" => "[dir]",
+        ".data_dir.log_lsns" => redact("[lsns]"),
+        ".data_dir.watermark" => "[lsn]",
+        ".data_dir.replay_records" => "[count]",
+        ".data_dir.snapshot_files[].lsn" => "[lsn]",
+    });
+}
+
+/// Redacts a value but keeps `null` visible: whether a snapshot exists is
+/// part of what the scenario shows.
+fn redact(label: &'static str) -> insta::internals::Redaction {
+    insta::dynamic_redaction(move |value, _| match value {
+        insta::internals::Content::None => value,
+        _ => label.into(),
+    })
+}
+
+const HOUR_MS: u64 = 3_600_000;
+
+#[test]
+fn clean_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let e = start(&rt, dir.path(), ExecutorConfig::Noop);
+    let done: Vec<_> = (0..8).map(|i| job(&format!("done-{i}"), "{}", 0)).collect();
+    rt.block_on(e.client.enqueue(done)).unwrap();
+    wait_for(&rt, &e, "8 completed", |s| {
+        s.queue.stats.jobs.completed == 8
+    });
+    let later: Vec<_> = (0..3)
+        .map(|i| job(&format!("later-{i}"), r#"{"at":"noon"}"#, HOUR_MS))
+        .collect();
+    rt.block_on(e.client.enqueue(later)).unwrap();
+    rt.block_on(e.client.cancel(JobId::from_client("later-2").unwrap()))
+        .unwrap();
+    e.handle.shutdown();
+    rt.block_on(e.handle.wait()).unwrap();
+    let doc = offline(dir.path());
+    assert_eq!(
+        doc.snapshot.lsn,
+        Some(doc.wal.last_lsn),
+        "a clean stop snapshots everything"
+    );
+    snapshot("clean_restart", doc);
+    // A real restart agrees.
+    let e = start(&rt, dir.path(), ExecutorConfig::Noop);
+    assert_eq!(e.recovery.jobs, 11);
+    assert_eq!(e.recovery.replayed_records, 0);
+}
+
+#[test]
+fn crash_with_jobs_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    // Attempts that run for an hour: they are in flight when the crash comes.
+    let slow = ExecutorConfig::demo(HOUR_MS, HOUR_MS, 0.0).unwrap();
+    let e = start(&rt, dir.path(), slow.clone());
+    let jobs: Vec<_> = (0..4).map(|i| job(&format!("slow-{i}"), "{}", 0)).collect();
+    rt.block_on(e.client.enqueue(jobs)).unwrap();
+    rt.block_on(e.client.enqueue(vec![job("waiting", "{}", HOUR_MS)]))
+        .unwrap();
+    wait_for(&rt, &e, "4 in flight", |s| {
+        s.queue.stats.jobs.in_flight == 4
+    });
+    crash(rt, e);
+    let doc = offline(dir.path());
+    assert_eq!(doc.in_flight.len(), 4);
+    snapshot("crash_with_jobs_in_flight", doc);
+    // The restart fails the lost attempts (they count) and retries them.
+    let rt = runtime();
+    let e = start(&rt, dir.path(), slow);
+    assert_eq!(e.recovery.jobs, 5);
+    let j = rt
+        .block_on(e.client.get(JobId::from_client("slow-0").unwrap()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(j.attempt, 1, "{j:?}");
+    wait_for(&rt, &e, "a second attempt", |s| {
+        s.queue.stats.totals.dispatched >= 1
+    });
+    crash(rt, e);
+}
+
+#[test]
+fn crash_after_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let e = start(&rt, dir.path(), ExecutorConfig::Noop);
+    for i in 0..5 {
+        rt.block_on(
+            e.client
+                .enqueue(vec![job(&format!("acked-{i}"), r#"[1,2,3]"#, HOUR_MS)]),
+        )
+        .unwrap();
+    }
+    crash(rt, e);
+    // A write the crash tore: garbage right after the last batch, as a
+    // half-written batch that was never acknowledged leaves it.
+    let ins = {
+        let r = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        r.block_on(beaver_io::inspect(
+            &FileDisk::new(),
+            &dir.path().join("wal"),
+        ))
+        .unwrap()
+    };
+    let (seg, end) = ins
+        .segments
+        .iter()
+        .rev()
+        .find_map(|s| s.batches.last().map(|b| (s.path.clone(), b.offset + b.len)))
+        .unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&[0xA5; 700], end).unwrap();
+    }
+    let doc = offline(dir.path());
+    assert_eq!(doc.data_dir.as_ref().unwrap().log_end, "torn");
+    assert_eq!(doc.data_dir.as_ref().unwrap().torn_bytes, 700);
+    snapshot("crash_after_a_torn_write", doc);
+    // The restart discards the torn tail and keeps every acknowledged job.
+    let rt = runtime();
+    let e = start(&rt, dir.path(), ExecutorConfig::Noop);
+    assert_eq!(e.recovery.jobs, 5);
+    assert_eq!(e.recovery.torn_bytes, 700);
+    e.handle.shutdown();
+    rt.block_on(e.handle.wait()).unwrap();
+    assert_eq!(offline(dir.path()).data_dir.unwrap().log_end, "clean");
+}
+
+#[test]
+fn crash_between_snapshot_and_segment_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = dir.path().join("wal");
+    let rt = runtime();
+    let e = start(&rt, dir.path(), ExecutorConfig::Noop);
+    let payload = format!("\"{}\"", "p".repeat(1_000));
+    let fill = |prefix: &str| {
+        for i in 0..30 {
+            let jobs = (0..4)
+                .map(|k| job(&format!("{prefix}-{i}-{k}"), &payload, HOUR_MS))
+                .collect();
+            rt.block_on(e.client.enqueue(jobs)).unwrap();
+        }
+    };
+    let snap = |e: &Engine| {
+        let lsn = rt.block_on(e.client.snapshot()).unwrap();
+        wait_for(&rt, e, "the snapshot", |s| s.engine.snapshot_lsn >= lsn);
+    };
+    fill("a");
+    snap(&e);
+    let segments_before: Vec<_> = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .collect();
+    assert!(
+        segments_before.len() >= 3,
+        "the scenario needs several segments"
+    );
+    let saved: Vec<(std::path::PathBuf, Vec<u8>)> = segments_before
+        .iter()
+        .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+        .collect();
+    fill("b");
+    snap(&e);
+    std::thread::sleep(Duration::from_millis(300));
+    crash(rt, e);
+    // The crash came after the second snapshot was durable but before the
+    // segments the first one covers were deleted: put back any that went.
+    let mut restored = 0;
+    for (p, bytes) in saved {
+        if !p.exists() {
+            std::fs::write(&p, bytes).unwrap();
+            restored += 1;
+        }
+    }
+    eprintln!("restored {restored} deleted segments");
+    let doc = offline(dir.path());
+    let d = doc.data_dir.as_ref().unwrap();
+    assert_eq!(d.snapshot_files.len(), 2);
+    assert!(
+        d.log_lsns.unwrap().0 <= d.snapshot_files[1].lsn,
+        "old segments are present"
+    );
+    assert_eq!(
+        d.replay_records, 0,
+        "the newest snapshot covers the whole log"
+    );
+    snapshot("crash_between_snapshot_and_segment_deletion", doc);
+    let rt = runtime();
+    let e = start(&rt, dir.path(), ExecutorConfig::Noop);
+    assert_eq!(e.recovery.jobs, 240);
+    assert_eq!(e.recovery.replayed_records, 0);
+    e.handle.shutdown();
+    rt.block_on(e.handle.wait()).unwrap();
+}
