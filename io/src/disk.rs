@@ -23,6 +23,13 @@ pub trait Disk: Clone + Send + Sync + 'static {
     /// An open file.
     type File: DiskFile;
 
+    /// A handle for a thread that does nothing but this storage's I/O: its
+    /// blocking calls may run inline instead of hopping to a thread pool.
+    /// Use it only where blocking the calling thread blocks nothing else.
+    fn dedicated(&self) -> Self {
+        self.clone()
+    }
+
     /// Creates `path` (truncating it if it exists) and opens it for reading and writing.
     fn create(&self, path: &Path) -> impl Future<Output = Result<Self::File>> + Send;
     /// Opens an existing file for reading and writing.

@@ -2,6 +2,7 @@
 //! its effects.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -136,25 +137,33 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
         segment_bytes: config.segment_bytes,
         salt_seed,
     };
-    let (wal, recovered) = Wal::open(disk.clone(), &config.wal_dir(), opts, after, |lsn, body| {
-        if replay_error.is_some() {
-            return;
-        }
-        let applied = codec::decode_record(body)
-            .map_err(|e| e.to_string())
-            .and_then(|r| {
-                if r.lsn == lsn {
-                    Ok(r)
-                } else {
-                    Err(format!("the frame says LSN {lsn}, the record {}", r.lsn))
-                }
-            })
-            .and_then(|r| queue.apply(&r).map_err(|e| e.to_string()));
-        match applied {
-            Ok(()) => replayed += 1,
-            Err(reason) => replay_error = Some(EngineError::Replay { lsn, reason }),
-        }
-    })
+    // The WAL gets a handle for a thread of its own (see `spawn_io_thread`):
+    // its fdatasyncs run inline instead of hopping to a thread pool.
+    let (wal, recovered) = Wal::open(
+        disk.dedicated(),
+        &config.wal_dir(),
+        opts,
+        after,
+        |lsn, body| {
+            if replay_error.is_some() {
+                return;
+            }
+            let applied = codec::decode_record(body)
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    if r.lsn == lsn {
+                        Ok(r)
+                    } else {
+                        Err(format!("the frame says LSN {lsn}, the record {}", r.lsn))
+                    }
+                })
+                .and_then(|r| queue.apply(&r).map_err(|e| e.to_string()));
+            match applied {
+                Ok(()) => replayed += 1,
+                Err(reason) => replay_error = Some(EngineError::Replay { lsn, reason }),
+            }
+        },
+    )
     .await?;
     if let Some(e) = replay_error {
         return Err(e);
@@ -207,7 +216,7 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
         space_check_interval_ms: config.space_check_interval_ms,
         snapshot_estimate_bytes: estimate.clone(),
     };
-    let wal_join = tokio::spawn(wal_task.run());
+    let wal_join = spawn_io_thread("beaver-wal", wal_task.run());
     let (snap_tx, snap_rx) = mpsc::unbounded_channel();
     drop(store);
     let snapshotter = Snapshotter {
@@ -520,6 +529,45 @@ impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
         self.pending.clear();
         Err(e)
     }
+}
+
+/// Runs an I/O task on a thread of its own with a single-threaded runtime,
+/// so that its blocking calls (on a [`Disk::dedicated`] handle) block
+/// nothing else; resolves when the task ends. Under madsim, threads are not
+/// simulated: it is an ordinary task.
+#[cfg(not(madsim))]
+fn spawn_io_thread(
+    name: &str,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> oneshot::Receiver<()> {
+    let (done, ended) = oneshot::channel();
+    let run = move || {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(task),
+            Err(e) => tracing::error!(error = %e, "cannot start an I/O thread's runtime"),
+        }
+        let _ = done.send(());
+    };
+    if let Err(e) = std::thread::Builder::new().name(name.into()).spawn(run) {
+        tracing::error!(error = %e, "cannot start an I/O thread");
+    }
+    ended
+}
+
+#[cfg(madsim)]
+fn spawn_io_thread(
+    _name: &str,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> oneshot::Receiver<()> {
+    let (done, ended) = oneshot::channel();
+    tokio::spawn(async move {
+        task.await;
+        let _ = done.send(());
+    });
+    ended
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -70,7 +70,7 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                         continue;
                     }
                     let job = build_and_save(
-                        self.disk.clone(),
+                        self.disk.dedicated(),
                         self.snapshot_dir.clone(),
                         self.wal_dir.clone(),
                         self.config.clone(),
@@ -79,7 +79,7 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                     (off_task(job).await, None)
                 }
                 ToSnapshotter::Save { lsn, bytes, done } => {
-                    let job = save(self.disk.clone(), self.snapshot_dir.clone(), lsn, bytes);
+                    let job = save(self.disk.dedicated(), self.snapshot_dir.clone(), lsn, bytes);
                     (off_task(job).await, Some(done))
                 }
             };
