@@ -425,11 +425,11 @@ pub fn status(server: &Server, json: bool) -> Result<(), Failure> {
         other => other.into(),
     })?;
     let resp = expect_ok(resp, "status")?;
-    if json {
-        return print_json(&pass_through(&resp)?);
-    }
     let doc: StatusDoc = serde_json::from_slice(&resp.body)
         .map_err(|e| Failure::new(format!("the server's status is not understood: {e}")))?;
+    if json {
+        return print_json(&doc);
+    }
     print!("{}", human::status(&doc, &server.url));
     Ok(())
 }
@@ -469,11 +469,11 @@ pub fn job(server: &Server, id: &str, json: bool) -> Result<(), Failure> {
         )));
     }
     let resp = expect_ok(resp, "job")?;
-    if json {
-        return print_json(&pass_through(&resp)?);
-    }
     let doc: JobDoc = serde_json::from_slice(&resp.body)
         .map_err(|e| Failure::new(format!("the server's answer is not understood: {e}")))?;
+    if json {
+        return print_json(&doc);
+    }
     print!("{}", human::job(&doc));
     Ok(())
 }
