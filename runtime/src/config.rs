@@ -33,8 +33,12 @@ impl Default for EngineConfig {
         EngineConfig {
             data_dir: PathBuf::from("beaver-data"),
             queue: beaver_core::Config::default(),
-            segment_bytes: 64 << 20,
-            snapshot_wal_bytes: 256 << 20,
+            // Above the largest enqueue batch (16 MiB) with room to spare;
+            // recovery reads the active and the preallocated segment whole.
+            segment_bytes: 32 << 20,
+            // Bounds the log a restart replays (and the records a snapshot
+            // build holds in memory).
+            snapshot_wal_bytes: 64 << 20,
             snapshot_interval_ms: 10 * 60_000,
             requests_waiting_max: 16_384,
             unsynced_records_max: 200_000,
