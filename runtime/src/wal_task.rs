@@ -71,6 +71,7 @@ impl<D: Disk, O: Observer> WalTask<D, O> {
         let mut pressure = false;
         let mut space_check = Instant::now();
         let space_every = Duration::from_millis(self.space_check_interval_ms.max(1));
+        let mut prepare_after = Instant::now();
         loop {
             if sync.is_none() && self.wal.written_lsn() > self.wal.durable_lsn() {
                 match self.wal.begin_sync() {
@@ -82,7 +83,7 @@ impl<D: Disk, O: Observer> WalTask<D, O> {
                     Err(e) => return self.fatal(e),
                 }
             }
-            if prepare.is_none() {
+            if prepare.is_none() && prepare_after <= Instant::now() {
                 if let Some(job) = self.wal.begin_prepare() {
                     prepare = Some(Box::pin(job.run()));
                 }
@@ -111,6 +112,8 @@ impl<D: Disk, O: Observer> WalTask<D, O> {
                             return self.fatal(e);
                         }
                         // Not fatal: rotation will prepare inline (and report no space there).
+                        // Wait before the next try, or a full disk makes this a hot loop.
+                        prepare_after = Instant::now() + space_every;
                         warn!(error = %e, "could not prepare the next WAL segment ahead of need");
                     }
                 }
