@@ -630,7 +630,7 @@ impl Disk for SimDisk {
     }
 
     async fn sync_dir(&self, dir: &Path) -> Result<()> {
-        let (entries, generation) = {
+        let (mut entries, generation) = {
             let st = self.lock();
             if !st.dirs.contains(dir) {
                 return Err(err(Op::SyncDir, dir, libc::ENOENT));
@@ -649,6 +649,9 @@ impl Disk for SimDisk {
             st.stats.stale_handle_ops += 1;
             return Err(err(Op::SyncDir, dir, libc::ESTALE));
         }
+        // A file removed meanwhile, whose inode a later directory sync let
+        // go, must not come back as a name without a file.
+        entries.retain(|(_, i)| st.inodes.contains_key(i));
         st.durable_names.retain(|p, _| parent(p) != dir);
         st.durable_names.extend(entries);
         st.stats.dir_syncs += 1;
