@@ -170,6 +170,8 @@ pub fn api_router(state: AppState, token: Option<Arc<str>>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/dead", get(list_dead))
         .route("/v1/dead/requeue", post(requeue_all))
+        .route("/v1/ping", get(ping))
+        .route("/v1/admin/snapshot", post(snapshot))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(token, authorize))
@@ -418,6 +420,35 @@ async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<R
             state: "cancelled",
         },
     ))
+}
+
+/// `GET /v1/ping`: answers at once, touching neither the engine nor the
+/// disk: the HTTP floor the benchmark compares every other route with, and
+/// a liveness probe.
+async fn ping() -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        "{\"ok\":true}\n",
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct SnapshotStarted {
+    lsn: u64,
+}
+
+/// `POST /v1/admin/snapshot`: starts a snapshot of the durable state (built
+/// off the core's task) and answers with the LSN it will cover; it is
+/// written in the background (`snapshot.lsn` of `/v1/status` reaches `lsn`
+/// once it is).
+async fn snapshot(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let lsn = app.client.snapshot().await?;
+    Ok(json(StatusCode::OK, &SnapshotStarted { lsn }))
 }
 
 /// The live status document.

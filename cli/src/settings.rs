@@ -28,7 +28,7 @@ pub struct RunArgs {
     /// Where the WAL and snapshots live [default: ./beaver-data]
     #[arg(long, env = "BEAVER_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Jobs run at once [default: 8]
+    /// Jobs run at once; 0 accepts and keeps jobs but runs none (benchmarks, maintenance) [default: 8]
     #[arg(long, env = "BEAVER_WORKERS", value_name = "N")]
     pub workers: Option<u32>,
     /// Run each job with `sh -c CMD` (payload on stdin; exit 0 = success)
@@ -160,9 +160,12 @@ pub fn resolve(args: &RunArgs) -> Result<Settings, String> {
     if let Some(w) = args.workers.or(file.workers) {
         engine.queue.workers = w;
     }
-    if engine.queue.workers == 0 || engine.queue.workers > 4096 {
+    // 0 is allowed: the queue takes and keeps jobs but dispatches none
+    // (the core proposes no dispatch without workers), which the benchmark
+    // uses to hold a backlog.
+    if engine.queue.workers > 4096 {
         return Err(format!(
-            "workers is {}; give 1 to 4096 (--workers, BEAVER_WORKERS or `workers` in the config file)",
+            "workers is {}; give 0 to 4096 (--workers, BEAVER_WORKERS or `workers` in the config file)",
             engine.queue.workers
         ));
     }
