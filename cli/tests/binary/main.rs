@@ -1,6 +1,6 @@
 //! Tests of the real `beaver` binary: the HTTP contract, the token rule,
-//! the data-dir lock, SIGTERM, metrics, the README's quickstart, and
-//! `kill -9` cycles under concurrent clients.
+//! the data-dir lock, SIGTERM, metrics, the README's quickstart,
+//! `kill -9` cycles under concurrent clients, and a small `beaver bench`.
 //!
 //! They live in the `beaver` package (not `beaver-tests`) because only a
 //! binary's own package gets `CARGO_BIN_EXE_beaver`, which makes cargo build
@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod bench;
 mod common;
 mod kill9;
 mod quickstart;

@@ -1,0 +1,242 @@
+//! One line per workload as it finishes, and at the end a Markdown table
+//! (for the README) with each target and whether it was met.
+
+use std::fmt::Write;
+
+use super::probe::FAST_DISK_SYNCS_PER_SEC;
+use super::server::Fsyncs;
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+/// What one workload measured.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    /// Its name: `W0`, `W2b`, `W2+snap`...
+    pub name: String,
+    /// What it does, in a few words.
+    pub what: String,
+    /// What `count` counts: `jobs`, `reqs` or `syncs`.
+    pub unit: &'static str,
+    /// Jobs (requests for W0, fdatasyncs for W5).
+    pub count: u64,
+    /// Seconds it took.
+    pub secs: f64,
+    /// Latency (p50, p99, max) in ms, where requests were timed.
+    pub latency_ms: Option<(f64, f64, f64)>,
+    /// WAL fdatasyncs and the records they made durable.
+    pub fsyncs: Option<Fsyncs>,
+    /// The server's peak resident memory (bytes).
+    pub rss_peak: Option<u64>,
+    /// The data dir's size on disk (bytes).
+    pub data_bytes: Option<u64>,
+    /// Anything else worth saying.
+    pub note: String,
+}
+
+impl Row {
+    /// `count` per second.
+    pub fn rate(&self) -> f64 {
+        self.count as f64 / self.secs.max(1e-9)
+    }
+
+    /// The line printed when the workload finishes.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "{:<9} {:>9} {:<5} {:>7.3} s {:>9.0}/s",
+            self.name,
+            self.count,
+            self.unit,
+            self.secs,
+            self.rate()
+        );
+        match self.latency_ms {
+            Some((p50, p99, max)) => {
+                let _ = write!(s, "  p50 {p50:>6.2} p99 {p99:>6.2} max {max:>7.2} ms");
+            }
+            None => s.push_str(&" ".repeat(39)),
+        }
+        if let Some(f) = self.fsyncs {
+            let _ = write!(
+                s,
+                "  fsyncs {:>7} {:>6.1} rec/fsync",
+                f.fsyncs,
+                per_fsync(f)
+            );
+        }
+        if let Some(r) = self.rss_peak {
+            let _ = write!(s, "  RSS {:>4.0} MiB", r as f64 / MIB);
+        }
+        if let Some(d) = self.data_bytes {
+            let _ = write!(s, "  data {:>4.0} MiB", d as f64 / MIB);
+        }
+        if !self.note.is_empty() {
+            let _ = write!(s, "  ({})", self.note);
+        }
+        s
+    }
+}
+
+fn per_fsync(f: Fsyncs) -> f64 {
+    f.records as f64 / f.fsyncs.max(1) as f64
+}
+
+/// The legend printed before the lines.
+pub const HEADER: &str = "latency: one request, sent to whole answer; fsyncs and records per fsync: the server's /metrics before and after; RSS: the server's peak (VmHWM); data: the data dir on disk (du)";
+
+/// A target: its text, and whether it was met (`None`: what it compares
+/// with did not run).
+fn target(rows: &[Row], r: &Row) -> (String, Option<bool>) {
+    let find = |name: &str| rows.iter().find(|x| x.name == name);
+    let p99 = r.latency_ms.map_or(f64::INFINITY, |l| l.1);
+    match r.name.as_str() {
+        "W5" | "W5 again" => (
+            format!("fast state: >= {FAST_DISK_SYNCS_PER_SEC:.0}/s"),
+            Some(r.rate() >= FAST_DISK_SYNCS_PER_SEC),
+        ),
+        "W1" => match find("W5") {
+            Some(w5) => (
+                format!(
+                    ">= 85% of W5: {:.0}% ({:.0}/s)",
+                    100.0 * r.rate() / w5.rate(),
+                    w5.rate()
+                ),
+                Some(r.rate() >= 0.85 * w5.rate()),
+            ),
+            None => (">= 85% of W5".into(), None),
+        },
+        "W2" => match find("W0") {
+            Some(w0) => (
+                format!(
+                    ">= 85% of W0: {:.0}%; p99 < 5 ms",
+                    100.0 * r.rate() / w0.rate()
+                ),
+                Some(r.rate() >= 0.85 * w0.rate() && p99 < 5.0),
+            ),
+            None => (">= 85% of W0; p99 < 5 ms".into(), None),
+        },
+        "W2b" => (">= 300,000/s".into(), Some(r.rate() >= 300_000.0)),
+        "W3" => (">= 100,000/s".into(), Some(r.rate() >= 100_000.0)),
+        "W4" => (
+            "< 0.3 s, RSS < 600 MiB, data < 300 MiB".into(),
+            Some(
+                r.secs < 0.3
+                    && r.rss_peak.is_some_and(|b| (b as f64) < 600.0 * MIB)
+                    && r.data_bytes.is_some_and(|b| (b as f64) < 300.0 * MIB),
+            ),
+        ),
+        // The same server and backlog without the snapshot is the fair
+        // baseline (a fresh server holds no backlog).
+        "W2+snap" => match find("W2@1M").or_else(|| find("W2")) {
+            Some(base) => (
+                format!(
+                    ">= 80% of {}: {:.0}%; p99 < 10 ms",
+                    base.name,
+                    100.0 * r.rate() / base.rate()
+                ),
+                Some(r.rate() >= 0.8 * base.rate() && p99 < 10.0),
+            ),
+            None => (">= 80% of W2@1M; p99 < 10 ms".into(), None),
+        },
+        _ => (String::new(), None),
+    }
+}
+
+/// The Markdown table of every row, its target and whether it was met,
+/// and the disk's state.
+pub fn table(rows: &[Row], quick: bool) -> String {
+    let mut s = String::new();
+    s.push_str("| workload | what | count | s | per s | p50 ms | p99 ms | max ms | fsyncs | records/fsync | peak RSS MiB | data dir MiB | target | met |\n");
+    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n");
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    for r in rows {
+        let (t, met) = target(rows, r);
+        let (p50, p99, max) = match r.latency_ms {
+            Some((a, b, c)) => (
+                Some(format!("{a:.2}")),
+                Some(format!("{b:.2}")),
+                Some(format!("{c:.1}")),
+            ),
+            None => (None, None, None),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} {} | {:.3} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.what,
+            r.count,
+            r.unit,
+            r.secs,
+            r.rate(),
+            opt(p50),
+            opt(p99),
+            opt(max),
+            opt(r.fsyncs.map(|f| f.fsyncs.to_string())),
+            opt(r.fsyncs.map(|f| format!("{:.1}", per_fsync(f)))),
+            opt(r.rss_peak.map(|b| format!("{:.0}", b as f64 / MIB))),
+            opt(r.data_bytes.map(|b| format!("{:.0}", b as f64 / MIB))),
+            if t.is_empty() { "-" } else { t.as_str() },
+            match met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "-",
+            }
+        );
+    }
+    let probes: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.name == "W5" || r.name == "W5 again")
+        .collect();
+    if probes.is_empty() {
+        s.push_str("\nNo disk probe (W5) in this run: the figures have nothing to stand beside.\n");
+    } else if probes.iter().any(|r| r.rate() < FAST_DISK_SYNCS_PER_SEC) {
+        let _ = writeln!(
+            s,
+            "\nTHE DISK WAS IN ITS SLOW STATE (W5 < {FAST_DISK_SYNCS_PER_SEC:.0} fdatasyncs/s): these figures do not count; run again later."
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "\nThe disk was in its fast state (W5 >= {FAST_DISK_SYNCS_PER_SEC:.0} fdatasyncs/s before and after)."
+        );
+    }
+    if quick {
+        s.push_str("--quick: counts were divided by 10; the targets are for a full run.\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, count: u64, secs: f64, p99: f64) -> Row {
+        Row {
+            name: name.into(),
+            unit: "jobs",
+            count,
+            secs,
+            latency_ms: Some((p99 / 2.0, p99, p99 * 2.0)),
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn targets_compare_with_their_reference_rows() {
+        let rows = vec![
+            Row {
+                unit: "syncs",
+                ..row("W5", 8_000, 1.0, 0.0)
+            },
+            row("W0", 100_000, 1.0, 1.0),
+            row("W1", 7_000, 1.0, 1.0),
+            row("W2", 90_000, 1.0, 6.0),
+        ];
+        assert_eq!(target(&rows, &rows[0]).1, Some(true));
+        assert_eq!(target(&rows, &rows[2]).1, Some(true));
+        // 90% of W0 but p99 over 5 ms.
+        assert_eq!(target(&rows, &rows[3]).1, Some(false));
+        let t = table(&rows, false);
+        assert!(t.contains("fast state"), "{t}");
+        assert_eq!(t.lines().filter(|l| l.starts_with("| W")).count(), 4);
+    }
+}
