@@ -1,0 +1,168 @@
+//! From a seed: the engine's configuration, the workload and the fault
+//! profile. Every seed draws its own fault rates (swarm testing), so some
+//! runs are quiet and others are storms of one kind of fault.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use beaver_core::{Config, Dedup, Limits, Retention, RetryPolicy};
+use beaver_io::{DetRng, SimDiskConfig};
+use beaver_runtime::EngineConfig;
+
+/// The faults a run injects and how often.
+#[derive(Debug, Clone)]
+pub struct FaultProfile {
+    /// Fault rounds (each a crash, an EIO, an ENOSPC episode, ...).
+    pub rounds: u32,
+    /// Mean simulated time between rounds.
+    pub gap_ms_mean: f64,
+    /// Relative weights: kill, power loss, EIO burst, ENOSPC episode,
+    /// WAL corruption while down, snapshot bit rot while down.
+    pub weights: [u32; 6],
+    /// Chance that a restart is itself killed during recovery.
+    pub kill_in_recovery: f64,
+    /// The disk's own fault model (torn writes, lost entries, EIO rate, latency).
+    pub disk: SimDiskConfig,
+}
+
+/// The workload.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Concurrent clients.
+    pub clients: u32,
+    /// Operations per client.
+    pub ops: u32,
+    /// Mean simulated time between one client's operations.
+    pub op_gap_ms_mean: f64,
+    /// Largest enqueue batch.
+    pub batch_max: u32,
+    /// Chance an enqueued id is one already submitted (a duplicate).
+    pub dup: f64,
+    /// Chance of a cancel, a requeue, a status read (else an enqueue).
+    pub cancel: f64,
+    /// See `cancel`.
+    pub requeue: f64,
+    /// See `cancel`.
+    pub status: f64,
+    /// Outcome weights of an attempt: success, failure, hang past timeout.
+    pub outcomes: [u32; 3],
+}
+
+/// Everything a seed decides.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The seed.
+    pub seed: u64,
+    /// The engine's configuration.
+    pub engine: EngineConfig,
+    /// The workload.
+    pub workload: Workload,
+    /// The faults.
+    pub faults: FaultProfile,
+}
+
+fn pick<T: Copy>(rng: &mut DetRng, xs: &[T]) -> T {
+    xs[rng.below(xs.len() as u64) as usize]
+}
+
+impl Plan {
+    /// The plan of `seed`.
+    pub fn new(seed: u64) -> Plan {
+        let mut rng = DetRng::new(seed ^ 0x5eed_b1a5_0000_0001);
+        let r = &mut rng;
+        let workers = pick(r, &[1, 2, 3, 4, 8]);
+        let queue = Config {
+            workers,
+            prefetch: pick(r, &[0, 1, 2, 4, 8]),
+            default_max_attempts: 1 + r.below(4) as u32,
+            default_timeout_ms: pick(r, &[20, 50, 100, 300]),
+            lease_slack_ms: pick(r, &[10, 50, 200]),
+            retry: RetryPolicy {
+                base_ms: pick(r, &[5, 20, 100]),
+                max_ms: pick(r, &[50, 300, 1_000]),
+            },
+            retention: if r.chance(0.3) {
+                Retention {
+                    finished_age_ms: pick(r, &[200, 2_000]),
+                    finished_count_max: pick(r, &[5, 50, 1_000]),
+                }
+            } else {
+                Retention::default()
+            },
+            dedup: Dedup {
+                window_ms: pick(r, &[500, 5_000, 24 * 3_600_000]),
+                ids_max: pick(r, &[10, 1_000, 1_000_000]),
+            },
+            limits: Limits {
+                pending_jobs_max: pick(r, &[40, 1_000, 5_000_000]),
+                batch_jobs_max: pick(r, &[4, 10_000]),
+                ..Limits::default()
+            },
+            hash_seed: r.next_u64(),
+        };
+        let segment_bytes = 512 * pick(r, &[8, 16, 32, 128]);
+        let engine = EngineConfig {
+            data_dir: PathBuf::from("/beaver"),
+            queue,
+            segment_bytes,
+            snapshot_wal_bytes: pick(r, &[4_096, 16_384, 65_536, 1 << 30]),
+            snapshot_interval_ms: pick(r, &[0, 300, 3_000]),
+            requests_waiting_max: pick(r, &[8, 64, 1_024]),
+            unsynced_records_max: pick(r, &[1, 16, 1_000]),
+            shutdown_grace_ms: pick(r, &[50, 1_000]),
+            space_check_interval_ms: pick(r, &[20, 200]),
+        };
+        let workload = Workload {
+            clients: 1 + r.below(4) as u32,
+            ops: pick(r, &[10, 25, 50]),
+            op_gap_ms_mean: pick(r, &[2.0, 10.0, 50.0]),
+            batch_max: pick(r, &[1, 3, 8]),
+            dup: pick(r, &[0.0, 0.05, 0.2]),
+            cancel: pick(r, &[0.0, 0.05, 0.15]),
+            requeue: pick(r, &[0.0, 0.05, 0.1]),
+            status: pick(r, &[0.05, 0.2]),
+            outcomes: [
+                pick(r, &[5, 10, 20]),
+                pick(r, &[0, 2, 5]),
+                pick(r, &[0, 1, 3]),
+            ],
+        };
+        let us = |x: u64| Duration::from_micros(x);
+        let slow = r.chance(0.7);
+        let disk = SimDiskConfig {
+            capacity_bytes: u64::MAX,
+            read_latency_mean: if slow { us(pick(r, &[10, 100])) } else { us(0) },
+            write_latency_mean: if slow { us(pick(r, &[20, 200])) } else { us(0) },
+            sync_latency_mean: if slow {
+                us(pick(r, &[100, 1_000, 5_000]))
+            } else {
+                us(0)
+            },
+            eio_probability: pick(r, &[0.0, 0.0, 0.001, 0.01]),
+            torn_prefix: r.chance(0.7),
+            reorder_sectors: r.chance(0.7),
+            garbage_in_torn_sectors: r.chance(0.5),
+            lose_unsynced_dir_entries: r.chance(0.7),
+        };
+        let faults = FaultProfile {
+            rounds: pick(r, &[0, 2, 4, 6]),
+            gap_ms_mean: pick(r, &[20.0, 100.0, 400.0]),
+            weights: [
+                pick(r, &[0, 2, 4]),
+                pick(r, &[0, 2, 4]),
+                pick(r, &[0, 1, 2]),
+                pick(r, &[0, 1, 2]),
+                pick(r, &[0, 1]),
+                pick(r, &[0, 1, 2]),
+            ],
+            kill_in_recovery: pick(r, &[0.0, 0.2]),
+            disk,
+        };
+        Plan {
+            seed,
+            engine,
+            workload,
+            faults,
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! Ranges of seeds: parallel runs (each seed in a fresh runtime on a fresh
+//! thread), the coverage table, the determinism sample and the planted bugs.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::run::{RunResult, run_seed};
+use crate::world::Marks;
+
+/// Every fault class and recovery branch the default range must hit.
+pub const REQUIRED_MARKS: &[&str] = &[
+    "fault: process kill",
+    "fault: power loss",
+    "fault: power loss kept a torn prefix",
+    "fault: power loss kept reordered sectors",
+    "fault: power loss dropped unsynced data",
+    "fault: torn sector with garbage",
+    "fault: torn sector with zeros",
+    "fault: unsynced directory entry lost",
+    "fault: ENOSPC episode",
+    "fault: bit rot in vouched WAL bytes",
+    "fault: lost write of vouched WAL bytes",
+    "fault: bit rot in the newest snapshot",
+    "fault: slow disk",
+    "crash: mid group commit (unsynced WAL bytes)",
+    "crash: mid segment rotation (new segment unsynced)",
+    "crash: mid snapshot write",
+    "crash: during recovery",
+    "recovery: torn tail discarded",
+    "recovery: from a snapshot",
+    "recovery: snapshot fallback (.broken)",
+    "recovery: attempts interrupted by the crash",
+    "recovery: refused corrupt vouched bytes (fail-stop)",
+    "fail-stop: after fsync EIO",
+    "rejection: disk full (ENOSPC reserve)",
+    "check: recovered state equals the model",
+    "check: engine state equals the model",
+    "snapshot: written",
+    "wal: segment deleted",
+    "job: timed out",
+    "job: dead",
+    "job: cancelled",
+    "job: purged by retention",
+    "client: duplicate enqueue acknowledged",
+    "client: requeue of dead jobs acknowledged",
+];
+
+thread_local! {
+    static MUTANT: std::cell::Cell<Option<MutantName>> = const { std::cell::Cell::new(None) };
+}
+
+#[cfg(feature = "mutants")]
+type MutantName = beaver_core::mutants::Mutant;
+#[cfg(not(feature = "mutants"))]
+type MutantName = ();
+
+/// The planted bug the current seed runs with (set by the suite per thread).
+#[cfg(feature = "mutants")]
+pub fn active_mutant() -> Option<beaver_core::mutants::Mutant> {
+    MUTANT.with(|m| m.get())
+}
+
+/// A seed that runs longer than this (wall clock) is stuck: a task that
+/// never yields stops simulated time. The process exits with the seed.
+const SEED_WALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs one seed on a fresh thread, with `mutant` planted.
+pub fn run_fresh(seed: u64, keep_trace: bool, mutant: Option<MutantName>) -> RunResult {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        MUTANT.with(|m| m.set(mutant));
+        let r = run_seed(seed, keep_trace);
+        let _ = tx.send(());
+        r
+    });
+    if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(SEED_WALL_LIMIT) {
+        println!(
+            "beaver-sim: seed {seed} is stuck (no progress in {} s: a task never yields)",
+            SEED_WALL_LIMIT.as_secs()
+        );
+        println!("replay with: BEAVER_SEED={seed} BEAVER_SIM_TRACE=live cargo sim");
+        println!("0 passed, 1 failed");
+        std::process::exit(1);
+    }
+    match h.join() {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "panic".into());
+            RunResult {
+                seed,
+                violation: Some(format!("panic: {msg}")),
+                marks: Marks::new(),
+                trace_hash: 0,
+                trace: None,
+            }
+        }
+    }
+}
+
+/// The replay command for a seed.
+pub fn replay_command(seed: u64, mutant: Option<&str>) -> String {
+    match mutant {
+        Some(m) => format!(
+            "BEAVER_SEED={seed} BEAVER_MUTANT={m} BEAVER_SIM_TRACE=1 cargo sim --features mutants"
+        ),
+        None => format!("BEAVER_SEED={seed} BEAVER_SIM_TRACE=1 cargo sim"),
+    }
+}
+
+/// Runs seeds `start..start+count` on `threads` threads; stops at the first
+/// failure when `stop_early`. Returns the results in seed order.
+pub fn run_range(
+    start: u64,
+    count: u64,
+    threads: usize,
+    mutant: Option<MutantName>,
+    stop_early: bool,
+) -> Vec<RunResult> {
+    let next = Arc::new(AtomicU64::new(start));
+    let stop = Arc::new(AtomicBool::new(false));
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let mut hs = Vec::new();
+    for _ in 0..threads.max(1) {
+        let (next, stop, out) = (next.clone(), stop.clone(), out.clone());
+        hs.push(std::thread::spawn(move || {
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= start + count {
+                    return;
+                }
+                let r = run_fresh(seed, false, mutant);
+                if r.violation.is_some() && stop_early {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                out.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+            }
+        }));
+    }
+    for h in hs {
+        let _ = h.join();
+    }
+    let mut v = std::mem::take(&mut *out.lock().unwrap_or_else(|p| p.into_inner()));
+    v.sort_by_key(|r| r.seed);
+    v
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|s| s.trim().parse().ok())
+}
+
+/// The default range (`BEAVER_SIM_START`, `BEAVER_SIM_SEEDS` override it).
+pub fn default_range() -> (u64, u64) {
+    (
+        env_u64("BEAVER_SIM_START").unwrap_or(0),
+        env_u64("BEAVER_SIM_SEEDS").unwrap_or(2_000),
+    )
+}
+
+fn threads() -> usize {
+    env_u64("BEAVER_SIM_THREADS")
+        .map(|n| n as usize)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+/// Replays one seed (`BEAVER_SEED`), printing its trace with `BEAVER_SIM_TRACE=1`.
+pub fn replay(seed: u64, mutant: Option<MutantName>, mutant_name: Option<&str>) -> bool {
+    let r = run_fresh(seed, true, mutant);
+    if std::env::var_os("BEAVER_SIM_TRACE").is_some() {
+        for line in r.trace.iter().flatten() {
+            println!("{line}");
+        }
+    }
+    match &r.violation {
+        None => {
+            println!("seed {seed}: ok (trace hash {:016x})", r.trace_hash);
+            true
+        }
+        Some(v) => {
+            println!("seed {seed}: FAILED: {v}");
+            println!("replay: {}", replay_command(seed, mutant_name));
+            false
+        }
+    }
+}
+
+/// The default suite: the seed range, the coverage table, the determinism
+/// sample. Returns false on any failure.
+pub fn seeds() -> bool {
+    let (start, count) = default_range();
+    let t = threads();
+    println!(
+        "beaver-sim: seeds {start}..{} on {t} threads",
+        start + count
+    );
+    let began = Instant::now();
+    let results = run_range(start, count, t, None, true);
+    let secs = began.elapsed().as_secs_f64();
+    let ran = results.len();
+    println!(
+        "beaver-sim: {ran} seeds in {secs:.1} s ({:.1} seeds/s)",
+        ran as f64 / secs.max(1e-9)
+    );
+    if let Some(bad) = results.iter().find(|r| r.violation.is_some()) {
+        println!(
+            "beaver-sim: seed {} FAILED: {}",
+            bad.seed,
+            bad.violation.as_deref().unwrap_or("")
+        );
+        println!("replay with: {}", replay_command(bad.seed, None));
+        println!("0 passed, 1 failed");
+        return false;
+    }
+    let mut marks: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
+    for r in &results {
+        for (k, v) in &r.marks {
+            let e = marks.entry(k).or_default();
+            e.0 += v;
+            e.1 += 1;
+        }
+    }
+    println!("{:<55} {:>9} {:>7}", "coverage mark", "hits", "seeds");
+    let mut missing = Vec::new();
+    for name in REQUIRED_MARKS {
+        if !marks.contains_key(name) {
+            missing.push(*name);
+        }
+    }
+    for (k, (hits, seeds)) in &marks {
+        println!("{k:<55} {hits:>9} {seeds:>7}");
+    }
+    for m in &missing {
+        println!("{m:<55} {:>9} {:>7}   <- NEVER HIT", 0, 0);
+    }
+    // Determinism: a sample of seeds runs again; the traces must match.
+    let sample: Vec<&RunResult> = results.iter().step_by(100.max(ran / 20)).collect();
+    let mut nondet = Vec::new();
+    for r in &sample {
+        let again = run_fresh(r.seed, false, None);
+        if again.trace_hash != r.trace_hash {
+            nondet.push(r.seed);
+        }
+    }
+    println!(
+        "beaver-sim: determinism: {} seeds run twice, {} differed",
+        sample.len(),
+        nondet.len()
+    );
+    let mut ok = true;
+    if !missing.is_empty() {
+        println!("beaver-sim: FAILED: coverage marks never hit: {missing:?}");
+        ok = false;
+    }
+    if let Some(s) = nondet.first() {
+        println!(
+            "beaver-sim: FAILED: seed {s} is not deterministic (trace hashes differ); replay: {}",
+            replay_command(*s, None)
+        );
+        ok = false;
+    }
+    if ok {
+        println!("{ran} passed, 0 failed");
+    } else {
+        println!("{ran} passed, 1 failed");
+    }
+    ok
+}
+
+/// Every planted bug must be caught within the default range; prints the
+/// seeds each took.
+#[cfg(feature = "mutants")]
+pub fn mutants() -> bool {
+    use beaver_core::mutants::Mutant;
+    let (start, count) = default_range();
+    let began = Instant::now();
+    let todo = Arc::new(Mutex::new(Mutant::ALL.to_vec()));
+    let found = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut hs = Vec::new();
+    for _ in 0..threads() {
+        let (todo, found) = (todo.clone(), found.clone());
+        hs.push(std::thread::spawn(move || {
+            loop {
+                let m = {
+                    let mut t = todo.lock().unwrap_or_else(|p| p.into_inner());
+                    if t.is_empty() {
+                        return;
+                    }
+                    t.remove(0)
+                };
+                let mut caught = None;
+                for seed in start..start + count {
+                    let r = run_fresh(seed, false, Some(m));
+                    if let Some(v) = r.violation {
+                        caught = Some((seed, seed - start + 1, v));
+                        break;
+                    }
+                }
+                found
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(m, caught);
+            }
+        }));
+    }
+    for h in hs {
+        let _ = h.join();
+    }
+    let found = std::mem::take(&mut *found.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut ok = true;
+    let (mut passed, mut failed) = (0, 0);
+    println!(
+        "{:<38} {:>6} {:>6}  first violation",
+        "planted bug", "seeds", "seed"
+    );
+    for (m, c) in &found {
+        match c {
+            Some((seed, took, v)) => {
+                passed += 1;
+                let v: String = v.chars().take(110).collect();
+                println!("{:<38} {took:>6} {seed:>6}  {v}", m.name());
+            }
+            None => {
+                failed += 1;
+                ok = false;
+                println!(
+                    "{:<38} NOT CAUGHT in seeds {start}..{}",
+                    m.name(),
+                    start + count
+                );
+            }
+        }
+    }
+    println!(
+        "beaver-sim: planted bugs checked in {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+    println!("{passed} passed, {failed} failed");
+    ok
+}
