@@ -394,7 +394,8 @@ fn power_loss_during_segment_rotation() -> String {
 
 /// Runs every scenario against its committed snapshot; false if one failed.
 pub fn run_all() -> bool {
-    let scenarios: [(&str, fn() -> String); 5] = [
+    type Scenario = (&'static str, fn() -> String);
+    let scenarios: [Scenario; 5] = [
         ("crash_mid_group_commit", crash_mid_group_commit),
         ("torn_tail", torn_tail),
         (
