@@ -25,6 +25,9 @@ pub struct Row {
     pub latency_ms: Option<(f64, f64, f64)>,
     /// WAL fdatasyncs and the records they made durable.
     pub fsyncs: Option<Fsyncs>,
+    /// CPU the server (and the benchmark's own process) used during the
+    /// workload, in cores (CPU seconds / wall seconds).
+    pub cores: Option<(f64, f64)>,
     /// The server's peak resident memory (bytes).
     pub rss_peak: Option<u64>,
     /// The data dir's size on disk (bytes).
@@ -63,6 +66,9 @@ impl Row {
                 per_fsync(f)
             );
         }
+        if let Some((server, bench)) = self.cores {
+            let _ = write!(s, "  CPU {server:>4.2}+{bench:>4.2} cores");
+        }
         if let Some(r) = self.rss_peak {
             let _ = write!(s, "  RSS {:>4.0} MiB", r as f64 / MIB);
         }
@@ -81,7 +87,7 @@ fn per_fsync(f: Fsyncs) -> f64 {
 }
 
 /// The legend printed before the lines.
-pub const HEADER: &str = "latency: one request, sent to whole answer; fsyncs and records per fsync: the server's /metrics before and after; RSS: the server's peak (VmHWM); data: the data dir on disk (du)";
+pub const HEADER: &str = "latency: one request, sent to whole answer; fsyncs and records per fsync: the server's /metrics before and after; CPU: server + benchmark process, in cores busy; RSS: the server's peak (VmHWM); data: the data dir on disk (du)";
 
 /// A target: its text, and whether it was met (`None`: what it compares
 /// with did not run).
@@ -145,8 +151,8 @@ fn target(rows: &[Row], r: &Row) -> (String, Option<bool>) {
 /// and the disk's state.
 pub fn table(rows: &[Row], quick: bool) -> String {
     let mut s = String::new();
-    s.push_str("| workload | what | count | s | per s | p50 ms | p99 ms | max ms | fsyncs | records/fsync | peak RSS MiB | data dir MiB | target | met |\n");
-    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n");
+    s.push_str("| workload | what | count | s | per s | p50 ms | p99 ms | max ms | fsyncs | records/fsync | CPU cores server+bench | peak RSS MiB | data dir MiB | target | met |\n");
+    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n");
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     for r in rows {
         let (t, met) = target(rows, r);
@@ -160,7 +166,7 @@ pub fn table(rows: &[Row], quick: bool) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} {} | {:.3} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} {} | {:.3} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             r.what,
             r.count,
@@ -172,6 +178,7 @@ pub fn table(rows: &[Row], quick: bool) -> String {
             opt(max),
             opt(r.fsyncs.map(|f| f.fsyncs.to_string())),
             opt(r.fsyncs.map(|f| format!("{:.1}", per_fsync(f)))),
+            opt(r.cores.map(|(a, b)| format!("{a:.2}+{b:.2}"))),
             opt(r.rss_peak.map(|b| format!("{:.0}", b as f64 / MIB))),
             opt(r.data_bytes.map(|b| format!("{:.0}", b as f64 / MIB))),
             if t.is_empty() { "-" } else { t.as_str() },

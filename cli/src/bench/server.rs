@@ -229,6 +229,12 @@ impl ServerProc {
         })
     }
 
+    /// CPU time the server has used (user + system, all threads), in
+    /// seconds, from `/proc/<pid>/stat`.
+    pub fn cpu_secs(&self) -> Option<f64> {
+        cpu_secs(&format!("/proc/{}/stat", self.pid))
+    }
+
     /// Peak and current resident memory (`VmHWM`, `VmRSS`) in bytes.
     pub fn memory(&self) -> Option<(u64, u64)> {
         let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
@@ -285,6 +291,19 @@ impl Drop for ServerProc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// User + system CPU seconds from a `/proc/.../stat` file.
+pub fn cpu_secs(path: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    // Fields after the command (which may hold spaces) start after ')'.
+    let rest = text.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 here.
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks as f64 / hz as f64)
 }
 
 /// The live status of the server at `api`.

@@ -67,8 +67,9 @@ impl Ctx {
         pool: Vec<Vec<u8>>,
         jobs_per_request: u64,
     ) -> Result<(Row, Load), String> {
-        eprintln!("== {name}: {what}");
+        eprintln!("== {name}: {what} (server pid {})", server.pid);
         let before = server.fsyncs()?;
+        let cpu_before = (server.cpu_secs(), bench_cpu_secs());
         let load = self.rt.block_on(drive(
             server.ports.api,
             clients,
@@ -76,6 +77,7 @@ impl Ctx {
             Arc::new(pool),
             LOAD_WITHIN,
         ))?;
+        let cores = cores(server, cpu_before, load.secs);
         let after = server.fsyncs()?;
         let row = Row {
             name: name.into(),
@@ -93,6 +95,7 @@ impl Ctx {
                 load.quantile_ms(1.0),
             )),
             fsyncs: Some(after - before),
+            cores,
             rss_peak: server.memory().map(|m| m.0),
             data_bytes: Some(dir_bytes(&server.data_dir)),
             note: if load.busy > 0 {
@@ -103,6 +106,18 @@ impl Ctx {
         };
         Ok((row, load))
     }
+}
+
+/// CPU seconds of this (the benchmark's) process.
+fn bench_cpu_secs() -> Option<f64> {
+    super::server::cpu_secs("/proc/self/stat")
+}
+
+/// (server, benchmark) cores busy since `before`, over `secs` of wall time.
+fn cores(server: &ServerProc, before: (Option<f64>, Option<f64>), secs: f64) -> Option<(f64, f64)> {
+    let s = server.cpu_secs()? - before.0?;
+    let b = bench_cpu_secs()? - before.1?;
+    Some((s / secs.max(1e-9), b / secs.max(1e-9)))
 }
 
 fn seed() -> u64 {
@@ -240,6 +255,7 @@ pub fn w4(mut big: ServerProc) -> Result<(Row, ServerProc), String> {
     let (dir, ports) = (big.data_dir.clone(), big.ports);
     drop(big);
     let mut s = ServerProc::spawn(&dir, 0, ports)?;
+    eprintln!("== W4: restarted (server pid {})", s.pid);
     let st = loop {
         if let Some(st) = s.try_status()? {
             break st;
@@ -252,6 +268,7 @@ pub fn w4(mut big: ServerProc) -> Result<(Row, ServerProc), String> {
         std::thread::sleep(Duration::from_millis(1));
     };
     let secs = s.spawned.elapsed().as_secs_f64();
+    let server_cores = s.cpu_secs().map(|c| c / secs.max(1e-9));
     if st.jobs.pending != expected {
         return Err(format!(
             "the restarted server holds {} pending jobs; {expected} were acknowledged",
@@ -269,6 +286,7 @@ pub fn w4(mut big: ServerProc) -> Result<(Row, ServerProc), String> {
         secs,
         latency_ms: None,
         fsyncs: None,
+        cores: server_cores.map(|c| (c, 0.0)),
         rss_peak: mem.map(|m| m.0),
         data_bytes: Some(dir_bytes(&dir)),
         note: format!(
@@ -365,6 +383,7 @@ pub fn w3(ctx: &mut Ctx) -> Result<Row, String> {
     let requests = (n / BATCH_JOBS as u64).max(1);
     let jobs = requests * BATCH_JOBS as u64;
     let before = s.fsyncs()?;
+    let cpu_before = (s.cpu_secs(), bench_cpu_secs());
     let (mut row, load) = ctx.measure(
         &s,
         "W3",
@@ -389,6 +408,7 @@ pub fn w3(ctx: &mut Ctx) -> Result<Row, String> {
         std::thread::sleep(Duration::from_millis(2));
     }
     row.secs = load.secs + enqueued.elapsed().as_secs_f64();
+    row.cores = cores(&s, cpu_before, row.secs);
     // Dispatch and completion records count too.
     row.fsyncs = Some(s.fsyncs()? - before);
     row.note = format!(
