@@ -458,7 +458,10 @@ impl Sim {
             };
             let Some(started) = started else {
                 self.mark("crash: during recovery");
-                let power = self.rng.chance(0.3);
+                // With corruption pending, the batch whose watermark vouches
+                // for it may sit unsynced: a power loss could erase the only
+                // evidence, making the damage a torn tail (not injectable).
+                let power = self.rng.chance(0.3) && self.corruption.is_none();
                 self.crash(power).await;
                 continue;
             };
@@ -603,10 +606,26 @@ impl Sim {
             return;
         }
         let w = ins.watermark;
+        // Bytes recovery needs: records the newest snapshot does not hold.
+        let snap_dir = self.plan.engine.snapshot_dir();
+        let snapshot_lsn = self
+            .disk
+            .list(&snap_dir)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| {
+                n.strip_prefix("snap-")?
+                    .strip_suffix(".snap")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
         let mut candidates = Vec::new();
         for s in &ins.segments {
             for b in &s.batches {
-                if b.in_log && b.last_lsn <= w {
+                if b.in_log && b.last_lsn <= w && b.last_lsn > snapshot_lsn {
                     candidates.push((s.path.clone(), b.offset, b.len));
                 }
             }
@@ -753,11 +772,15 @@ impl Sim {
                 return;
             }
             if let Ok(ev) = self.events.try_recv() {
+                // A fail-stop from an EIO injected before the faults
+                // stopped restarts the node; any other stop is a violation.
                 let NodeEvent::Stopped(n, r) = &ev;
-                if *n == self.incarnation {
-                    self.violate(format!("the engine stopped with no fault injected: {r:?}"));
+                if *n == self.incarnation && r.is_ok() {
+                    self.violate("the engine stopped by itself in the convergence phase");
                     return;
                 }
+                self.on_event(ev).await;
+                continue;
             }
             let Some(client) = slot_get(&self.slot) else {
                 self.violate("no engine in the convergence phase");
