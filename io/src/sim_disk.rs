@@ -15,7 +15,8 @@
 //! - fsync can fail with EIO, after which the pages count as clean (each
 //!   unsynced sector may or may not have reached the disk);
 //! - writes and allocations fail with ENOSPC beyond the capacity;
-//! - bit flips and lost writes can be injected into synced bytes.
+//! - bit flips and lost writes can be injected into synced bytes (and a
+//!   lost write undone, as an operator restoring from a replica would).
 //!
 //! Directories themselves are always durable once created (a simplification:
 //! beaver creates its directories once, at start-up).
@@ -505,6 +506,32 @@ impl SimDisk {
             buf[start..end].fill(0);
         }
         st.stats.lost_writes += 1;
+        Ok(())
+    }
+
+    /// Writes `bytes` at `offset` of `path` straight to the page cache and the
+    /// platter alike, outside the fault model: no latency, no EIO (neither a
+    /// random one nor one armed by [`SimDisk::fail_next_syncs`]), nothing
+    /// left unsynced for a power loss to tear. It models an operator
+    /// restoring a range from a replica, and undoes [`SimDisk::lose_write`]
+    /// exactly. (A restore through `write_at` + `sync_data` could itself hit
+    /// an injected EIO, leaving the restored bytes in the page cache only.)
+    pub fn restore_write(&self, path: &Path, offset: u64, bytes: &[u8]) -> Result<()> {
+        let mut st = self.lock();
+        let ino = *st
+            .names
+            .get(path)
+            .ok_or_else(|| err(Op::Write, path, libc::ENOENT))?;
+        let node = st
+            .inodes
+            .get_mut(&ino)
+            .ok_or_else(|| err(Op::Write, path, libc::ENOENT))?;
+        let op = PendingOp::Write {
+            offset,
+            bytes: bytes.to_vec(),
+        };
+        apply(&mut node.data, &op);
+        apply(&mut node.durable, &op);
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use beaver_core::{JobId, JobSpec, JobState, Payload, QueueName, Rejection, RequeueTarget};
-use beaver_io::{DetRng, Disk, DiskFile, LogEnd, SimDisk, SimDiskConfig, inspect};
+use beaver_io::{DetRng, Disk, LogEnd, SimDisk, SimDiskConfig, inspect};
 use beaver_runtime::{Client, EngineError, RecoveryReport, SystemClock};
 use madsim::runtime::{Handle, NodeHandle};
 use tokio::sync::{mpsc, oneshot};
@@ -691,9 +691,18 @@ impl Sim {
                 offset,
                 bytes,
             } => {
-                if let Ok(f) = self.disk.open(&path).await {
-                    let _ = f.write_at(offset, &bytes).await;
-                    let _ = f.sync_data().await;
+                // Straight to the platter, outside the fault model. Through
+                // `write_at` + `sync_data` the repair could draw an injected
+                // EIO (e.g. one armed for the engine and never consumed, seed
+                // 8653): the restored sector then sits in the page cache only,
+                // the next power loss brings the zeros back under a watermark
+                // that vouches for them, and the engine's correct refusal
+                // would count as an unexpected fail-stop.
+                if self.disk.restore_write(&path, offset, &bytes).is_err() {
+                    self.violate(format!(
+                        "harness: could not undo the lost write at {} offset {offset}",
+                        path.display()
+                    ));
                 }
             }
         }
