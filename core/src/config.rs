@@ -38,7 +38,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             workers: 8,
-            prefetch: 8,
+            // Deep enough that short jobs never wait for a group commit to
+            // be dispatched; a crash counts an attempt for each job
+            // dispatched but not started (a graceful stop gives them back).
+            prefetch: 64,
             default_max_attempts: 3,
             default_timeout_ms: 30_000,
             lease_slack_ms: 5_000,

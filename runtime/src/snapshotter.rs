@@ -69,17 +69,26 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                     if self.figures.snapshot_lsn.load(Relaxed) >= upto {
                         continue;
                     }
+                    let (alive, _guard) = alive();
                     let job = build_and_save(
                         self.disk.dedicated(),
                         self.snapshot_dir.clone(),
                         self.wal_dir.clone(),
                         self.config.clone(),
                         upto,
+                        alive,
                     );
                     (off_task(job).await, None)
                 }
                 ToSnapshotter::Save { lsn, bytes, done } => {
-                    let job = save(self.disk.dedicated(), self.snapshot_dir.clone(), lsn, bytes);
+                    let (alive, _guard) = alive();
+                    let job = save(
+                        self.disk.dedicated(),
+                        self.snapshot_dir.clone(),
+                        lsn,
+                        bytes,
+                        alive,
+                    );
                     (off_task(job).await, Some(done))
                 }
             };
@@ -123,6 +132,7 @@ async fn build_and_save<D: Disk>(
     wal_dir: PathBuf,
     config: Config,
     upto: u64,
+    alive: Alive,
 ) -> Result<Saved, String> {
     let mut store = SnapshotStore::open(disk.clone(), &snapshot_dir)
         .await
@@ -154,6 +164,7 @@ async fn build_and_save<D: Disk>(
     drop(prev);
     let bytes = codec::encode_snapshot(&q.snapshot());
     drop(q);
+    alive.check()?;
     save_into(&mut store, upto, bytes).await
 }
 
@@ -162,11 +173,44 @@ async fn save<D: Disk>(
     snapshot_dir: PathBuf,
     lsn: u64,
     bytes: Vec<u8>,
+    alive: Alive,
 ) -> Result<Saved, String> {
     let mut store = SnapshotStore::open(disk, &snapshot_dir)
         .await
         .map_err(|e| e.to_string())?;
+    alive.check()?;
     save_into(&mut store, lsn, bytes).await
+}
+
+/// Whether the engine that asked for a snapshot job still waits for it. A
+/// job on its own thread outlives an engine whose runtime was dropped (as
+/// tests that emulate a crash in-process do); it must then not write files
+/// the dead engine never would have.
+#[derive(Clone)]
+struct Alive(Arc<std::sync::atomic::AtomicBool>);
+
+impl Alive {
+    fn check(&self) -> Result<(), String> {
+        if self.0.load(Relaxed) {
+            Ok(())
+        } else {
+            Err("the engine stopped; the snapshot job is abandoned".into())
+        }
+    }
+}
+
+/// Clears [`Alive`] when the waiting engine task is dropped.
+struct AliveGuard(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Relaxed);
+    }
+}
+
+fn alive() -> (Alive, AliveGuard) {
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    (Alive(flag.clone()), AliveGuard(flag))
 }
 
 async fn save_into<D: Disk>(

@@ -62,9 +62,10 @@ fn job(id: &str, payload: &str, delay_ms: u64) -> JobSpec {
 }
 
 /// Kills the engine: its runtime stops without any shutdown. The runtime
-/// goes first: dropping the last client would start a graceful stop.
+/// goes first, and is waited for (its tasks dropped), because dropping the
+/// last client into a still-running engine would start a graceful stop.
 fn crash(rt: Runtime, engine: Engine) {
-    rt.shutdown_background();
+    rt.shutdown_timeout(Duration::from_secs(10));
     drop(engine);
 }
 
