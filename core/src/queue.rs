@@ -140,7 +140,7 @@ impl Queue {
                 .map_err(|reason| ApplyError { lsn, reason })?;
         }
         for r in records {
-            q.state.apply(&r)?;
+            q.state.apply_owned(r)?;
         }
         q.after_restore();
         Ok(q)
@@ -159,7 +159,7 @@ impl Queue {
         crate::snapshot::restore_encoded(&mut q.state, body)
             .map_err(|e| RecoverError::Snapshot(crate::codec::DecodeError::Malformed(e)))?;
         for r in records {
-            q.state.apply(&r).map_err(RecoverError::Apply)?;
+            q.state.apply_owned(r).map_err(RecoverError::Apply)?;
         }
         q.after_restore();
         Ok(q)
@@ -174,6 +174,18 @@ impl Queue {
             "apply is for rebuilding; a live queue applies on Durable"
         );
         self.state.apply(record)?;
+        self.after_restore();
+        Ok(())
+    }
+
+    /// [`Queue::apply`] for a record the caller owns (a decoded log
+    /// record): its jobs move into the queue instead of being copied.
+    pub fn apply_owned(&mut self, record: Record) -> Result<(), ApplyError> {
+        assert!(
+            self.unapplied.is_empty(),
+            "apply is for rebuilding; a live queue applies on Durable"
+        );
+        self.state.apply_owned(record)?;
         self.after_restore();
         Ok(())
     }

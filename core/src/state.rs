@@ -271,8 +271,16 @@ impl State {
                 reason: format!("the log jumps from LSN {} to {lsn}", self.applied_lsn),
             });
         }
-        self.validate(record)?;
-        let at = self.stamp(record.at);
+        // A record that names one job checks everything in its own arm
+        // before it changes anything (one id lookup, not two); records that
+        // name several jobs are checked whole first, so none applies half.
+        if matches!(
+            record.op,
+            Op::Enqueue { .. } | Op::Requeue { .. } | Op::Purge { .. }
+        ) {
+            self.validate(record)?;
+        }
+        let at = record.at.max(self.log_time);
         match &record.op {
             Op::Enqueue { jobs } => {
                 for job in jobs {
@@ -285,6 +293,18 @@ impl State {
                 lease_until,
             } => {
                 let slot = self.slot_in(lsn, id, JobState::Pending)?;
+                let (have, max) = (
+                    self.table.get(slot).attempt,
+                    self.table.get(slot).max_attempts,
+                );
+                if *attempt != have + 1 || *attempt > max {
+                    return Err(ApplyError {
+                        lsn,
+                        reason: format!(
+                            "job {id} has used {have} attempts of {max}; dispatch names attempt {attempt}"
+                        ),
+                    });
+                }
                 self.totals.dispatched += 1;
                 self.transition(slot, JobState::InFlight, |e| {
                     e.attempt = *attempt;
@@ -304,6 +324,13 @@ impl State {
                 retry_at,
             } => {
                 let slot = self.slot_in_attempt(lsn, id, *attempt)?;
+                let max = self.table.get(slot).max_attempts;
+                if retry_at.is_some() && *attempt >= max {
+                    return Err(ApplyError {
+                        lsn,
+                        reason: format!("job {id} used all {max} attempts; a retry is impossible"),
+                    });
+                }
                 self.totals.failed += 1;
                 let error = Some(error.as_str().into());
                 match retry_at {
@@ -360,6 +387,7 @@ impl State {
                 }
             }
         }
+        self.stamp(at);
         self.applied_lsn = lsn;
         Ok(Applied::Changed)
     }
@@ -422,38 +450,12 @@ impl State {
                     }
                 }
             }
-            Op::Dispatch { id, attempt, .. } => {
-                let slot = self.slot_in(lsn, id, JobState::Pending)?;
-                let have = self.table.get(slot).attempt;
-                if *attempt != have + 1 || *attempt > self.table.get(slot).max_attempts {
-                    return err(format!(
-                        "job {id} has used {have} attempts of {}; dispatch names attempt {attempt}",
-                        self.table.get(slot).max_attempts
-                    ));
-                }
-            }
-            Op::Fail {
-                id,
-                attempt,
-                retry_at: Some(_),
-                ..
-            } => {
-                let slot = self.slot_in_attempt(lsn, id, *attempt)?;
-                let max = self.table.get(slot).max_attempts;
-                if *attempt >= max {
-                    return err(format!(
-                        "job {id} used all {max} attempts; a retry is impossible"
-                    ));
-                }
-            }
-            Op::Complete { id, attempt }
-            | Op::Fail { id, attempt, .. }
-            | Op::Release { id, attempt } => {
-                self.slot_in_attempt(lsn, id, *attempt)?;
-            }
-            Op::Cancel { id } => {
-                self.slot_in(lsn, id, JobState::Pending)?;
-            }
+            // Single-job records are checked in their own arm of `apply`.
+            Op::Dispatch { .. }
+            | Op::Complete { .. }
+            | Op::Fail { .. }
+            | Op::Release { .. }
+            | Op::Cancel { .. } => {}
             Op::Requeue { ids } => {
                 let mut seen = BTreeSet::new();
                 for id in ids {

@@ -1113,3 +1113,91 @@ fn reads_answer_at_once_from_durable_state() {
         }]
     );
 }
+
+#[test]
+fn recovery_refuses_records_that_do_not_fit_the_state() {
+    let enqueue = Record {
+        lsn: 1,
+        at: 10,
+        op: Op::Enqueue {
+            jobs: vec![new_job("a", 10)],
+        },
+    };
+    let cases = [
+        (
+            Op::Dispatch {
+                id: id("a"),
+                attempt: 2,
+                lease_until: 99,
+            },
+            "dispatch names attempt 2",
+        ),
+        (
+            Op::Complete {
+                id: id("a"),
+                attempt: 1,
+            },
+            "expected in_flight",
+        ),
+        (
+            Op::Dispatch {
+                id: id("zz"),
+                attempt: 1,
+                lease_until: 99,
+            },
+            "unknown",
+        ),
+        (Op::Requeue { ids: vec![id("a")] }, "expected dead"),
+    ];
+    for (op, why) in cases {
+        let bad = Record { lsn: 2, at: 11, op };
+        let e = Queue::recover(config(), None, [enqueue.clone(), bad])
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    // A retry after the last allowed attempt is impossible.
+    let log = [
+        enqueue,
+        Record {
+            lsn: 2,
+            at: 11,
+            op: Op::Dispatch {
+                id: id("a"),
+                attempt: 1,
+                lease_until: 99,
+            },
+        },
+        Record {
+            lsn: 3,
+            at: 12,
+            op: Op::Fail {
+                id: id("a"),
+                attempt: 1,
+                error: "x".into(),
+                retry_at: Some(20),
+            },
+        },
+        Record {
+            lsn: 4,
+            at: 20,
+            op: Op::Dispatch {
+                id: id("a"),
+                attempt: 2,
+                lease_until: 99,
+            },
+        },
+        Record {
+            lsn: 5,
+            at: 21,
+            op: Op::Fail {
+                id: id("a"),
+                attempt: 2,
+                error: "y".into(),
+                retry_at: Some(30),
+            },
+        },
+    ];
+    let e = Queue::recover(config(), None, log).err().expect("refused");
+    assert!(e.to_string().contains("a retry is impossible"), "{e}");
+}

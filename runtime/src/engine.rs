@@ -157,7 +157,7 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
                         Err(format!("the frame says LSN {lsn}, the record {}", r.lsn))
                     }
                 })
-                .and_then(|r| queue.apply(&r).map_err(|e| e.to_string()));
+                .and_then(|r| queue.apply_owned(r).map_err(|e| e.to_string()));
             match applied {
                 Ok(()) => replayed += 1,
                 Err(reason) => replay_error = Some(EngineError::Replay { lsn, reason }),
