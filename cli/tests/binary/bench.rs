@@ -2,52 +2,13 @@
 //! servers, drives them, prints its lines and table, and leaves nothing
 //! behind. No timing is asserted: speed is the benchmark's to measure.
 
-use std::io::Read;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::beaver;
+use crate::common::{beaver, run_cmd_within};
 
 /// Runs `beaver bench ARGS` (killed by PID after `within`); (exit code, stdout, stderr).
 fn bench(args: &[&str], within: Duration) -> (i32, String, String) {
-    let mut child = beaver()
-        .arg("bench")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run beaver bench");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            // Its servers die with it (they get SIGKILL when it ends).
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("beaver bench did not finish within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status.code().unwrap_or(-1),
-        t_out.join().unwrap_or_default(),
-        t_err.join().unwrap_or_default(),
-    )
+    run_cmd_within(beaver().arg("bench").args(args), within)
 }
 
 #[test]

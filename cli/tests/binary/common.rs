@@ -215,6 +215,12 @@ pub fn post(p: &Proc, path: &str, body: &str) -> Response {
 /// Runs a client command to completion (killed after 60 s) and returns
 /// (exit code, stdout, stderr).
 pub fn run_cmd(cmd: &mut Command) -> (i32, String, String) {
+    run_cmd_within(cmd, Duration::from_secs(60))
+}
+
+/// Runs a command to completion, killed by PID after `within` (its own
+/// children die with it), and returns (exit code, stdout, stderr).
+pub fn run_cmd_within(cmd: &mut Command, within: Duration) -> (i32, String, String) {
     use std::io::Read;
     let mut child = cmd
         .stdin(Stdio::null())
@@ -234,7 +240,7 @@ pub fn run_cmd(cmd: &mut Command) -> (i32, String, String) {
         let _ = err.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + within;
     let status = loop {
         if let Some(st) = child.try_wait().expect("wait") {
             break st;
@@ -242,7 +248,7 @@ pub fn run_cmd(cmd: &mut Command) -> (i32, String, String) {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the command did not finish within 60 s: {cmd:?}");
+            panic!("the command did not finish within {within:?}: {cmd:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
