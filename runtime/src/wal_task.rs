@@ -117,6 +117,10 @@ impl<D: Disk, O: Observer> WalTask<D, O> {
                         warn!(error = %e, "could not prepare the next WAL segment ahead of need");
                     }
                 }
+                // Wakes an idle log for its periodic work: the space check
+                // (a full disk must be noticed freed even when nothing is
+                // written), a postponed preparation, the snapshot timer.
+                _ = tokio::time::sleep_until(space_check + space_every) => {}
                 n = self.rx.recv_many(&mut inbox, 256) => {
                     if n == 0 {
                         // The core task is gone: finish the sync in flight and stop.
