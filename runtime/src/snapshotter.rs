@@ -62,7 +62,30 @@ struct Saved {
 
 impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
     pub(crate) async fn run(mut self) {
-        while let Some(msg) = self.rx.recv().await {
+        let mut next: Option<ToSnapshotter> = None;
+        loop {
+            let msg = match next.take() {
+                Some(m) => m,
+                None => match self.rx.recv().await {
+                    Some(m) => m,
+                    None => return,
+                },
+            };
+            // Requests that queued up during a build become one build, at
+            // the newest LSN asked for (a save is kept for its turn).
+            let msg = match msg {
+                ToSnapshotter::Build { mut upto } => {
+                    while next.is_none() {
+                        match self.rx.try_recv() {
+                            Ok(ToSnapshotter::Build { upto: later }) => upto = upto.max(later),
+                            Ok(save) => next = Some(save),
+                            Err(_) => break,
+                        }
+                    }
+                    ToSnapshotter::Build { upto }
+                }
+                save => save,
+            };
             let began = Instant::now();
             let (result, done) = match msg {
                 ToSnapshotter::Build { upto } => {
