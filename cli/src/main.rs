@@ -8,6 +8,12 @@ use beaver_cli::commands::{self, EnqueueOptions, Failure};
 use beaver_cli::settings::{DEFAULT_SERVER, RunArgs, resolve};
 use clap::{Args, Parser, Subcommand};
 
+/// mimalloc: the queue makes a few small allocations per job (id, payload,
+/// records), and with the system allocator malloc/free was a fifth of the
+/// server's CPU under load and a third of a million-job recovery.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A crash-safe job queue: kill -9 it at any instant, and every job whose
 /// enqueue was acknowledged is still there after the restart.
 #[derive(Parser)]
