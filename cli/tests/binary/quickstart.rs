@@ -17,8 +17,8 @@ fn quickstart_blocks() -> Vec<String> {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
             .expect("README");
     let start = readme
-        .find("<!-- quickstart: filled by the command work -->")
-        .expect("quickstart marker");
+        .find("\n## Quickstart\n")
+        .expect("the README has a Quickstart section");
     let end = readme[start..]
         .find("\n## Layout")
         .map(|e| start + e)
