@@ -220,6 +220,17 @@ enum Lat {
     Sync,
 }
 
+/// The inode `path` names now (fault injection targets live files).
+fn named_inode<'a>(st: &'a mut State, path: &Path) -> Result<&'a mut Inode> {
+    let ino = *st
+        .names
+        .get(path)
+        .ok_or_else(|| err(Op::Write, path, libc::ENOENT))?;
+    st.inodes
+        .get_mut(&ino)
+        .ok_or_else(|| err(Op::Write, path, libc::ENOENT))
+}
+
 fn err(op: Op, path: &Path, errno: i32) -> Error {
     Error::io(op, path, io::Error::from_raw_os_error(errno))
 }
@@ -469,14 +480,7 @@ impl SimDisk {
     /// cache and on the platter alike (bit rot in synced data).
     pub fn flip_bit(&self, path: &Path, offset: u64, bit: u8) -> Result<()> {
         let mut st = self.lock();
-        let ino = *st
-            .names
-            .get(path)
-            .ok_or_else(|| err(Op::Write, path, libc::ENOENT))?;
-        let node = st
-            .inodes
-            .get_mut(&ino)
-            .ok_or_else(|| err(Op::Write, path, libc::ENOENT))?;
+        let node = named_inode(&mut st, path)?;
         let o = offset as usize;
         if o >= node.data.len() || o >= node.durable.len() {
             return Err(err(Op::Write, path, libc::EINVAL));
@@ -492,14 +496,7 @@ impl SimDisk {
     /// preallocated file held before).
     pub fn lose_write(&self, path: &Path, offset: u64, len: u64) -> Result<()> {
         let mut st = self.lock();
-        let ino = *st
-            .names
-            .get(path)
-            .ok_or_else(|| err(Op::Write, path, libc::ENOENT))?;
-        let node = st
-            .inodes
-            .get_mut(&ino)
-            .ok_or_else(|| err(Op::Write, path, libc::ENOENT))?;
+        let node = named_inode(&mut st, path)?;
         for buf in [&mut node.data, &mut node.durable] {
             let end = ((offset + len) as usize).min(buf.len());
             let start = (offset as usize).min(end);
@@ -518,14 +515,7 @@ impl SimDisk {
     /// an injected EIO, leaving the restored bytes in the page cache only.)
     pub fn restore_write(&self, path: &Path, offset: u64, bytes: &[u8]) -> Result<()> {
         let mut st = self.lock();
-        let ino = *st
-            .names
-            .get(path)
-            .ok_or_else(|| err(Op::Write, path, libc::ENOENT))?;
-        let node = st
-            .inodes
-            .get_mut(&ino)
-            .ok_or_else(|| err(Op::Write, path, libc::ENOENT))?;
+        let node = named_inode(&mut st, path)?;
         let op = PendingOp::Write {
             offset,
             bytes: bytes.to_vec(),

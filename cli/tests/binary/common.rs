@@ -155,18 +155,7 @@ impl Proc {
         // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
         let r = unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         assert_eq!(r, 0, "SIGTERM failed");
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(st) = c.try_wait().expect("wait") {
-                return st;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("beaver did not exit within {within:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_within(&mut c, within, "beaver after SIGTERM")
     }
 
     /// The server's log so far.
@@ -240,18 +229,7 @@ pub fn run_cmd_within(cmd: &mut Command, within: Duration) -> (i32, String, Stri
         let _ = err.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the command did not finish within {within:?}: {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_within(&mut child, within, &format!("{cmd:?}"));
     (
         status.code().unwrap_or(-1),
         t_out.join().unwrap_or_default(),
@@ -264,4 +242,21 @@ pub fn error_of(r: &Response) -> (String, Option<usize>, Option<String>) {
     let d: beaver_cli::schema::ErrorDoc = serde_json::from_slice(&r.body)
         .unwrap_or_else(|e| panic!("not an error doc ({e}): {}", r.text()));
     (d.error.kind, d.error.index, d.error.field)
+}
+
+/// Waits for `child` to exit, at most `within`; past it, kills it by PID,
+/// reaps it and fails the test naming `what`.
+pub fn wait_within(child: &mut std::process::Child, within: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -143,17 +143,10 @@ fn the_readme_quickstart_works_as_written() {
     }
     // SAFETY: kill(2) on the pid we spawned and have not reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server did not stop on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_within(
+        &mut child,
+        Duration::from_secs(30),
+        "the server after SIGTERM",
+    );
     assert!(status.success(), "{status:?}");
 }
