@@ -62,6 +62,7 @@ pub mod record;
 mod remembered;
 pub mod retry;
 pub mod snapshot;
+mod sorted_set;
 mod state;
 pub mod stats;
 mod table;

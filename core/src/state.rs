@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::job::{ASSIGNED_ID_PREFIX, JobId, JobState, NewJob, QueueName};
 use crate::record::{Lsn, Op, Record};
 use crate::remembered::Remembered;
+use crate::sorted_set::SortedSet;
 use crate::stats::{StateCounts, Totals};
 use crate::table::{Entry, Place, Table};
 use crate::time::UnixMillis;
@@ -24,7 +25,7 @@ pub(crate) type TimedKey = (UnixMillis, u64, u32);
 #[derive(Clone)]
 pub(crate) struct QueueSlot {
     pub name: QueueName,
-    pub ready: BTreeSet<ReadyKey>,
+    pub ready: SortedSet<ReadyKey>,
 }
 
 /// Why a record could not be applied: the log does not fit the state.
@@ -58,10 +59,10 @@ pub(crate) struct State {
     pub table: Table,
     pub queues: Vec<QueueSlot>,
     pub queue_ix: BTreeMap<QueueName, u32>,
-    pub scheduled: BTreeSet<TimedKey>,
-    pub leases: BTreeSet<TimedKey>,
-    pub finished: BTreeSet<TimedKey>,
-    pub dead: BTreeSet<TimedKey>,
+    pub scheduled: SortedSet<TimedKey>,
+    pub leases: SortedSet<TimedKey>,
+    pub finished: SortedSet<TimedKey>,
+    pub dead: SortedSet<TimedKey>,
     pub remembered: Remembered,
     /// Sequence number the next accepted job gets (from 1).
     pub next_seq: u64,
@@ -81,10 +82,10 @@ impl State {
             table: Table::new(seed),
             queues: Vec::new(),
             queue_ix: BTreeMap::new(),
-            scheduled: BTreeSet::new(),
-            leases: BTreeSet::new(),
-            finished: BTreeSet::new(),
-            dead: BTreeSet::new(),
+            scheduled: SortedSet::new(),
+            leases: SortedSet::new(),
+            finished: SortedSet::new(),
+            dead: SortedSet::new(),
             remembered: Remembered::new(seed.rotate_left(17)),
             next_seq: 1,
             applied_lsn: 0,
@@ -114,7 +115,7 @@ impl State {
         let ix = self.queues.len() as u32;
         self.queues.push(QueueSlot {
             name: name.clone(),
-            ready: BTreeSet::new(),
+            ready: SortedSet::new(),
         });
         self.queue_ix.insert(name.clone(), ix);
         ix

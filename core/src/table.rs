@@ -44,11 +44,69 @@ pub(crate) struct Entry {
     pub running: bool,
 }
 
+/// Slots per chunk of [`Slots`] (4,096 jobs, about 450 KiB).
+const CHUNK_BITS: u32 = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// Slot storage in fixed-size chunks. Growing adds a chunk and never moves
+/// a job: no copy of the whole table (which would stall the core task for
+/// tens of milliseconds at a million jobs, and hold two copies meanwhile).
+#[derive(Clone, Default)]
+struct Slots {
+    chunks: Vec<Box<[Option<Entry>]>>,
+    len: usize,
+}
+
+impl Slots {
+    fn get(&self, pos: usize) -> Option<&Option<Entry>> {
+        if pos >= self.len {
+            return None;
+        }
+        self.chunks.get(pos >> CHUNK_BITS)?.get(pos & (CHUNK - 1))
+    }
+
+    fn get_mut(&mut self, pos: usize) -> Option<&mut Option<Entry>> {
+        if pos >= self.len {
+            return None;
+        }
+        self.chunks
+            .get_mut(pos >> CHUNK_BITS)?
+            .get_mut(pos & (CHUNK - 1))
+    }
+
+    /// Appends `e`; returns its position.
+    fn push(&mut self, e: Option<Entry>) -> usize {
+        let pos = self.len;
+        if pos == self.chunks.len() * CHUNK {
+            self.chunks.push((0..CHUNK).map(|_| None).collect());
+        }
+        self.len += 1;
+        if let Some(s) = self.get_mut(pos) {
+            *s = e;
+        }
+        pos
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        let wanted = (self.len + additional).div_ceil(CHUNK);
+        self.chunks
+            .reserve(wanted.saturating_sub(self.chunks.len()));
+    }
+
+    fn capacity(&self) -> usize {
+        self.chunks.len() * CHUNK
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Option<Entry>> {
+        self.chunks.iter().flat_map(|c| c.iter()).take(self.len)
+    }
+}
+
 /// Slot-addressed storage with an id index. Slots are reused; they are an
 /// in-memory detail, never written to the log.
 #[derive(Clone)]
 pub(crate) struct Table {
-    slots: Vec<Option<Entry>>,
+    slots: Slots,
     free: Vec<u32>,
     by_id: IdIndex,
 }
@@ -56,7 +114,7 @@ pub(crate) struct Table {
 impl Table {
     pub(crate) fn new(seed: u64) -> Table {
         Table {
-            slots: Vec::new(),
+            slots: Slots::default(),
             free: Vec::new(),
             by_id: IdIndex::new(seed),
         }
@@ -89,13 +147,12 @@ impl Table {
     pub(crate) fn insert(&mut self, entry: Entry) -> u32 {
         let slot = match self.free.pop() {
             Some(s) => s,
-            None => {
-                self.slots.push(None);
-                (self.slots.len() - 1) as u32
-            }
+            None => self.slots.push(None) as u32,
         };
         self.by_id.insert(entry.id.as_str(), slot);
-        self.slots[slot as usize] = Some(entry);
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            *s = Some(entry);
+        }
         slot
     }
 
@@ -104,8 +161,7 @@ impl Table {
     pub(crate) fn push_unindexed(&mut self, entry: Entry) -> (u32, u32) {
         debug_assert!(self.free.is_empty());
         let h = self.by_id.hash(entry.id.as_str());
-        self.slots.push(Some(entry));
-        ((self.slots.len() - 1) as u32, h)
+        (self.slots.push(Some(entry)) as u32, h)
     }
 
     /// Indexes the jobs appended by [`Table::push_unindexed`]; `Err` names
@@ -129,7 +185,7 @@ impl Table {
         let id = entry_id(slots, slot);
         self.by_id.remove(id.as_str(), |p| entry_id(slots, p));
         self.free.push(slot);
-        match self.slots[slot as usize].take() {
+        match self.slots.get_mut(slot as usize).and_then(Option::take) {
             Some(e) => e,
             None => panic!("job table: slot {slot} vanished during removal"),
         }
@@ -151,7 +207,7 @@ impl Table {
     }
 }
 
-fn entry_id(slots: &[Option<Entry>], pos: u32) -> &JobId {
+fn entry_id(slots: &Slots, pos: u32) -> &JobId {
     match slots.get(pos as usize) {
         Some(Some(e)) => &e.id,
         _ => panic!("job table: index points at empty slot {pos}"),
@@ -196,12 +252,19 @@ mod tests {
         assert_eq!(c, a, "freed slots are reused");
         assert_eq!(t.slot_of("c"), Some(c));
         assert_eq!(t.len(), 2);
-        for i in 0..1000 {
+        // Past two chunk boundaries: growing never moves or loses a job.
+        let n = 2 * CHUNK as u64 + 7;
+        for i in 0..n {
             t.insert(entry(&format!("j{i}"), 10 + i));
         }
-        for i in 0..1000 {
+        for i in 0..n {
             assert_eq!(t.get(t.slot_of(&format!("j{i}")).unwrap()).seq, 10 + i);
         }
+        assert_eq!(t.iter().count(), n as usize + 2);
+        let last = t.slot_of(&format!("j{}", n - 1)).unwrap();
+        assert_eq!(t.remove(last).seq, 10 + n - 1);
+        assert_eq!(t.iter().count(), n as usize + 1);
+        assert!(t.iter().all(|(slot, e)| t.get(slot).seq == e.seq));
     }
 
     #[test]
