@@ -22,6 +22,7 @@ use crate::error::EngineError;
 use crate::executor::Executor;
 use crate::figures::Figures;
 use crate::observer::Observer;
+use crate::replay::Replay;
 use crate::snapshotter::{Snapshotter, ToSnapshotter};
 use crate::wal_task::{ToWal, WalEvent, WalTask};
 
@@ -108,7 +109,7 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
     let mut store = SnapshotStore::open(disk.clone(), &config.snapshot_dir()).await?;
     let loaded = store.load().await?;
     let snapshot_lsn = loaded.as_ref().map(|l| l.lsn);
-    let mut queue = match loaded {
+    let queue = match loaded {
         Some(l) => {
             let q = Queue::recover_encoded(config.queue.clone(), &l.body, []).map_err(|e| {
                 EngineError::Snapshot {
@@ -131,8 +132,7 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
         None => Queue::new(config.queue.clone()),
     };
     let after = queue.applied_lsn();
-    let mut replay_error: Option<EngineError> = None;
-    let mut replayed = 0u64;
+    let mut replay = Replay::new(queue);
     let opts = WalOptions {
         segment_bytes: config.segment_bytes,
         salt_seed,
@@ -144,30 +144,10 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
         &config.wal_dir(),
         opts,
         after,
-        |lsn, body| {
-            if replay_error.is_some() {
-                return;
-            }
-            let applied = codec::decode_record(body)
-                .map_err(|e| e.to_string())
-                .and_then(|r| {
-                    if r.lsn == lsn {
-                        Ok(r)
-                    } else {
-                        Err(format!("the frame says LSN {lsn}, the record {}", r.lsn))
-                    }
-                })
-                .and_then(|r| queue.apply_owned(r).map_err(|e| e.to_string()));
-            match applied {
-                Ok(()) => replayed += 1,
-                Err(reason) => replay_error = Some(EngineError::Replay { lsn, reason }),
-            }
-        },
+        |lsn, body| replay.push(lsn, body),
     )
     .await?;
-    if let Some(e) = replay_error {
-        return Err(e);
-    }
+    let (queue, replayed) = replay.finish().await?;
     let stats = queue.stats();
     let jobs = stats.jobs.pending
         + stats.jobs.in_flight

@@ -1,0 +1,303 @@
+//! Replaying the WAL into the queue at start-up, on both cores.
+//!
+//! The thread reading the log checks and decodes each record (and allocates
+//! its strings); a second thread applies them in LSN order. Outside madsim
+//! the two overlap, so a long replay takes about as long as the slower of
+//! the two halves instead of their sum. Under madsim (threads are not
+//! simulated) records are applied inline, in the same order, with the same
+//! errors.
+
+use beaver_core::{Queue, Record, codec};
+
+use crate::error::EngineError;
+
+/// Records handed to the applying thread at once.
+const BATCH_RECORDS: usize = 256;
+/// Batches in flight between the two threads (bounds the memory of decoded
+/// but unapplied records).
+#[cfg(not(madsim))]
+const BATCHES_IN_FLIGHT: usize = 8;
+
+/// Feeds replayed records to a queue; [`Replay::finish`] returns the queue,
+/// the count applied, and the first error by LSN if any (nothing after a
+/// failed record is applied).
+pub(crate) struct Replay {
+    batch: Vec<Record>,
+    decode_error: Option<EngineError>,
+    sink: Sink,
+}
+
+#[cfg(not(madsim))]
+struct Sink {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<Record>>>,
+    done: tokio::sync::oneshot::Receiver<Applied>,
+}
+
+#[cfg(madsim)]
+struct Sink {
+    applier: Applier,
+}
+
+/// The applying side: the queue, and what applying has done so far.
+struct Applier {
+    queue: Queue,
+    applied: u64,
+    error: Option<EngineError>,
+}
+
+type Applied = (Queue, u64, Option<EngineError>);
+
+impl Applier {
+    fn apply(&mut self, records: Vec<Record>) {
+        for r in records {
+            if self.error.is_some() {
+                return;
+            }
+            let lsn = r.lsn;
+            match self.queue.apply_owned(r) {
+                Ok(()) => self.applied += 1,
+                Err(e) => {
+                    self.error = Some(EngineError::Replay {
+                        lsn,
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    fn into_parts(self) -> Applied {
+        (self.queue, self.applied, self.error)
+    }
+}
+
+impl Replay {
+    /// Starts replaying into `queue`.
+    pub(crate) fn new(queue: Queue) -> Replay {
+        let applier = Applier {
+            queue,
+            applied: 0,
+            error: None,
+        };
+        Replay {
+            batch: Vec::with_capacity(BATCH_RECORDS),
+            decode_error: None,
+            sink: Sink::start(applier),
+        }
+    }
+
+    /// Takes the record the log holds at `lsn`. After the first error
+    /// (a body that does not decode or names another LSN), nothing more is
+    /// taken.
+    pub(crate) fn push(&mut self, lsn: u64, body: &[u8]) {
+        if self.decode_error.is_some() {
+            return;
+        }
+        let record = codec::decode_record(body)
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                if r.lsn == lsn {
+                    Ok(r)
+                } else {
+                    Err(format!("the frame says LSN {lsn}, the record {}", r.lsn))
+                }
+            });
+        match record {
+            Ok(r) => {
+                self.batch.push(r);
+                if self.batch.len() >= BATCH_RECORDS {
+                    let full =
+                        std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_RECORDS));
+                    self.sink.send(full);
+                }
+            }
+            Err(reason) => self.decode_error = Some(EngineError::Replay { lsn, reason }),
+        }
+    }
+
+    /// Waits for every taken record to be applied. `Err` is the first
+    /// record (by LSN) that could not be decoded or applied.
+    pub(crate) async fn finish(mut self) -> Result<(Queue, u64), EngineError> {
+        let rest = std::mem::take(&mut self.batch);
+        self.sink.send(rest);
+        let (queue, applied, apply_error) = self.sink.finish().await?;
+        // The applier saw only records before the first undecodable one, so
+        // an apply error, if any, is at a lower LSN.
+        match apply_error.or(self.decode_error) {
+            Some(e) => Err(e),
+            None => Ok((queue, applied)),
+        }
+    }
+}
+
+#[cfg(not(madsim))]
+impl Sink {
+    fn start(mut applier: Applier) -> Sink {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(BATCHES_IN_FLIGHT);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("beaver-replay".into())
+            .spawn(move || {
+                while let Ok(records) = rx.recv() {
+                    applier.apply(records);
+                }
+                let _ = done_tx.send(applier.into_parts());
+            });
+        match spawned {
+            Ok(_) => Sink { tx: Some(tx), done },
+            Err(e) => {
+                // No second thread: `finish` reports it; nothing is applied.
+                tracing::error!(error = %e, "cannot start the replay thread");
+                Sink { tx: None, done }
+            }
+        }
+    }
+
+    fn send(&mut self, records: Vec<Record>) {
+        if records.is_empty() {
+            return;
+        }
+        // A closed channel means the applier ended (it panicked); `finish`
+        // reports it.
+        if let Some(tx) = &self.tx {
+            if tx.send(records).is_err() {
+                self.tx = None;
+            }
+        }
+    }
+
+    async fn finish(mut self) -> Result<Applied, EngineError> {
+        self.tx = None;
+        self.done.await.map_err(|_| EngineError::Replay {
+            lsn: 0,
+            reason: "the replay thread could not start or ended without a result".into(),
+        })
+    }
+}
+
+#[cfg(madsim)]
+impl Sink {
+    fn start(applier: Applier) -> Sink {
+        Sink { applier }
+    }
+
+    fn send(&mut self, records: Vec<Record>) {
+        self.applier.apply(records);
+    }
+
+    async fn finish(self) -> Result<Applied, EngineError> {
+        Ok(self.applier.into_parts())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use beaver_core::config::Config;
+    use beaver_core::job::{JobId, NewJob, Payload, QueueName};
+    use beaver_core::record::Op;
+
+    fn enqueue(lsn: u64, jobs: u64) -> Vec<u8> {
+        let jobs = (0..jobs)
+            .map(|i| NewJob {
+                id: JobId::parse(&format!("j{lsn}-{i}")).unwrap(),
+                queue: QueueName::parse("default").unwrap(),
+                payload: Payload::from_json(b"\"x\"").unwrap(),
+                priority: 0,
+                max_attempts: 3,
+                timeout_ms: 1_000,
+                run_at: 0,
+            })
+            .collect();
+        codec::encode_record(&Record {
+            lsn,
+            at: 0,
+            op: Op::Enqueue { jobs },
+        })
+    }
+
+    fn complete_unknown(lsn: u64) -> Vec<u8> {
+        codec::encode_record(&Record {
+            lsn,
+            at: 0,
+            op: Op::Complete {
+                id: JobId::parse("nobody").unwrap(),
+                attempt: 1,
+            },
+        })
+    }
+
+    fn replay(
+        bodies: impl IntoIterator<Item = (u64, Vec<u8>)>,
+    ) -> Result<(Queue, u64), EngineError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut r = Replay::new(Queue::new(Config::default()));
+            for (lsn, body) in bodies {
+                r.push(lsn, &body);
+            }
+            r.finish().await
+        })
+    }
+
+    fn failed_at(r: Result<(Queue, u64), EngineError>) -> (u64, String) {
+        match r {
+            Err(EngineError::Replay { lsn, reason }) => (lsn, reason),
+            Err(e) => panic!("not a replay error: {e}"),
+            Ok((_, n)) => panic!("replayed {n} records, expected an error"),
+        }
+    }
+
+    #[test]
+    fn applies_every_record_in_order_across_batches() {
+        let n = 3 * BATCH_RECORDS as u64 + 5;
+        let (q, applied) = replay((1..=n).map(|lsn| (lsn, enqueue(lsn, 2)))).unwrap();
+        assert_eq!(applied, n);
+        assert_eq!(q.applied_lsn(), n);
+        assert_eq!(q.stats().jobs.pending, 2 * n);
+        assert!(q.job(&format!("j{n}-1")).is_some());
+    }
+
+    #[test]
+    fn a_body_that_does_not_decode_stops_the_replay_at_its_lsn() {
+        let bodies = (1..=300u64).map(|lsn| {
+            let body = if lsn == 280 {
+                vec![0xff; 7]
+            } else {
+                enqueue(lsn, 1)
+            };
+            (lsn, body)
+        });
+        let (lsn, _) = failed_at(replay(bodies));
+        assert_eq!(lsn, 280);
+    }
+
+    #[test]
+    fn a_record_naming_another_lsn_is_refused() {
+        let (lsn, reason) = failed_at(replay([(1, enqueue(1, 1)), (2, enqueue(3, 1))]));
+        assert_eq!(lsn, 2);
+        assert!(
+            reason.contains("the frame says LSN 2, the record 3"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn the_first_failure_by_lsn_wins() {
+        // An apply error at LSN 2 is reported even though a decode error
+        // follows at LSN 400 (the two sides fail on different threads).
+        let bodies = (1..=500u64).map(|lsn| {
+            let body = match lsn {
+                2 => complete_unknown(lsn),
+                400 => vec![1, 2, 3],
+                _ => enqueue(lsn, 1),
+            };
+            (lsn, body)
+        });
+        let (lsn, reason) = failed_at(replay(bodies));
+        assert_eq!(lsn, 2, "{reason}");
+    }
+}
