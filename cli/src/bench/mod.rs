@@ -93,7 +93,9 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         emit(workloads::w5_spinning(&ctx)?);
     }
     if on("W0") {
-        emit(workloads::w0(&mut ctx)?);
+        for r in workloads::w0(&mut ctx)? {
+            emit(r);
+        }
     }
     if on("W1") {
         emit(workloads::w1(&mut ctx)?);

@@ -184,14 +184,32 @@ pub fn w5_spinning(ctx: &Ctx) -> Result<Row, String> {
     })
 }
 
-/// W0: the HTTP floor (`GET /v1/ping`: no core, no disk), 32 clients.
-pub fn w0(ctx: &mut Ctx) -> Result<Row, String> {
+/// W0: the HTTP floor (`GET /v1/ping`: no core, no disk), 32 clients; then
+/// `W0 1`, the same route from 1 client: the round trip every W1 ack pays
+/// on top of its fdatasync.
+pub fn w0(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
     let mut s = ctx.server("w0", 0)?;
-    let n = ctx.n(100_000);
     let pool = vec![request("GET", "/v1/ping", None)];
-    let (row, _) = ctx.measure(&s, "W0", "GET /v1/ping, 32 clients".into(), 32, n, pool, 0)?;
+    let (many, _) = ctx.measure(
+        &s,
+        "W0",
+        "GET /v1/ping, 32 clients".into(),
+        32,
+        ctx.n(100_000),
+        pool.clone(),
+        0,
+    )?;
+    let (one, _) = ctx.measure(
+        &s,
+        "W0 1",
+        "GET /v1/ping, 1 client (W1's HTTP round trip)".into(),
+        1,
+        ctx.n(20_000),
+        pool,
+        0,
+    )?;
     s.stop()?;
-    Ok(row)
+    Ok(vec![many, one])
 }
 
 /// W1: single-job enqueues, 1 client, each waiting for its ack.
