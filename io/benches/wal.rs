@@ -60,7 +60,9 @@ fn opts() -> WalOptions {
 
 /// The group-commit task runs on a runtime of its own with one thread and
 /// a `dedicated` disk handle (fdatasync inline, no pool hops): the layout the
-/// engine uses for its WAL. The appenders run on the caller's runtime.
+/// engine uses for its WAL. The appenders run on the caller's runtime; an
+/// append that finds the task idle writes and syncs on its own thread (for
+/// one appender: every append).
 async fn appenders(dir: &Path, n: usize, wal_rt: &tokio::runtime::Runtime) -> (f64, f64, f64) {
     let (wal, _) = Wal::open(FileDisk::new().dedicated(), dir, opts(), 0, |_, _| {})
         .await

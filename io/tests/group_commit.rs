@@ -99,3 +99,87 @@ fn a_failed_fsync_answers_every_waiter_and_stops() {
         assert!(task.await.unwrap().is_err());
     });
 }
+
+#[test]
+fn a_lone_appender_commits_inline_and_overlapping_appends_go_through_the_task() {
+    rt().block_on(async {
+        let cfg = SimDiskConfig {
+            sync_latency_mean: Duration::from_millis(1),
+            ..SimDiskConfig::power_faults()
+        };
+        let disk = SimDisk::new(5, cfg);
+        let (wal, _) = recover(&disk, Path::new(DIR), opts(64 << 10, 1), 0)
+            .await
+            .unwrap();
+        let (appender, task) = GroupCommit::spawn(wal, 64);
+        // One at a time: the task is idle at every append.
+        let mut acked = Vec::new();
+        for i in 0..20u8 {
+            let body = vec![i; 30];
+            acked.push((appender.append(body.clone()).await.unwrap(), body));
+        }
+        let lone = appender.stats();
+        assert_eq!((lone.records, lone.inline, lone.syncs), (20, 20, 20));
+        // Overlapping: all but (at most) the first go through the task and
+        // share its fsyncs.
+        let mut tasks = Vec::new();
+        for i in 0..16u8 {
+            let ap = appender.clone();
+            tasks.push(tokio::spawn(async move {
+                let body = vec![100 + i; 30];
+                (ap.append(body.clone()).await.unwrap(), body)
+            }));
+        }
+        for t in tasks {
+            acked.push(t.await.unwrap());
+        }
+        let all = appender.stats();
+        assert_eq!(all.records, 36);
+        assert!(all.inline <= 21, "{all:?}");
+        assert!(
+            all.syncs - lone.syncs < 8,
+            "overlapping appends share fsyncs: {all:?}"
+        );
+        drop(appender);
+        drop(task.await.unwrap().unwrap());
+
+        // Every acknowledged record, inline or not, survives a power loss
+        // at its LSN.
+        disk.power_loss();
+        let (_, got) = recover(&disk, Path::new(DIR), opts(64 << 10, 2), 0)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 36);
+        for (lsn, body) in acked {
+            assert_eq!(got[lsn as usize - 1], (lsn, body));
+        }
+    });
+}
+
+#[test]
+fn a_failed_fsync_in_an_inline_append_stops_the_task() {
+    rt().block_on(async {
+        let disk = SimDisk::new(9, SimDiskConfig::default());
+        let (wal, _) = recover(&disk, Path::new(DIR), opts(64 << 10, 1), 0)
+            .await
+            .unwrap();
+        let (appender, task) = GroupCommit::spawn(wal, 64);
+        appender.append(b"first".to_vec()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        disk.fail_next_syncs(1);
+        assert!(appender.append(b"second".to_vec()).await.is_err());
+        assert_eq!(
+            appender.stats().inline,
+            1,
+            "only the first was acknowledged"
+        );
+        // The task ends with the error although no request reached it, and
+        // nothing more is acknowledged.
+        let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(ended.expect("the task ends").unwrap().is_err());
+        assert!(matches!(
+            appender.append(b"late".to_vec()).await,
+            Err(Error::Stopped { .. })
+        ));
+    });
+}

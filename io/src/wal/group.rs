@@ -4,6 +4,11 @@
 //! measures. Appenders send bodies; the task assigns LSNs, writes one batch
 //! per wake-up, keeps at most one fdatasync in flight, and answers each
 //! appender only after a sync covering its record returned.
+//!
+//! An append that finds the task idle (nothing queued, written or being
+//! synced) writes and syncs its record itself, on its own thread, as the
+//! leader of a group of one: a lone appender pays no hand-off to the task
+//! and back. The task takes over as soon as appends overlap.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +33,9 @@ pub struct GroupCommitStats {
     pub syncs: u64,
     /// Appends refused (no space, too large).
     pub refused: u64,
+    /// Of `records`, those an appender wrote and synced itself because the
+    /// task was idle (each one batch and one sync of its own).
+    pub inline: u64,
 }
 
 struct Request {
@@ -35,24 +43,51 @@ struct Request {
     reply: oneshot::Sender<Result<u64>>,
 }
 
-/// A handle to submit records to a [`GroupCommit`] task. Cheap to clone.
-#[derive(Clone)]
-pub struct Appender {
-    tx: mpsc::Sender<Request>,
-    stats: Arc<Mutex<GroupCommitStats>>,
+/// What the task and the appenders share.
+struct Shared<D: Disk> {
+    /// The WAL: held by the task while it has anything queued, written or
+    /// in flight; free (for an inline append) only when the task is idle.
+    /// `None` once the task has ended or an inline append stopped the WAL.
+    wal: Arc<tokio::sync::Mutex<Option<Wal<D>>>>,
+    /// The fatal error an inline append met, for the task to report.
+    fatal: Mutex<Option<Error>>,
+    /// Wakes the idle task when an inline append stopped the WAL.
+    stopped: tokio::sync::Notify,
+    stats: Mutex<GroupCommitStats>,
 }
 
-impl std::fmt::Debug for Appender {
+/// A handle to submit records to a [`GroupCommit`] task. Cheap to clone.
+pub struct Appender<D: Disk> {
+    tx: mpsc::Sender<Request>,
+    shared: Arc<Shared<D>>,
+}
+
+impl<D: Disk> Clone for Appender<D> {
+    fn clone(&self) -> Self {
+        Appender {
+            tx: self.tx.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<D: Disk> std::fmt::Debug for Appender<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Appender").finish_non_exhaustive()
     }
 }
 
-impl Appender {
+impl<D: Disk> Appender<D> {
     /// Appends `body` and resolves to its LSN once it is durable. An error
     /// means the record is not in the log (or, for [`Error::Stopped`], that
     /// the WAL stopped and nothing more is acknowledged).
+    ///
+    /// If the task is idle, the write and the fdatasync run here (inline on
+    /// this thread when the WAL's disk handle is `dedicated`).
     pub async fn append(&self, body: Vec<u8>) -> Result<u64> {
+        if let Some(done) = self.append_inline(&body).await {
+            return done;
+        }
         let (reply, rx) = oneshot::channel();
         let stopped = || Error::Stopped {
             cause: "the group-commit task has ended".into(),
@@ -64,9 +99,48 @@ impl Appender {
         rx.await.map_err(|_| stopped())?
     }
 
+    /// Writes and syncs `body` here if nothing else is pending; `None` if
+    /// the task is busy (or ended), and the record must go through it.
+    async fn append_inline(&self, body: &[u8]) -> Option<Result<u64>> {
+        if self.tx.capacity() != self.tx.max_capacity() {
+            return None;
+        }
+        let mut guard = self.shared.wal.try_lock().ok()?;
+        let wal = guard.as_mut()?;
+        let lsn = wal.next_lsn();
+        match wal.append(&[(lsn, body)]).await {
+            Ok(_) => {
+                bump(&self.shared.stats, |s| {
+                    s.records += 1;
+                    s.batches += 1;
+                    s.syncs += 1;
+                    s.inline += 1;
+                });
+                Some(Ok(lsn))
+            }
+            Err(e) if wal.is_stopped() => {
+                // Fail-stop: the task answers what it holds and ends.
+                if let Ok(mut f) = self.shared.fatal.lock() {
+                    *f = Some(e.clone_lossy());
+                }
+                *guard = None;
+                self.shared.stopped.notify_one();
+                Some(Err(e))
+            }
+            Err(e) => {
+                bump(&self.shared.stats, |s| s.refused += 1);
+                Some(Err(e))
+            }
+        }
+    }
+
     /// The task's counters so far.
     pub fn stats(&self) -> GroupCommitStats {
-        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+        self.shared
+            .stats
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -98,11 +172,16 @@ impl GroupCommit {
     pub fn spawn<D: Disk>(
         wal: Wal<D>,
         queue_depth: usize,
-    ) -> (Appender, tokio::task::JoinHandle<Result<Wal<D>>>) {
+    ) -> (Appender<D>, tokio::task::JoinHandle<Result<Wal<D>>>) {
         let (tx, rx) = mpsc::channel(queue_depth.max(1));
-        let stats = Arc::new(Mutex::new(GroupCommitStats::default()));
-        let handle = tokio::spawn(run(wal, rx, Arc::clone(&stats)));
-        (Appender { tx, stats }, handle)
+        let shared = Arc::new(Shared {
+            wal: Arc::new(tokio::sync::Mutex::new(Some(wal))),
+            fatal: Mutex::new(None),
+            stopped: tokio::sync::Notify::new(),
+            stats: Mutex::new(GroupCommitStats::default()),
+        });
+        let handle = tokio::spawn(run(Arc::clone(&shared), rx));
+        (Appender { tx, shared }, handle)
     }
 }
 
@@ -112,11 +191,22 @@ fn bump(stats: &Mutex<GroupCommitStats>, f: impl FnOnce(&mut GroupCommitStats)) 
     }
 }
 
-async fn run<D: Disk>(
-    mut wal: Wal<D>,
-    mut rx: mpsc::Receiver<Request>,
-    stats: Arc<Mutex<GroupCommitStats>>,
-) -> Result<Wal<D>> {
+type WalGuard<D> = tokio::sync::OwnedMutexGuard<Option<Wal<D>>>;
+
+/// The error an inline append stopped the WAL with (or a generic one).
+fn fatal_of<D: Disk>(shared: &Shared<D>) -> Error {
+    shared
+        .fatal
+        .lock()
+        .ok()
+        .and_then(|f| f.as_ref().map(Error::clone_lossy))
+        .unwrap_or_else(|| Error::Stopped {
+            cause: "the WAL stopped during an inline append".into(),
+        })
+}
+
+async fn run<D: Disk>(shared: Arc<Shared<D>>, mut rx: mpsc::Receiver<Request>) -> Result<Wal<D>> {
+    let stats = &shared.stats;
     let mut queue: Vec<Request> = Vec::new();
     let mut queued_bytes = 0u64;
     // Written, waiting for durability: (lsn, reply), ascending.
@@ -127,12 +217,45 @@ async fn run<D: Disk>(
     let mut prep_retry_at: Option<tokio::time::Instant> = None;
     let mut closed = false;
     let mut incoming = Vec::new();
-    let max_batch = wal.max_batch_bytes().min(BATCH_BYTES_MAX);
+    // Held while anything is queued, written or in flight.
+    let mut guard: Option<WalGuard<D>> = None;
 
     loop {
+        let idle = queue.is_empty() && waiting.is_empty() && sync.is_none() && prep.is_none();
+        if idle && !closed {
+            // Let an uncontended append commit inline meanwhile.
+            guard = None;
+            tokio::select! {
+                biased;
+                _ = shared.stopped.notified() => {}
+                n = rx.recv_many(&mut incoming, RECV_MAX) => {
+                    if n == 0 {
+                        closed = true;
+                    }
+                    for r in incoming.drain(..) {
+                        queued_bytes += r.body.len() as u64;
+                        queue.push(r);
+                    }
+                }
+                _ = tokio::time::sleep_until(prep_retry_at.unwrap_or_else(tokio::time::Instant::now)), if prep_retry_at.is_some() => {
+                    prep_retry_at = None;
+                }
+            }
+        }
+        if guard.is_none() {
+            guard = Some(Arc::clone(&shared.wal).lock_owned().await);
+        }
+        let Some(g) = guard.as_mut() else { continue };
+        let Some(wal) = g.as_mut() else {
+            // An inline append stopped the WAL.
+            let e = fatal_of(&shared);
+            fail_all(&e, &mut waiting, &mut queue, &mut rx).await;
+            return Err(e);
+        };
+        let max_batch = wal.max_batch_bytes().min(BATCH_BYTES_MAX);
         // 1. Write what is queued: now if the disk is idle, early if a lot is waiting.
         if !queue.is_empty() && (sync.is_none() || queued_bytes >= PIPELINE_BYTES_MIN) {
-            write_queued(&mut wal, &mut queue, &mut waiting, max_batch, &stats).await?;
+            write_queued(wal, &mut queue, &mut waiting, max_batch, stats).await?;
             queued_bytes = 0;
         }
         // 2. One sync in flight at most.
@@ -149,7 +272,20 @@ async fn run<D: Disk>(
         }
         if closed && queue.is_empty() && sync.is_none() {
             debug_assert!(waiting.is_empty());
-            return Ok(wal);
+            if let Some(job) = prep.take() {
+                // Install (or discard) the preparation, so its file is not left half-made.
+                let out = job.await;
+                if let Err(e) = wal.finish_prepare(out).await {
+                    tracing::warn!(error = %e, "could not prepare the next WAL segment");
+                }
+            }
+            return match g.take() {
+                Some(wal) => Ok(wal),
+                None => Err(fatal_of(&shared)),
+            };
+        }
+        if queue.is_empty() && waiting.is_empty() && sync.is_none() && prep.is_none() {
+            continue; // idle: release the WAL and wait for requests
         }
         tokio::select! {
             biased;
@@ -169,7 +305,7 @@ async fn run<D: Disk>(
                         n += 1;
                     }
                 }
-                bump(&stats, |s| { s.syncs += 1; s.records += n; });
+                bump(stats, |s| { s.syncs += 1; s.records += n; });
                 // Let the appenders just answered submit again, so that the
                 // next batch carries them too (bigger groups per fsync).
                 tokio::task::yield_now().await;
@@ -196,9 +332,6 @@ async fn run<D: Disk>(
                     queued_bytes += r.body.len() as u64;
                     queue.push(r);
                 }
-            }
-            _ = tokio::time::sleep_until(prep_retry_at.unwrap_or_else(tokio::time::Instant::now)), if prep_retry_at.is_some() && prep.is_none() => {
-                prep_retry_at = None;
             }
         }
     }
