@@ -99,6 +99,16 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
     out
 }
 
+/// Encodes the queue's snapshot: the same bytes as
+/// `encode_snapshot(&queue.snapshot())`, without copying the jobs first.
+pub fn encode_queue_snapshot(queue: &crate::queue::Queue) -> Vec<u8> {
+    let view = crate::snapshot::SnapshotRef::of(queue.state());
+    let mut out = Vec::with_capacity(64 + view.job_count() * 128);
+    out.push(SNAPSHOT_FORMAT_VERSION);
+    encode_into(&view, &mut out);
+    out
+}
+
 /// The postcard body of an encoded snapshot, its version checked.
 pub(crate) fn snapshot_body(bytes: &[u8]) -> Result<&[u8], DecodeError> {
     body(bytes, SNAPSHOT_FORMAT_VERSION)

@@ -1180,6 +1180,10 @@ impl Queue {
         crate::snapshot::Snapshot::of(&self.state)
     }
 
+    pub(crate) fn state(&self) -> &State {
+        &self.state
+    }
+
     /// Proposed records not yet durable, oldest first.
     pub fn unapplied(&self) -> impl Iterator<Item = &Record> {
         self.unapplied.iter().map(|(r, _)| r.as_ref())

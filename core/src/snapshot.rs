@@ -60,50 +60,153 @@ pub struct SnapshotJob {
     pub last_error: Option<String>,
 }
 
+/// Canonical queue numbering: the names jobs use, sorted; and for each
+/// queue index of the state, its number in that list.
+fn canonical_queues(state: &State) -> (Vec<&QueueName>, Vec<u32>) {
+    let mut used = vec![false; state.queues.len()];
+    for (_, e) in state.table.iter() {
+        used[e.queue as usize] = true;
+    }
+    let mut names: Vec<(&QueueName, usize)> = state
+        .queues
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| used[*i])
+        .map(|(i, q)| (&q.name, i))
+        .collect();
+    names.sort_unstable();
+    let mut renumber = vec![0u32; state.queues.len()];
+    for (new, &(_, old)) in names.iter().enumerate() {
+        renumber[old] = new as u32;
+    }
+    (names.into_iter().map(|(n, _)| n).collect(), renumber)
+}
+
+/// The table's slots in acceptance order.
+fn slots_by_seq(state: &State) -> Vec<u32> {
+    let mut order: Vec<(u64, u32)> = state.table.iter().map(|(slot, e)| (e.seq, slot)).collect();
+    order.sort_unstable();
+    order.into_iter().map(|(_, slot)| slot).collect()
+}
+
+/// A [`SnapshotJob`] borrowing from the table: serializes to the same bytes.
+#[derive(Serialize)]
+struct SnapshotJobRef<'a> {
+    seq: u64,
+    id: &'a JobId,
+    queue: u32,
+    state: JobState,
+    payload: Option<&'a Payload>,
+    priority: i32,
+    attempt: u32,
+    max_attempts: u32,
+    timeout_ms: u64,
+    created_at: UnixMillis,
+    run_at: UnixMillis,
+    state_at: UnixMillis,
+    last_error: Option<&'a str>,
+}
+
+impl<'a> SnapshotJobRef<'a> {
+    fn of(e: &'a Entry, queue: u32) -> Self {
+        SnapshotJobRef {
+            seq: e.seq,
+            id: &e.id,
+            queue,
+            state: e.state,
+            payload: e.payload.as_ref(),
+            priority: e.priority,
+            attempt: e.attempt,
+            max_attempts: e.max_attempts,
+            timeout_ms: e.timeout_ms,
+            created_at: e.created_at,
+            run_at: e.run_at,
+            state_at: e.state_at,
+            last_error: e.last_error.as_deref(),
+        }
+    }
+}
+
+/// The jobs of a state, serialized in acceptance order as they are visited.
+struct JobsRef<'a> {
+    state: &'a State,
+    order: Vec<u32>,
+    renumber: Vec<u32>,
+}
+
+impl Serialize for JobsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.order.iter().map(|&slot| {
+            let e = self.state.table.get(slot);
+            SnapshotJobRef::of(e, self.renumber[e.queue as usize])
+        }))
+    }
+}
+
+/// A [`Snapshot`] borrowing from the state: serializes to the same bytes
+/// without copying a job (for a million jobs, hundreds of MiB less at peak).
+#[derive(Serialize)]
+pub(crate) struct SnapshotRef<'a> {
+    lsn: Lsn,
+    log_time: UnixMillis,
+    next_seq: u64,
+    queues: Vec<&'a QueueName>,
+    jobs: JobsRef<'a>,
+    remembered: Vec<(UnixMillis, &'a JobId)>,
+}
+
+impl<'a> SnapshotRef<'a> {
+    pub(crate) fn of(state: &'a State) -> Self {
+        let (queues, renumber) = canonical_queues(state);
+        SnapshotRef {
+            lsn: state.applied_lsn,
+            log_time: state.log_time,
+            next_seq: state.next_seq,
+            queues,
+            jobs: JobsRef {
+                state,
+                order: slots_by_seq(state),
+                renumber,
+            },
+            remembered: state.remembered.iter().collect(),
+        }
+    }
+
+    /// How many jobs it holds.
+    pub(crate) fn job_count(&self) -> usize {
+        self.jobs.order.len()
+    }
+}
+
 impl Snapshot {
     pub(crate) fn of(state: &State) -> Snapshot {
-        // Canonical queue numbering: the names jobs use, sorted.
-        let mut used = vec![false; state.queues.len()];
-        for (_, e) in state.table.iter() {
-            used[e.queue as usize] = true;
-        }
-        let mut names: Vec<(&QueueName, usize)> = state
-            .queues
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| used[*i])
-            .map(|(i, q)| (&q.name, i))
-            .collect();
-        names.sort_unstable();
-        let mut renumber = vec![0u32; state.queues.len()];
-        for (new, &(_, old)) in names.iter().enumerate() {
-            renumber[old] = new as u32;
-        }
-        let mut jobs: Vec<SnapshotJob> = state
-            .table
-            .iter()
-            .map(|(_, e)| SnapshotJob {
-                seq: e.seq,
-                id: e.id.clone(),
-                queue: renumber[e.queue as usize],
-                state: e.state,
-                payload: e.payload.clone(),
-                priority: e.priority,
-                attempt: e.attempt,
-                max_attempts: e.max_attempts,
-                timeout_ms: e.timeout_ms,
-                created_at: e.created_at,
-                run_at: e.run_at,
-                state_at: e.state_at,
-                last_error: e.last_error.as_deref().map(str::to_owned),
+        let (queues, renumber) = canonical_queues(state);
+        let jobs: Vec<SnapshotJob> = slots_by_seq(state)
+            .into_iter()
+            .map(|slot| {
+                let e = state.table.get(slot);
+                SnapshotJob {
+                    seq: e.seq,
+                    id: e.id.clone(),
+                    queue: renumber[e.queue as usize],
+                    state: e.state,
+                    payload: e.payload.clone(),
+                    priority: e.priority,
+                    attempt: e.attempt,
+                    max_attempts: e.max_attempts,
+                    timeout_ms: e.timeout_ms,
+                    created_at: e.created_at,
+                    run_at: e.run_at,
+                    state_at: e.state_at,
+                    last_error: e.last_error.as_deref().map(str::to_owned),
+                }
             })
             .collect();
-        jobs.sort_unstable_by_key(|j| j.seq);
         Snapshot {
             lsn: state.applied_lsn,
             log_time: state.log_time,
             next_seq: state.next_seq,
-            queues: names.into_iter().map(|(n, _)| n.clone()).collect(),
+            queues: queues.into_iter().cloned().collect(),
             jobs,
             remembered: state
                 .remembered

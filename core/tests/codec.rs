@@ -228,9 +228,12 @@ fn a_snapshot_naming_one_id_twice_is_refused_not_restored() {
 #[test]
 fn the_streaming_decoder_restores_the_golden_snapshot() {
     let snap = golden_snapshot();
-    let q = Queue::recover_encoded(Config::default(), &codec::encode_snapshot(&snap), []).unwrap();
+    let bytes = codec::encode_snapshot(&snap);
+    let q = Queue::recover_encoded(Config::default(), &bytes, []).unwrap();
     q.check_invariants().unwrap();
     assert_eq!(q.snapshot(), snap);
+    // Encoding straight from the queue gives the golden bytes too.
+    assert_eq!(codec::encode_queue_snapshot(&q), bytes);
 }
 
 #[test]
@@ -271,6 +274,10 @@ fn a_live_queue_snapshot_round_trips() {
     assert_eq!(
         codec::decode_snapshot(&codec::encode_snapshot(&snap)).unwrap(),
         snap
+    );
+    assert_eq!(
+        codec::encode_queue_snapshot(&q),
+        codec::encode_snapshot(&snap)
     );
 }
 

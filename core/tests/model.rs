@@ -389,6 +389,11 @@ impl Harness {
         let partial = Queue::recover(self.config.clone(), None, log[..k].iter().cloned()).unwrap();
         let snap = codec::decode_snapshot(&codec::encode_snapshot(&partial.snapshot())).unwrap();
         let encoded = codec::encode_snapshot(&partial.snapshot());
+        assert_eq!(
+            codec::encode_queue_snapshot(&partial),
+            encoded,
+            "encoding from the queue and from its snapshot differ"
+        );
         let streamed =
             Queue::recover_encoded(self.config.clone(), &encoded, log.iter().cloned()).unwrap();
         assert_eq!(

@@ -474,7 +474,7 @@ impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
         self.flush();
         let lsn = self.queue.applied_lsn();
         if lsn > 0 && self.figures.snapshot_lsn.load(Relaxed) < lsn {
-            let bytes = codec::encode_snapshot(&self.queue.snapshot());
+            let bytes = codec::encode_queue_snapshot(&self.queue);
             let (done, wait) = oneshot::channel();
             if self
                 .snap_tx

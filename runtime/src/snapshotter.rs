@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use beaver_core::{Config, Queue, Record, codec};
+use beaver_core::{Config, Queue, codec};
 use beaver_io::{Disk, SnapshotStore};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -165,13 +165,24 @@ async fn build_and_save<D: Disk>(
     if after >= upto {
         return Err(format!("a snapshot at LSN {after} already covers {upto}"));
     }
-    let mut records: Vec<Record> = Vec::new();
+    // The previous snapshot, then each record folded in as it is read (no
+    // second copy of the log in memory).
+    let mut q = match &prev {
+        Some(p) => Queue::recover_encoded(config, &p.body, [])
+            .map_err(|e| format!("{}: {e}", p.path.display()))?,
+        None => Queue::new(config),
+    };
+    drop(prev);
     let mut bad: Option<String> = None;
     beaver_io::wal::read_records(&disk, &wal_dir, after, upto, |lsn, body| {
-        match codec::decode_record(body) {
-            Ok(r) if bad.is_none() => records.push(r),
-            Ok(_) => {}
-            Err(e) => bad = Some(format!("record {lsn}: {e}")),
+        if bad.is_some() {
+            return;
+        }
+        let applied = codec::decode_record(body)
+            .map_err(|e| e.to_string())
+            .and_then(|r| q.apply_owned(r).map_err(|e| e.to_string()));
+        if let Err(e) = applied {
+            bad = Some(format!("record {lsn}: {e}"));
         }
     })
     .await
@@ -179,13 +190,7 @@ async fn build_and_save<D: Disk>(
     if let Some(e) = bad {
         return Err(e);
     }
-    let q = match &prev {
-        Some(p) => Queue::recover_encoded(config, &p.body, records)
-            .map_err(|e| format!("{}: {e}", p.path.display()))?,
-        None => Queue::recover(config, None, records).map_err(|e| e.to_string())?,
-    };
-    drop(prev);
-    let bytes = codec::encode_snapshot(&q.snapshot());
+    let bytes = codec::encode_queue_snapshot(&q);
     drop(q);
     alive.check()?;
     save_into(&mut store, upto, bytes).await
