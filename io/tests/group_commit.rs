@@ -183,3 +183,45 @@ fn a_failed_fsync_in_an_inline_append_stops_the_task() {
         ));
     });
 }
+
+#[test]
+fn an_inline_append_dropped_midway_leaves_the_log_whole() {
+    rt().block_on(async {
+        // Power loss drops every unsynced byte (no torn prefixes).
+        let cfg = SimDiskConfig {
+            sync_latency_mean: Duration::from_millis(5),
+            write_latency_mean: Duration::ZERO,
+            ..SimDiskConfig::default()
+        };
+        let disk = SimDisk::new(21, cfg);
+        let (wal, _) = recover(&disk, Path::new(DIR), opts(64 << 10, 1), 0)
+            .await
+            .unwrap();
+        let (appender, task) = GroupCommit::spawn(wal, 64);
+        // The first append also makes the first segment.
+        let first = appender.append(b"first".to_vec()).await.unwrap();
+        // Give up on an append while its fdatasync is running.
+        let dropped = tokio::time::timeout(
+            Duration::from_micros(50),
+            appender.append(b"dropped".to_vec()),
+        )
+        .await;
+        assert!(dropped.is_err(), "the append was cut off");
+        // Later appends are acknowledged only once durable: the dropped
+        // one's sync finished (or was taken over), it did not wedge the WAL.
+        let mut acked = vec![(first, b"first".to_vec())];
+        for i in 0..5u8 {
+            let body = vec![i; 20];
+            acked.push((appender.append(body.clone()).await.unwrap(), body));
+        }
+        drop(appender);
+        drop(task.await.unwrap().unwrap());
+        disk.power_loss();
+        let (_, got) = recover(&disk, Path::new(DIR), opts(64 << 10, 2), 0)
+            .await
+            .unwrap();
+        for (lsn, body) in acked {
+            assert_eq!(got.get(lsn as usize - 1), Some(&(lsn, body)));
+        }
+    });
+}

@@ -85,8 +85,8 @@ impl<D: Disk> Appender<D> {
     /// If the task is idle, the write and the fdatasync run here (inline on
     /// this thread when the WAL's disk handle is `dedicated`).
     pub async fn append(&self, body: Vec<u8>) -> Result<u64> {
-        if let Some(done) = self.append_inline(&body).await {
-            return done;
+        if let Some(wal) = self.idle_wal() {
+            return self.append_inline(wal, body).await;
         }
         let (reply, rx) = oneshot::channel();
         let stopped = || Error::Stopped {
@@ -99,39 +99,55 @@ impl<D: Disk> Appender<D> {
         rx.await.map_err(|_| stopped())?
     }
 
-    /// Writes and syncs `body` here if nothing else is pending; `None` if
-    /// the task is busy (or ended), and the record must go through it.
-    async fn append_inline(&self, body: &[u8]) -> Option<Result<u64>> {
+    /// The WAL, if the task is idle (nothing queued, written or in flight)
+    /// and has not ended.
+    fn idle_wal(&self) -> Option<WalGuard<D>> {
         if self.tx.capacity() != self.tx.max_capacity() {
             return None;
         }
-        let mut guard = self.shared.wal.try_lock().ok()?;
-        let wal = guard.as_mut()?;
-        let lsn = wal.next_lsn();
-        match wal.append(&[(lsn, body)]).await {
-            Ok(_) => {
-                bump(&self.shared.stats, |s| {
-                    s.records += 1;
-                    s.batches += 1;
-                    s.syncs += 1;
-                    s.inline += 1;
+        let guard = Arc::clone(&self.shared.wal).try_lock_owned().ok()?;
+        guard.is_some().then_some(guard)
+    }
+
+    /// Writes and syncs `body` as a group of one, here. If this append is
+    /// dropped halfway, the rest of the work continues in a task of its
+    /// own: a sync cut off halfway would leave the WAL believing one is
+    /// still in flight.
+    async fn append_inline(&self, mut wal: WalGuard<D>, body: Vec<u8>) -> Result<u64> {
+        let shared = Arc::clone(&self.shared);
+        RunToEnd(Some(Box::pin(async move {
+            let Some(w) = wal.as_mut() else {
+                return Err(Error::Stopped {
+                    cause: "the group-commit task has ended".into(),
                 });
-                Some(Ok(lsn))
-            }
-            Err(e) if wal.is_stopped() => {
-                // Fail-stop: the task answers what it holds and ends.
-                if let Ok(mut f) = self.shared.fatal.lock() {
-                    *f = Some(e.clone_lossy());
+            };
+            let lsn = w.next_lsn();
+            match w.append(&[(lsn, &body)]).await {
+                Ok(_) => {
+                    bump(&shared.stats, |s| {
+                        s.records += 1;
+                        s.batches += 1;
+                        s.syncs += 1;
+                        s.inline += 1;
+                    });
+                    Ok(lsn)
                 }
-                *guard = None;
-                self.shared.stopped.notify_one();
-                Some(Err(e))
+                Err(e) if w.is_stopped() => {
+                    // Fail-stop: the task answers what it holds and ends.
+                    if let Ok(mut f) = shared.fatal.lock() {
+                        *f = Some(e.clone_lossy());
+                    }
+                    *wal = None;
+                    shared.stopped.notify_one();
+                    Err(e)
+                }
+                Err(e) => {
+                    bump(&shared.stats, |s| s.refused += 1);
+                    Err(e)
+                }
             }
-            Err(e) => {
-                bump(&self.shared.stats, |s| s.refused += 1);
-                Some(Err(e))
-            }
-        }
+        })))
+        .await
     }
 
     /// The task's counters so far.
@@ -141,6 +157,44 @@ impl<D: Disk> Appender<D> {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default()
+    }
+}
+
+/// A future that, if dropped before it finished, finishes in a task of its
+/// own (when a runtime is there to run it).
+struct RunToEnd<F: Future + Send + 'static>(Option<Pin<Box<F>>>)
+where
+    F::Output: Send + 'static;
+
+impl<F: Future + Send + 'static> Future for RunToEnd<F>
+where
+    F::Output: Send + 'static,
+{
+    type Output = F::Output;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let Some(f) = self.0.as_mut() else {
+            return std::task::Poll::Pending; // polled after it finished
+        };
+        let out = f.as_mut().poll(cx);
+        if out.is_ready() {
+            self.0 = None;
+        }
+        out
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for RunToEnd<F>
+where
+    F::Output: Send + 'static,
+{
+    fn drop(&mut self) {
+        if let (Some(f), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            drop(rt.spawn(f));
+        }
     }
 }
 

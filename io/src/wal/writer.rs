@@ -703,6 +703,8 @@ impl<D: Disk> Wal<D> {
     /// Syncs everything written so far and returns the durable LSN (no
     /// pipelining: begin, run and complete in one call). Waits for nothing
     /// if a sync is already in flight: returns the current durable LSN.
+    /// Not cancel-safe: a future dropped while its sync runs leaves that
+    /// sync in flight for good; drive it to completion.
     pub async fn sync(&mut self) -> Result<u64> {
         match self.begin_sync()? {
             Some(job) => {
@@ -714,6 +716,7 @@ impl<D: Disk> Wal<D> {
     }
 
     /// Writes one batch and syncs it: the records are durable on `Ok`.
+    /// Not cancel-safe (see [`Wal::sync`]).
     pub async fn append(&mut self, records: &[(u64, &[u8])]) -> Result<u64> {
         self.write_batch(records).await?;
         self.sync().await
