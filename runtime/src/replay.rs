@@ -11,8 +11,10 @@ use beaver_core::{Queue, Record, codec};
 
 use crate::error::EngineError;
 
-/// Records handed to the applying thread at once.
+/// Records handed to the applying thread at once, at most.
 const BATCH_RECORDS: usize = 256;
+/// Encoded bytes handed over at once, at most (records can hold big batches).
+const BATCH_BYTES: usize = 1 << 20;
 /// Batches in flight between the two threads (bounds the memory of decoded
 /// but unapplied records).
 #[cfg(not(madsim))]
@@ -23,6 +25,7 @@ const BATCHES_IN_FLIGHT: usize = 8;
 /// failed record is applied).
 pub(crate) struct Replay {
     batch: Vec<Record>,
+    batch_bytes: usize,
     decode_error: Option<EngineError>,
     sink: Sink,
 }
@@ -81,6 +84,7 @@ impl Replay {
         };
         Replay {
             batch: Vec::with_capacity(BATCH_RECORDS),
+            batch_bytes: 0,
             decode_error: None,
             sink: Sink::start(applier),
         }
@@ -105,7 +109,9 @@ impl Replay {
         match record {
             Ok(r) => {
                 self.batch.push(r);
-                if self.batch.len() >= BATCH_RECORDS {
+                self.batch_bytes += body.len();
+                if self.batch.len() >= BATCH_RECORDS || self.batch_bytes >= BATCH_BYTES {
+                    self.batch_bytes = 0;
                     let full =
                         std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_RECORDS));
                     self.sink.send(full);
