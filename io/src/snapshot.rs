@@ -211,12 +211,23 @@ impl<D: Disk> SnapshotStore<D> {
             let path = self.dir.join(snapshot_name(lsn));
             let f = self.disk.open(&path).await?;
             let size = f.size().await?;
-            let bytes = f.read_at(0, vec![0u8; size as usize]).await?;
-            match decode_snapshot(&bytes) {
+            let mut bytes = f.read_at(0, vec![0u8; size as usize]).await?;
+            // Where the body sits in the file's bytes (no borrow kept).
+            let decoded = decode_snapshot(&bytes).map(|(l, body)| {
+                let at = (body.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+                (l, at..at + body.len())
+            });
+            match decoded {
                 Ok((l, body)) if l == lsn => {
+                    // The body moves to the front of the buffer it was read
+                    // into: no second copy of a snapshot that may be
+                    // hundreds of MiB.
+                    let len = body.len();
+                    bytes.copy_within(body, 0);
+                    bytes.truncate(len);
                     return Ok(Some(LoadedSnapshot {
                         lsn,
-                        body: body.to_vec(),
+                        body: bytes,
                         path,
                     }));
                 }
