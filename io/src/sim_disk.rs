@@ -191,6 +191,11 @@ struct State {
     inodes: BTreeMap<u64, Inode>,
     names: BTreeMap<PathBuf, u64>,
     durable_names: BTreeMap<PathBuf, u64>,
+    /// Directory changes (creations, renames, removals) so far.
+    name_changes: u64,
+    /// Per directory, the count of changes its durable entries reflect: a
+    /// directory sync never makes an older state durable over a newer one.
+    durable_changes: BTreeMap<PathBuf, u64>,
     dirs: BTreeSet<PathBuf>,
     fail_next_syncs: u32,
 }
@@ -400,6 +405,8 @@ impl SimDisk {
                 inodes: BTreeMap::new(),
                 names: BTreeMap::new(),
                 durable_names: BTreeMap::new(),
+                name_changes: 0,
+                durable_changes: BTreeMap::new(),
                 dirs: BTreeSet::new(),
                 fail_next_syncs: 0,
             })),
@@ -592,6 +599,7 @@ impl Disk for SimDisk {
             st.next_inode += 1;
             st.inodes.insert(ino, Inode::default());
             st.names.insert(path.to_path_buf(), ino);
+            st.name_changes += 1;
             ino
         };
         Ok(self.open_handle(&st, ino, path))
@@ -618,6 +626,7 @@ impl Disk for SimDisk {
             .remove(from)
             .ok_or_else(|| err(Op::Rename, from, libc::ENOENT))?;
         st.names.insert(to.to_path_buf(), ino);
+        st.name_changes += 1;
         st.gc();
         Ok(())
     }
@@ -628,6 +637,7 @@ impl Disk for SimDisk {
         st.names
             .remove(path)
             .ok_or_else(|| err(Op::Remove, path, libc::ENOENT))?;
+        st.name_changes += 1;
         st.gc();
         Ok(())
     }
@@ -647,7 +657,7 @@ impl Disk for SimDisk {
     }
 
     async fn sync_dir(&self, dir: &Path) -> Result<()> {
-        let (mut entries, generation) = {
+        let (mut entries, generation, changes) = {
             let st = self.lock();
             if !st.dirs.contains(dir) {
                 return Err(err(Op::SyncDir, dir, libc::ENOENT));
@@ -658,7 +668,7 @@ impl Disk for SimDisk {
                 .filter(|(p, _)| parent(p) == dir)
                 .map(|(p, i)| (p.clone(), *i))
                 .collect();
-            (entries, st.generation)
+            (entries, st.generation, st.name_changes)
         };
         self.delay(Lat::Sync).await;
         let mut st = self.lock();
@@ -669,8 +679,13 @@ impl Disk for SimDisk {
         // A file removed meanwhile, whose inode a later directory sync let
         // go, must not come back as a name without a file.
         entries.retain(|(_, i)| st.inodes.contains_key(i));
-        st.durable_names.retain(|p, _| parent(p) != dir);
-        st.durable_names.extend(entries);
+        // A sync that began later and finished first made a newer state
+        // durable; this one's older view must not replace it.
+        if st.durable_changes.get(dir).is_none_or(|&c| c <= changes) {
+            st.durable_names.retain(|p, _| parent(p) != dir);
+            st.durable_names.extend(entries);
+            st.durable_changes.insert(dir.to_path_buf(), changes);
+        }
         st.stats.dir_syncs += 1;
         st.gc();
         Ok(())

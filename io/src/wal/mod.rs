@@ -7,10 +7,12 @@
 //! - [`writer`]: [`Wal`]: open/recover, write, sync, rotate, delete.
 //! - [`group`]: [`GroupCommit`], a ready-made WAL task for concurrent appenders.
 //! - [`inspect`]: read-only inspection.
+//! - `rewrite`: recovery's crash-safe rewrite of the unvouched tail.
 
 pub mod format;
 pub mod group;
 pub mod inspect;
+mod rewrite;
 mod scan;
 pub mod segment;
 pub mod writer;

@@ -306,6 +306,9 @@ impl<D: Disk> Wal<D> {
             )));
         }
         disk.create_dir_all(dir).await?;
+        // A rewrite of the unvouched tail that a crash interrupted is
+        // finished first: the log is read as it was meant to be.
+        crate::wal::rewrite::finish_interrupted(&disk, dir).await?;
         let mut records = 0u64;
         let scan = crate::wal::scan::scan(&disk, dir, after_lsn, false, |lsn, body| {
             records += 1;
@@ -364,6 +367,9 @@ impl<D: Disk> Wal<D> {
         // may hold bytes that never reached the disk, some of them in pages
         // that a failed fsync marked clean (a plain fdatasync would skip
         // those). So rewrite the bytes no watermark vouches for, then sync.
+        // Some of those bytes may be durable already, and a torn in-place
+        // write must not lose them: the rewrite goes through a side file.
+        let mut pieces = Vec::with_capacity(scan.unvouched.len());
         for r in &scan.unvouched {
             #[cfg(feature = "mutants")]
             if mutant(ServeBeforeRecoverySync) {
@@ -373,8 +379,13 @@ impl<D: Disk> Wal<D> {
             let bytes = f
                 .read_at(r.start, vec![0u8; (r.end - r.start) as usize])
                 .await?;
-            f.write_at(r.start, &bytes).await?;
+            pieces.push(crate::wal::rewrite::Piece {
+                path: r.path.clone(),
+                offset: r.start,
+                bytes,
+            });
         }
+        crate::wal::rewrite::rewrite(&disk, dir, &pieces).await?;
         let mut active = None;
         let mut closed = Vec::new();
         for (i, seg) in scan.chain.iter().enumerate() {
