@@ -161,7 +161,7 @@ fn env_u64(name: &str) -> Option<u64> {
 pub fn default_range() -> (u64, u64) {
     (
         env_u64("BEAVER_SIM_START").unwrap_or(0),
-        env_u64("BEAVER_SIM_SEEDS").unwrap_or(5_000),
+        env_u64("BEAVER_SIM_SEEDS").unwrap_or(20_000),
     )
 }
 
