@@ -109,12 +109,26 @@ pub(crate) async fn finish_interrupted<D: Disk>(disk: &D, dir: &Path) -> Result<
     let size = f.size().await?;
     let bytes = f.read_at(0, vec![0u8; size as usize]).await?;
     match decode(dir, &bytes) {
-        Some(pieces) => {
+        Some(mut pieces) => {
             warn!(
                 pieces = pieces.len(),
                 file = %path.display(),
                 "WAL recovery: finishing the rewrite of the unvouched tail a crash interrupted"
             );
+            // Segments outlive the side file, so all should be there; one
+            // that is not has nothing left to repair (and must not stop
+            // every start from here on).
+            let names = disk.list(dir).await?;
+            pieces.retain(|p| {
+                let there = p
+                    .path
+                    .file_name()
+                    .is_some_and(|n| names.iter().any(|m| m.as_str() == n));
+                if !there {
+                    warn!(file = %p.path.display(), "WAL recovery: the rewrite names a segment that is gone; skipped");
+                }
+                there
+            });
             write_in_place(disk, &pieces).await?;
         }
         None => warn!(
@@ -201,6 +215,17 @@ mod tests {
             // Durable: a power loss now changes nothing.
             disk.power_loss();
             assert_eq!(contents(&disk, &seg).await, good);
+        });
+    }
+
+    #[test]
+    fn a_side_file_naming_a_removed_segment_does_not_stop_the_start() {
+        block_on(async {
+            let disk = SimDisk::new(3, SimDiskConfig::default());
+            let (seg, _) = torn_segment(&disk, true).await;
+            disk.remove(&seg).await.unwrap();
+            finish_interrupted(&disk, Path::new("/w")).await.unwrap();
+            assert!(disk.list(Path::new("/w")).await.unwrap().is_empty());
         });
     }
 
