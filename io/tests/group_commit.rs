@@ -9,8 +9,25 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use beaver_io::{Error, GroupCommit, SimDisk, SimDiskConfig};
+use beaver_io::wal::Appender;
+use beaver_io::{Error, GroupCommit, SimDisk, SimDiskConfig, Wal};
 use common::{DIR, opts, recover, rt};
+
+/// A group-commit task on a WAL recovered from `disk` (segments of
+/// `segment_bytes`, a channel of `depth` requests).
+async fn spawn(
+    disk: &SimDisk,
+    segment_bytes: u64,
+    depth: usize,
+) -> (
+    Appender<SimDisk>,
+    tokio::task::JoinHandle<beaver_io::Result<Wal<SimDisk>>>,
+) {
+    let (wal, _) = recover(disk, Path::new(DIR), opts(segment_bytes, 1), 0)
+        .await
+        .unwrap();
+    GroupCommit::spawn(wal, depth)
+}
 
 #[test]
 fn many_appenders_share_each_fsync_and_every_ack_survives_power_loss() {
@@ -21,10 +38,7 @@ fn many_appenders_share_each_fsync_and_every_ack_survives_power_loss() {
             ..SimDiskConfig::power_faults()
         };
         let disk = SimDisk::new(11, cfg);
-        let (wal, _) = recover(&disk, Path::new(DIR), opts(256 << 10, 1), 0)
-            .await
-            .unwrap();
-        let (appender, task) = GroupCommit::spawn(wal, 1024);
+        let (appender, task) = spawn(&disk, 256 << 10, 1024).await;
         let mut tasks = Vec::new();
         for a in 0..64u32 {
             let ap = appender.clone();
@@ -72,10 +86,7 @@ fn a_failed_fsync_answers_every_waiter_and_stops() {
             ..SimDiskConfig::default()
         };
         let disk = SimDisk::new(3, cfg);
-        let (wal, _) = recover(&disk, Path::new(DIR), opts(64 << 10, 1), 0)
-            .await
-            .unwrap();
-        let (appender, task) = GroupCommit::spawn(wal, 64);
+        let (appender, task) = spawn(&disk, 64 << 10, 64).await;
         appender.append(b"first".to_vec()).await.unwrap();
         // Let the background preparation of the next segment finish first,
         // so the failing fsync is a batch's.
@@ -108,10 +119,7 @@ fn a_lone_appender_commits_inline_and_overlapping_appends_go_through_the_task() 
             ..SimDiskConfig::power_faults()
         };
         let disk = SimDisk::new(5, cfg);
-        let (wal, _) = recover(&disk, Path::new(DIR), opts(64 << 10, 1), 0)
-            .await
-            .unwrap();
-        let (appender, task) = GroupCommit::spawn(wal, 64);
+        let (appender, task) = spawn(&disk, 64 << 10, 64).await;
         // One at a time: the task is idle at every append.
         let mut acked = Vec::new();
         for i in 0..20u8 {
@@ -160,10 +168,7 @@ fn a_lone_appender_commits_inline_and_overlapping_appends_go_through_the_task() 
 fn a_failed_fsync_in_an_inline_append_stops_the_task() {
     rt().block_on(async {
         let disk = SimDisk::new(9, SimDiskConfig::default());
-        let (wal, _) = recover(&disk, Path::new(DIR), opts(64 << 10, 1), 0)
-            .await
-            .unwrap();
-        let (appender, task) = GroupCommit::spawn(wal, 64);
+        let (appender, task) = spawn(&disk, 64 << 10, 64).await;
         appender.append(b"first".to_vec()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         disk.fail_next_syncs(1);
@@ -194,10 +199,7 @@ fn an_inline_append_dropped_midway_leaves_the_log_whole() {
             ..SimDiskConfig::default()
         };
         let disk = SimDisk::new(21, cfg);
-        let (wal, _) = recover(&disk, Path::new(DIR), opts(64 << 10, 1), 0)
-            .await
-            .unwrap();
-        let (appender, task) = GroupCommit::spawn(wal, 64);
+        let (appender, task) = spawn(&disk, 64 << 10, 64).await;
         // The first append also makes the first segment.
         let first = appender.append(b"first".to_vec()).await.unwrap();
         // Give up on an append while its fdatasync is running.
