@@ -258,9 +258,9 @@ pub async fn inspect_data_dir(dir: &Path, config: Config) -> Result<StatusDoc, I
                         if failure.is_some() {
                             return;
                         }
-                        let applied = codec::decode_record(body)
+                        let applied = codec::decode_logged_record(lsn, body)
                             .map_err(|e| e.to_string())
-                            .and_then(|r| queue.apply(&r).map_err(|e| e.to_string()));
+                            .and_then(|r| queue.apply_owned(r).map_err(|e| e.to_string()));
                         match applied {
                             Ok(()) => replayed += 1,
                             Err(e) => failure = Some(format!("record {lsn}: {e}")),

@@ -91,6 +91,20 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
     }
 }
 
+/// Decodes the record the log holds at `lsn`: as [`decode_record`], and a
+/// record naming another LSN than its frame is refused too.
+pub fn decode_logged_record(lsn: u64, bytes: &[u8]) -> Result<Record, DecodeError> {
+    let r = decode_record(bytes)?;
+    if r.lsn == lsn {
+        Ok(r)
+    } else {
+        Err(DecodeError::Malformed(format!(
+            "the frame says LSN {lsn}, the record {}",
+            r.lsn
+        )))
+    }
+}
+
 /// Encodes a snapshot (version byte + postcard).
 pub fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + snapshot.jobs.len() * 96);

@@ -166,20 +166,9 @@ impl Queue {
     }
 
     /// Applies one durable record to a queue being rebuilt (the same
-    /// function the live queue applies with). For recovery drivers that
-    /// stream records; call before the first `step`.
-    pub fn apply(&mut self, record: &Record) -> Result<(), ApplyError> {
-        assert!(
-            self.unapplied.is_empty(),
-            "apply is for rebuilding; a live queue applies on Durable"
-        );
-        self.state.apply(record)?;
-        self.after_restore();
-        Ok(())
-    }
-
-    /// [`Queue::apply`] for a record the caller owns (a decoded log
-    /// record): its jobs move into the queue instead of being copied.
+    /// function the live queue applies with); its jobs move into the queue.
+    /// For recovery drivers that stream records; call before the first
+    /// `step`.
     pub fn apply_owned(&mut self, record: Record) -> Result<(), ApplyError> {
         assert!(
             self.unapplied.is_empty(),

@@ -174,6 +174,27 @@ fn golden_records_v1_still_decode_and_encode_identically() {
 }
 
 #[test]
+fn a_logged_record_must_name_the_lsn_of_its_frame() {
+    for r in every_record() {
+        let bytes = codec::encode_record(&r);
+        assert_eq!(codec::decode_logged_record(r.lsn, &bytes).unwrap(), r);
+        let e = codec::decode_logged_record(r.lsn + 1, &bytes).unwrap_err();
+        assert!(
+            e.to_string().contains(&format!(
+                "the frame says LSN {}, the record {}",
+                r.lsn + 1,
+                r.lsn
+            )),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        codec::decode_logged_record(1, &[]),
+        Err(codec::DecodeError::Empty)
+    );
+}
+
+#[test]
 fn golden_snapshot_v1_still_decodes_and_encodes_identically() {
     let snap = golden_snapshot();
     let file = golden("snapshot-v1.bin", &codec::encode_snapshot(&snap));

@@ -97,16 +97,7 @@ impl Replay {
         if self.decode_error.is_some() {
             return;
         }
-        let record = codec::decode_record(body)
-            .map_err(|e| e.to_string())
-            .and_then(|r| {
-                if r.lsn == lsn {
-                    Ok(r)
-                } else {
-                    Err(format!("the frame says LSN {lsn}, the record {}", r.lsn))
-                }
-            });
-        match record {
+        match codec::decode_logged_record(lsn, body) {
             Ok(r) => {
                 self.batch.push(r);
                 self.batch_bytes += body.len();
@@ -117,7 +108,12 @@ impl Replay {
                     self.sink.send(full);
                 }
             }
-            Err(reason) => self.decode_error = Some(EngineError::Replay { lsn, reason }),
+            Err(e) => {
+                self.decode_error = Some(EngineError::Replay {
+                    lsn,
+                    reason: e.to_string(),
+                })
+            }
         }
     }
 

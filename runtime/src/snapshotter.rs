@@ -178,7 +178,7 @@ async fn build_and_save<D: Disk>(
         if bad.is_some() {
             return;
         }
-        let applied = codec::decode_record(body)
+        let applied = codec::decode_logged_record(lsn, body)
             .map_err(|e| e.to_string())
             .and_then(|r| q.apply_owned(r).map_err(|e| e.to_string()));
         if let Err(e) = applied {
