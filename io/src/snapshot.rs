@@ -65,8 +65,13 @@ pub struct SnapshotStore<D: Disk> {
 pub fn encode_snapshot(lsn: u64, body: &[u8]) -> Vec<u8> {
     #[cfg(feature = "mutants")]
     if mutant(LengthOutsideChecksum) {
-        return planted::encode_length_outside_checksum(lsn, body);
+        return encode_with(lsn, body, planted::crc_without_length);
     }
+    encode_with(lsn, body, crc32fast::hash)
+}
+
+/// The snapshot file's bytes, sealed with `crc` over everything before it.
+fn encode_with(lsn: u64, body: &[u8], crc: fn(&[u8]) -> u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len() + TRAILER_LEN);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
@@ -74,7 +79,7 @@ pub fn encode_snapshot(lsn: u64, body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&lsn.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     out.extend_from_slice(body);
-    let crc = crc32fast::hash(&out);
+    let crc = crc(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
@@ -283,26 +288,13 @@ impl<D: Disk> SnapshotStore<D> {
 /// The planted bug [`beaver_core::mutants::Mutant::LengthOutsideChecksum`].
 #[cfg(feature = "mutants")]
 mod planted {
-    use super::{HEADER_LEN, Invalid, MAGIC, SNAPSHOT_VERSION, TRAILER_LEN};
+    use super::{HEADER_LEN, Invalid, TRAILER_LEN};
 
-    fn crc_without_length(content: &[u8]) -> u32 {
+    pub(super) fn crc_without_length(content: &[u8]) -> u32 {
         let mut h = crc32fast::Hasher::new();
         h.update(&content[..24]);
         h.update(&content[32..]);
         h.finalize()
-    }
-
-    pub(super) fn encode_length_outside_checksum(lsn: u64, body: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len() + TRAILER_LEN);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&lsn.to_le_bytes());
-        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(body);
-        let crc = crc_without_length(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
     }
 
     /// Trusts the unchecked length to bound the body.

@@ -199,6 +199,22 @@ struct Active<F> {
     last_lsn: Option<u64>,
 }
 
+impl<F> Active<F> {
+    /// A prepared segment about to receive its first batch (and header).
+    fn blank(seq: u64, path: PathBuf, file: F) -> Self {
+        Active {
+            seq,
+            path,
+            file,
+            salt: 0,
+            started: false,
+            offset: 0,
+            first_lsn: 0,
+            last_lsn: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Closed {
     seq: u64,
@@ -443,16 +459,7 @@ impl<D: Disk> Wal<D> {
         // Blank start: the prepared segment becomes the active one.
         if active.is_none() {
             if let Some((seq, path, file)) = next.take() {
-                active = Some(Active {
-                    seq,
-                    path,
-                    file,
-                    salt: 0,
-                    started: false,
-                    offset: 0,
-                    first_lsn: 0,
-                    last_lsn: None,
-                });
+                active = Some(Active::blank(seq, path, file));
             }
         }
         let next_lsn = last_lsn.max(after_lsn) + 1;
@@ -653,16 +660,7 @@ impl<D: Disk> Wal<D> {
                 });
             }
         }
-        self.active = Some(Active {
-            seq,
-            path,
-            file,
-            salt: 0,
-            started: false,
-            offset: 0,
-            first_lsn: 0,
-            last_lsn: None,
-        });
+        self.active = Some(Active::blank(seq, path, file));
         Ok(())
     }
 
