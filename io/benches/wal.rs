@@ -7,10 +7,10 @@
 //! `$BEAVER_BENCH_DIR` (default: the current directory).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: fail loudly
 
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use beaver_io::probe::{Prepared, disk_probe};
 use beaver_io::{Disk, FileDisk, GroupCommit, Wal, WalOptions};
 
 const RECORD: usize = 100;
@@ -22,33 +22,12 @@ fn base_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// 100-byte pwrite + fdatasync in a loop, one thread, preallocated file.
+/// The disk probe, on a file allocated as WAL segments are (fallocate):
+/// as many syncs as fit 64 MiB, for at most [`RUN`].
 fn probe(dir: &Path) -> f64 {
-    let path = dir.join("probe.dat");
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .unwrap();
-    // Preallocated the way WAL segments are (fallocate), and durable.
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: plain syscall on an open file descriptor.
-        let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, 64 << 20) };
-        assert_eq!(rc, 0, "fallocate: {}", std::io::Error::last_os_error());
-    }
-    f.sync_all().unwrap();
-    let buf = [7u8; RECORD];
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < RUN {
-        f.write_all_at(&buf, n * RECORD as u64).unwrap();
-        f.sync_data().unwrap();
-        n += 1;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
+    disk_probe(dir, (64 << 20) / RECORD as u64, RUN, Prepared::Allocated)
+        .expect("disk probe")
+        .rate()
 }
 
 fn opts() -> WalOptions {

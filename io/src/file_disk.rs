@@ -248,7 +248,7 @@ impl DiskFile for RealFile {
     }
 }
 
-fn fallocate(f: &File, len: u64) -> io::Result<()> {
+pub(crate) fn fallocate(f: &File, len: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let len_i = i64::try_from(len).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     loop {

@@ -15,6 +15,8 @@ pub mod disk;
 pub mod error;
 #[cfg(not(madsim))]
 pub mod file_disk;
+#[cfg(not(madsim))]
+pub mod probe;
 pub mod rng;
 pub mod sim_disk;
 pub mod snapshot;

@@ -7,36 +7,13 @@
 //! acknowledged only after its fdatasync. `BEAVER_BENCH_DIR` sets the
 //! directory (default: the current one).
 
-use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use beaver_core::{JobSpec, Payload};
 use beaver_io::FileDisk;
+use beaver_io::probe::{Prepared, disk_probe};
 use beaver_runtime::executor::NoopExecutor;
 use beaver_runtime::{EngineConfig, NoObserver, SystemClock};
-
-fn probe(dir: &std::path::Path) -> f64 {
-    let path = dir.join("probe");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .expect("probe file");
-    f.write_all_at(&vec![0u8; 8 << 20], 0).expect("preallocate");
-    f.sync_all().expect("sync");
-    let buf = [7u8; 100];
-    let n = 3_000u64;
-    let t = Instant::now();
-    for i in 0..n {
-        f.write_all_at(&buf, i * 100).expect("write");
-        f.sync_data().expect("fdatasync");
-    }
-    let rate = n as f64 / t.elapsed().as_secs_f64();
-    let _ = std::fs::remove_file(path);
-    rate
-}
 
 fn main() {
     let base = std::env::var_os("BEAVER_BENCH_DIR")
@@ -48,7 +25,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let p = probe(dir.path());
+    // No time bound: 3,000 syncs, even in the disk's slow state.
+    let p = disk_probe(dir.path(), 3_000, Duration::MAX, Prepared::Written)
+        .expect("disk probe")
+        .rate();
     println!("disk probe          {p:.0} fdatasyncs/s (100-byte write + fdatasync, one thread)");
     rt.block_on(async {
         let mut config = EngineConfig { data_dir: dir.path().join("data"), ..EngineConfig::default() };

@@ -1,58 +1,21 @@
-//! W5, the disk probe, and the data dir's size.
+//! W5, the disk probe (beaver-io's, on written blocks), its variant beside
+//! a spinning thread, and the data dir's size.
 
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The probe's result.
-#[derive(Debug, Clone, Copy)]
-pub struct Probe {
-    /// fdatasyncs done.
-    pub syncs: u64,
-    /// How long they took.
-    pub secs: f64,
-}
+pub use beaver_io::probe::Probe;
+use beaver_io::probe::{Prepared, disk_probe as probe_in};
 
 /// Below this many probe fdatasyncs per second the disk is in its slow
 /// state and a run's figures do not count.
 pub const FAST_DISK_SYNCS_PER_SEC: f64 = 6_000.0;
 
-/// 100-byte writes + fdatasync into a preallocated file in `dir`, from one
-/// thread: `syncs` of them, or fewer if `within` runs out first. This is
-/// the most a single client waiting for each acknowledgement could get.
+/// The disk probe of W5: [`beaver_io::probe::disk_probe`] on a file whose
+/// blocks are written first.
 pub fn disk_probe(dir: &Path, syncs: u64, within: Duration) -> Result<Probe, String> {
-    let path = dir.join("probe");
-    let fail =
-        |what: &str, e: std::io::Error| format!("disk probe: {what} {}: {e}", path.display());
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| fail("cannot create", e))?;
-    let bytes = 100 * syncs.max(1);
-    // Written (not just sized), so every write below overwrites allocated
-    // blocks, as the WAL's preallocated segments are overwritten.
-    f.write_all_at(&vec![0u8; usize::try_from(bytes).unwrap_or(8 << 20)], 0)
-        .map_err(|e| fail("cannot preallocate", e))?;
-    f.sync_all().map_err(|e| fail("cannot sync", e))?;
-    let buf = [b'p'; 100];
-    let t = Instant::now();
-    let mut done = 0;
-    while done < syncs {
-        f.write_all_at(&buf, done * 100)
-            .map_err(|e| fail("cannot write", e))?;
-        f.sync_data().map_err(|e| fail("cannot fdatasync", e))?;
-        done += 1;
-        if done % 64 == 0 && t.elapsed() > within {
-            break;
-        }
-    }
-    let secs = t.elapsed().as_secs_f64();
-    drop(f);
-    let _ = std::fs::remove_file(&path);
-    Ok(Probe { syncs: done, secs })
+    probe_in(dir, syncs, within, Prepared::Written)
 }
 
 /// The same probe, run on a thread pinned to one CPU beside a thread
