@@ -70,7 +70,7 @@ pub fn encode_record_into(record: &Record, out: &mut Vec<u8>) {
     encode_into(record, out);
 }
 
-fn encode_into<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) {
+pub(crate) fn encode_into<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) {
     match postcard::to_extend(value, std::mem::take(out)) {
         Ok(v) => *out = v,
         // Serializing into a Vec cannot fail for these plain data types.
@@ -116,11 +116,77 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
 /// Encodes the queue's snapshot: the same bytes as
 /// `encode_snapshot(&queue.snapshot())`, without copying the jobs first.
 pub fn encode_queue_snapshot(queue: &crate::queue::Queue) -> Vec<u8> {
-    let view = crate::snapshot::SnapshotRef::of(queue.state());
-    let mut out = Vec::with_capacity(64 + view.job_count() * 128);
-    out.push(SNAPSHOT_FORMAT_VERSION);
-    encode_into(&view, &mut out);
+    let mut encoder = SnapshotEncoder::new(queue);
+    let mut out = Vec::with_capacity(64 + encoder.view.job_count() * 128);
+    encoder.fill(&mut out, usize::MAX);
     out
+}
+
+/// Encodes a queue's snapshot piece by piece, so that it can be written
+/// out without ever being whole in memory.
+///
+/// Guarantees: the pieces, concatenated, are exactly the bytes of
+/// [`encode_queue_snapshot`] (and of `encode_snapshot(&queue.snapshot())`),
+/// whatever sizes are asked for.
+pub struct SnapshotEncoder<'a> {
+    view: crate::snapshot::SnapshotRef<'a>,
+    next: NextPiece,
+}
+
+/// What the encoder appends next.
+#[derive(Debug, Clone, Copy)]
+enum NextPiece {
+    /// The version byte, the fields before the jobs, the jobs' count.
+    Head,
+    /// The job with this index in acceptance order.
+    Job(usize),
+    /// The fields after the jobs.
+    Tail,
+    /// Nothing: the encoding is complete.
+    Done,
+}
+
+impl<'a> SnapshotEncoder<'a> {
+    /// An encoder of the queue's current state (borrowed until it is done).
+    pub fn new(queue: &'a crate::queue::Queue) -> Self {
+        SnapshotEncoder {
+            view: crate::snapshot::SnapshotRef::of(queue.state()),
+            next: NextPiece::Head,
+        }
+    }
+
+    /// Appends the next part of the encoding to `out`, stopping as soon as
+    /// `out` holds at least `at_least` bytes (one job may overshoot it) or
+    /// the encoding is complete. Returns whether anything remains.
+    pub fn fill(&mut self, out: &mut Vec<u8>, at_least: usize) -> bool {
+        while out.len() < at_least {
+            self.next = match self.next {
+                NextPiece::Head => {
+                    out.push(SNAPSHOT_FORMAT_VERSION);
+                    self.view.encode_head(out);
+                    self.after_job(0)
+                }
+                NextPiece::Job(i) => {
+                    self.view.encode_job(i, out);
+                    self.after_job(i + 1)
+                }
+                NextPiece::Tail => {
+                    self.view.encode_tail(out);
+                    NextPiece::Done
+                }
+                NextPiece::Done => break,
+            };
+        }
+        !matches!(self.next, NextPiece::Done)
+    }
+
+    fn after_job(&self, i: usize) -> NextPiece {
+        if i < self.view.job_count() {
+            NextPiece::Job(i)
+        } else {
+            NextPiece::Tail
+        }
+    }
 }
 
 /// The postcard body of an encoded snapshot, its version checked.

@@ -394,6 +394,25 @@ impl Harness {
             encoded,
             "encoding from the queue and from its snapshot differ"
         );
+        // Piece by piece (as snapshots are written), at a random piece size.
+        let piece = 1 + cut as usize % 97;
+        let mut encoder = codec::SnapshotEncoder::new(&partial);
+        let (mut pieces, mut buf) = (Vec::new(), Vec::new());
+        loop {
+            buf.clear();
+            let more = encoder.fill(&mut buf, piece);
+            pieces.extend_from_slice(&buf);
+            if !more {
+                break;
+            }
+            assert!(buf.len() >= piece, "a piece before the last is short");
+        }
+        buf.clear();
+        assert!(
+            !encoder.fill(&mut buf, piece) && buf.is_empty(),
+            "a finished encoder appends nothing"
+        );
+        assert_eq!(pieces, encoded, "the pieces differ from the whole encoding");
         let streamed =
             Queue::recover_encoded(self.config.clone(), &encoded, log.iter().cloned()).unwrap();
         assert_eq!(

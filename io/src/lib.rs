@@ -28,7 +28,7 @@ pub use error::{Error, Op, Result};
 pub use file_disk::{FileDisk, RealFile};
 pub use rng::{DetRng, entropy_seed};
 pub use sim_disk::{SimDisk, SimDiskConfig, SimDiskStats, SimFile};
-pub use snapshot::{LoadedSnapshot, SnapshotStore};
+pub use snapshot::{LoadedSnapshot, SavedSnapshot, SnapshotStore};
 pub use wal::{
     Appender, BatchInfo, GroupCommit, GroupCommitStats, Inspection, LogEnd, Recovered, SpaceStatus,
     Wal, WalOptions, inspect,

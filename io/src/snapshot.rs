@@ -48,6 +48,15 @@ pub struct LoadedSnapshot {
     pub path: PathBuf,
 }
 
+/// A snapshot [`SnapshotStore::save`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedSnapshot {
+    /// Its file.
+    pub path: PathBuf,
+    /// The file's size.
+    pub bytes: u64,
+}
+
 /// The snapshot files of one directory.
 ///
 /// Guarantees: a snapshot returned by [`SnapshotStore::save`] is durable
@@ -63,25 +72,42 @@ pub struct SnapshotStore<D: Disk> {
 
 /// Encodes a snapshot file.
 pub fn encode_snapshot(lsn: u64, body: &[u8]) -> Vec<u8> {
-    #[cfg(feature = "mutants")]
-    if mutant(LengthOutsideChecksum) {
-        return encode_with(lsn, body, planted::crc_without_length);
-    }
-    encode_with(lsn, body, crc32fast::hash)
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(body);
+    let (header, trailer) = frame(lsn, body.len() as u64, &crc);
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len() + TRAILER_LEN);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(body);
+    out.extend_from_slice(&trailer);
+    out
 }
 
-/// The snapshot file's bytes, sealed with `crc` over everything before it.
-fn encode_with(lsn: u64, body: &[u8], crc: fn(&[u8]) -> u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len() + TRAILER_LEN);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&lsn.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(body);
-    let crc = crc(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+/// The header that goes before a body of `body_len` bytes (whose own
+/// checksum is `body_crc`) in a snapshot file, and the trailer that goes
+/// after it (the checksum of header and body): the file is
+/// `header | body | trailer`, so the body can be written first, in pieces.
+fn frame(
+    lsn: u64,
+    body_len: u64,
+    body_crc: &crc32fast::Hasher,
+) -> ([u8; HEADER_LEN], [u8; TRAILER_LEN]) {
+    let mut header = [0u8; HEADER_LEN];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    // Bytes 12..16 are reserved (zero).
+    header[16..24].copy_from_slice(&lsn.to_le_bytes());
+    header[24..32].copy_from_slice(&body_len.to_le_bytes());
+    #[cfg(feature = "mutants")]
+    if mutant(LengthOutsideChecksum) {
+        return (
+            header,
+            planted::crc_without_length(&header, body_crc).to_le_bytes(),
+        );
+    }
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header);
+    crc.combine(body_crc);
+    (header, crc.finalize().to_le_bytes())
 }
 
 /// Why a snapshot file is invalid, with the version found if it is a
@@ -163,24 +189,57 @@ impl<D: Disk> SnapshotStore<D> {
     }
 
     /// Writes a snapshot covering `lsn` durably (temp, fsync, rename,
-    /// directory fsync), then deletes all but the newest two. Returns its path.
-    pub async fn save(&mut self, lsn: u64, body: &[u8]) -> Result<PathBuf> {
+    /// directory fsync), then deletes all but the newest two.
+    pub async fn save(&mut self, lsn: u64, body: &[u8]) -> Result<SavedSnapshot> {
+        let mut rest = body;
+        self.save_pieces(lsn, |piece, at_least| {
+            let (now, later) = rest.split_at(at_least.min(rest.len()));
+            piece.extend_from_slice(now);
+            rest = later;
+            !rest.is_empty()
+        })
+        .await
+    }
+
+    /// As [`SnapshotStore::save`], with the body made piece by piece as it
+    /// is written, so that it is never whole in memory: `next_piece` gets
+    /// an empty buffer and a size, appends the body's next piece of about
+    /// that size, and returns whether more follow. Pieces are synced as
+    /// they are written, so the kernel flushes a large snapshot in small
+    /// bursts instead of one long one that would compete with the WAL's
+    /// fsyncs and the engine's threads.
+    pub async fn save_pieces(
+        &mut self,
+        lsn: u64,
+        mut next_piece: impl FnMut(&mut Vec<u8>, usize) -> bool,
+    ) -> Result<SavedSnapshot> {
         let name = snapshot_name(lsn);
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}.tmp"));
-        let bytes = encode_snapshot(lsn, body);
         let f = self.disk.create(&tmp).await?;
-        // Written and synced in slices, so the kernel flushes a large
-        // snapshot in small bursts instead of one long one that would
-        // compete with the WAL's fsyncs and the engine's threads.
-        let mut at = 0;
-        for chunk in bytes.chunks(SAVE_CHUNK_BYTES) {
-            f.write_at(at, chunk).await?;
-            at += chunk.len() as u64;
-            if bytes.len() > SAVE_CHUNK_BYTES {
-                f.sync_data().await?;
+        // The body first, after room for the header, which needs its
+        // length and checksum.
+        let mut at = HEADER_LEN as u64;
+        let mut crc = crc32fast::Hasher::new();
+        let mut piece = Vec::new();
+        loop {
+            piece.clear();
+            let more = next_piece(&mut piece, SAVE_CHUNK_BYTES);
+            if !piece.is_empty() {
+                f.write_at(at, &piece).await?;
+                crc.update(&piece);
+                at += piece.len() as u64;
             }
+            if !more {
+                break;
+            }
+            f.sync_data().await?;
         }
+        drop(piece);
+        let body_len = at - HEADER_LEN as u64;
+        let (header, trailer) = frame(lsn, body_len, &crc);
+        f.write_at(0, &header).await?;
+        f.write_at(at, &trailer).await?;
         f.sync_all().await?;
         self.disk.rename(&tmp, &path).await?;
         #[cfg(feature = "mutants")]
@@ -202,8 +261,9 @@ impl<D: Disk> SnapshotStore<D> {
                 self.disk.sync_dir(&self.dir).await?;
             }
         }
-        info!(lsn, bytes = bytes.len(), "snapshot saved");
-        Ok(path)
+        let bytes = at + TRAILER_LEN as u64;
+        info!(lsn, bytes, "snapshot saved");
+        Ok(SavedSnapshot { path, bytes })
     }
 
     /// Loads the newest snapshot that validates. A corrupt one is renamed
@@ -290,10 +350,10 @@ impl<D: Disk> SnapshotStore<D> {
 mod planted {
     use super::{HEADER_LEN, Invalid, TRAILER_LEN};
 
-    pub(super) fn crc_without_length(content: &[u8]) -> u32 {
+    pub(super) fn crc_without_length(header: &[u8], body_crc: &crc32fast::Hasher) -> u32 {
         let mut h = crc32fast::Hasher::new();
-        h.update(&content[..24]);
-        h.update(&content[32..]);
+        h.update(&header[..24]);
+        h.combine(body_crc);
         h.finalize()
     }
 
@@ -309,7 +369,10 @@ mod planted {
         let (content, crc) = b.split_at(b.len() - TRAILER_LEN);
         let mut c = [0u8; 4];
         c.copy_from_slice(crc);
-        if crc_without_length(content) != u32::from_le_bytes(c) {
+        let (header, body) = content.split_at(HEADER_LEN);
+        let mut body_crc = crc32fast::Hasher::new();
+        body_crc.update(body);
+        if crc_without_length(header, &body_crc) != u32::from_le_bytes(c) {
             return Err(("checksum mismatch", None));
         }
         let mut l = [0u8; 8];

@@ -245,6 +245,37 @@ fn renamed_file_without_directory_fsync_is_gone_after_power_loss() {
 }
 
 #[test]
+fn a_snapshot_saved_in_pieces_is_the_file_of_their_concatenation() {
+    rt().block_on(async {
+        let disk = SimDisk::new(9, SimDiskConfig::power_faults());
+        let dir = Path::new("/data/snap");
+        disk.create_dir_all(dir).await.unwrap();
+        let mut store = SnapshotStore::open(disk.clone(), dir).await.unwrap();
+        let pieces: [&[u8]; 4] = [b"first ", b"", b"second ", b"third"];
+        let mut next = pieces.iter();
+        let mut asked = Vec::new();
+        let saved = store
+            .save_pieces(12, |piece, at_least| {
+                asked.push(at_least);
+                piece.extend_from_slice(next.next().unwrap());
+                next.len() > 0
+            })
+            .await
+            .unwrap();
+        assert_eq!(asked.len(), 4, "one call per piece, none after the last");
+        assert!(asked.iter().all(|&n| n > 0));
+        disk.power_loss();
+        let whole = b"first second third";
+        let file = disk.durable_contents(&saved.path).unwrap();
+        assert_eq!(file, beaver_io::snapshot::encode_snapshot(12, whole));
+        assert_eq!(saved.bytes, file.len() as u64);
+        let mut store = SnapshotStore::open(disk.clone(), dir).await.unwrap();
+        let snap = store.load().await.unwrap().unwrap();
+        assert_eq!((snap.lsn, snap.body.as_slice()), (12, &whole[..]));
+    });
+}
+
+#[test]
 fn zeros_and_stale_bytes_of_an_older_salt_never_decode() {
     rt().block_on(async {
         let dir = Path::new(DIR);
