@@ -45,6 +45,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         executor = ?settings.executor,
         segment_bytes = e.segment_bytes,
         snapshot_wal_bytes = e.snapshot_wal_bytes,
+        snapshot_pace_percent = e.snapshot_pace_percent,
         body_bytes_max = settings.http.body_bytes_max,
         connections_max = settings.http.connections_max,
         token = settings.token.is_some(),

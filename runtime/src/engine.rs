@@ -101,6 +101,12 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
             "unsynced_records_max and requests_waiting_max must be at least 1".into(),
         ));
     }
+    if !(1..=100).contains(&config.snapshot_pace_percent) {
+        return Err(EngineError::Config(format!(
+            "snapshot_pace_percent is {}: give the share of time a snapshot build may work, from 1 to 100 (100: full speed)",
+            config.snapshot_pace_percent
+        )));
+    }
     let began = Instant::now();
     let observer = Arc::new(observer);
     let clock = Arc::new(clock);
@@ -204,6 +210,7 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
         snapshot_dir: config.snapshot_dir(),
         wal_dir: config.wal_dir(),
         config: config.queue.clone(),
+        pace_percent: config.snapshot_pace_percent,
         rx: snap_rx,
         to_wal: wal_tx.clone(),
         figures: figures.clone(),

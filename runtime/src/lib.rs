@@ -20,6 +20,7 @@ pub mod error;
 pub mod executor;
 mod figures;
 pub mod observer;
+mod pace;
 mod replay;
 mod snapshotter;
 mod wal_task;

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::figures::Figures;
 use crate::observer::Observer;
+use crate::pace::Pace;
 use crate::wal_task::ToWal;
 
 /// What the snapshot task is asked to do.
@@ -43,6 +44,8 @@ pub(crate) struct Snapshotter<D: Disk, O: Observer, C: Clock> {
     pub snapshot_dir: PathBuf,
     pub wal_dir: PathBuf,
     pub config: Config,
+    /// The share of time a build may work.
+    pub pace_percent: u8,
     pub rx: mpsc::UnboundedReceiver<ToSnapshotter>,
     pub to_wal: mpsc::UnboundedSender<ToWal>,
     pub figures: Arc<Figures>,
@@ -99,6 +102,7 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                         self.wal_dir.clone(),
                         self.config.clone(),
                         upto,
+                        self.pace_percent,
                         alive,
                     );
                     (off_task(job).await, None)
@@ -155,8 +159,11 @@ async fn build_and_save<D: Disk>(
     wal_dir: PathBuf,
     config: Config,
     upto: u64,
+    pace_percent: u8,
     alive: Alive,
 ) -> Result<Saved, String> {
+    // Paces the thread this job runs on (its own, in production).
+    let mut pace = Pace::new(pace_percent);
     let mut store = SnapshotStore::open(disk.clone(), &snapshot_dir)
         .await
         .map_err(|e| e.to_string())?;
@@ -175,6 +182,7 @@ async fn build_and_save<D: Disk>(
     drop(prev);
     let mut bad: Option<String> = None;
     beaver_io::wal::read_records(&disk, &wal_dir, after, upto, |lsn, body| {
+        pace.tick();
         if bad.is_some() {
             return;
         }
@@ -195,7 +203,10 @@ async fn build_and_save<D: Disk>(
     // in memory (for a million jobs, 160 MiB of fresh pages fewer).
     let mut encoder = codec::SnapshotEncoder::new(&q);
     let saved = store
-        .save_pieces(upto, |piece, at_least| encoder.fill(piece, at_least))
+        .save_pieces(upto, |piece, at_least| {
+            pace.check();
+            encoder.fill(piece, at_least)
+        })
         .await;
     saved_as(&store, upto, saved)
 }

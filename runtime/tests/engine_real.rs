@@ -315,6 +315,33 @@ async fn snapshots_compact_the_log_while_running() {
     e.handle.wait().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_snapshot_pace_outside_1_to_100_is_refused_before_touching_the_data_dir() {
+    for bad in [0u8, 101, 255] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut c = config(&data, 1);
+        c.snapshot_pace_percent = bad;
+        let refused = beaver_runtime::start(
+            c,
+            FileDisk::new(),
+            NoopExecutor,
+            SystemClock::new(),
+            NoObserver,
+            1,
+        )
+        .await;
+        let Err(beaver_runtime::EngineError::Config(why)) = refused else {
+            panic!("snapshot_pace_percent = {bad} was not refused as a configuration error");
+        };
+        assert!(
+            why.contains(&format!("snapshot_pace_percent is {bad}")) && why.contains("1 to 100"),
+            "{why}"
+        );
+        assert!(!data.exists(), "the data dir was created");
+    }
+}
+
 // Current-thread on purpose: the 200 client tasks all run before the core
 // task they woke, so the one-slot request queue is full for 199 of them.
 #[tokio::test]

@@ -111,6 +111,8 @@ impl Plan {
             unsynced_records_max: pick(r, &[1, 16, 1_000]),
             shutdown_grace_ms: pick(r, &[50, 1_000]),
             space_check_interval_ms: pick(r, &[20, 200]),
+            // Pacing sleeps a real thread; under madsim it never sleeps.
+            snapshot_pace_percent: EngineConfig::default().snapshot_pace_percent,
         };
         let workload = Workload {
             clients: 1 + r.below(4) as u32,

@@ -1,0 +1,99 @@
+//! Pacing of background work on its own thread: a snapshot build works at
+//! most a set share of the time and sleeps the rest, so that the engine's
+//! threads keep their throughput and latency while it runs (measured on 2
+//! cores: a full-speed build, even at idle priority, cost 32 enqueueing
+//! clients about 30% of their throughput; at work 30% of the time, about
+//! 5%). The price is a longer build, so a longer log to replay if the
+//! process dies meanwhile.
+
+use std::time::{Duration, Instant};
+
+/// Paces the work of the calling thread; call [`Pace::tick`] or
+/// [`Pace::check`] often.
+///
+/// Guarantees: with `percent` below 100, each stretch of at least one slice
+/// (2 ms) of work is followed by a sleep long enough that the thread was at
+/// work at most `percent`% of the time. At 100, and under madsim (where
+/// threads are not simulated and the build runs as a task), it never
+/// sleeps.
+pub(crate) struct Pace {
+    percent: u32,
+    /// When the current stretch of work began (`None`: never sleeps).
+    working_since: Option<Instant>,
+    calls: u32,
+}
+
+/// Work between rests.
+const SLICE: Duration = Duration::from_millis(2);
+
+impl Pace {
+    /// A pace of work `percent`% (1-100) of the time.
+    pub(crate) fn new(percent: u8) -> Self {
+        let percent = u32::from(percent.clamp(1, 100));
+        let paced = percent < 100 && cfg!(not(madsim));
+        Pace {
+            percent,
+            working_since: paced.then(Instant::now),
+            calls: 0,
+        }
+    }
+
+    /// For callers doing little work per call (one record): every 64th
+    /// call is a [`Pace::check`] (reading the clock costs more than such a
+    /// call's work).
+    pub(crate) fn tick(&mut self) {
+        self.calls = self.calls.wrapping_add(1);
+        if self.calls % 64 == 0 {
+            self.check();
+        }
+    }
+
+    /// Sleeps if the current stretch of work has used up its share.
+    pub(crate) fn check(&mut self) {
+        let Some(since) = self.working_since else {
+            return;
+        };
+        let worked = since.elapsed();
+        if worked >= SLICE {
+            std::thread::sleep(worked * (100 - self.percent) / self.percent);
+            self.working_since = Some(Instant::now());
+        }
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+
+    /// Works for `work` of wall time (not counting sleeps) through `pace`;
+    /// returns the wall time it took in all.
+    fn work(pace: &mut Pace, work: Duration) -> Duration {
+        let began = Instant::now();
+        let mut worked = Duration::ZERO;
+        while worked < work {
+            let t = Instant::now();
+            std::hint::black_box((0..1000u64).fold(0, |a, i| a ^ i.wrapping_mul(31)));
+            worked += t.elapsed();
+            pace.tick();
+        }
+        began.elapsed()
+    }
+
+    #[test]
+    fn a_paced_thread_rests_in_proportion_and_an_unpaced_one_never() {
+        // At 25%, each stretch of at least 2 ms of work is followed by three
+        // times as long asleep: 40 ms of work hold at least 19 stretches
+        // whose sleeps (a lower bound: sleeps never end early) come to
+        // 19 * 6 ms at least.
+        let took = work(&mut Pace::new(25), Duration::from_millis(40));
+        assert!(
+            took >= Duration::from_millis(40 + 19 * 6),
+            "paced at 25%: {took:?} for 40 ms of work"
+        );
+        // At 100% it never even reads the clock, so it cannot sleep.
+        let mut full = Pace::new(100);
+        assert!(full.working_since.is_none());
+        work(&mut full, Duration::from_millis(5));
+        assert!(full.working_since.is_none());
+    }
+}
