@@ -67,7 +67,14 @@ impl<K: Ord + Copy> SortedSet<K> {
 
     /// Adds `key`; `false` if it was already there.
     pub(crate) fn insert(&mut self, key: K) -> bool {
-        let i = self.chunk_for(&key);
+        // Keys mostly arrive in increasing order: check the last chunk's
+        // largest key before searching them all.
+        let above_all = self.maxes.last().is_none_or(|m| *m < key);
+        let i = if above_all {
+            self.chunks.len()
+        } else {
+            self.chunk_for(&key)
+        };
         if i == self.chunks.len() {
             // Above every key: append, to a fresh chunk if the last is full
             // (increasing keys fill chunks completely).
