@@ -6,6 +6,8 @@
 //! 5%). The price is a longer build, so a longer log to replay if the
 //! process dies meanwhile.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// Paces the work of the calling thread; call [`Pace::tick`] or
@@ -13,11 +15,13 @@ use std::time::{Duration, Instant};
 ///
 /// Guarantees: with `percent` below 100, each stretch of at least one slice
 /// (2 ms) of work is followed by a sleep long enough that the thread was at
-/// work at most `percent`% of the time. At 100, and under madsim (where
-/// threads are not simulated and the build runs as a task), it never
-/// sleeps.
+/// work at most `percent`% of the time. At 100, under madsim (where
+/// threads are not simulated and the build runs as a task), and once
+/// `hurry` is set (the engine is shutting down and waits for the build), it
+/// never sleeps.
 pub(crate) struct Pace {
     percent: u32,
+    hurry: Arc<AtomicBool>,
     /// When the current stretch of work began (`None`: never sleeps).
     working_since: Option<Instant>,
     calls: u32,
@@ -27,12 +31,13 @@ pub(crate) struct Pace {
 const SLICE: Duration = Duration::from_millis(2);
 
 impl Pace {
-    /// A pace of work `percent`% (1-100) of the time.
-    pub(crate) fn new(percent: u8) -> Self {
+    /// A pace of work `percent`% (1-100) of the time, until `hurry` is set.
+    pub(crate) fn new(percent: u8, hurry: Arc<AtomicBool>) -> Self {
         let percent = u32::from(percent.clamp(1, 100));
         let paced = percent < 100 && cfg!(not(madsim));
         Pace {
             percent,
+            hurry,
             working_since: paced.then(Instant::now),
             calls: 0,
         }
@@ -54,7 +59,7 @@ impl Pace {
             return;
         };
         let worked = since.elapsed();
-        if worked >= SLICE {
+        if worked >= SLICE && !self.hurry.load(Relaxed) {
             std::thread::sleep(worked * (100 - self.percent) / self.percent);
             self.working_since = Some(Instant::now());
         }
@@ -80,18 +85,26 @@ mod tests {
     }
 
     #[test]
-    fn a_paced_thread_rests_in_proportion_and_an_unpaced_one_never() {
+    fn a_paced_thread_rests_in_proportion_until_hurried_and_an_unpaced_one_never() {
         // At 25%, each stretch of at least 2 ms of work is followed by three
         // times as long asleep: 40 ms of work hold at least 19 stretches
         // whose sleeps (a lower bound: sleeps never end early) come to
         // 19 * 6 ms at least.
-        let took = work(&mut Pace::new(25), Duration::from_millis(40));
+        let hurry = Arc::new(AtomicBool::new(false));
+        let mut paced = Pace::new(25, hurry.clone());
+        let took = work(&mut paced, Duration::from_millis(40));
         assert!(
             took >= Duration::from_millis(40 + 19 * 6),
             "paced at 25%: {took:?} for 40 ms of work"
         );
+        // Once hurried it never sleeps again: its stretch of work, which
+        // only a rest ends, goes on.
+        hurry.store(true, Relaxed);
+        let since = paced.working_since;
+        work(&mut paced, Duration::from_millis(10));
+        assert_eq!(paced.working_since, since, "a hurried pace rested");
         // At 100% it never even reads the clock, so it cannot sleep.
-        let mut full = Pace::new(100);
+        let mut full = Pace::new(100, Arc::new(AtomicBool::new(false)));
         assert!(full.working_since.is_none());
         work(&mut full, Duration::from_millis(5));
         assert!(full.working_since.is_none());

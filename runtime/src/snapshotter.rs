@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use beaver_core::{Config, Queue, codec};
 use beaver_io::{Disk, SavedSnapshot, SnapshotStore};
@@ -46,6 +46,9 @@ pub(crate) struct Snapshotter<D: Disk, O: Observer, C: Clock> {
     pub config: Config,
     /// The share of time a build may work.
     pub pace_percent: u8,
+    /// Set when the engine begins to shut down: a build under way stops
+    /// pacing itself (the shutdown snapshot waits for it).
+    pub hurry: Arc<AtomicBool>,
     pub rx: mpsc::UnboundedReceiver<ToSnapshotter>,
     pub to_wal: mpsc::UnboundedSender<ToWal>,
     pub figures: Arc<Figures>,
@@ -102,7 +105,7 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                         self.wal_dir.clone(),
                         self.config.clone(),
                         upto,
-                        self.pace_percent,
+                        Pace::new(self.pace_percent, self.hurry.clone()),
                         alive,
                     );
                     (off_task(job).await, None)
@@ -159,11 +162,9 @@ async fn build_and_save<D: Disk>(
     wal_dir: PathBuf,
     config: Config,
     upto: u64,
-    pace_percent: u8,
+    mut pace: Pace,
     alive: Alive,
 ) -> Result<Saved, String> {
-    // Paces the thread this job runs on (its own, in production).
-    let mut pace = Pace::new(pace_percent);
     let mut store = SnapshotStore::open(disk.clone(), &snapshot_dir)
         .await
         .map_err(|e| e.to_string())?;
