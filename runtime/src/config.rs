@@ -47,7 +47,7 @@ impl Default for EngineConfig {
             snapshot_wal_bytes: 64 << 20,
             snapshot_interval_ms: 10 * 60_000,
             // W2 during a 1.1M-job build on 2 cores: 67-72% of its
-            // throughput unpaced, 79-85% at 50, 94-96% at 30.
+            // throughput unpaced, 79-85% at 50, 89-96% at 30.
             snapshot_pace_percent: 30,
             requests_waiting_max: 16_384,
             unsynced_records_max: 200_000,

@@ -2,9 +2,9 @@
 //! most a set share of the time and sleeps the rest, so that the engine's
 //! threads keep their throughput and latency while it runs (measured on 2
 //! cores: a full-speed build, even at idle priority, cost 32 enqueueing
-//! clients about 30% of their throughput; at work 30% of the time, about
-//! 5%). The price is a longer build, so a longer log to replay if the
-//! process dies meanwhile.
+//! clients 30-33% of their throughput; at work 30% of the time, 6-11%).
+//! The price is a longer build, so a longer log to replay if the process
+//! dies meanwhile.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
