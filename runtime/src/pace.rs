@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// work at most `percent`% of the time. At 100, under madsim (where
 /// threads are not simulated and the build runs as a task), and once
 /// `hurry` is set (the engine is shutting down and waits for the build), it
-/// never sleeps.
+/// never sleeps (a rest under way ends within 10 ms).
 pub(crate) struct Pace {
     percent: u32,
     hurry: Arc<AtomicBool>,
@@ -29,6 +29,8 @@ pub(crate) struct Pace {
 
 /// Work between rests.
 const SLICE: Duration = Duration::from_millis(2);
+/// The longest sleep between two looks at `hurry`.
+const NAP: Duration = Duration::from_millis(10);
 
 impl Pace {
     /// A pace of work `percent`% (1-100) of the time, until `hurry` is set.
@@ -59,10 +61,17 @@ impl Pace {
             return;
         };
         let worked = since.elapsed();
-        if worked >= SLICE && !self.hurry.load(Relaxed) {
-            std::thread::sleep(worked * (100 - self.percent) / self.percent);
-            self.working_since = Some(Instant::now());
+        if worked < SLICE || self.hurry.load(Relaxed) {
+            return;
         }
+        // In naps, so that a hurry cuts the rest short.
+        let mut rest = worked * (100 - self.percent) / self.percent;
+        while !rest.is_zero() && !self.hurry.load(Relaxed) {
+            let nap = rest.min(NAP);
+            std::thread::sleep(nap);
+            rest -= nap;
+        }
+        self.working_since = Some(Instant::now());
     }
 }
 
@@ -97,7 +106,7 @@ mod tests {
             took >= Duration::from_millis(40 + 19 * 6),
             "paced at 25%: {took:?} for 40 ms of work"
         );
-        // Once hurried it never sleeps again: its stretch of work, which
+        // Once hurried it never rests again: its stretch of work, which
         // only a rest ends, goes on.
         hurry.store(true, Relaxed);
         let since = paced.working_since;

@@ -315,6 +315,42 @@ async fn snapshots_compact_the_log_while_running() {
     e.handle.wait().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_does_not_wait_out_a_paced_snapshot_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 0);
+    c.snapshot_wal_bytes = u64::MAX;
+    c.snapshot_interval_ms = 0;
+    // At 1%, each 2 ms of the build's work is followed by 198 ms of sleep.
+    c.snapshot_pace_percent = 1;
+    let e = start(c.clone(), NoopExecutor).await;
+    for b in 0..20 {
+        let jobs: Vec<JobSpec> = (0..1_000)
+            .map(|i| job(&format!("p{b}-{i}"), "{\"n\":1}"))
+            .collect();
+        e.client.enqueue(jobs).await.unwrap();
+    }
+    let lsn = e.client.snapshot().await.unwrap();
+    // The build is under way, in its first rests: folding 20,000 jobs is
+    // tens of milliseconds of work, so paced it would take seconds more.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let asked = std::time::Instant::now();
+    e.handle.shutdown();
+    e.handle.wait().await.unwrap();
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the shutdown waited {took:?} for the paced build"
+    );
+    // Nothing was cut short: the shutdown snapshot covers every record.
+    let e = start(c, NoopExecutor).await;
+    assert_eq!(e.recovery.jobs, 20_000);
+    assert!(e.recovery.snapshot_lsn.is_some_and(|l| l >= lsn));
+    assert_eq!(e.recovery.replayed_records, 0);
+    e.handle.shutdown();
+    e.handle.wait().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_snapshot_pace_outside_1_to_100_is_refused_before_touching_the_data_dir() {
     for bad in [0u8, 101, 255] {
