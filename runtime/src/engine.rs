@@ -204,7 +204,7 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
     };
     let wal_join = spawn_io_thread("beaver-wal", wal_task.run());
     let (snap_tx, snap_rx) = mpsc::unbounded_channel();
-    let snapshot_hurry = Arc::new(AtomicBool::new(false));
+    let engine_stopping = Arc::new(AtomicBool::new(false));
     drop(store);
     let snapshotter = Snapshotter {
         disk: disk.clone(),
@@ -212,7 +212,7 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
         wal_dir: config.wal_dir(),
         config: config.queue.clone(),
         pace_percent: config.snapshot_pace_percent,
-        hurry: snapshot_hurry.clone(),
+        engine_stopping: engine_stopping.clone(),
         rx: snap_rx,
         to_wal: wal_tx.clone(),
         figures: figures.clone(),
@@ -237,7 +237,7 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
         wal_tx,
         wal_events: event_rx,
         snap_tx,
-        snapshot_hurry,
+        engine_stopping,
         stop: stop_rx,
         outcome_tx,
         outcomes: outcome_rx,
@@ -285,8 +285,8 @@ struct CoreTask<E: Executor, C: Clock, O: Observer> {
     wal_tx: mpsc::UnboundedSender<ToWal>,
     wal_events: mpsc::UnboundedReceiver<WalEvent>,
     snap_tx: mpsc::UnboundedSender<ToSnapshotter>,
-    /// Makes a snapshot build under way stop pacing itself.
-    snapshot_hurry: Arc<AtomicBool>,
+    /// Tells a snapshot build under way that the engine is stopping.
+    engine_stopping: Arc<AtomicBool>,
     stop: watch::Receiver<bool>,
     outcome_tx: mpsc::UnboundedSender<Done>,
     outcomes: mpsc::UnboundedReceiver<Done>,
@@ -381,8 +381,10 @@ impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
         );
         self.step(Input::StopDispatching);
         let _ = self.exec_stop.send(true);
-        // The shutdown snapshot waits for a build under way: no more pacing.
-        self.snapshot_hurry.store(true, Relaxed);
+        // A snapshot build under way stops (the shutdown snapshot
+        // supersedes it) or, past the log, goes on without pacing: the
+        // shutdown snapshot waits for it.
+        self.engine_stopping.store(true, Relaxed);
         *grace_until =
             Some(Instant::now() + std::time::Duration::from_millis(self.config.shutdown_grace_ms));
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-/// Paces the work of the calling thread; call [`Pace::tick`] or
+/// Paces the work of the calling thread; call [`Pace::worked_on`] or
 /// [`Pace::check`] often.
 ///
 /// Guarantees: with `percent` below 100, each stretch of at least one slice
@@ -24,13 +24,16 @@ pub(crate) struct Pace {
     hurry: Arc<AtomicBool>,
     /// When the current stretch of work began (`None`: never sleeps).
     working_since: Option<Instant>,
-    calls: u32,
+    /// Bytes worked on since the last check.
+    bytes: usize,
 }
 
 /// Work between rests.
 const SLICE: Duration = Duration::from_millis(2);
 /// The longest sleep between two looks at `hurry`.
 const NAP: Duration = Duration::from_millis(10);
+/// Bytes worked on between two checks of the clock.
+const CHECK_EVERY_BYTES: usize = 64 << 10;
 
 impl Pace {
     /// A pace of work `percent`% (1-100) of the time, until `hurry` is set.
@@ -41,18 +44,24 @@ impl Pace {
             percent,
             hurry,
             working_since: paced.then(Instant::now),
-            calls: 0,
+            bytes: 0,
         }
     }
 
-    /// For callers doing little work per call (one record): every 64th
-    /// call is a [`Pace::check`] (reading the clock costs more than such a
-    /// call's work).
-    pub(crate) fn tick(&mut self) {
-        self.calls = self.calls.wrapping_add(1);
-        if self.calls % 64 == 0 {
+    /// For callers doing work in proportion to `bytes` per call (folding
+    /// one record): a [`Pace::check`] per 64 KiB (reading the clock for
+    /// each small record would cost more than folding it).
+    pub(crate) fn worked_on(&mut self, bytes: usize) {
+        self.bytes += bytes;
+        if self.bytes >= CHECK_EVERY_BYTES {
+            self.bytes = 0;
             self.check();
         }
+    }
+
+    /// Whether `hurry` is set.
+    pub(crate) fn hurried(&self) -> bool {
+        self.hurry.load(Relaxed)
     }
 
     /// Sleeps if the current stretch of work has used up its share.
@@ -88,7 +97,7 @@ mod tests {
             let t = Instant::now();
             std::hint::black_box((0..1000u64).fold(0, |a, i| a ^ i.wrapping_mul(31)));
             worked += t.elapsed();
-            pace.tick();
+            pace.worked_on(1 << 10);
         }
         began.elapsed()
     }

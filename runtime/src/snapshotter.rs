@@ -6,9 +6,13 @@
 //! log, folding, encoding, writing the file) runs on a dedicated thread at
 //! lowered priority with its own small runtime, so neither the core task
 //! nor the WAL task competes with it for a worker thread; under madsim it
-//! runs inline (threads are not simulated). After a save, WAL segments the
-//! *older* kept snapshot covers are deleted, so a corrupt newest snapshot
-//! can always fall back to the older one plus the log.
+//! runs inline (threads are not simulated). The build is paced (it works
+//! `snapshot_pace_percent` of the time); once the engine begins to stop, a
+//! build still reading the log is abandoned (the engine writes its own
+//! snapshot of everything before it stops) and one past it goes on
+//! unpaced. After a save, WAL segments the *older* kept snapshot covers are
+//! deleted, so a corrupt newest snapshot can always fall back to the older
+//! one plus the log.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -46,9 +50,10 @@ pub(crate) struct Snapshotter<D: Disk, O: Observer, C: Clock> {
     pub config: Config,
     /// The share of time a build may work.
     pub pace_percent: u8,
-    /// Set when the engine begins to shut down: a build under way stops
-    /// pacing itself (the shutdown snapshot waits for it).
-    pub hurry: Arc<AtomicBool>,
+    /// Set when the engine begins to shut down: a build under way stops at
+    /// the next record (the engine writes its own snapshot of everything
+    /// before it stops) or, past the log, goes on without pacing.
+    pub engine_stopping: Arc<AtomicBool>,
     pub rx: mpsc::UnboundedReceiver<ToSnapshotter>,
     pub to_wal: mpsc::UnboundedSender<ToWal>,
     pub figures: Arc<Figures>,
@@ -105,7 +110,7 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                         self.wal_dir.clone(),
                         self.config.clone(),
                         upto,
-                        Pace::new(self.pace_percent, self.hurry.clone()),
+                        Pace::new(self.pace_percent, self.engine_stopping.clone()),
                         alive,
                     );
                     (off_task(job).await, None)
@@ -123,8 +128,12 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                 }
             };
             let reported = match result {
-                Ok(saved) => {
+                Ok(Some(saved)) => {
                     self.saved(&saved, began.elapsed().as_secs_f64()).await;
+                    Ok(())
+                }
+                Ok(None) => {
+                    info!("snapshot build abandoned: the engine is stopping and writes its own");
                     Ok(())
                 }
                 Err(e) => {
@@ -162,9 +171,10 @@ async fn build_and_save<D: Disk>(
     wal_dir: PathBuf,
     config: Config,
     upto: u64,
+    // Hurried once the engine is stopping: then the build stops folding.
     mut pace: Pace,
     alive: Alive,
-) -> Result<Saved, String> {
+) -> Result<Option<Saved>, String> {
     let mut store = SnapshotStore::open(disk.clone(), &snapshot_dir)
         .await
         .map_err(|e| e.to_string())?;
@@ -182,9 +192,14 @@ async fn build_and_save<D: Disk>(
     };
     drop(prev);
     let mut bad: Option<String> = None;
+    let mut abandoned = false;
     beaver_io::wal::read_records(&disk, &wal_dir, after, upto, |lsn, body| {
-        pace.tick();
-        if bad.is_some() {
+        pace.worked_on(body.len());
+        if bad.is_some() || abandoned {
+            return;
+        }
+        if pace.hurried() {
+            abandoned = true;
             return;
         }
         let applied = codec::decode_logged_record(lsn, body)
@@ -199,6 +214,9 @@ async fn build_and_save<D: Disk>(
     if let Some(e) = bad {
         return Err(e);
     }
+    if abandoned {
+        return Ok(None);
+    }
     alive.check()?;
     // Encoded piece by piece as it is written: the encoding is never whole
     // in memory (for a million jobs, 160 MiB of fresh pages fewer).
@@ -209,7 +227,7 @@ async fn build_and_save<D: Disk>(
             encoder.fill(piece, at_least)
         })
         .await;
-    saved_as(&store, upto, saved)
+    saved_as(&store, upto, saved).map(Some)
 }
 
 async fn save<D: Disk>(
@@ -218,12 +236,12 @@ async fn save<D: Disk>(
     lsn: u64,
     bytes: Vec<u8>,
     alive: Alive,
-) -> Result<Saved, String> {
+) -> Result<Option<Saved>, String> {
     let mut store = SnapshotStore::open(disk, &snapshot_dir)
         .await
         .map_err(|e| e.to_string())?;
     alive.check()?;
-    save_into(&mut store, lsn, bytes).await
+    save_into(&mut store, lsn, bytes).await.map(Some)
 }
 
 /// Whether the engine that asked for a snapshot job still waits for it. A

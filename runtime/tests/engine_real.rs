@@ -316,7 +316,7 @@ async fn snapshots_compact_the_log_while_running() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_graceful_shutdown_does_not_wait_out_a_paced_snapshot_build() {
+async fn a_graceful_shutdown_abandons_a_paced_snapshot_build_for_its_own_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path(), 0);
     c.snapshot_wal_bytes = u64::MAX;
@@ -331,6 +331,12 @@ async fn a_graceful_shutdown_does_not_wait_out_a_paced_snapshot_build() {
         e.client.enqueue(jobs).await.unwrap();
     }
     let lsn = e.client.snapshot().await.unwrap();
+    // More records after the build's cut: the shutdown snapshot will need
+    // to cover them.
+    e.client
+        .enqueue(vec![job("after-the-cut", "{\"n\":2}")])
+        .await
+        .unwrap();
     // The build is under way, in its first rests: folding 20,000 jobs is
     // tens of milliseconds of work, so paced it would take seconds more.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -342,10 +348,16 @@ async fn a_graceful_shutdown_does_not_wait_out_a_paced_snapshot_build() {
         took < Duration::from_secs(3),
         "the shutdown waited {took:?} for the paced build"
     );
-    // Nothing was cut short: the shutdown snapshot covers every record.
+    // The build was abandoned (it would have written a snapshot of its
+    // own); the shutdown snapshot covers every record.
+    let snapshots: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
     let e = start(c, NoopExecutor).await;
-    assert_eq!(e.recovery.jobs, 20_000);
-    assert!(e.recovery.snapshot_lsn.is_some_and(|l| l >= lsn));
+    assert_eq!(e.recovery.jobs, 20_001);
+    assert!(e.recovery.snapshot_lsn.is_some_and(|l| l > lsn));
     assert_eq!(e.recovery.replayed_records, 0);
     e.handle.shutdown();
     e.handle.wait().await.unwrap();
