@@ -219,12 +219,19 @@ fn flipped_header_of_a_vouched_segment_is_corruption_naming_it() {
     });
 }
 
+const SNAP_DIR: &str = "/data/snap";
+
+/// A disk that loses what was not synced at a power loss, with [`SNAP_DIR`].
+async fn snapshot_disk(seed: u64) -> SimDisk {
+    let disk = SimDisk::new(seed, SimDiskConfig::power_faults());
+    disk.create_dir_all(Path::new(SNAP_DIR)).await.unwrap();
+    disk
+}
+
 #[test]
 fn renamed_file_without_directory_fsync_is_gone_after_power_loss() {
     rt().block_on(async {
-        let disk = SimDisk::new(5, SimDiskConfig::power_faults());
-        let dir = Path::new("/data/snap");
-        disk.create_dir_all(dir).await.unwrap();
+        let (disk, dir) = (snapshot_disk(5).await, Path::new(SNAP_DIR));
         let tmp = dir.join("x.tmp");
         let f = disk.create(&tmp).await.unwrap();
         f.write_at(0, b"snapshot").await.unwrap();
@@ -247,9 +254,7 @@ fn renamed_file_without_directory_fsync_is_gone_after_power_loss() {
 #[test]
 fn a_snapshot_saved_in_pieces_is_the_file_of_their_concatenation() {
     rt().block_on(async {
-        let disk = SimDisk::new(9, SimDiskConfig::power_faults());
-        let dir = Path::new("/data/snap");
-        disk.create_dir_all(dir).await.unwrap();
+        let (disk, dir) = (snapshot_disk(9).await, Path::new(SNAP_DIR));
         let mut store = SnapshotStore::open(disk.clone(), dir).await.unwrap();
         let pieces: [&[u8]; 4] = [b"first ", b"", b"second ", b"third"];
         let mut next = pieces.iter();

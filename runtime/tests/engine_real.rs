@@ -48,6 +48,16 @@ fn job(id: &str, payload: &str) -> JobSpec {
         .with_id(JobId::from_client(id).unwrap())
 }
 
+/// Enqueues `batches` requests of `per` jobs with ids `{prefix}{b}-{i}`.
+async fn enqueue_batches(client: &Client, prefix: &str, batches: u32, per: u32, payload: &str) {
+    for b in 0..batches {
+        let jobs: Vec<JobSpec> = (0..per)
+            .map(|i| job(&format!("{prefix}{b}-{i}"), payload))
+            .collect();
+        client.enqueue(jobs).await.unwrap();
+    }
+}
+
 /// Polls until `done` holds for the status, at most `secs` seconds.
 async fn wait_until(
     client: &Client,
@@ -290,12 +300,7 @@ async fn snapshots_compact_the_log_while_running() {
     c.segment_bytes = 64 << 10;
     c.snapshot_wal_bytes = 128 << 10;
     let e = start(c.clone(), NoopExecutor).await;
-    for b in 0..40 {
-        let jobs: Vec<JobSpec> = (0..50)
-            .map(|i| job(&format!("s{b}-{i}"), "[1,2,3]"))
-            .collect();
-        e.client.enqueue(jobs).await.unwrap();
-    }
+    enqueue_batches(&e.client, "s", 40, 50, "[1,2,3]").await;
     let st = wait_until(&e.client, 30, |s| {
         s.queue.stats.jobs.completed == 2_000 && s.engine.snapshots >= 2
     })
@@ -324,12 +329,7 @@ async fn a_graceful_shutdown_abandons_a_paced_snapshot_build_for_its_own_snapsho
     // At 1%, each 2 ms of the build's work is followed by 198 ms of sleep.
     c.snapshot_pace_percent = 1;
     let e = start(c.clone(), NoopExecutor).await;
-    for b in 0..20 {
-        let jobs: Vec<JobSpec> = (0..1_000)
-            .map(|i| job(&format!("p{b}-{i}"), "{\"n\":1}"))
-            .collect();
-        e.client.enqueue(jobs).await.unwrap();
-    }
+    enqueue_batches(&e.client, "p", 20, 1_000, "{\"n\":1}").await;
     let lsn = e.client.snapshot().await.unwrap();
     // More records after the build's cut: the shutdown snapshot will need
     // to cover them.
