@@ -582,6 +582,19 @@ fn blank_segment_numbered_below_the_log_is_skipped_and_removed() {
     });
 }
 
+/// A disk whose syncs take milliseconds (so that directory syncs overlap)
+/// and whose unsynced directory entries a power loss drops, with [`DIR`].
+async fn slow_dir_sync_disk(seed: u64) -> SimDisk {
+    let cfg = SimDiskConfig {
+        sync_latency_mean: Duration::from_millis(5),
+        lose_unsynced_dir_entries: true,
+        ..SimDiskConfig::default()
+    };
+    let disk = SimDisk::new(seed, cfg);
+    disk.create_dir_all(Path::new(DIR)).await.unwrap();
+    disk
+}
+
 /// Found by the simulator (seed 463): a directory sync that began before a
 /// removal and ended after a later directory sync let the file go must not
 /// bring back a name without a file (power loss then listed a segment that
@@ -590,14 +603,7 @@ fn blank_segment_numbered_below_the_log_is_skipped_and_removed() {
 fn overlapping_directory_syncs_never_leave_a_name_without_a_file() {
     for seed in 0..64 {
         rt().block_on(async {
-            let cfg = SimDiskConfig {
-                sync_latency_mean: Duration::from_millis(5),
-                lose_unsynced_dir_entries: true,
-                ..SimDiskConfig::default()
-            };
-            let disk = SimDisk::new(seed, cfg);
-            let dir = Path::new(DIR);
-            disk.create_dir_all(dir).await.unwrap();
+            let (disk, dir) = (slow_dir_sync_disk(seed).await, Path::new(DIR));
             let f = dir.join("a");
             disk.create(&f)
                 .await
@@ -629,14 +635,7 @@ fn overlapping_directory_syncs_never_leave_a_name_without_a_file() {
 fn a_slow_directory_sync_never_undoes_a_later_one() {
     for seed in 0..64 {
         rt().block_on(async {
-            let cfg = SimDiskConfig {
-                sync_latency_mean: Duration::from_millis(5),
-                lose_unsynced_dir_entries: true,
-                ..SimDiskConfig::default()
-            };
-            let disk = SimDisk::new(seed, cfg);
-            let dir = Path::new(DIR);
-            disk.create_dir_all(dir).await.unwrap();
+            let (disk, dir) = (slow_dir_sync_disk(seed).await, Path::new(DIR));
             let f = dir.join("b");
             let slow = disk.sync_dir(dir);
             let other = async {
