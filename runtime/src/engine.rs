@@ -10,7 +10,7 @@ use beaver_core::{
     Effect, Execution, Input, JobId, Outcome, Queue, Record, Reply, RequestId, codec,
 };
 use beaver_io::{Disk, SnapshotStore, Wal, WalOptions};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -24,7 +24,7 @@ use crate::figures::Figures;
 use crate::observer::Observer;
 use crate::replay::Replay;
 use crate::snapshotter::{Snapshotter, ToSnapshotter};
-use crate::wal_task::{ToWal, WalEvent, WalTask};
+use crate::wal_task::{Log, LogSettings, ToWal, WalEvent, WalTask};
 
 /// What start-up recovery found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,8 +143,10 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
         segment_bytes: config.segment_bytes,
         salt_seed,
     };
-    // The WAL gets a handle for a thread of its own (see `spawn_io_thread`):
-    // its fdatasyncs run inline instead of hopping to a thread pool.
+    // The WAL gets a handle whose calls block the calling thread instead of
+    // hopping to a thread pool: it runs on a thread of its own (see
+    // `spawn_io_thread`), except for a lone client's commits, which block the
+    // core task's thread for one fdatasync on purpose (`commit_in_place`).
     let (wal, recovered) = Wal::open(
         disk.dedicated(),
         &config.wal_dir(),
@@ -190,15 +192,20 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
     let estimate = Arc::new(AtomicU64::new(0));
     let (wal_tx, wal_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
-    let wal_task = WalTask {
+    let log = Arc::new(Mutex::new(Log::new(
         wal,
+        figures.clone(),
+        observer.clone(),
+        LogSettings {
+            snapshot_wal_bytes: config.snapshot_wal_bytes,
+            segment_bytes: config.segment_bytes,
+            snapshot_interval_ms: config.snapshot_interval_ms,
+        },
+    )));
+    let wal_task = WalTask {
+        log: log.clone(),
         rx: wal_rx,
         events: event_tx,
-        figures: figures.clone(),
-        observer: observer.clone(),
-        snapshot_wal_bytes: config.snapshot_wal_bytes,
-        segment_bytes: config.segment_bytes,
-        snapshot_interval_ms: config.snapshot_interval_ms,
         space_check_interval_ms: config.space_check_interval_ms,
         snapshot_estimate_bytes: estimate.clone(),
     };
@@ -234,6 +241,11 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
         observer,
         figures: figures.clone(),
         requests: req_rx,
+        log,
+        sent: 0,
+        lone_syncs: 0,
+        round_requests: 0,
+        proposing_requests: 0,
         wal_tx,
         wal_events: event_rx,
         snap_tx,
@@ -275,13 +287,25 @@ struct Done {
     secs: f64,
 }
 
-struct CoreTask<E: Executor, C: Clock, O: Observer> {
+struct CoreTask<D: Disk, E: Executor, C: Clock, O: Observer> {
     queue: Queue,
     clock: Arc<C>,
     executor: Arc<E>,
     observer: Arc<O>,
     figures: Arc<Figures>,
     requests: mpsc::Receiver<Request>,
+    /// The log, shared with the WAL task: the core task commits a lone
+    /// client's records itself when the log is idle (see `commit_in_place`).
+    log: Arc<Mutex<Log<D, O>>>,
+    /// `ToWal::Records` messages sent to the WAL task.
+    sent: u64,
+    /// Consecutive syncs that each carried one request's records, with no
+    /// other request arriving while they ran: a lone client's pattern.
+    lone_syncs: u32,
+    /// Requests taken since the last flush.
+    round_requests: u32,
+    /// Requests whose records were handed over since the last sync returned.
+    proposing_requests: u32,
     wal_tx: mpsc::UnboundedSender<ToWal>,
     wal_events: mpsc::UnboundedReceiver<WalEvent>,
     snap_tx: mpsc::UnboundedSender<ToSnapshotter>,
@@ -301,7 +325,7 @@ struct CoreTask<E: Executor, C: Clock, O: Observer> {
     config: EngineConfig,
 }
 
-impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
+impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
     async fn run(mut self) -> Result<(), EngineError> {
         let mut batch: Vec<Request> = Vec::with_capacity(256);
         let mut events: Vec<WalEvent> = Vec::with_capacity(64);
@@ -326,14 +350,13 @@ impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
                         return self.fail(EngineError::Config("the WAL task ended unexpectedly".into()));
                     }
                     for ev in events.drain(..) {
-                        match ev {
-                            WalEvent::Durable(upto) => self.step(Input::Durable { upto }),
-                            WalEvent::AppendFailed { from_lsn, error } => self.step(Input::AppendFailed { from_lsn, error }),
-                            WalEvent::DiskFull(full) => self.step(Input::DiskFull(full)),
-                            WalEvent::SnapshotDue(upto) => {
-                                let _ = self.snap_tx.send(ToSnapshotter::Build { upto });
-                            }
-                            WalEvent::Fatal(e) => return self.fail(EngineError::Storage(e)),
+                        if let WalEvent::Durable(upto) = ev {
+                            let alone = self.proposing_requests == 1 && self.queue.next_lsn() == upto + 1;
+                            self.lone_syncs = if alone { self.lone_syncs.saturating_add(1) } else { 0 };
+                            self.proposing_requests = 0;
+                        }
+                        if let Err(e) = self.wal_event(ev) {
+                            return self.fail(e);
                         }
                     }
                 }
@@ -369,8 +392,26 @@ impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
                 }
                 _ = sleep_until_opt(deadline), if deadline.is_some() => self.step(Input::Tick),
             }
-            self.flush();
+            if let Err(e) = self.flush().await {
+                return self.fail(e);
+            }
         }
+    }
+
+    /// Takes one report of the log's.
+    fn wal_event(&mut self, ev: WalEvent) -> Result<(), EngineError> {
+        match ev {
+            WalEvent::Durable(upto) => self.step(Input::Durable { upto }),
+            WalEvent::AppendFailed { from_lsn, error } => {
+                self.step(Input::AppendFailed { from_lsn, error })
+            }
+            WalEvent::DiskFull(full) => self.step(Input::DiskFull(full)),
+            WalEvent::SnapshotDue(upto) => {
+                let _ = self.snap_tx.send(ToSnapshotter::Build { upto });
+            }
+            WalEvent::Fatal(e) => return Err(EngineError::Storage(e)),
+        }
+        Ok(())
     }
 
     fn begin_stop(&mut self, stopping: &mut bool, grace_until: &mut Option<Instant>) {
@@ -411,6 +452,7 @@ impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
             }
         };
         self.next_req += 1;
+        self.round_requests += 1;
         self.pending.insert(req, r.reply);
         self.step(input);
     }
@@ -441,12 +483,78 @@ impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
             .store(self.running.len() as u64, Relaxed);
     }
 
-    /// Hands this round's records to the WAL task in one message.
-    fn flush(&mut self) {
+    /// Makes this round's records durable: the core task commits them
+    /// itself when they come from a lone client's one request and the log is
+    /// idle; otherwise (and for records that commit produces) they go to the
+    /// WAL task in one message.
+    async fn flush(&mut self) -> Result<(), EngineError> {
+        let lone = self.lone_syncs >= 2 && self.round_requests == 1;
+        if !self.appends.is_empty() {
+            self.proposing_requests += self.round_requests;
+        }
+        self.round_requests = 0;
+        if lone && !self.appends.is_empty() {
+            self.commit_in_place().await?;
+        }
         if !self.appends.is_empty() {
             let records = std::mem::take(&mut self.appends);
+            self.sent += 1;
             let _ = self.wal_tx.send(ToWal::Records(records));
         }
+        Ok(())
+    }
+
+    /// Writes and syncs the pending records on this task, if the log is
+    /// idle (see [`Log::idle_for`]): a lone client's acknowledgement then
+    /// waits for no thread hand-off. It blocks this task's thread for one
+    /// fdatasync, which a lone client waits for anyway; as soon as another
+    /// request arrives meanwhile, commits go back to the WAL task, whose
+    /// syncs overlap with this task's work.
+    async fn commit_in_place(&mut self) -> Result<(), EngineError> {
+        let log = self.log.clone();
+        // The WAL task holds the lock only for one operation at a time, never
+        // while waiting for this task: waiting here costs what handing the
+        // records over would (it would do that operation first).
+        let mut log = log.lock().await;
+        let Some(first) = self.appends.first() else {
+            return Ok(());
+        };
+        if !log.idle_for(self.sent, first.lsn) {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut self.appends);
+        let had_next_segment = !log.next_segment_wanted();
+        let mut events = Vec::new();
+        log.write(&records, &mut events)
+            .await
+            .map_err(EngineError::Storage)?;
+        for ev in events.drain(..) {
+            self.wal_event(ev)?;
+        }
+        let synced = log
+            .sync_now(&mut events)
+            .await
+            .map_err(EngineError::Storage)?;
+        if synced {
+            self.figures.lone_commits.fetch_add(1, Relaxed);
+            self.observer.lone_commit();
+        }
+        log.housekeeping(&mut events);
+        let used_next_segment = had_next_segment && log.next_segment_wanted();
+        drop(log);
+        if used_next_segment {
+            let _ = self.wal_tx.send(ToWal::Wake);
+        }
+        self.proposing_requests = 0;
+        self.lone_syncs = if self.requests.is_empty() {
+            self.lone_syncs.saturating_add(1)
+        } else {
+            0
+        };
+        for ev in events {
+            self.wal_event(ev)?;
+        }
+        Ok(())
     }
 
     fn execute(&mut self, x: Execution) {
@@ -487,7 +595,7 @@ impl<E: Executor, C: Clock, O: Observer> CoreTask<E, C, O> {
 
     /// Graceful end: write a snapshot of the (fully durable) state, stop.
     async fn finish(mut self) -> Result<(), EngineError> {
-        self.flush();
+        self.flush().await?;
         let lsn = self.queue.applied_lsn();
         if lsn > 0 && self.figures.snapshot_lsn.load(Relaxed) < lsn {
             let bytes = codec::encode_queue_snapshot(&self.queue);

@@ -11,6 +11,7 @@ pub(crate) struct Figures {
     pub wal_segments: AtomicU64,
     pub durable_lsn: AtomicU64,
     pub fsyncs: AtomicU64,
+    pub lone_commits: AtomicU64,
     pub snapshot_lsn: AtomicU64,
     pub snapshot_at_ms: AtomicU64,
     pub snapshots: AtomicU64,
@@ -27,6 +28,7 @@ impl Figures {
             wal_segments: self.wal_segments.load(Relaxed),
             durable_lsn: self.durable_lsn.load(Relaxed),
             fsyncs: self.fsyncs.load(Relaxed),
+            lone_commits: self.lone_commits.load(Relaxed),
             snapshot_lsn: self.snapshot_lsn.load(Relaxed),
             snapshot_at_ms: self.snapshot_at_ms.load(Relaxed),
             snapshots: self.snapshots.load(Relaxed),
@@ -50,6 +52,9 @@ pub struct EngineFigures {
     pub durable_lsn: u64,
     /// Group commits (fdatasyncs) since start.
     pub fsyncs: u64,
+    /// Of those, commits of a lone client's records that the core task made
+    /// itself, the log being idle (no hand-off to the WAL task).
+    pub lone_commits: u64,
     /// LSN of the newest snapshot (0: none).
     pub snapshot_lsn: u64,
     /// When the newest snapshot was written (0: none this run).

@@ -13,6 +13,9 @@ pub trait Observer: Send + Sync + 'static {
     /// Every record up to LSN `upto` is durable (reported right after the
     /// sync returned, before the core learns it).
     fn durable(&self, _upto: u64) {}
+    /// The last fdatasync was the core task's own commit of a lone client's
+    /// records (reported after [`Observer::fsync`] and [`Observer::durable`]).
+    fn lone_commit(&self) {}
     /// `bytes` were written to the WAL.
     fn wal_written(&self, _bytes: u64) {}
     /// An attempt ran for `secs` and ended with `outcome`.

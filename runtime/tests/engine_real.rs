@@ -166,6 +166,60 @@ fn run_then_drop(dir: &Path, workers: u32, executor: AnyExecutor, f: impl AsyncF
     rt.shutdown_background();
 }
 
+/// A lone client's acknowledgements are committed by the core task itself
+/// (no hand-off to the WAL task), each after its own fdatasync; concurrent
+/// clients then go back to the WAL task's group commit; a crash loses none
+/// of either.
+#[test]
+fn a_lone_clients_commits_are_made_in_place_and_survive_a_crash_like_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    run_then_drop(dir.path(), 0, AnyExecutor::Noop(NoopExecutor), async |c| {
+        enqueue_batches(c, "lone", 50, 1, "1").await;
+        let st = c.status().await.unwrap();
+        assert_eq!(st.engine.durable_lsn, 50, "one record per job");
+        assert!(
+            st.engine.fsyncs >= 50,
+            "each ack waited for its own fdatasync: {:?}",
+            st.engine
+        );
+        assert!(
+            st.engine.lone_commits >= 48,
+            "a lone client's records are committed by the core task: {:?}",
+            st.engine
+        );
+        let tasks: Vec<_> = (0..16)
+            .map(|t| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    enqueue_batches(&c, &format!("crowd{t}-"), 20, 1, "2").await;
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let st = c.status().await.unwrap();
+        assert_eq!(st.queue.stats.jobs.pending, 50 + 16 * 20);
+        assert_eq!(st.engine.durable_lsn, 50 + 16 * 20);
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let e = start(config(dir.path(), 0), NoopExecutor).await;
+        assert_eq!(
+            e.recovery.jobs,
+            50 + 16 * 20,
+            "every acknowledged job is back"
+        );
+        assert_eq!(e.recovery.replayed_records, 50 + 16 * 20);
+        e.handle.shutdown();
+        e.handle.wait().await.unwrap();
+    });
+}
+
 #[test]
 fn in_flight_jobs_at_an_abrupt_stop_are_retried_with_the_attempt_counted() {
     let dir = tempfile::tempdir().unwrap();

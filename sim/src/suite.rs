@@ -39,6 +39,7 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "check: engine state equals the model",
     "snapshot: written",
     "wal: segment deleted",
+    "wal: a lone client's commit made by the core task",
     "job: timed out",
     "job: dead",
     "job: cancelled",

@@ -164,6 +164,12 @@ impl Observer for SimObserver {
         w.fold_to(upto);
     }
 
+    fn lone_commit(&self) {
+        self.0
+            .lock()
+            .mark("wal: a lone client's commit made by the core task");
+    }
+
     fn snapshot_written(&self, lsn: u64, _bytes: u64, _secs: f64) {
         let mut w = self.0.lock();
         w.mark("snapshot: written");

@@ -766,6 +766,12 @@ impl<D: Disk> Wal<D> {
         Ok(())
     }
 
+    /// True when the next segment is neither prepared nor being prepared
+    /// (and the WAL is live): [`Wal::begin_prepare`] would start one.
+    pub fn next_segment_wanted(&self) -> bool {
+        self.failed.is_none() && !self.preparing && self.next.is_none()
+    }
+
     /// True when a prepared segment is waiting for the next rotation.
     pub fn next_segment_ready(&self) -> bool {
         self.next.is_some()
