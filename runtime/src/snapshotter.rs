@@ -116,6 +116,13 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                     (off_task(job).await, None)
                 }
                 ToSnapshotter::Save { lsn, bytes, done } => {
+                    if self.figures.snapshot_lsn.load(Relaxed) >= lsn {
+                        // A build that was under way when the engine began
+                        // to stop already wrote this state: same bytes, not
+                        // worth writing twice.
+                        let _ = done.send(Ok(()));
+                        continue;
+                    }
                     let (alive, _guard) = alive();
                     let job = save(
                         self.disk.dedicated(),
@@ -352,3 +359,100 @@ fn lower_priority() {
 
 #[cfg(all(not(madsim), not(target_os = "linux")))]
 fn lower_priority() {}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use beaver_core::record::{Op, Record};
+    use beaver_core::{JobId, NewJob, Payload, QueueName};
+    use beaver_io::{FileDisk, Wal, WalOptions};
+
+    use crate::clock::SystemClock;
+    use crate::observer::NoObserver;
+
+    fn enqueue(lsn: u64) -> Vec<u8> {
+        let job = NewJob {
+            id: JobId::parse(&format!("j{lsn}")).unwrap(),
+            queue: QueueName::parse("default").unwrap(),
+            payload: Payload::from_json(b"1").unwrap(),
+            priority: 0,
+            max_attempts: 3,
+            timeout_ms: 1_000,
+            run_at: 0,
+        };
+        codec::encode_record(&Record {
+            lsn,
+            at: 0,
+            op: Op::Enqueue { jobs: vec![job] },
+        })
+    }
+
+    /// The shutdown's save of LSN 2 queued behind a build up to LSN 2 (the
+    /// build was under way when the engine began to stop): the build's
+    /// snapshot stands and the save writes nothing.
+    #[test]
+    fn a_save_that_a_finished_build_already_covers_writes_nothing() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let (wal_dir, snapshot_dir) = (dir.path().join("wal"), dir.path().join("snapshots"));
+            let opts = WalOptions {
+                segment_bytes: 1 << 20,
+                salt_seed: 7,
+            };
+            let (mut wal, _) = Wal::open(FileDisk::new(), &wal_dir, opts, 0, |_, _| {})
+                .await
+                .unwrap();
+            let (one, two) = (enqueue(1), enqueue(2));
+            wal.append(&[(1, &one), (2, &two)]).await.unwrap();
+            drop(wal);
+
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (to_wal, _wal_rx) = mpsc::unbounded_channel();
+            let figures = Arc::new(Figures::default());
+            let snapshotter = Snapshotter {
+                disk: FileDisk::new(),
+                snapshot_dir: snapshot_dir.clone(),
+                wal_dir,
+                config: Config::default(),
+                pace_percent: 100,
+                engine_stopping: Arc::new(AtomicBool::new(false)),
+                rx,
+                to_wal,
+                figures: figures.clone(),
+                observer: Arc::new(NoObserver),
+                clock: Arc::new(SystemClock::new()),
+                estimate_bytes: Arc::new(AtomicU64::new(0)),
+            };
+            let (done, saved) = oneshot::channel();
+            // Bytes that would be told apart from the build's on disk.
+            let empty = codec::encode_queue_snapshot(&Queue::new(Config::default()));
+            tx.send(ToSnapshotter::Build { upto: 2 }).unwrap();
+            tx.send(ToSnapshotter::Save {
+                lsn: 2,
+                bytes: empty,
+                done,
+            })
+            .unwrap();
+            drop(tx);
+            snapshotter.run().await;
+
+            assert_eq!(saved.await.unwrap(), Ok(()), "the save is answered");
+            assert_eq!(figures.snapshots.load(Relaxed), 1, "one snapshot written");
+            let mut store = SnapshotStore::open(FileDisk::new(), &snapshot_dir)
+                .await
+                .unwrap();
+            let loaded = store.load().await.unwrap().unwrap();
+            let q = Queue::recover_encoded(Config::default(), &loaded.body, []).unwrap();
+            assert_eq!(
+                (loaded.lsn, q.stats().jobs.pending),
+                (2, 2),
+                "the build's snapshot stands"
+            );
+        });
+    }
+}
