@@ -105,12 +105,58 @@ impl<T> serde::de::Visitor<'_> for ParseStr<T> {
 /// The name of a queue.
 ///
 /// Guarantees: 1 to [`QUEUE_NAME_BYTES_MAX`] bytes of `[A-Za-z0-9._-]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueueName(std::sync::Arc<str>);
+/// Compares, orders and hashes as its text.
+#[derive(Clone)]
+pub struct QueueName(Name);
+
+/// The default queue's name costs nothing to make, clone or drop (no
+/// shared reference count for a million jobs' names to contend on);
+/// `Named` never holds the default name.
+#[derive(Clone)]
+enum Name {
+    Default,
+    Named(std::sync::Arc<str>),
+}
+
+impl PartialEq for QueueName {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Name::Default, Name::Default) => true,
+            (Name::Named(a), Name::Named(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for QueueName {}
+
+impl PartialOrd for QueueName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for QueueName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for QueueName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl std::fmt::Debug for QueueName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QueueName({:?})", self.as_str())
+    }
+}
 
 impl Serialize for QueueName {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -118,8 +164,8 @@ impl QueueName {
     /// Validates a queue name.
     pub fn parse(name: &str) -> Result<QueueName, String> {
         if name == DEFAULT_QUEUE {
-            // Shared: decoding a log of a million default-queue jobs then
-            // allocates no name at all.
+            // Decoding a log of a million default-queue jobs then allocates
+            // no name at all.
             return Ok(QueueName::default_queue());
         }
         if name.is_empty() || name.len() > QUEUE_NAME_BYTES_MAX {
@@ -136,19 +182,20 @@ impl QueueName {
                 "the queue name contains {bad:?}; use letters, digits, '.', '_' or '-'"
             ));
         }
-        Ok(QueueName(name.into()))
+        Ok(QueueName(Name::Named(name.into())))
     }
 
     /// The queue jobs go to when none is named.
     pub fn default_queue() -> QueueName {
-        static DEFAULT: std::sync::LazyLock<QueueName> =
-            std::sync::LazyLock::new(|| QueueName(DEFAULT_QUEUE.into()));
-        DEFAULT.clone()
+        QueueName(Name::Default)
     }
 
     /// The name as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Name::Default => DEFAULT_QUEUE,
+            Name::Named(n) => n,
+        }
     }
 }
 
@@ -160,7 +207,7 @@ impl Default for QueueName {
 
 impl std::fmt::Display for QueueName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -395,6 +442,26 @@ mod tests {
         assert!(QueueName::parse("").is_err());
         assert!(QueueName::parse("a b").unwrap_err().contains("' '"));
         assert_eq!(QueueName::default().as_str(), "default");
+    }
+
+    #[test]
+    fn queue_names_compare_order_and_hash_as_their_text() {
+        use std::collections::{BTreeSet, HashSet};
+        let names = ["zeta", "default", "alpha", "default", "defaulty"];
+        let parsed: Vec<QueueName> = names.iter().map(|n| QueueName::parse(n).unwrap()).collect();
+        assert_eq!(parsed[1], QueueName::default_queue());
+        assert_ne!(parsed[4], QueueName::default_queue());
+        let ordered: Vec<&str> = parsed
+            .iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(QueueName::as_str)
+            .collect();
+        assert_eq!(ordered, ["alpha", "default", "defaulty", "zeta"]);
+        let hashed: HashSet<QueueName> = parsed.iter().cloned().collect();
+        assert_eq!(hashed.len(), 4);
+        assert!(hashed.contains(&QueueName::default_queue()));
+        assert_eq!(format!("{:?}", parsed[1]), "QueueName(\"default\")");
     }
 
     #[test]
