@@ -25,6 +25,8 @@ const WAIT_WITHIN: Duration = Duration::from_secs(300);
 const POOL_SINGLE: usize = 4_096;
 const POOL_BATCH: usize = 256;
 const BATCH_JOBS: usize = 100;
+/// Clients of W0 and W2 (and the snapshot case, which is W2 again).
+pub const CONCURRENT_CLIENTS: usize = 32;
 
 /// What the workloads share.
 pub struct Ctx {
@@ -194,7 +196,7 @@ pub fn w0(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
         &s,
         "W0",
         "GET /v1/ping, 32 clients".into(),
-        32,
+        CONCURRENT_CLIENTS,
         ctx.n(100_000),
         pool.clone(),
         0,
@@ -237,7 +239,7 @@ pub fn w2(ctx: &mut Ctx) -> Result<Row, String> {
         &s,
         "W2",
         "1-job enqueues, 32 clients".into(),
-        32,
+        CONCURRENT_CLIENTS,
         n,
         single_pool(),
         1,
@@ -326,7 +328,7 @@ pub fn snap(ctx: &Ctx, big: &ServerProc) -> Result<Vec<Row>, String> {
         big,
         "W2@1M",
         "as W2, on the server holding the backlog".into(),
-        32,
+        CONCURRENT_CLIENTS,
         n,
         single_pool(),
         1,
@@ -354,7 +356,7 @@ pub fn snap(ctx: &Ctx, big: &ServerProc) -> Result<Vec<Row>, String> {
         big,
         "W2+snap",
         format!("as W2@1M, while a snapshot of {jobs} jobs is built"),
-        32,
+        CONCURRENT_CLIENTS,
         n,
         single_pool(),
         1,
