@@ -32,7 +32,7 @@ use crate::parse::{BadJob, parse_body, parse_job};
 use crate::schema::{EnqueuedDoc, EnqueuedJob, ErrorBody, ErrorDoc, JobDoc, StatusDoc};
 use crate::settings::HttpLimits;
 
-/// What every handler shares.
+/// What every handler shares (behind one `Arc`: each request clones it).
 #[derive(Clone)]
 pub struct AppState {
     /// The engine.
@@ -175,7 +175,7 @@ pub fn api_router(state: AppState, token: Option<Arc<str>>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(token, authorize))
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 /// The metrics router (`GET /metrics`).
@@ -185,7 +185,7 @@ pub fn metrics_router(state: AppState, token: Option<Arc<str>>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(token, authorize))
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 /// Compares in time independent of where the first difference is.
@@ -281,7 +281,7 @@ async fn read_body(body: Body, limits: &HttpLimits) -> Result<Bytes, ApiError> {
     }
 }
 
-async fn enqueue(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn enqueue(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     match enqueue_inner(&app, &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -375,7 +375,7 @@ fn job_id(id: &str) -> Result<JobId, ApiError> {
 }
 
 async fn get_job(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
@@ -391,7 +391,7 @@ struct Requeued {
 }
 
 async fn requeue_one(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
@@ -399,7 +399,7 @@ async fn requeue_one(
     Ok(json(StatusCode::OK, &Requeued { requeued: n }))
 }
 
-async fn requeue_all(State(app): State<AppState>) -> Result<Response, ApiError> {
+async fn requeue_all(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let n = app.client.requeue(RequeueTarget::AllDead).await?;
     Ok(json(StatusCode::OK, &Requeued { requeued: n }))
 }
@@ -410,7 +410,10 @@ struct Cancelled {
     state: &'static str,
 }
 
-async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn cancel(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     app.client.cancel(id.clone()).await?;
     Ok(json(
@@ -446,7 +449,7 @@ struct SnapshotStarted {
 /// off the core's task) and answers with the LSN it will cover; it is
 /// written in the background (`snapshot.lsn` of `/v1/status` reaches `lsn`
 /// once it is).
-async fn snapshot(State(app): State<AppState>) -> Result<Response, ApiError> {
+async fn snapshot(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let lsn = app.client.snapshot().await?;
     Ok(json(StatusCode::OK, &SnapshotStarted { lsn }))
 }
@@ -458,7 +461,7 @@ pub async fn status_doc(app: &AppState) -> Result<StatusDoc, Rejection> {
     Ok(StatusDoc::from_engine(&st, &app.recovery, written))
 }
 
-async fn status(State(app): State<AppState>) -> Result<Response, ApiError> {
+async fn status(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
     Ok(json(StatusCode::OK, &status_doc(&app).await?))
 }
 
@@ -468,7 +471,7 @@ struct DeadList {
 }
 
 async fn list_dead(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let mut limit = 100;
@@ -506,7 +509,7 @@ async fn list_dead(
     Ok(json(StatusCode::OK, &doc))
 }
 
-async fn metrics(State(app): State<AppState>) -> Result<Response, ApiError> {
+async fn metrics(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let st = app.client.status().await?;
     let text = app.metrics.render(&st);
     Ok((
