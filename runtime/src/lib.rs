@@ -23,6 +23,8 @@ pub mod observer;
 mod pace;
 mod replay;
 mod snapshotter;
+#[cfg(test)]
+mod testing;
 mod wal_task;
 
 pub use client::Client;

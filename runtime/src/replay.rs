@@ -197,27 +197,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use beaver_core::config::Config;
-    use beaver_core::job::{JobId, NewJob, Payload, QueueName};
+    use beaver_core::job::JobId;
     use beaver_core::record::Op;
 
-    fn enqueue(lsn: u64, jobs: u64) -> Vec<u8> {
-        let jobs = (0..jobs)
-            .map(|i| NewJob {
-                id: JobId::parse(&format!("j{lsn}-{i}")).unwrap(),
-                queue: QueueName::parse("default").unwrap(),
-                payload: Payload::from_json(b"\"x\"").unwrap(),
-                priority: 0,
-                max_attempts: 3,
-                timeout_ms: 1_000,
-                run_at: 0,
-            })
-            .collect();
-        codec::encode_record(&Record {
-            lsn,
-            at: 0,
-            op: Op::Enqueue { jobs },
-        })
-    }
+    use crate::testing::enqueue;
 
     fn complete_unknown(lsn: u64) -> Vec<u8> {
         codec::encode_record(&Record {

@@ -364,29 +364,11 @@ fn lower_priority() {}
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use beaver_core::record::{Op, Record};
-    use beaver_core::{JobId, NewJob, Payload, QueueName};
     use beaver_io::{FileDisk, Wal, WalOptions};
 
     use crate::clock::SystemClock;
     use crate::observer::NoObserver;
-
-    fn enqueue(lsn: u64) -> Vec<u8> {
-        let job = NewJob {
-            id: JobId::parse(&format!("j{lsn}")).unwrap(),
-            queue: QueueName::parse("default").unwrap(),
-            payload: Payload::from_json(b"1").unwrap(),
-            priority: 0,
-            max_attempts: 3,
-            timeout_ms: 1_000,
-            run_at: 0,
-        };
-        codec::encode_record(&Record {
-            lsn,
-            at: 0,
-            op: Op::Enqueue { jobs: vec![job] },
-        })
-    }
+    use crate::testing::enqueue;
 
     /// The shutdown's save of LSN 2 queued behind a build up to LSN 2 (the
     /// build was under way when the engine began to stop): the build's
@@ -407,7 +389,7 @@ mod tests {
             let (mut wal, _) = Wal::open(FileDisk::new(), &wal_dir, opts, 0, |_, _| {})
                 .await
                 .unwrap();
-            let (one, two) = (enqueue(1), enqueue(2));
+            let (one, two) = (enqueue(1, 1), enqueue(2, 1));
             wal.append(&[(1, &one), (2, &two)]).await.unwrap();
             drop(wal);
 

@@ -150,14 +150,19 @@ async fn demo_jobs_all_finish_completed_or_dead() {
     e.handle.wait().await.unwrap();
 }
 
-/// An abrupt stop: the runtime that ran the engine is dropped with its tasks
-/// (nothing is flushed or snapshotted), like `kill -9` but keeping the page cache.
-fn run_then_drop(dir: &Path, workers: u32, executor: AnyExecutor, f: impl AsyncFnOnce(&Client)) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// A runtime like the server's (two workers), for tests that drop one.
+fn two_worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// An abrupt stop: the runtime that ran the engine is dropped with its tasks
+/// (nothing is flushed or snapshotted), like `kill -9` but keeping the page cache.
+fn run_then_drop(dir: &Path, workers: u32, executor: AnyExecutor, f: impl AsyncFnOnce(&Client)) {
+    let rt = two_worker_runtime();
     rt.block_on(async {
         let e = start(config(dir, workers), executor).await;
         f(&e.client).await;
@@ -202,11 +207,7 @@ fn a_lone_clients_commits_are_made_in_place_and_survive_a_crash_like_the_rest() 
         assert_eq!(st.queue.stats.jobs.pending, 50 + 16 * 20);
         assert_eq!(st.engine.durable_lsn, 50 + 16 * 20);
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_worker_runtime();
     rt.block_on(async {
         let e = start(config(dir.path(), 0), NoopExecutor).await;
         assert_eq!(
@@ -232,11 +233,7 @@ fn in_flight_jobs_at_an_abrupt_stop_are_retried_with_the_attempt_counted() {
         c.enqueue(vec![one, two]).await.unwrap();
         wait_until(c, 10, |s| s.engine.running == 2).await;
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = two_worker_runtime();
     rt.block_on(async {
         let e = start(config(dir.path(), 2), NoopExecutor).await;
         assert_eq!(e.recovery.jobs, 2);

@@ -90,6 +90,32 @@ fn per_fsync(f: Fsyncs) -> f64 {
 /// The legend printed before the lines.
 pub const HEADER: &str = "latency: one request, sent to whole answer; fsyncs and records per fsync: the server's /metrics before and after; CPU: server + benchmark process, in cores busy; RSS: the server's peak (VmHWM); data: the data dir on disk (du)";
 
+/// The best `clients` closed-loop clients can reach when each request
+/// takes what it takes on the HTTP floor `http` (run with the same clients:
+/// by Little's law, clients / its rate) plus one W5 fdatasync, as a note
+/// for a target cell comparing with `reference` (empty if a row is missing).
+fn floor_note(
+    http: Option<&Row>,
+    w5: Option<&Row>,
+    clients: usize,
+    what: &str,
+    reference: &Row,
+) -> String {
+    let (Some(http), Some(w5)) = (http, w5) else {
+        return String::new();
+    };
+    if http.rate() <= 0.0 || w5.rate() <= 0.0 || reference.rate() <= 0.0 {
+        return String::new();
+    }
+    let clients = clients as f64;
+    let floor = clients / (clients / http.rate() + 1.0 / w5.rate());
+    format!(
+        "; {what} allow {floor:.0}/s = {:.0}% of {}",
+        100.0 * floor / reference.rate(),
+        reference.name
+    )
+}
+
 /// A target: its text, and whether it was met (`None`: what it compares
 /// with did not run).
 fn target(rows: &[Row], r: &Row) -> (String, Option<bool>) {
@@ -103,16 +129,7 @@ fn target(rows: &[Row], r: &Row) -> (String, Option<bool>) {
         "W1" => match find("W5") {
             Some(w5) => {
                 // The best one client can do: an fdatasync plus an HTTP round trip.
-                let floor = find("W0 1")
-                    .filter(|p| p.rate() > 0.0 && w5.rate() > 0.0)
-                    .map(|p| 1.0 / (1.0 / w5.rate() + 1.0 / p.rate()))
-                    .map_or(String::new(), |f| {
-                        format!(
-                            "; W5 + W0 1 round trip allow {:.0}/s = {:.0}% of W5",
-                            f,
-                            100.0 * f / w5.rate()
-                        )
-                    });
+                let floor = floor_note(find("W0 1"), Some(w5), 1, "W5 + W0 1 round trip", w5);
                 (
                     format!(
                         ">= 85% of W5: {:.0}% ({:.0}/s){floor}",
@@ -127,21 +144,15 @@ fn target(rows: &[Row], r: &Row) -> (String, Option<bool>) {
         "W2" => match find("W0") {
             Some(w0) => {
                 // The best the same clients can do: each request takes W0's
-                // time (Little's law: clients / W0's rate) plus at least one
-                // fdatasync begun after its record was written.
-                let floor = find("W5")
-                    .filter(|w5| w5.rate() > 0.0 && w0.rate() > 0.0)
-                    .map(|w5| {
-                        let clients = CONCURRENT_CLIENTS as f64;
-                        clients / (clients / w0.rate() + 1.0 / w5.rate())
-                    })
-                    .map_or(String::new(), |f| {
-                        format!(
-                            "; W0's time + one W5 fdatasync allow {:.0}/s = {:.0}% of W0",
-                            f,
-                            100.0 * f / w0.rate()
-                        )
-                    });
+                // time plus at least one fdatasync begun after its record
+                // was written.
+                let floor = floor_note(
+                    Some(w0),
+                    find("W5"),
+                    CONCURRENT_CLIENTS,
+                    "W0's time + one W5 fdatasync",
+                    w0,
+                );
                 (
                     format!(
                         ">= 85% of W0: {:.0}%; p99 < 5 ms{floor}",
@@ -259,13 +270,18 @@ mod tests {
         }
     }
 
+    /// A W5 row of `syncs_per_sec`.
+    fn probe(syncs_per_sec: u64) -> Row {
+        Row {
+            unit: "syncs",
+            ..row("W5", syncs_per_sec, 1.0, 0.0)
+        }
+    }
+
     #[test]
     fn targets_compare_with_their_reference_rows() {
         let rows = vec![
-            Row {
-                unit: "syncs",
-                ..row("W5", 8_000, 1.0, 0.0)
-            },
+            probe(8_000),
             row("W0", 100_000, 1.0, 1.0),
             row("W1", 7_000, 1.0, 1.0),
             row("W2", 90_000, 1.0, 6.0),
@@ -282,10 +298,7 @@ mod tests {
     #[test]
     fn w1_shows_the_floor_of_one_fsync_plus_one_round_trip() {
         let rows = vec![
-            Row {
-                unit: "syncs",
-                ..row("W5", 8_000, 1.0, 0.0)
-            },
+            probe(8_000),
             row("W0 1", 20_000, 1.0, 0.1),
             row("W1", 5_000, 1.0, 1.0),
         ];
@@ -298,10 +311,7 @@ mod tests {
     #[test]
     fn w2_shows_the_floor_of_w0s_time_plus_one_fsync() {
         let rows = vec![
-            Row {
-                unit: "syncs",
-                ..row("W5", 8_000, 1.0, 0.0)
-            },
+            probe(8_000),
             row("W0", 128_000, 1.0, 0.5),
             row("W2", 50_000, 1.0, 1.0),
         ];
