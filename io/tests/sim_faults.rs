@@ -517,6 +517,47 @@ fn rotation_recovery_and_deletion_only_of_covered_segments() {
     });
 }
 
+/// `begin_delete_through` forgets the covered segments at once; their
+/// files go when the job runs, and the log writes and syncs in between.
+#[test]
+fn covered_segments_are_deleted_by_a_job_while_the_log_goes_on() {
+    rt().block_on(async {
+        let disk = SimDisk::new(3, SimDiskConfig::power_faults());
+        let dir = Path::new(DIR);
+        let mut wal = synced_log(&disk, 40, 2, 700).await; // 80 records
+        let closed = wal.closed_segments();
+        assert!(closed.len() >= 3, "{closed:?}");
+        let (_, last1) = closed[1];
+        let name = |seq: u64| format!("wal-{seq:020}.seg");
+        let job = wal
+            .begin_delete_through(last1)
+            .unwrap()
+            .expect("two covered");
+        assert_eq!(wal.closed_segments(), closed[2..].to_vec(), "forgotten now");
+        for _ in 0..5 {
+            write(&mut wal, 2, 700).await.unwrap();
+            wal.sync().await.unwrap();
+        }
+        let listed = disk.list(dir).await.unwrap();
+        assert!(
+            listed.contains(&name(closed[0].0)) && listed.contains(&name(closed[1].0)),
+            "the files stay until the job runs: {listed:?}"
+        );
+        assert_eq!(job.run().await.unwrap(), 2);
+        let listed = disk.list(dir).await.unwrap();
+        assert!(
+            !listed.contains(&name(closed[0].0)) && !listed.contains(&name(closed[1].0)),
+            "{listed:?}"
+        );
+        assert!(wal.begin_delete_through(last1).unwrap().is_none());
+        drop(wal);
+        disk.power_loss();
+        let (wal, got) = recover(&disk, dir, opts(SEG, 2), last1).await.unwrap();
+        assert_dense(&got, last1 + 1, 90, 700);
+        assert_eq!(wal.next_lsn(), 91);
+    });
+}
+
 #[test]
 fn pages_an_eio_marked_clean_are_made_durable_by_the_next_recovery() {
     for seed in 0..20 {

@@ -326,6 +326,7 @@ impl<D: Disk, O: Observer> WalTask<D, O> {
                     }
                     let mut log = self.log.lock().await;
                     let mut records: Vec<Arc<Record>> = Vec::new();
+                    let mut deletions = Vec::new();
                     for msg in inbox.drain(..) {
                         match msg {
                             ToWal::Records(rs) => {
@@ -333,15 +334,13 @@ impl<D: Disk, O: Observer> WalTask<D, O> {
                                 records.extend(rs);
                             }
                             ToWal::DeleteThrough(lsn, done) => {
-                                match log.wal.delete_through(lsn).await {
-                                    Ok(n) => debug!(segments = n, upto_lsn = lsn, "deleted WAL segments covered by the older snapshot"),
-                                    Err(e) if log.wal.is_stopped() => {
+                                match log.wal.begin_delete_through(lsn) {
+                                    Ok(job) => deletions.push((lsn, job, done)),
+                                    Err(e) => {
                                         drop(log);
                                         return self.fatal(e);
                                     }
-                                    Err(e) => warn!(error = %e, "could not delete covered WAL segments"),
                                 }
-                                let _ = done.send(());
                             }
                             ToWal::Wake => {}
                         }
@@ -349,6 +348,18 @@ impl<D: Disk, O: Observer> WalTask<D, O> {
                     if let Err(e) = log.write(&records, &mut out).await {
                         drop(log);
                         return self.fatal(e);
+                    }
+                    // File removals and their directory fsync need nothing of
+                    // the log: the core task may commit in place meanwhile.
+                    drop(log);
+                    for (lsn, job, done) in deletions {
+                        if let Some(job) = job {
+                            match job.run().await {
+                                Ok(n) => debug!(segments = n, upto_lsn = lsn, "deleted WAL segments covered by the older snapshot"),
+                                Err(e) => warn!(error = %e, "could not delete covered WAL segments"),
+                            }
+                        }
+                        let _ = done.send(());
                     }
                 }
             }

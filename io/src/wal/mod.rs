@@ -20,6 +20,6 @@ pub mod writer;
 pub use group::{Appender, GroupCommit, GroupCommitStats};
 pub use inspect::{BatchReport, Inspection, LogEnd, SegmentReport, inspect, read_records};
 pub use writer::{
-    BatchInfo, DEFAULT_SEGMENT_BYTES, PrepareJob, PrepareOutcome, Recovered, SpaceStatus, SyncJob,
-    SyncOutcome, Wal, WalOptions,
+    BatchInfo, DEFAULT_SEGMENT_BYTES, DeleteJob, PrepareJob, PrepareOutcome, Recovered,
+    SpaceStatus, SyncJob, SyncOutcome, Wal, WalOptions,
 };

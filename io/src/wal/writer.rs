@@ -120,6 +120,28 @@ impl<F: DiskFile> SyncJob<F> {
     }
 }
 
+/// Deletion of closed segments a snapshot covers, from
+/// [`Wal::begin_delete_through`].
+#[derive(Debug)]
+#[must_use = "the segments are forgotten: run the job to delete their files"]
+pub struct DeleteJob<D> {
+    disk: D,
+    dir: PathBuf,
+    paths: Vec<PathBuf>,
+}
+
+impl<D: Disk> DeleteJob<D> {
+    /// Deletes the files, oldest first, then fsyncs the directory; returns
+    /// how many.
+    pub async fn run(self) -> Result<usize> {
+        for p in &self.paths {
+            self.disk.remove(p).await?;
+        }
+        self.disk.sync_dir(&self.dir).await?;
+        Ok(self.paths.len())
+    }
+}
+
 /// Preparation of the next segment (create, allocate, sync, directory
 /// fsync), to run off the write path; hand the outcome to
 /// [`Wal::finish_prepare`].
@@ -798,6 +820,17 @@ impl<D: Disk> Wal<D> {
     /// (pass the older kept snapshot's LSN), oldest first, and fsyncs the
     /// directory. The active segment is never deleted. Returns how many.
     pub async fn delete_through(&mut self, upto_lsn: u64) -> Result<usize> {
+        match self.begin_delete_through(upto_lsn)? {
+            Some(job) => job.run().await,
+            None => Ok(0),
+        }
+    }
+
+    /// As [`Wal::delete_through`] in two steps: the segments are forgotten
+    /// here, and the returned job deletes their files and fsyncs the
+    /// directory; it needs nothing of the WAL, so writes and syncs may go on
+    /// while it runs. `None` when no closed segment is covered.
+    pub fn begin_delete_through(&mut self, upto_lsn: u64) -> Result<Option<DeleteJob<D>>> {
         self.check_live()?;
         let n = self
             .closed
@@ -805,18 +838,25 @@ impl<D: Disk> Wal<D> {
             .take_while(|c| c.last_lsn <= upto_lsn)
             .count();
         if n == 0 {
-            return Ok(0);
+            return Ok(None);
         }
-        for c in self.closed.drain(..n) {
-            debug!(
-                segment = c.seq,
-                last_lsn = c.last_lsn,
-                "deleting WAL segment"
-            );
-            self.disk.remove(&c.path).await?;
-        }
-        self.disk.sync_dir(&self.dir).await?;
-        Ok(n)
+        let paths = self
+            .closed
+            .drain(..n)
+            .map(|c| {
+                debug!(
+                    segment = c.seq,
+                    last_lsn = c.last_lsn,
+                    "deleting WAL segment"
+                );
+                c.path
+            })
+            .collect();
+        Ok(Some(DeleteJob {
+            disk: self.disk.clone(),
+            dir: self.dir.clone(),
+            paths,
+        }))
     }
 
     /// The sequence numbers and last LSNs of the closed segments, oldest first.
