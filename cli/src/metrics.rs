@@ -177,7 +177,11 @@ impl Metrics {
                 "beaver_worker_pool_size",
                 "Workers (concurrent attempts).",
             )?,
-            running: gauge(&r, "beaver_workers_busy", "Attempts running now.")?,
+            running: gauge(
+                &r,
+                "beaver_workers_busy",
+                "Attempts holding a worker now (at most the pool size).",
+            )?,
             wal_bytes: gauge(
                 &r,
                 "beaver_wal_bytes",

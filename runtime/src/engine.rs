@@ -279,6 +279,22 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
     })
 }
 
+/// An attempt holding a worker, in the `running` figure while it lives.
+struct Busy(Arc<Figures>);
+
+impl Busy {
+    fn start(figures: &Arc<Figures>) -> Busy {
+        figures.running.fetch_add(1, Relaxed);
+        Busy(figures.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Relaxed);
+    }
+}
+
 /// One attempt's end, from an execution task.
 struct Done {
     id: JobId,
@@ -478,9 +494,6 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
             }
         }
         self.out = out;
-        self.figures
-            .running
-            .store(self.running.len() as u64, Relaxed);
     }
 
     /// Makes this round's records durable: the core task commits them
@@ -562,6 +575,7 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
         let attempt = self.executor.execute(x);
         let workers = self.workers.clone();
         let tx = self.outcome_tx.clone();
+        let figures = self.figures.clone();
         let mut stop = self.exec_stop.subscribe();
         let (id, n) = key.clone();
         let handle = tokio::spawn(async move {
@@ -581,13 +595,19 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
                 });
                 return;
             };
-            let began = Instant::now();
-            let outcome = attempt.await;
+            // Counted while it holds a worker (not while dispatched ahead),
+            // until it ends or is aborted; no longer once its end is sent.
+            let (outcome, secs) = {
+                let _busy = Busy::start(&figures);
+                let began = Instant::now();
+                let outcome = attempt.await;
+                (outcome, began.elapsed().as_secs_f64())
+            };
             let _ = tx.send(Done {
                 id,
                 attempt: n,
                 outcome,
-                secs: began.elapsed().as_secs_f64(),
+                secs,
             });
         });
         self.running.insert(key, handle);

@@ -69,7 +69,8 @@ pub struct EngineFigures {
     pub torn_bytes_discarded: u64,
     /// The worker pool's size.
     pub workers: u32,
-    /// Attempts running now.
+    /// Attempts running now: holding a worker (at most `workers`; attempts
+    /// dispatched ahead and waiting for a worker are not counted).
     pub running: u64,
 }
 

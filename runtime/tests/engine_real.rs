@@ -166,7 +166,11 @@ fn run_then_drop(dir: &Path, workers: u32, executor: AnyExecutor, f: impl AsyncF
     rt.block_on(async {
         let e = start(config(dir, workers), executor).await;
         f(&e.client).await;
-        std::mem::forget(e.handle); // never shut down gracefully
+        // Never shut down gracefully: neither through the handle nor by
+        // dropping the last client (which stops the engine gracefully, and
+        // under load could give dispatched attempts back before the runtime
+        // is dropped).
+        std::mem::forget(e);
     });
     rt.shutdown_background();
 }
@@ -467,6 +471,27 @@ async fn too_many_waiting_requests_are_told_to_retry() {
         busy, 199,
         "a bounded request queue refuses instead of growing"
     );
+    e.handle.shutdown();
+    e.handle.wait().await.unwrap();
+}
+
+/// `running` counts attempts holding a worker, not those dispatched ahead
+/// and waiting for one: with one worker and three jobs dispatched, one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_counts_attempts_holding_a_worker_not_those_dispatched_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 1);
+    c.queue.prefetch = 4;
+    let sleeper = AnyExecutor::Exec(ExecExecutor::new("sleep 0.3").unwrap());
+    let e = start(c, sleeper).await;
+    enqueue_batches(&e.client, "w", 1, 3, "1").await;
+    let st = wait_until(&e.client, 10, |s| {
+        s.queue.stats.jobs.in_flight == 3 && s.engine.running == 1
+    })
+    .await;
+    assert_eq!(st.engine.workers, 1);
+    let done = wait_until(&e.client, 10, |s| s.queue.stats.jobs.completed == 3).await;
+    assert_eq!(done.engine.running, 0, "every attempt gave its worker back");
     e.handle.shutdown();
     e.handle.wait().await.unwrap();
 }
