@@ -20,7 +20,7 @@ pub struct EngineConfig {
     pub snapshot_interval_ms: u64,
     /// The share of time (1-100) a snapshot build may work; it sleeps the
     /// rest, so that requests keep their throughput and latency while it
-    /// runs. 100 builds at full speed (still at idle priority). Lower: a
+    /// runs. 100 builds at full speed (still at nice 19). Lower: a
     /// longer build, so a longer log to replay if the process dies during
     /// one.
     pub snapshot_pace_percent: u8,
