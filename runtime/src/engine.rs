@@ -617,7 +617,7 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
     async fn finish(mut self) -> Result<(), EngineError> {
         self.flush().await?;
         let lsn = self.queue.applied_lsn();
-        if lsn > 0 && self.figures.snapshot_lsn.load(Relaxed) < lsn {
+        if lsn > 0 && !self.figures.snapshot_covers(lsn) {
             let bytes = codec::encode_queue_snapshot(&self.queue);
             let (done, wait) = oneshot::channel();
             if self

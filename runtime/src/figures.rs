@@ -22,6 +22,11 @@ pub(crate) struct Figures {
 }
 
 impl Figures {
+    /// Whether the newest snapshot written (or loaded) covers `lsn`.
+    pub(crate) fn snapshot_covers(&self, lsn: u64) -> bool {
+        self.snapshot_lsn.load(Relaxed) >= lsn
+    }
+
     pub(crate) fn engine(&self, workers: u32) -> EngineFigures {
         EngineFigures {
             wal_bytes: self.wal_bytes.load(Relaxed),

@@ -100,7 +100,7 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
             let began = Instant::now();
             let (result, done) = match msg {
                 ToSnapshotter::Build { upto } => {
-                    if self.figures.snapshot_lsn.load(Relaxed) >= upto {
+                    if self.figures.snapshot_covers(upto) {
                         continue;
                     }
                     let (alive, _guard) = alive();
@@ -116,7 +116,7 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                     (off_task(job).await, None)
                 }
                 ToSnapshotter::Save { lsn, bytes, done } => {
-                    if self.figures.snapshot_lsn.load(Relaxed) >= lsn {
+                    if self.figures.snapshot_covers(lsn) {
                         // A build that was under way when the engine began
                         // to stop already wrote this state: same bytes, not
                         // worth writing twice.

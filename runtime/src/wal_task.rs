@@ -60,9 +60,7 @@ pub(crate) struct Log<D: Disk, O: Observer> {
     wal: Wal<D>,
     figures: Arc<Figures>,
     observer: Arc<O>,
-    snapshot_wal_bytes: u64,
-    segment_bytes: u64,
-    snapshot_interval_ms: u64,
+    settings: LogSettings,
     encoded: Vec<u8>,
     ends: Vec<(u64, usize)>,
     since_snapshot: u64,
@@ -72,6 +70,7 @@ pub(crate) struct Log<D: Disk, O: Observer> {
 }
 
 /// The settings a [`Log`] needs beside the WAL.
+#[derive(Clone, Copy)]
 pub(crate) struct LogSettings {
     pub snapshot_wal_bytes: u64,
     pub segment_bytes: u64,
@@ -89,9 +88,7 @@ impl<D: Disk, O: Observer> Log<D, O> {
             wal,
             figures,
             observer,
-            snapshot_wal_bytes: settings.snapshot_wal_bytes,
-            segment_bytes: settings.segment_bytes,
-            snapshot_interval_ms: settings.snapshot_interval_ms,
+            settings,
             encoded: Vec::with_capacity(1 << 20),
             ends: Vec::new(),
             since_snapshot: 0,
@@ -223,16 +220,20 @@ impl<D: Disk, O: Observer> Log<D, O> {
     /// After any write: publishes the segment figures and asks for a
     /// snapshot when enough log (or time) has passed since the last one.
     pub(crate) fn housekeeping(&mut self, events: &mut Vec<WalEvent>) {
-        let segments = self.wal.closed_segments().len() as u64 + 1;
+        let LogSettings {
+            snapshot_wal_bytes,
+            segment_bytes,
+            snapshot_interval_ms,
+        } = self.settings;
+        let segments = self.wal.closed_segment_count() as u64 + 1;
         self.figures.wal_segments.store(segments, Relaxed);
         self.figures
             .wal_bytes
-            .store(segments * self.segment_bytes, Relaxed);
-        let interval_due = self.snapshot_interval_ms > 0
-            && self.last_snapshot_at.elapsed() >= Duration::from_millis(self.snapshot_interval_ms)
+            .store(segments * segment_bytes, Relaxed);
+        let interval_due = snapshot_interval_ms > 0
+            && self.last_snapshot_at.elapsed() >= Duration::from_millis(snapshot_interval_ms)
             && self.since_snapshot > 0;
-        if (self.since_snapshot >= self.snapshot_wal_bytes || interval_due)
-            && self.wal.durable_lsn() > 0
+        if (self.since_snapshot >= snapshot_wal_bytes || interval_due) && self.wal.durable_lsn() > 0
         {
             self.since_snapshot = 0;
             self.last_snapshot_at = Instant::now();
@@ -318,9 +319,7 @@ impl<D: Disk, O: Observer> WalTask<D, O> {
                         if let Some((fut, began, records)) = sync.take() {
                             let outcome = fut.await;
                             let _ = self.log.lock().await.synced(outcome, began, records, &mut out);
-                            for ev in out.drain(..) {
-                                let _ = self.events.send(ev);
-                            }
+                            self.report(&mut out);
                         }
                         return;
                     }
@@ -363,16 +362,13 @@ impl<D: Disk, O: Observer> WalTask<D, O> {
                     }
                 }
             }
-            for ev in out.drain(..) {
-                if self.events.send(ev).is_err() {
-                    return;
-                }
+            // The durability report first, then the housekeeping's.
+            if !self.report(&mut out) {
+                return;
             }
             self.log.lock().await.housekeeping(&mut out);
-            for ev in out.drain(..) {
-                if self.events.send(ev).is_err() {
-                    return;
-                }
+            if !self.report(&mut out) {
+                return;
             }
             if space_check.elapsed() >= space_every {
                 space_check = Instant::now();
@@ -394,6 +390,11 @@ impl<D: Disk, O: Observer> WalTask<D, O> {
                 }
             }
         }
+    }
+
+    /// Sends the core task these events; `false` once it is gone.
+    fn report(&self, out: &mut Vec<WalEvent>) -> bool {
+        out.drain(..).all(|ev| self.events.send(ev).is_ok())
     }
 
     fn fatal(self, e: beaver_io::Error) {

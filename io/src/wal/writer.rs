@@ -859,6 +859,11 @@ impl<D: Disk> Wal<D> {
         }))
     }
 
+    /// How many closed segments there are (without listing them).
+    pub fn closed_segment_count(&self) -> usize {
+        self.closed.len()
+    }
+
     /// The sequence numbers and last LSNs of the closed segments, oldest first.
     pub fn closed_segments(&self) -> Vec<(u64, u64)> {
         self.closed.iter().map(|c| (c.seq, c.last_lsn)).collect()
