@@ -501,12 +501,12 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
     /// idle; otherwise (and for records that commit produces) they go to the
     /// WAL task in one message.
     async fn flush(&mut self) -> Result<(), EngineError> {
-        let lone = self.lone_syncs >= 2 && self.round_requests == 1;
-        if !self.appends.is_empty() {
-            self.proposing_requests += self.round_requests;
+        let requests = std::mem::take(&mut self.round_requests);
+        if self.appends.is_empty() {
+            return Ok(());
         }
-        self.round_requests = 0;
-        if lone && !self.appends.is_empty() {
+        self.proposing_requests += requests;
+        if self.lone_syncs >= 2 && requests == 1 {
             self.commit_in_place().await?;
         }
         if !self.appends.is_empty() {

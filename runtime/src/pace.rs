@@ -70,12 +70,12 @@ impl Pace {
             return;
         };
         let worked = since.elapsed();
-        if worked < SLICE || self.hurry.load(Relaxed) {
+        if worked < SLICE || self.hurried() {
             return;
         }
         // In naps, so that a hurry cuts the rest short.
         let mut rest = worked * (100 - self.percent) / self.percent;
-        while !rest.is_zero() && !self.hurry.load(Relaxed) {
+        while !rest.is_zero() && !self.hurried() {
             let nap = rest.min(NAP);
             std::thread::sleep(nap);
             rest -= nap;
