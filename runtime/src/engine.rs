@@ -507,7 +507,16 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
         }
         self.proposing_requests += requests;
         if self.lone_syncs >= 2 && requests == 1 {
-            self.commit_in_place().await?;
+            // Let every other ready task run first (and the runtime poll
+            // its sockets): a commit made in place blocks this thread, so
+            // other clients may not have been able to ask meanwhile, and
+            // the next request would look alone again and again.
+            tokio::task::yield_now().await;
+            if self.requests.is_empty() {
+                self.commit_in_place().await?;
+            } else {
+                self.lone_syncs = 0;
+            }
         }
         if !self.appends.is_empty() {
             let records = std::mem::take(&mut self.appends);

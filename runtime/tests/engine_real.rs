@@ -225,6 +225,50 @@ fn a_lone_clients_commits_are_made_in_place_and_survive_a_crash_like_the_rest() 
     });
 }
 
+/// Concurrent clients on a runtime with one thread are not taken for a
+/// lone client: a commit made in place blocks that thread, so the other
+/// clients' requests cannot reach the core meanwhile, which must not make
+/// the next request look alone (that fed itself: one request per commit,
+/// half the throughput).
+#[test]
+fn concurrent_clients_on_one_thread_are_not_committed_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let e = start(config(dir.path(), 0), NoopExecutor).await;
+        let c = e.client.clone();
+        // A lone client first, so that commits are being made in place
+        // when the crowd arrives.
+        enqueue_batches(&c, "lone", 20, 1, "1").await;
+        let before = c.status().await.unwrap().engine;
+        assert!(before.lone_commits >= 18, "{before:?}");
+        let tasks: Vec<_> = (0..32)
+            .map(|t| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    enqueue_batches(&c, &format!("crowd{t}-"), 40, 1, "2").await;
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let after = c.status().await.unwrap().engine;
+        let lone = after.lone_commits - before.lone_commits;
+        let fsyncs = after.fsyncs - before.fsyncs;
+        assert!(
+            lone <= 8,
+            "32 clients, 1,280 acks: {lone} commits made in place of {fsyncs} fsyncs"
+        );
+        e.handle.shutdown();
+        e.handle.wait().await.unwrap();
+    });
+}
+
 #[test]
 fn in_flight_jobs_at_an_abrupt_stop_are_retried_with_the_attempt_counted() {
     let dir = tempfile::tempdir().unwrap();
