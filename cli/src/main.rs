@@ -1,5 +1,6 @@
 //! The `beaver` command: a crash-safe job queue you can `kill -9` at any instant.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -121,7 +122,7 @@ enum Command {
     },
     /// Measure: start `beaver run` children on a temp dir and drive their HTTP API (issue 7's workloads)
     #[command(
-        after_help = "Examples:\n  beaver bench                                  # every workload, temp data dirs under .\n  beaver bench --dir /var/tmp --only W5,W1,W2   # some workloads, on another disk\n  beaver bench --quick --only W1,W2             # a smoke run: counts / 10\n\nWorkloads (each on its own `beaver run --handler noop` on 127.0.0.1, clients keep-alive, one request in flight each):\n  W5    disk probe: 100-byte write + fdatasync into a preallocated file, 1 thread (run first and last;\n        below 6,000/s the disk is in its slow state and the run's figures do not count)\n  W0    HTTP floor: GET /v1/ping (no core, no disk), 32 clients, 100,000 requests;\n        then `W0 1`: 20,000 from 1 client (the round trip under each W1 ack)\n  W1    20,000 single-job enqueues, 1 client\n  W2    100,000 single-job enqueues, 32 clients\n  W2b   1,000,000 jobs in batches of 100, 8 clients (--workers 0: the backlog is kept)\n  W4    kill -9 the W2b server, restart: spawn to the first /v1/status showing every job\n  snap  W2 against that server, alone (W2@1M), then while a snapshot of it is built (W2+snap)\n  W3    100,000 jobs (batches of 100, 8 clients) run by 8 noop workers: first enqueue to last completion\nThe last lines are a Markdown table with each target and whether it was met. Never a test: timing varies."
+        after_help = "Examples:\n  beaver bench                                  # every workload, temp data dirs under .\n  beaver bench --dir /var/tmp --only W5,W1,W2   # some workloads, on another disk\n  beaver bench --quick --only W1,W2             # a smoke run: counts / 10\n\nWorkloads (each on its own `beaver run --handler noop` on 127.0.0.1, clients keep-alive, one request in flight each):\n  W5    disk probe: 100-byte write + fdatasync into a preallocated file, 1 thread (run first and last;\n        below 6,000/s the disk is in its slow state and the run's figures do not count)\n  W0    HTTP floor: GET /v1/ping (no core, no disk), 32 clients, 100,000 requests;\n        then `W0 1`: 20,000 from 1 client (one client's round trip)\n  W1    20,000 single-job enqueues, 1 client\n  W2    100,000 single-job enqueues, 32 clients\n  W2b   1,000,000 jobs in batches of 100, 8 clients (--workers 0: the backlog is kept)\n  W4    kill -9 the W2b server, restart: spawn to the first /v1/status showing every job\n  snap  W2 against that server, alone (W2@1M), then while a snapshot of it is built (W2+snap)\n  W3    100,000 jobs (batches of 100, 8 clients) run by 8 noop workers: first enqueue to last completion\nThe last lines are a Markdown table with each target and whether it was met. Never a test: timing varies."
     )]
     Bench(beaver_cli::bench::BenchArgs),
     /// Cancel a pending job
@@ -137,9 +138,12 @@ enum Command {
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only for a person watching: a log file or collector gets
+    // plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -149,6 +153,7 @@ fn run_server(args: &RunArgs) -> Result<(), Failure> {
         code: 2,
     })?;
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.threads)
         .enable_all()
         .build()
         .map_err(|e| Failure {

@@ -42,6 +42,8 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         version = env!("CARGO_PKG_VERSION"),
         data_dir = %data_dir.display(),
         workers = e.queue.workers,
+        // What the runtime has, not what was asked: the log shows the truth.
+        threads = tokio::runtime::Handle::current().metrics().num_workers(),
         executor = ?settings.executor,
         segment_bytes = e.segment_bytes,
         snapshot_wal_bytes = e.snapshot_wal_bytes,

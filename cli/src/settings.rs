@@ -31,6 +31,9 @@ pub struct RunArgs {
     /// Jobs run at once; 0 accepts and keeps jobs but runs none (benchmarks, maintenance) [default: 8]
     #[arg(long, env = "BEAVER_WORKERS", value_name = "N")]
     pub workers: Option<u32>,
+    /// Threads serving HTTP and the queue's core; the WAL, snapshots and recovery have their own [default: CPUs - 1, at least 1]
+    #[arg(long, env = "BEAVER_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
     /// Run each job with `sh -c CMD` (payload on stdin; exit 0 = success)
     #[arg(
         long,
@@ -70,6 +73,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// As `--workers`.
     pub workers: Option<u32>,
+    /// As `--threads`.
+    pub threads: Option<usize>,
     /// As `--exec`.
     pub exec: Option<String>,
     /// As `--handler`.
@@ -138,6 +143,20 @@ pub struct Settings {
     pub token: Option<String>,
     /// HTTP limits.
     pub http: HttpLimits,
+    /// Threads of the runtime serving HTTP and the core (at least 1).
+    pub threads: usize,
+}
+
+/// The most `--threads` takes.
+pub const THREADS_MAX: usize = 1024;
+
+/// The default `--threads` on a machine with `cpus` CPUs: all but one, at
+/// least one. The WAL's fdatasyncs, snapshot builds and recovery run on
+/// threads of their own, and on 2 CPUs a second runtime thread measured
+/// slower: a lone client's acks 26-30% fewer, the others no better (README,
+/// Performance).
+pub fn default_threads(cpus: usize) -> usize {
+    cpus.saturating_sub(1).max(1)
 }
 
 /// The default API address.
@@ -170,6 +189,15 @@ pub fn resolve(args: &RunArgs) -> Result<Settings, String> {
         ));
     }
     engine.queue.hash_seed = beaver_io::entropy_seed();
+    let threads = match args.threads.or(file.threads) {
+        Some(n) if (1..=THREADS_MAX).contains(&n) => n,
+        Some(n) => {
+            return Err(format!(
+                "threads is {n}; give 1 to {THREADS_MAX} (--threads, BEAVER_THREADS or `threads` in the config file), or leave it out for one per CPU but one"
+            ));
+        }
+        None => default_threads(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    };
 
     // The executor: flags/environment first; --exec and --handler exclude
     // each other at each level.
@@ -251,6 +279,7 @@ pub fn resolve(args: &RunArgs) -> Result<Settings, String> {
         metrics_listen,
         token,
         http,
+        threads,
     })
 }
 
@@ -340,6 +369,42 @@ mod tests {
         std::fs::write(&path, "wrokers = 3\n").unwrap();
         let e = resolve(&args).unwrap_err();
         assert!(e.contains("wrokers"), "{e}");
+    }
+
+    #[test]
+    fn threads_default_to_all_cpus_but_one_and_are_checked() {
+        assert_eq!(default_threads(1), 1);
+        assert_eq!(default_threads(2), 1);
+        assert_eq!(default_threads(8), 7);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(
+            resolve(&RunArgs::default()).unwrap().threads,
+            default_threads(cpus)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("beaver.toml");
+        std::fs::write(&path, "threads = 3\n").unwrap();
+        let from_file = RunArgs {
+            config: Some(path),
+            ..RunArgs::default()
+        };
+        assert_eq!(resolve(&from_file).unwrap().threads, 3);
+        let flag = RunArgs {
+            threads: Some(2),
+            ..from_file
+        };
+        assert_eq!(resolve(&flag).unwrap().threads, 2);
+        for bad in [0, THREADS_MAX + 1] {
+            let e = resolve(&RunArgs {
+                threads: Some(bad),
+                ..RunArgs::default()
+            })
+            .unwrap_err();
+            assert!(
+                e.contains(&format!("threads is {bad}; give 1 to 1024")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -187,8 +187,8 @@ pub fn w5_spinning(ctx: &Ctx) -> Result<Row, String> {
 }
 
 /// W0: the HTTP floor (`GET /v1/ping`: no core, no disk), 32 clients; then
-/// `W0 1`, the same route from 1 client: the round trip every W1 ack pays
-/// on top of its fdatasync.
+/// `W0 1`, the same route from 1 client: one client's round trip when the
+/// client and the server run on different CPUs.
 pub fn w0(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
     let mut s = ctx.server("w0", 0)?;
     let pool = vec![request("GET", "/v1/ping", None)];
@@ -204,7 +204,7 @@ pub fn w0(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
     let (one, _) = ctx.measure(
         &s,
         "W0 1",
-        "GET /v1/ping, 1 client (W1's HTTP round trip)".into(),
+        "GET /v1/ping, 1 client".into(),
         1,
         ctx.n(20_000),
         pool,

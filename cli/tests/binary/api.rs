@@ -257,6 +257,36 @@ fn off_loopback_needs_a_token_and_a_token_is_checked() {
 }
 
 #[test]
+fn threads_sets_the_runtime_threads_and_is_checked() {
+    let s = Scratch::new(FAST_CONFIG);
+    let p = Proc::start(&s, &["--handler", "noop", "--threads", "3"]);
+    let r = post(&p, "/v1/jobs", r#"{"id":"t-1","payload":1}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Plain text in a log file: no colour codes.
+    assert!(p.log_text().contains(" threads=3 "), "{}", p.log_text());
+    assert!(!p.log_text().contains('\x1b'), "{}", p.log_text());
+    drop(p);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let default = beaver_cli::settings::default_threads(cpus);
+    let p = Proc::start(&s, &["--handler", "noop"]);
+    assert!(
+        p.log_text().contains(&format!(" threads={default} ")),
+        "{}",
+        p.log_text()
+    );
+    drop(p);
+    let (code, _, err) = run_cmd(
+        beaver()
+            .env("BEAVER_THREADS", "0")
+            .args(["run", "--listen", "127.0.0.1:0", "--metrics-listen", "off"])
+            .arg("--data-dir")
+            .arg(s.data()),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("threads is 0; give 1 to 1024"), "{err}");
+}
+
+#[test]
 fn the_data_dir_lock_names_its_holder() {
     let s = Scratch::new(FAST_CONFIG);
     let p = Proc::start(&s, &["--handler", "noop"]);
