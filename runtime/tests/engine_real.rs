@@ -58,6 +58,22 @@ async fn enqueue_batches(client: &Client, prefix: &str, batches: u32, per: u32, 
     }
 }
 
+/// `clients` concurrent clients, each enqueuing `each` single jobs one at a
+/// time (ids `crowd{client}-...`).
+async fn crowd(client: &Client, clients: u32, each: u32) {
+    let tasks: Vec<_> = (0..clients)
+        .map(|t| {
+            let c = client.clone();
+            tokio::spawn(async move {
+                enqueue_batches(&c, &format!("crowd{t}-"), each, 1, "2").await;
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 /// Polls until `done` holds for the status, at most `secs` seconds.
 async fn wait_until(
     client: &Client,
@@ -196,17 +212,7 @@ fn a_lone_clients_commits_are_made_in_place_and_survive_a_crash_like_the_rest() 
             "a lone client's records are committed by the core task: {:?}",
             st.engine
         );
-        let tasks: Vec<_> = (0..16)
-            .map(|t| {
-                let c = c.clone();
-                tokio::spawn(async move {
-                    enqueue_batches(&c, &format!("crowd{t}-"), 20, 1, "2").await;
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        crowd(c, 16, 20).await;
         let st = c.status().await.unwrap();
         assert_eq!(st.queue.stats.jobs.pending, 50 + 16 * 20);
         assert_eq!(st.engine.durable_lsn, 50 + 16 * 20);
@@ -246,17 +252,7 @@ fn concurrent_clients_on_one_thread_are_not_committed_one_by_one() {
         enqueue_batches(&c, "lone", 20, 1, "1").await;
         let before = c.status().await.unwrap().engine;
         assert!(before.lone_commits >= 18, "{before:?}");
-        let tasks: Vec<_> = (0..32)
-            .map(|t| {
-                let c = c.clone();
-                tokio::spawn(async move {
-                    enqueue_batches(&c, &format!("crowd{t}-"), 40, 1, "2").await;
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        crowd(&c, 32, 40).await;
         let after = c.status().await.unwrap().engine;
         let lone = after.lone_commits - before.lone_commits;
         let fsyncs = after.fsyncs - before.fsyncs;
