@@ -17,8 +17,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use beaver_core::{Record, codec};
-use beaver_io::wal::SyncOutcome;
 use beaver_io::wal::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN, pad_to_sector};
+use beaver_io::wal::{SyncJob, SyncOutcome};
 use beaver_io::{Disk, Wal};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::time::Instant;
@@ -53,6 +53,9 @@ pub(crate) enum WalEvent {
 }
 
 type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A sync begun, and how many records it makes durable.
+type BegunSync<F> = (SyncJob<F>, u64);
 
 /// The log's writing side, shared by the WAL task and the core task (see
 /// [`Log::idle_for`]); each holds the lock for a whole operation.
@@ -201,16 +204,25 @@ impl<D: Disk, O: Observer> Log<D, O> {
         Ok(())
     }
 
+    /// Begins a sync of everything written, with the count of records it
+    /// makes durable; `None` if nothing is to sync or one is in flight.
+    fn begin_sync(&mut self) -> Result<Option<BegunSync<D::File>>, beaver_io::Error> {
+        let durable = self.wal.durable_lsn();
+        Ok(self.wal.begin_sync()?.map(|job| {
+            let records = job.upto() - durable;
+            (job, records)
+        }))
+    }
+
     /// Syncs everything written, in place (the core task's commit);
     /// `false` if there was nothing to sync.
     pub(crate) async fn sync_now(
         &mut self,
         events: &mut Vec<WalEvent>,
     ) -> Result<bool, beaver_io::Error> {
-        let Some(job) = self.wal.begin_sync()? else {
+        let Some((job, records)) = self.begin_sync()? else {
             return Ok(false);
         };
-        let records = job.upto() - self.wal.durable_lsn();
         let began = Instant::now();
         let outcome = job.run().await;
         self.synced(outcome, began, records, events)?;
@@ -265,22 +277,19 @@ impl<D: Disk, O: Observer> WalTask<D, O> {
         loop {
             let begun = {
                 let mut log = self.log.lock().await;
-                let wal = &mut log.wal;
                 if prepare.is_none() && prepare_after <= Instant::now() {
-                    if let Some(job) = wal.begin_prepare() {
+                    if let Some(job) = log.wal.begin_prepare() {
                         prepare = Some(Box::pin(job.run()));
                     }
                 }
-                if sync.is_none() && wal.written_lsn() > wal.durable_lsn() {
-                    let durable = wal.durable_lsn();
-                    wal.begin_sync().map(|job| job.map(|job| (job, durable)))
+                if sync.is_none() && log.wal.written_lsn() > log.wal.durable_lsn() {
+                    log.begin_sync()
                 } else {
                     Ok(None)
                 }
             };
             match begun {
-                Ok(Some((job, durable))) => {
-                    let records = job.upto() - durable;
+                Ok(Some((job, records))) => {
                     sync = Some((Box::pin(job.run()), Instant::now(), records));
                 }
                 Ok(None) => {}

@@ -90,31 +90,23 @@ fn per_fsync(f: Fsyncs) -> f64 {
 /// The legend printed before the lines.
 pub const HEADER: &str = "latency: one request, sent to whole answer; fsyncs and records per fsync: the server's /metrics before and after; CPU: server + benchmark process, in cores busy; RSS: the server's peak (VmHWM); data: the data dir on disk (du)";
 
-/// An estimate of the best `clients` closed-loop clients can reach when
-/// each request takes what it takes on the HTTP floor `http` (run with the
-/// same clients: by Little's law, clients / its rate) plus one W5
-/// fdatasync, as a note for a target cell comparing with `reference`
-/// (empty if a row is missing). Not a floor: a server may overlap part of
-/// the two.
-fn floor_note(
-    http: Option<&Row>,
-    w5: Option<&Row>,
-    clients: usize,
-    what: &str,
-    reference: &Row,
-) -> String {
-    let (Some(http), Some(w5)) = (http, w5) else {
+/// An estimate of the best W2's closed-loop clients can reach when each
+/// request takes what it takes on the HTTP floor `w0` (run with the same
+/// clients: by Little's law, clients / its rate) plus one W5 fdatasync, as
+/// a note for W2's target cell (empty if W5 did not run). Not a floor: a
+/// server may overlap part of the two.
+fn w2_estimate(w0: &Row, w5: Option<&Row>) -> String {
+    let Some(w5) = w5 else {
         return String::new();
     };
-    if http.rate() <= 0.0 || w5.rate() <= 0.0 || reference.rate() <= 0.0 {
+    if w0.rate() <= 0.0 || w5.rate() <= 0.0 {
         return String::new();
     }
-    let clients = clients as f64;
-    let floor = clients / (clients / http.rate() + 1.0 / w5.rate());
+    let clients = CONCURRENT_CLIENTS as f64;
+    let best = clients / (clients / w0.rate() + 1.0 / w5.rate());
     format!(
-        "; {what}: about {floor:.0}/s = {:.0}% of {}",
-        100.0 * floor / reference.rate(),
-        reference.name
+        "; W0's time + one W5 fdatasync: about {best:.0}/s = {:.0}% of W0",
+        100.0 * best / w0.rate()
     )
 }
 
@@ -146,16 +138,10 @@ fn target(rows: &[Row], r: &Row) -> (String, Option<bool>) {
                 // An estimate of the best the same clients can do: each
                 // request takes W0's time plus at least one fdatasync begun
                 // after its record was written.
-                let floor = floor_note(
-                    Some(w0),
-                    find("W5"),
-                    CONCURRENT_CLIENTS,
-                    "W0's time + one W5 fdatasync",
-                    w0,
-                );
+                let estimate = w2_estimate(w0, find("W5"));
                 (
                     format!(
-                        ">= 85% of W0: {:.0}%; p99 < 5 ms{floor}",
+                        ">= 85% of W0: {:.0}%; p99 < 5 ms{estimate}",
                         100.0 * r.rate() / w0.rate()
                     ),
                     Some(r.rate() >= 0.85 * w0.rate() && p99 < 5.0),
