@@ -88,8 +88,9 @@ async fn wait_until(
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting; last status {:?}",
-            st.queue.stats
+            "timed out waiting; last status {:?}; engine {:?}",
+            st.queue.stats,
+            st.engine
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -393,7 +394,11 @@ async fn snapshots_compact_the_log_while_running() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path(), 4);
     c.segment_bytes = 64 << 10;
-    c.snapshot_wal_bytes = 128 << 10;
+    // Two snapshots need two thresholds' worth of log. The 4,040 records
+    // come to 350-430 KB as usually batched, but about 220 KB unpadded:
+    // at 128 KiB a busy machine's bigger batches could fall short of two
+    // (seen once in CI), at 64 KiB they cannot.
+    c.snapshot_wal_bytes = 64 << 10;
     let e = start(c.clone(), NoopExecutor).await;
     enqueue_batches(&e.client, "s", 40, 50, "[1,2,3]").await;
     let st = wait_until(&e.client, 30, |s| {
