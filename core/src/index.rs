@@ -49,6 +49,12 @@ impl IdIndex {
     /// Stores `pos` for `id`, which must not be present.
     pub(crate) fn insert(&mut self, id: &str, pos: u32) {
         let h = self.hash(id);
+        self.insert_hashed(h, pos);
+    }
+
+    /// Stores `pos` for an id whose [`IdIndex::hash`] is `h`; the id must
+    /// not be present.
+    pub(crate) fn insert_hashed(&mut self, h: u32, pos: u32) {
         self.table
             .insert_unique(spread(h), (h, pos), |&(eh, _)| spread(eh));
     }

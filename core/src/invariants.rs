@@ -10,6 +10,7 @@ use crate::table::Place;
 pub(crate) fn check_full(q: &Queue) -> Result<(), String> {
     let p = q.parts();
     let s = p.state;
+    s.table.check_index()?;
     let mut counts = crate::stats::StateCounts::default();
     let mut placed = [0usize; 5];
     let mut bytes = 0u64;

@@ -272,6 +272,8 @@ impl State {
                 reason: format!("the log jumps from LSN {} to {lsn}", self.applied_lsn),
             });
         }
+        // Records other than a replayed enqueue look jobs up by id.
+        self.table.index_deferred();
         // A record that names one job checks everything in its own arm
         // before it changes anything (one id lookup, not two); records that
         // name several jobs are checked whole first, so none applies half.
@@ -285,7 +287,7 @@ impl State {
         match &record.op {
             Op::Enqueue { jobs } => {
                 for job in jobs {
-                    self.insert_new(job.clone(), at);
+                    self.insert_new(job.clone(), at, false);
                 }
             }
             Op::Dispatch {
@@ -394,19 +396,30 @@ impl State {
     }
 
     /// [`State::apply`] for a record the caller owns: an enqueue's jobs are
-    /// moved into the table instead of copied.
-    pub(crate) fn apply_owned(&mut self, record: Record) -> Result<Applied, ApplyError> {
-        if !matches!(record.op, Op::Enqueue { .. }) || record.lsn <= self.applied_lsn {
+    /// moved into the table instead of copied. With `defer_index` (a
+    /// rebuild), their ids are indexed later, all at once (see
+    /// [`Table::index_deferred`]; any other record, a removal or
+    /// [`State::index_deferred`] does it).
+    pub(crate) fn apply_owned(
+        &mut self,
+        record: Record,
+        defer_index: bool,
+    ) -> Result<Applied, ApplyError> {
+        let Op::Enqueue { jobs } = &record.op else {
             return self.apply(&record);
-        }
+        };
         if record.lsn != self.applied_lsn + 1 {
-            return self.apply(&record); // reports the gap
+            return self.apply(&record); // skips an old record or reports the gap
+        }
+        if !jobs.iter().all(|j| j.id.is_assigned()) {
+            // A client's id is checked against every job by a lookup.
+            self.table.index_deferred();
         }
         self.validate(&record)?;
         let at = self.stamp(record.at);
         if let Op::Enqueue { jobs } = record.op {
             for job in jobs {
-                self.insert_new(job, at);
+                self.insert_new(job, at, defer_index);
             }
         }
         self.applied_lsn = record.lsn;
@@ -489,14 +502,19 @@ impl State {
         Ok(())
     }
 
-    fn insert_new(&mut self, job: NewJob, at: UnixMillis) {
+    /// Indexes the ids of jobs a replay inserted (see [`State::apply_owned`]).
+    pub(crate) fn index_deferred(&mut self) {
+        self.table.index_deferred();
+    }
+
+    fn insert_new(&mut self, job: NewJob, at: UnixMillis, defer_index: bool) {
         let queue = self.queue_index(&job.queue);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.counts.pending += 1;
         self.totals.enqueued += 1;
         self.pending_payload_bytes += job.payload.len() as u64;
-        let slot = self.table.insert(Entry {
+        let entry = Entry {
             id: job.id,
             payload: Some(job.payload),
             last_error: None,
@@ -513,7 +531,12 @@ impl State {
             place: Place::Nowhere,
             reserved: false,
             running: false,
-        });
+        };
+        let slot = if defer_index {
+            self.table.insert_deferred(entry)
+        } else {
+            self.table.insert(entry)
+        };
         self.place(slot);
     }
 

@@ -104,11 +104,18 @@ impl Slots {
 
 /// Slot-addressed storage with an id index. Slots are reused; they are an
 /// in-memory detail, never written to the log.
+///
+/// Jobs inserted with [`Table::insert_deferred`] are found by id at once
+/// like any other (by a scan until indexed); [`Table::index_deferred`]
+/// indexes them in one pass in hash order, into a table sized once,
+/// instead of one random probe per job and a rehash at every doubling.
 #[derive(Clone)]
 pub(crate) struct Table {
     slots: Slots,
     free: Vec<u32>,
     by_id: IdIndex,
+    /// `(hash, slot)` of jobs in the table but not yet in `by_id`.
+    deferred: Vec<(u32, u32)>,
 }
 
 impl Table {
@@ -117,16 +124,31 @@ impl Table {
             slots: Slots::default(),
             free: Vec::new(),
             by_id: IdIndex::new(seed),
+            deferred: Vec::new(),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.by_id.len()
+        self.by_id.len() + self.deferred.len()
+    }
+
+    /// Jobs inserted with [`Table::insert_deferred`] and not indexed yet.
+    pub(crate) fn deferred_len(&self) -> usize {
+        self.deferred.len()
     }
 
     pub(crate) fn slot_of(&self, id: &str) -> Option<u32> {
         let slots = &self.slots;
-        self.by_id.get(id, |p| entry_id(slots, p))
+        self.by_id.get(id, |p| entry_id(slots, p)).or_else(|| {
+            if self.deferred.is_empty() {
+                return None;
+            }
+            let h = self.by_id.hash(id);
+            self.deferred
+                .iter()
+                .find(|&&(eh, p)| eh == h && entry_id(slots, p).as_str() == id)
+                .map(|&(_, p)| p)
+        })
     }
 
     pub(crate) fn get(&self, slot: u32) -> &Entry {
@@ -145,15 +167,50 @@ impl Table {
 
     /// Inserts a job whose id is not present; returns its slot.
     pub(crate) fn insert(&mut self, entry: Entry) -> u32 {
+        let h = self.by_id.hash(entry.id.as_str());
+        let slot = self.store(entry);
+        self.by_id.insert_hashed(h, slot);
+        slot
+    }
+
+    /// [`Table::insert`], leaving the id's indexing to the next
+    /// [`Table::index_deferred`] (or any removal).
+    pub(crate) fn insert_deferred(&mut self, entry: Entry) -> u32 {
+        let h = self.by_id.hash(entry.id.as_str());
+        let slot = self.store(entry);
+        self.deferred.push((h, slot));
+        slot
+    }
+
+    fn store(&mut self, entry: Entry) -> u32 {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => self.slots.push(None) as u32,
         };
-        self.by_id.insert(entry.id.as_str(), slot);
         if let Some(s) = self.slots.get_mut(slot as usize) {
             *s = Some(entry);
         }
         slot
+    }
+
+    /// Indexes the jobs [`Table::insert_deferred`] left unindexed.
+    pub(crate) fn index_deferred(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let mut keys = std::mem::take(&mut self.deferred);
+        // In hash order the table fills in address order: no random probes.
+        keys.sort_unstable();
+        self.by_id.reserve(keys.len());
+        for &(h, slot) in &keys {
+            self.by_id.insert_hashed(h, slot);
+        }
+        // Keep a small buffer for the next records of a replay; give a
+        // big one back.
+        if keys.capacity() <= 1 << 12 {
+            keys.clear();
+            self.deferred = keys;
+        }
     }
 
     /// Appends a job without indexing it (bulk restore into an empty
@@ -167,6 +224,7 @@ impl Table {
     /// Indexes the jobs appended by [`Table::push_unindexed`]; `Err` names
     /// an id that appears twice (the table is then unusable).
     pub(crate) fn index_bulk(&mut self, keys: Vec<(u32, u32)>) -> Result<(), JobId> {
+        self.index_deferred();
         let slots = &self.slots;
         self.by_id
             .insert_bulk(keys, |p| entry_id(slots, p))
@@ -175,12 +233,14 @@ impl Table {
 
     /// Makes room for `additional` more jobs without rehashing.
     pub(crate) fn reserve(&mut self, additional: usize) {
+        self.index_deferred();
         self.slots.reserve(additional);
         self.by_id.reserve(additional);
     }
 
     /// Removes the job in `slot` and returns it.
     pub(crate) fn remove(&mut self, slot: u32) -> Entry {
+        self.index_deferred();
         let slots = &self.slots;
         let id = entry_id(slots, slot);
         self.by_id.remove(id.as_str(), |p| entry_id(slots, p));
@@ -203,7 +263,45 @@ impl Table {
     pub(crate) fn structure_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Option<Entry>>()
             + self.free.capacity() * 4
+            + self.deferred.capacity() * 8
             + self.by_id.bytes()
+    }
+
+    /// Checks that every job is indexed exactly once (in the index or
+    /// deferred) and that the id index holds nothing else.
+    pub(crate) fn check_index(&self) -> Result<(), String> {
+        let live = self.iter().count();
+        if self.len() != live {
+            return Err(format!(
+                "the id index holds {} jobs ({} deferred); the table {live}",
+                self.len(),
+                self.deferred.len()
+            ));
+        }
+        let slots = &self.slots;
+        for &(h, slot) in &self.deferred {
+            let id = match slots.get(slot as usize) {
+                Some(Some(e)) => &e.id,
+                _ => {
+                    return Err(format!(
+                        "a deferred index entry points at empty slot {slot}"
+                    ));
+                }
+            };
+            if self.by_id.hash(id.as_str()) != h {
+                return Err(format!(
+                    "job {id}: its deferred index entry has another hash"
+                ));
+            }
+            if self
+                .by_id
+                .get(id.as_str(), |p| entry_id(slots, p))
+                .is_some()
+            {
+                return Err(format!("job {id}: indexed and deferred both"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -237,6 +335,62 @@ mod tests {
             reserved: false,
             running: false,
         }
+    }
+
+    #[test]
+    fn deferred_jobs_are_found_counted_removed_and_indexed() {
+        let mut t = Table::new(7);
+        let a = t.insert(entry("a", 1));
+        let n = CHUNK as u64 + 3;
+        let slots: Vec<u32> = (0..n)
+            .map(|i| t.insert_deferred(entry(&format!("~{}", i + 2), i + 2)))
+            .collect();
+        assert_eq!(t.len(), n as usize + 1);
+        assert_eq!(t.deferred.len(), n as usize, "nothing indexed yet");
+        t.check_index().unwrap();
+        assert_eq!(t.slot_of("a"), Some(a));
+        assert_eq!(t.slot_of("~2"), Some(slots[0]), "found before indexing");
+        assert_eq!(t.slot_of(&format!("~{}", n + 1)), slots.last().copied());
+        assert_eq!(t.slot_of("~0"), None);
+        // A removal indexes first, then removes: nothing else is lost.
+        assert_eq!(t.remove(slots[5]).seq, 7);
+        assert!(t.deferred.is_empty());
+        t.check_index().unwrap();
+        assert_eq!(t.len(), n as usize);
+        assert_eq!(t.slot_of("~7"), None);
+        assert_eq!(t.slot_of("~8"), Some(slots[6]));
+        // Deferred again, into the freed slot; then indexed in one pass.
+        let b = t.insert_deferred(entry("b", 99));
+        assert_eq!(b, slots[5], "freed slots are reused");
+        t.index_deferred();
+        t.check_index().unwrap();
+        assert!(t.deferred.is_empty());
+        assert_eq!(t.slot_of("b"), Some(b));
+        assert_eq!(t.len(), n as usize + 1);
+        for (i, &s) in slots.iter().enumerate().filter(|&(i, _)| i != 5) {
+            assert_eq!(t.slot_of(&format!("~{}", i + 2)), Some(s));
+        }
+    }
+
+    #[test]
+    fn an_index_out_of_step_is_reported() {
+        let mut t = Table::new(7);
+        let a = t.insert_deferred(entry("a", 1));
+        // The same job both indexed and deferred.
+        let h = t.by_id.hash("a");
+        t.by_id.insert_hashed(h, a);
+        let e = t.check_index().unwrap_err();
+        assert!(e.contains("holds 2 jobs (1 deferred); the table 1"), "{e}");
+        t.deferred.clear();
+        t.check_index().unwrap();
+        // A deferred entry with another job's hash.
+        let b = t.insert_deferred(entry("b", 2));
+        t.deferred[0] = (h, b);
+        let e = t.check_index().unwrap_err();
+        assert!(
+            e.contains("job b: its deferred index entry has another hash"),
+            "{e}"
+        );
     }
 
     #[test]

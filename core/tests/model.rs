@@ -427,7 +427,21 @@ impl Harness {
             "snapshot + overlapping log equals the applied state"
         );
         recovered.check_invariants().unwrap();
-        self.q = recovered;
+        // Streamed as the server's replay does, the enqueued ids left to be
+        // indexed (no `finish_rebuild`): it holds and finds the same jobs,
+        // and on every third crash it carries on as the queue (its first
+        // step indexes them).
+        let mut rebuilt = Queue::new(self.config.clone());
+        for r in self.durable.iter().cloned() {
+            rebuilt.apply_owned(r).unwrap();
+        }
+        assert_eq!(
+            rebuilt.snapshot(),
+            applied,
+            "a streamed rebuild equals the applied state"
+        );
+        rebuilt.check_invariants().unwrap();
+        self.q = if cut % 3 == 0 { rebuilt } else { recovered };
         self.unsynced.clear();
         self.running.clear();
         self.asked.clear();

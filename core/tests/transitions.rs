@@ -970,6 +970,66 @@ fn delayed_jobs_wait_for_run_at_and_priority_orders_ready_jobs() {
 }
 
 #[test]
+fn a_rebuild_indexes_its_ids_at_its_end_or_first_step_and_finds_them_before() {
+    let assigned = |seq: u64| NewJob {
+        id: JobId::assigned(seq),
+        ..new_job("x", 10)
+    };
+    let enqueue = |lsn: u64, jobs: Vec<NewJob>| Record {
+        lsn,
+        at: 10,
+        op: Op::Enqueue { jobs },
+    };
+    let log = vec![
+        enqueue(1, (1..=300).map(assigned).collect()),
+        enqueue(2, (301..=600).map(assigned).collect()),
+    ];
+    let rebuilt = |log: &[Record]| {
+        let mut q = Queue::new(config());
+        for r in log {
+            q.apply_owned(r.clone()).unwrap();
+        }
+        q
+    };
+    let mut q = rebuilt(&log);
+    assert_eq!(
+        q.ids_awaiting_index(),
+        600,
+        "assigned ids wait for one pass"
+    );
+    assert_eq!(q.job("~457").map(|j| j.state), Some(JobState::Pending));
+    assert!(q.job("~601").is_none());
+    q.check_invariants().unwrap();
+    q.finish_rebuild();
+    assert_eq!(q.ids_awaiting_index(), 0);
+    assert_eq!(q.job("~457").map(|j| j.state), Some(JobState::Pending));
+    assert_eq!(
+        q.snapshot(),
+        Queue::recover(config(), None, log.clone())
+            .unwrap()
+            .snapshot()
+    );
+
+    // Without `finish_rebuild`, the first step indexes them.
+    let mut s = Script { q: rebuilt(&log) };
+    s.step(20, Input::Tick);
+    assert_eq!(s.q.ids_awaiting_index(), 0);
+    s.q.check_invariants().unwrap();
+
+    // A client's id is checked against every job: a record naming one
+    // indexes what waits first, and a duplicate is still refused.
+    let mut q = rebuilt(&log);
+    q.apply_owned(enqueue(3, vec![new_job("mine", 10)]))
+        .unwrap();
+    assert_eq!(q.ids_awaiting_index(), 1, "only the new record's job waits");
+    let mut dup = new_job("mine", 10);
+    dup.id = id("mine");
+    let e = q.apply_owned(enqueue(4, vec![dup])).unwrap_err();
+    assert!(e.reason.contains("job mine is enqueued twice"), "{e}");
+    q.check_invariants().unwrap();
+}
+
+#[test]
 fn recovery_fails_interrupted_attempts_so_they_count() {
     let mut s = with_one_job();
     s.durable(12, 2);

@@ -69,7 +69,9 @@ impl Applier {
         }
     }
 
-    fn into_parts(self) -> Applied {
+    /// The queue (its deferred ids indexed), the count applied, the error.
+    fn into_parts(mut self) -> Applied {
+        self.queue.finish_rebuild();
         (self.queue, self.applied, self.error)
     }
 }
