@@ -59,23 +59,47 @@ impl IdIndex {
             .insert_unique(spread(h), (h, pos), |&(eh, _)| spread(eh));
     }
 
-    /// Inserts many `(hash, pos)` pairs at once, sorted by hash so the
-    /// table is filled in address order instead of by random probes.
-    /// Returns a position whose id was already present, if any.
+    /// Makes room for `keys` and orders them by the bucket each is probed
+    /// at first (equal hashes side by side), so that inserting them in
+    /// this order fills the table from start to end instead of by random
+    /// probes; returns that bucket mask. (The bucket count is read from
+    /// hashbrown's capacity rule; if the rule changed, only the order's
+    /// locality would suffer.)
+    fn prepare_bulk(&mut self, keys: &mut [(u32, u32)]) -> u32 {
+        self.table.reserve(keys.len(), |&(eh, _)| spread(eh));
+        let cap = self.table.capacity();
+        let buckets = if cap < 8 { cap + 1 } else { cap * 8 / 7 };
+        let mask = (buckets.next_power_of_two() - 1) as u32;
+        keys.sort_unstable_by_key(|&(h, _)| (u64::from(h & mask) << 32) | u64::from(h));
+        mask
+    }
+
+    /// Inserts many `(hash, pos)` pairs of ids known not to be present (nor
+    /// twice among them) at once, in table order (see `prepare_bulk`).
+    pub(crate) fn insert_many(&mut self, keys: &mut [(u32, u32)]) {
+        self.prepare_bulk(keys);
+        for &(h, pos) in keys.iter() {
+            self.insert_hashed(h, pos);
+        }
+    }
+
+    /// Inserts many `(hash, pos)` pairs at once, in table order (see
+    /// `prepare_bulk`). Returns a position whose id was already present
+    /// among them, if any.
     pub(crate) fn insert_bulk<'a>(
         &mut self,
         mut keys: Vec<(u32, u32)>,
         id_at: impl Fn(u32) -> &'a JobId,
     ) -> Result<(), u32> {
-        keys.sort_unstable();
-        self.table.reserve(keys.len(), |&(eh, _)| spread(eh));
+        let mask = self.prepare_bulk(&mut keys);
         for (i, &(h, pos)) in keys.iter().enumerate() {
-            // Equal ids have equal hashes, so duplicates sit side by side.
+            // Equal ids have equal hashes, so duplicates sit in the same
+            // run of first buckets (side by side, as sorted).
             let dup = keys[..i]
                 .iter()
                 .rev()
-                .take_while(|k| k.0 == h)
-                .any(|k| id_at(k.1).as_str() == id_at(pos).as_str());
+                .take_while(|k| k.0 & mask == h & mask)
+                .any(|k| k.0 == h && id_at(k.1).as_str() == id_at(pos).as_str());
             if dup {
                 return Err(pos);
             }
@@ -108,5 +132,56 @@ impl IdIndex {
 
     pub(crate) fn bytes(&self) -> usize {
         self.table.allocation_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ids(n: usize) -> Vec<JobId> {
+        (0..n)
+            .map(|i| JobId::parse(&format!("job-{i}")).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn bulk_inserts_find_every_id_and_catch_a_duplicate_among_thousands() {
+        let jobs = ids(10_000);
+        let mut index = IdIndex::new(3);
+        // Half one at a time, then half in bulk on top, then a few more.
+        for (pos, id) in jobs.iter().enumerate().take(5_000) {
+            index.insert(id.as_str(), pos as u32);
+        }
+        let mut keys: Vec<(u32, u32)> = (5_000..9_990)
+            .map(|pos| (index.hash(jobs[pos].as_str()), pos as u32))
+            .collect();
+        index.insert_many(&mut keys);
+        let rest: Vec<(u32, u32)> = (9_990..10_000)
+            .map(|pos| (index.hash(jobs[pos].as_str()), pos as u32))
+            .collect();
+        index.insert_bulk(rest, |p| &jobs[p as usize]).unwrap();
+        assert_eq!(index.len(), 10_000);
+        for (pos, id) in jobs.iter().enumerate() {
+            assert_eq!(
+                index.get(id.as_str(), |p| &jobs[p as usize]),
+                Some(pos as u32)
+            );
+        }
+        assert_eq!(index.get("job-10000", |p| &jobs[p as usize]), None);
+
+        // One id twice among thousands, wherever the order puts them.
+        let mut twice = ids(8_000);
+        twice.push(twice[4_321].clone());
+        let keys: Vec<(u32, u32)> = twice
+            .iter()
+            .enumerate()
+            .map(|(pos, id)| (index.hash(id.as_str()), pos as u32))
+            .collect();
+        let dup = IdIndex::new(3)
+            .insert_bulk(keys, |p| &twice[p as usize])
+            .unwrap_err();
+        assert_eq!(twice[dup as usize].as_str(), "job-4321");
     }
 }

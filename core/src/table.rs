@@ -107,7 +107,7 @@ impl Slots {
 ///
 /// Jobs inserted with [`Table::insert_deferred`] are found by id at once
 /// like any other (by a scan until indexed); [`Table::index_deferred`]
-/// indexes them in one pass in hash order, into a table sized once,
+/// indexes them in one pass in table order, into a table sized once,
 /// instead of one random probe per job and a rehash at every doubling.
 #[derive(Clone)]
 pub(crate) struct Table {
@@ -199,12 +199,7 @@ impl Table {
             return;
         }
         let mut keys = std::mem::take(&mut self.deferred);
-        // In hash order the table fills in address order: no random probes.
-        keys.sort_unstable();
-        self.by_id.reserve(keys.len());
-        for &(h, slot) in &keys {
-            self.by_id.insert_hashed(h, slot);
-        }
+        self.by_id.insert_many(&mut keys);
         // Keep a small buffer for the next records of a replay; give a
         // big one back.
         if keys.capacity() <= 1 << 12 {
