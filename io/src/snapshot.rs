@@ -40,12 +40,20 @@ fn parse_name(name: &str) -> Option<u64> {
 /// A snapshot that validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadedSnapshot {
-    /// Every record with an LSN up to this one is folded into `body`.
+    /// Every record with an LSN up to this one is folded into the body.
     pub lsn: u64,
-    /// The caller's bytes, exactly as saved.
-    pub body: Vec<u8>,
+    /// The file's bytes as read, and where the body sits in them.
+    bytes: Vec<u8>,
+    at: std::ops::Range<usize>,
     /// The file it came from.
     pub path: PathBuf,
+}
+
+impl LoadedSnapshot {
+    /// The caller's bytes, exactly as saved (read once, never copied).
+    pub fn body(&self) -> &[u8] {
+        self.bytes.get(self.at.clone()).unwrap_or_default()
+    }
 }
 
 /// A snapshot [`SnapshotStore::save`] wrote.
@@ -276,23 +284,20 @@ impl<D: Disk> SnapshotStore<D> {
             let path = self.dir.join(snapshot_name(lsn));
             let f = self.disk.open(&path).await?;
             let size = f.size().await?;
-            let mut bytes = f.read_at(0, vec![0u8; size as usize]).await?;
+            let bytes = f.read_at(0, vec![0u8; size as usize]).await?;
             // Where the body sits in the file's bytes (no borrow kept).
             let decoded = decode_snapshot(&bytes).map(|(l, body)| {
                 let at = (body.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
                 (l, at..at + body.len())
             });
             match decoded {
-                Ok((l, body)) if l == lsn => {
-                    // The body moves to the front of the buffer it was read
-                    // into: no second copy of a snapshot that may be
-                    // hundreds of MiB.
-                    let len = body.len();
-                    bytes.copy_within(body, 0);
-                    bytes.truncate(len);
+                Ok((l, at)) if l == lsn => {
+                    // The body stays where it was read: no second pass
+                    // over a snapshot that may be hundreds of MiB.
                     return Ok(Some(LoadedSnapshot {
                         lsn,
-                        body: bytes,
+                        bytes,
+                        at,
                         path,
                     }));
                 }

@@ -71,7 +71,7 @@ fn snapshot_store_on_real_files_keeps_two_and_falls_back() {
         std::fs::write(&newest, bytes).unwrap();
         let mut store = SnapshotStore::open(disk.clone(), &dir).await.unwrap();
         let snap = store.load().await.unwrap().unwrap();
-        assert_eq!((snap.lsn, snap.body.as_slice()), (20, &b"state 20"[..]));
+        assert_eq!((snap.lsn, snap.body()), (20, &b"state 20"[..]));
         assert!(dir.join("snap-00000000000000000030.snap.broken").exists());
         assert_eq!(store.older_kept_lsn(), None);
     });

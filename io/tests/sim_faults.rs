@@ -247,7 +247,7 @@ fn renamed_file_without_directory_fsync_is_gone_after_power_loss() {
         disk.power_loss();
         let mut store = SnapshotStore::open(disk.clone(), dir).await.unwrap();
         let snap = store.load().await.unwrap().unwrap();
-        assert_eq!((snap.lsn, snap.body.as_slice()), (7, &b"state at 7"[..]));
+        assert_eq!((snap.lsn, snap.body()), (7, &b"state at 7"[..]));
     });
 }
 
@@ -276,7 +276,7 @@ fn a_snapshot_saved_in_pieces_is_the_file_of_their_concatenation() {
         assert_eq!(saved.bytes, file.len() as u64);
         let mut store = SnapshotStore::open(disk.clone(), dir).await.unwrap();
         let snap = store.load().await.unwrap().unwrap();
-        assert_eq!((snap.lsn, snap.body.as_slice()), (12, &whole[..]));
+        assert_eq!((snap.lsn, snap.body()), (12, &whole[..]));
     });
 }
 

@@ -117,7 +117,7 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
     let snapshot_lsn = loaded.as_ref().map(|l| l.lsn);
     let queue = match loaded {
         Some(l) => {
-            let q = Queue::recover_encoded(config.queue.clone(), &l.body, []).map_err(|e| {
+            let q = Queue::recover_encoded(config.queue.clone(), l.body(), []).map_err(|e| {
                 EngineError::Snapshot {
                     path: l.path.clone(),
                     reason: e.to_string(),

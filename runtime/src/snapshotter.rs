@@ -193,7 +193,7 @@ async fn build_and_save<D: Disk>(
     // The previous snapshot, then each record folded in as it is read (no
     // second copy of the log in memory).
     let mut q = match &prev {
-        Some(p) => Queue::recover_encoded(config, &p.body, [])
+        Some(p) => Queue::recover_encoded(config, p.body(), [])
             .map_err(|e| format!("{}: {e}", p.path.display()))?,
         None => Queue::new(config),
     };
@@ -427,7 +427,7 @@ mod tests {
                 .await
                 .unwrap();
             let loaded = store.load().await.unwrap().unwrap();
-            let q = Queue::recover_encoded(Config::default(), &loaded.body, []).unwrap();
+            let q = Queue::recover_encoded(Config::default(), loaded.body(), []).unwrap();
             assert_eq!(
                 (loaded.lsn, q.stats().jobs.pending),
                 (2, 2),
