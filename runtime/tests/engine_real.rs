@@ -266,6 +266,54 @@ fn concurrent_clients_on_one_thread_are_not_committed_one_by_one() {
     });
 }
 
+/// Jobs enqueued without ids (assigned ones) and replayed after a crash
+/// are indexed when the replay ends: each is found by its id, they all
+/// run, and a client's id among them is still refused twice.
+#[test]
+fn replayed_jobs_with_assigned_ids_are_found_run_and_deduplicated_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = ids.clone();
+    run_then_drop(
+        dir.path(),
+        0,
+        AnyExecutor::Noop(NoopExecutor),
+        async move |c| {
+            for b in 0..30 {
+                let mut jobs: Vec<JobSpec> = (0..100)
+                    .map(|_| JobSpec::new(Payload::from_json(b"1").unwrap()))
+                    .collect();
+                if b == 17 {
+                    jobs.push(job("mine", "2"));
+                }
+                let acked = c.enqueue(jobs).await.unwrap();
+                seen.lock().unwrap().extend(acked.into_iter().map(|a| a.id));
+            }
+        },
+    );
+    let ids = ids.lock().unwrap().clone();
+    assert_eq!(ids.len(), 3_001);
+    assert!(ids.iter().filter(|i| i.is_assigned()).count() == 3_000);
+    let rt = two_worker_runtime();
+    rt.block_on(async {
+        let e = start(config(dir.path(), 0), NoopExecutor).await;
+        assert_eq!((e.recovery.jobs, e.recovery.replayed_records), (3_001, 30));
+        for id in ids.iter().step_by(7) {
+            let j = e.client.get(id.clone()).await.unwrap();
+            assert_eq!(j.map(|j| j.state), Some(JobState::Pending), "{id}");
+        }
+        let again = e.client.enqueue(vec![job("mine", "3")]).await.unwrap();
+        assert!(again[0].duplicate, "a replayed client id is known");
+        e.handle.shutdown();
+        e.handle.wait().await.unwrap();
+        // And they run: dispatch and completion look each one up by id.
+        let e = start(config(dir.path(), 8), NoopExecutor).await;
+        wait_until(&e.client, 30, |s| s.queue.stats.jobs.completed == 3_001).await;
+        e.handle.shutdown();
+        e.handle.wait().await.unwrap();
+    });
+}
+
 #[test]
 fn in_flight_jobs_at_an_abrupt_stop_are_retried_with_the_attempt_counted() {
     let dir = tempfile::tempdir().unwrap();
