@@ -103,8 +103,7 @@ impl IdIndex {
             if dup {
                 return Err(pos);
             }
-            self.table
-                .insert_unique(spread(h), (h, pos), |&(eh, _)| spread(eh));
+            self.insert_hashed(h, pos);
         }
         Ok(())
     }

@@ -411,7 +411,7 @@ impl State {
         if record.lsn != self.applied_lsn + 1 {
             return self.apply(&record); // skips an old record or reports the gap
         }
-        if !jobs.iter().all(|j| j.id.is_assigned()) {
+        if self.table.deferred_len() > 0 && !jobs.iter().all(|j| j.id.is_assigned()) {
             // A client's id is checked against every job by a lookup.
             self.table.index_deferred();
         }
