@@ -26,6 +26,9 @@ pub struct Probe {
     pub syncs: u64,
     /// How long they took.
     pub secs: f64,
+    /// CPU time the probing thread used meanwhile (user + system; on a VM
+    /// this includes the exits a device submission costs), if known.
+    pub cpu_secs: Option<f64>,
 }
 
 impl Probe {
@@ -33,6 +36,22 @@ impl Probe {
     pub fn rate(&self) -> f64 {
         self.syncs as f64 / self.secs.max(1e-9)
     }
+
+    /// The probing thread's CPU time per write + fdatasync, in microseconds.
+    pub fn cpu_us_per_sync(&self) -> Option<f64> {
+        Some(1e6 * self.cpu_secs? / self.syncs.max(1) as f64)
+    }
+}
+
+/// The calling thread's CPU time so far, in seconds.
+fn thread_cpu_secs() -> Option<f64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we pass it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
 }
 
 /// Runs the probe in `dir`: `syncs` write+fdatasync pairs, or fewer if
@@ -65,6 +84,7 @@ pub fn disk_probe(
     f.sync_all().map_err(|e| fail("cannot sync", e))?;
     let buf = [b'p'; PROBE_WRITE as usize];
     let t = Instant::now();
+    let cpu = thread_cpu_secs();
     let mut done = 0;
     while done < syncs {
         f.write_all_at(&buf, done * PROBE_WRITE)
@@ -76,9 +96,16 @@ pub fn disk_probe(
         }
     }
     let secs = t.elapsed().as_secs_f64();
+    let cpu_secs = thread_cpu_secs()
+        .zip(cpu)
+        .map(|(end, start)| (end - start).max(0.0));
     drop(f);
     let _ = std::fs::remove_file(&path);
-    Ok(Probe { syncs: done, secs })
+    Ok(Probe {
+        syncs: done,
+        secs,
+        cpu_secs,
+    })
 }
 
 #[cfg(test)]
@@ -92,6 +119,10 @@ mod tests {
             let p = disk_probe(dir.path(), 5, Duration::from_secs(60), prepared).expect("probe");
             assert_eq!(p.syncs, 5, "{prepared:?}");
             assert!(p.secs > 0.0 && p.rate() > 0.0, "{p:?}");
+            // Five syscall pairs cost the thread some CPU, never more than the wall time.
+            let cpu = p.cpu_secs.expect("thread CPU time on Linux");
+            assert!(cpu > 0.0 && cpu <= p.secs + 0.01, "{p:?}");
+            assert!(p.cpu_us_per_sync().is_some_and(|us| us > 0.0), "{p:?}");
             assert!(!dir.path().join("probe").exists());
         }
     }

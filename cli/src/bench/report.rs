@@ -62,9 +62,10 @@ impl Row {
         if let Some(f) = self.fsyncs {
             let _ = write!(
                 s,
-                "  fsyncs {:>7} {:>6.1} rec/fsync",
+                "  fsyncs {:>7} {:>6.1} rec/fsync {:>5.0} us/fsync",
                 f.fsyncs,
-                per_fsync(f)
+                per_fsync(f),
+                fsync_us(f)
             );
         }
         if let Some((server, bench)) = self.cores {
@@ -87,8 +88,13 @@ fn per_fsync(f: Fsyncs) -> f64 {
     f.records as f64 / f.fsyncs.max(1) as f64
 }
 
+/// The mean fdatasync's time, in microseconds.
+fn fsync_us(f: Fsyncs) -> f64 {
+    1e6 * f.seconds / f.fsyncs.max(1) as f64
+}
+
 /// The legend printed before the lines.
-pub const HEADER: &str = "latency: one request, sent to whole answer; fsyncs and records per fsync: the server's /metrics before and after; CPU: server + benchmark process, in cores busy; RSS: the server's peak (VmHWM); data: the data dir on disk (du)";
+pub const HEADER: &str = "latency: one request, sent to whole answer; fsyncs, records per fsync and the mean fdatasync's time: the server's /metrics before and after; CPU: server + benchmark process, in cores busy; RSS: the server's peak (VmHWM); data: the data dir on disk (du)";
 
 /// An estimate of the best W2's closed-loop clients can reach when each
 /// request takes what it takes on the HTTP floor `w0` (run with the same
@@ -180,8 +186,8 @@ fn target(rows: &[Row], r: &Row) -> (String, Option<bool>) {
 /// and the disk's state.
 pub fn table(rows: &[Row], quick: bool) -> String {
     let mut s = String::new();
-    s.push_str("| workload | what | count | s | per s | p50 ms | p99 ms | max ms | fsyncs | records/fsync | CPU cores server+bench | peak RSS MiB | data dir MiB | target | met |\n");
-    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n");
+    s.push_str("| workload | what | count | s | per s | p50 ms | p99 ms | max ms | fsyncs | records/fsync | µs/fsync | CPU cores server+bench | peak RSS MiB | data dir MiB | target | met |\n");
+    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n");
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     for r in rows {
         let (t, met) = target(rows, r);
@@ -195,7 +201,7 @@ pub fn table(rows: &[Row], quick: bool) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} {} | {:.3} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} {} | {:.3} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             r.what,
             r.count,
@@ -207,6 +213,7 @@ pub fn table(rows: &[Row], quick: bool) -> String {
             opt(max),
             opt(r.fsyncs.map(|f| f.fsyncs.to_string())),
             opt(r.fsyncs.map(|f| format!("{:.1}", per_fsync(f)))),
+            opt(r.fsyncs.map(|f| format!("{:.0}", fsync_us(f)))),
             opt(r.cores.map(|(a, b)| format!("{a:.2}+{b:.2}"))),
             opt(r.rss_peak.map(|b| format!("{:.0}", b as f64 / MIB))),
             opt(r.data_bytes.map(|b| format!("{:.0}", b as f64 / MIB))),
@@ -311,5 +318,19 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn group_commit_figures_are_per_fsync() {
+        let mut w2 = row("W2", 48_000, 1.0, 1.0);
+        w2.fsyncs = Some(Fsyncs {
+            fsyncs: 4_000,
+            records: 48_000,
+            seconds: 0.6,
+        });
+        let line = w2.line();
+        assert!(line.contains("12.0 rec/fsync   150 us/fsync"), "{line}");
+        let t = table(&[w2], false);
+        assert!(t.contains("| 4000 | 12.0 | 150 |"), "{t}");
     }
 }

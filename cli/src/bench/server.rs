@@ -204,7 +204,8 @@ impl ServerProc {
         }
     }
 
-    /// (fsyncs, records made durable by them) since the server started, from `/metrics`.
+    /// Fsyncs, the records they made durable and the time they took since
+    /// the server started, from `/metrics`.
     pub fn fsyncs(&self) -> Result<Fsyncs, String> {
         let s = Server::new(&format!("http://{}", self.ports.metrics), None)
             .map_err(|e| e.to_string())?
@@ -216,16 +217,16 @@ impl ServerProc {
             return Err(format!("GET /metrics: {} {}", r.status, r.text()));
         }
         let text = r.text();
-        let value = |name: &str| -> Result<u64, String> {
+        let value = |name: &str| -> Result<f64, String> {
             text.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
                 .and_then(|v| v.trim().parse::<f64>().ok())
-                .map(|v| v as u64)
                 .ok_or_else(|| format!("/metrics has no {name}"))
         };
         Ok(Fsyncs {
-            fsyncs: value("beaver_wal_fsync_duration_seconds_count")?,
-            records: value("beaver_wal_group_commit_records_sum")?,
+            fsyncs: value("beaver_wal_fsync_duration_seconds_count")? as u64,
+            records: value("beaver_wal_group_commit_records_sum")? as u64,
+            seconds: value("beaver_wal_fsync_duration_seconds_sum")?,
         })
     }
 
@@ -326,6 +327,8 @@ pub struct Fsyncs {
     pub fsyncs: u64,
     /// Records they made durable.
     pub records: u64,
+    /// Seconds they took, in all.
+    pub seconds: f64,
 }
 
 impl std::ops::Sub for Fsyncs {
@@ -334,6 +337,7 @@ impl std::ops::Sub for Fsyncs {
         Fsyncs {
             fsyncs: self.fsyncs.saturating_sub(o.fsyncs),
             records: self.records.saturating_sub(o.records),
+            seconds: (self.seconds - o.seconds).max(0.0),
         }
     }
 }

@@ -162,9 +162,13 @@ fn batch_pool() -> Vec<Vec<u8>> {
 pub fn w5(ctx: &Ctx, name: &str) -> Result<Row, String> {
     eprintln!("== {name}: disk probe");
     let p = disk_probe(&ctx.root, ctx.n(3_000).max(300), Duration::from_secs(10))?;
+    let mut what = "100-byte write + fdatasync, preallocated file, 1 thread".to_string();
+    if let Some(us) = p.cpu_us_per_sync() {
+        what.push_str(&format!(" (its CPU: {us:.0} µs per sync)"));
+    }
     Ok(Row {
         name: name.into(),
-        what: "100-byte write + fdatasync, preallocated file, 1 thread".into(),
+        what,
         unit: "syncs",
         count: p.syncs,
         secs: p.secs,
