@@ -128,10 +128,6 @@ impl IdIndex {
     pub(crate) fn len(&self) -> usize {
         self.table.len()
     }
-
-    pub(crate) fn bytes(&self) -> usize {
-        self.table.allocation_size()
-    }
 }
 
 #[cfg(test)]

@@ -295,11 +295,6 @@ impl Queue {
             .collect()
     }
 
-    /// Heap bytes of the job table's own structures (not strings or payloads).
-    pub fn table_structure_bytes(&self) -> usize {
-        self.state.table.structure_bytes()
-    }
-
     /// When the driver must call `step` (with [`Input::Tick`]) at the
     /// latest, if nothing else happens; `None` if only inputs matter.
     pub fn next_deadline(&self) -> Option<UnixMillis> {

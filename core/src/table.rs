@@ -93,10 +93,6 @@ impl Slots {
             .reserve(wanted.saturating_sub(self.chunks.len()));
     }
 
-    fn capacity(&self) -> usize {
-        self.chunks.len() * CHUNK
-    }
-
     fn iter(&self) -> impl Iterator<Item = &Option<Entry>> {
         self.chunks.iter().flat_map(|c| c.iter()).take(self.len)
     }
@@ -252,14 +248,6 @@ impl Table {
             .iter()
             .enumerate()
             .filter_map(|(i, e)| e.as_ref().map(|e| (i as u32, e)))
-    }
-
-    /// Heap bytes held by the table's own structures (not by the jobs' strings).
-    pub(crate) fn structure_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Option<Entry>>()
-            + self.free.capacity() * 4
-            + self.deferred.capacity() * 8
-            + self.by_id.bytes()
     }
 
     /// Checks that every job is indexed exactly once (in the index or
