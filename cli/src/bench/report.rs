@@ -213,7 +213,10 @@ pub fn table(rows: &[Row], quick: bool) -> String {
             opt(max),
             opt(r.fsyncs.map(|f| f.fsyncs.to_string())),
             opt(r.fsyncs.map(|f| format!("{:.1}", per_fsync(f)))),
-            opt(r.fsyncs.map(|f| format!("{:.0}", fsync_us(f)))),
+            opt(r
+                .fsyncs
+                .filter(|f| f.fsyncs > 0)
+                .map(|f| format!("{:.0}", fsync_us(f)))),
             opt(r.cores.map(|(a, b)| format!("{a:.2}+{b:.2}"))),
             opt(r.rss_peak.map(|b| format!("{:.0}", b as f64 / MIB))),
             opt(r.data_bytes.map(|b| format!("{:.0}", b as f64 / MIB))),
@@ -330,7 +333,10 @@ mod tests {
         });
         let line = w2.line();
         assert!(line.contains("12.0 rec/fsync   150 us/fsync"), "{line}");
-        let t = table(&[w2], false);
+        let t = table(&[w2.clone()], false);
         assert!(t.contains("| 4000 | 12.0 | 150 |"), "{t}");
+        // No fsyncs (the HTTP floor): no mean time.
+        w2.fsyncs = Some(Fsyncs::default());
+        assert!(table(&[w2], false).contains("| 0 | 0.0 | - |"));
     }
 }
