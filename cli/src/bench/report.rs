@@ -62,11 +62,13 @@ impl Row {
         if let Some(f) = self.fsyncs {
             let _ = write!(
                 s,
-                "  fsyncs {:>7} {:>6.1} rec/fsync {:>5.0} us/fsync",
+                "  fsyncs {:>7} {:>6.1} rec/fsync",
                 f.fsyncs,
-                per_fsync(f),
-                fsync_us(f)
+                per_fsync(f)
             );
+            if f.fsyncs > 0 {
+                let _ = write!(s, " {:>5.0} us/fsync", fsync_us(f));
+            }
         }
         if let Some((server, bench)) = self.cores {
             let _ = write!(s, "  CPU {server:>4.2}+{bench:>4.2} cores");
@@ -337,6 +339,7 @@ mod tests {
         assert!(t.contains("| 4000 | 12.0 | 150 |"), "{t}");
         // No fsyncs (the HTTP floor): no mean time.
         w2.fsyncs = Some(Fsyncs::default());
+        assert!(!w2.line().contains("us/fsync"), "{}", w2.line());
         assert!(table(&[w2], false).contains("| 0 | 0.0 | - |"));
     }
 }
