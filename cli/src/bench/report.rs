@@ -66,8 +66,8 @@ impl Row {
                 f.fsyncs,
                 per_fsync(f)
             );
-            if f.fsyncs > 0 {
-                let _ = write!(s, " {:>5.0} us/fsync", fsync_us(f));
+            if let Some(us) = fsync_us(f) {
+                let _ = write!(s, " {us:>5.0} us/fsync");
             }
         }
         if let Some((server, bench)) = self.cores {
@@ -90,9 +90,9 @@ fn per_fsync(f: Fsyncs) -> f64 {
     f.records as f64 / f.fsyncs.max(1) as f64
 }
 
-/// The mean fdatasync's time, in microseconds.
-fn fsync_us(f: Fsyncs) -> f64 {
-    1e6 * f.seconds / f.fsyncs.max(1) as f64
+/// The mean fdatasync's time, in microseconds; `None` without fsyncs.
+fn fsync_us(f: Fsyncs) -> Option<f64> {
+    (f.fsyncs > 0).then(|| 1e6 * f.seconds / f.fsyncs as f64)
 }
 
 /// The legend printed before the lines.
@@ -215,10 +215,7 @@ pub fn table(rows: &[Row], quick: bool) -> String {
             opt(max),
             opt(r.fsyncs.map(|f| f.fsyncs.to_string())),
             opt(r.fsyncs.map(|f| format!("{:.1}", per_fsync(f)))),
-            opt(r
-                .fsyncs
-                .filter(|f| f.fsyncs > 0)
-                .map(|f| format!("{:.0}", fsync_us(f)))),
+            opt(r.fsyncs.and_then(fsync_us).map(|us| format!("{us:.0}"))),
             opt(r.cores.map(|(a, b)| format!("{a:.2}+{b:.2}"))),
             opt(r.rss_peak.map(|b| format!("{:.0}", b as f64 / MIB))),
             opt(r.data_bytes.map(|b| format!("{:.0}", b as f64 / MIB))),
