@@ -111,7 +111,8 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             emit(row);
         }
         if on("W4") {
-            let (row, restarted) = workloads::w4(big)?;
+            let (row, restarted) =
+                workloads::w4(big, "W4", "kill -9, restart: spawn to full /v1/status")?;
             emit(row);
             big = restarted;
         }
@@ -119,6 +120,14 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             for r in workloads::snap(&ctx, &big)? {
                 emit(r);
             }
+            // A server that has run a while restarts from a snapshot.
+            let (row, restarted) = workloads::w4(
+                big,
+                "W4+snap",
+                "as W4, from the snapshot just written and the log after it",
+            )?;
+            emit(row);
+            big = restarted;
         }
         drop(big);
     }

@@ -159,7 +159,7 @@ fn target(rows: &[Row], r: &Row) -> (String, Option<bool>) {
         },
         "W2b" => (">= 300,000/s".into(), Some(r.rate() >= 300_000.0)),
         "W3" => (">= 100,000/s".into(), Some(r.rate() >= 100_000.0)),
-        "W4" => (
+        "W4" | "W4+snap" => (
             "< 0.3 s, RSS < 600 MiB, data < 300 MiB".into(),
             Some(
                 r.secs < 0.3
@@ -288,6 +288,26 @@ mod tests {
         let t = table(&rows, false);
         assert!(t.contains("fast state"), "{t}");
         assert_eq!(t.lines().filter(|l| l.starts_with("| W")).count(), 4);
+    }
+
+    #[test]
+    fn a_restart_from_a_snapshot_has_w4s_target() {
+        let restart = |name: &str, secs: f64, data_mib: u64| Row {
+            latency_ms: None,
+            rss_peak: Some(500 << 20),
+            data_bytes: Some(data_mib << 20),
+            ..row(name, 1_000_000, secs, 0.0)
+        };
+        for name in ["W4", "W4+snap"] {
+            let ok = restart(name, 0.28, 290);
+            assert_eq!(target(&[], &ok).1, Some(true), "{name}");
+            let slow = restart(name, 0.31, 290);
+            assert_eq!(target(&[], &slow).1, Some(false), "{name}");
+            let big = restart(name, 0.28, 334);
+            let (text, met) = target(&[], &big);
+            assert_eq!(met, Some(false), "{name}");
+            assert!(text.contains("data < 300 MiB"), "{text}");
+        }
     }
 
     #[test]

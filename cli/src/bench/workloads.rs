@@ -272,14 +272,18 @@ pub fn w2b(ctx: &mut Ctx) -> Result<(Row, ServerProc), String> {
 /// W4: SIGKILL the server holding the backlog, restart it on the same data
 /// dir and ports, and time from the spawn to the first `/v1/status` that
 /// answers with every job. Returns the restarted server.
-pub fn w4(mut big: ServerProc) -> Result<(Row, ServerProc), String> {
+///
+/// `name` and `what` label the row: `W4` restarts from what W2b left (its
+/// log, a snapshot maybe still being built when killed), `W4+snap` from
+/// the snapshot the snapshot case wrote (and the log after it).
+pub fn w4(mut big: ServerProc, name: &str, what: &str) -> Result<(Row, ServerProc), String> {
     let expected = big.status()?.jobs.pending;
-    eprintln!("== W4: kill -9 with {expected} pending jobs, restart");
+    eprintln!("== {name}: kill -9 with {expected} pending jobs, restart");
     big.kill();
     let (dir, ports) = (big.data_dir.clone(), big.ports);
     drop(big);
     let mut s = ServerProc::spawn(&dir, 0, ports)?;
-    eprintln!("== W4: restarted (server pid {})", s.pid);
+    eprintln!("== {name}: restarted (server pid {})", s.pid);
     let st = loop {
         if let Some(st) = s.try_status()? {
             break st;
@@ -303,8 +307,8 @@ pub fn w4(mut big: ServerProc) -> Result<(Row, ServerProc), String> {
     let mem = s.memory();
     let rec = st.recovery.as_ref();
     let row = Row {
-        name: "W4".into(),
-        what: "kill -9, restart: spawn to full /v1/status".into(),
+        name: name.into(),
+        what: what.into(),
         unit: "jobs",
         count: expected,
         secs,
