@@ -22,7 +22,7 @@ use crate::error::EngineError;
 use crate::executor::Executor;
 use crate::figures::Figures;
 use crate::observer::Observer;
-use crate::replay::Replay;
+use crate::replay::{Base, Replay};
 use crate::snapshotter::{Snapshotter, ToSnapshotter};
 use crate::wal_task::{Log, LogSettings, ToWal, WalEvent, WalTask};
 
@@ -115,9 +115,13 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
     let mut store = SnapshotStore::open(disk.clone(), &config.snapshot_dir()).await?;
     let loaded = store.load().await?;
     let snapshot_lsn = loaded.as_ref().map(|l| l.lsn);
-    let queue = match loaded {
+    // The snapshot is restored on the replay's applying thread while this
+    // one reads the log after it (the file's LSN, checked against what it
+    // holds, says where the log is needed from).
+    let queue_config = config.queue.clone();
+    let base: Base = Box::new(move || match loaded {
         Some(l) => {
-            let q = Queue::recover_encoded(config.queue.clone(), l.body(), []).map_err(|e| {
+            let q = Queue::recover_encoded(queue_config, l.body(), []).map_err(|e| {
                 EngineError::Snapshot {
                     path: l.path.clone(),
                     reason: e.to_string(),
@@ -133,12 +137,12 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
                     ),
                 });
             }
-            q
+            Ok(q)
         }
-        None => Queue::new(config.queue.clone()),
-    };
-    let after = queue.applied_lsn();
-    let mut replay = Replay::new(queue);
+        None => Ok(Queue::new(queue_config)),
+    });
+    let after = snapshot_lsn.unwrap_or(0);
+    let mut replay = Replay::new(base);
     let opts = WalOptions {
         segment_bytes: config.segment_bytes,
         salt_seed,
