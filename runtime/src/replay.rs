@@ -256,6 +256,21 @@ mod tests {
         })
     }
 
+    /// One-job enqueues at `lsns`, but bytes that do not decode at `bad`.
+    fn log_undecodable_at(
+        lsns: std::ops::RangeInclusive<u64>,
+        bad: u64,
+    ) -> impl Iterator<Item = (u64, Vec<u8>)> {
+        lsns.map(move |lsn| {
+            let body = if lsn == bad {
+                vec![0xff; 7]
+            } else {
+                enqueue(lsn, 1)
+            };
+            (lsn, body)
+        })
+    }
+
     fn failed_at(r: Result<(Queue, u64), EngineError>) -> (u64, String) {
         match r {
             Err(EngineError::Replay { lsn, reason }) => (lsn, reason),
@@ -303,15 +318,7 @@ mod tests {
             })
         });
         // A bad record later in the log does not hide the base's error.
-        let bodies = (8..=300u64).map(|lsn| {
-            let body = if lsn == 100 {
-                vec![0xff; 3]
-            } else {
-                enqueue(lsn, 1)
-            };
-            (lsn, body)
-        });
-        match replay_onto(base, bodies) {
+        match replay_onto(base, log_undecodable_at(8..=300, 100)) {
             Err(EngineError::Snapshot { reason, .. }) => assert_eq!(reason, "does not decode"),
             Err(e) => panic!("not the base's error: {e}"),
             Ok((_, n)) => panic!("replayed {n} records onto a base that failed"),
@@ -320,15 +327,7 @@ mod tests {
 
     #[test]
     fn a_body_that_does_not_decode_stops_the_replay_at_its_lsn() {
-        let bodies = (1..=300u64).map(|lsn| {
-            let body = if lsn == 280 {
-                vec![0xff; 7]
-            } else {
-                enqueue(lsn, 1)
-            };
-            (lsn, body)
-        });
-        let (lsn, _) = failed_at(replay(bodies));
+        let (lsn, _) = failed_at(replay(log_undecodable_at(1..=300, 280)));
         assert_eq!(lsn, 280);
     }
 
