@@ -1,4 +1,4 @@
-//! `beaver bench`: the benchmark of issue 7. It starts real `beaver run`
+//! `beaver bench`: the performance benchmark. It starts real `beaver run`
 //! child processes (this executable, `noop` handler, a temp data dir,
 //! 127.0.0.1 ports it picks), drives their HTTP API from keep-alive clients
 //! on loopback (one request in flight each), and prints one line per

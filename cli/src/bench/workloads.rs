@@ -1,4 +1,4 @@
-//! The workloads of issue 7. Each starts its own server (so its peak RSS
+//! The benchmark's workloads. Each starts its own server (so its peak RSS
 //! and data dir are its own), except that one backlog of 1,000,000 jobs
 //! serves W2b, W4 and the snapshot case.
 //!
