@@ -127,51 +127,54 @@ pub async fn inspect_data_dir(dir: &Path, config: Config) -> Result<StatusDoc, I
     let mut chosen = None;
     for (lsn, name) in names {
         let path = snap_dir.join(&name);
-        let problem = if chosen.is_some() {
+        // What is wrong with the file, and whether a restart refuses to
+        // start over it (true) or sets it aside for the older one (false).
+        let found: Option<(String, bool)> = if chosen.is_some() {
             None
         } else {
             match std::fs::read(&path) {
-                Err(e) => {
-                    would_start = false;
-                    Some(format!("unreadable: {e}"))
-                }
+                Err(e) => Some((format!("unreadable: {e}"), true)),
                 Ok(bytes) => match decode_snapshot_file(&bytes) {
                     Ok((l, _)) if l != lsn => {
-                        Some(format!("holds LSN {l} but is named for LSN {lsn}"))
+                        Some((format!("holds LSN {l} but is named for LSN {lsn}"), false))
                     }
                     Ok((_, body)) => match codec::decode_snapshot(body) {
                         Ok(s) if s.lsn == lsn => {
                             chosen = Some((s, mtime_ms(&path)));
                             None
                         }
-                        Ok(s) => Some(format!("holds LSN {} but is named for LSN {lsn}", s.lsn)),
-                        Err(e) => {
-                            would_start = false;
-                            problems.push(format!(
-                                "snapshots/{name} passed its checksum but does not decode ({e}); a restart refuses to start"
-                            ));
-                            Some(e.to_string())
-                        }
+                        Ok(s) => Some((
+                            format!(
+                                "passed its checksum but holds LSN {} while named for LSN {lsn}",
+                                s.lsn
+                            ),
+                            true,
+                        )),
+                        Err(e) => Some((
+                            format!("passed its checksum but does not decode ({e})"),
+                            true,
+                        )),
                     },
                     Err(why) => {
-                        if why.contains("upgrade") {
-                            would_start = false;
-                            problems.push(format!(
-                                "snapshots/{name}: {why}; a restart refuses to start"
-                            ));
-                        }
-                        Some(why)
+                        let newer = why.contains("upgrade");
+                        Some((why, newer))
                     }
                 },
             }
         };
-        if let Some(p) = &problem {
-            if !p.contains("upgrade") && !p.contains("does not decode") {
+        match &found {
+            Some((p, true)) => {
+                would_start = false;
                 problems.push(format!(
-                    "snapshots/{name} is corrupt ({p}); a restart renames it to {name}.broken and uses the older snapshot plus more of the log"
+                    "snapshots/{name}: {p}; a restart refuses to start"
                 ));
             }
+            Some((p, false)) => problems.push(format!(
+                "snapshots/{name} is corrupt ({p}); a restart renames it to {name}.broken and uses the older snapshot plus more of the log"
+            )),
+            None => {}
         }
+        let problem = found.map(|(p, _)| p);
         files.push(SnapshotFileDoc {
             file: name,
             lsn,
@@ -208,7 +211,7 @@ pub async fn inspect_data_dir(dir: &Path, config: Config) -> Result<StatusDoc, I
     let mut wal_bytes = 0;
     let mut segments = 0;
     let mut replayed = 0u64;
-    match beaver_io::inspect(&disk, &wal_dir).await {
+    match beaver_io::inspect(&disk, &wal_dir, snapshot_lsn.unwrap_or(0)).await {
         Err(e) => {
             would_start = false;
             log_end = "corrupt".into();

@@ -607,6 +607,7 @@ impl Restorer<'_> {
             || entry.seq >= s.next_seq
             || entry.attempt > entry.max_attempts
             || entry.max_attempts == 0
+            || (entry.state == JobState::InFlight && entry.attempt == 0)
         {
             return Err(format!(
                 "job {id} has an impossible sequence number or attempt count"
@@ -652,6 +653,13 @@ impl Restorer<'_> {
     /// Builds the indexes; then the state is whole.
     pub(crate) fn finish(self) -> Result<(), String> {
         let s = self.state;
+        // Room for every LSN and job sequence number still to come.
+        if s.applied_lsn > u64::MAX / 2 || s.next_seq > u64::MAX / 2 {
+            return Err(format!(
+                "impossible LSN {} or next sequence number {}",
+                s.applied_lsn, s.next_seq
+            ));
+        }
         s.table
             .index_bulk(self.keys)
             .map_err(|id| format!("job {id} appears twice"))?;

@@ -247,6 +247,31 @@ fn a_snapshot_naming_one_id_twice_is_refused_not_restored() {
 }
 
 #[test]
+fn a_snapshot_that_would_overflow_a_counter_is_refused_not_restored() {
+    // Each would panic (debug) or wrap (release) on the next record: a job
+    // in flight on attempt 0 released, the LSN or sequence number after
+    // the last one.
+    let mut attempt_zero = golden_snapshot();
+    attempt_zero.jobs[1].attempt = 0;
+    let mut last_lsn = golden_snapshot();
+    last_lsn.lsn = u64::MAX;
+    let mut last_seq = golden_snapshot();
+    last_seq.next_seq = u64::MAX;
+    for (what, snap) in [
+        ("attempt", attempt_zero),
+        ("LSN", last_lsn),
+        ("sequence number", last_seq),
+    ] {
+        let bytes = codec::encode_snapshot(&snap);
+        let e = Queue::recover_encoded(Config::default(), &bytes, [])
+            .err()
+            .unwrap_or_else(|| panic!("{what}: restored"));
+        assert!(e.to_string().contains("impossible"), "{what}: {e}");
+        assert!(Queue::recover(Config::default(), Some(snap), []).is_err());
+    }
+}
+
+#[test]
 fn the_streaming_decoder_restores_the_golden_snapshot() {
     let snap = golden_snapshot();
     let bytes = codec::encode_snapshot(&snap);

@@ -72,3 +72,33 @@ pub trait DiskFile: Clone + Send + Sync + 'static {
     /// fsync: data and all metadata durable on `Ok`.
     fn sync_all(&self) -> impl Future<Output = Result<()>> + Send;
 }
+
+/// Reads the whole of `file` (`size` bytes, as its length said) into `buf`,
+/// reusing `buf`'s allocation. A file too large to hold in memory is an
+/// error naming it, never an abort: a damaged or foreign file's length
+/// decides how much is asked for.
+pub(crate) async fn read_whole<F: DiskFile>(
+    file: &F,
+    size: u64,
+    mut buf: Vec<u8>,
+) -> Result<Vec<u8>> {
+    let too_large = || {
+        crate::Error::io(
+            crate::Op::Read,
+            file.path(),
+            std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!("the file is {size} bytes, more than this process can hold in memory"),
+            ),
+        )
+    };
+    let len = usize::try_from(size).map_err(|_| too_large())?;
+    if len > buf.len() {
+        buf.try_reserve_exact(len - buf.len())
+            .map_err(|_| too_large())?;
+    }
+    // No re-zeroing of a reused buffer: the read overwrites it and
+    // truncates it to what the file held.
+    buf.resize(len, 0);
+    file.read_at(0, buf).await
+}

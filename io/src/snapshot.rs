@@ -155,7 +155,11 @@ fn decode_snapshot(b: &[u8]) -> std::result::Result<(u64, &[u8]), Invalid> {
     if version != SNAPSHOT_VERSION {
         return Err(("unsupported version", Some(version)));
     }
-    Ok((word(16), &content[HEADER_LEN..]))
+    let lsn = word(16);
+    if lsn > crate::wal::format::MAX_LSN {
+        return Err(("names an impossible LSN", None));
+    }
+    Ok((lsn, &content[HEADER_LEN..]))
 }
 
 /// Validates one snapshot file's bytes (magic, length, checksum, version)
@@ -284,7 +288,7 @@ impl<D: Disk> SnapshotStore<D> {
             let path = self.dir.join(snapshot_name(lsn));
             let f = self.disk.open(&path).await?;
             let size = f.size().await?;
-            let bytes = f.read_at(0, vec![0u8; size as usize]).await?;
+            let bytes = crate::disk::read_whole(&f, size, Vec::new()).await?;
             // Where the body sits in the file's bytes (no borrow kept).
             let decoded = decode_snapshot(&bytes).map(|(l, body)| {
                 let at = (body.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);

@@ -43,7 +43,7 @@ fn wal_round_trip_with_rotation_on_real_files() {
         let (wal, got) = recover(&disk, &dir, opts(32 << 10, 2), 100).await.unwrap();
         assert_dense(&got, 101, 500, 200);
         assert_eq!(wal.next_lsn(), 501);
-        let ins = beaver_io::inspect(&disk, &dir).await.unwrap();
+        let ins = beaver_io::inspect(&disk, &dir, 0).await.unwrap();
         assert_eq!(ins.end, beaver_io::LogEnd::Clean);
         assert_eq!(ins.last_lsn, Some(500));
     });
@@ -176,4 +176,36 @@ fn sigkilled_writer_loses_no_acknowledged_record() {
             );
         }
     }
+}
+
+#[test]
+fn a_file_longer_than_any_segment_is_refused_without_being_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    runtime().block_on(async {
+        let disk = FileDisk::new();
+        let (mut wal, _) = recover(&disk, &dir, opts(32 << 10, 1), 0).await.unwrap();
+        write(&mut wal, 3, 200).await.unwrap();
+        wal.sync().await.unwrap();
+        drop(wal);
+        // A sparse file of 8 TiB under a segment's name: reading it whole
+        // would ask for 8 TiB of memory.
+        let stray = dir.join("wal-00000000000000000009.seg");
+        std::fs::File::create(&stray)
+            .unwrap()
+            .set_len(8 << 40)
+            .unwrap();
+        for err in [
+            recover(&disk, &dir, opts(32 << 10, 2), 0).await.err(),
+            beaver_io::inspect(&disk, &dir, 0).await.err(),
+        ] {
+            match err {
+                Some(beaver_io::Error::Corruption { path, detail, .. }) => {
+                    assert_eq!(path, stray);
+                    assert!(detail.contains("more than any WAL segment"), "{detail}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    });
 }

@@ -74,7 +74,7 @@ fn valid_batch_after_a_torn_one_is_discarded_without_error() {
             }
             drop(wal);
             disk.power_loss();
-            let before = inspect(&disk, Path::new(DIR)).await.unwrap();
+            let before = inspect(&disk, Path::new(DIR), 0).await.unwrap();
             let orphan = before
                 .segments
                 .iter()
@@ -94,7 +94,7 @@ fn valid_batch_after_a_torn_one_is_discarded_without_error() {
                     "{:?}",
                     before.end
                 );
-                let after = inspect(&disk, Path::new(DIR)).await.unwrap();
+                let after = inspect(&disk, Path::new(DIR), 0).await.unwrap();
                 assert_eq!(after.end, LogEnd::Clean);
                 assert!(
                     after
@@ -120,7 +120,7 @@ fn bit_flip_at_or_below_the_watermark_is_corruption_with_file_and_offset() {
         disk.flip_bit(&seg, 1024 + 70, 3).unwrap();
         let before = disk.durable_contents(&seg).unwrap();
         // Inspection reports it and changes nothing.
-        let ins = inspect(&disk, Path::new(DIR)).await.unwrap();
+        let ins = inspect(&disk, Path::new(DIR), 0).await.unwrap();
         assert!(
             matches!(&ins.end, LogEnd::Corrupt { path, offset: 1024, .. } if *path == seg),
             "{:?}",
@@ -296,7 +296,7 @@ fn zeros_and_stale_bytes_of_an_older_salt_never_decode() {
         let (mut wal, got) = recover(&disk, dir, opts(SEG, 99), 0).await.unwrap();
         assert!(got.is_empty());
         // A blank preallocated segment decodes as nothing.
-        let ins = inspect(&disk, dir).await.unwrap();
+        let ins = inspect(&disk, dir, 0).await.unwrap();
         assert_eq!((ins.last_lsn, &ins.end), (None, &LogEnd::Clean));
         for _ in 0..3 {
             write(&mut wal, 1, 60).await.unwrap();
@@ -310,7 +310,7 @@ fn zeros_and_stale_bytes_of_an_older_salt_never_decode() {
         f.sync_data().await.unwrap();
         drop(f);
 
-        let ins = inspect(&disk, dir).await.unwrap();
+        let ins = inspect(&disk, dir, 0).await.unwrap();
         assert_eq!(
             ins.segments[0].batches.len(),
             3,
@@ -423,7 +423,7 @@ fn enospc_refuses_appends_and_they_work_again_once_space_is_freed() {
         assert!(disk.stats().enospc >= 1);
         assert!(!wal.is_stopped(), "ENOSPC is not fatal");
         // The log is valid throughout.
-        let ins = inspect(&disk, dir).await.unwrap();
+        let ins = inspect(&disk, dir, 0).await.unwrap();
         assert_eq!((ins.last_lsn, &ins.end), (Some(9), &LogEnd::Clean));
         // Free space (a snapshot now covers LSN 6): appends work again.
         assert_eq!(wal.delete_through(6).await.unwrap(), 2);
@@ -617,7 +617,7 @@ fn blank_segment_numbered_below_the_log_is_skipped_and_removed() {
                 .contains(&beaver_io::wal::segment::segment_name(0))
         );
         assert!(matches!(
-            inspect(&disk, dir).await.unwrap().end,
+            inspect(&disk, dir, 0).await.unwrap().end,
             LogEnd::Clean
         ));
     });
@@ -733,4 +733,131 @@ fn a_failed_recovery_then_power_loss_keeps_every_acknowledged_record() {
             assert_dense(&got, 1, last, 300);
         });
     }
+}
+
+/// Segment `seq`'s path in [`DIR`].
+fn segment(seq: u64) -> std::path::PathBuf {
+    Path::new(DIR).join(format!("wal-{seq:020}.seg"))
+}
+
+#[test]
+fn flipped_header_of_the_newest_segment_is_corruption_when_its_batches_vouch() {
+    rt().block_on(async {
+        let disk = SimDisk::new(3, SimDiskConfig::default());
+        // 7 batches per segment: the third holds LSNs 15-20, and batch 20
+        // carries watermark 19. No later segment vouches for it.
+        drop(synced_log(&disk, 20, 1, 1900).await);
+        let seg3 = segment(3);
+        let before = disk.durable_contents(&seg3).unwrap();
+        disk.flip_bit(&seg3, 20, 0).unwrap();
+        match recover(&disk, Path::new(DIR), opts(SEG, 2), 0).await.err() {
+            Some(Error::Corruption {
+                path,
+                offset: 0,
+                detail,
+            }) => {
+                assert_eq!(path, seg3);
+                assert!(detail.contains("up to 19 were acknowledged"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Refused, not repaired: nothing was zeroed.
+        let mut after = disk.durable_contents(&seg3).unwrap();
+        after[20] ^= 1;
+        assert_eq!(after, before);
+    });
+}
+
+#[test]
+fn a_damaged_header_no_later_batch_vouches_for_is_a_torn_tail() {
+    rt().block_on(async {
+        let disk = SimDisk::new(4, SimDiskConfig::default());
+        // Segment 3's header went out with batch 15 (watermark 14): the
+        // same bytes as a write of both that tore, which no acknowledged
+        // record before it needs.
+        drop(synced_log(&disk, 15, 1, 1900).await);
+        disk.flip_bit(&segment(3), 20, 0).unwrap();
+        let (wal, got) = recover(&disk, Path::new(DIR), opts(SEG, 2), 0)
+            .await
+            .unwrap();
+        assert_dense(&got, 1, 14, 1900);
+        assert_eq!(wal.next_lsn(), 15);
+    });
+}
+
+#[test]
+fn a_segment_of_a_newer_format_is_refused_and_left_as_it_is() {
+    rt().block_on(async {
+        let disk = SimDisk::new(5, SimDiskConfig::default());
+        drop(synced_log(&disk, 10, 1, 1900).await);
+        let seg2 = segment(2);
+        let mut header = disk.durable_contents(&seg2).unwrap()[..48].to_vec();
+        header[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let crc = crc32fast::hash(&header[..44]);
+        header[44..48].copy_from_slice(&crc.to_le_bytes());
+        disk.restore_write(&seg2, 0, &header).unwrap();
+        let before = disk.durable_contents(&seg2).unwrap();
+        match recover(&disk, Path::new(DIR), opts(SEG, 2), 0).await.err() {
+            Some(Error::Version {
+                path,
+                found: 2,
+                supported: 1,
+            }) => assert_eq!(path, seg2),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(disk.durable_contents(&seg2).unwrap(), before);
+        let ins = inspect(&disk, Path::new(DIR), 0).await;
+        assert!(
+            matches!(ins, Err(Error::Version { found: 2, .. })),
+            "{ins:?}"
+        );
+    });
+}
+
+#[test]
+fn a_segment_cut_inside_its_last_batchs_padding_keeps_every_record() {
+    rt().block_on(async {
+        let disk = SimDisk::new(6, SimDiskConfig::default());
+        // One segment: header sector, then two one-sector batches.
+        drop(synced_log(&disk, 2, 1, 100).await);
+        let seg1 = segment(1);
+        let f = disk.open(&seg1).await.unwrap();
+        // Cut right after the second batch's records, inside its padding.
+        f.set_len(512 + 512 + 64 + 17 + 100).await.unwrap();
+        f.sync_all().await.unwrap();
+        let (mut wal, got) = recover(&disk, Path::new(DIR), opts(SEG, 2), 0)
+            .await
+            .unwrap();
+        assert_dense(&got, 1, 2, 100);
+        // The log goes on after it.
+        write(&mut wal, 1, 100).await.unwrap();
+        wal.sync().await.unwrap();
+        drop(wal);
+        let (_, got) = recover(&disk, Path::new(DIR), opts(SEG, 3), 0)
+            .await
+            .unwrap();
+        assert_dense(&got, 1, 3, 100);
+    });
+}
+
+#[test]
+fn inspection_from_a_snapshot_needs_the_log_only_after_it() {
+    rt().block_on(async {
+        let disk = SimDisk::new(7, SimDiskConfig::default());
+        drop(synced_log(&disk, 20, 1, 1900).await);
+        // A snapshot at LSN 14 made segments 1 and 2 unnecessary.
+        for seq in [1, 2] {
+            disk.remove(&segment(seq)).await.unwrap();
+        }
+        let from_14 = inspect(&disk, Path::new(DIR), 14).await.unwrap();
+        assert_eq!(from_14.end, LogEnd::Clean);
+        assert_eq!((from_14.first_lsn, from_14.last_lsn), (Some(15), Some(20)));
+        // Without the snapshot, LSNs 1-14 are missing.
+        let whole = inspect(&disk, Path::new(DIR), 0).await.unwrap();
+        assert!(
+            matches!(whole.end, LogEnd::Corrupt { .. }),
+            "{:?}",
+            whole.end
+        );
+    });
 }

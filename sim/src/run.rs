@@ -356,7 +356,7 @@ impl Sim {
             read_latency_mean: Duration::ZERO,
             ..cfg.clone()
         });
-        let ins = inspect(&self.disk, &dir).await;
+        let ins = inspect(&self.disk, &dir, 0).await;
         self.disk.set_config(cfg);
         if let Ok(ins) = ins {
             let mut w = self.world.lock();
@@ -633,7 +633,7 @@ impl Sim {
     /// engine is down); the next recovery must refuse to start.
     async fn corrupt_wal(&mut self) {
         let dir = self.plan.engine.wal_dir();
-        let Ok(ins) = inspect(&self.disk, &dir).await else {
+        let Ok(ins) = inspect(&self.disk, &dir, 0).await else {
             return;
         };
         if !matches!(ins.end, LogEnd::Clean | LogEnd::Torn { .. }) {
@@ -758,7 +758,7 @@ impl Sim {
         // One corrupt snapshot is within the design (the older one plus the
         // log); rot only when that fallback exists.
         if snaps.len() < 2 {
-            let whole_log = inspect(&self.disk, &self.plan.engine.wal_dir())
+            let whole_log = inspect(&self.disk, &self.plan.engine.wal_dir(), 0)
                 .await
                 .is_ok_and(|i| i.first_lsn == Some(1));
             if !whole_log {

@@ -242,6 +242,7 @@ fn crash_after_a_torn_write() {
         r.block_on(beaver_io::inspect(
             &FileDisk::new(),
             &dir.path().join("wal"),
+            0,
         ))
         .unwrap()
     };
@@ -335,4 +336,93 @@ fn crash_between_snapshot_and_segment_deletion() {
     assert_eq!(e.recovery.replayed_records, 0);
     e.handle.shutdown();
     rt.block_on(e.handle.wait()).unwrap();
+}
+
+#[test]
+fn status_of_a_data_dir_whose_covered_segments_were_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = dir.path().join("wal");
+    let first_segment = wal.join("wal-00000000000000000001.seg");
+    let rt = runtime();
+    let e = start(&rt, dir.path(), ExecutorConfig::Noop);
+    let payload = format!("\"{}\"", "p".repeat(1_000));
+    let fill = |prefix: &str| {
+        for i in 0..30 {
+            let jobs = (0..4)
+                .map(|k| job(&format!("{prefix}-{i}-{k}"), &payload, HOUR_MS))
+                .collect();
+            rt.block_on(e.client.enqueue(jobs)).unwrap();
+        }
+    };
+    for round in ["a", "b", "c"] {
+        fill(round);
+        let lsn = rt.block_on(e.client.snapshot()).unwrap();
+        wait_for(&rt, &e, "the snapshot", |s| s.engine.snapshot_lsn >= lsn);
+    }
+    // The older of the two kept snapshots covers the first segments: they go.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while first_segment.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "covered segments were not removed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // And a log to replay after the newest snapshot.
+    fill("d");
+    crash(rt, e);
+
+    let doc = offline(dir.path());
+    let d = doc.data_dir.as_ref().unwrap();
+    assert!(d.would_start, "{:?}", d.problems);
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+    assert_eq!(d.log_end, "clean");
+    assert!(d.log_lsns.unwrap().0 > 1, "the log's start was removed");
+    assert_eq!(d.replay_records, 30, "fill d's records after the snapshot");
+    assert_eq!(doc.jobs.pending, 480);
+    let rt = runtime();
+    let e = start(&rt, dir.path(), ExecutorConfig::Noop);
+    assert_eq!(e.recovery.jobs, 480);
+    assert_eq!(e.recovery.replayed_records, 30);
+    e.handle.shutdown();
+    rt.block_on(e.handle.wait()).unwrap();
+}
+
+#[test]
+fn a_snapshot_holding_another_lsn_than_its_name_refuses_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    // Checksum valid, named for LSN 10, holding the empty state at LSN 0.
+    let body = beaver_core::codec::encode_queue_snapshot(&beaver_core::Queue::new(
+        beaver_core::Config::default(),
+    ));
+    rt.block_on(async {
+        let mut store =
+            beaver_io::SnapshotStore::open(FileDisk::new(), &dir.path().join("snapshots"))
+                .await
+                .unwrap();
+        store.save(10, &body).await.unwrap();
+    });
+    let doc = offline(dir.path());
+    let d = doc.data_dir.as_ref().unwrap();
+    assert!(!d.would_start);
+    assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
+    assert!(
+        d.problems[0].contains("holds LSN 0 while named for LSN 10; a restart refuses to start"),
+        "{:?}",
+        d.problems
+    );
+    let started = rt.block_on(beaver_runtime::start(
+        config(dir.path()),
+        FileDisk::new(),
+        ExecutorConfig::Noop.build().unwrap(),
+        SystemClock::new(),
+        NoObserver,
+        1,
+    ));
+    let err = started.err().expect("the engine refuses the snapshot");
+    assert!(
+        err.to_string().contains("named for LSN 10 but holds LSN 0"),
+        "{err}"
+    );
 }

@@ -34,6 +34,12 @@ pub const RECORD_HEADER_LEN: usize = 17;
 pub const FORMAT_VERSION: u32 = 1;
 /// The record type of an application record (the only one so far).
 pub const RECORD_TYPE_DATA: u8 = 1;
+/// The largest segment file there can be: `segment_bytes` may not be set
+/// above it, and a longer file in the WAL directory is not a segment.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+/// The LSNs a log may hold end below this, so that "the next LSN" always
+/// exists; a header naming one above is damaged.
+pub const MAX_LSN: u64 = u64::MAX / 2;
 
 const SEGMENT_MAGIC: &[u8; 8] = b"BVRWALSG";
 const BATCH_MAGIC: &[u8; 4] = b"BVRB";
@@ -49,6 +55,12 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
+}
+
+/// The salt a batch header at the start of `b` names (unverified; 0 if
+/// `b` is too short to hold one).
+pub fn batch_salt(b: &[u8]) -> u64 {
+    b.get(8..16).map_or(0, |s| u64_at(s, 0))
 }
 
 /// Rounds up to the next sector boundary.
@@ -128,10 +140,16 @@ impl SegmentHeader {
         if version != FORMAT_VERSION {
             return Err(HeaderProblem::Version(version));
         }
+        let first_lsn = u64_at(h, 32);
+        if first_lsn > MAX_LSN {
+            return Err(HeaderProblem::Invalid(
+                "segment header names an impossible LSN",
+            ));
+        }
         Ok(SegmentHeader {
             salt: u64_at(h, 16),
             seq: u64_at(h, 24),
-            first_lsn: u64_at(h, 32),
+            first_lsn,
             prev_chain: u32_at(h, 40),
         })
     }
@@ -261,6 +279,8 @@ pub fn decode_batch(
     }
     let body_crc = u32_at(h, 48);
     if hdr.count == 0
+        || hdr.last_lsn > MAX_LSN
+        || hdr.watermark > MAX_LSN
         || hdr.last_lsn < hdr.first_lsn
         || hdr.last_lsn - hdr.first_lsn != u64::from(hdr.count) - 1
     {
@@ -364,6 +384,30 @@ mod tests {
         let mut trunc = out.clone();
         trunc.truncate(70);
         assert!(decode_batch(&trunc, 7, None, 0, |_, _| {}).is_err());
+    }
+
+    #[test]
+    fn lsns_with_no_next_lsn_never_decode() {
+        // Checksums valid, LSNs impossible: a forged or foreign file must
+        // not make "the next LSN" overflow.
+        let mut out = Vec::new();
+        encode_batch(&mut out, 7, 0, 0, &[(u64::MAX, b"x")]);
+        assert!(decode_batch(&out, 7, None, 0, |_, _| panic!()).is_err());
+        let mut out = Vec::new();
+        encode_batch(&mut out, 7, 0, u64::MAX, &[(1, b"x")]);
+        assert!(decode_batch(&out, 7, None, 0, |_, _| panic!()).is_err());
+        let mut out = Vec::new();
+        SegmentHeader {
+            salt: 1,
+            seq: 1,
+            first_lsn: u64::MAX,
+            prev_chain: 0,
+        }
+        .encode(&mut out);
+        assert!(matches!(
+            SegmentHeader::decode(&out),
+            Err(HeaderProblem::Invalid(_))
+        ));
     }
 
     #[test]

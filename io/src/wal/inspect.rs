@@ -89,9 +89,13 @@ pub struct Inspection {
     pub end: LogEnd,
 }
 
-/// Reads the WAL in `dir` without changing anything and reports it.
-pub async fn inspect<D: Disk>(disk: &D, dir: &Path) -> Result<Inspection> {
-    let s = scan(disk, dir, 0, true, |_, _| {}).await?;
+/// Reads the WAL in `dir` without changing anything and reports it, as a
+/// restart from the snapshot at `after_lsn` (0: none) would find it: a log
+/// that does not reach back to `after_lsn + 1` ends [`LogEnd::Corrupt`]
+/// (records are missing), while segments a snapshot made unnecessary and
+/// removed are no gap.
+pub async fn inspect<D: Disk>(disk: &D, dir: &Path, after_lsn: u64) -> Result<Inspection> {
+    let s = scan(disk, dir, after_lsn, true, |_, _| {}).await?;
     Ok(s.report)
 }
 

@@ -107,7 +107,7 @@ pub(crate) async fn finish_interrupted<D: Disk>(disk: &D, dir: &Path) -> Result<
     let path = dir.join(SIDE_FILE);
     let f = disk.open(&path).await?;
     let size = f.size().await?;
-    let bytes = f.read_at(0, vec![0u8; size as usize]).await?;
+    let bytes = crate::disk::read_whole(&f, size, Vec::new()).await?;
     match decode(dir, &bytes) {
         Some(mut pieces) => {
             warn!(

@@ -5,10 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::disk::{Disk, DiskFile};
-use crate::error::Result;
+use crate::disk::{Disk, DiskFile, read_whole};
+use crate::error::{Error, Result};
 use crate::wal::format::{
-    BATCH_HEADER_LEN, HeaderProblem, SECTOR, SEGMENT_HEADER_LEN, SegmentHeader, decode_batch,
+    BATCH_HEADER_LEN, FORMAT_VERSION, HeaderProblem, MAX_SEGMENT_BYTES, SECTOR, SEGMENT_HEADER_LEN,
+    SegmentHeader, batch_salt, decode_batch,
 };
 use crate::wal::inspect::{BatchReport, Inspection, LogEnd, SegmentReport};
 use crate::wal::segment::list_segments;
@@ -75,8 +76,9 @@ fn nonzero_end(buf: &[u8]) -> u64 {
         .map_or(0, |p| p as u64 + 1)
 }
 
-/// Looks for valid batches of `salt` at sector boundaries from `from` on.
-fn sweep(buf: &[u8], salt: u64, from: u64, out: &mut Vec<BatchReport>) {
+/// Looks for valid batches at sector boundaries from `from` on: of `salt`,
+/// or of any salt (each batch's own) when the segment's is unknown.
+fn sweep(buf: &[u8], salt: Option<u64>, from: u64, out: &mut Vec<BatchReport>) {
     let mut at = from.div_ceil(SECTOR) * SECTOR;
     while at + BATCH_HEADER_LEN as u64 <= buf.len() as u64 {
         let rest = &buf[at as usize..];
@@ -84,6 +86,7 @@ fn sweep(buf: &[u8], salt: u64, from: u64, out: &mut Vec<BatchReport>) {
             at += SECTOR;
             continue;
         }
+        let salt = salt.unwrap_or_else(|| batch_salt(rest));
         match decode_batch(rest, salt, None, u64::MAX, |_, _| {}) {
             Ok(h) => {
                 out.push(BatchReport {
@@ -129,12 +132,27 @@ pub(crate) async fn scan<D: Disk>(
     for (i, (seq, path)) in files.iter().enumerate() {
         let file = disk.open(path).await?;
         let size = file.size().await?;
-        // No re-zeroing of a reused buffer: the read overwrites it and
-        // truncates it to what the file held.
-        buf.resize(size as usize, 0);
-        buf = file.read_at(0, std::mem::take(&mut buf)).await?;
+        if size > MAX_SEGMENT_BYTES {
+            return Err(Error::Corruption {
+                path: path.clone(),
+                offset: MAX_SEGMENT_BYTES,
+                detail: format!(
+                    "the segment is {size} bytes, more than any WAL segment ({MAX_SEGMENT_BYTES} at most): it is damaged or not beaver's; move it out of the WAL directory only if its records are not needed"
+                ),
+            });
+        }
+        buf = read_whole(&file, size, std::mem::take(&mut buf)).await?;
         sizes.push(nonzero_end(&buf));
         let header = SegmentHeader::decode(&buf);
+        if let Err(HeaderProblem::Version(found)) = header {
+            // A newer beaver wrote it: reading on would treat its records
+            // as a torn tail and zero them.
+            return Err(Error::Version {
+                path: path.clone(),
+                found,
+                supported: FORMAT_VERSION,
+            });
+        }
         // A segment of nothing but zeros holds no record: a preparation
         // abandoned before use (its removal may not have survived a power
         // loss), possibly numbered below the segments in use. It neither
@@ -199,9 +217,16 @@ pub(crate) async fn scan<D: Disk>(
             }
         }
         if brk.is_some() {
-            if let Ok(h) = &header {
-                sweep(&buf, h.salt, SEGMENT_HEADER_LEN, &mut found);
-            }
+            // With its header invalid, the segment's batches are still
+            // looked for (each carries its salt under its own checksum):
+            // a later one's watermark tells a damaged header of an
+            // acknowledged segment from a torn first write.
+            sweep(
+                &buf,
+                header.as_ref().ok().map(|h| h.salt),
+                SEGMENT_HEADER_LEN,
+                &mut found,
+            );
         } else if let Ok(h) = header {
             let mut off = SEGMENT_HEADER_LEN;
             let mut seg_last = None;
@@ -210,8 +235,10 @@ pub(crate) async fn scan<D: Disk>(
                     Some((l, c)) => (l + 1, c),
                     None => (h.first_lsn, h.prev_chain),
                 };
+                // A file cut short inside the padding of its last batch
+                // leaves nothing here: the log ends.
                 let res = decode_batch(
-                    &buf[off as usize..],
+                    buf.get(off as usize..).unwrap_or_default(),
                     h.salt,
                     Some(expect),
                     after_lsn,
@@ -272,7 +299,7 @@ pub(crate) async fn scan<D: Disk>(
                     end_offset: off,
                 });
             }
-            sweep(&buf, h.salt, off, &mut found);
+            sweep(&buf, Some(h.salt), off, &mut found);
         }
         // Valid batches past the end of the log still vouch for LSNs.
         for b in found.iter().filter(|b| !b.in_log) {

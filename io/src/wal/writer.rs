@@ -7,7 +7,9 @@ use tracing::{debug, warn};
 use crate::disk::{Disk, DiskFile};
 use crate::error::{Error, Result};
 use crate::rng::DetRng;
-use crate::wal::format::{SEGMENT_HEADER_LEN, SegmentHeader, encode_batch, framed_batch_len};
+use crate::wal::format::{
+    MAX_LSN, MAX_SEGMENT_BYTES, SEGMENT_HEADER_LEN, SegmentHeader, encode_batch, framed_batch_len,
+};
 use crate::wal::segment::segment_name;
 #[cfg(feature = "mutants")]
 use beaver_core::mutants::{Mutant::*, active as mutant};
@@ -336,11 +338,16 @@ impl<D: Disk> Wal<D> {
         after_lsn: u64,
         mut each: impl FnMut(u64, &[u8]),
     ) -> Result<(Wal<D>, Recovered)> {
-        if opts.segment_bytes < 8 * SEGMENT_HEADER_LEN {
+        if !(8 * SEGMENT_HEADER_LEN..=MAX_SEGMENT_BYTES).contains(&opts.segment_bytes) {
             return Err(Error::Usage(format!(
-                "segment_bytes {} is below the minimum {}",
+                "segment_bytes {} is outside {}..={MAX_SEGMENT_BYTES}",
                 opts.segment_bytes,
                 8 * SEGMENT_HEADER_LEN
+            )));
+        }
+        if after_lsn > MAX_LSN {
+            return Err(Error::Usage(format!(
+                "the log is needed after LSN {after_lsn}, beyond the largest LSN {MAX_LSN}"
             )));
         }
         disk.create_dir_all(dir).await?;
