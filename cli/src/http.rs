@@ -524,18 +524,22 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Result<Response, ApiError>
 }
 
 /// A TCP listener that holds at most `max` connections open: past it, a new
-/// connection is answered `503` with `Retry-After` and closed.
+/// connection is answered `503` with `Retry-After` and closed. A connection
+/// that moves no byte either way for between `idle` and twice `idle` is
+/// closed, so idle keep-alive connections cannot hold every permit.
 pub struct LimitedListener {
     listener: TcpListener,
     permits: Arc<Semaphore>,
+    idle: Duration,
 }
 
 impl LimitedListener {
     /// Wraps a bound listener.
-    pub fn new(listener: TcpListener, max: usize) -> LimitedListener {
+    pub fn new(listener: TcpListener, max: usize, idle: Duration) -> LimitedListener {
         LimitedListener {
             listener,
             permits: Arc::new(Semaphore::new(max)),
+            idle,
         }
     }
 }
@@ -544,6 +548,39 @@ impl LimitedListener {
 pub struct Limited {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    idle: IdleTimer,
+}
+
+/// Watches a connection for idleness without reading the clock per byte:
+/// each read or write only marks the connection as moved; when the timer
+/// fires, a connection that moved is given another period.
+struct IdleTimer {
+    period: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    moved: bool,
+}
+
+impl IdleTimer {
+    fn new(period: Duration) -> IdleTimer {
+        IdleTimer {
+            period,
+            timer: Box::pin(tokio::time::sleep(period)),
+            moved: false,
+        }
+    }
+
+    /// True once a whole period passed without a byte moving.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if !self.moved {
+                return true;
+            }
+            self.moved = false;
+            let next = tokio::time::Instant::now() + self.period;
+            self.timer.as_mut().reset(next);
+        }
+        false
+    }
 }
 
 impl AsyncRead for Limited {
@@ -552,7 +589,16 @@ impl AsyncRead for Limited {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.idle.moved = true;
+                Poll::Ready(r)
+            }
+            // Idle too long: the end of the stream, which closes it.
+            Poll::Pending if this.idle.expired(cx) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -562,7 +608,9 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        this.idle.moved = true;
+        Pin::new(&mut this.stream).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_flush(cx)
@@ -575,7 +623,9 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        this.idle.moved = true;
+        Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
@@ -621,6 +671,7 @@ impl axum::serve::Listener for LimitedListener {
                             Limited {
                                 stream,
                                 _permit: permit,
+                                idle: IdleTimer::new(self.idle),
                             },
                             addr,
                         );

@@ -56,7 +56,7 @@ enum Command {
     Run(RunArgs),
     /// Add jobs: one from --payload, or many from a file (a JSON array, or one job object per line)
     #[command(
-        after_help = "Examples:\n  beaver enqueue --payload '{\"to\":\"ada\"}' --id welcome-ada --max-attempts 5\n  beaver enqueue --file jobs.json          # [{\"payload\": ...}, ...]\n  seq 1000 | sed 's/.*/{\"payload\":&}/' | beaver enqueue --file -\n\nA job object: {\"id\"?, \"queue\"?, \"payload\", \"max_attempts\"?, \"timeout_ms\"?, \"delay_ms\"?, \"priority\"?}.\nThe whole file is checked before anything is sent: a bad line is named and nothing is enqueued.\nThe flags below (except --payload and --id) are defaults for jobs that do not set the field."
+        after_help = "Examples:\n  beaver enqueue --payload '{\"to\":\"ada\"}' --id welcome-ada --max-attempts 5\n  beaver enqueue --file jobs.json          # [{\"payload\": ...}, ...]\n  seq 1000 | sed 's/.*/{\"payload\":&}/' | beaver enqueue --file -\n\nA job object: {\"id\"?, \"queue\"?, \"payload\", \"max_attempts\"?, \"timeout_ms\"?, \"delay_ms\"?, \"priority\"?}.\nThe whole file is parsed before anything is sent: bad JSON or an unknown field is named and nothing is enqueued.\nValues are checked by the server, one request (--batch jobs) at a time, each all or nothing: if it refuses one, the line is named with the lines enqueued before it (sending the file again is safe for jobs with ids: known ids are skipped).\nThe options (except --payload and --id) are defaults for jobs that do not set the field."
     )]
     Enqueue {
         /// A file of jobs (`-`: stdin)

@@ -235,7 +235,7 @@ pub async fn inspect_data_dir(dir: &Path, config: Config) -> Result<StatusDoc, I
                     log_end = "torn".into();
                     torn_bytes = *bytes;
                     problems.push(format!(
-                        "the log ends in a torn write: {bytes} bytes from {} offset {offset} on ({reason}) were never acknowledged; a restart discards them",
+                        "the log ends in a torn write: {bytes} bytes from {} offset {offset} on ({reason}), which no later batch vouches for: a write a crash cut off, which a restart discards (had the disk damaged them instead, they held the last batch acknowledged before the crash)",
                         rel(path)
                     ));
                 }

@@ -85,13 +85,14 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         metrics,
     };
     let token: Option<Arc<str>> = settings.token.as_deref().map(Arc::from);
+    let idle = Duration::from_millis(settings.http.idle_timeout_ms);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let api_task = tokio::spawn(
         axum::serve(
-            LimitedListener::new(api, settings.http.connections_max),
+            LimitedListener::new(api, settings.http.connections_max, idle),
             api_router(state.clone(), token.clone()),
         )
         .with_graceful_shutdown(stopped(stop_rx.clone()))
@@ -100,7 +101,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     let metrics_task = metrics_listener.map(|l| {
         tokio::spawn(
             axum::serve(
-                LimitedListener::new(l, settings.http.connections_max),
+                LimitedListener::new(l, settings.http.connections_max, idle),
                 metrics_router(state.clone(), token.clone()),
             )
             .with_graceful_shutdown(stopped(stop_rx.clone()))

@@ -115,6 +115,8 @@ pub struct HttpFile {
     pub connections_max: Option<usize>,
     /// Time allowed to send a request body.
     pub body_timeout_ms: Option<u64>,
+    /// A connection that moves no byte for this long is closed.
+    pub idle_timeout_ms: Option<u64>,
 }
 
 /// HTTP limits in force.
@@ -126,6 +128,9 @@ pub struct HttpLimits {
     pub connections_max: usize,
     /// Time allowed to send a request body; past it, 408.
     pub body_timeout_ms: u64,
+    /// A connection that moves no byte either way for this long (up to
+    /// twice as long) is closed.
+    pub idle_timeout_ms: u64,
 }
 
 /// Everything `beaver run` needs, checked.
@@ -271,6 +276,7 @@ pub fn resolve(args: &RunArgs) -> Result<Settings, String> {
         ),
         connections_max: file.http.connections_max.unwrap_or(512).max(1),
         body_timeout_ms: file.http.body_timeout_ms.unwrap_or(30_000).max(1),
+        idle_timeout_ms: file.http.idle_timeout_ms.unwrap_or(60_000).max(1),
     };
     Ok(Settings {
         engine,

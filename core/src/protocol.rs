@@ -250,7 +250,7 @@ impl std::fmt::Display for Rejection {
             } => {
                 write!(f, "{reason}; retry in {retry_after_ms} ms")
             }
-            Rejection::NotFound { id } => write!(f, "no job with id {id:?}"),
+            Rejection::NotFound { id } => write!(f, "no job with id {:?}", id.as_str()),
             Rejection::Conflict { reason } => f.write_str(reason),
             Rejection::Storage { reason } => {
                 write!(

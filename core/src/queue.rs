@@ -572,7 +572,10 @@ impl Queue {
                     return Err(invalid(
                         i,
                         "id",
-                        format!("id {id:?} appears twice in the batch (jobs {first} and {i})"),
+                        format!(
+                            "id {:?} appears twice in the batch (jobs {first} and {i})",
+                            id.as_str()
+                        ),
                     ));
                 }
                 let known = self.state.table.slot_of(id.as_str()).is_some()

@@ -861,3 +861,56 @@ fn inspection_from_a_snapshot_needs_the_log_only_after_it() {
         );
     });
 }
+
+#[test]
+fn a_segment_cut_inside_a_batch_is_corruption_not_a_torn_tail() {
+    rt().block_on(async {
+        let disk = SimDisk::new(8, SimDiskConfig::default());
+        drop(synced_log(&disk, 3, 1, 100).await);
+        let seg1 = segment(1);
+        let f = disk.open(&seg1).await.unwrap();
+        // Inside the second batch's records: batches 2 and 3 were acknowledged.
+        f.set_len(512 + 512 + 100).await.unwrap();
+        f.sync_all().await.unwrap();
+        for err in [
+            recover(&disk, Path::new(DIR), opts(SEG, 2), 0).await.err(),
+            inspect(&disk, Path::new(DIR), 0).await.err(),
+        ] {
+            match err {
+                Some(Error::Corruption {
+                    path,
+                    offset: 1024,
+                    detail,
+                }) => {
+                    assert_eq!(path, seg1);
+                    assert!(detail.contains("cut short"), "{detail}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn after_segment_bytes_grows_a_recovered_segment_is_never_extended() {
+    rt().block_on(async {
+        let disk = SimDisk::new(9, SimDiskConfig::default());
+        drop(synced_log(&disk, 3, 1, 1900).await);
+        let (mut wal, _) = recover(&disk, Path::new(DIR), opts(4 * SEG, 2), 0)
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            write(&mut wal, 1, 1900).await.unwrap();
+            wal.sync().await.unwrap();
+        }
+        drop(wal);
+        // A write past a segment's end could tear into a shorter file,
+        // which recovery would rightly call cut short.
+        let f = disk.open(&segment(1)).await.unwrap();
+        assert_eq!(f.size().await.unwrap(), SEG);
+        let (_, got) = recover(&disk, Path::new(DIR), opts(4 * SEG, 3), 0)
+            .await
+            .unwrap();
+        assert_dense(&got, 1, 13, 1900);
+    });
+}

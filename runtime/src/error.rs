@@ -28,6 +28,14 @@ pub enum EngineError {
 impl std::fmt::Display for EngineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            EngineError::Storage(e @ beaver_io::Error::Corruption { .. }) => write!(
+                f,
+                "the data on disk is damaged: {e}; beaver does not start rather than lose acknowledged jobs (a restart finds the same): `beaver status --data-dir` shows what it found; restore the file from a copy, or move the data dir aside to start empty"
+            ),
+            EngineError::Storage(e @ beaver_io::Error::Version { .. }) => {
+                write!(f, "{e}: a newer beaver wrote it; upgrade beaver")
+            }
+            EngineError::Storage(beaver_io::Error::Usage(e)) => write!(f, "configuration: {e}"),
             EngineError::Storage(e) => write!(
                 f,
                 "storage failed: {e}; beaver stopped without acknowledging anything more; restart it to recover from disk"
@@ -50,5 +58,44 @@ impl std::error::Error for EngineError {}
 impl From<beaver_io::Error> for EngineError {
     fn from(e: beaver_io::Error) -> Self {
         EngineError::Storage(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_storage_failure_says_what_helps() {
+        let damaged = EngineError::Storage(beaver_io::Error::Corruption {
+            path: "wal/wal-1.seg".into(),
+            offset: 512,
+            detail: "batch body checksum mismatch".into(),
+        })
+        .to_string();
+        assert!(
+            damaged.contains("wal/wal-1.seg at byte offset 512"),
+            "{damaged}"
+        );
+        assert!(damaged.contains("beaver status --data-dir"), "{damaged}");
+        assert!(!damaged.contains("restart it"), "{damaged}");
+        let newer = EngineError::Storage(beaver_io::Error::Version {
+            path: "wal/wal-1.seg".into(),
+            found: 2,
+            supported: 1,
+        })
+        .to_string();
+        assert!(newer.ends_with("upgrade beaver"), "{newer}");
+        let usage = EngineError::Storage(beaver_io::Error::Usage("segment_bytes 1".into()));
+        assert!(
+            usage
+                .to_string()
+                .starts_with("configuration: segment_bytes 1")
+        );
+        let eio = EngineError::Storage(beaver_io::Error::Stopped {
+            cause: "fdatasync: EIO".into(),
+        })
+        .to_string();
+        assert!(eio.ends_with("restart it to recover from disk"), "{eio}");
     }
 }

@@ -145,6 +145,23 @@ fn bad_requests_get_their_status_and_change_nothing() {
     assert_eq!((r.status, error_of(&r).2.as_deref()), (400, Some("limit")));
     let r = post(&p, "/v1/jobs/unknown-job/cancel", "");
     assert_eq!(r.status, 404, "{}", r.text());
+    assert!(
+        r.text().contains(r#"no job with id \"unknown-job\""#),
+        "{}",
+        r.text()
+    );
+    let r = post(
+        &p,
+        "/v1/jobs",
+        r#"[{"id": "dup", "payload": 1}, {"id": "dup", "payload": 2}]"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text()
+            .contains(r#"id \"dup\" appears twice in the batch"#),
+        "{}",
+        r.text()
+    );
     // Garbage that is not HTTP at all, and a connection that sends half a
     // request and goes away: the server answers or drops them, and lives.
     for junk in [
@@ -523,4 +540,30 @@ fn client_commands_work_and_fail_clearly() {
     let (code, out, err) = run_cmd(beaver().args(["status", "--server", &p.api]));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("completed 122"), "{out}");
+}
+
+#[test]
+fn idle_connections_are_closed_so_they_cannot_hold_every_slot() {
+    let s = Scratch::new(&format!(
+        "{FAST_CONFIG}[http]\nconnections_max = 2\nidle_timeout_ms = 200\n"
+    ));
+    let mut p = Proc::start(&s, &["--workers", "0"]);
+    let addr = p.api.trim_start_matches("http://").trim_end_matches('/');
+    // Two connections that send nothing take both slots.
+    let mut idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let r = p.server().get("/v1/ping").expect("ping");
+    assert_eq!(r.status, 503, "{}", r.text());
+    // Within 1-2 idle periods the server closes them (bounded wait: 10 s).
+    for c in &mut idle {
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut byte = [0u8; 1];
+        assert_eq!(c.read(&mut byte).expect("closed, not timed out"), 0);
+    }
+    let r = p.server().get("/v1/ping").expect("ping");
+    assert_eq!(r.status, 200, "{}", r.text());
+    p.sigterm(Duration::from_secs(30));
 }

@@ -77,6 +77,11 @@ pub fn framed_batch_len(body_lens: impl IntoIterator<Item = usize>) -> u64 {
     pad_to_sector(BATCH_HEADER_LEN as u64 + body)
 }
 
+/// Why [`decode_batch`] refuses a batch whose verified header says it is
+/// longer than the rest of the file: the file was cut short (a torn write
+/// never shortens a preallocated segment).
+pub const CUT_SHORT: &str = "batch length runs past the end of the file";
+
 /// A decoded, checksum-verified segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -99,6 +104,16 @@ pub enum HeaderProblem {
     Invalid(&'static str),
     /// A valid header of a newer format.
     Version(u32),
+}
+
+impl std::fmt::Display for HeaderProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderProblem::Blank => f.write_str("blank"),
+            HeaderProblem::Invalid(why) => f.write_str(why),
+            HeaderProblem::Version(v) => write!(f, "unsupported format version {v}"),
+        }
+    }
 }
 
 impl SegmentHeader {
@@ -288,7 +303,7 @@ pub fn decode_batch(
     }
     let body_end = BATCH_HEADER_LEN + hdr.body_len as usize;
     let Some(body) = b.get(BATCH_HEADER_LEN..body_end) else {
-        return Err("batch length runs past the end of the file");
+        return Err(CUT_SHORT);
     };
     if crc32fast::hash(body) != body_crc {
         return Err("batch body checksum mismatch");

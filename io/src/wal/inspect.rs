@@ -51,7 +51,8 @@ pub enum LogEnd {
     /// The log ends cleanly (zeros after the last batch).
     Clean,
     /// The log ends in a torn window: `bytes` non-zero bytes from `path` at
-    /// `offset` on (this segment and later ones) were never acknowledged;
+    /// `offset` on (this segment and later ones) are vouched for by no
+    /// watermark: taken for a write a crash cut off (never acknowledged);
     /// recovery discards and zeroes them.
     Torn {
         /// The segment where the window starts.

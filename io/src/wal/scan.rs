@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use crate::disk::{Disk, DiskFile, read_whole};
 use crate::error::{Error, Result};
 use crate::wal::format::{
-    BATCH_HEADER_LEN, FORMAT_VERSION, HeaderProblem, MAX_SEGMENT_BYTES, SECTOR, SEGMENT_HEADER_LEN,
-    SegmentHeader, batch_salt, decode_batch,
+    BATCH_HEADER_LEN, CUT_SHORT, FORMAT_VERSION, HeaderProblem, MAX_SEGMENT_BYTES, SECTOR,
+    SEGMENT_HEADER_LEN, SegmentHeader, batch_salt, decode_batch,
 };
 use crate::wal::inspect::{BatchReport, Inspection, LogEnd, SegmentReport};
 use crate::wal::segment::list_segments;
@@ -26,6 +26,8 @@ pub(crate) struct ChainSegment {
     pub last_lsn: Option<u64>,
     /// Where the next batch would go.
     pub end_offset: u64,
+    /// The file's length.
+    pub size: u64,
 }
 
 /// A byte range to zero (the torn window).
@@ -165,12 +167,7 @@ pub(crate) async fn scan<D: Disk>(
             seq: *seq,
             size,
             header_first_lsn: header.as_ref().ok().map(|h| h.first_lsn),
-            header_problem: match &header {
-                Ok(_) => None,
-                Err(HeaderProblem::Blank) => Some("blank".into()),
-                Err(HeaderProblem::Invalid(r)) => Some((*r).into()),
-                Err(HeaderProblem::Version(v)) => Some(format!("unsupported format version {v}")),
-            },
+            header_problem: header.as_ref().err().map(|p| p.to_string()),
             batches: Vec::new(),
         };
         let mut found: Vec<BatchReport> = Vec::new();
@@ -183,7 +180,7 @@ pub(crate) async fn scan<D: Disk>(
                     Ok(())
                 }
                 (Ok(_), Some(_)) => Err("segment header does not continue the chain".to_string()),
-                (Err(p), _) => Err(format!("segment header invalid: {p:?}")),
+                (Err(p), _) => Err(format!("segment header invalid: {p}")),
             };
             match continues {
                 Ok(()) => {
@@ -276,6 +273,18 @@ pub(crate) async fn scan<D: Disk>(
                         off += b.framed_len();
                         continue;
                     }
+                    Err(CUT_SHORT) => {
+                        // Acknowledged or not, the batch was written whole
+                        // into a file of its full size: something shortened
+                        // the file since.
+                        return Err(Error::Corruption {
+                            path: path.clone(),
+                            offset: off,
+                            detail: format!(
+                                "the file ends at byte {size}, inside the batch at offset {off}: it was cut short (truncated, or copied incompletely); restore it from a copy"
+                            ),
+                        });
+                    }
                     Err(r) => r.to_string(),
                 };
                 // A header whose first batch is invalid is part of the torn
@@ -297,6 +306,7 @@ pub(crate) async fn scan<D: Disk>(
                     header: h,
                     last_lsn: seg_last,
                     end_offset: off,
+                    size,
                 });
             }
             sweep(&buf, Some(h.salt), off, &mut found);

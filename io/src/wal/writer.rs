@@ -219,13 +219,18 @@ struct Active<F> {
     /// The header is on disk (written with the first batch).
     started: bool,
     offset: u64,
+    /// The file's length: no batch goes past it, so a write never extends
+    /// a segment (and a batch cut off by the end of its file was cut by
+    /// something else).
+    end: u64,
     first_lsn: u64,
     last_lsn: Option<u64>,
 }
 
 impl<F> Active<F> {
-    /// A prepared segment about to receive its first batch (and header).
-    fn blank(seq: u64, path: PathBuf, file: F) -> Self {
+    /// A prepared segment of `end` bytes about to receive its first batch
+    /// (and header).
+    fn blank(seq: u64, path: PathBuf, file: F, end: u64) -> Self {
         Active {
             seq,
             path,
@@ -233,6 +238,7 @@ impl<F> Active<F> {
             salt: 0,
             started: false,
             offset: 0,
+            end,
             first_lsn: 0,
             last_lsn: None,
         }
@@ -451,6 +457,7 @@ impl<D: Disk> Wal<D> {
                     salt: seg.header.salt,
                     started: true,
                     offset: seg.end_offset,
+                    end: seg.size,
                     first_lsn: seg.header.first_lsn,
                     last_lsn: seg.last_lsn,
                 });
@@ -488,7 +495,7 @@ impl<D: Disk> Wal<D> {
         // Blank start: the prepared segment becomes the active one.
         if active.is_none() {
             if let Some((seq, path, file)) = next.take() {
-                active = Some(Active::blank(seq, path, file));
+                active = Some(Active::blank(seq, path, file, opts.segment_bytes));
             }
         }
         let next_lsn = last_lsn.max(after_lsn) + 1;
@@ -613,7 +620,7 @@ impl<D: Disk> Wal<D> {
         let fits = self
             .active
             .as_ref()
-            .is_some_and(|a| !a.started || a.offset + framed <= self.opts.segment_bytes);
+            .is_some_and(|a| !a.started || a.offset + framed <= a.end);
         if !fits {
             self.rotate().await?;
         }
@@ -689,7 +696,7 @@ impl<D: Disk> Wal<D> {
                 });
             }
         }
-        self.active = Some(Active::blank(seq, path, file));
+        self.active = Some(Active::blank(seq, path, file, self.opts.segment_bytes));
         Ok(())
     }
 
