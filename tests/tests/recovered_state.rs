@@ -155,6 +155,34 @@ fn redact(label: &'static str) -> insta::internals::Redaction {
 
 const HOUR_MS: u64 = 3_600_000;
 
+/// Enqueues 120 jobs of 1 KB payloads (30 requests of 4), delayed an hour
+/// so they stay pending: about 4 segments of log with [`config`].
+fn fill(rt: &Runtime, e: &Engine, prefix: &str) {
+    let payload = format!("\"{}\"", "p".repeat(1_000));
+    for i in 0..30 {
+        let jobs = (0..4)
+            .map(|k| job(&format!("{prefix}-{i}-{k}"), &payload, HOUR_MS))
+            .collect();
+        rt.block_on(e.client.enqueue(jobs)).unwrap();
+    }
+}
+
+/// Takes a snapshot and waits until it is written.
+fn snap(rt: &Runtime, e: &Engine) {
+    let lsn = rt.block_on(e.client.snapshot()).unwrap();
+    wait_for(rt, e, "the snapshot", |s| s.engine.snapshot_lsn >= lsn);
+}
+
+/// Starts on `dir`, checks what its recovery found, and stops gracefully.
+fn restart_finds(dir: &Path, jobs: u64, replayed_records: u64) {
+    let rt = runtime();
+    let e = start(&rt, dir, ExecutorConfig::Noop);
+    assert_eq!(e.recovery.jobs, jobs);
+    assert_eq!(e.recovery.replayed_records, replayed_records);
+    e.handle.shutdown();
+    rt.block_on(e.handle.wait()).unwrap();
+}
+
 #[test]
 fn clean_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -277,21 +305,8 @@ fn crash_between_snapshot_and_segment_deletion() {
     let wal = dir.path().join("wal");
     let rt = runtime();
     let e = start(&rt, dir.path(), ExecutorConfig::Noop);
-    let payload = format!("\"{}\"", "p".repeat(1_000));
-    let fill = |prefix: &str| {
-        for i in 0..30 {
-            let jobs = (0..4)
-                .map(|k| job(&format!("{prefix}-{i}-{k}"), &payload, HOUR_MS))
-                .collect();
-            rt.block_on(e.client.enqueue(jobs)).unwrap();
-        }
-    };
-    let snap = |e: &Engine| {
-        let lsn = rt.block_on(e.client.snapshot()).unwrap();
-        wait_for(&rt, e, "the snapshot", |s| s.engine.snapshot_lsn >= lsn);
-    };
-    fill("a");
-    snap(&e);
+    fill(&rt, &e, "a");
+    snap(&rt, &e);
     let segments_before: Vec<_> = std::fs::read_dir(&wal)
         .unwrap()
         .map(|d| d.unwrap().path())
@@ -304,8 +319,8 @@ fn crash_between_snapshot_and_segment_deletion() {
         .iter()
         .map(|p| (p.clone(), std::fs::read(p).unwrap()))
         .collect();
-    fill("b");
-    snap(&e);
+    fill(&rt, &e, "b");
+    snap(&rt, &e);
     std::thread::sleep(Duration::from_millis(300));
     crash(rt, e);
     // The crash came after the second snapshot was durable but before the
@@ -330,12 +345,7 @@ fn crash_between_snapshot_and_segment_deletion() {
         "the newest snapshot covers the whole log"
     );
     snapshot("crash_between_snapshot_and_segment_deletion", doc);
-    let rt = runtime();
-    let e = start(&rt, dir.path(), ExecutorConfig::Noop);
-    assert_eq!(e.recovery.jobs, 240);
-    assert_eq!(e.recovery.replayed_records, 0);
-    e.handle.shutdown();
-    rt.block_on(e.handle.wait()).unwrap();
+    restart_finds(dir.path(), 240, 0);
 }
 
 #[test]
@@ -345,19 +355,9 @@ fn status_of_a_data_dir_whose_covered_segments_were_removed() {
     let first_segment = wal.join("wal-00000000000000000001.seg");
     let rt = runtime();
     let e = start(&rt, dir.path(), ExecutorConfig::Noop);
-    let payload = format!("\"{}\"", "p".repeat(1_000));
-    let fill = |prefix: &str| {
-        for i in 0..30 {
-            let jobs = (0..4)
-                .map(|k| job(&format!("{prefix}-{i}-{k}"), &payload, HOUR_MS))
-                .collect();
-            rt.block_on(e.client.enqueue(jobs)).unwrap();
-        }
-    };
     for round in ["a", "b", "c"] {
-        fill(round);
-        let lsn = rt.block_on(e.client.snapshot()).unwrap();
-        wait_for(&rt, &e, "the snapshot", |s| s.engine.snapshot_lsn >= lsn);
+        fill(&rt, &e, round);
+        snap(&rt, &e);
     }
     // The older of the two kept snapshots covers the first segments: they go.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -369,7 +369,7 @@ fn status_of_a_data_dir_whose_covered_segments_were_removed() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // And a log to replay after the newest snapshot.
-    fill("d");
+    fill(&rt, &e, "d");
     crash(rt, e);
 
     let doc = offline(dir.path());
@@ -380,12 +380,7 @@ fn status_of_a_data_dir_whose_covered_segments_were_removed() {
     assert!(d.log_lsns.unwrap().0 > 1, "the log's start was removed");
     assert_eq!(d.replay_records, 30, "fill d's records after the snapshot");
     assert_eq!(doc.jobs.pending, 480);
-    let rt = runtime();
-    let e = start(&rt, dir.path(), ExecutorConfig::Noop);
-    assert_eq!(e.recovery.jobs, 480);
-    assert_eq!(e.recovery.replayed_records, 30);
-    e.handle.shutdown();
-    rt.block_on(e.handle.wait()).unwrap();
+    restart_finds(dir.path(), 480, 30);
 }
 
 #[test]
