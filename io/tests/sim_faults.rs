@@ -737,7 +737,7 @@ fn a_failed_recovery_then_power_loss_keeps_every_acknowledged_record() {
 
 /// Segment `seq`'s path in [`DIR`].
 fn segment(seq: u64) -> std::path::PathBuf {
-    Path::new(DIR).join(format!("wal-{seq:020}.seg"))
+    Path::new(DIR).join(beaver_io::wal::segment::segment_name(seq))
 }
 
 #[test]
