@@ -138,6 +138,12 @@ pub struct Limits {
     pub error_bytes_max: u64,
     /// Jobs named in one purge or requeue record.
     pub ids_per_record_max: u64,
+    /// The longest encoded log record. Not a setting: the engine sets it
+    /// from its log segment size (at least
+    /// [`RECORD_BYTES_MIN`](crate::record_size::RECORD_BYTES_MIN)), and every
+    /// record the core proposes fits in it.
+    #[serde(skip)]
+    pub record_bytes_max: u64,
 }
 
 impl Default for Limits {
@@ -154,6 +160,7 @@ impl Default for Limits {
             queues_max: 1_000,
             error_bytes_max: 4_096,
             ids_per_record_max: 1_000,
+            record_bytes_max: u64::MAX,
         }
     }
 }

@@ -59,6 +59,7 @@ pub mod mutants;
 pub mod protocol;
 pub mod queue;
 pub mod record;
+pub mod record_size;
 mod remembered;
 pub mod retry;
 pub mod snapshot;

@@ -17,6 +17,7 @@ use crate::protocol::{
     Effect, Enqueued, Execution, Input, Outcome, Rejection, Reply, RequestId, RequeueTarget,
 };
 use crate::record::{Lsn, Op, Record};
+use crate::record_size;
 use crate::retry::backoff_ms;
 use crate::state::{Applied, ApplyError, State};
 use crate::stats::{Lease, STATUS_LIST_MAX, Stats, Status};
@@ -423,6 +424,11 @@ impl Queue {
     }
 
     fn propose(&mut self, op: Op, origin: Origin, out: &mut Vec<Effect>) -> Lsn {
+        debug_assert!(
+            op.encoded_bytes_max() <= self.config.limits.record_bytes_max,
+            "a proposed {} record may not fit the log",
+            op.name()
+        );
         let lsn = self.next_lsn;
         self.next_lsn += 1;
         let record = Arc::new(Record {
@@ -517,6 +523,7 @@ impl Queue {
         let mut answers = Vec::with_capacity(specs.len());
         let mut new = Vec::new();
         let mut depends_on = 0;
+        let mut record_bytes = record_size::ENQUEUE;
         let mut seq = self.next_seq_proposed;
         let invalid = |index: usize, field: &str, reason: String| Rejection::Invalid {
             index: Some(index),
@@ -601,6 +608,8 @@ impl Queue {
                 None => JobId::assigned(seq),
             };
             seq += 1;
+            record_bytes +=
+                record_size::new_job(id.as_str().len(), queue.as_str().len(), spec.payload.len());
             answers.push(Enqueued {
                 id: id.clone(),
                 duplicate: false,
@@ -621,6 +630,15 @@ impl Queue {
                 reason: format!(
                     "the batch's payloads total {batch_bytes} bytes; the limit is {}",
                     l.batch_bytes_max
+                ),
+            });
+        }
+        if record_bytes > l.record_bytes_max {
+            return Err(Rejection::TooLarge {
+                index: None,
+                reason: format!(
+                    "these jobs would make a log record of up to {record_bytes} bytes, over the {} bytes a log segment holds (engine.segment_bytes): split the batch or shrink the payloads, or raise segment_bytes",
+                    l.record_bytes_max
                 ),
             });
         }
@@ -738,15 +756,24 @@ impl Queue {
             }
         };
         let count = slots.len() as u64;
+        let l = &self.config.limits;
+        let (per_record, bytes_max) = (l.ids_per_record_max.max(1) as usize, l.record_bytes_max);
         let mut lsn = 0;
-        for chunk in slots.chunks(self.config.limits.ids_per_record_max.max(1) as usize) {
-            let ids = chunk
-                .iter()
-                .map(|&slot| {
-                    self.state.reindex(slot, |e| e.reserved = true);
-                    self.state.table.get(slot).id.clone()
-                })
-                .collect();
+        let mut ids = Vec::new();
+        let mut bytes = record_size::ID_LISTS;
+        for slot in slots {
+            let id = self.state.table.get(slot).id.clone();
+            let adds = record_size::listed_id(id.as_str().len());
+            if !ids.is_empty() && (ids.len() >= per_record || bytes + adds > bytes_max) {
+                let ids = std::mem::take(&mut ids);
+                lsn = self.propose(Op::Requeue { ids }, Origin::Client, out);
+                bytes = record_size::ID_LISTS;
+            }
+            self.state.reindex(slot, |e| e.reserved = true);
+            bytes += adds;
+            ids.push(id);
+        }
+        if !ids.is_empty() {
             lsn = self.propose(Op::Requeue { ids }, Origin::Client, out);
         }
         self.wait(lsn, req, Answer::Requeued(count), out);
@@ -954,10 +981,14 @@ impl Queue {
                 .now
                 .saturating_add(backoff_ms(&self.config.retry, &e.id, attempt))
         });
+        let l = &self.config.limits;
+        let room = l
+            .record_bytes_max
+            .saturating_sub(record_size::fail(e.id.as_str().len()));
         Op::Fail {
             id: e.id.clone(),
             attempt,
-            error: truncate_tail(error, self.config.limits.error_bytes_max as usize),
+            error: truncate_tail(error, l.error_bytes_max.min(room) as usize),
             retry_at,
         }
     }
@@ -1050,6 +1081,8 @@ impl Queue {
         let r = &self.config.retention;
         let d = &self.config.dedup;
         let per_record = self.config.limits.ids_per_record_max.max(1) as usize;
+        let bytes_max = self.config.limits.record_bytes_max;
+        let mut bytes = record_size::ID_LISTS;
         let mut excess = (s.finished.len() as u64).saturating_sub(r.finished_count_max);
         let mut jobs = Vec::new();
         for &(t, _, slot) in &s.finished {
@@ -1060,18 +1093,25 @@ impl Queue {
             if e.reserved {
                 continue;
             }
+            let adds = record_size::listed_id(e.id.as_str().len());
+            if !jobs.is_empty() && bytes + adds > bytes_max {
+                break;
+            }
             let aged = t.saturating_add(r.finished_age_ms) <= now;
             if !aged && excess == 0 {
                 break;
             }
             excess = excess.saturating_sub(1);
+            bytes += adds;
             jobs.push(slot);
         }
         let mut forget = Vec::new();
         let mut early = 0u64;
         let mut remembered_after = s.remembered.len() as u64 + jobs.len() as u64;
         for (t, id) in s.remembered.iter() {
-            if forget.len() >= per_record {
+            let adds = record_size::listed_id(id.as_str().len());
+            let full = bytes + adds > bytes_max && !(jobs.is_empty() && forget.is_empty());
+            if forget.len() >= per_record || full {
                 break;
             }
             let aged = t.saturating_add(d.window_ms) <= now;
@@ -1083,6 +1123,7 @@ impl Queue {
                 early += 1;
             }
             remembered_after -= 1;
+            bytes += adds;
             forget.push(id.clone());
         }
         if jobs.is_empty() && forget.is_empty() {

@@ -360,3 +360,66 @@ proptest! {
         let _ = Queue::recover_encoded(Config::default(), &bytes, []);
     }
 }
+
+fn arb_id() -> impl Strategy<Value = JobId> {
+    "[a-z0-9~]{1,128}".prop_map(|s| id(&s))
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    let job = (
+        arb_id(),
+        "[a-z]{1,64}",
+        0usize..20_000,
+        any::<i32>(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(id, queue, len, priority, max_attempts, timeout_ms, run_at)| NewJob {
+                id,
+                queue: QueueName::parse(&queue).unwrap(),
+                payload: Payload::from_json(format!("\"{}\"", "x".repeat(len)).as_bytes()).unwrap(),
+                priority,
+                max_attempts,
+                timeout_ms,
+                run_at,
+            },
+        );
+    let ids = || prop::collection::vec(arb_id(), 0..200);
+    prop_oneof![
+        prop::collection::vec(job, 0..8).prop_map(|jobs| Op::Enqueue { jobs }),
+        (arb_id(), any::<u32>(), any::<u64>()).prop_map(|(id, attempt, lease_until)| {
+            Op::Dispatch {
+                id,
+                attempt,
+                lease_until,
+            }
+        }),
+        (arb_id(), any::<u32>()).prop_map(|(id, attempt)| Op::Complete { id, attempt }),
+        (arb_id(), any::<u32>()).prop_map(|(id, attempt)| Op::Release { id, attempt }),
+        arb_id().prop_map(|id| Op::Cancel { id }),
+        (arb_id(), any::<u32>(), ".{0,5000}", any::<Option<u64>>()).prop_map(
+            |(id, attempt, error, retry_at)| Op::Fail {
+                id,
+                attempt,
+                error,
+                retry_at
+            }
+        ),
+        ids().prop_map(|ids| Op::Requeue { ids }),
+        (ids(), ids()).prop_map(|(jobs, forget)| Op::Purge { jobs, forget }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
+
+    /// What the core sizes its records by is never less than their encoding.
+    #[test]
+    fn no_record_encodes_longer_than_its_bound(op in arb_op(), lsn in any::<u64>(), at in any::<u64>()) {
+        let bound = op.encoded_bytes_max();
+        let len = codec::encode_record(&Record { lsn, at, op }).len() as u64;
+        prop_assert!(len <= bound, "{len} > {bound}");
+    }
+}

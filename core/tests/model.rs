@@ -196,7 +196,25 @@ fn action() -> impl Strategy<Value = Action> {
     ]
 }
 
-fn config(workers: u32, prefetch: u32) -> Config {
+/// The log's capacity for one record, and how many ids a record may name.
+#[derive(Debug, Clone, Copy)]
+struct RecordLimits {
+    bytes_max: u64,
+    ids_max: u64,
+}
+
+fn record_limits() -> impl Strategy<Value = RecordLimits> {
+    let bytes_max = prop_oneof![Just(u64::MAX), 130u64..400];
+    (bytes_max, prop_oneof![Just(3u64), Just(1_000)])
+        .prop_map(|(bytes_max, ids_max)| RecordLimits { bytes_max, ids_max })
+}
+
+const UNLIMITED: RecordLimits = RecordLimits {
+    bytes_max: u64::MAX,
+    ids_max: 3,
+};
+
+fn config(workers: u32, prefetch: u32, records: RecordLimits) -> Config {
     Config {
         workers,
         prefetch,
@@ -217,7 +235,8 @@ fn config(workers: u32, prefetch: u32) -> Config {
         },
         limits: Limits {
             pending_jobs_max: 20,
-            ids_per_record_max: 3,
+            ids_per_record_max: records.ids_max,
+            record_bytes_max: records.bytes_max,
             ..Limits::default()
         },
         hash_seed: 7,
@@ -265,6 +284,12 @@ impl Harness {
             match e {
                 Effect::Append(r) => {
                     let bytes = codec::encode_record(&r);
+                    assert!(
+                        bytes.len() as u64 <= self.config.limits.record_bytes_max,
+                        "a {}-byte record over the log's {} bytes: {r:?}",
+                        bytes.len(),
+                        self.config.limits.record_bytes_max
+                    );
                     assert_eq!(
                         codec::decode_record(&bytes).unwrap(),
                         *r,
@@ -490,7 +515,7 @@ impl Harness {
                     let (id, attempt) = self.running.remove(i as usize % self.running.len());
                     let outcome = match o {
                         0 => Outcome::Succeeded,
-                        1 => Outcome::Failed("boom".into()),
+                        1 => Outcome::Failed(format!("boom{}", "!".repeat(150))),
                         2 => Outcome::TimedOut,
                         _ => Outcome::NotStarted,
                     };
@@ -570,8 +595,8 @@ impl Harness {
     }
 }
 
-fn run_case(workers: u32, prefetch: u32, actions: Vec<Action>) {
-    let mut h = Harness::new(config(workers, prefetch));
+fn run_case(workers: u32, prefetch: u32, records: RecordLimits, actions: Vec<Action>) {
+    let mut h = Harness::new(config(workers, prefetch, records));
     for a in actions {
         h.run(a);
     }
@@ -587,9 +612,10 @@ proptest! {
     fn core_agrees_with_the_model_across_crashes(
         workers in 1u32..3,
         prefetch in 0u32..3,
+        records in record_limits(),
         actions in prop::collection::vec(action(), 1..40),
     ) {
-        run_case(workers, prefetch, actions);
+        run_case(workers, prefetch, records, actions);
     }
 }
 
@@ -598,6 +624,6 @@ proptest! {
 
     #[test]
     fn long_runs_agree_with_the_model(actions in prop::collection::vec(action(), 40..120)) {
-        run_case(2, 2, actions);
+        run_case(2, 2, UNLIMITED, actions);
     }
 }

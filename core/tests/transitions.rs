@@ -1261,3 +1261,129 @@ fn recovery_refuses_records_that_do_not_fit_the_state() {
     let e = Queue::recover(config(), None, log).err().expect("refused");
     assert!(e.to_string().contains("a retry is impossible"), "{e}");
 }
+
+/// Makes everything appended durable, failing every attempt it starts,
+/// until nothing more happens; returns every record appended.
+fn settle(s: &mut Script, now: u64, mut out: Vec<Effect>) -> Vec<Arc<Record>> {
+    let mut records = Vec::new();
+    loop {
+        let mut upto = None;
+        let mut next = Vec::new();
+        for e in out {
+            match e {
+                Effect::Append(r) => {
+                    upto = Some(r.lsn);
+                    records.push(r);
+                }
+                Effect::Execute(x) => next.extend(s.step(
+                    now,
+                    Input::Outcome {
+                        id: x.id,
+                        attempt: x.attempt,
+                        outcome: Outcome::Failed("x".into()),
+                    },
+                )),
+                _ => {}
+            }
+        }
+        match upto {
+            Some(upto) => next.extend(s.durable(now, upto)),
+            None if next.is_empty() => return records,
+            None => {}
+        }
+        out = next;
+    }
+}
+
+/// Jobs `from..to` with 120-byte ids.
+fn long_ids(from: usize, to: usize) -> Vec<JobSpec> {
+    (from..to).map(|i| spec(&format!("{i:0>120}"))).collect()
+}
+
+#[test]
+fn records_are_sized_to_what_the_log_holds() {
+    let max = beaver_core::record_size::RECORD_BYTES_MIN;
+    let fits = |r: &Record| {
+        let len = beaver_core::encode_record(r).len() as u64;
+        assert!(len <= max, "a {len}-byte {} record", r.op.name());
+    };
+    let mut s = Script::new(Config {
+        workers: 64,
+        default_max_attempts: 1,
+        retention: Retention {
+            finished_age_ms: 1_000_000,
+            finished_count_max: 1_000,
+        },
+        dedup: beaver_core::Dedup {
+            window_ms: 1_000_000,
+            ids_max: 0,
+        },
+        limits: Limits {
+            record_bytes_max: max,
+            ..Limits::default()
+        },
+        ..config()
+    });
+    // An enqueue that cannot fit is refused, naming the setting to change.
+    let big = |n| JobSpec::new(payload(&format!("\"{}\"", "x".repeat(n))));
+    let out = s.enqueue(10, 1, vec![big(1_990)]);
+    let [
+        Effect::Reply {
+            reply: Reply::Enqueued(Err(Rejection::TooLarge { reason, .. })),
+            ..
+        },
+    ] = &out[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert!(reason.contains("segment_bytes"), "{reason}");
+    let out = s.enqueue(10, 2, vec![big(1_800)]);
+    assert!(matches!(&out[..], [Effect::Append(_)]), "{out:?}");
+    let mut records = settle(&mut s, 10, out);
+    assert!(
+        matches!(
+            &s.enqueue(10, 3, long_ids(0, 20))[..],
+            [Effect::Reply { .. }]
+        ),
+        "twenty 120-byte ids make a record too large"
+    );
+    for (req, from) in (4..).zip((0..40).step_by(8)) {
+        let out = s.enqueue(10, req, long_ids(from, from + 8));
+        records.extend(settle(&mut s, 11, out));
+    }
+    assert_eq!(s.q.stats().jobs.dead, 41);
+    // Requeueing them all takes several records; the answer counts all.
+    let out = s.step(
+        12,
+        Input::Requeue {
+            req: RequestId(99),
+            target: RequeueTarget::AllDead,
+        },
+    );
+    let requeues: Vec<_> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Append(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(requeues.len() > 1, "{} requeue record", requeues.len());
+    let out = s.durable(12, requeues.last().unwrap().lsn);
+    assert!(
+        out.contains(&Effect::Reply {
+            req: RequestId(99),
+            reply: Reply::Requeued(Ok(41))
+        }),
+        "{out:?}"
+    );
+    records.extend(requeues);
+    records.extend(settle(&mut s, 13, out));
+    // Dead again, then purged and forgotten in records that each fit.
+    let out = s.step(1_000_100, Input::Tick);
+    records.extend(settle(&mut s, 1_000_100, out));
+    assert_eq!(s.q.stats().jobs.dead, 0, "all purged");
+    assert_eq!(s.q.stats().remembered_ids, 0, "all forgotten");
+    let purges = records.iter().filter(|r| r.op.name() == "purge").count();
+    assert!(purges > 2, "{purges} purge records");
+    records.iter().for_each(|r| fits(r));
+}

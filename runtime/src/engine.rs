@@ -89,7 +89,7 @@ impl EngineHandle {
 /// `salt_seed` salts new WAL segments: give each start a fresh value
 /// (`beaver_io::entropy_seed()` in production, a seeded draw in simulation).
 pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
-    config: EngineConfig,
+    mut config: EngineConfig,
     disk: D,
     executor: E,
     clock: C,
@@ -107,6 +107,8 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
             config.snapshot_pace_percent
         )));
     }
+    // Every record the core proposes fits one log segment.
+    config.queue.limits.record_bytes_max = beaver_io::record_bytes_max(config.segment_bytes);
     let began = Instant::now();
     let observer = Arc::new(observer);
     let clock = Arc::new(clock);
@@ -713,3 +715,9 @@ async fn sleep_until_opt(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+// The smallest log segment holds the records the core is built for.
+const _: () = assert!(
+    beaver_io::record_bytes_max(beaver_io::MIN_SEGMENT_BYTES)
+        >= beaver_core::record_size::RECORD_BYTES_MIN
+);

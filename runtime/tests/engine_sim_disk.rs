@@ -78,3 +78,144 @@ async fn a_full_disk_refuses_new_jobs_and_accepts_them_again_once_space_is_freed
     e.handle.shutdown();
     e.handle.wait().await.unwrap();
 }
+
+/// An engine on a fresh in-memory disk whose WAL segments hold 4 KiB.
+async fn small_segments<E: beaver_runtime::Executor>(
+    executor: E,
+    workers: u32,
+) -> beaver_runtime::Engine {
+    let mut config = EngineConfig {
+        data_dir: "/data".into(),
+        segment_bytes: 4_096,
+        ..EngineConfig::default()
+    };
+    config.queue.workers = workers;
+    config.queue.retry.base_ms = 1;
+    config.queue.retry.max_ms = 1;
+    config.snapshot_wal_bytes = u64::MAX;
+    let disk = SimDisk::new(7, SimDiskConfig::default());
+    beaver_runtime::start(config, disk, executor, SystemClock::new(), NoObserver, 3)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_no_log_segment_can_hold_is_too_large_and_spares_the_requests_beside_it() {
+    let e = small_segments(NoopExecutor, 0).await;
+    let big = Payload::from_json(format!("\"{}\"", "x".repeat(5_000)).as_bytes()).unwrap();
+    let small = Payload::from_json(b"1").unwrap();
+    for _ in 0..3 {
+        // Sent together, so the small ones may share the big one's write.
+        let big_one = e.client.enqueue(vec![JobSpec::new(big.clone())]);
+        let smalls = futures_join(&e.client, &small, 8);
+        let (big_one, smalls) = tokio::join!(big_one, smalls);
+        match big_one {
+            Err(Rejection::TooLarge { reason, .. }) => assert!(
+                reason.contains("segment_bytes") && reason.contains("split"),
+                "the refusal says what to change: {reason}"
+            ),
+            other => {
+                panic!("a record larger than a segment must be refused as too large, got {other:?}")
+            }
+        }
+        for r in smalls {
+            r.expect("requests beside the refused one are acknowledged");
+        }
+    }
+    let st = e.client.status().await.unwrap();
+    assert_eq!(
+        st.queue.stats.jobs.pending, 24,
+        "every small job, no big one"
+    );
+    e.handle.shutdown();
+    e.handle.wait().await.unwrap();
+}
+
+/// Sends `n` single-job enqueues of `payload` at once; their answers in order.
+async fn futures_join(
+    client: &beaver_runtime::Client,
+    payload: &Payload,
+    n: usize,
+) -> Vec<Result<Vec<beaver_core::Enqueued>, Rejection>> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (c, p) = (client.clone(), payload.clone());
+        set.spawn(async move { c.enqueue(vec![JobSpec::new(p)]).await });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        out.push(r.unwrap());
+    }
+    out
+}
+
+/// Fails every attempt with an error text of about this many bytes.
+struct Fails(usize);
+
+impl beaver_runtime::Executor for Fails {
+    fn execute(
+        &self,
+        _: beaver_core::Execution,
+    ) -> impl std::future::Future<Output = beaver_core::Outcome> + Send + 'static {
+        let text = format!("start{}end", "e".repeat(self.0));
+        async move { beaver_core::Outcome::Failed(text) }
+    }
+}
+
+/// Waits until `n` jobs are dead.
+async fn until_dead(e: &beaver_runtime::Engine, n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = e.client.status().await.unwrap();
+        if st.queue.stats.jobs.dead == n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{st:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_longer_than_a_log_segment_is_cut_to_fit_and_the_job_goes_on() {
+    let e = small_segments(Fails(10_000), 1).await;
+    let mut spec = JobSpec::new(Payload::from_json(b"1").unwrap());
+    spec.max_attempts = Some(2);
+    let id = e.client.enqueue(vec![spec]).await.unwrap()[0].id.clone();
+    until_dead(&e, 1).await;
+    let view = e.client.get(id).await.unwrap().unwrap();
+    assert_eq!(view.attempt, 2, "both failures were logged");
+    let error = view.last_error.unwrap();
+    assert!(
+        error.ends_with("end") && error.len() < 4_096,
+        "the error's tail is kept: {} bytes",
+        error.len()
+    );
+    e.handle.shutdown();
+    e.handle.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeueing_more_dead_jobs_than_a_log_segment_can_name_splits_the_record() {
+    let e = small_segments(Fails(10), 1).await;
+    let jobs: Vec<JobSpec> = (0..40)
+        .map(|i| {
+            let mut spec = JobSpec::new(Payload::from_json(b"1").unwrap())
+                .with_id(beaver_core::JobId::from_client(&format!("{i:0>120}")).unwrap());
+            spec.max_attempts = Some(1);
+            spec
+        })
+        .collect();
+    for chunk in jobs.chunks(10) {
+        e.client.enqueue(chunk.to_vec()).await.unwrap();
+    }
+    until_dead(&e, 40).await;
+    let n = e
+        .client
+        .requeue(beaver_core::RequeueTarget::AllDead)
+        .await
+        .expect("40 ids of 120 bytes are more than one 4 KiB segment holds, in one request");
+    assert_eq!(n, 40);
+    until_dead(&e, 40).await;
+    e.handle.shutdown();
+    e.handle.wait().await.unwrap();
+}

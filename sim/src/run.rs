@@ -1057,7 +1057,16 @@ impl Workload {
                             Rejection::Busy { reason, .. } if reason.contains("disk") => {
                                 w.mark("rejection: disk full (ENOSPC reserve)")
                             }
+                            Rejection::Storage { reason } if reason.contains("cannot fit") => w
+                                .violate(format!(
+                                    "the core proposed a record the log cannot hold: {reason}"
+                                )),
                             Rejection::Storage { .. } => w.mark("rejection: storage refused"),
+                            Rejection::TooLarge { reason, .. }
+                                if reason.contains("segment_bytes") =>
+                            {
+                                w.mark("rejection: too large for a log segment")
+                            }
                             _ => {}
                         }
                     }
@@ -1068,7 +1077,13 @@ impl Workload {
     }
 
     fn spec(&mut self, id: &str) -> JobSpec {
-        let pad = "x".repeat(self.rng.below(120) as usize);
+        // Now and then a payload larger than the smallest log segments.
+        let pad = if self.rng.chance(0.01) {
+            2_000 + self.rng.below(7_000)
+        } else {
+            self.rng.below(120)
+        };
+        let pad = "x".repeat(pad as usize);
         let payload =
             Payload::from_json(format!("{{\"id\":\"{id}\",\"pad\":\"{pad}\"}}").as_bytes())
                 .unwrap_or_else(|_| unreachable_payload());

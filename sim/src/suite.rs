@@ -35,6 +35,7 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "recovery: refused corrupt vouched bytes (fail-stop)",
     "fail-stop: after fsync EIO",
     "rejection: disk full (ENOSPC reserve)",
+    "rejection: too large for a log segment",
     "check: recovered state equals the model",
     "check: engine state equals the model",
     "snapshot: written",

@@ -63,6 +63,16 @@ pub fn batch_salt(b: &[u8]) -> u64 {
     b.get(8..16).map_or(0, |s| u64_at(s, 0))
 }
 
+/// The smallest segment a WAL accepts.
+pub const MIN_SEGMENT_BYTES: u64 = 8 * SEGMENT_HEADER_LEN;
+
+/// The largest record (its encoded body) that a segment of `segment_bytes`
+/// can hold; a batch carrying a longer one is refused as too large.
+pub const fn record_bytes_max(segment_bytes: u64) -> u64 {
+    let room = segment_bytes.saturating_sub(SEGMENT_HEADER_LEN) / SECTOR * SECTOR;
+    room.saturating_sub((BATCH_HEADER_LEN + RECORD_HEADER_LEN) as u64)
+}
+
 /// Rounds up to the next sector boundary.
 pub fn pad_to_sector(n: u64) -> u64 {
     n.div_ceil(SECTOR) * SECTOR
@@ -350,6 +360,16 @@ pub fn decode_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_of_record_bytes_max_fits_a_segment_and_one_byte_more_does_not() {
+        for segment in [MIN_SEGMENT_BYTES, 4_097, 5_000, 64 << 10, MAX_SEGMENT_BYTES] {
+            let max = record_bytes_max(segment);
+            let room = segment - SEGMENT_HEADER_LEN;
+            assert!(framed_batch_len([max as usize]) <= room, "{segment}");
+            assert!(framed_batch_len([max as usize + 1]) > room, "{segment}");
+        }
+    }
 
     #[test]
     fn batch_round_trip() {
