@@ -104,7 +104,7 @@ pub struct EnqueueOptions {
     pub delay: Option<String>,
     /// `--priority`.
     pub priority: Option<i32>,
-    /// `--batch`: jobs per request.
+    /// `--batch`: jobs per request (at least 1).
     pub batch: usize,
     /// `--json`.
     pub json: bool,
@@ -273,7 +273,7 @@ const BATCH_BYTES_MAX: usize = 4 << 20;
 /// `beaver enqueue`.
 pub fn enqueue(server: &Server, o: &EnqueueOptions) -> Result<(), Failure> {
     let items = read_jobs(o)?;
-    let per_batch = o.batch.clamp(1, 10_000);
+    let per_batch = o.batch.max(1);
     let bar = if items.len() > per_batch && std::io::stderr().is_terminal() {
         let b = ProgressBar::new(items.len() as u64);
         if let Ok(style) =

@@ -200,23 +200,24 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn authorize(State(token): State<Option<Arc<str>>>, req: Request, next: Next) -> Response {
-    if let Some(token) = token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !same_secret(given.as_bytes(), token.as_bytes()) {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this server needs a token: send `Authorization: Bearer <token>` (beaver's commands read --token or BEAVER_TOKEN)",
-            )
-            .into_response();
+    let Some(token) = token else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let why = match given {
+        None => {
+            "this server needs a token: send `Authorization: Bearer <token>` (beaver's commands read --token or BEAVER_TOKEN)"
         }
-    }
-    next.run(req).await
+        Some(given) if !same_secret(given.as_bytes(), token.as_bytes()) => {
+            "the token sent is not this server's: check --token or BEAVER_TOKEN on both sides"
+        }
+        Some(_) => return next.run(req).await,
+    };
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why).into_response()
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

@@ -31,6 +31,11 @@ pub enum LockError {
         /// The holder's process id, as it wrote it (if readable).
         pid: Option<u32>,
     },
+    /// The data dir's path names something that is not a directory.
+    NotADirectory {
+        /// The data dir.
+        dir: PathBuf,
+    },
     /// The lock file could not be opened or locked.
     Io {
         /// The lock file.
@@ -54,6 +59,11 @@ impl std::fmt::Display for LockError {
                     dir.display()
                 )
             }
+            LockError::NotADirectory { dir } => write!(
+                f,
+                "the data dir {} is not a directory: give --data-dir a directory (beaver creates it when it is missing)",
+                dir.display()
+            ),
             LockError::Io { path, error } => {
                 write!(f, "cannot lock {}: {error}", path.display())
             }
@@ -87,6 +97,15 @@ fn flock(file: &File, mode: Mode) -> std::io::Result<bool> {
     }
 }
 
+fn refuse_non_directory(dir: &Path) -> Result<(), LockError> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(LockError::NotADirectory {
+            dir: dir.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn holder(file: &mut File) -> Option<u32> {
     let mut s = String::new();
     file.rewind().ok()?;
@@ -97,6 +116,7 @@ fn holder(file: &mut File) -> Option<u32> {
 /// Takes the exclusive lock for a server (creating the dir and lock file),
 /// and writes this process's id into it.
 pub fn lock_exclusive(dir: &Path) -> Result<DirLock, LockError> {
+    refuse_non_directory(dir)?;
     let path = dir.join(LOCK_FILE);
     let io = |error| LockError::Io {
         path: path.clone(),
@@ -126,6 +146,7 @@ pub fn lock_exclusive(dir: &Path) -> Result<DirLock, LockError> {
 /// exists (`Ok(None)` if none does: no server ever ran there); nothing is
 /// created or written.
 pub fn lock_shared(dir: &Path) -> Result<Option<DirLock>, LockError> {
+    refuse_non_directory(dir)?;
     let path = dir.join(LOCK_FILE);
     let mut file = match File::open(&path) {
         Ok(f) => f,
@@ -164,5 +185,24 @@ mod tests {
         assert!(lock_exclusive(d.path()).is_err());
         drop(shared);
         assert!(lock_exclusive(d.path()).is_ok());
+    }
+
+    #[test]
+    fn a_file_given_as_the_data_dir_is_named_as_such() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("data");
+        std::fs::write(&file, b"not a dir").unwrap();
+        for e in [
+            lock_exclusive(&file).unwrap_err(),
+            lock_shared(&file).unwrap_err(),
+        ] {
+            assert!(matches!(e, LockError::NotADirectory { .. }), "{e}");
+            assert!(e.to_string().contains("is not a directory"), "{e}");
+        }
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            b"not a dir",
+            "left as it was"
+        );
     }
 }

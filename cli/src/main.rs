@@ -83,9 +83,10 @@ enum Command {
         /// Higher runs first within a queue
         #[arg(long, value_name = "N", allow_hyphen_values = true)]
         priority: Option<i32>,
-        /// Jobs per request
-        #[arg(long, default_value_t = 500, value_name = "N")]
-        batch: usize,
+        /// Jobs per request, 1 to 10000
+        #[arg(long, default_value_t = 500, value_name = "N",
+              value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        batch: u16,
         #[command(flatten)]
         remote: Remote,
     },
@@ -220,7 +221,7 @@ fn client_command(cmd: &Command) -> Result<(), Failure> {
                 timeout: timeout.clone(),
                 delay: delay.clone(),
                 priority: *priority,
-                batch: *batch,
+                batch: usize::from(*batch),
                 json: remote.json,
             },
         ),

@@ -141,8 +141,11 @@ pub fn parse_job(text: &str, index: usize) -> Result<JobSpec, BadJob> {
     let max_attempts = match job.max_attempts {
         None => None,
         Some(raw) => Some(
-            number::<u32>(raw, "a whole number from 1 to 4294967295")
-                .map_err(|r| bad("max_attempts", r))?,
+            number::<u32>(
+                raw,
+                "a whole number of attempts such as 3 (the server's limit applies)",
+            )
+            .map_err(|r| bad("max_attempts", r))?,
         ),
     };
     let timeout_ms = match job.timeout_ms {
@@ -218,6 +221,12 @@ mod tests {
         let e = parse_body(br#"[{"payload": 1}, {"payload": 1, "max_attempts": -1}]"#).unwrap_err();
         assert_eq!((e.index, e.field.as_str()), (Some(1), "max_attempts"));
         assert!(e.reason.contains("-1"), "{e}");
+        let e = parse_body(br#"{"payload": 1, "max_attempts": "3"}"#).unwrap_err();
+        assert!(
+            e.reason.contains("a whole number of attempts such as 3")
+                && !e.reason.contains("4294967295"),
+            "{e}"
+        );
         let e = parse_body(br#"{"payload": 1, "timeout_ms": "5s"}"#).unwrap_err();
         assert_eq!(e.field, "timeout_ms");
         let e = parse_body(br#"{"payload": 1, "colour": "red"}"#).unwrap_err();

@@ -1,5 +1,5 @@
 //! `beaver run`: lock the data dir, recover, serve the API and metrics,
-//! stop gracefully on SIGTERM/SIGINT.
+//! stop gracefully on SIGTERM/SIGINT (a second one stops at once).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,10 @@ use crate::http::{AppState, LimitedListener, api_router, metrics_router};
 use crate::lock::lock_exclusive;
 use crate::metrics::{Metrics, MetricsObserver};
 use crate::settings::Settings;
+
+/// The exit status after a second SIGTERM or SIGINT cut a graceful
+/// shutdown short (128 + SIGINT, as shells report an interrupted command).
+pub const EXIT_SECOND_SIGNAL: i32 = 130;
 
 /// Runs a server until a signal or a fail-stop. `Ok` means it stopped
 /// cleanly (everything acknowledged is durable and a snapshot was taken).
@@ -135,7 +139,23 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         "shutting down"
     );
     handle.shutdown();
-    let result = handle.wait().await;
+    let result = tokio::select! {
+        r = handle.wait() => r,
+        again = async {
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
+        } => {
+            // Safe at any instant, like a crash: what was acknowledged is on
+            // disk, and attempts cut short are retried after a restart.
+            warn!(
+                signal = again,
+                "a second signal: stopping now, without the grace period; every acknowledged job is on disk and attempts still running are retried after a restart"
+            );
+            std::process::exit(EXIT_SECOND_SIGNAL);
+        }
+    };
     let _ = stop_tx.send(true);
     // Requests still open get a bounded moment to be answered (the engine
     // already answered or refused them).

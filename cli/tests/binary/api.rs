@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 
@@ -256,8 +256,15 @@ fn off_loopback_needs_a_token_and_a_token_is_checked() {
     let anon = p.server();
     let r = anon.get("/v1/status").expect("get");
     assert_eq!((r.status, error_of(&r).0.as_str()), (401, "unauthorized"));
+    assert!(r.text().contains("needs a token"), "{}", r.text());
     let wrong = beaver_cli::client::Server::new(&p.api, Some("s3cret-t0kem".into())).expect("url");
-    assert_eq!(wrong.get("/v1/status").expect("get").status, 401);
+    let r = wrong.get("/v1/status").expect("get");
+    assert_eq!(r.status, 401);
+    assert!(
+        r.text().contains("not this server's"),
+        "a wrong token is told apart from none: {}",
+        r.text()
+    );
     let right = beaver_cli::client::Server::new(&p.api, Some("s3cret-t0ken".into())).expect("url");
     assert_eq!(right.get("/v1/status").expect("get").status, 200);
     let m =
@@ -378,6 +385,43 @@ fn sigterm_loses_nothing_and_exits_0() {
 }
 
 #[test]
+fn a_second_signal_cuts_the_grace_period_short_and_loses_nothing() {
+    let s = Scratch::new("[engine]\nshutdown_grace_ms = 120000\n");
+    let mut p = Proc::start(&s, &["--handler", "demo", "--demo-ms", "100000-100000"]);
+    let r = post(
+        &p,
+        "/v1/jobs",
+        r#"[{"id":"slow-1","payload":1},{"id":"slow-2","payload":2}]"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.status().jobs.in_flight == 0 {
+        assert!(Instant::now() < deadline, "no attempt started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.signal(libc::SIGINT);
+    // The first signal waits for the running attempt (up to 120 s)...
+    std::thread::sleep(Duration::from_millis(500));
+    p.signal(libc::SIGINT);
+    // ...the second stops at once.
+    let st = p.exit_status(Duration::from_secs(10));
+    assert_eq!(
+        st.code(),
+        Some(beaver_cli::server::EXIT_SECOND_SIGNAL),
+        "{}",
+        p.log_text()
+    );
+    assert!(p.log_text().contains("a second signal"), "{}", p.log_text());
+    let p = Proc::start(&s, &["--handler", "noop"]);
+    let done = p.wait_idle(Duration::from_secs(30));
+    assert_eq!(
+        done.jobs.completed, 2,
+        "both jobs ran after the restart: {:?}",
+        done.jobs
+    );
+}
+
+#[test]
 fn metrics_have_their_names_and_types() {
     let s = Scratch::new(FAST_CONFIG);
     let p = Proc::start(
@@ -445,6 +489,21 @@ fn metrics_have_their_names_and_types() {
 
 #[test]
 fn client_commands_work_and_fail_clearly() {
+    // Options are checked before anything is sent.
+    let (code, _, err) = run_cmd(beaver().args([
+        "enqueue",
+        "--payload",
+        "1",
+        "--batch",
+        "0",
+        "--server",
+        "http://127.0.0.1:9",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--batch") && err.contains("1..=10000"),
+        "{err}"
+    );
     // No server: say so and suggest --data-dir.
     let (code, _, err) = run_cmd(beaver().args(["status", "--server", "http://127.0.0.1:9"]));
     assert_ne!(code, 0);

@@ -149,13 +149,24 @@ impl Proc {
         }
     }
 
+    /// Sends `signal` without waiting.
+    pub fn signal(&self, signal: i32) {
+        let c = self.child.as_ref().expect("running");
+        // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
+        let r = unsafe { libc::kill(c.id() as i32, signal) };
+        assert_eq!(r, 0, "signal {signal} failed");
+    }
+
     /// SIGTERM, then wait (at most `within`) for the exit status.
     pub fn sigterm(&mut self, within: Duration) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.exit_status(within)
+    }
+
+    /// Waits (at most `within`) for the exit status.
+    pub fn exit_status(&mut self, within: Duration) -> ExitStatus {
         let mut c = self.child.take().expect("running");
-        // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
-        let r = unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        assert_eq!(r, 0, "SIGTERM failed");
-        wait_within(&mut c, within, "beaver after SIGTERM")
+        wait_within(&mut c, within, "beaver to exit")
     }
 
     /// The server's log so far.
