@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use beaver_core::{Config, Queue, codec};
 use beaver_io::LogEnd;
-use beaver_io::snapshot::decode_snapshot_file;
+use beaver_io::snapshot::{SnapshotFileError, decode_snapshot_file};
 
 use crate::lock::{LockError, lock_shared};
 use crate::rodisk::ReadOnlyDisk;
@@ -155,9 +155,9 @@ pub async fn inspect_data_dir(dir: &Path, config: Config) -> Result<StatusDoc, I
                             true,
                         )),
                     },
-                    Err(why) => {
-                        let newer = why.contains("upgrade");
-                        Some((why, newer))
+                    Err(e) => {
+                        let refuses = matches!(e, SnapshotFileError::Version(_));
+                        Some((e.to_string(), refuses))
                     }
                 },
             }

@@ -162,16 +162,35 @@ fn decode_snapshot(b: &[u8]) -> std::result::Result<(u64, &[u8]), Invalid> {
     Ok((lsn, &content[HEADER_LEN..]))
 }
 
+/// Why [`decode_snapshot_file`] refused a snapshot file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotFileError {
+    /// Damaged, or not a snapshot: a restart sets it aside and uses an
+    /// older snapshot.
+    Damaged(&'static str),
+    /// Written in another format version: a restart refuses to start.
+    Version(u32),
+}
+
+impl std::fmt::Display for SnapshotFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotFileError::Damaged(why) => f.write_str(why),
+            SnapshotFileError::Version(v) => write!(
+                f,
+                "written in snapshot format version {v}, but this beaver reads version {SNAPSHOT_VERSION}: upgrade beaver"
+            ),
+        }
+    }
+}
+
 /// Validates one snapshot file's bytes (magic, length, checksum, version)
 /// without touching any file, and returns the LSN it covers and the
-/// caller's body. For read-only inspection (`beaver status --data-dir`);
-/// the error says what is wrong.
-pub fn decode_snapshot_file(bytes: &[u8]) -> std::result::Result<(u64, &[u8]), String> {
+/// caller's body. For read-only inspection (`beaver status --data-dir`).
+pub fn decode_snapshot_file(bytes: &[u8]) -> std::result::Result<(u64, &[u8]), SnapshotFileError> {
     decode_snapshot(bytes).map_err(|(why, version)| match version {
-        Some(v) => format!(
-            "written in snapshot format version {v}, but this beaver reads version {SNAPSHOT_VERSION}: upgrade beaver"
-        ),
-        None => why.to_string(),
+        Some(v) => SnapshotFileError::Version(v),
+        None => SnapshotFileError::Damaged(why),
     })
 }
 

@@ -421,3 +421,46 @@ fn a_snapshot_holding_another_lsn_than_its_name_refuses_both_ways() {
         "{err}"
     );
 }
+
+#[test]
+fn a_snapshot_of_another_format_version_refuses_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let body = beaver_core::codec::encode_queue_snapshot(&beaver_core::Queue::new(
+        beaver_core::Config::default(),
+    ));
+    let path = rt.block_on(async {
+        let mut store =
+            beaver_io::SnapshotStore::open(FileDisk::new(), &dir.path().join("snapshots"))
+                .await
+                .unwrap();
+        store.save(0, &body).await.unwrap().path
+    });
+    // A well-formed file of the next version: its checksum made to match.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) + 1;
+    bytes[8..12].copy_from_slice(&version.to_le_bytes());
+    let end = bytes.len() - 4;
+    let crc = crc32fast::hash(&bytes[..end]);
+    bytes[end..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let doc = offline(dir.path());
+    let d = doc.data_dir.as_ref().unwrap();
+    assert!(!d.would_start, "{:?}", d.problems);
+    assert!(
+        d.problems[0].contains(&format!("format version {version}"))
+            && d.problems[0].contains("upgrade beaver; a restart refuses to start"),
+        "{:?}",
+        d.problems
+    );
+    let started = rt.block_on(beaver_runtime::start(
+        config(dir.path()),
+        FileDisk::new(),
+        ExecutorConfig::Noop.build().unwrap(),
+        SystemClock::new(),
+        NoObserver,
+        1,
+    ));
+    let err = started.err().expect("the engine refuses the snapshot");
+    assert!(err.to_string().contains("upgrade"), "{err}");
+}
