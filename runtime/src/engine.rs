@@ -439,8 +439,8 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
     fn begin_stop(&mut self, stopping: &mut bool, grace_until: &mut Option<Instant>) {
         *stopping = true;
         info!(
-            running = self.running.len(),
-            "shutting down: no new attempts start; waiting for running ones"
+            handed_out = self.running.len(),
+            "shutting down: no new attempts start; attempts handed to the executor but not started are given back, running ones get the grace period"
         );
         self.step(Input::StopDispatching);
         let _ = self.exec_stop.send(true);
