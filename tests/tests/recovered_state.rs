@@ -9,7 +9,7 @@
 //! the engine for real and checks the restart agrees.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use beaver_cli::offline::inspect_data_dir;
@@ -383,32 +383,29 @@ fn status_of_a_data_dir_whose_covered_segments_were_removed() {
     restart_finds(dir.path(), 480, 30);
 }
 
-#[test]
-fn a_snapshot_holding_another_lsn_than_its_name_refuses_both_ways() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
-    // Checksum valid, named for LSN 10, holding the empty state at LSN 0.
+/// Saves the empty state's snapshot under `lsn`'s name; returns its path.
+fn save_empty_snapshot(rt: &Runtime, dir: &Path, lsn: u64) -> PathBuf {
     let body = beaver_core::codec::encode_queue_snapshot(&beaver_core::Queue::new(
         beaver_core::Config::default(),
     ));
     rt.block_on(async {
-        let mut store =
-            beaver_io::SnapshotStore::open(FileDisk::new(), &dir.path().join("snapshots"))
-                .await
-                .unwrap();
-        store.save(10, &body).await.unwrap();
-    });
-    let doc = offline(dir.path());
+        let mut store = beaver_io::SnapshotStore::open(FileDisk::new(), &dir.join("snapshots"))
+            .await
+            .unwrap();
+        store.save(lsn, &body).await.unwrap().path
+    })
+}
+
+/// Offline status finds exactly one problem, containing `offline_says`, and
+/// a restart is refused with an error containing `engine_says`.
+fn refused_both_ways(rt: &Runtime, dir: &Path, offline_says: &str, engine_says: &str) {
+    let doc = offline(dir);
     let d = doc.data_dir.as_ref().unwrap();
     assert!(!d.would_start);
     assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
-    assert!(
-        d.problems[0].contains("holds LSN 0 while named for LSN 10; a restart refuses to start"),
-        "{:?}",
-        d.problems
-    );
+    assert!(d.problems[0].contains(offline_says), "{:?}", d.problems);
     let started = rt.block_on(beaver_runtime::start(
-        config(dir.path()),
+        config(dir),
         FileDisk::new(),
         ExecutorConfig::Noop.build().unwrap(),
         SystemClock::new(),
@@ -416,9 +413,20 @@ fn a_snapshot_holding_another_lsn_than_its_name_refuses_both_ways() {
         1,
     ));
     let err = started.err().expect("the engine refuses the snapshot");
-    assert!(
-        err.to_string().contains("named for LSN 10 but holds LSN 0"),
-        "{err}"
+    assert!(err.to_string().contains(engine_says), "{err}");
+}
+
+#[test]
+fn a_snapshot_holding_another_lsn_than_its_name_refuses_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    // Checksum valid, named for LSN 10, holding the empty state at LSN 0.
+    save_empty_snapshot(&rt, dir.path(), 10);
+    refused_both_ways(
+        &rt,
+        dir.path(),
+        "holds LSN 0 while named for LSN 10; a restart refuses to start",
+        "named for LSN 10 but holds LSN 0",
     );
 }
 
@@ -426,16 +434,7 @@ fn a_snapshot_holding_another_lsn_than_its_name_refuses_both_ways() {
 fn a_snapshot_of_another_format_version_refuses_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let body = beaver_core::codec::encode_queue_snapshot(&beaver_core::Queue::new(
-        beaver_core::Config::default(),
-    ));
-    let path = rt.block_on(async {
-        let mut store =
-            beaver_io::SnapshotStore::open(FileDisk::new(), &dir.path().join("snapshots"))
-                .await
-                .unwrap();
-        store.save(0, &body).await.unwrap().path
-    });
+    let path = save_empty_snapshot(&rt, dir.path(), 0);
     // A well-formed file of the next version: its checksum made to match.
     let mut bytes = std::fs::read(&path).unwrap();
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) + 1;
@@ -444,23 +443,13 @@ fn a_snapshot_of_another_format_version_refuses_both_ways() {
     let crc = crc32fast::hash(&bytes[..end]);
     bytes[end..].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
-    let doc = offline(dir.path());
-    let d = doc.data_dir.as_ref().unwrap();
-    assert!(!d.would_start, "{:?}", d.problems);
-    assert!(
-        d.problems[0].contains(&format!("format version {version}"))
-            && d.problems[0].contains("upgrade beaver; a restart refuses to start"),
-        "{:?}",
-        d.problems
+    refused_both_ways(
+        &rt,
+        dir.path(),
+        &format!(
+            "format version {version}, but this beaver reads version {}: upgrade beaver; a restart refuses to start",
+            version - 1
+        ),
+        "upgrade",
     );
-    let started = rt.block_on(beaver_runtime::start(
-        config(dir.path()),
-        FileDisk::new(),
-        ExecutorConfig::Noop.build().unwrap(),
-        SystemClock::new(),
-        NoObserver,
-        1,
-    ));
-    let err = started.err().expect("the engine refuses the snapshot");
-    assert!(err.to_string().contains("upgrade"), "{err}");
 }
