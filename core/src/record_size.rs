@@ -6,6 +6,8 @@
 //! cannot is refused as too large, an error text is cut, a requeue or purge
 //! is split across records.
 
+use crate::config::Limits;
+use crate::job::{JOB_ID_BYTES_MAX, QUEUE_NAME_BYTES_MAX};
 use crate::record::Op;
 
 /// The most bytes an integer, a length prefix or an enum tag takes.
@@ -27,6 +29,22 @@ pub(crate) fn new_job(id: usize, queue: usize, payload: usize) -> u64 {
     // id, queue and payload, each with its length; priority, max_attempts,
     // timeout_ms and run_at.
     (id + queue + payload) as u64 + 3 * INT + 4 * INT
+}
+
+/// The longest enqueue record `limits` let one request make: at most
+/// `batch_jobs_max` jobs with the longest ids and queue names, holding
+/// `batch_bytes_max` payload bytes in all (each at most `payload_bytes_max`).
+/// The engine compares it with its segment size to warn at start-up that
+/// some batches the limits allow will be refused as too large.
+pub fn enqueue_bytes_max(limits: &Limits) -> u64 {
+    let jobs = limits.batch_jobs_max;
+    let payloads = limits
+        .batch_bytes_max
+        .min(jobs.saturating_mul(limits.payload_bytes_max));
+    let per_job = new_job(JOB_ID_BYTES_MAX, QUEUE_NAME_BYTES_MAX, 0);
+    ENQUEUE
+        .saturating_add(jobs.saturating_mul(per_job))
+        .saturating_add(payloads)
 }
 
 /// A requeue or purge record before its ids.

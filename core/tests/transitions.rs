@@ -1387,3 +1387,30 @@ fn records_are_sized_to_what_the_log_holds() {
     assert!(purges > 2, "{purges} purge records");
     records.iter().for_each(|r| fits(r));
 }
+
+#[test]
+fn a_log_that_holds_enqueue_bytes_max_takes_every_batch_the_limits_allow() {
+    let mut limits = Limits {
+        batch_jobs_max: 5,
+        payload_bytes_max: 300,
+        batch_bytes_max: 1_000,
+        ..Limits::default()
+    };
+    limits.record_bytes_max = beaver_core::record_size::enqueue_bytes_max(&limits);
+    let mut s = Script::new(Config { limits, ..config() });
+    // The worst batch: most jobs, longest ids and queue names, most bytes.
+    let jobs = (0..5)
+        .map(|i| {
+            let mut j = JobSpec::new(payload(&format!("\"{}\"", "x".repeat(198))))
+                .with_id(id(&format!("{i:0>128}")));
+            j.queue = Some(QueueName::parse(&format!("{i:q>64}")).unwrap());
+            j
+        })
+        .collect();
+    let out = s.enqueue(10, 1, jobs);
+    let [Effect::Append(r)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    let len = beaver_core::encode_record(r).len() as u64;
+    assert!(len <= limits.record_bytes_max, "{len}");
+}

@@ -108,7 +108,17 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
         )));
     }
     // Every record the core proposes fits one log segment.
-    config.queue.limits.record_bytes_max = beaver_io::record_bytes_max(config.segment_bytes);
+    let record_bytes_max = beaver_io::record_bytes_max(config.segment_bytes);
+    config.queue.limits.record_bytes_max = record_bytes_max;
+    let largest = beaver_core::record_size::enqueue_bytes_max(&config.queue.limits);
+    if largest > record_bytes_max {
+        warn!(
+            segment_bytes = config.segment_bytes,
+            record_bytes_max,
+            largest_batch_record = largest,
+            "a WAL segment is smaller than the largest batch the limits allow: such batches are refused as too large (413); raise segment_bytes or lower batch_jobs_max / batch_bytes_max"
+        );
+    }
     let began = Instant::now();
     let observer = Arc::new(observer);
     let clock = Arc::new(clock);

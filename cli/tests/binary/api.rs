@@ -422,6 +422,21 @@ fn a_second_signal_cuts_the_grace_period_short_and_loses_nothing() {
 }
 
 #[test]
+fn a_segment_smaller_than_the_largest_batch_is_named_at_start_up() {
+    const WARNING: &str = "smaller than the largest batch the limits allow";
+    // 1 MiB segments, batches of up to 16 MiB.
+    let s = Scratch::new(FAST_CONFIG);
+    let p = Proc::start(&s, &["--handler", "noop"]);
+    assert!(p.log_text().contains(WARNING), "{}", p.log_text());
+    drop(p);
+    let s = Scratch::new(
+        "[engine.queue.limits]\nbatch_bytes_max = 262144\nbatch_jobs_max = 100\n[engine]\nsegment_bytes = 1048576\n",
+    );
+    let p = Proc::start(&s, &["--handler", "noop"]);
+    assert!(!p.log_text().contains(WARNING), "{}", p.log_text());
+}
+
+#[test]
 fn metrics_have_their_names_and_types() {
     let s = Scratch::new(FAST_CONFIG);
     let p = Proc::start(
