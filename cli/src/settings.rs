@@ -375,6 +375,10 @@ mod tests {
         std::fs::write(&path, "wrokers = 3\n").unwrap();
         let e = resolve(&args).unwrap_err();
         assert!(e.contains("wrokers"), "{e}");
+        // The log's record size follows segment_bytes; it is not a setting.
+        std::fs::write(&path, "[engine.queue.limits]\nrecord_bytes_max = 5\n").unwrap();
+        let e = resolve(&args).unwrap_err();
+        assert!(e.contains("unknown field `record_bytes_max`"), "{e}");
     }
 
     #[test]
