@@ -87,10 +87,25 @@ pub fn framed_batch_len(body_lens: impl IntoIterator<Item = usize>) -> u64 {
     pad_to_sector(BATCH_HEADER_LEN as u64 + body)
 }
 
-/// Why [`decode_batch`] refuses a batch whose verified header says it is
-/// longer than the rest of the file: the file was cut short (a torn write
-/// never shortens a preallocated segment).
-pub const CUT_SHORT: &str = "batch length runs past the end of the file";
+/// Why [`decode_batch`] refused a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchProblem {
+    /// The batch's verified header says it is longer than the rest of the
+    /// file: the file was cut short (a torn write never shortens a
+    /// preallocated segment), so this is never a torn tail.
+    CutShort,
+    /// Anything else: zeros, torn, corrupt, stale or foreign bytes.
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for BatchProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BatchProblem::CutShort => f.write_str("batch length runs past the end of the file"),
+            BatchProblem::Invalid(why) => f.write_str(why),
+        }
+    }
+}
 
 /// A decoded, checksum-verified segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,7 +279,7 @@ pub fn decode_batch(
     chain: Option<(u64, u32)>,
     after_lsn: u64,
     mut each: impl FnMut(u64, &[u8]),
-) -> Result<BatchHeader, &'static str> {
+) -> Result<BatchHeader, BatchProblem> {
     #[cfg(feature = "mutants")]
     let after_lsn = if mutant(NonIdempotentReplay) {
         0
@@ -272,21 +287,23 @@ pub fn decode_batch(
         after_lsn
     };
     let Some(h) = b.get(..BATCH_HEADER_LEN) else {
-        return Err("no room for a batch header");
+        return Err(BatchProblem::Invalid("no room for a batch header"));
     };
     if &h[..4] != BATCH_MAGIC {
-        return Err(if h.iter().all(|&x| x == 0) {
+        return Err(BatchProblem::Invalid(if h.iter().all(|&x| x == 0) {
             "zeros"
         } else {
             "bad batch magic"
-        });
+        }));
     }
     if crc32fast::hash(&h[8..]) != u32_at(h, 4) {
-        return Err("batch header checksum mismatch");
+        return Err(BatchProblem::Invalid("batch header checksum mismatch"));
     }
     // The header is now trusted, but its length still only up to the file's end.
     if u64_at(h, 8) != salt {
-        return Err("batch salt differs from the segment's (stale bytes)");
+        return Err(BatchProblem::Invalid(
+            "batch salt differs from the segment's (stale bytes)",
+        ));
     }
     let hdr = BatchHeader {
         first_lsn: u64_at(h, 16),
@@ -299,7 +316,7 @@ pub fn decode_batch(
     };
     if let Some((first, prev)) = chain {
         if hdr.first_lsn != first || hdr.prev_crc != prev {
-            return Err("batch does not continue the chain");
+            return Err(BatchProblem::Invalid("batch does not continue the chain"));
         }
     }
     let body_crc = u32_at(h, 48);
@@ -309,14 +326,16 @@ pub fn decode_batch(
         || hdr.last_lsn < hdr.first_lsn
         || hdr.last_lsn - hdr.first_lsn != u64::from(hdr.count) - 1
     {
-        return Err("batch LSN range does not match its record count");
+        return Err(BatchProblem::Invalid(
+            "batch LSN range does not match its record count",
+        ));
     }
     let body_end = BATCH_HEADER_LEN + hdr.body_len as usize;
     let Some(body) = b.get(BATCH_HEADER_LEN..body_end) else {
-        return Err(CUT_SHORT);
+        return Err(BatchProblem::CutShort);
     };
     if crc32fast::hash(body) != body_crc {
-        return Err("batch body checksum mismatch");
+        return Err(BatchProblem::Invalid("batch body checksum mismatch"));
     }
     // Two passes over the records: verify all, then hand them out, so a
     // caller never sees a record of a batch that turns out invalid.
@@ -325,24 +344,24 @@ pub fn decode_batch(
         let mut lsn = hdr.first_lsn;
         while at < body.len() {
             let Some(rh) = body.get(at..at + RECORD_HEADER_LEN) else {
-                return Err("record header runs past the batch");
+                return Err(BatchProblem::Invalid("record header runs past the batch"));
             };
             let len = u32_at(rh, 8) as usize;
             let Some(data) = body.get(at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + len) else {
-                return Err("record length runs past the batch");
+                return Err(BatchProblem::Invalid("record length runs past the batch"));
             };
             if pass == 0 {
                 if u64_at(rh, 0) != lsn || lsn > hdr.last_lsn {
-                    return Err("record LSN out of sequence");
+                    return Err(BatchProblem::Invalid("record LSN out of sequence"));
                 }
                 if rh[12] != RECORD_TYPE_DATA {
-                    return Err("unknown record type");
+                    return Err(BatchProblem::Invalid("unknown record type"));
                 }
                 let mut c = crc32fast::Hasher::new();
                 c.update(&rh[..13]);
                 c.update(data);
                 if c.finalize() != u32_at(rh, 13) {
-                    return Err("record checksum mismatch");
+                    return Err(BatchProblem::Invalid("record checksum mismatch"));
                 }
             } else if lsn > after_lsn {
                 each(lsn, data);
@@ -351,7 +370,9 @@ pub fn decode_batch(
             lsn += 1;
         }
         if pass == 0 && lsn != hdr.last_lsn + 1 {
-            return Err("batch holds fewer records than its header says");
+            return Err(BatchProblem::Invalid(
+                "batch holds fewer records than its header says",
+            ));
         }
     }
     Ok(hdr)
@@ -414,11 +435,14 @@ mod tests {
         assert!(decode_batch(&out, 7, Some((2, 0)), 0, |_, _| panic!()).is_err());
         assert_eq!(
             decode_batch(&[0u8; 1024], 7, None, 0, |_, _| {}),
-            Err("zeros")
+            Err(BatchProblem::Invalid("zeros"))
         );
         let mut trunc = out.clone();
         trunc.truncate(70);
-        assert!(decode_batch(&trunc, 7, None, 0, |_, _| {}).is_err());
+        assert_eq!(
+            decode_batch(&trunc, 7, None, 0, |_, _| {}),
+            Err(BatchProblem::CutShort)
+        );
     }
 
     #[test]

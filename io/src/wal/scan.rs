@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::disk::{Disk, DiskFile, read_whole};
 use crate::error::{Error, Result};
 use crate::wal::format::{
-    BATCH_HEADER_LEN, CUT_SHORT, FORMAT_VERSION, HeaderProblem, MAX_SEGMENT_BYTES, SECTOR,
+    BATCH_HEADER_LEN, BatchProblem, FORMAT_VERSION, HeaderProblem, MAX_SEGMENT_BYTES, SECTOR,
     SEGMENT_HEADER_LEN, SegmentHeader, batch_salt, decode_batch,
 };
 use crate::wal::inspect::{BatchReport, Inspection, LogEnd, SegmentReport};
@@ -273,7 +273,7 @@ pub(crate) async fn scan<D: Disk>(
                         off += b.framed_len();
                         continue;
                     }
-                    Err(CUT_SHORT) => {
+                    Err(BatchProblem::CutShort) => {
                         // Acknowledged or not, the batch was written whole
                         // into a file of its full size: something shortened
                         // the file since.
