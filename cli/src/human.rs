@@ -134,10 +134,10 @@ pub fn status(d: &StatusDoc, server: &str) -> String {
             }
         );
         for l in &d.in_flight {
-            let when = if l.lease_until_ms >= now {
-                format!("deadline in {}", span(l.lease_until_ms - now))
-            } else {
-                format!("deadline passed {} ago", span(now - l.lease_until_ms))
+            let when = match l.lease_until_ms {
+                None => "waiting for a free worker".to_owned(),
+                Some(t) if t >= now => format!("deadline in {}", span(t - now)),
+                Some(t) => format!("deadline passed {} ago", span(now - t)),
             };
             let _ = writeln!(o, "  {}  attempt {}  {when}", l.id, l.attempt);
         }

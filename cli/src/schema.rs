@@ -128,8 +128,9 @@ pub struct LeaseDoc {
     pub id: String,
     /// Its attempt.
     pub attempt: u32,
-    /// When its lease expires.
-    pub lease_until_ms: u64,
+    /// When its lease expires; `null` while it waits for a free worker
+    /// (its lease starts when it does).
+    pub lease_until_ms: Option<u64>,
 }
 
 /// A dead job in the status page.

@@ -406,7 +406,8 @@ pub struct JobView {
     pub created_at: UnixMillis,
     /// When it may next run (pending), meaningful only while pending.
     pub run_at: UnixMillis,
-    /// The lease deadline while in flight.
+    /// The lease deadline while in flight and running (`None` while the
+    /// attempt waits for a worker).
     pub lease_until: Option<UnixMillis>,
     /// When it reached a final state.
     pub finished_at: Option<UnixMillis>,

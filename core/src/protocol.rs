@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use crate::job::{JobId, JobSpec, JobView, Payload};
 use crate::record::{Lsn, Record};
 use crate::stats::Status;
-use crate::time::UnixMillis;
 
 /// Identifies a request so its [`Reply`] can be routed back. Chosen by the
 /// driver; the core only echoes it.
@@ -78,6 +77,16 @@ pub enum Input {
         /// How it went.
         outcome: Outcome,
     },
+    /// An attempt from [`Effect::Execute`] began running on a worker. Its
+    /// lease (the job's timeout plus the lease slack) counts from this
+    /// step: an attempt handed out ahead of a free worker waits without a
+    /// deadline, so a queue of attempts behind slow ones never expires.
+    Started {
+        /// The job.
+        id: JobId,
+        /// The attempt, as given in [`Effect::Execute`].
+        attempt: u32,
+    },
     /// Time passed; nothing else happened.
     Tick,
     /// Whether the disk is in its space reserve: while `true` new enqueues
@@ -120,8 +129,6 @@ pub struct Execution {
     pub payload: Payload,
     /// How long the attempt may run.
     pub timeout_ms: u64,
-    /// The lease deadline in wall-clock milliseconds.
-    pub lease_until: UnixMillis,
 }
 
 /// Something the driver must do, in the order given.
@@ -139,7 +146,9 @@ pub enum Effect {
         /// The answer.
         reply: Reply,
     },
-    /// Run one attempt of a job (its dispatch record is durable).
+    /// Run one attempt of a job (its dispatch record is durable), in the
+    /// order given, when a worker is free; report [`Input::Started`] when
+    /// it begins and [`Input::Outcome`] when it ends.
     Execute(Execution),
     /// Stop the attempt if it still runs: its lease expired.
     Abort {

@@ -78,6 +78,11 @@ pub struct Queue {
     waiting: BTreeMap<Lsn, Vec<Waiting>>,
     /// Jobs this process dispatched whose outcome has not arrived.
     running: u64,
+    /// The leases of running attempts that started (`Input::Started`):
+    /// slot -> (attempt, deadline), and the same ordered by deadline. Not
+    /// state: an attempt ends with its process, so no record carries them.
+    started: HashMap<u32, (u32, UnixMillis), FixedState>,
+    live_leases: BTreeSet<(UnixMillis, u32)>,
     /// In-flight jobs found at recovery: their attempt was interrupted.
     orphans: Vec<JobId>,
     /// Outcomes whose record could not be appended; proposed again later.
@@ -111,6 +116,8 @@ impl Queue {
             next_seq_proposed: 1,
             waiting: BTreeMap::new(),
             running: 0,
+            started: HashMap::with_hasher(FixedState::with_seed(seed ^ 0x5851_f42d)),
+            live_leases: BTreeSet::new(),
             orphans: Vec::new(),
             deferred: Vec::new(),
             retry_at: 0,
@@ -267,22 +274,36 @@ impl Queue {
         let s = &self.state;
         Status {
             stats: self.stats(),
-            in_flight: s
-                .leases
-                .iter()
-                .take(STATUS_LIST_MAX)
-                .map(|&(t, _, slot)| {
-                    let e = s.table.get(slot);
-                    Lease {
-                        id: e.id.clone(),
-                        attempt: e.attempt,
-                        lease_until: t,
-                    }
-                })
-                .collect(),
+            in_flight: self.leases_soonest_first(),
             newest_dead: self.dead_jobs(STATUS_LIST_MAX),
             now: s.now,
         }
+    }
+
+    /// The in-flight attempts, soonest deadline first, then those waiting
+    /// for a worker (no deadline yet), at most [`STATUS_LIST_MAX`].
+    fn leases_soonest_first(&self) -> Vec<Lease> {
+        let s = &self.state;
+        let mut leases: Vec<(Option<UnixMillis>, u64, Lease)> = s
+            .leases
+            .iter()
+            .map(|&(_, seq, slot)| {
+                let e = s.table.get(slot);
+                let until = self.lease_of(slot);
+                let lease = Lease {
+                    id: e.id.clone(),
+                    attempt: e.attempt,
+                    lease_until: until,
+                };
+                (until, seq, lease)
+            })
+            .collect();
+        leases.sort_by_key(|(until, seq, _)| (until.is_none(), *until, *seq));
+        leases
+            .into_iter()
+            .take(STATUS_LIST_MAX)
+            .map(|(_, _, l)| l)
+            .collect()
     }
 
     /// Dead jobs, newest first.
@@ -320,10 +341,58 @@ impl Queue {
 
     fn first_expirable_lease(&self) -> Option<UnixMillis> {
         let s = &self.state;
-        s.leases
+        // A lease this process does not run (none should be left once the
+        // orphans are resumed) keeps its recorded deadline.
+        let unowned = s
+            .leases
             .iter()
-            .find(|&&(_, _, slot)| !s.table.get(slot).reserved)
-            .map(|&(t, _, _)| t)
+            .find(|&&(_, _, slot)| {
+                let e = s.table.get(slot);
+                !e.reserved && !e.running
+            })
+            .map(|&(t, _, _)| t);
+        let live = self
+            .live_leases
+            .iter()
+            .find(|&&(t, slot)| self.lease_is_live(t, slot))
+            .map(|&(t, _)| t);
+        match (unowned, live) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The live lease deadline of the attempt in `slot`: set once it
+    /// started, `None` while it waits for a worker or is not in flight.
+    fn lease_of(&self, slot: u32) -> Option<UnixMillis> {
+        let e = self.state.table.get(slot);
+        if e.state != JobState::InFlight {
+            return None;
+        }
+        if !e.running {
+            return Some(e.state_at);
+        }
+        self.started
+            .get(&slot)
+            .filter(|(attempt, _)| *attempt == e.attempt)
+            .map(|&(_, t)| t)
+    }
+
+    /// Whether the started lease `(until, slot)` still belongs to a
+    /// running, unreserved attempt.
+    fn lease_is_live(&self, until: UnixMillis, slot: u32) -> bool {
+        let e = self.state.table.get(slot);
+        e.state == JobState::InFlight
+            && e.running
+            && !e.reserved
+            && self.started.get(&slot) == Some(&(e.attempt, until))
+    }
+
+    /// Forgets the started lease in `slot`, if any.
+    fn end_lease(&mut self, slot: u32) {
+        if let Some((_, t)) = self.started.remove(&slot) {
+            self.live_leases.remove(&(t, slot));
+        }
     }
 
     /// When retention next wants a purge record (`None` while one is in flight).
@@ -371,7 +440,11 @@ impl Queue {
             timeout_ms: e.timeout_ms,
             created_at: e.created_at,
             run_at: e.run_at,
-            lease_until: (e.state == JobState::InFlight).then_some(e.state_at),
+            lease_until: self
+                .state
+                .table
+                .slot_of(e.id.as_str())
+                .and_then(|slot| self.lease_of(slot)),
             finished_at: e.state.is_final().then_some(e.state_at),
             last_error: e.last_error.as_deref().map(str::to_owned),
             seq: e.seq,
@@ -412,6 +485,7 @@ impl Queue {
                 attempt,
                 outcome,
             } => self.on_outcome(id, attempt, outcome, out),
+            Input::Started { id, attempt } => self.on_started(&id, attempt),
             Input::Tick => {}
             Input::DiskFull(full) => self.disk_full = full,
             Input::StopDispatching => self.stopping = true,
@@ -827,11 +901,7 @@ impl Queue {
         let Some(record) = record else { return };
         match &record.op {
             Op::Enqueue { .. } => {}
-            Op::Dispatch {
-                id,
-                attempt,
-                lease_until,
-            } => {
+            Op::Dispatch { id, attempt, .. } => {
                 if let Some(slot) = self.state.table.slot_of(id.as_str()) {
                     let e = self.state.table.get(slot);
                     #[cfg(feature = "mutants")]
@@ -844,7 +914,6 @@ impl Queue {
                             attempt: *attempt,
                             payload: e.payload.clone().unwrap_or_else(empty_payload),
                             timeout_ms: e.timeout_ms,
-                            lease_until: *lease_until,
                         }));
                     }
                 }
@@ -942,10 +1011,30 @@ impl Queue {
         }
         self.state.table.get_mut(slot).running = false;
         self.running -= 1;
+        self.end_lease(slot);
         if self.state.table.get(slot).reserved {
             return;
         }
         self.propose_outcome(slot, attempt, outcome, Origin::Outcome, out);
+    }
+
+    fn on_started(&mut self, id: &JobId, attempt: u32) {
+        let Some(slot) = self.state.table.slot_of(id.as_str()) else {
+            return;
+        };
+        let e = self.state.table.get(slot);
+        if !(e.running && e.state == JobState::InFlight && e.attempt == attempt)
+            || self.started.contains_key(&slot)
+        {
+            return; // stale, or reported twice: the first start counts
+        }
+        let until = self
+            .state
+            .now
+            .saturating_add(e.timeout_ms)
+            .saturating_add(self.config.lease_slack_ms);
+        self.started.insert(slot, (attempt, until));
+        self.live_leases.insert((until, slot));
     }
 
     fn propose_outcome(
@@ -1009,14 +1098,30 @@ impl Queue {
 
     fn expire_leases(&mut self, out: &mut Vec<Effect>) {
         let now = self.state.now;
-        let expired: Vec<u32> = self
+        let mut expired: Vec<u32> = self
             .state
             .leases
             .iter()
             .take_while(|k| k.0 <= now)
             .map(|k| k.2)
-            .filter(|&slot| !self.state.table.get(slot).reserved)
+            .filter(|&slot| {
+                let e = self.state.table.get(slot);
+                !e.reserved && !e.running
+            })
             .collect();
+        let due: Vec<(UnixMillis, u32)> = self
+            .live_leases
+            .iter()
+            .take_while(|k| k.0 <= now)
+            .copied()
+            .collect();
+        for (t, slot) in due {
+            if self.lease_is_live(t, slot) {
+                expired.push(slot);
+                self.started.remove(&slot);
+            }
+            self.live_leases.remove(&(t, slot));
+        }
         for slot in expired {
             let e = self.state.table.get(slot);
             let (id, attempt, running) = (e.id.clone(), e.attempt, e.running);
@@ -1312,21 +1417,14 @@ mod planted {
 
     /// With `DispatchBeforeDurable` active, the attempt starts at proposal.
     pub(super) fn execute_at_once(e: &Entry, op: &Op, out: &mut Vec<Effect>) {
-        if let (
-            true,
-            Op::Dispatch {
-                id,
-                attempt,
-                lease_until,
-            },
-        ) = (crate::mutants::active(Mutant::DispatchBeforeDurable), op)
+        if let (true, Op::Dispatch { id, attempt, .. }) =
+            (crate::mutants::active(Mutant::DispatchBeforeDurable), op)
         {
             out.push(Effect::Execute(Execution {
                 id: id.clone(),
                 attempt: *attempt,
                 payload: e.payload.clone().unwrap_or_else(empty_payload),
                 timeout_ms: e.timeout_ms,
-                lease_until: *lease_until,
             }));
         }
     }

@@ -37,7 +37,9 @@ pub enum Op {
         id: JobId,
         /// The attempt number this lease starts (1 for the first).
         attempt: u32,
-        /// When the lease expires if no outcome arrives.
+        /// The lease's deadline had the attempt started at dispatch. The
+        /// live lease counts from [`crate::Input::Started`]; after a restart
+        /// the attempt is over either way, so only that process needs it.
         lease_until: UnixMillis,
     },
     /// The attempt succeeded.

@@ -71,8 +71,8 @@ pub struct Lease {
     pub id: JobId,
     /// Its attempt.
     pub attempt: u32,
-    /// When the lease expires.
-    pub lease_until: UnixMillis,
+    /// When the lease expires; `None` while the attempt waits for a worker.
+    pub lease_until: Option<UnixMillis>,
 }
 
 /// The full status: figures, the soonest-expiring leases, the newest dead jobs.

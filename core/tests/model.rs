@@ -172,6 +172,7 @@ enum Action {
     Sync(u8),
     FailAppend(u8),
     Finish(u8, u8),
+    Start(u8),
     Advance(u16),
     ClockBack(u16),
     Cancel(u8),
@@ -187,6 +188,7 @@ fn action() -> impl Strategy<Value = Action> {
         5 => any::<u8>().prop_map(Action::Sync),
         1 => any::<u8>().prop_map(Action::FailAppend),
         4 => (any::<u8>(), 0u8..4).prop_map(|(i, o)| Action::Finish(i, o)),
+        3 => any::<u8>().prop_map(Action::Start),
         3 => any::<u16>().prop_map(Action::Advance),
         1 => any::<u16>().prop_map(Action::ClockBack),
         1 => (0u8..12).prop_map(Action::Cancel),
@@ -254,6 +256,10 @@ struct Harness {
     model: Model,
     /// Executions handed out and not finished: (id, attempt).
     running: Vec<(JobId, u32)>,
+    /// Those of them reported started, with the core's time then.
+    started: BTreeMap<(JobId, u32), u64>,
+    /// The latest time given to the core (it never goes back).
+    high: u64,
     next_req: u64,
     /// Enqueue requests in flight: req -> ids.
     asked: BTreeMap<u64, ()>,
@@ -270,6 +276,8 @@ impl Harness {
             unsynced: Vec::new(),
             model: Model::default(),
             running: Vec::new(),
+            started: BTreeMap::new(),
+            high: 0,
             next_req: 1,
             asked: BTreeMap::new(),
             steps: 0,
@@ -278,6 +286,7 @@ impl Harness {
 
     fn step(&mut self, input: Input) {
         let mut out = Vec::new();
+        self.high = self.high.max(self.now);
         self.q.step(self.now, input, &mut out);
         self.steps += 1;
         for e in out {
@@ -308,6 +317,14 @@ impl Harness {
                     self.running.push((x.id, x.attempt));
                 }
                 Effect::Abort { id, attempt } => {
+                    // Only a started attempt has a lease, counted from its start.
+                    let began = self.started.remove(&(id.clone(), attempt));
+                    let lease = self.config.default_timeout_ms + self.config.lease_slack_ms;
+                    assert!(
+                        began.is_some_and(|t| self.high >= t + lease),
+                        "lease of {id} attempt {attempt} expired at {} (started: {began:?})",
+                        self.high
+                    );
                     self.running.retain(|r| *r != (id.clone(), attempt))
                 }
             }
@@ -469,6 +486,7 @@ impl Harness {
         self.q = if cut % 3 == 0 { rebuilt } else { recovered };
         self.unsynced.clear();
         self.running.clear();
+        self.started.clear();
         self.asked.clear();
     }
 
@@ -513,6 +531,7 @@ impl Harness {
             Action::Finish(i, o) => {
                 if !self.running.is_empty() {
                     let (id, attempt) = self.running.remove(i as usize % self.running.len());
+                    self.started.remove(&(id.clone(), attempt));
                     let outcome = match o {
                         0 => Outcome::Succeeded,
                         1 => Outcome::Failed(format!("boom{}", "!".repeat(150))),
@@ -524,6 +543,14 @@ impl Harness {
                         attempt,
                         outcome,
                     });
+                }
+            }
+            Action::Start(i) => {
+                if !self.running.is_empty() {
+                    let (id, attempt) = self.running[i as usize % self.running.len()].clone();
+                    let high = self.high.max(self.now);
+                    self.started.entry((id.clone(), attempt)).or_insert(high);
+                    self.step(Input::Started { id, attempt });
                 }
             }
             Action::Advance(ms) => {
@@ -566,6 +593,7 @@ impl Harness {
             self.sync(usize::MAX);
             if let Some((id, attempt)) = self.running.first().cloned() {
                 self.running.remove(0);
+                self.started.remove(&(id.clone(), attempt));
                 self.step(Input::Outcome {
                     id,
                     attempt,

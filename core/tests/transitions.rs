@@ -112,13 +112,12 @@ fn dispatch(lsn: u64, at: u64, i: &str, attempt: u32) -> Effect {
     )
 }
 
-fn execute(i: &str, attempt: u32, at: u64) -> Effect {
+fn execute(i: &str, attempt: u32) -> Effect {
     Effect::Execute(Execution {
         id: id(i),
         attempt,
         payload: payload("1"),
         timeout_ms: 100,
-        lease_until: at + 110,
     })
 }
 
@@ -149,7 +148,7 @@ fn enqueue_is_acknowledged_only_after_durable_then_dispatched() {
         vec![ok(1, &[("a", false)]), dispatch(2, 11, "a", 1)]
     );
     assert_eq!(s.q.job("a").unwrap().state, JobState::Pending);
-    assert_eq!(s.durable(12, 2), vec![execute("a", 1, 11)]);
+    assert_eq!(s.durable(12, 2), vec![execute("a", 1)]);
     assert_eq!(s.q.job("a").unwrap().state, JobState::InFlight);
 }
 
@@ -317,8 +316,18 @@ fn timeout_is_a_failed_attempt() {
 fn an_expired_lease_aborts_the_attempt_and_fails_it() {
     let mut s = with_one_job();
     s.durable(12, 2);
-    assert_eq!(s.q.next_deadline(), Some(121));
-    let out = s.step(121, Input::Tick);
+    // The lease counts from the start, not from the dispatch.
+    assert_eq!(s.q.next_deadline(), None);
+    s.step(
+        12,
+        Input::Started {
+            id: id("a"),
+            attempt: 1,
+        },
+    );
+    assert_eq!(s.q.next_deadline(), Some(122));
+    assert_eq!(s.step(121, Input::Tick), vec![]);
+    let out = s.step(122, Input::Tick);
     let backoff = beaver_core::retry::backoff_ms(&config().retry, &id("a"), 1);
     assert_eq!(
         out,
@@ -329,12 +338,12 @@ fn an_expired_lease_aborts_the_attempt_and_fails_it() {
             },
             append(
                 3,
-                121,
+                122,
                 Op::Fail {
                     id: id("a"),
                     attempt: 1,
                     error: "lease expired: no outcome within 110 ms".into(),
-                    retry_at: Some(121 + backoff)
+                    retry_at: Some(122 + backoff)
                 }
             ),
         ]
@@ -351,6 +360,39 @@ fn an_expired_lease_aborts_the_attempt_and_fails_it() {
         ),
         vec![]
     );
+}
+
+#[test]
+fn an_attempt_waiting_for_a_worker_has_no_deadline_until_it_starts() {
+    let mut s = with_one_job();
+    assert_eq!(s.durable(12, 2), vec![execute("a", 1)]);
+    let lease = |s: &Script| {
+        let st = s.q.status();
+        assert_eq!(st.in_flight.len(), 1);
+        let view = s.q.job("a").map(|j| j.lease_until);
+        (st.in_flight[0].lease_until, view)
+    };
+    // Dispatched ahead of a free worker: it may wait any time.
+    assert_eq!(s.step(50_000, Input::Tick), vec![]);
+    assert_eq!(s.q.next_deadline(), None);
+    assert_eq!(lease(&s), (None, Some(None)));
+    // A start reported for another attempt is stale.
+    let start = |attempt| Input::Started {
+        id: id("a"),
+        attempt,
+    };
+    s.step(50_000, start(2));
+    assert_eq!(lease(&s), (None, Some(None)));
+    s.step(50_000, start(1));
+    assert_eq!(lease(&s), (Some(50_110), Some(Some(50_110))));
+    // A second report does not move the deadline.
+    s.step(50_100, start(1));
+    assert_eq!(s.q.next_deadline(), Some(50_110));
+    assert_eq!(s.step(50_109, Input::Tick), vec![]);
+    assert!(matches!(
+        s.step(50_110, Input::Tick).first(),
+        Some(Effect::Abort { attempt: 1, .. })
+    ));
 }
 
 #[test]
@@ -397,7 +439,7 @@ fn a_batch_mixing_new_and_known_ids_adds_only_the_new() {
     );
     assert_eq!(
         s.durable(13, 3),
-        vec![execute("a", 1, 11), ok(2, &[("a", true), ("b", false)])]
+        vec![execute("a", 1), ok(2, &[("a", true), ("b", false)])]
     );
 }
 
@@ -625,7 +667,7 @@ fn cancel_pending_running_finished_and_unknown() {
     assert_eq!(
         s.durable(13, 3),
         vec![
-            execute("a", 1, 11),
+            execute("a", 1),
             Effect::Reply {
                 req: RequestId(2),
                 reply: Reply::Cancelled(Ok(()))

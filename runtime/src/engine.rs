@@ -1,7 +1,7 @@
 //! The engine: recovery, then one task that owns the core and carries out
 //! its effects.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -10,7 +10,7 @@ use beaver_core::{
     Effect, Execution, Input, JobId, Outcome, Queue, Record, Reply, RequestId, codec,
 };
 use beaver_io::{Disk, SnapshotStore, Wal, WalOptions};
-use tokio::sync::{Mutex, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -248,7 +248,6 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
     let (req_tx, req_rx) = mpsc::channel(config.requests_waiting_max);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
-    let (exec_stop_tx, _) = watch::channel(false);
     let workers = config.queue.workers;
     let core = CoreTask {
         queue,
@@ -269,8 +268,9 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
         stop: stop_rx,
         outcome_tx,
         outcomes: outcome_rx,
-        exec_stop: exec_stop_tx,
-        workers: Arc::new(Semaphore::new(workers as usize)),
+        waiting: VecDeque::new(),
+        free_workers: workers as usize,
+        give_back: false,
         pending: HashMap::new(),
         running: HashMap::new(),
         next_req: 0,
@@ -346,10 +346,15 @@ struct CoreTask<D: Disk, E: Executor, C: Clock, O: Observer> {
     stop: watch::Receiver<bool>,
     outcome_tx: mpsc::UnboundedSender<Done>,
     outcomes: mpsc::UnboundedReceiver<Done>,
-    /// Tells executions still waiting for a worker to give their job back.
-    exec_stop: watch::Sender<bool>,
-    workers: Arc<Semaphore>,
+    /// Attempts handed out ahead of a free worker, in the order the core
+    /// gave them: each starts when a worker frees up, oldest first.
+    waiting: VecDeque<Execution>,
+    /// Workers not running an attempt.
+    free_workers: usize,
+    /// Shutting down: attempts not started go back to the queue.
+    give_back: bool,
     pending: HashMap<RequestId, oneshot::Sender<Reply>>,
+    /// Attempts running on a worker.
     running: HashMap<(JobId, u32), JoinHandle<()>>,
     next_req: u64,
     out: Vec<Effect>,
@@ -395,6 +400,7 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
                 n = self.outcomes.recv_many(&mut done, 64) => {
                     for d in done.drain(..).take(n) {
                         if self.running.remove(&(d.id.clone(), d.attempt)).is_some() {
+                            self.free_workers += 1;
                             self.observer.attempt_finished(d.secs, &d.outcome);
                             self.step(Input::Outcome { id: d.id, attempt: d.attempt, outcome: d.outcome });
                         }
@@ -449,11 +455,12 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
     fn begin_stop(&mut self, stopping: &mut bool, grace_until: &mut Option<Instant>) {
         *stopping = true;
         info!(
-            handed_out = self.running.len(),
-            "shutting down: no new attempts start; attempts handed to the executor but not started are given back, running ones get the grace period"
+            running = self.running.len(),
+            given_back = self.waiting.len(),
+            "shutting down: no new attempts start; attempts handed out but not started are given back, running ones get the grace period"
         );
+        self.give_back = true;
         self.step(Input::StopDispatching);
-        let _ = self.exec_stop.send(true);
         // A snapshot build under way stops (the shutdown snapshot
         // supersedes it) or, past the log, goes on without pacing: the
         // shutdown snapshot waits for it.
@@ -464,7 +471,9 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
 
     /// Nothing runs and everything proposed is durable.
     fn drained(&self) -> bool {
-        self.running.is_empty() && self.queue.next_lsn() == self.queue.applied_lsn() + 1
+        self.running.is_empty()
+            && self.waiting.is_empty()
+            && self.queue.next_lsn() == self.queue.applied_lsn() + 1
     }
 
     fn request(&mut self, r: Request) {
@@ -489,7 +498,33 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
         self.step(input);
     }
 
+    /// Steps the core with `input`, then starts (or, shutting down, gives
+    /// back) the attempts waiting for a worker.
     fn step(&mut self, input: Input) {
+        self.step_core(input);
+        while let Some(x) = self.waiting.front() {
+            let (id, attempt) = (x.id.clone(), x.attempt);
+            if self.give_back {
+                self.waiting.pop_front();
+                self.step_core(Input::Outcome {
+                    id,
+                    attempt,
+                    outcome: Outcome::NotStarted,
+                });
+            } else if self.free_workers > 0 {
+                let Some(x) = self.waiting.pop_front() else {
+                    break;
+                };
+                self.free_workers -= 1;
+                self.step_core(Input::Started { id, attempt });
+                self.start(x);
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn step_core(&mut self, input: Input) {
         let now = self.clock.now_ms();
         let mut out = std::mem::take(&mut self.out);
         self.queue.step(now, input, &mut out);
@@ -501,10 +536,14 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
                         let _ = tx.send(reply);
                     }
                 }
-                Effect::Execute(x) => self.execute(x),
+                Effect::Execute(x) => self.waiting.push_back(x),
                 Effect::Abort { id, attempt } => {
-                    if let Some(h) = self.running.remove(&(id, attempt)) {
+                    if let Some(h) = self.running.remove(&(id.clone(), attempt)) {
                         h.abort();
+                        self.free_workers += 1;
+                    } else {
+                        self.waiting
+                            .retain(|x| (&x.id, x.attempt) != (&id, attempt));
                     }
                 }
             }
@@ -595,33 +634,16 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
         Ok(())
     }
 
-    fn execute(&mut self, x: Execution) {
+    /// Runs `x` on a free worker (taken by the caller).
+    fn start(&mut self, x: Execution) {
         let key = (x.id.clone(), x.attempt);
         let attempt = self.executor.execute(x);
-        let workers = self.workers.clone();
         let tx = self.outcome_tx.clone();
         let figures = self.figures.clone();
-        let mut stop = self.exec_stop.subscribe();
         let (id, n) = key.clone();
         let handle = tokio::spawn(async move {
-            // Dispatch runs ahead of free workers: wait for one, unless
-            // shutting down, in which case the job goes back unstarted.
-            let permit = tokio::select! {
-                biased;
-                _ = stop.wait_for(|s| *s) => None,
-                p = workers.acquire_owned() => p.ok(),
-            };
-            let Some(_permit) = permit else {
-                let _ = tx.send(Done {
-                    id,
-                    attempt: n,
-                    outcome: Outcome::NotStarted,
-                    secs: 0.0,
-                });
-                return;
-            };
-            // Counted while it holds a worker (not while dispatched ahead),
-            // until it ends or is aborted; no longer once its end is sent.
+            // Counted while it runs, until it ends or is aborted; no longer
+            // once its end is sent.
             let (outcome, secs) = {
                 let _busy = Busy::start(&figures);
                 let began = Instant::now();
@@ -675,6 +697,7 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
         for (_, h) in self.running.drain() {
             h.abort();
         }
+        self.waiting.clear();
         self.pending.clear();
         Err(e)
     }

@@ -620,3 +620,82 @@ async fn dropping_every_client_stops_the_engine_gracefully() {
     e.handle.shutdown();
     e.handle.wait().await.unwrap();
 }
+
+/// Runs every attempt for `ms` milliseconds and records the order in which
+/// attempts begin.
+#[derive(Clone)]
+struct Recorder {
+    started: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ms: u64,
+}
+
+impl Executor for Recorder {
+    fn execute(
+        &self,
+        exec: beaver_core::Execution,
+    ) -> impl Future<Output = beaver_core::Outcome> + Send + 'static {
+        let (started, ms) = (self.started.clone(), self.ms);
+        async move {
+            started.lock().unwrap().push(exec.id.to_string());
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            beaver_core::Outcome::Succeeded
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_handed_out_ahead_start_in_dispatch_order_and_their_lease_counts_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 1);
+    c.queue.prefetch = 8;
+    // Each attempt takes 150 ms of its 300 ms timeout (+ 100 ms slack):
+    // the fifth waits 600 ms for the worker, longer than a whole lease.
+    c.queue.default_timeout_ms = 300;
+    c.queue.lease_slack_ms = 100;
+    let started = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorder = Recorder {
+        started: started.clone(),
+        ms: 150,
+    };
+    let e = start(c, recorder).await;
+    let priorities = [0, 5, -1, -100, 3, 0];
+    let jobs = priorities
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let mut j = job(&format!("p{i}"), "1");
+            j.priority = p;
+            j
+        })
+        .collect();
+    e.client.enqueue(jobs).await.unwrap();
+    let waiting = wait_until(&e.client, 10, |s| s.queue.stats.jobs.in_flight == 6).await;
+    assert_eq!(
+        waiting
+            .queue
+            .in_flight
+            .iter()
+            .filter(|l| l.lease_until.is_none())
+            .count(),
+        5,
+        "one attempt runs and has a deadline; those waiting for the worker have none: {:?}",
+        waiting.queue.in_flight
+    );
+    let done = wait_until(&e.client, 20, |s| {
+        let j = &s.queue.stats.jobs;
+        j.completed + j.dead + j.pending == 6 && j.in_flight == 0
+    })
+    .await;
+    assert_eq!(done.queue.stats.jobs.completed, 6, "no lease expired");
+    for i in 0..priorities.len() {
+        let job = e.client.get(JobId::from_client(&format!("p{i}")).unwrap());
+        assert_eq!(job.await.unwrap().unwrap().attempt, 1, "p{i} ran once");
+    }
+    // Higher priority first, then the order of the batch.
+    assert_eq!(
+        *started.lock().unwrap(),
+        ["p1", "p4", "p0", "p5", "p2", "p3"]
+    );
+    e.handle.shutdown();
+    e.handle.wait().await.unwrap();
+}

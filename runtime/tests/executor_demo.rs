@@ -15,7 +15,6 @@ fn execution(id: &str, attempt: u32, timeout_ms: u64) -> Execution {
         attempt,
         payload: Payload::from_json(b"{}").expect("valid JSON"),
         timeout_ms,
-        lease_until: 0,
     }
 }
 

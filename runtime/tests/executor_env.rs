@@ -33,7 +33,6 @@ fn only_the_attempts_beaver_variables_reach_the_job() {
         attempt: 3,
         payload: Payload::from_json(b"null").expect("valid JSON"),
         timeout_ms: 10_000,
-        lease_until: 0,
     };
     let outcome = runtime.block_on(async {
         tokio::time::timeout(Duration::from_secs(20), executor.execute(exec))

@@ -19,7 +19,6 @@ fn execution(payload: &[u8], timeout_ms: u64) -> Execution {
         attempt: 2,
         payload: Payload::from_json(payload).expect("valid JSON"),
         timeout_ms,
-        lease_until: 0,
     }
 }
 

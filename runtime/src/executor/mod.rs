@@ -43,8 +43,9 @@ pub const COMMAND_BYTES_MAX: usize = 64 * 1024;
 /// - it never panics on the job's behalf: whatever goes wrong with the job
 ///   becomes [`Outcome::Failed`].
 ///
-/// `exec.lease_until` is the core's business: when the lease expires the core
-/// emits `Effect::Abort` and the runtime drops the future.
+/// The lease is the core's business: it counts from the attempt's start
+/// (the runtime reports `Input::Started` when a worker takes it), and when
+/// it expires the core emits `Effect::Abort` and the runtime drops the future.
 pub trait Executor: Send + Sync + 'static {
     /// Runs one attempt; see the trait docs for what is guaranteed.
     fn execute(&self, exec: Execution) -> impl Future<Output = Outcome> + Send + 'static;
