@@ -780,6 +780,22 @@ impl Queue {
                 let lsn = self.propose(Op::Cancel { id }, Origin::Client, out);
                 self.wait(lsn, req, Answer::Cancelled, out);
             }
+            // Handed out ahead but waiting for a worker: it never started,
+            // so it is taken back and cancelled (its attempt does not count).
+            JobState::InFlight if e.running && !self.started.contains_key(&slot) => {
+                let attempt = e.attempt;
+                self.state.reindex(slot, |e| {
+                    e.reserved = true;
+                    e.running = false;
+                });
+                self.running -= 1;
+                out.push(Effect::Abort {
+                    id: id.clone(),
+                    attempt,
+                });
+                let lsn = self.propose(Op::Cancel { id }, Origin::Client, out);
+                self.wait(lsn, req, Answer::Cancelled, out);
+            }
             JobState::InFlight => Self::reply(
                 out,
                 req,
@@ -990,7 +1006,18 @@ impl Queue {
                     _ => {}
                 }
             }
-            Op::Cancel { id } => unreserve(self, id),
+            Op::Cancel { id } => {
+                unreserve(self, id);
+                // A cancel taken back from a worker's queue: the attempt is
+                // given back instead, once the log takes records again.
+                if let Some(slot) = self.state.table.slot_of(id.as_str()) {
+                    let e = self.state.table.get(slot);
+                    if e.state == JobState::InFlight && !e.running {
+                        self.deferred
+                            .push((id.clone(), e.attempt, Outcome::NotStarted));
+                    }
+                }
+            }
             Op::Requeue { ids } => ids.iter().for_each(|id| unreserve(self, id)),
             Op::Purge { jobs, .. } => {
                 jobs.iter().for_each(|id| unreserve(self, id));

@@ -68,7 +68,8 @@ pub enum Op {
         /// The attempt given back.
         attempt: u32,
     },
-    /// A pending job is cancelled.
+    /// A pending job is cancelled, or an in-flight one whose attempt was
+    /// handed out but never started (that attempt does not count).
     Cancel {
         /// The job.
         id: JobId,

@@ -359,8 +359,22 @@ impl State {
                 });
             }
             Op::Cancel { id } => {
-                let slot = self.slot_in(lsn, id, JobState::Pending)?;
-                self.transition(slot, JobState::Cancelled, |e| e.state_at = at);
+                // In flight: an attempt handed out that never started; it
+                // does not count.
+                let slot = self.slot_in(lsn, id, JobState::Pending).or_else(|_| {
+                    self.slot_in(lsn, id, JobState::InFlight)
+                        .map_err(|e| ApplyError {
+                            reason: format!("{}; a cancel needs pending or in_flight", e.reason),
+                            ..e
+                        })
+                })?;
+                let handed_out = self.table.get(slot).state == JobState::InFlight;
+                self.transition(slot, JobState::Cancelled, |e| {
+                    e.state_at = at;
+                    if handed_out {
+                        e.attempt -= 1;
+                    }
+                });
                 self.table.get_mut(slot).payload = None;
             }
             Op::Requeue { ids } => {

@@ -130,11 +130,15 @@ impl Model {
             }
             Op::Cancel { id } => {
                 let mut j = job(self, id);
-                assert_eq!(
-                    j.state,
-                    JobState::Pending,
-                    "only pending jobs are cancelled"
-                );
+                match j.state {
+                    JobState::Pending => {}
+                    // Its attempt was handed out and never started (the
+                    // harness checks that when the core takes it back).
+                    JobState::InFlight => j.attempt -= 1,
+                    s => {
+                        panic!("cancel of a job {s:?}: only pending or waiting jobs are cancelled")
+                    }
+                }
                 j.state = JobState::Cancelled;
                 j.payload = None;
                 self.jobs.insert(id.to_string(), j);
@@ -289,6 +293,16 @@ impl Harness {
         self.high = self.high.max(self.now);
         self.q.step(self.now, input, &mut out);
         self.steps += 1;
+        let cancelled: Vec<JobId> = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Append(r) => match &r.op {
+                    Op::Cancel { id } => Some(id.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
         for e in out {
             match e {
                 Effect::Append(r) => {
@@ -317,14 +331,22 @@ impl Harness {
                     self.running.push((x.id, x.attempt));
                 }
                 Effect::Abort { id, attempt } => {
-                    // Only a started attempt has a lease, counted from its start.
+                    // A started attempt is aborted when its lease, counted
+                    // from its start, expires; one waiting for a worker
+                    // only when it is cancelled.
                     let began = self.started.remove(&(id.clone(), attempt));
                     let lease = self.config.default_timeout_ms + self.config.lease_slack_ms;
-                    assert!(
-                        began.is_some_and(|t| self.high >= t + lease),
-                        "lease of {id} attempt {attempt} expired at {} (started: {began:?})",
-                        self.high
-                    );
+                    match began {
+                        Some(t) => assert!(
+                            self.high >= t + lease,
+                            "lease of {id} attempt {attempt} started at {t} expired at {}",
+                            self.high
+                        ),
+                        None => assert!(
+                            cancelled.contains(&id),
+                            "attempt {attempt} of {id} aborted before it started, not cancelled"
+                        ),
+                    }
                     self.running.retain(|r| *r != (id.clone(), attempt))
                 }
             }

@@ -689,6 +689,13 @@ fn cancel_pending_running_finished_and_unknown() {
         }],
         "cancelling twice is fine"
     );
+    s.step(
+        14,
+        Input::Started {
+            id: id("a"),
+            attempt: 1,
+        },
+    );
     let out = s.step(
         14,
         Input::Cancel {
@@ -712,6 +719,98 @@ fn cancel_pending_running_finished_and_unknown() {
             req: RequestId(5),
             reply: Reply::Cancelled(Err(Rejection::NotFound { id: id("zz") }))
         }]
+    );
+}
+
+#[test]
+fn an_attempt_waiting_for_a_worker_is_taken_back_when_its_job_is_cancelled() {
+    let mut s = with_one_job();
+    assert_eq!(s.durable(12, 2), vec![execute("a", 1)]);
+    let out = s.step(
+        13,
+        Input::Cancel {
+            req: RequestId(2),
+            id: id("a"),
+        },
+    );
+    assert_eq!(
+        out,
+        vec![
+            Effect::Abort {
+                id: id("a"),
+                attempt: 1
+            },
+            append(3, 13, Op::Cancel { id: id("a") }),
+        ],
+        "taken back from the worker's queue, the cancel logged"
+    );
+    // A start reported for it now is stale: no lease, nothing to run.
+    s.step(
+        13,
+        Input::Started {
+            id: id("a"),
+            attempt: 1,
+        },
+    );
+    assert_eq!(s.q.next_deadline(), None);
+    assert_eq!(
+        s.durable(14, 3),
+        vec![Effect::Reply {
+            req: RequestId(2),
+            reply: Reply::Cancelled(Ok(()))
+        }]
+    );
+    let a = s.q.job("a").unwrap();
+    assert_eq!(
+        (a.state, a.attempt),
+        (JobState::Cancelled, 0),
+        "the attempt never ran"
+    );
+    s.q.check_invariants().unwrap();
+}
+
+#[test]
+fn a_cancel_of_a_waiting_attempt_that_cannot_be_logged_gives_the_attempt_back() {
+    let mut s = with_one_job();
+    s.durable(12, 2);
+    s.step(
+        13,
+        Input::Cancel {
+            req: RequestId(2),
+            id: id("a"),
+        },
+    );
+    let out = s.step(
+        13,
+        Input::AppendFailed {
+            from_lsn: 3,
+            error: "no space".into(),
+        },
+    );
+    assert!(
+        matches!(
+            &out[..],
+            [Effect::Reply {
+                reply: Reply::Cancelled(Err(_)),
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+    // Once the log takes records again the attempt is released, uncounted,
+    // and the job runs.
+    let out = s.step(2_000, Input::Tick);
+    assert_eq!(
+        out.first(),
+        Some(&append(
+            3,
+            2_000,
+            Op::Release {
+                id: id("a"),
+                attempt: 1
+            }
+        )),
+        "{out:?}"
     );
 }
 

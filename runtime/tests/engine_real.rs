@@ -699,3 +699,38 @@ async fn attempts_handed_out_ahead_start_in_dispatch_order_and_their_lease_count
     e.handle.shutdown();
     e.handle.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_for_a_worker_can_be_cancelled_and_never_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 1);
+    c.queue.prefetch = 4;
+    let started = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorder = Recorder {
+        started: started.clone(),
+        ms: 300,
+    };
+    let e = start(c, recorder).await;
+    e.client
+        .enqueue(vec![job("c1", "1"), job("c2", "1"), job("c3", "1")])
+        .await
+        .unwrap();
+    wait_until(&e.client, 10, |s| s.queue.stats.jobs.in_flight == 3).await;
+    let running = e.client.cancel(JobId::from_client("c1").unwrap()).await;
+    assert!(
+        matches!(&running, Err(Rejection::Conflict { reason }) if reason.contains("running")),
+        "{running:?}"
+    );
+    e.client
+        .cancel(JobId::from_client("c3").unwrap())
+        .await
+        .unwrap();
+    let done = wait_until(&e.client, 10, |s| s.queue.stats.jobs.completed == 2).await;
+    assert_eq!(done.queue.stats.jobs.cancelled, 1);
+    let c3 = e.client.get(JobId::from_client("c3").unwrap()).await;
+    let c3 = c3.unwrap().unwrap();
+    assert_eq!((c3.state, c3.attempt), (JobState::Cancelled, 0));
+    assert_eq!(*started.lock().unwrap(), ["c1", "c2"], "c3 never started");
+    e.handle.shutdown();
+    e.handle.wait().await.unwrap();
+}

@@ -120,8 +120,11 @@ impl Model {
             }
             Op::Cancel { id } => {
                 let j = self.job(lsn, id.as_str())?;
-                if j.state != JobState::Pending {
-                    return Err(format!("LSN {lsn}: cancel of {id} while {:?}", j.state));
+                match j.state {
+                    JobState::Pending => {}
+                    // Handed out ahead, never started: the attempt is undone.
+                    JobState::InFlight => j.attempt -= 1,
+                    s => return Err(format!("LSN {lsn}: cancel of {id} while {s:?}")),
                 }
                 j.state = JobState::Cancelled;
                 j.payload = None;
