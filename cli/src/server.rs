@@ -149,9 +149,11 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         } => {
             // Safe at any instant, like a crash: what was acknowledged is on
             // disk, and attempts cut short are retried after a restart.
+            let killed = beaver_runtime::executor::kill_running_attempts();
             warn!(
                 signal = again,
-                "a second signal: stopping now, without the grace period; every acknowledged job is on disk and attempts still running are retried after a restart"
+                killed,
+                "a second signal: stopping now, without the grace period; every acknowledged job is on disk, the attempts still running were killed (process groups included) and are retried after a restart"
             );
             std::process::exit(EXIT_SECOND_SIGNAL);
         }

@@ -384,6 +384,61 @@ fn sigterm_loses_nothing_and_exits_0() {
     assert_eq!(done.recovery.map(|r| r.jobs), Some(300));
 }
 
+/// Pids of the processes whose command line is exactly `args`.
+fn pids_running(args: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = args
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+#[test]
+fn a_second_signal_kills_the_processes_an_attempt_started() {
+    // A command whose shell forks its work: only the shell would die with
+    // the server (its parent-death signal), not the `sleep` it started.
+    let secs = format!("{}.25", 1_000 + std::process::id() % 100_000);
+    let command = format!("sleep {secs}; true");
+    let s = Scratch::new("[engine]\nshutdown_grace_ms = 120000\n");
+    let mut p = Proc::start(&s, &["--exec", &command]);
+    let r = post(&p, "/v1/jobs", r#"{"id":"forks","payload":1}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids_running(&["sleep", &secs]).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the attempt's sleep never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    p.signal(libc::SIGINT);
+    let st = p.exit_status(Duration::from_secs(10));
+    assert_eq!(st.code(), Some(beaver_cli::server::EXIT_SECOND_SIGNAL));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let left = loop {
+        let left = pids_running(&["sleep", &secs]);
+        if left.is_empty() || Instant::now() >= deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for pid in &left {
+        // SAFETY: kill has no memory arguments; the pid is our own sleep.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    assert!(
+        left.is_empty(),
+        "the attempt's sleep outlived the server: {left:?}"
+    );
+}
+
 #[test]
 fn a_second_signal_cuts_the_grace_period_short_and_loses_nothing() {
     let s = Scratch::new("[engine]\nshutdown_grace_ms = 120000\n");

@@ -3,11 +3,12 @@
 //!
 //! Linux only and never under madsim: `tokio::process` does real I/O there.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::io;
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use beaver_core::{Execution, Outcome};
@@ -33,6 +34,32 @@ const STDERR_DRAIN_GRACE_MS: u64 = 200;
 
 /// The shell every command runs in.
 const SHELL: &str = "/bin/sh";
+
+/// The process groups of the attempts under way in this process.
+static LIVE_GROUPS: Mutex<BTreeSet<libc::pid_t>> = Mutex::new(BTreeSet::new());
+
+fn live_groups() -> std::sync::MutexGuard<'static, BTreeSet<libc::pid_t>> {
+    // The set stays consistent even if a holder panicked (one insert or
+    // remove at a time).
+    LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends `SIGKILL` to the whole process group of every attempt under way,
+/// background children included, and returns how many groups there were.
+/// For a process about to exit at once (a second shutdown signal): the
+/// shells would die with it (their parent-death signal), the processes they
+/// started would not.
+pub fn kill_running_attempts() -> usize {
+    let groups = live_groups();
+    for &pgid in groups.iter() {
+        // SAFETY: kill has no memory arguments; a negative pid addresses
+        // the process group. ESRCH (group already empty) is fine.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+    groups.len()
+}
 
 /// Runs each attempt as `/bin/sh -c COMMAND`.
 ///
@@ -179,6 +206,7 @@ fn spawn(command: &str, exec: &Execution) -> io::Result<ProcessGroup> {
         .id()
         .and_then(|pid| libc::pid_t::try_from(pid).ok())
         .ok_or_else(|| io::Error::other("the spawned shell has no process id"))?;
+    live_groups().insert(pgid);
     Ok(ProcessGroup {
         child,
         pgid,
@@ -235,6 +263,7 @@ impl ProcessGroup {
     /// group leader within those microseconds.
     fn kill(&mut self) {
         if std::mem::take(&mut self.live) {
+            live_groups().remove(&self.pgid);
             // SAFETY: kill has no memory arguments; a negative pid addresses
             // the process group. ESRCH (group already empty) is fine.
             unsafe {

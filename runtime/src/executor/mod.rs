@@ -22,7 +22,7 @@ mod noop;
 
 pub use demo::{DEMO_DURATION_MS_MAX, DEMO_FAILURE, DemoConfig, DemoExecutor, DemoPlan};
 #[cfg(all(target_os = "linux", not(madsim)))]
-pub use exec::{ExecExecutor, STDERR_TAIL_BYTES};
+pub use exec::{ExecExecutor, STDERR_TAIL_BYTES, kill_running_attempts};
 pub use noop::NoopExecutor;
 
 /// The longest command the `exec` executor accepts, in bytes. Linux refuses a
