@@ -268,15 +268,27 @@ pub fn resolve(args: &RunArgs) -> Result<Settings, String> {
             }
         }
     }
+    for (key, zero) in [
+        ("connections_max", file.http.connections_max == Some(0)),
+        ("body_bytes_max", file.http.body_bytes_max == Some(0)),
+        ("body_timeout_ms", file.http.body_timeout_ms == Some(0)),
+        ("idle_timeout_ms", file.http.idle_timeout_ms == Some(0)),
+    ] {
+        if zero {
+            return Err(format!(
+                "[http] {key} = 0 would refuse every request: give at least 1, or leave it out for its default"
+            ));
+        }
+    }
     let http = HttpLimits {
         body_bytes_max: file.http.body_bytes_max.unwrap_or(
             usize::try_from(engine.queue.limits.batch_bytes_max)
                 .unwrap_or(usize::MAX / 2)
                 .saturating_add(1 << 20),
         ),
-        connections_max: file.http.connections_max.unwrap_or(512).max(1),
-        body_timeout_ms: file.http.body_timeout_ms.unwrap_or(30_000).max(1),
-        idle_timeout_ms: file.http.idle_timeout_ms.unwrap_or(60_000).max(1),
+        connections_max: file.http.connections_max.unwrap_or(512),
+        body_timeout_ms: file.http.body_timeout_ms.unwrap_or(30_000),
+        idle_timeout_ms: file.http.idle_timeout_ms.unwrap_or(60_000),
     };
     Ok(Settings {
         engine,
@@ -414,6 +426,28 @@ mod tests {
                 e.contains(&format!("threads is {bad}; give 1 to 1024")),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn an_http_limit_of_zero_is_refused_not_bent_to_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("beaver.toml");
+        let args = RunArgs {
+            config: Some(path.clone()),
+            ..RunArgs::default()
+        };
+        for key in [
+            "connections_max",
+            "body_bytes_max",
+            "body_timeout_ms",
+            "idle_timeout_ms",
+        ] {
+            std::fs::write(&path, format!("[http]\n{key} = 0\n")).unwrap();
+            let e = resolve(&args).unwrap_err();
+            assert!(e.contains(&format!("[http] {key} = 0")), "{e}");
+            std::fs::write(&path, format!("[http]\n{key} = 1\n")).unwrap();
+            assert!(resolve(&args).is_ok(), "{key} = 1");
         }
     }
 

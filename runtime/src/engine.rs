@@ -107,6 +107,33 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
             config.snapshot_pace_percent
         )));
     }
+    let l = &config.queue.limits;
+    for (name, value) in [
+        ("pending_jobs_max", l.pending_jobs_max),
+        ("pending_payload_bytes_max", l.pending_payload_bytes_max),
+        ("payload_bytes_max", l.payload_bytes_max),
+        ("batch_jobs_max", l.batch_jobs_max),
+        ("batch_bytes_max", l.batch_bytes_max),
+        ("attempts_max", u64::from(l.attempts_max)),
+        ("timeout_ms_max", l.timeout_ms_max),
+        ("queues_max", l.queues_max),
+        ("ids_per_record_max", l.ids_per_record_max),
+    ] {
+        if value == 0 {
+            return Err(EngineError::Config(format!(
+                "the limit {name} is 0, so every enqueue would be refused: give at least 1, or leave it out for its default"
+            )));
+        }
+    }
+    let segments = beaver_io::MIN_SEGMENT_BYTES..=beaver_io::wal::format::MAX_SEGMENT_BYTES;
+    if !segments.contains(&config.segment_bytes) {
+        return Err(EngineError::Config(format!(
+            "segment_bytes is {}: give a WAL segment size from {} to {} bytes",
+            config.segment_bytes,
+            segments.start(),
+            segments.end()
+        )));
+    }
     // Every record the core proposes fits one log segment.
     let record_bytes_max = beaver_io::record_bytes_max(config.segment_bytes);
     config.queue.limits.record_bytes_max = record_bytes_max;

@@ -538,6 +538,40 @@ async fn a_snapshot_pace_outside_1_to_100_is_refused_before_touching_the_data_di
     }
 }
 
+#[tokio::test]
+async fn a_limit_of_zero_or_a_segment_size_out_of_range_is_refused_before_touching_the_data_dir() {
+    type Bend = fn(&mut EngineConfig);
+    let cases: [(Bend, &str); 4] = [
+        (
+            |c| c.queue.limits.payload_bytes_max = 0,
+            "payload_bytes_max is 0",
+        ),
+        (|c| c.queue.limits.batch_jobs_max = 0, "batch_jobs_max is 0"),
+        (|c| c.queue.limits.attempts_max = 0, "attempts_max is 0"),
+        (|c| c.segment_bytes = 100, "segment_bytes is 100"),
+    ];
+    for (bend, said) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut c = config(&data, 1);
+        bend(&mut c);
+        let refused = beaver_runtime::start(
+            c,
+            FileDisk::new(),
+            NoopExecutor,
+            SystemClock::new(),
+            NoObserver,
+            1,
+        )
+        .await;
+        let Err(beaver_runtime::EngineError::Config(why)) = refused else {
+            panic!("{said}: not refused as a configuration error");
+        };
+        assert!(why.contains(said), "{why}");
+        assert!(!data.exists(), "the data dir was created");
+    }
+}
+
 // Current-thread on purpose: the 200 client tasks all run before the core
 // task they woke, so the one-slot request queue is full for 199 of them.
 #[tokio::test]
