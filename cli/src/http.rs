@@ -207,7 +207,7 @@ async fn authorize(State(token): State<Option<Arc<str>>>, req: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     let why = match given {
         None => {
             "this server needs a token: send `Authorization: Bearer <token>` (beaver's commands read --token or BEAVER_TOKEN)"
@@ -218,6 +218,15 @@ async fn authorize(State(token): State<Option<Arc<str>>>, req: Request, next: Ne
         Some(_) => return next.run(req).await,
     };
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why).into_response()
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme's
+/// name is case-insensitive (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
@@ -707,6 +716,16 @@ mod tests {
         assert!(!same_secret(b"abc", b"abd"));
         assert!(!same_secret(b"abc", b"ab"));
         assert!(!same_secret(b"", b"a"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_without_case() {
+        for v in ["Bearer t0k", "bearer t0k", "BEARER  t0k"] {
+            assert_eq!(bearer_token(v), Some("t0k"), "{v}");
+        }
+        for v in ["Basic t0k", "Bearert0k", "t0k", ""] {
+            assert_eq!(bearer_token(v), None, "{v}");
+        }
     }
 
     #[test]
