@@ -511,30 +511,38 @@ async fn a_graceful_shutdown_abandons_a_paced_snapshot_build_for_its_own_snapsho
     e.handle.wait().await.unwrap();
 }
 
+/// Starts an engine on a fresh data dir with `bend` applied to its
+/// configuration; checks it is refused as a configuration error before the
+/// data dir is created, and returns why.
+async fn refused_config(bend: impl FnOnce(&mut EngineConfig)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut c = config(&data, 1);
+    bend(&mut c);
+    let refused = beaver_runtime::start(
+        c,
+        FileDisk::new(),
+        NoopExecutor,
+        SystemClock::new(),
+        NoObserver,
+        1,
+    )
+    .await;
+    let Err(beaver_runtime::EngineError::Config(why)) = refused else {
+        panic!("not refused as a configuration error");
+    };
+    assert!(!data.exists(), "the data dir was created");
+    why
+}
+
 #[tokio::test]
 async fn a_snapshot_pace_outside_1_to_100_is_refused_before_touching_the_data_dir() {
     for bad in [0u8, 101, 255] {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let mut c = config(&data, 1);
-        c.snapshot_pace_percent = bad;
-        let refused = beaver_runtime::start(
-            c,
-            FileDisk::new(),
-            NoopExecutor,
-            SystemClock::new(),
-            NoObserver,
-            1,
-        )
-        .await;
-        let Err(beaver_runtime::EngineError::Config(why)) = refused else {
-            panic!("snapshot_pace_percent = {bad} was not refused as a configuration error");
-        };
+        let why = refused_config(|c| c.snapshot_pace_percent = bad).await;
         assert!(
             why.contains(&format!("snapshot_pace_percent is {bad}")) && why.contains("1 to 100"),
             "{why}"
         );
-        assert!(!data.exists(), "the data dir was created");
     }
 }
 
@@ -551,24 +559,8 @@ async fn a_limit_of_zero_or_a_segment_size_out_of_range_is_refused_before_touchi
         (|c| c.segment_bytes = 100, "segment_bytes is 100"),
     ];
     for (bend, said) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let mut c = config(&data, 1);
-        bend(&mut c);
-        let refused = beaver_runtime::start(
-            c,
-            FileDisk::new(),
-            NoopExecutor,
-            SystemClock::new(),
-            NoObserver,
-            1,
-        )
-        .await;
-        let Err(beaver_runtime::EngineError::Config(why)) = refused else {
-            panic!("{said}: not refused as a configuration error");
-        };
+        let why = refused_config(bend).await;
         assert!(why.contains(said), "{why}");
-        assert!(!data.exists(), "the data dir was created");
     }
 }
 
