@@ -247,10 +247,7 @@ impl Queue {
 
     /// One job's durable state.
     pub fn job(&self, id: &str) -> Option<JobView> {
-        self.state
-            .table
-            .slot_of(id)
-            .map(|s| self.view(self.state.table.get(s)))
+        self.state.table.slot_of(id).map(|s| self.view(s))
     }
 
     /// Figures about the queue.
@@ -313,7 +310,7 @@ impl Queue {
             .iter()
             .rev()
             .take(limit)
-            .map(|&(_, _, slot)| self.view(s.table.get(slot)))
+            .map(|&(_, _, slot)| self.view(slot))
             .collect()
     }
 
@@ -382,10 +379,15 @@ impl Queue {
     /// running, unreserved attempt.
     fn lease_is_live(&self, until: UnixMillis, slot: u32) -> bool {
         let e = self.state.table.get(slot);
-        e.state == JobState::InFlight
-            && e.running
-            && !e.reserved
-            && self.started.get(&slot) == Some(&(e.attempt, until))
+        e.running && !e.reserved && self.lease_of(slot) == Some(until)
+    }
+
+    /// When a lease taken now on an attempt of `timeout_ms` expires.
+    fn lease_until(&self, timeout_ms: u64) -> UnixMillis {
+        self.state
+            .now
+            .saturating_add(timeout_ms)
+            .saturating_add(self.config.lease_slack_ms)
     }
 
     /// Forgets the started lease in `slot`, if any.
@@ -428,7 +430,8 @@ impl Queue {
         due
     }
 
-    fn view(&self, e: &Entry) -> JobView {
+    fn view(&self, slot: u32) -> JobView {
+        let e = self.state.table.get(slot);
         JobView {
             id: e.id.clone(),
             queue: self.state.queues[e.queue as usize].name.clone(),
@@ -440,11 +443,7 @@ impl Queue {
             timeout_ms: e.timeout_ms,
             created_at: e.created_at,
             run_at: e.run_at,
-            lease_until: self
-                .state
-                .table
-                .slot_of(e.id.as_str())
-                .and_then(|slot| self.lease_of(slot)),
+            lease_until: self.lease_of(slot),
             finished_at: e.state.is_final().then_some(e.state_at),
             last_error: e.last_error.as_deref().map(str::to_owned),
             seq: e.seq,
@@ -1055,11 +1054,7 @@ impl Queue {
         {
             return; // stale, or reported twice: the first start counts
         }
-        let until = self
-            .state
-            .now
-            .saturating_add(e.timeout_ms)
-            .saturating_add(self.config.lease_slack_ms);
+        let until = self.lease_until(e.timeout_ms);
         self.started.insert(slot, (attempt, until));
         self.live_leases.insert((until, slot));
     }
@@ -1300,11 +1295,7 @@ impl Queue {
             let op = Op::Dispatch {
                 id: e.id.clone(),
                 attempt: e.attempt + 1,
-                lease_until: self
-                    .state
-                    .now
-                    .saturating_add(e.timeout_ms)
-                    .saturating_add(self.config.lease_slack_ms),
+                lease_until: self.lease_until(e.timeout_ms),
             };
             #[cfg(feature = "mutants")]
             planted::execute_at_once(e, &op, out);

@@ -29,7 +29,7 @@ pub use file_disk::{FileDisk, RealFile};
 pub use rng::{DetRng, entropy_seed};
 pub use sim_disk::{SimDisk, SimDiskConfig, SimDiskStats, SimFile};
 pub use snapshot::{LoadedSnapshot, SavedSnapshot, SnapshotStore};
-pub use wal::format::{MIN_SEGMENT_BYTES, record_bytes_max};
+pub use wal::format::{MIN_SEGMENT_BYTES, record_bytes_max, segment_bytes_problem};
 pub use wal::{
     Appender, BatchInfo, GroupCommit, GroupCommitStats, Inspection, LogEnd, Recovered, SpaceStatus,
     Wal, WalOptions, inspect,

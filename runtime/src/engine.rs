@@ -125,14 +125,8 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
             )));
         }
     }
-    let segments = beaver_io::MIN_SEGMENT_BYTES..=beaver_io::wal::format::MAX_SEGMENT_BYTES;
-    if !segments.contains(&config.segment_bytes) {
-        return Err(EngineError::Config(format!(
-            "segment_bytes is {}: give a WAL segment size from {} to {} bytes",
-            config.segment_bytes,
-            segments.start(),
-            segments.end()
-        )));
+    if let Some(why) = beaver_io::segment_bytes_problem(config.segment_bytes) {
+        return Err(EngineError::Config(why));
     }
     // Every record the core proposes fits one log segment.
     let record_bytes_max = beaver_io::record_bytes_max(config.segment_bytes);
@@ -529,24 +523,21 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
     /// back) the attempts waiting for a worker.
     fn step(&mut self, input: Input) {
         self.step_core(input);
-        while let Some(x) = self.waiting.front() {
+        while self.give_back || self.free_workers > 0 {
+            let Some(x) = self.waiting.pop_front() else {
+                break;
+            };
             let (id, attempt) = (x.id.clone(), x.attempt);
             if self.give_back {
-                self.waiting.pop_front();
                 self.step_core(Input::Outcome {
                     id,
                     attempt,
                     outcome: Outcome::NotStarted,
                 });
-            } else if self.free_workers > 0 {
-                let Some(x) = self.waiting.pop_front() else {
-                    break;
-                };
+            } else {
                 self.free_workers -= 1;
                 self.step_core(Input::Started { id, attempt });
                 self.start(x);
-            } else {
-                break;
             }
         }
     }

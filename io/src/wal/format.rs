@@ -66,6 +66,16 @@ pub fn batch_salt(b: &[u8]) -> u64 {
 /// The smallest segment a WAL accepts.
 pub const MIN_SEGMENT_BYTES: u64 = 8 * SEGMENT_HEADER_LEN;
 
+/// Why a WAL cannot use segments of `segment_bytes`, if it cannot (the
+/// size is outside `MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES`).
+pub fn segment_bytes_problem(segment_bytes: u64) -> Option<String> {
+    (!(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&segment_bytes)).then(|| {
+        format!(
+            "segment_bytes is {segment_bytes}: give a WAL segment size from {MIN_SEGMENT_BYTES} to {MAX_SEGMENT_BYTES} bytes"
+        )
+    })
+}
+
 /// The largest record (its encoded body) that a segment of `segment_bytes`
 /// can hold; a batch carrying a longer one is refused as too large.
 pub const fn record_bytes_max(segment_bytes: u64) -> u64 {

@@ -8,8 +8,8 @@ use crate::disk::{Disk, DiskFile};
 use crate::error::{Error, Result};
 use crate::rng::DetRng;
 use crate::wal::format::{
-    MAX_LSN, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, SEGMENT_HEADER_LEN, SegmentHeader, encode_batch,
-    framed_batch_len,
+    MAX_LSN, SEGMENT_HEADER_LEN, SegmentHeader, encode_batch, framed_batch_len,
+    segment_bytes_problem,
 };
 use crate::wal::segment::segment_name;
 #[cfg(feature = "mutants")]
@@ -345,11 +345,8 @@ impl<D: Disk> Wal<D> {
         after_lsn: u64,
         mut each: impl FnMut(u64, &[u8]),
     ) -> Result<(Wal<D>, Recovered)> {
-        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&opts.segment_bytes) {
-            return Err(Error::Usage(format!(
-                "segment_bytes {} is outside {MIN_SEGMENT_BYTES}..={MAX_SEGMENT_BYTES}",
-                opts.segment_bytes,
-            )));
+        if let Some(why) = segment_bytes_problem(opts.segment_bytes) {
+            return Err(Error::Usage(why));
         }
         if after_lsn > MAX_LSN {
             return Err(Error::Usage(format!(

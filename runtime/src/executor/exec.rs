@@ -51,14 +51,17 @@ fn live_groups() -> std::sync::MutexGuard<'static, BTreeSet<libc::pid_t>> {
 /// started would not.
 pub fn kill_running_attempts() -> usize {
     let groups = live_groups();
-    for &pgid in groups.iter() {
-        // SAFETY: kill has no memory arguments; a negative pid addresses
-        // the process group. ESRCH (group already empty) is fine.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-    }
+    groups.iter().for_each(|&pgid| kill_group(pgid));
     groups.len()
+}
+
+/// Sends `SIGKILL` to every process in the group `pgid`.
+fn kill_group(pgid: libc::pid_t) {
+    // SAFETY: kill has no memory arguments; a negative pid addresses the
+    // process group. ESRCH (group already empty) is fine.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
 }
 
 /// Runs each attempt as `/bin/sh -c COMMAND`.
@@ -264,11 +267,7 @@ impl ProcessGroup {
     fn kill(&mut self) {
         if std::mem::take(&mut self.live) {
             live_groups().remove(&self.pgid);
-            // SAFETY: kill has no memory arguments; a negative pid addresses
-            // the process group. ESRCH (group already empty) is fine.
-            unsafe {
-                libc::kill(-self.pgid, libc::SIGKILL);
-            }
+            kill_group(self.pgid);
         }
     }
 }
