@@ -46,11 +46,15 @@ pub enum Mutant {
     ClientResolvesEarly,
     /// core: a timed-out attempt is released, not counted.
     TimeoutNotCounted,
+    /// io: recovery trusts a segment's preallocated length without making
+    /// it durable, and refuses any segment cut inside a batch (the old
+    /// assumption that a preallocated length always survives).
+    TrustPreallocatedLength,
 }
 
 impl Mutant {
     /// Every planted bug.
-    pub const ALL: [Mutant; 13] = [
+    pub const ALL: [Mutant; 14] = [
         Mutant::AckBeforeFsync,
         Mutant::RetryFailedFsync,
         Mutant::SkipSnapshotDirFsync,
@@ -64,6 +68,7 @@ impl Mutant {
         Mutant::DispatchBeforeDurable,
         Mutant::ClientResolvesEarly,
         Mutant::TimeoutNotCounted,
+        Mutant::TrustPreallocatedLength,
     ];
 
     /// The name used on the command line (`BEAVER_MUTANT=...`).
@@ -82,6 +87,7 @@ impl Mutant {
             Mutant::DispatchBeforeDurable => "dispatch-before-durable",
             Mutant::ClientResolvesEarly => "client-resolves-early",
             Mutant::TimeoutNotCounted => "timeout-not-counted",
+            Mutant::TrustPreallocatedLength => "trust-preallocated-length",
         }
     }
 

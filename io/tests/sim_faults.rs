@@ -862,33 +862,141 @@ fn inspection_from_a_snapshot_needs_the_log_only_after_it() {
     });
 }
 
+/// The batches inspection finds in segment `seq`.
+async fn batches_of(disk: &SimDisk, seq: u64) -> Vec<beaver_io::wal::BatchReport> {
+    inspect(disk, Path::new(DIR), 0)
+        .await
+        .unwrap()
+        .segments
+        .into_iter()
+        .find(|s| s.seq == seq)
+        .map(|s| s.batches)
+        .unwrap_or_default()
+}
+
 #[test]
-fn a_segment_cut_inside_a_batch_is_corruption_not_a_torn_tail() {
+fn a_segment_cut_inside_vouched_bytes_is_corruption_naming_file_and_offset() {
     rt().block_on(async {
         let disk = SimDisk::new(8, SimDiskConfig::default());
-        drop(synced_log(&disk, 3, 1, 100).await);
+        // Twelve 2 KB batches: segment 2's batches vouch for all of segment 1.
+        drop(synced_log(&disk, 12, 1, 1900).await);
+        let second = batches_of(&disk, 1).await[1].clone();
         let seg1 = segment(1);
         let f = disk.open(&seg1).await.unwrap();
-        // Inside the second batch's records: batches 2 and 3 were acknowledged.
-        f.set_len(512 + 512 + 100).await.unwrap();
+        f.set_len(second.offset + 100).await.unwrap();
         f.sync_all().await.unwrap();
-        for err in [
-            recover(&disk, Path::new(DIR), opts(SEG, 2), 0).await.err(),
-            inspect(&disk, Path::new(DIR), 0).await.err(),
-        ] {
-            match err {
-                Some(Error::Corruption {
-                    path,
-                    offset: 1024,
-                    detail,
-                }) => {
-                    assert_eq!(path, seg1);
-                    assert!(detail.contains("cut short"), "{detail}");
-                }
-                other => panic!("{other:?}"),
+        let refused = recover(&disk, Path::new(DIR), opts(SEG, 2), 0).await.err();
+        let Some(Error::Corruption {
+            path,
+            offset,
+            detail,
+        }) = refused
+        else {
+            panic!("{refused:?}");
+        };
+        let inspected = inspect(&disk, Path::new(DIR), 0).await.unwrap().end;
+        assert_eq!(
+            inspected,
+            LogEnd::Corrupt {
+                path: path.clone(),
+                offset,
+                detail: detail.clone()
             }
-        }
+        );
+        assert_eq!((path, offset), (seg1, second.offset));
+        assert!(detail.contains("cut short"), "{detail}");
+        assert!(detail.contains("were acknowledged"), "{detail}");
     });
+}
+
+/// A segment whose preallocated length never became durable (an fsync EIO
+/// marked the allocation clean) is shortened by a power loss inside the
+/// batch being written: that batch was never acknowledged, so it is a torn
+/// tail, discarded like any other, and the log goes on from there.
+#[test]
+fn a_segment_cut_inside_its_unvouched_last_batch_is_a_torn_tail() {
+    rt().block_on(async {
+        let disk = SimDisk::new(8, SimDiskConfig::default());
+        let mut wal = synced_log(&disk, 3, 1, 100).await;
+        write(&mut wal, 4, 100).await.unwrap(); // LSNs 4-7, never synced
+        drop(wal);
+        let fourth = batches_of(&disk, 1).await[3].clone();
+        assert_eq!((fourth.first_lsn, fourth.watermark), (4, 3));
+        let f = disk.open(&segment(1)).await.unwrap();
+        f.set_len(fourth.offset + 200).await.unwrap();
+        f.sync_all().await.unwrap();
+        match inspect(&disk, Path::new(DIR), 0).await.unwrap().end {
+            LogEnd::Torn { offset, reason, .. } => {
+                assert_eq!(offset, fourth.offset);
+                assert!(reason.contains("cut short"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let (mut wal, got) = recover(&disk, Path::new(DIR), opts(SEG, 2), 0)
+            .await
+            .unwrap();
+        assert_dense(&got, 1, 3, 100);
+        // The log goes on in the shortened segment and survives a power loss.
+        write(&mut wal, 2, 100).await.unwrap();
+        wal.sync().await.unwrap();
+        drop(wal);
+        disk.power_loss();
+        let (_, got) = recover(&disk, Path::new(DIR), opts(SEG, 3), 0)
+            .await
+            .unwrap();
+        assert_dense(&got, 1, 5, 100);
+    });
+}
+
+/// Found by the simulator (seed 54366): a crash interrupted a segment's
+/// preparation before its sync; the next start adopted the segment with
+/// its length in the page cache only; the first fdatasync into it failed
+/// with EIO (the allocation marked clean, never written); after later
+/// batches, a power loss cut the file inside the unsynced last one, and
+/// start-up refused to go on. Recovery now makes an adopted segment's
+/// length durable, and a cut past the watermark is a torn tail anyway.
+#[test]
+fn an_interrupted_preparation_then_eio_then_power_loss_still_starts() {
+    for seed in 0..24 {
+        rt().block_on(async {
+            let cfg = SimDiskConfig {
+                reorder_sectors: true,
+                garbage_in_torn_sectors: true,
+                ..SimDiskConfig::default()
+            };
+            let disk = SimDisk::new(seed, cfg);
+            let dir = Path::new(DIR);
+            // A preparation of the first segment, cut short by a crash.
+            disk.create_dir_all(dir).await.unwrap();
+            let f = disk.create(&segment(1)).await.unwrap();
+            f.allocate(SEG).await.unwrap();
+            disk.sync_dir(dir).await.unwrap();
+            drop(f);
+            disk.crash_process();
+            let (mut wal, _) = recover(&disk, dir, opts(SEG, 2), 0).await.unwrap();
+            write(&mut wal, 1, 100).await.unwrap();
+            disk.fail_next_syncs(1);
+            assert!(wal.sync().await.is_err(), "seed {seed}");
+            drop(wal);
+            disk.crash_process();
+            let (mut wal, got) = recover(&disk, dir, opts(SEG, 3), 0).await.unwrap();
+            assert_dense(&got, 1, 1, 100);
+            let mut last = 1;
+            for _ in 0..3 {
+                last = write(&mut wal, 5, 100).await.unwrap();
+                wal.sync().await.unwrap();
+            }
+            write(&mut wal, 5, 100).await.unwrap(); // in flight at the power loss
+            drop(wal);
+            disk.power_loss();
+            let f = disk.open(&segment(1)).await.unwrap();
+            assert_eq!(f.size().await.unwrap(), SEG, "seed {seed}: length lost");
+            let (_, got) = recover(&disk, dir, opts(SEG, 4), 0).await.unwrap();
+            assert_eq!(got.first().map(|r| r.0), Some(1), "seed {seed}");
+            assert!(got.len() as u64 >= last, "seed {seed}");
+            assert_dense(&got[..last as usize], 1, last, 100);
+        });
+    }
 }
 
 #[test]

@@ -49,6 +49,14 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "client: requeue of dead jobs acknowledged",
 ];
 
+/// Seeds outside the default range that once found a bug: every run of
+/// the suite (and of the planted bugs) replays them first.
+pub const REGRESSION_SEEDS: &[u64] = &[
+    // An fsync EIO lost a segment's preallocated length, then a power loss
+    // cut the file inside an unacknowledged batch: start-up refused.
+    54366,
+];
+
 thread_local! {
     static MUTANT: std::cell::Cell<Option<MutantName>> = const { std::cell::Cell::new(None) };
 }
@@ -173,6 +181,76 @@ fn threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
+/// The exploration range, if asked for: `BEAVER_SIM_EXPLORE=N` seeds from
+/// a random start (`BEAVER_SIM_EXPLORE_START` fixes it), so that every run
+/// meets schedules no run met before; the fixed range stays the baseline
+/// of coverage and determinism.
+pub fn explore_range() -> Option<(u64, u64)> {
+    let count = env_u64("BEAVER_SIM_EXPLORE").filter(|&n| n > 0)?;
+    let start = env_u64("BEAVER_SIM_EXPLORE_START").unwrap_or_else(random_start);
+    Some((start, count))
+}
+
+/// A start far beyond the fixed range, a multiple of 1,000 (easy to read
+/// back). From the OS's entropy: under madsim the process's clock and
+/// random sources are the simulation's, a file read is not.
+fn random_start() -> u64 {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    let r = u64::from_le_bytes(b) ^ u64::from(std::process::id()).rotate_left(32);
+    1_000_000 + (r % 1_000_000_000) * 1_000
+}
+
+/// Runs a range with no planted bug; prints the seeds per second and, for
+/// the first failure, its replay command. Returns the results, or `None`
+/// after a failure.
+fn run_checked(what: &str, start: u64, count: u64, t: usize) -> Option<Vec<RunResult>> {
+    println!(
+        "beaver-sim: {what}: seeds {start}..{} on {t} threads",
+        start + count
+    );
+    let began = Instant::now();
+    let results = run_range(start, count, t, None, true);
+    let secs = began.elapsed().as_secs_f64();
+    println!(
+        "beaver-sim: {what}: {} seeds in {secs:.1} s ({:.1} seeds/s)",
+        results.len(),
+        results.len() as f64 / secs.max(1e-9)
+    );
+    if let Some(bad) = results.iter().find(|r| r.violation.is_some()) {
+        println!(
+            "beaver-sim: seed {} FAILED: {}",
+            bad.seed,
+            bad.violation.as_deref().unwrap_or("")
+        );
+        println!("replay with: {}", replay_command(bad.seed, None));
+        println!("0 passed, 1 failed");
+        return None;
+    }
+    Some(results)
+}
+
+/// Replays every [`REGRESSION_SEEDS`] seed; false (after printing the
+/// replay command) if one fails.
+fn regressions() -> bool {
+    for &seed in REGRESSION_SEEDS {
+        let r = run_fresh(seed, false, None);
+        if let Some(v) = &r.violation {
+            println!("beaver-sim: regression seed {seed} FAILED: {v}");
+            println!("replay with: {}", replay_command(seed, None));
+            println!("0 passed, 1 failed");
+            return false;
+        }
+    }
+    println!(
+        "beaver-sim: {} regression seeds passed",
+        REGRESSION_SEEDS.len()
+    );
+    true
+}
+
 /// Replays one seed (`BEAVER_SEED`), printing its trace with `BEAVER_SIM_TRACE=1`.
 pub fn replay(seed: u64, mutant: Option<MutantName>, mutant_name: Option<&str>) -> bool {
     let r = run_fresh(seed, true, mutant);
@@ -199,28 +277,13 @@ pub fn replay(seed: u64, mutant: Option<MutantName>, mutant_name: Option<&str>) 
 pub fn seeds() -> bool {
     let (start, count) = default_range();
     let t = threads();
-    println!(
-        "beaver-sim: seeds {start}..{} on {t} threads",
-        start + count
-    );
-    let began = Instant::now();
-    let results = run_range(start, count, t, None, true);
-    let secs = began.elapsed().as_secs_f64();
-    let ran = results.len();
-    println!(
-        "beaver-sim: {ran} seeds in {secs:.1} s ({:.1} seeds/s)",
-        ran as f64 / secs.max(1e-9)
-    );
-    if let Some(bad) = results.iter().find(|r| r.violation.is_some()) {
-        println!(
-            "beaver-sim: seed {} FAILED: {}",
-            bad.seed,
-            bad.violation.as_deref().unwrap_or("")
-        );
-        println!("replay with: {}", replay_command(bad.seed, None));
-        println!("0 passed, 1 failed");
+    if !regressions() {
         return false;
     }
+    let Some(results) = run_checked("fixed range", start, count, t) else {
+        return false;
+    };
+    let ran = results.len();
     let mut marks: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
     for r in &results {
         for (k, v) in &r.marks {
@@ -268,16 +331,25 @@ pub fn seeds() -> bool {
         );
         ok = false;
     }
+    let mut total = ran;
     if ok {
-        println!("{ran} passed, 0 failed");
+        if let Some((start, count)) = explore_range() {
+            match run_checked("exploration (random start)", start, count, t) {
+                Some(more) => total += more.len(),
+                None => return false,
+            }
+        }
+    }
+    if ok {
+        println!("{total} passed, 0 failed");
     } else {
-        println!("{ran} passed, 1 failed");
+        println!("{total} passed, 1 failed");
     }
     ok
 }
 
-/// Every planted bug must be caught within the default range; prints the
-/// seeds each took.
+/// Every planted bug must be caught within the regression seeds and the
+/// default range (tried in that order); prints the seeds each took.
 #[cfg(feature = "mutants")]
 pub fn mutants() -> bool {
     use beaver_core::mutants::Mutant;
@@ -298,10 +370,11 @@ pub fn mutants() -> bool {
                     t.remove(0)
                 };
                 let mut caught = None;
-                for seed in start..start + count {
+                let seeds = REGRESSION_SEEDS.iter().copied().chain(start..start + count);
+                for (took, seed) in seeds.enumerate() {
                     let r = run_fresh(seed, false, Some(m));
                     if let Some(v) = r.violation {
-                        caught = Some((seed, seed - start + 1, v));
+                        caught = Some((seed, took as u64 + 1, v));
                         break;
                     }
                 }
@@ -333,7 +406,7 @@ pub fn mutants() -> bool {
                 failed += 1;
                 ok = false;
                 println!(
-                    "{:<38} NOT CAUGHT in seeds {start}..{}",
+                    "{:<38} NOT CAUGHT in the regression seeds and seeds {start}..{}",
                     m.name(),
                     start + count
                 );

@@ -101,8 +101,10 @@ pub fn framed_batch_len(body_lens: impl IntoIterator<Item = usize>) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchProblem {
     /// The batch's verified header says it is longer than the rest of the
-    /// file: the file was cut short (a torn write never shortens a
-    /// preallocated segment), so this is never a torn tail.
+    /// file: the file was cut short. A torn write does not shorten a
+    /// segment whose length is durable, but an fsync EIO can leave the
+    /// preallocated length in the page cache only, so a cut past the
+    /// watermark is a torn tail and a cut inside vouched bytes corruption.
     CutShort,
     /// Anything else: zeros, torn, corrupt, stale or foreign bytes.
     Invalid(&'static str),

@@ -273,18 +273,25 @@ pub(crate) async fn scan<D: Disk>(
                         off += b.framed_len();
                         continue;
                     }
-                    Err(BatchProblem::CutShort) => {
-                        // Acknowledged or not, the batch was written whole
-                        // into a file of its full size: something shortened
-                        // the file since.
+                    // A file cut inside a batch: once a segment's length is
+                    // not durable (an fsync EIO may leave its preallocation
+                    // in the page cache only), a power loss can shorten it
+                    // anywhere past its last synced byte. Beyond the
+                    // watermark that is a torn write like any other; a cut
+                    // inside vouched bytes is corruption (decided below).
+                    #[cfg(feature = "mutants")]
+                    Err(BatchProblem::CutShort) if mutant(TrustPreallocatedLength) => {
                         return Err(Error::Corruption {
                             path: path.clone(),
                             offset: off,
                             detail: format!(
-                                "the file ends at byte {size}, inside the batch at offset {off}: it was cut short (truncated, or copied incompletely); restore it from a copy"
+                                "the file ends at byte {size}, inside the batch at offset {off}: it was cut short"
                             ),
                         });
                     }
+                    Err(BatchProblem::CutShort) => format!(
+                        "the file ends at byte {size}, inside the batch at offset {off}: it was cut short"
+                    ),
                     Err(r) => r.to_string(),
                 };
                 // A header whose first batch is invalid is part of the torn

@@ -178,6 +178,22 @@ impl<D: Disk> PrepareJob<D> {
     }
 }
 
+/// Makes a recovered segment's length durable. The log's rules assume a
+/// segment keeps its preallocated length (appends never extend it), but
+/// a length recovery only read may sit in the page cache: a preparation
+/// a crash interrupted before its sync, or an fsync EIO that marked the
+/// allocation clean without writing it. A power loss would then shorten
+/// the file under batches written later. Setting the same length again
+/// dirties the inode, and the fsync writes it.
+async fn make_length_durable<F: DiskFile>(f: &F, len: u64) -> Result<()> {
+    #[cfg(feature = "mutants")]
+    if mutant(TrustPreallocatedLength) {
+        return Ok(());
+    }
+    f.set_len(len).await?;
+    f.sync_all().await
+}
+
 async fn prepare_segment<D: Disk>(
     disk: &D,
     dir: &Path,
@@ -447,6 +463,7 @@ impl<D: Disk> Wal<D> {
             #[cfg(not(feature = "mutants"))]
             f.sync_data().await?;
             if i + 1 == scan.chain.len() {
+                make_length_durable(&f, seg.size).await?;
                 active = Some(Active {
                     seq: seg.seq,
                     path: seg.path.clone(),
@@ -483,6 +500,10 @@ impl<D: Disk> Wal<D> {
             }
             let f = disk.open(path).await?;
             if next.is_none() && f.size().await? == opts.segment_bytes {
+                // Its preparation may have been cut short by the crash
+                // before it synced: the length read here may be the page
+                // cache's only.
+                make_length_durable(&f, opts.segment_bytes).await?;
                 next = Some((*seq, path.clone(), f));
             } else {
                 disk.remove(path).await?;
