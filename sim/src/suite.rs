@@ -211,22 +211,27 @@ fn run_checked(what: &str, start: u64, count: u64, t: usize) -> Option<Vec<RunRe
         "beaver-sim: {what}: seeds {start}..{} on {t} threads",
         start + count
     );
+    // A long sweep wants every failure, not the first.
+    let keep_going = std::env::var_os("BEAVER_SIM_KEEP_GOING").is_some();
     let began = Instant::now();
-    let results = run_range(start, count, t, None, true);
+    let results = run_range(start, count, t, None, !keep_going);
     let secs = began.elapsed().as_secs_f64();
     println!(
         "beaver-sim: {what}: {} seeds in {secs:.1} s ({:.1} seeds/s)",
         results.len(),
         results.len() as f64 / secs.max(1e-9)
     );
-    if let Some(bad) = results.iter().find(|r| r.violation.is_some()) {
+    let bad: Vec<&RunResult> = results.iter().filter(|r| r.violation.is_some()).collect();
+    for r in &bad {
         println!(
             "beaver-sim: seed {} FAILED: {}",
-            bad.seed,
-            bad.violation.as_deref().unwrap_or("")
+            r.seed,
+            r.violation.as_deref().unwrap_or("")
         );
-        println!("replay with: {}", replay_command(bad.seed, None));
-        println!("0 passed, 1 failed");
+        println!("replay with: {}", replay_command(r.seed, None));
+    }
+    if !bad.is_empty() {
+        println!("{} passed, {} failed", results.len() - bad.len(), bad.len());
         return None;
     }
     Some(results)
