@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use beaver_core::{Config, Queue, codec};
+use beaver_core::{Config, Core, codec};
 use beaver_io::LogEnd;
 use beaver_io::snapshot::{SnapshotFileError, decode_snapshot_file};
 
@@ -189,18 +189,18 @@ pub async fn inspect_data_dir(dir: &Path, config: Config) -> Result<StatusDoc, I
     let mut queue = match snapshot {
         Some(s) => {
             let lsn = s.lsn;
-            match Queue::recover(config.clone(), Some(s), []) {
+            match Core::recover(config.clone(), Some(s), []) {
                 Ok(q) => q,
                 Err(e) => {
                     would_start = false;
                     problems.push(format!(
                         "the snapshot at LSN {lsn} does not restore ({e}); a restart refuses to start"
                     ));
-                    Queue::new(config)
+                    Core::new(config)
                 }
             }
         }
-        None => Queue::new(config),
+        None => Core::new(config),
     };
 
     // The log.

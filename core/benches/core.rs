@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use beaver_core::{Config, Effect, Input, JobSpec, Outcome, Payload, Queue, RequestId, codec};
+use beaver_core::{Config, Core, Effect, Input, JobSpec, Outcome, Payload, RequestId, codec};
 
 /// Counts live heap bytes, to measure memory per job (sizes as requested,
 /// so the figure does not depend on the allocator's own overhead).
@@ -55,7 +55,7 @@ fn main() {
 
     // Enqueue + apply: one job per request, each made durable at once.
     let before = LIVE.load(Ordering::Relaxed);
-    let mut q = Queue::new(paused.clone());
+    let mut q = Core::new(paused.clone());
     let t = Instant::now();
     for i in 0..n {
         q.step(
@@ -95,7 +95,7 @@ fn main() {
     if std::env::var("BEAVER_BENCH_ONLY").as_deref() == Ok("recovery") {
         drop(q);
         for _ in 0..3 {
-            let _ = Queue::recover_encoded(paused.clone(), &bytes, []).expect("recovers");
+            let _ = Core::recover_encoded(paused.clone(), &bytes, []).expect("recovers");
         }
         return;
     }
@@ -103,7 +103,7 @@ fn main() {
     let decoded = codec::decode_snapshot(&bytes).expect("snapshot decodes");
     let decode = t.elapsed().as_secs_f64();
     let t2 = Instant::now();
-    let recovered = Queue::recover(paused.clone(), Some(decoded), []).expect("recovers");
+    let recovered = Core::recover(paused.clone(), Some(decoded), []).expect("recovers");
     let fold = t2.elapsed().as_secs_f64();
     println!(
         "snapshot encode     {encode:.3} s, {} MiB ({:.0} bytes per job)",
@@ -118,7 +118,7 @@ fn main() {
     assert_eq!(recovered.stats().jobs.pending, n);
     drop(recovered);
     let t = Instant::now();
-    let streamed = Queue::recover_encoded(paused.clone(), &bytes, []).expect("recovers");
+    let streamed = Core::recover_encoded(paused.clone(), &bytes, []).expect("recovers");
     println!(
         "recovery streamed   {:.3} s (decode straight into the queue: what start-up does)",
         t.elapsed().as_secs_f64()
@@ -127,7 +127,7 @@ fn main() {
     drop((q, streamed, bytes));
 
     // Dispatch + complete: 8 workers, 8 prefetched, every record durable at once.
-    let mut q = Queue::new(Config {
+    let mut q = Core::new(Config {
         workers: 8,
         prefetch: 8,
         ..Config::default()

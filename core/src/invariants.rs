@@ -3,11 +3,11 @@
 use std::cmp::Reverse;
 
 use crate::job::JobState;
-use crate::queue::Queue;
+use crate::queue::Core;
 use crate::table::Place;
 
 /// Checks every invariant; `Err` names the first one broken.
-pub(crate) fn check_full(q: &Queue) -> Result<(), String> {
+pub(crate) fn check_full(q: &Core) -> Result<(), String> {
     let p = q.parts();
     let s = p.state;
     s.table.check_index()?;

@@ -1,7 +1,7 @@
 //! beaver-core: the pure, deterministic state machine of the beaver job queue.
 //!
 //! No I/O, no clock, no randomness, no async, no threads: the caller hands
-//! the [`Queue`] inputs and the current time, and carries out the effects
+//! the [`Core`] inputs and the current time, and carries out the effects
 //! it returns. The real runtime and the simulator drive the very same code.
 //!
 //! # The rule: propose, then apply on durable
@@ -10,14 +10,14 @@
 //! core assigns) and *reservations* (an id being enqueued, a job picked for
 //! dispatch) so nothing is proposed twice. The durable state changes only
 //! when [`Input::Durable`] covers a record — through the same apply that
-//! [`Queue::recover`] folds with. Replies and executions are effects of
+//! [`Core::recover`] folds with. Replies and executions are effects of
 //! that apply, so they always follow durability: an acknowledged job is on
 //! disk, and a job runs only after its dispatch record is.
 //!
 //! # The driver contract
 //!
-//! 1. Recover: `Queue::recover(config, snapshot, records_after_snapshot)`.
-//! 2. For every event, call [`Queue::step`] with the wall-clock time in
+//! 1. Recover: `Core::recover(config, snapshot, records_after_snapshot)`.
+//! 2. For every event, call [`Core::step`] with the wall-clock time in
 //!    milliseconds and the [`Input`]; the core clamps time so it never goes
 //!    backwards.
 //! 3. Carry out the effects in order: append records to the log; send
@@ -30,12 +30,12 @@
 //!    releases their reservations, answers their clients, and reissues LSNs
 //!    from `n`.
 //! 6. When an attempt ends, step [`Input::Outcome`].
-//! 7. Step [`Input::Tick`] no later than [`Queue::next_deadline`].
+//! 7. Step [`Input::Tick`] no later than [`Core::next_deadline`].
 //!
 //! ```
-//! use beaver_core::{Config, Effect, Input, JobSpec, Payload, Queue, Reply, RequestId};
+//! use beaver_core::{Config, Effect, Input, JobSpec, Payload, Core, Reply, RequestId};
 //!
-//! let mut q = Queue::new(Config::default());
+//! let mut q = Core::new(Config::default());
 //! let mut out = Vec::new();
 //! let job = JobSpec::new(Payload::from_json(br#"{"to":"ada"}"#).unwrap());
 //! q.step(1_000, Input::Enqueue { req: RequestId(1), jobs: vec![job] }, &mut out);
@@ -75,7 +75,7 @@ pub use job::{JobId, JobSpec, JobState, JobView, NewJob, Payload, QueueName};
 pub use protocol::{
     Effect, Enqueued, Execution, Input, Outcome, Rejection, Reply, RequestId, RequeueTarget,
 };
-pub use queue::{Queue, RecoverError};
+pub use queue::{Core, RecoverError};
 pub use record::{Lsn, Op, Record};
 pub use snapshot::{Snapshot, SnapshotJob};
 pub use state::ApplyError;

@@ -13,7 +13,7 @@ use crate::stats::Status;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
 
-/// Something that happened, handed to [`crate::Queue::step`].
+/// Something that happened, handed to [`crate::Core::step`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// A client asks to enqueue jobs, all or nothing.

@@ -60,7 +60,7 @@ enum Answer {
 }
 
 /// The job queue's state machine. See the crate docs for the driver contract.
-pub struct Queue {
+pub struct Core {
     config: Config,
     state: State,
     /// The LSN the next proposed record gets.
@@ -101,11 +101,11 @@ pub struct Queue {
     find_orphans: bool,
 }
 
-impl Queue {
+impl Core {
     /// An empty queue.
-    pub fn new(config: Config) -> Queue {
+    pub fn new(config: Config) -> Core {
         let seed = config.hash_seed;
-        Queue {
+        Core {
             config,
             state: State::new(seed),
             next_lsn: 1,
@@ -140,8 +140,8 @@ impl Queue {
         config: Config,
         snapshot: Option<crate::snapshot::Snapshot>,
         records: impl IntoIterator<Item = Record>,
-    ) -> Result<Queue, ApplyError> {
-        let mut q = Queue::new(config);
+    ) -> Result<Core, ApplyError> {
+        let mut q = Core::new(config);
         if let Some(s) = snapshot {
             let lsn = s.lsn;
             s.restore_into(&mut q.state)
@@ -155,15 +155,15 @@ impl Queue {
         Ok(q)
     }
 
-    /// [`Queue::recover`] from an encoded snapshot (as
+    /// [`Core::recover`] from an encoded snapshot (as
     /// [`crate::codec::encode_snapshot`] wrote it), decoding it straight into
     /// the queue: the fast path for start-up.
     pub fn recover_encoded(
         config: Config,
         snapshot: &[u8],
         records: impl IntoIterator<Item = Record>,
-    ) -> Result<Queue, RecoverError> {
-        let mut q = Queue::new(config);
+    ) -> Result<Core, RecoverError> {
+        let mut q = Core::new(config);
         let body = crate::codec::snapshot_body(snapshot).map_err(RecoverError::Snapshot)?;
         crate::snapshot::restore_encoded(&mut q.state, body)
             .map_err(|e| RecoverError::Snapshot(crate::codec::DecodeError::Malformed(e)))?;
@@ -178,7 +178,7 @@ impl Queue {
     /// Applies one durable record to a queue being rebuilt (the same
     /// function the live queue applies with); its jobs move into the queue.
     /// For recovery drivers that stream records; call before the first
-    /// `step`, then [`Queue::finish_rebuild`].
+    /// `step`, then [`Core::finish_rebuild`].
     pub fn apply_owned(&mut self, record: Record) -> Result<(), ApplyError> {
         assert!(
             self.unapplied.is_empty(),
@@ -189,7 +189,7 @@ impl Queue {
         Ok(())
     }
 
-    /// Ends a rebuild by [`Queue::apply_owned`]: indexes the ids of the
+    /// Ends a rebuild by [`Core::apply_owned`]: indexes the ids of the
     /// jobs it enqueued, which it leaves to one pass at the end (a restart
     /// replaying a million enqueued jobs then takes about a third less
     /// time). Optional: the queue answers the same without it (slower), and
@@ -199,7 +199,7 @@ impl Queue {
     }
 
     /// Jobs a rebuild enqueued whose ids are not indexed yet (each found by
-    /// a scan meanwhile); 0 after [`Queue::finish_rebuild`] or any `step`.
+    /// a scan meanwhile); 0 after [`Core::finish_rebuild`] or any `step`.
     pub fn ids_awaiting_index(&self) -> usize {
         self.state.table.deferred_len()
     }
@@ -970,7 +970,7 @@ impl Queue {
 
     /// Releases the reservations of a record that will never be applied.
     fn undo(&mut self, record: &Record, origin: Origin) {
-        let unreserve = |q: &mut Queue, id: &JobId| {
+        let unreserve = |q: &mut Core, id: &JobId| {
             if let Some(slot) = q.state.table.slot_of(id.as_str()) {
                 q.state.reindex(slot, |e| e.reserved = false);
             }

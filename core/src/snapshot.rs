@@ -37,7 +37,7 @@ pub struct SnapshotJob {
     pub seq: u64,
     /// Id.
     pub id: JobId,
-    /// Queue, as an index into [`Snapshot::queues`].
+    /// Core, as an index into [`Snapshot::queues`].
     pub queue: u32,
     /// State.
     pub state: JobState,

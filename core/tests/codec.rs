@@ -5,7 +5,7 @@
 
 use beaver_core::codec::{self, DecodeError};
 use beaver_core::{
-    Config, Input, JobId, JobSpec, JobState, NewJob, Op, Payload, Queue, QueueName, Record,
+    Config, Core, Input, JobId, JobSpec, JobState, NewJob, Op, Payload, QueueName, Record,
     RequestId, Snapshot, SnapshotJob,
 };
 use proptest::prelude::*;
@@ -239,11 +239,11 @@ fn a_snapshot_naming_one_id_twice_is_refused_not_restored() {
     let mut snap = golden_snapshot();
     snap.jobs[1].id = snap.jobs[0].id.clone();
     let bytes = codec::encode_snapshot(&snap);
-    let e = Queue::recover_encoded(Config::default(), &bytes, [])
+    let e = Core::recover_encoded(Config::default(), &bytes, [])
         .err()
         .unwrap();
     assert!(e.to_string().contains("appears twice"), "{e}");
-    assert!(Queue::recover(Config::default(), Some(snap), []).is_err());
+    assert!(Core::recover(Config::default(), Some(snap), []).is_err());
 }
 
 #[test]
@@ -263,11 +263,11 @@ fn a_snapshot_that_would_overflow_a_counter_is_refused_not_restored() {
         ("sequence number", last_seq),
     ] {
         let bytes = codec::encode_snapshot(&snap);
-        let e = Queue::recover_encoded(Config::default(), &bytes, [])
+        let e = Core::recover_encoded(Config::default(), &bytes, [])
             .err()
             .unwrap_or_else(|| panic!("{what}: restored"));
         assert!(e.to_string().contains("impossible"), "{what}: {e}");
-        assert!(Queue::recover(Config::default(), Some(snap), []).is_err());
+        assert!(Core::recover(Config::default(), Some(snap), []).is_err());
     }
 }
 
@@ -275,7 +275,7 @@ fn a_snapshot_that_would_overflow_a_counter_is_refused_not_restored() {
 fn the_streaming_decoder_restores_the_golden_snapshot() {
     let snap = golden_snapshot();
     let bytes = codec::encode_snapshot(&snap);
-    let q = Queue::recover_encoded(Config::default(), &bytes, []).unwrap();
+    let q = Core::recover_encoded(Config::default(), &bytes, []).unwrap();
     q.check_invariants().unwrap();
     assert_eq!(q.snapshot(), snap);
     // Encoding straight from the queue gives the golden bytes too.
@@ -294,7 +294,7 @@ fn trailing_bytes_are_refused() {
 
 #[test]
 fn a_live_queue_snapshot_round_trips() {
-    let mut q = Queue::new(Config::default());
+    let mut q = Core::new(Config::default());
     let mut out = Vec::new();
     let jobs = (0..50)
         .map(|i| JobSpec::new(Payload::from_json(format!("{i}").as_bytes()).unwrap()))
@@ -352,12 +352,12 @@ proptest! {
         let p = pos % bytes.len();
         bytes[p] = val;
         let _ = codec::decode_snapshot(&bytes);
-        if let Ok(q) = Queue::recover_encoded(Config::default(), &bytes, []) {
+        if let Ok(q) = Core::recover_encoded(Config::default(), &bytes, []) {
             q.check_invariants().unwrap();
         }
         bytes.truncate(cut % (bytes.len() + 1));
         let _ = codec::decode_snapshot(&bytes);
-        let _ = Queue::recover_encoded(Config::default(), &bytes, []);
+        let _ = Core::recover_encoded(Config::default(), &bytes, []);
     }
 }
 

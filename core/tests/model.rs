@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use beaver_core::{
-    Config, Effect, Input, JobId, JobSpec, JobState, Limits, Op, Outcome, Payload, Queue, Record,
+    Config, Core, Effect, Input, JobId, JobSpec, JobState, Limits, Op, Outcome, Payload, Record,
     Reply, RequestId, RequeueTarget, Retention, RetryPolicy, codec,
 };
 use proptest::prelude::*;
@@ -250,7 +250,7 @@ fn config(workers: u32, prefetch: u32, records: RecordLimits) -> Config {
 }
 
 struct Harness {
-    q: Queue,
+    q: Core,
     config: Config,
     now: u64,
     /// The durable log (what a crash keeps).
@@ -273,7 +273,7 @@ struct Harness {
 impl Harness {
     fn new(config: Config) -> Harness {
         Harness {
-            q: Queue::new(config.clone()),
+            q: Core::new(config.clone()),
             config,
             now: 1_000,
             durable: Vec::new(),
@@ -438,7 +438,7 @@ impl Harness {
         let applied = self.q.snapshot();
         // What the log holds: everything synced. (Unsynced records are lost.)
         let log = self.durable.clone();
-        let plain = Queue::recover(self.config.clone(), None, log.clone()).unwrap();
+        let plain = Core::recover(self.config.clone(), None, log.clone()).unwrap();
         assert_eq!(
             plain.snapshot(),
             applied,
@@ -450,7 +450,7 @@ impl Harness {
         } else {
             cut as usize % (log.len() + 1)
         };
-        let partial = Queue::recover(self.config.clone(), None, log[..k].iter().cloned()).unwrap();
+        let partial = Core::recover(self.config.clone(), None, log[..k].iter().cloned()).unwrap();
         let snap = codec::decode_snapshot(&codec::encode_snapshot(&partial.snapshot())).unwrap();
         let encoded = codec::encode_snapshot(&partial.snapshot());
         assert_eq!(
@@ -478,13 +478,13 @@ impl Harness {
         );
         assert_eq!(pieces, encoded, "the pieces differ from the whole encoding");
         let streamed =
-            Queue::recover_encoded(self.config.clone(), &encoded, log.iter().cloned()).unwrap();
+            Core::recover_encoded(self.config.clone(), &encoded, log.iter().cloned()).unwrap();
         assert_eq!(
             streamed.snapshot(),
             applied,
             "the streaming snapshot decoder agrees"
         );
-        let recovered = Queue::recover(self.config.clone(), Some(snap), log).unwrap();
+        let recovered = Core::recover(self.config.clone(), Some(snap), log).unwrap();
         assert_eq!(
             recovered.snapshot(),
             applied,
@@ -495,7 +495,7 @@ impl Harness {
         // indexed (no `finish_rebuild`): it holds and finds the same jobs,
         // and on every third crash it carries on as the queue (its first
         // step indexes them).
-        let mut rebuilt = Queue::new(self.config.clone());
+        let mut rebuilt = Core::new(self.config.clone());
         for r in self.durable.iter().cloned() {
             rebuilt.apply_owned(r).unwrap();
         }

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use beaver_core::{
-    Config, Effect, Enqueued, Execution, Input, JobId, JobSpec, JobState, Limits, NewJob, Op,
-    Outcome, Payload, Queue, QueueName, Record, Rejection, Reply, RequestId, RequeueTarget,
-    Retention, RetryPolicy,
+    Config, Core, Effect, Enqueued, Execution, Input, JobId, JobSpec, JobState, Limits, NewJob, Op,
+    Outcome, Payload, QueueName, Record, Rejection, Reply, RequestId, RequeueTarget, Retention,
+    RetryPolicy,
 };
 
 fn id(s: &str) -> JobId {
@@ -39,13 +39,13 @@ fn config() -> Config {
 
 /// A queue on a scripted timeline.
 struct Script {
-    q: Queue,
+    q: Core,
 }
 
 impl Script {
     fn new(config: Config) -> Script {
         Script {
-            q: Queue::new(config),
+            q: Core::new(config),
         }
     }
 
@@ -1092,7 +1092,7 @@ fn delayed_jobs_wait_for_run_at_and_priority_orders_ready_jobs() {
     s.durable(10, 1);
     assert_eq!(s.q.next_deadline(), Some(110));
     let mut s2 = Script {
-        q: Queue::recover(
+        q: Core::recover(
             Config {
                 workers: 1,
                 ..config()
@@ -1126,7 +1126,7 @@ fn a_rebuild_indexes_its_ids_at_its_end_or_first_step_and_finds_them_before() {
         enqueue(2, (301..=600).map(assigned).collect()),
     ];
     let rebuilt = |log: &[Record]| {
-        let mut q = Queue::new(config());
+        let mut q = Core::new(config());
         for r in log {
             q.apply_owned(r.clone()).unwrap();
         }
@@ -1146,7 +1146,7 @@ fn a_rebuild_indexes_its_ids_at_its_end_or_first_step_and_finds_them_before() {
     assert_eq!(q.job("~457").map(|j| j.state), Some(JobState::Pending));
     assert_eq!(
         q.snapshot(),
-        Queue::recover(config(), None, log.clone())
+        Core::recover(config(), None, log.clone())
             .unwrap()
             .snapshot()
     );
@@ -1193,7 +1193,7 @@ fn recovery_fails_interrupted_attempts_so_they_count() {
         },
     ];
     let mut r = Script {
-        q: Queue::recover(config(), None, log).unwrap(),
+        q: Core::recover(config(), None, log).unwrap(),
     };
     assert_eq!(
         r.q.snapshot(),
@@ -1352,7 +1352,7 @@ fn recovery_refuses_records_that_do_not_fit_the_state() {
     ];
     for (op, why) in cases {
         let bad = Record { lsn: 2, at: 11, op };
-        let e = Queue::recover(config(), None, [enqueue.clone(), bad])
+        let e = Core::recover(config(), None, [enqueue.clone(), bad])
             .err()
             .expect("refused");
         assert!(e.to_string().contains(why), "{e}");
@@ -1399,7 +1399,7 @@ fn recovery_refuses_records_that_do_not_fit_the_state() {
             },
         },
     ];
-    let e = Queue::recover(config(), None, log).err().expect("refused");
+    let e = Core::recover(config(), None, log).err().expect("refused");
     assert!(e.to_string().contains("a retry is impossible"), "{e}");
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use beaver_core::{
-    Effect, Execution, Input, JobId, Outcome, Queue, Record, Reply, RequestId, codec,
+    Core, Effect, Execution, Input, JobId, Outcome, Record, Reply, RequestId, codec,
 };
 use beaver_io::{Disk, SnapshotStore, Wal, WalOptions};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
@@ -154,7 +154,7 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
     let queue_config = config.queue.clone();
     let base: Base = Box::new(move || match loaded {
         Some(l) => {
-            let q = Queue::recover_encoded(queue_config, l.body(), []).map_err(|e| {
+            let q = Core::recover_encoded(queue_config, l.body(), []).map_err(|e| {
                 EngineError::Snapshot {
                     path: l.path.clone(),
                     reason: e.to_string(),
@@ -172,7 +172,7 @@ pub async fn start<D: Disk, E: Executor, C: Clock, O: Observer>(
             }
             Ok(q)
         }
-        None => Ok(Queue::new(queue_config)),
+        None => Ok(Core::new(queue_config)),
     });
     let after = snapshot_lsn.unwrap_or(0);
     let mut replay = Replay::new(base);
@@ -341,7 +341,7 @@ struct Done {
 }
 
 struct CoreTask<D: Disk, E: Executor, C: Clock, O: Observer> {
-    queue: Queue,
+    queue: Core,
     clock: Arc<C>,
     executor: Arc<E>,
     observer: Arc<O>,

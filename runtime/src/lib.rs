@@ -6,7 +6,7 @@
 //! storage goes through [`beaver_io::Disk`] and execution through
 //! [`Executor`].
 //!
-//! Tasks: the core task (owns the [`beaver_core::Queue`], takes requests in
+//! Tasks: the core task (owns the [`beaver_core::Core`], takes requests in
 //! batches, steps the core, routes effects), the WAL task (encodes, writes,
 //! syncs; one fdatasync in flight with the next batch forming behind it),
 //! the snapshot task (folds snapshots off the core's task), and one task per

@@ -8,7 +8,7 @@
 //! their sum. Under madsim (threads are not simulated) the queue is built
 //! and the records applied inline, in the same order, with the same errors.
 
-use beaver_core::{Queue, Record, codec};
+use beaver_core::{Core, Record, codec};
 
 use crate::error::EngineError;
 
@@ -24,7 +24,7 @@ const BATCHES_IN_FLIGHT: usize = 64;
 
 /// Builds the queue the replayed records apply to (from a snapshot, or
 /// empty); runs on the applying thread.
-pub(crate) type Base = Box<dyn FnOnce() -> Result<Queue, EngineError> + Send>;
+pub(crate) type Base = Box<dyn FnOnce() -> Result<Core, EngineError> + Send>;
 
 /// Feeds replayed records to a queue; [`Replay::finish`] returns the queue,
 /// the count applied, and the first error if any: the base's, else the
@@ -50,12 +50,12 @@ struct Sink {
 /// The applying side: the queue, and what applying has done so far.
 struct Applier {
     /// `Err`: the base could not be built; records are then dropped.
-    queue: Result<Queue, EngineError>,
+    queue: Result<Core, EngineError>,
     applied: u64,
     error: Option<EngineError>,
 }
 
-type Applied = (Result<Queue, EngineError>, u64, Option<EngineError>);
+type Applied = (Result<Core, EngineError>, u64, Option<EngineError>);
 
 impl Applier {
     fn new(base: Base) -> Applier {
@@ -136,7 +136,7 @@ impl Replay {
     /// Waits for the base and every taken record to be applied. `Err` is
     /// the base's error, else the first record (by LSN) that could not be
     /// decoded or applied.
-    pub(crate) async fn finish(mut self) -> Result<(Queue, u64), EngineError> {
+    pub(crate) async fn finish(mut self) -> Result<(Core, u64), EngineError> {
         let rest = std::mem::take(&mut self.batch);
         self.sink.send(rest);
         let (queue, applied, apply_error) = self.sink.finish().await?;
@@ -236,14 +236,14 @@ mod tests {
 
     fn replay(
         bodies: impl IntoIterator<Item = (u64, Vec<u8>)>,
-    ) -> Result<(Queue, u64), EngineError> {
-        replay_onto(Box::new(|| Ok(Queue::new(Config::default()))), bodies)
+    ) -> Result<(Core, u64), EngineError> {
+        replay_onto(Box::new(|| Ok(Core::new(Config::default()))), bodies)
     }
 
     fn replay_onto(
         base: Base,
         bodies: impl IntoIterator<Item = (u64, Vec<u8>)>,
-    ) -> Result<(Queue, u64), EngineError> {
+    ) -> Result<(Core, u64), EngineError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -271,7 +271,7 @@ mod tests {
         })
     }
 
-    fn failed_at(r: Result<(Queue, u64), EngineError>) -> (u64, String) {
+    fn failed_at(r: Result<(Core, u64), EngineError>) -> (u64, String) {
         match r {
             Err(EngineError::Replay { lsn, reason }) => (lsn, reason),
             Err(e) => panic!("not a replay error: {e}"),
@@ -294,7 +294,7 @@ mod tests {
         // The base (a restored snapshot in the engine) holds LSNs 1-3; the
         // log after it is replayed onto it, across batches.
         let base: Base = Box::new(|| {
-            let mut q = Queue::new(Config::default());
+            let mut q = Core::new(Config::default());
             for lsn in 1..=3 {
                 let r = codec::decode_logged_record(lsn, &enqueue(lsn, 2)).unwrap();
                 q.apply_owned(r).unwrap();

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use beaver_core::{Config, Queue, codec};
+use beaver_core::{Config, Core, codec};
 use beaver_io::{Disk, SavedSnapshot, SnapshotStore};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -193,9 +193,9 @@ async fn build_and_save<D: Disk>(
     // The previous snapshot, then each record folded in as it is read (no
     // second copy of the log in memory).
     let mut q = match &prev {
-        Some(p) => Queue::recover_encoded(config, p.body(), [])
+        Some(p) => Core::recover_encoded(config, p.body(), [])
             .map_err(|e| format!("{}: {e}", p.path.display()))?,
-        None => Queue::new(config),
+        None => Core::new(config),
     };
     drop(prev);
     let mut bad: Option<String> = None;
@@ -410,7 +410,7 @@ mod tests {
             };
             let (done, saved) = oneshot::channel();
             // Bytes that would be told apart from the build's on disk.
-            let empty = codec::encode_queue_snapshot(&Queue::new(Config::default()));
+            let empty = codec::encode_queue_snapshot(&Core::new(Config::default()));
             tx.send(ToSnapshotter::Build { upto: 2 }).unwrap();
             tx.send(ToSnapshotter::Save {
                 lsn: 2,
@@ -427,7 +427,7 @@ mod tests {
                 .await
                 .unwrap();
             let loaded = store.load().await.unwrap().unwrap();
-            let q = Queue::recover_encoded(Config::default(), loaded.body(), []).unwrap();
+            let q = Core::recover_encoded(Config::default(), loaded.body(), []).unwrap();
             assert_eq!(
                 (loaded.lsn, q.stats().jobs.pending),
                 (2, 2),

@@ -385,7 +385,7 @@ fn status_of_a_data_dir_whose_covered_segments_were_removed() {
 
 /// Saves the empty state's snapshot under `lsn`'s name; returns its path.
 fn save_empty_snapshot(rt: &Runtime, dir: &Path, lsn: u64) -> PathBuf {
-    let body = beaver_core::codec::encode_queue_snapshot(&beaver_core::Queue::new(
+    let body = beaver_core::codec::encode_queue_snapshot(&beaver_core::Core::new(
         beaver_core::Config::default(),
     ));
     rt.block_on(async {
