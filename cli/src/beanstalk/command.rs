@@ -150,6 +150,35 @@ pub enum Verb {
 }
 
 impl Verb {
+    /// Every verb, in the protocol document's order.
+    pub const ALL: [Verb; 25] = [
+        Verb::Put,
+        Verb::Use,
+        Verb::Reserve,
+        Verb::ReserveWithTimeout,
+        Verb::ReserveJob,
+        Verb::Delete,
+        Verb::Release,
+        Verb::Bury,
+        Verb::Touch,
+        Verb::Watch,
+        Verb::Ignore,
+        Verb::Peek,
+        Verb::PeekReady,
+        Verb::PeekDelayed,
+        Verb::PeekBuried,
+        Verb::Kick,
+        Verb::KickJob,
+        Verb::StatsJob,
+        Verb::StatsTube,
+        Verb::Stats,
+        Verb::ListTubes,
+        Verb::ListTubeUsed,
+        Verb::ListTubesWatched,
+        Verb::PauseTube,
+        Verb::Quit,
+    ];
+
     /// The command's name on the wire (`"reserve-with-timeout"`).
     pub fn name(self) -> &'static str {
         match self {

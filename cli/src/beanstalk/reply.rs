@@ -85,7 +85,7 @@ impl Reply<'_> {
             Reply::Kicked(n) => write!(out, "KICKED {n}\r\n"),
             Reply::Ok(doc) => with_body(out, format_args!("OK"), doc),
             fixed => {
-                out.extend_from_slice(fixed.fixed_text().as_bytes());
+                out.extend_from_slice(fixed.word().as_bytes());
                 out.extend_from_slice(b"\r\n");
                 Ok(())
             }
@@ -99,8 +99,8 @@ impl Reply<'_> {
         out
     }
 
-    /// The text of a reply without arguments.
-    fn fixed_text(&self) -> &'static str {
+    /// The reply's first word (all of it for a reply without arguments).
+    pub fn word(&self) -> &'static str {
         match self {
             Reply::Buried => "BURIED",
             Reply::DeadlineSoon => "DEADLINE_SOON",
@@ -119,14 +119,14 @@ impl Reply<'_> {
             Reply::ExpectedCrlf => "EXPECTED_CRLF",
             Reply::JobTooBig => "JOB_TOO_BIG",
             Reply::Draining => "DRAINING",
-            Reply::Inserted(_)
-            | Reply::BuriedNew(_)
-            | Reply::Using(_)
-            | Reply::Reserved { .. }
-            | Reply::Found { .. }
-            | Reply::Watching(_)
-            | Reply::Kicked(_)
-            | Reply::Ok(_) => unreachable!("replies with arguments are encoded in encode"),
+            Reply::Inserted(_) => "INSERTED",
+            Reply::BuriedNew(_) => "BURIED",
+            Reply::Using(_) => "USING",
+            Reply::Reserved { .. } => "RESERVED",
+            Reply::Found { .. } => "FOUND",
+            Reply::Watching(_) => "WATCHING",
+            Reply::Kicked(_) => "KICKED",
+            Reply::Ok(_) => "OK",
         }
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-use super::server::{Options, Server, ServerCmd, server_or_skip};
+use super::server::{Options, Server, ServerCmd, available_or_skip, server_or_skip};
 use super::transcript::show;
 use super::wire::{Conn, data_len};
 
@@ -463,11 +463,13 @@ fn compare(
 
 #[test]
 fn random_sessions_get_the_same_replies_from_both_servers() {
-    if server_or_skip("random_sessions_get_the_same_replies_from_both_servers").is_none() {
+    let test = "random_sessions_get_the_same_replies_from_both_servers";
+    let Some(left) = available_or_skip(ServerCmd::reference(), test) else {
         return;
-    }
-    let left = ServerCmd::reference();
-    let right = ServerCmd::selected();
+    };
+    let Some(right) = server_or_skip(test) else {
+        return;
+    };
     let cases: u32 = std::env::var("BEAVER_BEANSTALK_DIFF_CASES")
         .ok()
         .and_then(|v| v.parse().ok())

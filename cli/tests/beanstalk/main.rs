@@ -131,34 +131,7 @@ fn transcripts_cover_every_command_and_error_reply() {
         .iter()
         .flat_map(|t| literal_text(&t.steps, false))
         .collect();
-    let verbs = [
-        Verb::Put,
-        Verb::Use,
-        Verb::Reserve,
-        Verb::ReserveWithTimeout,
-        Verb::ReserveJob,
-        Verb::Delete,
-        Verb::Release,
-        Verb::Bury,
-        Verb::Touch,
-        Verb::Watch,
-        Verb::Ignore,
-        Verb::Peek,
-        Verb::PeekReady,
-        Verb::PeekDelayed,
-        Verb::PeekBuried,
-        Verb::Kick,
-        Verb::KickJob,
-        Verb::StatsJob,
-        Verb::StatsTube,
-        Verb::Stats,
-        Verb::ListTubes,
-        Verb::ListTubeUsed,
-        Verb::ListTubesWatched,
-        Verb::PauseTube,
-        Verb::Quit,
-    ];
-    for verb in verbs {
+    for verb in Verb::ALL {
         let line = format!("{}\r\n", verb.name());
         let with_args = format!("{} ", verb.name());
         assert!(

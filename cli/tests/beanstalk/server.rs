@@ -68,7 +68,12 @@ impl ServerCmd {
 /// does not run: the reference is not installed here. Under CI (`CI` set)
 /// a missing server fails instead, since `.ci/run` installs it.
 pub fn server_or_skip(test: &str) -> Option<ServerCmd> {
-    let cmd = ServerCmd::selected();
+    available_or_skip(ServerCmd::selected(), test)
+}
+
+/// `cmd` if it can run; else `None`, after saying so as
+/// [`server_or_skip`] does.
+pub fn available_or_skip(cmd: ServerCmd, test: &str) -> Option<ServerCmd> {
     if cmd.available() {
         return Some(cmd);
     }
