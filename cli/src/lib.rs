@@ -6,6 +6,7 @@
 //! in `beaver-runtime`; this crate adapts them to HTTP, files and a
 //! terminal. The binary (`src/main.rs`) only parses arguments and calls in.
 
+pub mod beanstalk;
 pub mod bench;
 pub mod client;
 pub mod commands;
