@@ -115,7 +115,7 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
 
 /// Encodes the queue's snapshot: the same bytes as
 /// `encode_snapshot(&queue.snapshot())`, without copying the jobs first.
-pub fn encode_queue_snapshot(queue: &crate::queue::Core) -> Vec<u8> {
+pub fn encode_queue_snapshot(queue: &crate::machine::Core) -> Vec<u8> {
     let mut encoder = SnapshotEncoder::new(queue);
     let mut out = Vec::with_capacity(64 + encoder.view.job_count() * 128);
     encoder.fill(&mut out, usize::MAX);
@@ -148,7 +148,7 @@ enum NextPiece {
 
 impl<'a> SnapshotEncoder<'a> {
     /// An encoder of the queue's current state (borrowed until it is done).
-    pub fn new(queue: &'a crate::queue::Core) -> Self {
+    pub fn new(queue: &'a crate::machine::Core) -> Self {
         SnapshotEncoder {
             view: crate::snapshot::SnapshotRef::of(queue.state()),
             next: NextPiece::Head,

@@ -54,10 +54,10 @@ pub mod config;
 mod index;
 mod invariants;
 pub mod job;
+mod machine;
 #[cfg(feature = "mutants")]
 pub mod mutants;
 pub mod protocol;
-pub mod queue;
 pub mod record;
 pub mod record_size;
 mod remembered;
@@ -72,10 +72,10 @@ pub mod time;
 pub use codec::{DecodeError, decode_record, decode_snapshot, encode_record, encode_snapshot};
 pub use config::{Config, Dedup, Limits, Retention, RetryPolicy};
 pub use job::{JobId, JobSpec, JobState, JobView, NewJob, Payload, QueueName};
+pub use machine::{Core, RecoverError};
 pub use protocol::{
     Effect, Enqueued, Execution, Input, Outcome, Rejection, Reply, RequestId, RequeueTarget,
 };
-pub use queue::{Core, RecoverError};
 pub use record::{Lsn, Op, Record};
 pub use snapshot::{Snapshot, SnapshotJob};
 pub use state::ApplyError;

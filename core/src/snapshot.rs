@@ -266,7 +266,7 @@ fn entry(j: SnapshotJob, queue: u32) -> Entry {
         state: j.state,
         place: Place::Nowhere,
         reserved: false,
-        running: false,
+        held: false,
     }
 }
 
