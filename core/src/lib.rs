@@ -67,6 +67,8 @@ mod sorted_set;
 mod state;
 pub mod stats;
 mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 
 pub use codec::{DecodeError, decode_record, decode_snapshot, encode_record, encode_snapshot};
