@@ -1,4 +1,4 @@
-//! The job table: every job the queue knows, addressable by id and by slot.
+//! The job table: every job the core knows, addressable by id and by slot.
 
 use crate::index::IdIndex;
 use crate::job::{JobId, JobState, Payload};
