@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use beaver_core::testing::{self, Driver};
 use beaver_core::{
-    Config, Core, Effect, Execution, JobId, JobSpec, JobState, Limits, Op, Outcome, Payload,
-    Record, Reply, RequestId, RequeueTarget, Retention, RetryPolicy, codec,
+    Config, Core, Effect, Execution, JobId, JobSpec, JobState, Limits, NewJob, Op, Outcome,
+    Payload, Record, Reply, RequestId, RequeueTarget, Retention, RetryPolicy, codec,
 };
 use proptest::prelude::*;
 
@@ -56,28 +56,7 @@ impl Model {
                 .clone()
         };
         match &r.op {
-            Op::Enqueue { jobs } => {
-                for j in jobs {
-                    assert!(
-                        !self.jobs.contains_key(j.id.as_str())
-                            && !self.remembered.contains(j.id.as_str())
-                    );
-                    self.ever.insert(j.id.to_string());
-                    self.jobs.insert(
-                        j.id.to_string(),
-                        MJob {
-                            state: JobState::Pending,
-                            attempt: 0,
-                            max_attempts: j.max_attempts,
-                            priority: j.priority,
-                            queue: j.queue.to_string(),
-                            payload: Some(j.payload.as_bytes().to_vec()),
-                            last_error: None,
-                            run_at: j.run_at,
-                        },
-                    );
-                }
-            }
+            Op::Enqueue { jobs } => jobs.iter().for_each(|j| self.enqueue(j)),
             Op::Dispatch { id, attempt, .. } => {
                 let mut j = job(self, id);
                 assert_eq!(j.state, JobState::Pending);
@@ -106,24 +85,7 @@ impl Model {
                 let mut j = job(self, id);
                 assert_eq!((j.state, j.attempt), (JobState::InFlight, *attempt));
                 j.last_error = Some(error.clone());
-                match retry_at {
-                    Some(t) => {
-                        assert!(
-                            *attempt < j.max_attempts,
-                            "a retry is proposed only with attempts left"
-                        );
-                        j.state = JobState::Pending;
-                        j.run_at = *t;
-                    }
-                    None => {
-                        assert_eq!(
-                            *attempt, j.max_attempts,
-                            "dead only when attempts are used up"
-                        );
-                        j.state = JobState::Dead;
-                    }
-                }
-                self.jobs.insert(id.to_string(), j);
+                self.fail(id, j, *retry_at);
             }
             Op::Release { id, attempt } => {
                 let mut j = job(self, id);
@@ -133,19 +95,8 @@ impl Model {
                 self.jobs.insert(id.to_string(), j);
             }
             Op::Cancel { id } => {
-                let mut j = job(self, id);
-                match j.state {
-                    JobState::Pending => {}
-                    // Its attempt was handed out and never started (the
-                    // harness checks that when the core takes it back).
-                    JobState::InFlight => j.attempt -= 1,
-                    s => {
-                        panic!("cancel of a job {s:?}: only pending or waiting jobs are cancelled")
-                    }
-                }
-                j.state = JobState::Cancelled;
-                j.payload = None;
-                self.jobs.insert(id.to_string(), j);
+                let j = job(self, id);
+                self.cancel(id, j);
             }
             Op::Requeue { ids } => {
                 for id in ids {
@@ -157,19 +108,76 @@ impl Model {
                     self.jobs.insert(id.to_string(), j);
                 }
             }
-            Op::Purge { jobs, forget } => {
-                for id in jobs {
-                    let j = self.jobs.remove(id.as_str()).expect("purged job exists");
-                    assert!(j.state.is_final(), "only final jobs are purged");
-                    self.remembered.insert(id.to_string());
-                }
-                for id in forget {
-                    assert!(
-                        self.remembered.remove(id.as_str()),
-                        "only remembered ids are forgotten"
-                    );
-                }
+            Op::Purge { jobs, forget } => self.purge(jobs, forget),
+        }
+    }
+
+    fn enqueue(&mut self, j: &NewJob) {
+        assert!(!self.jobs.contains_key(j.id.as_str()) && !self.remembered.contains(j.id.as_str()));
+        self.ever.insert(j.id.to_string());
+        self.jobs.insert(
+            j.id.to_string(),
+            MJob {
+                state: JobState::Pending,
+                attempt: 0,
+                max_attempts: j.max_attempts,
+                priority: j.priority,
+                queue: j.queue.to_string(),
+                payload: Some(j.payload.as_bytes().to_vec()),
+                last_error: None,
+                run_at: j.run_at,
+            },
+        );
+    }
+
+    /// Job `id` (`j`, its failed attempt checked) retries or is dead.
+    fn fail(&mut self, id: &JobId, mut j: MJob, retry_at: Option<u64>) {
+        match retry_at {
+            Some(t) => {
+                assert!(
+                    j.attempt < j.max_attempts,
+                    "a retry is proposed only with attempts left"
+                );
+                j.state = JobState::Pending;
+                j.run_at = t;
             }
+            None => {
+                assert_eq!(
+                    j.attempt, j.max_attempts,
+                    "dead only when attempts are used up"
+                );
+                j.state = JobState::Dead;
+            }
+        }
+        self.jobs.insert(id.to_string(), j);
+    }
+
+    fn cancel(&mut self, id: &JobId, mut j: MJob) {
+        match j.state {
+            JobState::Pending => {}
+            // Its attempt was handed out and never started (the driver
+            // checks that when the core takes it back).
+            JobState::InFlight => j.attempt -= 1,
+            s => {
+                panic!("cancel of a job {s:?}: only pending or waiting jobs are cancelled")
+            }
+        }
+        j.state = JobState::Cancelled;
+        j.payload = None;
+        self.jobs.insert(id.to_string(), j);
+    }
+
+    fn purge(&mut self, jobs: &[JobId], forget: &[JobId]) {
+        for id in jobs {
+            let j = self.jobs.remove(id.as_str()).expect("purged job exists");
+            assert!(j.state.is_final(), "only final jobs are purged");
+            self.remembered.insert(id.to_string());
+        }
+        for id in forget {
+            assert!(
+                self.remembered.remove(id.as_str()),
+                "only remembered ids are forgotten"
+            );
         }
     }
 }
@@ -390,31 +398,7 @@ impl Harness {
         };
         let partial = Core::recover(self.config.clone(), None, log[..k].iter().cloned()).unwrap();
         let snap = codec::decode_snapshot(&codec::encode_snapshot(&partial.snapshot())).unwrap();
-        let encoded = codec::encode_snapshot(&partial.snapshot());
-        assert_eq!(
-            codec::encode_queue_snapshot(&partial),
-            encoded,
-            "encoding from the queue and from its snapshot differ"
-        );
-        // Piece by piece (as snapshots are written), at a random piece size.
-        let piece = 1 + cut as usize % 97;
-        let mut encoder = codec::SnapshotEncoder::new(&partial);
-        let (mut pieces, mut buf) = (Vec::new(), Vec::new());
-        loop {
-            buf.clear();
-            let more = encoder.fill(&mut buf, piece);
-            pieces.extend_from_slice(&buf);
-            if !more {
-                break;
-            }
-            assert!(buf.len() >= piece, "a piece before the last is short");
-        }
-        buf.clear();
-        assert!(
-            !encoder.fill(&mut buf, piece) && buf.is_empty(),
-            "a finished encoder appends nothing"
-        );
-        assert_eq!(pieces, encoded, "the pieces differ from the whole encoding");
+        let encoded = check_snapshot_encodings(&partial, cut);
         let streamed =
             Core::recover_encoded(self.config.clone(), &encoded, log.iter().cloned()).unwrap();
         assert_eq!(
@@ -570,6 +554,37 @@ impl Harness {
             .collect();
         assert!(stuck.is_empty(), "jobs never finished: {stuck:?}");
     }
+}
+
+/// Encoding a core's snapshot gives the same bytes whole, from the core, and
+/// piece by piece (as snapshots are written, at a piece size from `cut`);
+/// returns them.
+fn check_snapshot_encodings(core: &Core, cut: u8) -> Vec<u8> {
+    let encoded = codec::encode_snapshot(&core.snapshot());
+    assert_eq!(
+        codec::encode_queue_snapshot(core),
+        encoded,
+        "encoding from the queue and from its snapshot differ"
+    );
+    let piece = 1 + cut as usize % 97;
+    let mut encoder = codec::SnapshotEncoder::new(core);
+    let (mut pieces, mut buf) = (Vec::new(), Vec::new());
+    loop {
+        buf.clear();
+        let more = encoder.fill(&mut buf, piece);
+        pieces.extend_from_slice(&buf);
+        if !more {
+            break;
+        }
+        assert!(buf.len() >= piece, "a piece before the last is short");
+    }
+    buf.clear();
+    assert!(
+        !encoder.fill(&mut buf, piece) && buf.is_empty(),
+        "a finished encoder appends nothing"
+    );
+    assert_eq!(pieces, encoded, "the pieces differ from the whole encoding");
+    encoded
 }
 
 /// The `i`-th (modulo) attempt handed out, if any.
