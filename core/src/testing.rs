@@ -79,8 +79,8 @@ pub struct Driver {
     log: Vec<Record>,
     /// Appended records not yet synced: what a crash loses.
     unsynced: Vec<Arc<Record>>,
-    /// The latest snapshot taken, encoded, with its LSN.
-    snapshot: Option<(Lsn, Vec<u8>)>,
+    /// The latest snapshot taken, encoded.
+    snapshot: Option<Vec<u8>>,
     /// Attempts handed out ([`Effect::Execute`]) with no outcome yet, in
     /// the order given.
     executions: Vec<Execution>,
@@ -93,19 +93,23 @@ pub struct Driver {
 impl Driver {
     /// A driver of an empty core.
     pub fn new(config: Config) -> Driver {
-        Driver::with_core(Core::new(config))
+        let mut d = Driver::with_core(Core::new(config));
+        d.snapshot = None;
+        d
     }
 
-    /// A driver of `core` (built by a test, e.g. recovered), with an empty
-    /// log: records it held before are not this driver's to replay.
+    /// A driver of `core` (built by a test, e.g. recovered). Its durable
+    /// state becomes the driver's snapshot, so a [`Driver::crash`] recovers
+    /// it, plus what this driver's log adds.
     pub fn with_core(core: Core) -> Driver {
+        let snapshot = codec::encode_queue_snapshot(&core);
         Driver {
             now: core.now(),
             high: core.now(),
             core,
             log: Vec::new(),
             unsynced: Vec::new(),
-            snapshot: None,
+            snapshot: Some(snapshot),
             executions: Vec::new(),
             started: BTreeMap::new(),
             steps: 0,
@@ -418,16 +422,14 @@ impl Driver {
     /// Takes a snapshot of the durable state, as the runtime writes one;
     /// the next [`Driver::crash`] recovers from it.
     pub fn take_snapshot(&mut self) {
-        let lsn = self.core.applied_lsn();
-        self.snapshot = Some((lsn, codec::encode_queue_snapshot(&self.core)));
+        self.snapshot = Some(codec::encode_queue_snapshot(&self.core));
     }
 
     /// Crashes and recovers the way production does ([`rebuild`]): what
     /// was not synced is lost, and so are the attempts handed out.
     pub fn crash(&mut self) {
         let config = self.core.config().clone();
-        let snapshot = self.snapshot.as_ref().map(|(_, bytes)| bytes.as_slice());
-        match rebuild(config, snapshot, &self.log) {
+        match rebuild(config, self.snapshot.as_deref(), &self.log) {
             Ok(core) => self.restart(core),
             Err(e) => panic!("the durable log does not recover: {e}"),
         }

@@ -7,7 +7,7 @@
 mod common;
 
 use beaver_core::testing::Driver;
-use beaver_core::{Core, JobId, JobState, NewJob, Op, Record};
+use beaver_core::{Core, JobId, JobState, NewJob, Op, Outcome, Record};
 use common::*;
 
 fn enqueue_record(lsn: u64, jobs: Vec<NewJob>) -> Record {
@@ -201,4 +201,16 @@ fn a_retry_after_the_last_allowed_attempt_is_refused() {
     ];
     let e = Core::recover(config(), None, log).err().expect("refused");
     assert!(e.to_string().contains("a retry is impossible"), "{e}");
+}
+
+#[test]
+fn a_crash_recovers_the_snapshot_and_the_synced_records_after_it() {
+    let mut d = with_one_attempt();
+    d.take_snapshot();
+    d.at(20).outcome("a", 1, Outcome::Succeeded);
+    d.sync_all();
+    let applied = d.core().snapshot();
+    d.crash();
+    assert_eq!(d.core().snapshot(), applied);
+    assert_eq!(d.core().job("a").unwrap().state, JobState::Completed);
 }
