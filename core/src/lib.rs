@@ -61,9 +61,11 @@
 //!      already ended it.
 //! 4. **Shut down gracefully**: step `StopDispatching`; give back the
 //!    attempts waiting for a worker with [`Outcome::NotStarted`] (they do
-//!    not count); let running ones finish (or abort them after a grace
-//!    period); once [`Core::next_lsn`] is [`Core::applied_lsn`]` + 1` every
-//!    proposal is durable: snapshot and exit.
+//!    not count); let running ones finish and report their outcomes (one
+//!    still running after a grace period may be stopped unreported: it
+//!    counts, failed as interrupted at the next start); once
+//!    [`Core::next_lsn`] is [`Core::applied_lsn`]` + 1` every proposal is
+//!    durable: snapshot and exit.
 //!
 //! After a crash nothing is owed: the next start is step 1. What was not
 //! synced is lost (no client was told otherwise), and attempts that were
