@@ -45,15 +45,27 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let only = std::env::var("BEAVER_BENCH_ONLY").ok();
     let payload = Payload::from_json(br#""0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123""#)
         .expect("valid JSON");
     let paused = Config {
         workers: 0,
         ..Config::default()
     };
-    let mut out: Vec<Effect> = Vec::with_capacity(64);
+    let q = enqueue_apply(n, &payload, &paused);
+    if only.as_deref() == Some("enqueue") {
+        return;
+    }
+    if !snapshot_and_recovery(q, n, &paused, only.as_deref() == Some("recovery")) {
+        return;
+    }
+    dispatch_complete(n, &payload);
+}
 
-    // Enqueue + apply: one job per request, each made durable at once.
+/// Enqueue + apply: one job per request, each made durable at once.
+/// Returns the core, holding `n` pending jobs.
+fn enqueue_apply(n: u64, payload: &Payload, paused: &Config) -> Core {
+    let mut out: Vec<Effect> = Vec::with_capacity(64);
     let before = LIVE.load(Ordering::Relaxed);
     let mut q = Core::new(paused.clone());
     let t = Instant::now();
@@ -83,21 +95,22 @@ fn main() {
         payload.len(),
         held >> 20
     );
-    if std::env::var("BEAVER_BENCH_ONLY").as_deref() == Ok("enqueue") {
-        return;
-    }
+    q
+}
 
-    // Snapshot encode / decode / recovery fold.
+/// Snapshot encode / decode / recovery fold of `q`. With `recovery_only`,
+/// recovers three times without printing (for profiles) and returns false.
+fn snapshot_and_recovery(q: Core, n: u64, paused: &Config, recovery_only: bool) -> bool {
     let t = Instant::now();
-    // What the snapshot build does: encode straight from the queue.
+    // What the snapshot build does: encode straight from the core.
     let bytes = codec::encode_queue_snapshot(&q);
     let encode = t.elapsed().as_secs_f64();
-    if std::env::var("BEAVER_BENCH_ONLY").as_deref() == Ok("recovery") {
+    if recovery_only {
         drop(q);
         for _ in 0..3 {
             let _ = Core::recover_encoded(paused.clone(), &bytes, []).expect("recovers");
         }
-        return;
+        return false;
     }
     let t = Instant::now();
     let decoded = codec::decode_snapshot(&bytes).expect("snapshot decodes");
@@ -125,8 +138,12 @@ fn main() {
     );
     assert_eq!(streamed.stats().jobs.pending, n);
     drop((q, streamed, bytes));
+    true
+}
 
-    // Dispatch + complete: 8 workers, 8 prefetched, every record durable at once.
+/// Dispatch + complete: 8 workers, 8 prefetched, every record durable at once.
+fn dispatch_complete(n: u64, payload: &Payload) {
+    let mut out: Vec<Effect> = Vec::with_capacity(64);
     let mut q = Core::new(Config {
         workers: 8,
         prefetch: 8,
@@ -171,12 +188,13 @@ fn main() {
         let Some((id, attempt)) = pending.pop() else {
             break;
         };
+        let outcome = Outcome::Succeeded;
         q.step(
             2,
             Input::Outcome {
                 id,
                 attempt,
-                outcome: Outcome::Succeeded,
+                outcome,
             },
             &mut out,
         );

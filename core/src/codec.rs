@@ -113,20 +113,20 @@ pub fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
     out
 }
 
-/// Encodes the queue's snapshot: the same bytes as
-/// `encode_snapshot(&queue.snapshot())`, without copying the jobs first.
-pub fn encode_queue_snapshot(queue: &crate::queue::Core) -> Vec<u8> {
-    let mut encoder = SnapshotEncoder::new(queue);
+/// Encodes the core's snapshot: the same bytes as
+/// `encode_snapshot(&core.snapshot())`, without copying the jobs first.
+pub fn encode_queue_snapshot(core: &crate::machine::Core) -> Vec<u8> {
+    let mut encoder = SnapshotEncoder::new(core);
     let mut out = Vec::with_capacity(64 + encoder.view.job_count() * 128);
     encoder.fill(&mut out, usize::MAX);
     out
 }
 
-/// Encodes a queue's snapshot piece by piece, so that it can be written
+/// Encodes a core's snapshot piece by piece, so that it can be written
 /// out without ever being whole in memory.
 ///
 /// Guarantees: the pieces, concatenated, are exactly the bytes of
-/// [`encode_queue_snapshot`] (and of `encode_snapshot(&queue.snapshot())`),
+/// [`encode_queue_snapshot`] (and of `encode_snapshot(&core.snapshot())`),
 /// whatever sizes are asked for.
 pub struct SnapshotEncoder<'a> {
     view: crate::snapshot::SnapshotRef<'a>,
@@ -147,10 +147,10 @@ enum NextPiece {
 }
 
 impl<'a> SnapshotEncoder<'a> {
-    /// An encoder of the queue's current state (borrowed until it is done).
-    pub fn new(queue: &'a crate::queue::Core) -> Self {
+    /// An encoder of the core's current state (borrowed until it is done).
+    pub fn new(core: &'a crate::machine::Core) -> Self {
         SnapshotEncoder {
-            view: crate::snapshot::SnapshotRef::of(queue.state()),
+            view: crate::snapshot::SnapshotRef::of(core.state()),
             next: NextPiece::Head,
         }
     }

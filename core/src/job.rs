@@ -329,11 +329,12 @@ impl JobSpec {
 /// A job as it is written in an enqueue record: every default resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewJob {
-    /// The id (client-given or assigned).
+    /// The id (client-given or assigned), new to the core.
     pub id: JobId,
-    /// The queue.
+    /// The named queue the job waits in (the default one if the client
+    /// named none).
     pub queue: QueueName,
-    /// The payload.
+    /// The payload handed to every attempt.
     pub payload: Payload,
     /// Higher runs first.
     pub priority: i32,
@@ -385,11 +386,12 @@ impl JobState {
 /// A read-only copy of one job's durable state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobView {
-    /// The id.
+    /// The job's id: unique among the jobs the core holds and the ids it
+    /// remembers.
     pub id: JobId,
-    /// The queue.
+    /// The named queue the job waits in.
     pub queue: QueueName,
-    /// The state.
+    /// The job's durable state (never one whose record is not durable).
     pub state: JobState,
     /// The payload; `None` once completed or cancelled (nothing will run
     /// the job again, so its memory is released).

@@ -1,4 +1,5 @@
 //! The core's vocabulary with its driver: inputs in, effects out, replies.
+//! The crate docs give the contract that ties them together.
 
 use std::sync::Arc;
 
@@ -13,64 +14,70 @@ use crate::stats::Status;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
 
-/// Something that happened, handed to [`crate::Core::step`].
+/// Something that happened, handed to [`crate::Core::step`]. The crate
+/// docs say when a driver must send each one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// A client asks to enqueue jobs, all or nothing.
     Enqueue {
-        /// Echoed in the reply.
+        /// Echoed in the [`Reply::Enqueued`].
         req: RequestId,
-        /// The jobs.
+        /// The jobs, at most `limits.batch_jobs_max`; a known id is a
+        /// duplicate and adds nothing.
         jobs: Vec<JobSpec>,
     },
-    /// A client asks to cancel a pending job.
+    /// A client asks to cancel a pending job (or one whose attempt waits
+    /// for a worker).
     Cancel {
-        /// Echoed in the reply.
+        /// Echoed in the [`Reply::Cancelled`].
         req: RequestId,
-        /// The job.
+        /// The job to cancel; an unknown id is answered `NotFound`.
         id: JobId,
     },
     /// A client asks to requeue dead jobs.
     Requeue {
-        /// Echoed in the reply.
+        /// Echoed in the [`Reply::Requeued`].
         req: RequestId,
-        /// Which jobs.
+        /// Which dead jobs.
         target: RequeueTarget,
     },
     /// A client reads one job.
     Get {
-        /// Echoed in the reply.
+        /// Echoed in the [`Reply::Job`].
         req: RequestId,
-        /// The job.
+        /// The job to read.
         id: JobId,
     },
     /// A client lists dead jobs, newest first.
     ListDead {
-        /// Echoed in the reply.
+        /// Echoed in the [`Reply::Dead`].
         req: RequestId,
         /// At most this many.
         limit: usize,
     },
-    /// A client reads the queue's status.
+    /// A client reads the core's status.
     Status {
-        /// Echoed in the reply.
+        /// Echoed in the [`Reply::Status`].
         req: RequestId,
     },
-    /// Every record with an LSN `<= upto` is durable.
+    /// Every record with an LSN `<= upto` is durable. Send it only once the
+    /// log's own sync of those records returned.
     Durable {
         /// The highest durable LSN.
         upto: Lsn,
     },
-    /// Records from `from_lsn` on were not written and never will be.
+    /// Records from `from_lsn` on were not written and never will be. The
+    /// core takes them back and proposes again from `from_lsn`.
     AppendFailed {
-        /// The first record that failed.
+        /// The first record the log refused.
         from_lsn: Lsn,
-        /// Why, for the affected clients.
+        /// Why, for the clients whose requests fail with it.
         error: String,
     },
-    /// An attempt finished.
+    /// An attempt from [`Effect::Execute`] ended. An outcome of an attempt
+    /// the core already ended (aborted, or an older one) changes nothing.
     Outcome {
-        /// The job.
+        /// The job the attempt belongs to.
         id: JobId,
         /// The attempt, as given in [`Effect::Execute`].
         attempt: u32,
@@ -80,81 +87,98 @@ pub enum Input {
     /// An attempt from [`Effect::Execute`] began running on a worker. Its
     /// lease (the job's timeout plus the lease slack) counts from this
     /// step: an attempt handed out ahead of a free worker waits without a
-    /// deadline, so a queue of attempts behind slow ones never expires.
+    /// deadline, so a queue of attempts behind slow ones never expires. A
+    /// driver that never sends it never expires a hung attempt. Reports of
+    /// another attempt, or a second report, change nothing.
     Started {
-        /// The job.
+        /// The job the attempt belongs to.
         id: JobId,
         /// The attempt, as given in [`Effect::Execute`].
         attempt: u32,
     },
-    /// Time passed; nothing else happened.
+    /// Time passed; nothing else happened. Send it no later than
+    /// [`crate::Core::next_deadline`].
     Tick,
     /// Whether the disk is in its space reserve: while `true` new enqueues
     /// are refused, every other transition still goes on.
     DiskFull(bool),
-    /// Stop starting jobs (graceful shutdown); running ones may finish.
+    /// Stop starting jobs (graceful shutdown): nothing more is dispatched
+    /// or enqueued; running attempts may finish.
     StopDispatching,
 }
 
 /// Which dead jobs a requeue targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequeueTarget {
-    /// One job by id.
+    /// One job by id; it must be dead.
     One(JobId),
-    /// Every dead job.
+    /// Every dead job (none is fine: the answer is 0).
     AllDead,
 }
 
 /// How an attempt went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    /// It succeeded.
+    /// It succeeded: the job completes.
     Succeeded,
-    /// It failed with this error text.
+    /// It failed with this error text (its tail is kept, bounded): the job
+    /// retries after backoff, or is dead once its attempts are used up.
     Failed(String),
-    /// It ran past its timeout and was killed.
+    /// It ran past its timeout and was killed: a failed attempt.
     TimedOut,
-    /// It was never started (the runtime is shutting down).
+    /// It was never started (the driver gives it back, e.g. shutting
+    /// down): the job is pending again and the attempt does not count.
     NotStarted,
 }
 
 /// One attempt to run, handed to an executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Execution {
-    /// The job.
+    /// The job to run.
     pub id: JobId,
-    /// The attempt number (1 for the first).
+    /// The attempt number (1 for the first); name it in
+    /// [`Input::Started`] and [`Input::Outcome`].
     pub attempt: u32,
-    /// The payload.
+    /// The job's payload, valid JSON.
     pub payload: Payload,
-    /// How long the attempt may run.
+    /// How long the attempt may run; the core's lease is this plus the
+    /// lease slack, counted from [`Input::Started`].
     pub timeout_ms: u64,
 }
 
-/// Something the driver must do, in the order given.
+/// Something the driver must do.
 ///
-/// Every effect may be carried out at once: the core itself holds back
-/// replies and executions until the records they depend on are durable.
+/// Carry out the effects of a step in the order given, each as soon as it
+/// is read: none waits for anything, because the core itself held back
+/// replies and executions until the records they depend on were durable.
+/// Two orders matter: records reach the log in the order given (their LSN
+/// order), and executions start in the order given. A reply may go out
+/// before the records appended in the same step reach the log.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Append this record to the log; report [`Input::Durable`] once synced.
+    /// Append this record to the log, after every record appended before;
+    /// report [`Input::Durable`] once it is synced, or
+    /// [`Input::AppendFailed`] if the log refuses it.
     Append(Arc<Record>),
-    /// Answer a request.
+    /// Answer a request now.
     Reply {
-        /// The request.
+        /// The request's id, as the driver gave it.
         req: RequestId,
-        /// The answer.
+        /// The answer: for a change, sent only once it is durable.
         reply: Reply,
     },
     /// Run one attempt of a job (its dispatch record is durable), in the
     /// order given, when a worker is free; report [`Input::Started`] when
     /// it begins and [`Input::Outcome`] when it ends.
     Execute(Execution),
-    /// Stop the attempt if it still runs: its lease expired.
+    /// End this attempt: stop it if it runs, drop it if it still waits for
+    /// a worker. Its lease expired (it fails), or its job was cancelled
+    /// while it waited (it never counted). The core has already ended the
+    /// attempt: an outcome reported for it changes nothing.
     Abort {
-        /// The job.
+        /// The job the attempt belongs to.
         id: JobId,
-        /// The attempt.
+        /// The attempt to end.
         attempt: u32,
     },
 }
@@ -168,7 +192,8 @@ pub struct Enqueued {
     pub duplicate: bool,
 }
 
-/// The answer to a request.
+/// The answer to a request. A change is confirmed only once durable; a
+/// read answers at once from the durable state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     /// For [`Input::Enqueue`]: sent only once every job in it is durable.
@@ -181,7 +206,8 @@ pub enum Reply {
     Job(Option<JobView>),
     /// For [`Input::ListDead`]: dead jobs, newest first.
     Dead(Vec<JobView>),
-    /// For [`Input::Status`].
+    /// For [`Input::Status`]: figures, in-flight attempts and the newest
+    /// dead jobs.
     Status(Box<Status>),
 }
 
@@ -226,7 +252,7 @@ pub enum Rejection {
         /// The storage error.
         reason: String,
     },
-    /// The queue is shutting down.
+    /// The core is shutting down ([`Input::StopDispatching`]).
     Stopping,
 }
 

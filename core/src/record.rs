@@ -19,7 +19,7 @@ pub struct Record {
     pub lsn: Lsn,
     /// The (clamped) time at which the record was proposed.
     pub at: UnixMillis,
-    /// The change.
+    /// The change; applying it depends on nothing else.
     pub op: Op,
 }
 
@@ -33,7 +33,7 @@ pub enum Op {
     },
     /// A pending job is leased to a worker for its `attempt`-th attempt.
     Dispatch {
-        /// The job.
+        /// The job leased; it is pending when the record applies.
         id: JobId,
         /// The attempt number this lease starts (1 for the first).
         attempt: u32,
@@ -44,14 +44,15 @@ pub enum Op {
     },
     /// The attempt succeeded.
     Complete {
-        /// The job.
+        /// The job completed; in flight on `attempt` when the record applies.
         id: JobId,
         /// The attempt that succeeded.
         attempt: u32,
     },
     /// The attempt failed (error, timeout, lost lease or restart).
     Fail {
-        /// The job.
+        /// The job whose attempt failed; in flight on `attempt` when the
+        /// record applies.
         id: JobId,
         /// The attempt that failed.
         attempt: u32,
@@ -63,7 +64,7 @@ pub enum Op {
     /// A leased attempt never started (graceful shutdown): the job returns
     /// to pending and the attempt is not counted.
     Release {
-        /// The job.
+        /// The job given back; in flight on `attempt` when the record applies.
         id: JobId,
         /// The attempt given back.
         attempt: u32,
@@ -71,12 +72,12 @@ pub enum Op {
     /// A pending job is cancelled, or an in-flight one whose attempt was
     /// handed out but never started (that attempt does not count).
     Cancel {
-        /// The job.
+        /// The job cancelled; pending or in flight when the record applies.
         id: JobId,
     },
     /// Dead jobs go back to pending with a fresh set of attempts.
     Requeue {
-        /// The jobs.
+        /// Dead jobs, each named once; all of them apply or none.
         ids: Vec<JobId>,
     },
     /// Finished jobs are removed (their ids kept for deduplication), and

@@ -11,7 +11,7 @@ use crate::time::UnixMillis;
 
 /// The durable state at `lsn`.
 ///
-/// Guarantees: canonical — two queues with the same durable state give
+/// Guarantees: canonical — two cores with the same durable state give
 /// equal snapshots (jobs in acceptance order, remembered ids in purge
 /// order), so snapshots can be compared to check recovery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +37,7 @@ pub struct SnapshotJob {
     pub seq: u64,
     /// Id.
     pub id: JobId,
-    /// Core, as an index into [`Snapshot::queues`].
+    /// Its named queue, as an index into [`Snapshot::queues`].
     pub queue: u32,
     /// State.
     pub state: JobState,
@@ -266,7 +266,7 @@ fn entry(j: SnapshotJob, queue: u32) -> Entry {
         state: j.state,
         place: Place::Nowhere,
         reserved: false,
-        running: false,
+        held: false,
     }
 }
 

@@ -1,4 +1,4 @@
-//! `SortedSet`: the ordered set behind the queue's indexes (ready, scheduled,
+//! `SortedSet`: the ordered set behind the core's indexes (ready, scheduled,
 //! leased, finished, dead).
 //!
 //! Keys are kept sorted in chunks of at most [`CHUNK_MAX`], with each

@@ -1,4 +1,4 @@
-//! Figures about the queue, for status pages and metrics.
+//! Figures about the core, for status pages and metrics.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +41,7 @@ pub struct Totals {
     pub dedup_early_expiries: u64,
 }
 
-/// A light summary of the queue, cheap to compute at every step.
+/// A light summary of the core, cheap to compute at every step.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     /// Jobs per state.
@@ -67,9 +67,9 @@ pub struct Stats {
 /// A leased job, for the status page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
-    /// The job.
+    /// The job in flight.
     pub id: JobId,
-    /// Its attempt.
+    /// Its current attempt.
     pub attempt: u32,
     /// When the lease expires; `None` while the attempt waits for a worker.
     pub lease_until: Option<UnixMillis>,
@@ -78,7 +78,7 @@ pub struct Lease {
 /// The full status: figures, the soonest-expiring leases, the newest dead jobs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
-    /// The summary.
+    /// The figures, as [`crate::Core::stats`] gives them.
     pub stats: Stats,
     /// In-flight jobs, soonest deadline first (at most [`STATUS_LIST_MAX`]).
     pub in_flight: Vec<Lease>,

@@ -1,4 +1,4 @@
-//! The job table: every job the queue knows, addressable by id and by slot.
+//! The job table: every job the core knows, addressable by id and by slot.
 
 use crate::index::IdIndex;
 use crate::job::{JobId, JobState, Payload};
@@ -40,8 +40,10 @@ pub(crate) struct Entry {
     pub place: Place,
     /// A proposal about this job awaits durability: propose nothing else.
     pub reserved: bool,
-    /// This process dispatched the job and has had no outcome yet.
-    pub running: bool,
+    /// This process holds the job's current attempt: it proposed the
+    /// dispatch and has had no outcome yet (not durable state: a restart
+    /// clears it).
+    pub held: bool,
 }
 
 /// Slots per chunk of [`Slots`] (4,096 jobs, about 450 KiB).
@@ -316,7 +318,7 @@ mod tests {
             state: JobState::Pending,
             place: Place::Nowhere,
             reserved: false,
-            running: false,
+            held: false,
         }
     }
 

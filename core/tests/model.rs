@@ -1,21 +1,25 @@
 //! Property tests: random input sequences against an obviously correct
 //! reference model, with random crashes.
 //!
-//! The model is a naive fold of the durable records over a `BTreeMap`. After
-//! every step: the core's invariants hold (cheaply; in full every 16 steps
-//! and at the end), the core agrees with the model on every job, replies and
-//! executions follow durability, and at every crash the state recovered from
-//! the durable log (with and without a snapshot) equals what the core had
-//! applied.
+//! The model is a naive fold of the durable records over a `BTreeMap`. The
+//! core runs in the shared test driver (`beaver_core::testing::Driver`).
+//! After every step: the core's invariants hold (cheaply; in full every 16
+//! steps and at the end), every record round-trips through the codec and
+//! fits the log, aborts only end expired or cancelled attempts (the driver
+//! checks these), the core agrees with the model on every job, replies and
+//! executions follow durability, and at every crash the state recovered
+//! from the durable log (with and without a snapshot, and the way
+//! production rebuilds) equals what the core had applied.
 
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use beaver_core::testing::{self, Driver};
 use beaver_core::{
-    Config, Core, Effect, Input, JobId, JobSpec, JobState, Limits, Op, Outcome, Payload, Record,
-    Reply, RequestId, RequeueTarget, Retention, RetryPolicy, codec,
+    Config, Core, Effect, Execution, JobId, JobSpec, JobState, Limits, NewJob, Op, Outcome,
+    Payload, Record, Reply, RequestId, RequeueTarget, Retention, RetryPolicy, codec,
 };
 use proptest::prelude::*;
 
@@ -52,28 +56,7 @@ impl Model {
                 .clone()
         };
         match &r.op {
-            Op::Enqueue { jobs } => {
-                for j in jobs {
-                    assert!(
-                        !self.jobs.contains_key(j.id.as_str())
-                            && !self.remembered.contains(j.id.as_str())
-                    );
-                    self.ever.insert(j.id.to_string());
-                    self.jobs.insert(
-                        j.id.to_string(),
-                        MJob {
-                            state: JobState::Pending,
-                            attempt: 0,
-                            max_attempts: j.max_attempts,
-                            priority: j.priority,
-                            queue: j.queue.to_string(),
-                            payload: Some(j.payload.as_bytes().to_vec()),
-                            last_error: None,
-                            run_at: j.run_at,
-                        },
-                    );
-                }
-            }
+            Op::Enqueue { jobs } => jobs.iter().for_each(|j| self.enqueue(j)),
             Op::Dispatch { id, attempt, .. } => {
                 let mut j = job(self, id);
                 assert_eq!(j.state, JobState::Pending);
@@ -102,24 +85,7 @@ impl Model {
                 let mut j = job(self, id);
                 assert_eq!((j.state, j.attempt), (JobState::InFlight, *attempt));
                 j.last_error = Some(error.clone());
-                match retry_at {
-                    Some(t) => {
-                        assert!(
-                            *attempt < j.max_attempts,
-                            "a retry is proposed only with attempts left"
-                        );
-                        j.state = JobState::Pending;
-                        j.run_at = *t;
-                    }
-                    None => {
-                        assert_eq!(
-                            *attempt, j.max_attempts,
-                            "dead only when attempts are used up"
-                        );
-                        j.state = JobState::Dead;
-                    }
-                }
-                self.jobs.insert(id.to_string(), j);
+                self.fail(id, j, *retry_at);
             }
             Op::Release { id, attempt } => {
                 let mut j = job(self, id);
@@ -129,19 +95,8 @@ impl Model {
                 self.jobs.insert(id.to_string(), j);
             }
             Op::Cancel { id } => {
-                let mut j = job(self, id);
-                match j.state {
-                    JobState::Pending => {}
-                    // Its attempt was handed out and never started (the
-                    // harness checks that when the core takes it back).
-                    JobState::InFlight => j.attempt -= 1,
-                    s => {
-                        panic!("cancel of a job {s:?}: only pending or waiting jobs are cancelled")
-                    }
-                }
-                j.state = JobState::Cancelled;
-                j.payload = None;
-                self.jobs.insert(id.to_string(), j);
+                let j = job(self, id);
+                self.cancel(id, j);
             }
             Op::Requeue { ids } => {
                 for id in ids {
@@ -153,19 +108,76 @@ impl Model {
                     self.jobs.insert(id.to_string(), j);
                 }
             }
-            Op::Purge { jobs, forget } => {
-                for id in jobs {
-                    let j = self.jobs.remove(id.as_str()).expect("purged job exists");
-                    assert!(j.state.is_final(), "only final jobs are purged");
-                    self.remembered.insert(id.to_string());
-                }
-                for id in forget {
-                    assert!(
-                        self.remembered.remove(id.as_str()),
-                        "only remembered ids are forgotten"
-                    );
-                }
+            Op::Purge { jobs, forget } => self.purge(jobs, forget),
+        }
+    }
+
+    fn enqueue(&mut self, j: &NewJob) {
+        assert!(!self.jobs.contains_key(j.id.as_str()) && !self.remembered.contains(j.id.as_str()));
+        self.ever.insert(j.id.to_string());
+        self.jobs.insert(
+            j.id.to_string(),
+            MJob {
+                state: JobState::Pending,
+                attempt: 0,
+                max_attempts: j.max_attempts,
+                priority: j.priority,
+                queue: j.queue.to_string(),
+                payload: Some(j.payload.as_bytes().to_vec()),
+                last_error: None,
+                run_at: j.run_at,
+            },
+        );
+    }
+
+    /// Job `id` (`j`, its failed attempt checked) retries or is dead.
+    fn fail(&mut self, id: &JobId, mut j: MJob, retry_at: Option<u64>) {
+        match retry_at {
+            Some(t) => {
+                assert!(
+                    j.attempt < j.max_attempts,
+                    "a retry is proposed only with attempts left"
+                );
+                j.state = JobState::Pending;
+                j.run_at = t;
             }
+            None => {
+                assert_eq!(
+                    j.attempt, j.max_attempts,
+                    "dead only when attempts are used up"
+                );
+                j.state = JobState::Dead;
+            }
+        }
+        self.jobs.insert(id.to_string(), j);
+    }
+
+    fn cancel(&mut self, id: &JobId, mut j: MJob) {
+        match j.state {
+            JobState::Pending => {}
+            // Its attempt was handed out and never started (the driver
+            // checks that when the core takes it back).
+            JobState::InFlight => j.attempt -= 1,
+            s => {
+                panic!("cancel of a job {s:?}: only pending or waiting jobs are cancelled")
+            }
+        }
+        j.state = JobState::Cancelled;
+        j.payload = None;
+        self.jobs.insert(id.to_string(), j);
+    }
+
+    fn purge(&mut self, jobs: &[JobId], forget: &[JobId]) {
+        for id in jobs {
+            let j = self.jobs.remove(id.as_str()).expect("purged job exists");
+            assert!(j.state.is_final(), "only final jobs are purged");
+            self.remembered.insert(id.to_string());
+        }
+        for id in forget {
+            assert!(
+                self.remembered.remove(id.as_str()),
+                "only remembered ids are forgotten"
+            );
         }
     }
 }
@@ -250,76 +262,33 @@ fn config(workers: u32, prefetch: u32, records: RecordLimits) -> Config {
 }
 
 struct Harness {
-    q: Core,
+    /// The core with its log and workers; it checks every record's codec
+    /// round trip and size, every abort, and the invariants every 16 steps.
+    d: Driver,
     config: Config,
-    now: u64,
-    /// The durable log (what a crash keeps).
-    durable: Vec<Record>,
-    /// Appended, not yet synced.
-    unsynced: Vec<Arc<Record>>,
     model: Model,
-    /// Executions handed out and not finished: (id, attempt).
-    running: Vec<(JobId, u32)>,
-    /// Those of them reported started, with the core's time then.
-    started: BTreeMap<(JobId, u32), u64>,
-    /// The latest time given to the core (it never goes back).
-    high: u64,
     next_req: u64,
     /// Enqueue requests in flight: req -> ids.
     asked: BTreeMap<u64, ()>,
-    steps: u64,
 }
 
 impl Harness {
     fn new(config: Config) -> Harness {
+        let mut d = Driver::new(config.clone()).check_in_full_every(16);
+        d.at(1_000);
         Harness {
-            q: Core::new(config.clone()),
+            d,
             config,
-            now: 1_000,
-            durable: Vec::new(),
-            unsynced: Vec::new(),
             model: Model::default(),
-            running: Vec::new(),
-            started: BTreeMap::new(),
-            high: 0,
             next_req: 1,
             asked: BTreeMap::new(),
-            steps: 0,
         }
     }
 
-    fn step(&mut self, input: Input) {
-        let mut out = Vec::new();
-        self.high = self.high.max(self.now);
-        self.q.step(self.now, input, &mut out);
-        self.steps += 1;
-        let cancelled: Vec<JobId> = out
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Append(r) => match &r.op {
-                    Op::Cancel { id } => Some(id.clone()),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect();
+    /// Checks one step's effects against the model, then every job.
+    fn check(&mut self, out: Vec<Effect>) {
         for e in out {
             match e {
-                Effect::Append(r) => {
-                    let bytes = codec::encode_record(&r);
-                    assert!(
-                        bytes.len() as u64 <= self.config.limits.record_bytes_max,
-                        "a {}-byte record over the log's {} bytes: {r:?}",
-                        bytes.len(),
-                        self.config.limits.record_bytes_max
-                    );
-                    assert_eq!(
-                        codec::decode_record(&bytes).unwrap(),
-                        *r,
-                        "record codec round trip"
-                    );
-                    self.unsynced.push(r);
-                }
                 Effect::Reply { req, reply } => self.check_reply(req, reply),
                 Effect::Execute(x) => {
                     let j = &self.model.jobs[x.id.as_str()];
@@ -328,33 +297,11 @@ impl Harness {
                         (JobState::InFlight, x.attempt),
                         "execute follows a durable dispatch"
                     );
-                    self.running.push((x.id, x.attempt));
                 }
-                Effect::Abort { id, attempt } => {
-                    // A started attempt is aborted when its lease, counted
-                    // from its start, expires; one waiting for a worker
-                    // only when it is cancelled.
-                    let began = self.started.remove(&(id.clone(), attempt));
-                    let lease = self.config.default_timeout_ms + self.config.lease_slack_ms;
-                    match began {
-                        Some(t) => assert!(
-                            self.high >= t + lease,
-                            "lease of {id} attempt {attempt} started at {t} expired at {}",
-                            self.high
-                        ),
-                        None => assert!(
-                            cancelled.contains(&id),
-                            "attempt {attempt} of {id} aborted before it started, not cancelled"
-                        ),
-                    }
-                    self.running.retain(|r| *r != (id.clone(), attempt))
-                }
+                Effect::Append(_) | Effect::Abort { .. } => {}
             }
         }
         self.compare();
-        if self.steps % 16 == 0 {
-            self.q.check_invariants().unwrap();
-        }
     }
 
     fn check_reply(&mut self, req: RequestId, reply: Reply) {
@@ -387,8 +334,9 @@ impl Harness {
 
     /// The core agrees with the model on every job.
     fn compare(&self) {
-        assert_eq!(self.q.applied_lsn(), self.model.applied);
-        let st = self.q.stats();
+        let q = self.d.core();
+        assert_eq!(q.applied_lsn(), self.model.applied);
+        let st = q.stats();
         assert_eq!(
             st.jobs.pending
                 + st.jobs.in_flight
@@ -399,10 +347,7 @@ impl Harness {
         );
         assert_eq!(st.remembered_ids, self.model.remembered.len() as u64);
         for (id, m) in &self.model.jobs {
-            let v = self
-                .q
-                .job(id)
-                .unwrap_or_else(|| panic!("core lost job {id}"));
+            let v = q.job(id).unwrap_or_else(|| panic!("core lost job {id}"));
             assert_eq!(v.state, m.state, "job {id}");
             assert_eq!(v.attempt, m.attempt, "job {id}");
             assert_eq!(v.max_attempts, m.max_attempts);
@@ -420,24 +365,25 @@ impl Harness {
         }
     }
 
+    /// Syncs the first `n` unsynced records: the model applies them, then
+    /// the core learns they are durable.
     fn sync(&mut self, n: usize) {
-        let n = n.min(self.unsynced.len());
+        let n = n.min(self.d.unsynced().len());
         if n == 0 {
             return;
         }
-        let synced: Vec<Arc<Record>> = self.unsynced.drain(..n).collect();
-        let upto = synced[n - 1].lsn;
-        for r in synced {
-            self.model.apply(&r);
-            self.durable.push((*r).clone());
+        let synced: Vec<Arc<Record>> = self.d.unsynced()[..n].to_vec();
+        for r in &synced {
+            self.model.apply(r);
         }
-        self.step(Input::Durable { upto });
+        let out = self.d.sync(n);
+        self.check(out);
     }
 
     fn crash(&mut self, cut: u8) {
-        let applied = self.q.snapshot();
+        let applied = self.d.core().snapshot();
         // What the log holds: everything synced. (Unsynced records are lost.)
-        let log = self.durable.clone();
+        let log = self.d.log().to_vec();
         let plain = Core::recover(self.config.clone(), None, log.clone()).unwrap();
         assert_eq!(
             plain.snapshot(),
@@ -452,31 +398,7 @@ impl Harness {
         };
         let partial = Core::recover(self.config.clone(), None, log[..k].iter().cloned()).unwrap();
         let snap = codec::decode_snapshot(&codec::encode_snapshot(&partial.snapshot())).unwrap();
-        let encoded = codec::encode_snapshot(&partial.snapshot());
-        assert_eq!(
-            codec::encode_queue_snapshot(&partial),
-            encoded,
-            "encoding from the queue and from its snapshot differ"
-        );
-        // Piece by piece (as snapshots are written), at a random piece size.
-        let piece = 1 + cut as usize % 97;
-        let mut encoder = codec::SnapshotEncoder::new(&partial);
-        let (mut pieces, mut buf) = (Vec::new(), Vec::new());
-        loop {
-            buf.clear();
-            let more = encoder.fill(&mut buf, piece);
-            pieces.extend_from_slice(&buf);
-            if !more {
-                break;
-            }
-            assert!(buf.len() >= piece, "a piece before the last is short");
-        }
-        buf.clear();
-        assert!(
-            !encoder.fill(&mut buf, piece) && buf.is_empty(),
-            "a finished encoder appends nothing"
-        );
-        assert_eq!(pieces, encoded, "the pieces differ from the whole encoding");
+        let encoded = check_snapshot_encodings(&partial, cut);
         let streamed =
             Core::recover_encoded(self.config.clone(), &encoded, log.iter().cloned()).unwrap();
         assert_eq!(
@@ -484,19 +406,27 @@ impl Harness {
             applied,
             "the streaming snapshot decoder agrees"
         );
-        let recovered = Core::recover(self.config.clone(), Some(snap), log).unwrap();
+        let recovered = Core::recover(self.config.clone(), Some(snap), log.clone()).unwrap();
         assert_eq!(
             recovered.snapshot(),
             applied,
             "snapshot + overlapping log equals the applied state"
         );
         recovered.check_invariants().unwrap();
+        // As production rebuilds at start-up: the encoded snapshot, the
+        // records after it one by one, then the ids indexed.
+        let production = testing::rebuild(self.config.clone(), Some(&encoded), &log).unwrap();
+        assert_eq!(
+            production.snapshot(),
+            applied,
+            "the production rebuild equals the applied state"
+        );
         // Streamed as the server's replay does, the enqueued ids left to be
         // indexed (no `finish_rebuild`): it holds and finds the same jobs,
         // and on every third crash it carries on as the queue (its first
         // step indexes them).
         let mut rebuilt = Core::new(self.config.clone());
-        for r in self.durable.iter().cloned() {
+        for r in log {
             rebuilt.apply_owned(r).unwrap();
         }
         assert_eq!(
@@ -505,15 +435,14 @@ impl Harness {
             "a streamed rebuild equals the applied state"
         );
         rebuilt.check_invariants().unwrap();
-        self.q = if cut % 3 == 0 { rebuilt } else { recovered };
-        self.unsynced.clear();
-        self.running.clear();
-        self.started.clear();
+        self.d
+            .restart(if cut % 3 == 0 { rebuilt } else { recovered });
         self.asked.clear();
     }
 
     fn run(&mut self, action: Action) {
-        match action {
+        let d = &mut self.d;
+        let out = match action {
             Action::Enqueue(jobs) => {
                 let specs = jobs
                     .into_iter()
@@ -530,111 +459,93 @@ impl Harness {
                 let req = self.next_req;
                 self.next_req += 1;
                 self.asked.insert(req, ());
-                self.step(Input::Enqueue {
-                    req: RequestId(req),
-                    jobs: specs,
-                });
+                d.enqueue(req, specs)
             }
-            Action::Sync(n) => self.sync(n as usize % 4 + 1),
-            Action::FailAppend(n) => {
-                if !self.unsynced.is_empty() {
-                    let keep = n as usize % self.unsynced.len();
-                    self.sync(keep);
-                    if let Some(first) = self.unsynced.first() {
-                        let from_lsn = first.lsn;
-                        self.unsynced.clear();
-                        self.step(Input::AppendFailed {
-                            from_lsn,
-                            error: "no space".into(),
-                        });
-                    }
-                }
-            }
+            Action::Sync(n) => return self.sync(n as usize % 4 + 1),
+            Action::FailAppend(n) => return self.fail_append(n),
             Action::Finish(i, o) => {
-                if !self.running.is_empty() {
-                    let (id, attempt) = self.running.remove(i as usize % self.running.len());
-                    self.started.remove(&(id.clone(), attempt));
-                    let outcome = match o {
-                        0 => Outcome::Succeeded,
-                        1 => Outcome::Failed(format!("boom{}", "!".repeat(150))),
-                        2 => Outcome::TimedOut,
-                        _ => Outcome::NotStarted,
-                    };
-                    self.step(Input::Outcome {
-                        id,
-                        attempt,
-                        outcome,
-                    });
-                }
+                let Some(x) = pick(d.executions(), i) else {
+                    return;
+                };
+                let outcome = match o {
+                    0 => Outcome::Succeeded,
+                    1 => Outcome::Failed(format!("boom{}", "!".repeat(150))),
+                    2 => Outcome::TimedOut,
+                    _ => Outcome::NotStarted,
+                };
+                d.outcome(x.id.as_str(), x.attempt, outcome)
             }
             Action::Start(i) => {
-                if !self.running.is_empty() {
-                    let (id, attempt) = self.running[i as usize % self.running.len()].clone();
-                    let high = self.high.max(self.now);
-                    self.started.entry((id.clone(), attempt)).or_insert(high);
-                    self.step(Input::Started { id, attempt });
-                }
+                let Some(x) = pick(d.executions(), i) else {
+                    return;
+                };
+                d.started(x.id.as_str(), x.attempt)
             }
             Action::Advance(ms) => {
-                self.now += u64::from(ms) % 3_000;
-                self.step(Input::Tick);
+                let now = d.now() + u64::from(ms) % 3_000;
+                d.at(now).tick()
             }
             Action::ClockBack(ms) => {
-                let saved = self.now;
-                self.now = self.now.saturating_sub(u64::from(ms));
-                self.step(Input::Tick);
-                self.now = saved;
+                let saved = d.now();
+                let out = d.at(saved.saturating_sub(u64::from(ms))).tick();
+                d.at(saved);
+                out
             }
-            Action::Cancel(i) => {
-                let req = RequestId(u64::MAX - 1);
-                self.step(Input::Cancel {
-                    req,
-                    id: JobId::parse(&format!("j{i}")).unwrap(),
-                });
-            }
+            Action::Cancel(i) => d.cancel(u64::MAX - 1, &format!("j{i}")),
             Action::Requeue(target) => {
                 let target = match target {
                     Some(i) => RequeueTarget::One(JobId::parse(&format!("j{i}")).unwrap()),
                     None => RequeueTarget::AllDead,
                 };
-                self.step(Input::Requeue {
-                    req: RequestId(u64::MAX),
-                    target,
-                });
+                d.requeue(u64::MAX, target)
             }
-            Action::DiskFull(b) => self.step(Input::DiskFull(b)),
-            Action::Crash(cut) => self.crash(cut),
+            Action::DiskFull(b) => d.disk_full(b),
+            Action::Crash(cut) => return self.crash(cut),
+        };
+        self.check(out);
+    }
+
+    /// Syncs some unsynced records, then the log refuses the rest.
+    fn fail_append(&mut self, n: u8) {
+        if self.d.unsynced().is_empty() {
+            return;
+        }
+        let keep = n as usize % self.d.unsynced().len();
+        self.sync(keep);
+        if let Some(first) = self.d.unsynced().first() {
+            let from_lsn = first.lsn;
+            let out = self.d.append_failed(from_lsn, "no space");
+            self.check(out);
         }
     }
 
     /// After the script: sync everything and let time pass; every job must
     /// reach a final state (liveness).
     fn drain(&mut self) {
-        self.step(Input::DiskFull(false));
+        let out = self.d.disk_full(false);
+        self.check(out);
         for _ in 0..400 {
             self.sync(usize::MAX);
-            if let Some((id, attempt)) = self.running.first().cloned() {
-                self.running.remove(0);
-                self.started.remove(&(id.clone(), attempt));
-                self.step(Input::Outcome {
-                    id,
-                    attempt,
-                    outcome: Outcome::Succeeded,
-                });
+            if let Some(x) = self.d.executions().first().cloned() {
+                let out = self.d.outcome(x.id.as_str(), x.attempt, Outcome::Succeeded);
+                self.check(out);
                 continue;
             }
             let all_final = self.model.jobs.values().all(|j| j.state.is_final());
-            if all_final && self.unsynced.is_empty() {
+            if all_final && self.d.unsynced().is_empty() {
                 break;
             }
-            self.now = self
-                .q
+            let now = self.d.now();
+            let next = self
+                .d
+                .core()
                 .next_deadline()
-                .unwrap_or(self.now + 1_000)
-                .max(self.now + 1);
-            self.step(Input::Tick);
+                .unwrap_or(now + 1_000)
+                .max(now + 1);
+            let out = self.d.at(next).tick();
+            self.check(out);
         }
-        self.q.check_invariants().unwrap();
+        self.d.core().check_invariants().unwrap();
         let stuck: Vec<_> = self
             .model
             .jobs
@@ -645,12 +556,51 @@ impl Harness {
     }
 }
 
+/// Encoding a core's snapshot gives the same bytes whole, from the core, and
+/// piece by piece (as snapshots are written, at a piece size from `cut`);
+/// returns them.
+fn check_snapshot_encodings(core: &Core, cut: u8) -> Vec<u8> {
+    let encoded = codec::encode_snapshot(&core.snapshot());
+    assert_eq!(
+        codec::encode_queue_snapshot(core),
+        encoded,
+        "encoding from the queue and from its snapshot differ"
+    );
+    let piece = 1 + cut as usize % 97;
+    let mut encoder = codec::SnapshotEncoder::new(core);
+    let (mut pieces, mut buf) = (Vec::new(), Vec::new());
+    loop {
+        buf.clear();
+        let more = encoder.fill(&mut buf, piece);
+        pieces.extend_from_slice(&buf);
+        if !more {
+            break;
+        }
+        assert!(buf.len() >= piece, "a piece before the last is short");
+    }
+    buf.clear();
+    assert!(
+        !encoder.fill(&mut buf, piece) && buf.is_empty(),
+        "a finished encoder appends nothing"
+    );
+    assert_eq!(pieces, encoded, "the pieces differ from the whole encoding");
+    encoded
+}
+
+/// The `i`-th (modulo) attempt handed out, if any.
+fn pick(executions: &[Execution], i: u8) -> Option<Execution> {
+    match executions.len() {
+        0 => None,
+        n => Some(executions[i as usize % n].clone()),
+    }
+}
+
 fn run_case(workers: u32, prefetch: u32, records: RecordLimits, actions: Vec<Action>) {
     let mut h = Harness::new(config(workers, prefetch, records));
     for a in actions {
         h.run(a);
     }
-    h.q.check_invariants().unwrap();
+    h.d.core().check_invariants().unwrap();
     h.crash(3);
     h.drain();
 }

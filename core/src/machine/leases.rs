@@ -1,0 +1,177 @@
+//! Leases: how long an attempt may run before the core gives up on it.
+//!
+//! A held attempt's lease counts from `Started` (the job's timeout plus
+//! the lease slack), not from its dispatch: an attempt handed out ahead of
+//! a free worker waits without a deadline. Leases are not state: an
+//! attempt ends with its process, so no record carries them; after a
+//! restart an in-flight job's recorded `lease_until` is only a fallback
+//! (see `orphans` in `housekeeping`). An expired lease aborts the attempt
+//! and proposes a fail record for it.
+
+use std::collections::{BTreeSet, HashMap};
+
+use foldhash::fast::FixedState;
+
+use super::Core;
+use super::proposals::Origin;
+use crate::job::{JobId, JobState};
+use crate::protocol::Effect;
+use crate::time::UnixMillis;
+
+/// The started leases of held attempts.
+pub(super) struct Leases {
+    /// slot -> (attempt, deadline).
+    started: HashMap<u32, (u32, UnixMillis), FixedState>,
+    /// The same, ordered by deadline.
+    by_deadline: BTreeSet<(UnixMillis, u32)>,
+}
+
+impl Leases {
+    pub(super) fn new(seed: u64) -> Leases {
+        Leases {
+            started: HashMap::with_hasher(FixedState::with_seed(seed ^ 0x5851_f42d)),
+            by_deadline: BTreeSet::new(),
+        }
+    }
+
+    /// Whether the attempt in `slot` reported its start.
+    pub(super) fn has_started(&self, slot: u32) -> bool {
+        self.started.contains_key(&slot)
+    }
+
+    /// Forgets the started lease in `slot`, if any.
+    pub(super) fn end(&mut self, slot: u32) {
+        if let Some((_, t)) = self.started.remove(&slot) {
+            self.by_deadline.remove(&(t, slot));
+        }
+    }
+}
+
+impl Core {
+    /// Starts the lease of a held attempt; a stale or repeated report
+    /// changes nothing (the first start counts).
+    pub(super) fn on_started(&mut self, id: &JobId, attempt: u32) {
+        let Some(slot) = self.state.table.slot_of(id.as_str()) else {
+            return;
+        };
+        let e = self.state.table.get(slot);
+        if !(e.held && e.state == JobState::InFlight && e.attempt == attempt)
+            || self.leases.has_started(slot)
+        {
+            return; // stale, or reported twice: the first start counts
+        }
+        let until = self.lease_until(e.timeout_ms);
+        self.leases.started.insert(slot, (attempt, until));
+        self.leases.by_deadline.insert((until, slot));
+    }
+
+    /// When a lease taken now on an attempt of `timeout_ms` expires.
+    pub(super) fn lease_until(&self, timeout_ms: u64) -> UnixMillis {
+        self.state
+            .now
+            .saturating_add(timeout_ms)
+            .saturating_add(self.config.lease_slack_ms)
+    }
+
+    /// The lease deadline of the attempt in `slot`: set once it started,
+    /// `None` while it waits for a worker or is not in flight. An in-flight
+    /// attempt this process does not hold keeps its recorded deadline.
+    pub(super) fn lease_of(&self, slot: u32) -> Option<UnixMillis> {
+        let e = self.state.table.get(slot);
+        if e.state != JobState::InFlight {
+            return None;
+        }
+        if !e.held {
+            return Some(e.state_at);
+        }
+        self.leases
+            .started
+            .get(&slot)
+            .filter(|(attempt, _)| *attempt == e.attempt)
+            .map(|&(_, t)| t)
+    }
+
+    /// Whether the started lease `(until, slot)` still belongs to a held,
+    /// unreserved attempt.
+    fn lease_is_live(&self, until: UnixMillis, slot: u32) -> bool {
+        let e = self.state.table.get(slot);
+        e.held && !e.reserved && self.lease_of(slot) == Some(until)
+    }
+
+    /// The soonest deadline of a lease that can expire.
+    pub(super) fn first_expirable_lease(&self) -> Option<UnixMillis> {
+        let s = &self.state;
+        // A lease this process does not hold (none should be left once the
+        // orphans are resumed) keeps its recorded deadline.
+        let unowned = s
+            .leases
+            .iter()
+            .find(|&&(_, _, slot)| {
+                let e = s.table.get(slot);
+                !e.reserved && !e.held
+            })
+            .map(|&(t, _, _)| t);
+        let live = self
+            .leases
+            .by_deadline
+            .iter()
+            .find(|&&(t, slot)| self.lease_is_live(t, slot))
+            .map(|&(t, _)| t);
+        match (unowned, live) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Aborts every attempt whose lease is due and proposes its failure.
+    pub(super) fn expire_leases(&mut self, out: &mut Vec<Effect>) {
+        let now = self.state.now;
+        let mut expired: Vec<u32> = self
+            .state
+            .leases
+            .iter()
+            .take_while(|k| k.0 <= now)
+            .map(|k| k.2)
+            .filter(|&slot| {
+                let e = self.state.table.get(slot);
+                !e.reserved && !e.held
+            })
+            .collect();
+        let due: Vec<(UnixMillis, u32)> = self
+            .leases
+            .by_deadline
+            .iter()
+            .take_while(|k| k.0 <= now)
+            .copied()
+            .collect();
+        for (t, slot) in due {
+            if self.lease_is_live(t, slot) {
+                expired.push(slot);
+                self.leases.started.remove(&slot);
+            }
+            self.leases.by_deadline.remove(&(t, slot));
+        }
+        for slot in expired {
+            self.expire(slot, out);
+        }
+    }
+
+    /// The lease of the attempt in `slot` expired: a held attempt is
+    /// aborted; either way the attempt fails.
+    fn expire(&mut self, slot: u32, out: &mut Vec<Effect>) {
+        let e = self.state.table.get(slot);
+        let (id, attempt, held) = (e.id.clone(), e.attempt, e.held);
+        let text = format!(
+            "lease expired: no outcome within {} ms",
+            e.timeout_ms + self.config.lease_slack_ms
+        );
+        if held {
+            self.state.table.get_mut(slot).held = false;
+            self.attempts_held -= 1;
+            out.push(Effect::Abort { id, attempt });
+        }
+        let op = self.fail_op(self.state.table.get(slot), attempt, &text);
+        self.state.table.get_mut(slot).reserved = true;
+        self.propose(op, Origin::Expiry, out);
+    }
+}

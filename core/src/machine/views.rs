@@ -1,0 +1,163 @@
+//! Read-only views: what a driver or a client may read between steps.
+//! Jobs, dead jobs, stats and status show the durable state only (never a
+//! job whose enqueue is not durable); the figures about proposals say so.
+
+use super::Core;
+use crate::config::Config;
+use crate::job::JobView;
+use crate::record::{Lsn, Record};
+use crate::snapshot::Snapshot;
+use crate::stats::{Lease, STATUS_LIST_MAX, Stats, Status};
+use crate::time::UnixMillis;
+
+impl Core {
+    /// The configuration the core was built with (it never changes).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The highest applied (durable) LSN.
+    pub fn applied_lsn(&self) -> Lsn {
+        self.state.applied_lsn
+    }
+
+    /// The LSN the next proposed record will get: every LSN below it and
+    /// above [`Core::applied_lsn`] is proposed and not yet durable.
+    pub fn next_lsn(&self) -> Lsn {
+        self.proposals.next_lsn
+    }
+
+    /// The latest time the core has seen (never decreases).
+    pub fn now(&self) -> UnixMillis {
+        self.state.now
+    }
+
+    /// One job's durable state; `None` if unknown, not yet durable, or purged.
+    pub fn job(&self, id: &str) -> Option<JobView> {
+        self.state.table.slot_of(id).map(|s| self.view(s))
+    }
+
+    /// Figures about the core, cheap enough for every step.
+    pub fn stats(&self) -> Stats {
+        let s = &self.state;
+        Stats {
+            jobs: s.counts,
+            ready: s.queues.iter().map(|q| q.ready.len() as u64).sum(),
+            scheduled: s.scheduled.len() as u64,
+            pending_payload_bytes: s.pending_payload_bytes,
+            remembered_ids: s.remembered.len() as u64,
+            applied_lsn: s.applied_lsn,
+            proposed_lsn: self.proposals.next_lsn - 1,
+            disk_full: self.disk_full,
+            totals: s.totals,
+        }
+    }
+
+    /// The full status: stats, the in-flight attempts (soonest deadline
+    /// first) and the newest dead jobs, each list at most
+    /// [`STATUS_LIST_MAX`] long.
+    pub fn status(&self) -> Status {
+        Status {
+            stats: self.stats(),
+            in_flight: self.leases_soonest_first(),
+            newest_dead: self.dead_jobs(STATUS_LIST_MAX),
+            now: self.state.now,
+        }
+    }
+
+    /// Dead jobs, newest first, at most `limit`.
+    pub fn dead_jobs(&self, limit: usize) -> Vec<JobView> {
+        let s = &self.state;
+        s.dead
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|&(_, _, slot)| self.view(slot))
+            .collect()
+    }
+
+    /// When the driver must step (with [`crate::Input::Tick`]) at the
+    /// latest, if nothing else happens; `None` if only inputs matter. It
+    /// may change with every step: read it again after each.
+    pub fn next_deadline(&self) -> Option<UnixMillis> {
+        let s = &self.state;
+        let mut next: Option<UnixMillis> = None;
+        let mut at = |t: UnixMillis| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(&(t, _, _)) = s.scheduled.first() {
+            at(t);
+        }
+        let internal_at = self.resume_at();
+        if let Some(t) = self.first_expirable_lease() {
+            at(t.max(internal_at));
+        }
+        if self.find_orphans || !self.orphans.is_empty() || !self.deferred.is_empty() {
+            at(internal_at);
+        }
+        if let Some(t) = self.purge_due_at() {
+            at(t.max(internal_at));
+        }
+        next
+    }
+
+    /// The durable state as a snapshot (canonical: jobs in acceptance
+    /// order), at LSN [`Core::applied_lsn`].
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::of(&self.state)
+    }
+
+    /// Proposed records not yet durable, oldest first.
+    pub fn unapplied(&self) -> impl Iterator<Item = &Record> {
+        self.proposals.unapplied.iter().map(|(r, _)| r.as_ref())
+    }
+
+    /// Steps taken since this core was built.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The in-flight attempts, soonest deadline first, then those waiting
+    /// for a worker (no deadline yet), at most [`STATUS_LIST_MAX`].
+    fn leases_soonest_first(&self) -> Vec<Lease> {
+        let s = &self.state;
+        let mut leases: Vec<(Option<UnixMillis>, u64, Lease)> = s
+            .leases
+            .iter()
+            .map(|&(_, seq, slot)| {
+                let e = s.table.get(slot);
+                let until = self.lease_of(slot);
+                let lease = Lease {
+                    id: e.id.clone(),
+                    attempt: e.attempt,
+                    lease_until: until,
+                };
+                (until, seq, lease)
+            })
+            .collect();
+        leases.sort_by_key(|(until, seq, _)| (until.is_none(), *until, *seq));
+        leases
+            .into_iter()
+            .take(STATUS_LIST_MAX)
+            .map(|(_, _, l)| l)
+            .collect()
+    }
+
+    fn view(&self, slot: u32) -> JobView {
+        let e = self.state.table.get(slot);
+        JobView {
+            id: e.id.clone(),
+            queue: self.state.queues[e.queue as usize].name.clone(),
+            state: e.state,
+            payload: e.payload.clone(),
+            priority: e.priority,
+            attempt: e.attempt,
+            max_attempts: e.max_attempts,
+            timeout_ms: e.timeout_ms,
+            created_at: e.created_at,
+            run_at: e.run_at,
+            lease_until: self.lease_of(slot),
+            finished_at: e.state.is_final().then_some(e.state_at),
+            last_error: e.last_error.as_deref().map(str::to_owned),
+            seq: e.seq,
+        }
+    }
+}

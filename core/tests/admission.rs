@@ -1,0 +1,202 @@
+//! Admission (`core/src/machine/admission.rs`): an enqueue is acknowledged
+//! only once durable, deduplicated by id, and refused whole with a reason
+//! past any limit. One scenario per test, exact effects.
+
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+
+mod common;
+
+use beaver_core::testing::Driver;
+use beaver_core::{Config, JobId, JobSpec, JobState, Limits, Rejection};
+use common::*;
+
+#[test]
+fn enqueue_is_acknowledged_only_after_durable_then_dispatched() {
+    let mut d = Driver::new(config());
+    assert_eq!(
+        d.at(10).enqueue(1, vec![spec("a")]),
+        vec![enqueue(1, 10, &["a"])]
+    );
+    assert_eq!(d.core().job("a"), None, "not visible before durable");
+    assert_eq!(
+        d.at(11).durable(1),
+        vec![ok(1, &[("a", false)]), dispatch(2, 11, "a", 1)]
+    );
+    assert_eq!(d.core().job("a").unwrap().state, JobState::Pending);
+    assert_eq!(d.at(12).durable(2), vec![execute("a", 1)]);
+    assert_eq!(d.core().job("a").unwrap().state, JobState::InFlight);
+}
+
+#[test]
+fn duplicate_before_durable_waits_for_the_original() {
+    let mut d = Driver::new(config());
+    d.at(10).enqueue(1, vec![spec("a")]);
+    assert_eq!(
+        d.enqueue(2, vec![spec("a")]),
+        vec![],
+        "no second record, no early reply"
+    );
+    assert_eq!(
+        d.at(11).durable(1),
+        vec![
+            ok(1, &[("a", false)]),
+            ok(2, &[("a", true)]),
+            dispatch(2, 11, "a", 1)
+        ]
+    );
+}
+
+#[test]
+fn duplicate_after_durable_answers_at_once() {
+    let mut d = with_one_job();
+    assert_eq!(
+        d.at(12).enqueue(2, vec![spec("a")]),
+        vec![ok(2, &[("a", true)])]
+    );
+}
+
+#[test]
+fn a_batch_mixing_new_and_known_ids_adds_only_the_new() {
+    let mut d = with_one_job();
+    let out = d.at(12).enqueue(2, vec![spec("a"), spec("b")]);
+    assert_eq!(out, vec![enqueue(3, 12, &["b"])]);
+    assert_eq!(
+        d.at(13).durable(3),
+        vec![execute("a", 1), ok(2, &[("a", true), ("b", false)])]
+    );
+}
+
+#[test]
+fn assigned_ids_carry_the_reserved_prefix_and_clients_cannot_use_it() {
+    let mut d = Driver::new(config());
+    d.at(10).enqueue(
+        1,
+        vec![JobSpec::new(payload("1")), JobSpec::new(payload("2"))],
+    );
+    let out = d.durable(1);
+    assert_eq!(out[0], ok(1, &[("~1", false), ("~2", false)]));
+    assert!(JobId::from_client("~3").is_err());
+}
+
+/// A core whose limits are small: 2 unfinished jobs, 8-byte payloads,
+/// 3 jobs and 12 bytes per batch.
+fn limited() -> Driver {
+    let limits = Limits {
+        pending_jobs_max: 2,
+        payload_bytes_max: 8,
+        batch_jobs_max: 3,
+        batch_bytes_max: 12,
+        pending_payload_bytes_max: 100,
+        ..Limits::default()
+    };
+    Driver::new(Config { limits, ..config() })
+}
+
+/// Enqueues `jobs` into `d` and returns the rejection, checking that no
+/// rejected batch left a record.
+fn refused(d: &mut Driver, jobs: Vec<JobSpec>) -> Rejection {
+    let r = rejection(d.at(1).enqueue(1, jobs));
+    assert_eq!(d.core().next_lsn(), 1, "no rejected batch left a record");
+    r
+}
+
+#[test]
+fn an_empty_batch_is_invalid() {
+    let r = refused(&mut limited(), vec![]);
+    assert!(
+        matches!(&r, Rejection::Invalid { field, .. } if field == "jobs"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_batch_of_more_jobs_than_the_limit_is_too_large() {
+    let r = refused(
+        &mut limited(),
+        vec![spec("a"), spec("b"), spec("c"), spec("d")],
+    );
+    assert!(
+        matches!(&r, Rejection::TooLarge { index: None, reason } if reason.contains("4 jobs")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_payload_over_the_limit_is_too_large_and_names_its_job() {
+    let big = JobSpec::new(payload("\"123456789\""));
+    let r = refused(&mut limited(), vec![spec("a"), big]);
+    assert!(
+        matches!(&r, Rejection::TooLarge { index: Some(1), reason } if reason.contains("11 bytes")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_batch_of_more_payload_bytes_than_the_limit_is_too_large() {
+    let jobs = vec![
+        JobSpec::new(payload("1234567")),
+        JobSpec::new(payload("1234567")),
+    ];
+    let r = refused(&mut limited(), jobs);
+    assert!(
+        matches!(&r, Rejection::TooLarge { index: None, reason } if reason.contains("14 bytes")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn zero_attempts_are_invalid() {
+    let job = JobSpec {
+        max_attempts: Some(0),
+        ..spec("a")
+    };
+    let r = refused(&mut limited(), vec![job]);
+    assert!(
+        matches!(&r, Rejection::Invalid { index: Some(0), field, .. } if field == "max_attempts"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_zero_timeout_is_invalid() {
+    let job = JobSpec {
+        timeout_ms: Some(0),
+        ..spec("a")
+    };
+    let r = refused(&mut limited(), vec![job]);
+    assert!(
+        matches!(&r, Rejection::Invalid { field, .. } if field == "timeout_ms"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn an_id_given_twice_in_one_batch_is_invalid() {
+    let r = refused(&mut limited(), vec![spec("a"), spec("a")]);
+    assert!(
+        matches!(&r, Rejection::Invalid { index: Some(1), field, reason } if field == "id" && reason.contains("twice")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn more_unfinished_jobs_than_the_limit_are_refused_as_busy() {
+    let r = refused(&mut limited(), vec![spec("a"), spec("b"), spec("c")]);
+    assert!(
+        matches!(&r, Rejection::Busy { reason, .. } if reason.contains("limit is 2")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_full_disk_refuses_new_jobs_until_it_has_room_again() {
+    let mut d = limited();
+    d.at(1).disk_full(true);
+    let r = refused(&mut d, vec![spec("a")]);
+    assert!(
+        matches!(&r, Rejection::Busy { reason, .. } if reason.contains("disk is full")),
+        "{r:?}"
+    );
+    d.disk_full(false);
+    assert_eq!(d.enqueue(1, vec![spec("a")]).len(), 1);
+}

@@ -1,0 +1,151 @@
+//! Every record the core proposes fits the log's record limit (the driver
+//! checks each one): enqueues too large are refused, requeues and purges
+//! are split across records.
+
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+
+mod common;
+
+use beaver_core::record_size::RECORD_BYTES_MIN;
+use beaver_core::testing::Driver;
+use beaver_core::{
+    Config, Effect, JobSpec, Limits, Outcome, QueueName, Record, Rejection, Reply, RequestId,
+    RequeueTarget, Retention,
+};
+use common::*;
+
+/// A log that holds the smallest records allowed; 64 workers, one attempt
+/// per job, finished jobs kept 1,000 s, purged ids not remembered.
+fn small_log() -> Driver {
+    Driver::new(Config {
+        workers: 64,
+        default_max_attempts: 1,
+        retention: Retention {
+            finished_age_ms: 1_000_000,
+            finished_count_max: 1_000,
+        },
+        dedup: beaver_core::Dedup {
+            window_ms: 1_000_000,
+            ids_max: 0,
+        },
+        limits: Limits {
+            record_bytes_max: RECORD_BYTES_MIN,
+            ..Limits::default()
+        },
+        ..config()
+    })
+}
+
+/// A job whose payload is a string of `n` bytes.
+fn big(n: usize) -> JobSpec {
+    JobSpec::new(payload(&format!("\"{}\"", "x".repeat(n))))
+}
+
+/// Jobs `from..to` with 120-byte ids.
+fn long_ids(from: usize, to: usize) -> Vec<JobSpec> {
+    (from..to).map(|i| spec(&format!("{i:0>120}"))).collect()
+}
+
+fn fail_every_attempt(_: &beaver_core::Execution) -> Option<Outcome> {
+    Some(Outcome::Failed("x".into()))
+}
+
+/// [`small_log`] holding 41 dead jobs, 40 of them with 120-byte ids.
+fn forty_one_dead_jobs() -> Driver {
+    let mut d = small_log();
+    d.at(10).enqueue(2, vec![big(1_800)]);
+    d.drive_until_quiet(fail_every_attempt);
+    for (req, from) in (4..).zip((0..40).step_by(8)) {
+        d.at(10).enqueue(req, long_ids(from, from + 8));
+        d.at(11).drive_until_quiet(fail_every_attempt);
+    }
+    assert_eq!(d.core().stats().jobs.dead, 41);
+    d
+}
+
+fn fits(r: &Record) {
+    let len = beaver_core::encode_record(r).len() as u64;
+    assert!(
+        len <= RECORD_BYTES_MIN,
+        "a {len}-byte {} record",
+        r.op.name()
+    );
+}
+
+#[test]
+fn an_enqueue_too_large_for_a_log_record_is_refused_naming_the_setting() {
+    let mut d = small_log();
+    let out = d.at(10).enqueue(1, vec![big(1_990)]);
+    let [
+        Effect::Reply {
+            reply: Reply::Enqueued(Err(Rejection::TooLarge { reason, .. })),
+            ..
+        },
+    ] = &out[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert!(reason.contains("segment_bytes"), "{reason}");
+    let out = d.enqueue(2, vec![big(1_800)]);
+    assert!(matches!(&out[..], [Effect::Append(_)]), "{out:?}");
+    d.drive_until_quiet(fail_every_attempt);
+    assert!(
+        matches!(&d.enqueue(3, long_ids(0, 20))[..], [Effect::Reply { .. }]),
+        "twenty 120-byte ids make a record too large"
+    );
+}
+
+#[test]
+fn requeueing_many_dead_jobs_takes_several_records_and_the_answer_counts_all() {
+    let mut d = forty_one_dead_jobs();
+    let out = d.at(12).requeue(99, RequeueTarget::AllDead);
+    let requeues = appended(&out);
+    assert!(requeues.len() > 1, "{} requeue record", requeues.len());
+    let out = d.durable(requeues.last().unwrap().lsn);
+    assert!(
+        out.contains(&Effect::Reply {
+            req: RequestId(99),
+            reply: Reply::Requeued(Ok(41))
+        }),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn dead_jobs_are_purged_and_forgotten_in_records_that_each_fit() {
+    let mut d = forty_one_dead_jobs();
+    d.at(1_000_100).tick();
+    d.drive_until_quiet(fail_every_attempt);
+    assert_eq!(d.core().stats().jobs.dead, 0, "all purged");
+    assert_eq!(d.core().stats().remembered_ids, 0, "all forgotten");
+    let purges = d.log().iter().filter(|r| r.op.name() == "purge").count();
+    assert!(purges > 2, "{purges} purge records");
+    d.log().iter().for_each(fits);
+}
+
+#[test]
+fn a_log_that_holds_enqueue_bytes_max_takes_every_batch_the_limits_allow() {
+    let mut limits = Limits {
+        batch_jobs_max: 5,
+        payload_bytes_max: 300,
+        batch_bytes_max: 1_000,
+        ..Limits::default()
+    };
+    limits.record_bytes_max = beaver_core::record_size::enqueue_bytes_max(&limits);
+    let mut d = Driver::new(Config { limits, ..config() });
+    // The worst batch: most jobs, longest ids and queue names, most bytes.
+    let jobs = (0..5)
+        .map(|i| {
+            let mut j = JobSpec::new(payload(&format!("\"{}\"", "x".repeat(198))))
+                .with_id(id(&format!("{i:0>128}")));
+            j.queue = Some(QueueName::parse(&format!("{i:q>64}")).unwrap());
+            j
+        })
+        .collect();
+    let out = d.at(10).enqueue(1, jobs);
+    let [Effect::Append(r)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    let len = beaver_core::encode_record(r).len() as u64;
+    assert!(len <= limits.record_bytes_max, "{len}");
+}
