@@ -272,7 +272,7 @@ function disconnected(err) {
   clearTimeout(bannerTimer);
   banner('down',
     h('span', { class: 'unreachable',
-      text: `The server is not answering (${why}) since ${clock(live.downSince)}. ` +
+      text: `The server is ${err instanceof HttpError ? 'unavailable' : 'not answering'} (${why}) since ${clock(live.downSince)}. ` +
         `Try ${live.failures}; next in ${fmtDuration(wait)}. What is shown is from ${clock(lastGood())}.` }),
     h('button', { type: 'button', onclick: () => tick(), text: 'Retry now' }));
   if (live.view) document.getElementById('main').classList.add('stale');
@@ -424,7 +424,7 @@ function navigate(focus) {
 
 // ---- Overview ----
 function mountOverview(main) {
-  const tiles = h('div', { class: 'tiles', 'aria-label': 'Jobs per state' });
+  const tiles = h('div', { class: 'tiles', role: 'group', 'aria-label': 'Jobs per state' });
   const charts = h('div', { class: 'charts' });
   const cards = h('div', { class: 'cards' });
   const flight = h('div');
