@@ -189,11 +189,11 @@ const live = {
   samples: [],         // {t, enqueued, out, lsn, gap}
   failures: 0,         // failed tries in a row
   downSince: null,     // when the server stopped answering
-  downWhy: '',
   timer: 0,
   running: false,
   again: false,
   view: null,          // the mounted page
+  warned: false,       // a warning banner is up (cleared by the next good answer)
   firstRender: false,
 };
 
@@ -299,6 +299,11 @@ async function submitToken(ev) {
   ev.preventDefault();
   const token = $('#login-token').value.trim();
   if (!token) return;
+  // As the server checks its own: a header cannot carry anything else.
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    $('#login-error').textContent = 'A token is printable ASCII without spaces.';
+    return;
+  }
   auth.token = token;
   try {
     await api('/v1/ping');
@@ -332,7 +337,9 @@ async function tick() {
   try {
     const st = await api('/v1/status');
     const restarted = noteStatus(st);
+    if (live.warned) { live.warned = false; banner(''); }
     connected(restarted);
+    showNav(st);
     document.getElementById('main').classList.remove('stale');
     if (live.view) {
       const focus = focusedKey();
@@ -348,6 +355,7 @@ async function tick() {
     if (e instanceof Unreachable || (e instanceof HttpError && e.status >= 500)) {
       delay = disconnected(e);
     } else {
+      live.warned = true;
       banner('warn', h('span', { text: `The server answered: ${e.message}` }));
     }
   }
@@ -445,7 +453,6 @@ function mountOverview(main) {
       cards.replaceChildren(...storageCards(st));
       flight.replaceChildren(inFlightTable(st));
       dead.replaceChildren(newestDead(st));
-      showNav(st);
       if (!live.firstRender) {
         live.firstRender = true;
         main.dataset.ready = 'true';
@@ -586,6 +593,7 @@ function oneLine(text, cut) {
 function mountDead(main) {
   let limit = DEAD_PAGE;
   let shownKey = '';
+  let renderedAt = 0;
   let jobs = [];
   const expanded = new Set();
   const head = h('p', { class: 'muted' });
@@ -646,6 +654,7 @@ function mountDead(main) {
 
   function render() {
     const focus = focusedKey();
+    renderedAt = Date.now();
     list.replaceChildren(table(['Job', 'Queue', 'Attempts', 'Died', 'Last error', ''], jobs.map(row), 'No dead job.'));
     refocus(focus);
   }
@@ -658,7 +667,11 @@ function mountDead(main) {
       // The list is fetched again only when something about the dead changed.
       const newest = (st.newest_dead && st.newest_dead[0]) || {};
       const key = `${total}|${st.totals ? st.totals.dead : ''}|${newest.id}|${newest.finished_at_ms}|${limit}|${recoveryKey(st)}`;
-      if (key === shownKey) return;
+      if (key === shownKey) {
+        // Nothing new: only the "3 min ago"s move, redrawn now and then.
+        if (Date.now() - renderedAt > 10_000) render();
+        return;
+      }
       const doc = await api('/v1/dead?limit=' + limit);
       shownKey = key;
       jobs = doc.jobs || [];
