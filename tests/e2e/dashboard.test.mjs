@@ -106,6 +106,7 @@ describe('overview', () => {
       await page.goto(`${srv.url}/ui/#/${path}`);
       await page.getByRole('heading', { name: title }).waitFor();
       await page.getByText('does not publish what this page shows yet').waitFor();
+      await shot(page, path);
     }
     assert.equal(await page.locator('#nav a[data-nav="queues"]').count(), 0);
     tab.checkConsole();
