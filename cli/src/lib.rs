@@ -20,3 +20,4 @@ pub mod rodisk;
 pub mod schema;
 pub mod server;
 pub mod settings;
+pub mod ui;

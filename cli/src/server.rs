@@ -94,10 +94,14 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let mut routes = api_router(state.clone(), token.clone());
+    if settings.ui {
+        routes = routes.merge(crate::ui::router());
+    }
     let api_task = tokio::spawn(
         axum::serve(
             LimitedListener::new(api, settings.http.connections_max, idle),
-            api_router(state.clone(), token.clone()),
+            routes,
         )
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .into_future(),
@@ -113,6 +117,9 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         )
     });
     say(format_args!("API      http://{api_addr}"));
+    if settings.ui {
+        say(format_args!("UI       http://{api_addr}/ui/"));
+    }
     match metrics_addr {
         Some(a) => say(format_args!("metrics  http://{a}/metrics")),
         None => say(format_args!("metrics  off")),

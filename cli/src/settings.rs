@@ -63,6 +63,9 @@ pub struct RunArgs {
     /// The demo handler's failure probability, 0.0 to 1.0 [default: 0.1]
     #[arg(long, env = "BEAVER_DEMO_FAILURE_RATE", value_name = "P")]
     pub demo_failure_rate: Option<f64>,
+    /// Do not serve the web dashboard at /ui/ on the API's address
+    #[arg(long, env = "BEAVER_NO_UI", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_ui: bool,
 }
 
 /// The `--config` file. Every key is optional; unknown keys are an error.
@@ -85,6 +88,8 @@ pub struct FileConfig {
     pub metrics_listen: Option<String>,
     /// As `--token`.
     pub token: Option<String>,
+    /// `false`: as `--no-ui`.
+    pub ui: Option<bool>,
     /// The demo handler.
     pub demo: DemoFile,
     /// HTTP limits.
@@ -150,6 +155,8 @@ pub struct Settings {
     pub http: HttpLimits,
     /// Threads of the runtime serving HTTP and the core (at least 1).
     pub threads: usize,
+    /// Whether the API's address also serves the web dashboard at `/ui/`.
+    pub ui: bool,
 }
 
 /// The most `--threads` takes.
@@ -298,6 +305,7 @@ pub fn resolve(args: &RunArgs) -> Result<Settings, String> {
         token,
         http,
         threads,
+        ui: !args.no_ui && file.ui.unwrap_or(true),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Tests of the real `beaver` binary: the HTTP contract, the token rule,
 //! the data-dir lock, SIGTERM, metrics, the README's quickstart,
-//! `kill -9` cycles under concurrent clients, and a small `beaver bench`.
+//! `kill -9` cycles under concurrent clients, a small `beaver bench`, and
+//! the dashboard's files.
 //!
 //! They live in the `beaver` package (not `beaver-tests`) because only a
 //! binary's own package gets `CARGO_BIN_EXE_beaver`, which makes cargo build
@@ -13,3 +14,4 @@ mod bench;
 mod common;
 mod kill9;
 mod quickstart;
+mod ui;
