@@ -14,6 +14,7 @@ use std::time::Duration;
 use beaver_core::{Execution, Outcome, QueueName};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::{ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::sync::oneshot;
 
 use super::Executor;
 
@@ -160,7 +161,6 @@ enum Event {
     Deadline,
     GraceOver,
     Fed,
-    Drained,
 }
 
 /// How the wait for the child ended.
@@ -172,29 +172,29 @@ enum Ended {
 async fn run(exe: &ExecExecutor, exec: Execution, queue: Option<QueueName>) -> Outcome {
     // The clock starts before the spawn: starting the shell counts too.
     let deadline = tokio::time::sleep(Duration::from_millis(exec.timeout_ms));
-    let mut group = match spawn(exe, &exec, queue.as_ref()) {
-        Ok(group) => group,
+    let (mut group, killed) = match spawn(exe, &exec, queue.as_ref()) {
+        Ok(spawned) => spawned,
         Err(e) => return Outcome::Failed(format!("could not start `{SHELL} -c` for the job: {e}")),
     };
     let stdin = group.child().stdin.take();
-    let stdout = group.child().stdout.take();
-    let stderr = group.child().stderr.take();
-    let mut tail = Tail::new(STDERR_TAIL_BYTES);
-    let mut log = OutputLog::new(exec.id.clone(), exec.attempt, queue);
+    let (stdout, stderr) = (group.child().stdout.take(), group.child().stderr.take());
+    // The output is read by a task of its own, which outlives this future
+    // if it is dropped: a handler stopped with SIGTERM can still log while
+    // it cleans up (and a write to a closed pipe would kill it).
+    let log = OutputLog::new(exec.id.clone(), exec.attempt, queue);
+    let output = tokio::spawn(drain_until_killed(stdout, stderr, log, killed));
     let ended = {
         let feed = pin!(feed_stdin(stdin, exec.payload.as_bytes()));
-        let mut drain = pin!(drain_output(stdout, stderr, &mut tail, &mut log));
-        let (ended, drained) = supervise(&mut group, deadline, feed, drain.as_mut()).await;
+        let ended = supervise(&mut group, deadline, feed).await;
         // No await since the wait returned: the group id cannot have been
         // reused yet (see `ProcessGroup::kill`).
         group.kill();
-        if !drained && matches!(ended, Ended::Exited(_)) {
-            let grace = Duration::from_millis(OUTPUT_DRAIN_GRACE_MS);
-            let _ = tokio::time::timeout(grace, drain).await;
-        }
         ended
     };
-    drop(log);
+    let tail = match output.await {
+        Ok(tail) => tail,
+        Err(_) => Tail::new(STDERR_TAIL_BYTES),
+    };
     match ended {
         Ended::TimedOut => {
             // Reap the killed child; SIGKILL cannot be caught, so this is quick.
@@ -217,31 +217,28 @@ async fn run(exe: &ExecExecutor, exec: Execution, queue: Option<QueueName>) -> O
     }
 }
 
-/// Feeds stdin and drains the output until the child exits, or until the
-/// timeout and the kill grace after it have passed. Returns how it ended
-/// and whether the output was read to its end.
+/// Feeds stdin until the child exits, or until the timeout and the kill
+/// grace after it have passed.
 async fn supervise(
     group: &mut ProcessGroup,
     deadline: tokio::time::Sleep,
     mut feed: std::pin::Pin<&mut impl Future<Output = ()>>,
-    mut drain: std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> (Ended, bool) {
+) -> Ended {
     let mut deadline = pin!(deadline);
     let mut last_call = pin!(tokio::time::sleep(Duration::ZERO));
-    let (mut fed, mut drained) = (false, false);
+    let mut fed = false;
     let (mut terminated, mut killed) = (false, false);
-    let ended = loop {
+    loop {
         let event = tokio::select! {
             biased;
             status = group.child().wait() => Event::Exited(status),
             () = &mut deadline, if !terminated => Event::Deadline,
             () = &mut last_call, if terminated && !killed => Event::GraceOver,
             () = &mut feed, if !fed => Event::Fed,
-            () = &mut drain, if !drained => Event::Drained,
         };
         match event {
-            Event::Exited(_) if terminated => break Ended::TimedOut,
-            Event::Exited(status) => break Ended::Exited(status),
+            Event::Exited(_) if terminated => return Ended::TimedOut,
+            Event::Exited(status) => return Ended::Exited(status),
             Event::Deadline => {
                 terminated = true;
                 let at = group.terminate();
@@ -253,14 +250,17 @@ async fn supervise(
                 group.kill();
             }
             Event::Fed => fed = true,
-            Event::Drained => drained = true,
         }
-    };
-    (ended, drained)
+    }
 }
 
-/// Starts the shell in its own session with the attempt's environment.
-fn spawn(exe: &ExecExecutor, exec: &Execution, queue: Option<&QueueName>) -> io::Result<ProcessGroup> {
+/// Starts the shell in its own session with the attempt's environment;
+/// the receiver resolves once its group got `SIGKILL`.
+fn spawn(
+    exe: &ExecExecutor,
+    exec: &Execution,
+    queue: Option<&QueueName>,
+) -> io::Result<(ProcessGroup, oneshot::Receiver<()>)> {
     let mut cmd = Command::new(SHELL);
     cmd.arg("-c").arg(&*exe.shell_text);
     for (key, _) in std::env::vars_os() {
@@ -328,6 +328,31 @@ async fn feed_stdin(stdin: Option<ChildStdin>, payload: &[u8]) {
     // A child may exit or close stdin without reading it all; the write then
     // fails with EPIPE. That is not the attempt's error: its exit status is.
     let _ = stdin.write_all(payload).await;
+}
+
+/// Reads the output to its end, or until [`OUTPUT_DRAIN_GRACE_MS`] after
+/// the group got `SIGKILL` (only a process that left the group can hold a
+/// pipe open longer), and returns stderr's tail.
+async fn drain_until_killed(
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    mut log: OutputLog,
+    mut killed: oneshot::Receiver<()>,
+) -> Tail {
+    let mut tail = Tail::new(STDERR_TAIL_BYTES);
+    {
+        let mut drain = pin!(drain_output(stdout, stderr, &mut tail, &mut log));
+        tokio::select! {
+            biased;
+            () = &mut drain => {}
+            _ = &mut killed => {
+                let grace = Duration::from_millis(OUTPUT_DRAIN_GRACE_MS);
+                let _ = tokio::time::timeout(grace, drain).await;
+            }
+        }
+    }
+    drop(log);
+    tail
 }
 
 /// Reads stdout and stderr to their ends, logging their lines and keeping

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::process::Child;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// The process groups of the attempts under way in this process, and of
@@ -55,13 +56,20 @@ fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
     }
 }
 
-/// Sends `SIGKILL` to the group when dropped, and forgets it.
-struct KillOnDrop(libc::pid_t);
+/// Sends `SIGKILL` to the group when dropped, forgets it, and tells
+/// whoever reads the group's output that nothing more is coming from it.
+struct KillOnDrop {
+    pgid: libc::pid_t,
+    killed: Option<oneshot::Sender<()>>,
+}
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        live_groups().remove(&self.0);
-        signal_group(self.0, libc::SIGKILL);
+        live_groups().remove(&self.pgid);
+        signal_group(self.pgid, libc::SIGKILL);
+        if let Some(tx) = self.killed.take() {
+            let _ = tx.send(());
+        }
     }
 }
 
@@ -79,18 +87,35 @@ pub(super) struct ProcessGroup {
     /// When `SIGKILL` is due, once `SIGTERM` was sent.
     kill_at: Option<Instant>,
     grace: Duration,
+    /// Told when the group got `SIGKILL`.
+    killed: Option<oneshot::Sender<()>>,
 }
 
 impl ProcessGroup {
     /// Takes charge of a freshly spawned child that leads its own group.
-    pub(super) fn new(child: Child, pgid: libc::pid_t, grace: Duration) -> ProcessGroup {
+    /// The receiver resolves once the group got `SIGKILL` (or was given up).
+    pub(super) fn new(
+        child: Child,
+        pgid: libc::pid_t,
+        grace: Duration,
+    ) -> (ProcessGroup, oneshot::Receiver<()>) {
         live_groups().insert(pgid);
-        ProcessGroup {
+        let (tx, rx) = oneshot::channel();
+        let group = ProcessGroup {
             child: Some(child),
             pgid,
             live: true,
             kill_at: None,
             grace,
+            killed: Some(tx),
+        };
+        (group, rx)
+    }
+
+    fn guard(&mut self) -> KillOnDrop {
+        KillOnDrop {
+            pgid: self.pgid,
+            killed: self.killed.take(),
         }
     }
 
@@ -124,7 +149,7 @@ impl ProcessGroup {
     /// itself a group leader within those microseconds.
     pub(super) fn kill(&mut self) {
         if std::mem::take(&mut self.live) {
-            drop(KillOnDrop(self.pgid));
+            drop(self.guard());
         }
     }
 }
@@ -142,7 +167,7 @@ impl Drop for ProcessGroup {
             return; // no grace: killed already
         }
         self.live = false;
-        let guard = KillOnDrop(self.pgid);
+        let guard = self.guard();
         match tokio::runtime::Handle::try_current() {
             // If the runtime is shutting down, the task is dropped unrun
             // and its guard kills the group at once.
