@@ -333,7 +333,11 @@ pub fn enqueue(server: &Server, o: &EnqueueOptions) -> Result<(), Failure> {
             // halves (and smaller requests from here on).
             per_batch = batch.len() / 2;
             bytes_max = (body.len() / 2).max(1);
-            tracing::debug!(per_batch, bytes_max, "{lines}: too large for the server; splitting");
+            tracing::debug!(
+                per_batch,
+                bytes_max,
+                "{lines}: too large for the server; splitting"
+            );
             continue;
         }
         if resp.status != 200 {

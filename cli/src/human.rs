@@ -184,7 +184,10 @@ pub fn status(d: &StatusDoc, server: &str) -> String {
 pub fn in_flight_split(in_flight: u64, running: Option<u64>) -> String {
     match running {
         Some(r) if in_flight > r => {
-            format!(" ({r} running, {} waiting for a free worker)", in_flight - r)
+            format!(
+                " ({r} running, {} waiting for a free worker)",
+                in_flight - r
+            )
         }
         _ => String::new(),
     }

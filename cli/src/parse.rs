@@ -187,9 +187,17 @@ fn number<T: serde::de::DeserializeOwned + std::fmt::Display + Bounded>(
         match (whole, text.starts_with('-')) {
             // A whole number out of range is too large (or too small), not
             // "not a whole number".
-            (true, false) => format!("must be {what}; {} is too large (the most is {})", clip(text), T::MAX),
+            (true, false) => format!(
+                "must be {what}; {} is too large (the most is {})",
+                clip(text),
+                T::MAX
+            ),
             (true, true) if T::MIN_TEXT != "0" => {
-                format!("must be {what}; {} is too small (the least is {})", clip(text), T::MIN_TEXT)
+                format!(
+                    "must be {what}; {} is too small (the least is {})",
+                    clip(text),
+                    T::MIN_TEXT
+                )
             }
             _ => format!("must be {what}, not {}", clip(text)),
         }
@@ -269,13 +277,22 @@ mod tests {
         // Whole numbers out of range are called too large, not "not whole".
         let e = parse_body(br#"{"payload": 1, "timeout_ms": 99999999999999999999}"#).unwrap_err();
         assert_eq!(e.field, "timeout_ms");
-        assert!(e.reason.contains("is too large") && !e.reason.contains(", not"), "{e}");
+        assert!(
+            e.reason.contains("is too large") && !e.reason.contains(", not"),
+            "{e}"
+        );
         let e = parse_body(br#"{"payload": 1, "max_attempts": 5000000000}"#).unwrap_err();
-        assert!(e.reason.contains("is too large (the most is 4294967295)"), "{e}");
+        assert!(
+            e.reason.contains("is too large (the most is 4294967295)"),
+            "{e}"
+        );
         let e = parse_body(br#"{"payload": 1, "priority": -3000000000}"#).unwrap_err();
         assert!(e.reason.contains("is too small"), "{e}");
         let e = parse_body(br#"{"payload": 1, "timeout_ms": 1.5}"#).unwrap_err();
-        assert!(e.reason.contains("whole") && e.reason.contains("not 1.5"), "{e}");
+        assert!(
+            e.reason.contains("whole") && e.reason.contains("not 1.5"),
+            "{e}"
+        );
         let e = parse_body(br#"{"payload": 1, "colour": "red"}"#).unwrap_err();
         assert_eq!(e.field, "colour");
         let e = parse_body(br#"{"id": "x"}"#).unwrap_err();

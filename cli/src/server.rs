@@ -111,7 +111,12 @@ async fn check_volume(e: &beaver_runtime::EngineConfig) -> Result<(), String> {
     let free = FileDisk::new()
         .free_space(&e.data_dir)
         .await
-        .map_err(|err| format!("cannot read the free space of {}: {err}", e.data_dir.display()))?;
+        .map_err(|err| {
+            format!(
+                "cannot read the free space of {}: {err}",
+                e.data_dir.display()
+            )
+        })?;
     let files = |dir: &Path| -> Vec<(String, u64)> {
         std::fs::read_dir(dir)
             .map(|d| {
@@ -162,7 +167,10 @@ async fn serve(settings: Settings, started: Started) -> Result<(), String> {
         Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
-    say(format_args!("{}", recovered_line(&engine.recovery, &data_dir)));
+    say(format_args!(
+        "{}",
+        recovered_line(&engine.recovery, &data_dir)
+    ));
 
     let state = AppState {
         client: engine.client.clone(),

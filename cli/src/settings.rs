@@ -356,7 +356,8 @@ fn kill_grace_ms(args: &RunArgs, file: &FileConfig, engine: &EngineConfig) -> Re
 fn read_file(path: &Path) -> Result<(FileConfig, bool), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
-    let invalid = |e: toml::de::Error| format!("the config file {} is invalid: {e}", path.display());
+    let invalid =
+        |e: toml::de::Error| format!("the config file {} is invalid: {e}", path.display());
     let file: FileConfig = toml::from_str(&text).map_err(invalid)?;
     let raw: toml::Table = toml::from_str(&text).map_err(invalid)?;
     let queue_workers = raw
@@ -520,14 +521,21 @@ mod tests {
         };
         std::fs::write(&path, "workers = 3\n[engine.queue]\nworkers = 5\n").unwrap();
         let e = resolve(&args).unwrap_err();
-        assert!(e.contains("both `workers` and `[engine.queue] workers`"), "{e}");
+        assert!(
+            e.contains("both `workers` and `[engine.queue] workers`"),
+            "{e}"
+        );
         std::fs::write(&path, "[engine.queue]\nworkers = 5\n").unwrap();
         assert_eq!(resolve(&args).unwrap().engine.queue.workers, 5);
         let flag = RunArgs {
             workers: Some(2),
             ..args.clone()
         };
-        assert_eq!(resolve(&flag).unwrap().engine.queue.workers, 2, "a flag wins");
+        assert_eq!(
+            resolve(&flag).unwrap().engine.queue.workers,
+            2,
+            "a flag wins"
+        );
     }
 
     #[test]
@@ -551,7 +559,10 @@ mod tests {
         assert_eq!(grace(&flag), Ok(Some(250)), "the flag wins");
         std::fs::write(&path, "kill_grace_ms = 5000\n").unwrap();
         let e = grace(&exec).unwrap_err();
-        assert!(e.contains("less than [engine.queue] lease_slack_ms (5000 ms"), "{e}");
+        assert!(
+            e.contains("less than [engine.queue] lease_slack_ms (5000 ms"),
+            "{e}"
+        );
         std::fs::write(&path, "[engine.queue]\nlease_slack_ms = 2000\n").unwrap();
         assert_eq!(grace(&exec), Ok(Some(1_000)), "half a short slack");
         let demo = RunArgs {

@@ -37,9 +37,12 @@ fn only_the_attempts_beaver_variables_reach_the_job() {
     };
     let outcome = runtime.block_on(async {
         let queue = QueueName::parse("emails").expect("valid queue");
-        tokio::time::timeout(Duration::from_secs(20), executor.execute_in(exec, Some(queue)))
-            .await
-            .expect("the attempt hung")
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            executor.execute_in(exec, Some(queue)),
+        )
+        .await
+        .expect("the attempt hung")
     });
     assert_eq!(outcome, Outcome::Succeeded);
 
@@ -48,7 +51,11 @@ fn only_the_attempts_beaver_variables_reach_the_job() {
     beaver.sort_unstable();
     assert_eq!(
         beaver,
-        ["BEAVER_ATTEMPT=3", "BEAVER_JOB_ID=job-env", "BEAVER_QUEUE=emails"]
+        [
+            "BEAVER_ATTEMPT=3",
+            "BEAVER_JOB_ID=job-env",
+            "BEAVER_QUEUE=emails"
+        ]
     );
     assert!(
         env.lines().any(|l| l == "NOT_BEAVER_VAR=kept"),

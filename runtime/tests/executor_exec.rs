@@ -318,12 +318,18 @@ async fn a_timeout_sends_sigterm_then_sigkill_after_the_kill_grace() {
     let elapsed = start.elapsed();
     assert_eq!(outcome, Outcome::TimedOut);
     let term = std::fs::read_to_string(dir.path().join("term")).unwrap_or_default();
-    assert!(term.starts_with("term"), "the handler saw no SIGTERM: {term:?}");
+    assert!(
+        term.starts_with("term"),
+        "the handler saw no SIGTERM: {term:?}"
+    );
     assert!(
         elapsed >= Duration::from_millis(300) + grace,
         "SIGKILL came before the grace ended: {elapsed:?}"
     );
-    assert!(elapsed < Duration::from_secs(5), "returned after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "returned after {elapsed:?}"
+    );
     let pid = read_pid(&dir.path().join("pid")).expect("the handler wrote its pid");
     assert!(wait_reaped(pid).await, "the handler {pid} survived");
 }
@@ -336,7 +342,11 @@ async fn a_handler_that_ends_on_sigterm_is_not_kept_waiting_for_the_grace() {
     let start = Instant::now();
     let outcome = bounded(executor.execute(execution(b"{}", 200))).await;
     assert_eq!(outcome, Outcome::TimedOut);
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -370,7 +380,10 @@ async fn dropping_the_future_sends_sigterm_then_sigkill_after_the_kill_grace() {
         !matches!(proc_state(pid), None | Some('Z')),
         "killed before the grace ended"
     );
-    assert!(wait_reaped(pid).await, "the handler {pid} survived the grace");
+    assert!(
+        wait_reaped(pid).await,
+        "the handler {pid} survived the grace"
+    );
     assert!(dropped.elapsed() >= grace - Duration::from_millis(50));
 }
 
@@ -393,5 +406,9 @@ async fn a_simple_command_is_the_direct_child() {
         bounded(executor.execute(execution(b"{}", 10_000))).await,
         Outcome::Succeeded
     );
-    assert_eq!(read_pid(&out), Some(std::process::id()), "its parent is beaver");
+    assert_eq!(
+        read_pid(&out),
+        Some(std::process::id()),
+        "its parent is beaver"
+    );
 }

@@ -23,8 +23,8 @@ mod group;
 mod output;
 mod tail;
 pub use command::check_runnable;
-pub use group::{attempts_stopped, kill_running_attempts};
 use group::ProcessGroup;
+pub use group::{attempts_stopped, kill_running_attempts};
 pub use output::{
     OUTPUT_LINE_BYTES_MAX, OUTPUT_LINES_BURST, OUTPUT_LINES_PER_SEC, OUTPUT_LINES_PER_SEC_TOTAL,
     OUTPUT_LOG_TARGET,

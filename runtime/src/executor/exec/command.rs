@@ -19,12 +19,67 @@ const RESERVED: &[&str] = &[
 /// Builtins of dash and bash: the shell runs them itself, so `exec` would
 /// look for a program of that name instead.
 const BUILTINS: &[&str] = &[
-    ".", ":", "[", "alias", "bg", "break", "builtin", "caller", "cd", "chdir", "command",
-    "compgen", "complete", "compopt", "continue", "declare", "dirs", "disown", "echo", "enable",
-    "eval", "exec", "exit", "export", "false", "fc", "fg", "getopts", "hash", "help", "history",
-    "jobs", "kill", "let", "local", "logout", "mapfile", "popd", "printf", "pushd", "pwd", "read",
-    "readarray", "readonly", "return", "set", "shift", "shopt", "source", "suspend", "test",
-    "times", "trap", "true", "type", "typeset", "ulimit", "umask", "unalias", "unset", "wait",
+    ".",
+    ":",
+    "[",
+    "alias",
+    "bg",
+    "break",
+    "builtin",
+    "caller",
+    "cd",
+    "chdir",
+    "command",
+    "compgen",
+    "complete",
+    "compopt",
+    "continue",
+    "declare",
+    "dirs",
+    "disown",
+    "echo",
+    "enable",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "false",
+    "fc",
+    "fg",
+    "getopts",
+    "hash",
+    "help",
+    "history",
+    "jobs",
+    "kill",
+    "let",
+    "local",
+    "logout",
+    "mapfile",
+    "popd",
+    "printf",
+    "pushd",
+    "pwd",
+    "read",
+    "readarray",
+    "readonly",
+    "return",
+    "set",
+    "shift",
+    "shopt",
+    "source",
+    "suspend",
+    "test",
+    "times",
+    "trap",
+    "true",
+    "type",
+    "typeset",
+    "ulimit",
+    "umask",
+    "unalias",
+    "unset",
+    "wait",
 ];
 
 /// Characters that end a word and start an operator.
@@ -135,9 +190,7 @@ pub fn check_runnable(command: &str) -> Result<(), String> {
     if !syntax.status.success() {
         let why = String::from_utf8_lossy(&syntax.stderr);
         let why: String = why.trim().chars().take(512).collect();
-        return Err(format!(
-            "the command `{command}` is not valid shell: {why}"
-        ));
+        return Err(format!("the command `{command}` is not valid shell: {why}"));
     }
     let Some(program) = leading_program(command) else {
         return Ok(());
@@ -168,7 +221,9 @@ pub fn check_runnable(command: &str) -> Result<(), String> {
 /// The checks of a program named by path.
 fn check_path(path: &Path, shown: &str, cwd: &str) -> Result<(), String> {
     let relative = if path.is_relative() {
-        format!(" (a relative path is taken from beaver's working directory, {cwd}, where every job runs)")
+        format!(
+            " (a relative path is taken from beaver's working directory, {cwd}, where every job runs)"
+        )
     } else {
         String::new()
     };
@@ -276,7 +331,10 @@ mod tests {
         assert_eq!(check_runnable("sleep 1 | cat"), Ok(()));
         assert_eq!(check_runnable("exit 3"), Ok(()));
         let e = check_runnable("/nonexistent/beaver-handler --x").unwrap_err();
-        assert!(e.contains("/nonexistent/beaver-handler does not exist"), "{e}");
+        assert!(
+            e.contains("/nonexistent/beaver-handler does not exist"),
+            "{e}"
+        );
         let e = check_runnable("./nonexistent-beaver-handler").unwrap_err();
         assert!(e.contains("beaver's working directory"), "{e}");
         let e = check_runnable("beaver-no-such-program-anywhere x").unwrap_err();

@@ -26,7 +26,9 @@ fn live_groups() -> std::sync::MutexGuard<'static, BTreeSet<libc::pid_t>> {
 /// signal), what they started would not.
 pub fn kill_running_attempts() -> usize {
     let groups = live_groups();
-    groups.iter().for_each(|&pgid| signal_group(pgid, libc::SIGKILL));
+    groups
+        .iter()
+        .for_each(|&pgid| signal_group(pgid, libc::SIGKILL));
     groups.len()
 }
 
@@ -121,7 +123,9 @@ impl ProcessGroup {
 
     /// The child. Present until the group is dropped.
     pub(super) fn child(&mut self) -> &mut Child {
-        self.child.as_mut().expect("the child is taken only on drop")
+        self.child
+            .as_mut()
+            .expect("the child is taken only on drop")
     }
 
     /// Sends `SIGTERM` to the group (once) and returns when `SIGKILL` is due.

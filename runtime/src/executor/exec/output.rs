@@ -138,8 +138,8 @@ impl OutputLog {
         let bytes = std::mem::take(&mut self.partial[s]);
         let cut = std::mem::take(&mut self.cut[s]);
         let now = Instant::now();
-        let allowed = self.bucket.take(now)
-            && TOTAL.lock().unwrap_or_else(|e| e.into_inner()).take(now);
+        let allowed =
+            self.bucket.take(now) && TOTAL.lock().unwrap_or_else(|e| e.into_inner()).take(now);
         if !allowed {
             self.dropped += 1;
             return;
@@ -203,10 +203,17 @@ mod tests {
         let mut b = Bucket::new(3, 2, t0);
         assert!((0..3).all(|_| b.take(t0)));
         assert!(!b.take(t0));
-        assert!(b.take(t0 + Duration::from_millis(500)), "one token after 0.5 s at 2/s");
+        assert!(
+            b.take(t0 + Duration::from_millis(500)),
+            "one token after 0.5 s at 2/s"
+        );
         assert!(!b.take(t0 + Duration::from_millis(500)));
         let later = t0 + Duration::from_secs(60);
-        assert_eq!((0..10).filter(|_| b.take(later)).count(), 3, "never more than the burst");
+        assert_eq!(
+            (0..10).filter(|_| b.take(later)).count(),
+            3,
+            "never more than the burst"
+        );
     }
 
     #[test]
