@@ -167,6 +167,9 @@ async fn serve(settings: Settings, started: Started) -> Result<(), String> {
         Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
+    // Before the lines that say it is up: a SIGTERM after them stops it
+    // gracefully, never by the default action.
+    let signals = Signals::install()?;
     say(format_args!(
         "{}",
         recovered_line(&engine.recovery, &data_dir)
@@ -218,7 +221,7 @@ async fn serve(settings: Settings, started: Started) -> Result<(), String> {
     say(format_args!("metrics  {metrics_shown}"));
     info!(api = %api_addr, metrics = %metrics_shown, "serving");
 
-    let result = run_until_stopped(engine.handle, &settings).await?;
+    let result = run_until_stopped(engine.handle, &settings, signals).await?;
     let _ = stop_tx.send(true);
     // Requests still open get a bounded moment to be answered (the engine
     // already answered or refused them).
@@ -244,9 +247,9 @@ async fn serve(settings: Settings, started: Started) -> Result<(), String> {
 async fn run_until_stopped(
     handle: beaver_runtime::EngineHandle,
     settings: &Settings,
+    signals: Signals,
 ) -> Result<Result<(), beaver_runtime::EngineError>, String> {
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    let Signals { mut term, mut int } = signals;
     let why = loop {
         tokio::select! {
             _ = term.recv() => break "SIGTERM",
@@ -294,6 +297,21 @@ async fn run_until_stopped(
             );
             std::process::exit(EXIT_SECOND_SIGNAL);
         }
+    }
+}
+
+/// The stop signals, caught from [`Signals::install`] on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, String> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?,
+            int: signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?,
+        })
     }
 }
 

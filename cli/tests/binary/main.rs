@@ -13,6 +13,7 @@
 mod api;
 mod bench;
 mod common;
+mod contrib;
 mod handler;
 mod kill9;
 mod quickstart;

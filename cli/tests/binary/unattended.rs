@@ -67,6 +67,15 @@ fn a_volume_too_small_for_the_log_is_refused_with_what_it_needs() {
     let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
     let mut first = String::new();
     let _ = std::io::BufRead::read_line(&mut out, &mut first);
+    // The addresses come after the signal handlers are in place.
+    let mut rest = String::new();
+    while !rest.contains("metrics  ") {
+        let mut line = String::new();
+        match std::io::BufRead::read_line(&mut out, &mut line) {
+            Ok(n) if n > 0 => rest.push_str(&line),
+            _ => break,
+        }
+    }
     // SAFETY: kill(2) on the child this test spawned, not yet reaped.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
