@@ -171,8 +171,8 @@ pub const THREADS_MAX: usize = 1024;
 /// The default `--threads` on a machine with `cpus` CPUs: all but one, at
 /// least one. The WAL's fdatasyncs, snapshot builds and recovery run on
 /// threads of their own, and on 2 CPUs a second runtime thread measured
-/// slower: a lone client's acks 21-33% fewer, the others no better (README,
-/// Performance).
+/// slower: a lone client's acks 21-33% fewer, the others no better
+/// (docs/performance.md).
 pub fn default_threads(cpus: usize) -> usize {
     cpus.saturating_sub(1).max(1)
 }
