@@ -108,13 +108,15 @@ fn a_timed_out_handler_gets_sigterm_then_sigkill_after_the_kill_grace() {
     // Let any last tick land, then read the last one.
     std::thread::sleep(Duration::from_millis(300));
     let tick = nanos(&dir.join("tick")).expect("the handler ticked");
+    // The script starts a moment after the attempt (on a loaded machine,
+    // a few hundred ms), and its clock starts with it.
     assert!(
-        (400..3_000).contains(&ms(start, term)),
+        (100..3_000).contains(&ms(start, term)),
         "SIGTERM {} ms after the start; the timeout is 500 ms",
         ms(start, term)
     );
     assert!(
-        (1_200..4_000).contains(&ms(term, tick)),
+        (1_000..4_000).contains(&ms(term, tick)),
         "the handler ran {} ms after SIGTERM; the kill grace is 1500 ms",
         ms(term, tick)
     );
