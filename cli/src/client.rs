@@ -175,13 +175,22 @@ impl Server {
             None => &[][..],
         };
         head.push_str(&format!("Content-Length: {}\r\n\r\n", body_bytes.len()));
-        stream.write_all(head.as_bytes()).map_err(lost)?;
-        stream.write_all(body_bytes).map_err(lost)?;
+        // A server may answer before it has read the whole body (413 for a
+        // body over its limit) and close: the write then fails (broken pipe,
+        // reset) while its answer waits to be read. Read it either way.
+        let sent = stream
+            .write_all(head.as_bytes())
+            .and_then(|()| stream.write_all(body_bytes));
         let mut raw = Vec::new();
         if let Err(e) = stream.read_to_end(&mut raw) {
             // A server answering early (413) may reset the connection after
             // its answer; keep what arrived if it is a whole response.
             if raw.is_empty() {
+                return Err(lost(sent.err().unwrap_or(e)));
+            }
+        }
+        if let Err(e) = sent {
+            if parse_response(&raw).is_none() {
                 return Err(lost(e));
             }
         }

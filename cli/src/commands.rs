@@ -273,7 +273,8 @@ const BATCH_BYTES_MAX: usize = 4 << 20;
 /// `beaver enqueue`.
 pub fn enqueue(server: &Server, o: &EnqueueOptions) -> Result<(), Failure> {
     let items = read_jobs(o)?;
-    let per_batch = o.batch.max(1);
+    let mut per_batch = o.batch.max(1);
+    let mut bytes_max = BATCH_BYTES_MAX;
     let bar = if items.len() > per_batch && std::io::stderr().is_terminal() {
         let b = ProgressBar::new(items.len() as u64);
         if let Ok(style) =
@@ -294,7 +295,7 @@ pub fn enqueue(server: &Server, o: &EnqueueOptions) -> Result<(), Failure> {
         while end < items.len() && end - start < per_batch {
             let mut one = Vec::new();
             job_json(&items[end].spec, &mut one);
-            if end > start && body.len() + one.len() > BATCH_BYTES_MAX {
+            if end > start && body.len() + one.len() > bytes_max {
                 break;
             }
             if end > start {
@@ -312,8 +313,10 @@ pub fn enqueue(server: &Server, o: &EnqueueOptions) -> Result<(), Failure> {
                 f.message
             } else {
                 format!(
-                    "{}; the {done_before} jobs before {lines} were enqueued",
-                    f.message
+                    "{}; the {} before {lines} {} enqueued",
+                    f.message,
+                    human::count(done_before as u64, "job"),
+                    if done_before == 1 { "was" } else { "were" }
                 )
             },
             code: f.code,
@@ -325,6 +328,18 @@ pub fn enqueue(server: &Server, o: &EnqueueOptions) -> Result<(), Failure> {
             &lines,
         )
         .map_err(progress)?;
+        if splits_on(&resp) && batch.len() > 1 {
+            // Too large as a whole, no single job at fault: send it in
+            // halves (and smaller requests from here on).
+            per_batch = batch.len() / 2;
+            bytes_max = (body.len() / 2).max(1);
+            tracing::debug!(
+                per_batch,
+                bytes_max,
+                "{lines}: too large for the server; splitting"
+            );
+            continue;
+        }
         if resp.status != 200 {
             let msg = match serde_json::from_slice::<crate::schema::ErrorDoc>(&resp.body) {
                 Ok(d) => match d.error.index.and_then(|i| batch.get(i)) {
@@ -378,6 +393,14 @@ pub fn enqueue(server: &Server, o: &EnqueueOptions) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// Whether a refused request would pass in smaller pieces: a 413 that
+/// names no job (the body, the batch or its log record is too large).
+fn splits_on(resp: &Response) -> bool {
+    resp.status == 413
+        && serde_json::from_slice::<crate::schema::ErrorDoc>(&resp.body)
+            .map_or(true, |d| d.error.index.is_none())
 }
 
 /// Sends one batch, retrying while the server says it is busy, and after a

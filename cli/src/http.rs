@@ -178,11 +178,23 @@ pub fn api_router(state: AppState, token: Option<Arc<str>>) -> Router {
         .with_state(Arc::new(state))
 }
 
-/// The metrics router (`GET /metrics`).
-pub fn metrics_router(state: AppState, token: Option<Arc<str>>) -> Router {
+/// The metrics router (`GET /metrics`). Any other path is answered 404
+/// with a message pointing at the API's address `api`: `/v1/status` asked
+/// of the metrics port is a wrong port, not a missing route.
+pub fn metrics_router(state: AppState, token: Option<Arc<str>>, api: SocketAddr) -> Router {
+    let elsewhere = move |method: Method, uri: axum::http::Uri| async move {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no route {method} {} on the metrics listener, which serves only GET /metrics; the API is at http://{api}",
+                uri.path()
+            ),
+        )
+    };
     Router::new()
         .route("/metrics", get(metrics))
-        .fallback(not_found)
+        .fallback(elsewhere)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(token, authorize))
         .with_state(Arc::new(state))

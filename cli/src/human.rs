@@ -23,6 +23,15 @@ pub fn span(ms: u64) -> String {
     }
 }
 
+/// `1 job`, `2 jobs`, `0 jobs`: a count with its noun (plural by `s`).
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// `512 B`, `64.0 MiB`...
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -64,8 +73,15 @@ pub fn status(d: &StatusDoc, server: &str) -> String {
     let j = &d.jobs;
     let _ = writeln!(
         o,
-        "jobs       pending {} (ready {}, scheduled {})  in flight {}  completed {}  dead {}  cancelled {}",
-        j.pending, d.ready, d.scheduled, j.in_flight, j.completed, j.dead, j.cancelled
+        "jobs       pending {} (ready {}, scheduled {})  in flight {}{}  completed {}  dead {}  cancelled {}",
+        j.pending,
+        d.ready,
+        d.scheduled,
+        j.in_flight,
+        in_flight_split(j.in_flight, d.running),
+        j.completed,
+        j.dead,
+        j.cancelled
     );
     if let (Some(w), Some(r)) = (d.workers, d.running) {
         let _ = writeln!(o, "workers    {w} ({r} running)");
@@ -102,10 +118,10 @@ pub fn status(d: &StatusDoc, server: &str) -> String {
     if let Some(r) = &d.recovery {
         let _ = writeln!(
             o,
-            "recovery   took {}, found {} jobs, replayed {} records, discarded {} torn bytes",
+            "recovery   took {}, found {}, replayed {}, discarded {} torn bytes",
             span(r.duration_ms),
-            r.jobs,
-            r.replayed_records,
+            count(r.jobs, "job"),
+            count(r.replayed_records, "record"),
             r.torn_bytes_discarded
         );
     }
@@ -160,6 +176,23 @@ pub fn status(d: &StatusDoc, server: &str) -> String {
     o
 }
 
+/// How many of the jobs in flight hold a worker and how many were handed
+/// out ahead and wait for one: ` (8 running, 64 waiting for a free
+/// worker)`. Empty when nobody waits or the running count is unknown (a
+/// stopped server's files). The two counts are read a moment apart, so the
+/// running one is capped by the in-flight one.
+pub fn in_flight_split(in_flight: u64, running: Option<u64>) -> String {
+    match running {
+        Some(r) if in_flight > r => {
+            format!(
+                " ({r} running, {} waiting for a free worker)",
+                in_flight - r
+            )
+        }
+        _ => String::new(),
+    }
+}
+
 /// One job.
 pub fn job(j: &JobDoc) -> String {
     let mut o = String::new();
@@ -195,4 +228,27 @@ pub fn job(j: &JobDoc) -> String {
         let _ = writeln!(o, "payload      {}", p.get());
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(count(0, "job"), "0 jobs");
+        assert_eq!(count(1, "job"), "1 job");
+        assert_eq!(count(2, "record"), "2 records");
+    }
+
+    #[test]
+    fn jobs_waiting_for_a_worker_are_shown_apart_from_those_running() {
+        assert_eq!(
+            in_flight_split(72, Some(8)),
+            " (8 running, 64 waiting for a free worker)"
+        );
+        assert_eq!(in_flight_split(8, Some(8)), "");
+        assert_eq!(in_flight_split(3, Some(5)), "", "read a moment apart");
+        assert_eq!(in_flight_split(3, None), "");
+    }
 }

@@ -36,6 +36,21 @@ pub enum LockError {
         /// The data dir.
         dir: PathBuf,
     },
+    /// The data dir could not be created.
+    Create {
+        /// The data dir.
+        dir: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The lock file could not be created or opened in the data dir
+    /// (usually: the directory is not writable by this user).
+    Open {
+        /// The data dir.
+        dir: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
     /// The lock file could not be opened or locked.
     Io {
         /// The lock file.
@@ -63,6 +78,18 @@ impl std::fmt::Display for LockError {
                 f,
                 "the data dir {} is not a directory: give --data-dir a directory (beaver creates it when it is missing)",
                 dir.display()
+            ),
+            LockError::Create { dir, error } => write!(
+                f,
+                "cannot create the data dir {}: {error}; create it (writable by the user beaver runs as) or give another --data-dir",
+                dir.display()
+            ),
+            LockError::Open { dir, error } => write!(
+                f,
+                "cannot create files in the data dir {}: {error}; make it writable by the user beaver runs as (uid {}), or give another --data-dir",
+                dir.display(),
+                // SAFETY: getuid has no arguments and cannot fail.
+                unsafe { libc::getuid() }
             ),
             LockError::Io { path, error } => {
                 write!(f, "cannot lock {}: {error}", path.display())
@@ -122,14 +149,20 @@ pub fn lock_exclusive(dir: &Path) -> Result<DirLock, LockError> {
         path: path.clone(),
         error,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::create_dir_all(dir).map_err(|error| LockError::Create {
+        dir: dir.to_path_buf(),
+        error,
+    })?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(io)?;
+        .map_err(|error| LockError::Open {
+            dir: dir.to_path_buf(),
+            error,
+        })?;
     if !flock(&file, Mode::Exclusive).map_err(io)? {
         return Err(LockError::Held {
             dir: dir.to_path_buf(),

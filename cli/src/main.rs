@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use beaver_cli::client::Server;
 use beaver_cli::commands::{self, EnqueueOptions, Failure};
 use beaver_cli::settings::{DEFAULT_SERVER, RunArgs, resolve};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// mimalloc: the queue makes a few small allocations per job (id, payload,
 /// records), and with the system allocator malloc/free was a fifth of the
@@ -134,6 +134,20 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        after_help = "Examples:\n  beaver completions bash > ~/.local/share/bash-completion/completions/beaver\n  beaver completions zsh > \"${fpath[1]}/_beaver\"\n  beaver completions fish > ~/.config/fish/completions/beaver.fish"
+    )]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from the same definitions as --help
+    #[command(
+        after_help = "Examples:\n  beaver man | man -l -\n  beaver man > /usr/local/share/man/man1/beaver.1"
+    )]
+    Man,
 }
 
 fn init_tracing(default: &str) {
@@ -175,6 +189,14 @@ fn main() -> ExitCode {
             init_tracing("info");
             run_server(args)
         }
+        Command::Completions { shell } => {
+            // Into memory first: the generator panics on a failed write
+            // (`beaver completions bash | head`).
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "beaver", &mut script);
+            print_bytes(&script, "the completion script")
+        }
+        Command::Man => man_page(),
         Command::Bench(args) => {
             init_tracing("warn");
             beaver_cli::bench::run(args).map_err(|m| Failure {
@@ -196,9 +218,50 @@ fn main() -> ExitCode {
     }
 }
 
+/// `beaver man`: the page of `beaver` and, after it, one section per
+/// subcommand, all from the clap definitions `--help` shows.
+fn man_page() -> Result<(), Failure> {
+    let failed = |e: std::io::Error| Failure {
+        message: format!("cannot write the manual page: {e}"),
+        code: 1,
+    };
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut out)
+        .map_err(failed)?;
+    for sub in cmd.get_subcommands() {
+        let name = format!("beaver {}", sub.get_name());
+        let man = clap_mangen::Man::new(sub.clone().bin_name(name.clone()));
+        out.extend_from_slice(b".SH \"");
+        out.extend_from_slice(name.to_uppercase().as_bytes());
+        out.extend_from_slice(b"\"\n");
+        let mut part = Vec::new();
+        man.render_description_section(&mut part).map_err(failed)?;
+        man.render_options_section(&mut part).map_err(failed)?;
+        man.render_extra_section(&mut part).map_err(failed)?;
+        // Its sections are subsections of the subcommand's own.
+        let part = String::from_utf8_lossy(&part).replace(".SH ", ".SS ");
+        out.extend_from_slice(part.as_bytes());
+    }
+    print_bytes(&out, "the manual page")
+}
+
+/// Writes generated text to stdout; a failure says what was not written.
+fn print_bytes(bytes: &[u8], what: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure {
+            message: format!("cannot write {what}: {e}"),
+            code: 1,
+        })
+}
+
 fn client_command(cmd: &Command) -> Result<(), Failure> {
     match cmd {
-        Command::Run(_) | Command::Bench(_) => Ok(()),
+        Command::Run(_) | Command::Bench(_) | Command::Completions { .. } | Command::Man => Ok(()),
         Command::Enqueue {
             file,
             payload,

@@ -13,6 +13,9 @@ use prometheus::{
     TextEncoder,
 };
 
+/// The `outcome` label values of `beaver_job_duration_seconds`.
+const OUTCOMES: [&str; 4] = ["succeeded", "failed", "timed_out", "not_started"];
+
 /// Every metric of one server.
 pub struct Metrics {
     registry: Registry,
@@ -98,6 +101,12 @@ impl Metrics {
             &["outcome"],
         )?;
         r.register(Box::new(job_duration.clone()))?;
+        // Every outcome's series exists from the start (at zero), so a rate
+        // or an alert over it has data before the first attempt of each kind
+        // ends, also after a restart.
+        for outcome in OUTCOMES {
+            job_duration.with_label_values(&[outcome]);
+        }
         Ok(Metrics {
             job_duration,
             fsync: histogram(
@@ -262,10 +271,10 @@ impl Observer for MetricsObserver {
 
     fn attempt_finished(&self, secs: f64, outcome: &Outcome) {
         let label = match outcome {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed(_) => "failed",
-            Outcome::TimedOut => "timed_out",
-            Outcome::NotStarted => "not_started",
+            Outcome::Succeeded => OUTCOMES[0],
+            Outcome::Failed(_) => OUTCOMES[1],
+            Outcome::TimedOut => OUTCOMES[2],
+            Outcome::NotStarted => OUTCOMES[3],
         };
         self.0
             .job_duration

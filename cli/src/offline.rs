@@ -86,6 +86,12 @@ fn mtime_ms(path: &Path) -> Option<u64> {
 /// `config` is the queue configuration the server runs with (it shapes
 /// nothing that is replayed; it is needed to build the queue).
 pub async fn inspect_data_dir(dir: &Path, config: Config) -> Result<StatusDoc, InspectError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(InspectError::Other(format!(
+            "{} is a file, not a data dir; give --data-dir the directory the server ran with",
+            dir.display()
+        )));
+    }
     if !dir.is_dir() {
         return Err(InspectError::Missing(dir.display().to_string()));
     }

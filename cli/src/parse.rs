@@ -176,8 +176,53 @@ pub fn parse_job(text: &str, index: usize) -> Result<JobSpec, BadJob> {
     })
 }
 
-fn number<T: serde::de::DeserializeOwned>(raw: &RawValue, what: &str) -> Result<T, String> {
-    serde_json::from_str(raw.get()).map_err(|_| format!("must be {what}, not {}", clip(raw.get())))
+fn number<T: serde::de::DeserializeOwned + std::fmt::Display + Bounded>(
+    raw: &RawValue,
+    what: &str,
+) -> Result<T, String> {
+    serde_json::from_str(raw.get()).map_err(|_| {
+        let text = raw.get().trim();
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        let whole = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        match (whole, text.starts_with('-')) {
+            // A whole number out of range is too large (or too small), not
+            // "not a whole number".
+            (true, false) => format!(
+                "must be {what}; {} is too large (the most is {})",
+                clip(text),
+                T::MAX
+            ),
+            (true, true) if T::MIN_TEXT != "0" => {
+                format!(
+                    "must be {what}; {} is too small (the least is {})",
+                    clip(text),
+                    T::MIN_TEXT
+                )
+            }
+            _ => format!("must be {what}, not {}", clip(text)),
+        }
+    })
+}
+
+/// The range of a number a job field takes, for messages.
+trait Bounded: Sized {
+    const MAX: Self;
+    const MIN_TEXT: &'static str;
+}
+
+impl Bounded for u32 {
+    const MAX: u32 = u32::MAX;
+    const MIN_TEXT: &'static str = "0";
+}
+
+impl Bounded for u64 {
+    const MAX: u64 = u64::MAX;
+    const MIN_TEXT: &'static str = "0";
+}
+
+impl Bounded for i32 {
+    const MAX: i32 = i32::MAX;
+    const MIN_TEXT: &'static str = "-2147483648";
 }
 
 /// A value shown in an error message, cut so a huge value cannot flood it.
@@ -229,6 +274,25 @@ mod tests {
         );
         let e = parse_body(br#"{"payload": 1, "timeout_ms": "5s"}"#).unwrap_err();
         assert_eq!(e.field, "timeout_ms");
+        // Whole numbers out of range are called too large, not "not whole".
+        let e = parse_body(br#"{"payload": 1, "timeout_ms": 99999999999999999999}"#).unwrap_err();
+        assert_eq!(e.field, "timeout_ms");
+        assert!(
+            e.reason.contains("is too large") && !e.reason.contains(", not"),
+            "{e}"
+        );
+        let e = parse_body(br#"{"payload": 1, "max_attempts": 5000000000}"#).unwrap_err();
+        assert!(
+            e.reason.contains("is too large (the most is 4294967295)"),
+            "{e}"
+        );
+        let e = parse_body(br#"{"payload": 1, "priority": -3000000000}"#).unwrap_err();
+        assert!(e.reason.contains("is too small"), "{e}");
+        let e = parse_body(br#"{"payload": 1, "timeout_ms": 1.5}"#).unwrap_err();
+        assert!(
+            e.reason.contains("whole") && e.reason.contains("not 1.5"),
+            "{e}"
+        );
         let e = parse_body(br#"{"payload": 1, "colour": "red"}"#).unwrap_err();
         assert_eq!(e.field, "colour");
         let e = parse_body(br#"{"id": "x"}"#).unwrap_err();

@@ -1,6 +1,7 @@
 //! `beaver run`: lock the data dir, recover, serve the API and metrics,
 //! stop gracefully on SIGTERM/SIGINT (a second one stops at once).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,21 +25,46 @@ pub const EXIT_SECOND_SIGNAL: i32 = 130;
 /// cleanly (everything acknowledged is durable and a snapshot was taken).
 pub async fn run(settings: Settings) -> Result<(), String> {
     let data_dir = settings.engine.data_dir.clone();
-    let _lock = lock_exclusive(&data_dir).map_err(|e| e.to_string())?;
+    // Whether the job command can run at all is known before anything is
+    // created on disk.
+    let executor = settings.executor.build()?;
+    let fresh = !data_dir.exists();
+    let started = start(&settings, executor).await;
+    let Ok(started) = started else {
+        if fresh {
+            remove_fresh_data_dir(&data_dir);
+        }
+        return started.map(|_| ());
+    };
+    serve(settings, started).await
+}
+
+/// A server past recovery, not yet serving.
+struct Started {
+    _lock: crate::lock::DirLock,
+    api: TcpListener,
+    metrics: Option<TcpListener>,
+    engine: beaver_runtime::Engine,
+    metrics_registry: Arc<Metrics>,
+}
+
+/// Locks the data dir, checks its volume, binds the listeners and recovers.
+async fn start(
+    settings: &Settings,
+    executor: beaver_runtime::AnyExecutor,
+) -> Result<Started, String> {
+    let data_dir = settings.engine.data_dir.clone();
+    let lock = lock_exclusive(&data_dir).map_err(|e| e.to_string())?;
+    check_volume(&settings.engine).await?;
     // Bind before recovering so a busy port fails at once, not after a
     // long recovery; nothing is accepted until recovery is done.
     let api = TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {} (--listen): {e}", settings.listen))?;
-    let api_addr = api.local_addr().map_err(|e| e.to_string())?;
     let metrics_listener = match settings.metrics_listen {
         Some(a) => Some(TcpListener::bind(a).await.map_err(|e| {
             format!("cannot listen on {a} (--metrics-listen): {e}; give another address or `off`")
         })?),
-        None => None,
-    };
-    let metrics_addr = match &metrics_listener {
-        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
     let e = &settings.engine;
@@ -48,7 +74,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         workers = e.queue.workers,
         // What the runtime has, not what was asked: the log shows the truth.
         threads = tokio::runtime::Handle::current().metrics().num_workers(),
-        executor = ?settings.executor,
+        executor = %settings.executor,
         segment_bytes = e.segment_bytes,
         snapshot_wal_bytes = e.snapshot_wal_bytes,
         snapshot_pace_percent = e.snapshot_pace_percent,
@@ -58,7 +84,6 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         "starting"
     );
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
-    let executor = settings.executor.build()?;
     let engine = beaver_runtime::start(
         settings.engine.clone(),
         FileDisk::new(),
@@ -69,16 +94,85 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("cannot start on {}: {e}", data_dir.display()))?;
-    let r = engine.recovery;
+    Ok(Started {
+        _lock: lock,
+        api,
+        metrics: metrics_listener,
+        engine,
+        metrics_registry: metrics,
+    })
+}
+
+/// Refuses a volume too small to hold the log's preallocated segments and
+/// its reserve (see [`beaver_io::space`]); counts beaver's own files as
+/// room, so a disk its own jobs filled still starts (and drains).
+async fn check_volume(e: &beaver_runtime::EngineConfig) -> Result<(), String> {
+    use beaver_io::Disk as _;
+    let free = FileDisk::new()
+        .free_space(&e.data_dir)
+        .await
+        .map_err(|err| {
+            format!(
+                "cannot read the free space of {}: {err}",
+                e.data_dir.display()
+            )
+        })?;
+    let files = |dir: &Path| -> Vec<(String, u64)> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|f| f.ok())
+                    .filter_map(|f| {
+                        let len = f.metadata().ok().filter(|m| m.is_file())?.len();
+                        Some((f.file_name().to_string_lossy().into_owned(), len))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (wal, snaps) = (files(&e.wal_dir()), files(&e.snapshot_dir()));
+    let own: u64 = wal.iter().chain(&snaps).map(|f| f.1).sum();
+    let newest_snapshot = snaps
+        .iter()
+        .filter_map(|(name, len)| Some((crate::offline::parse_snapshot_name(name)?, *len)))
+        .max()
+        .map_or(0, |s| s.1);
+    match beaver_io::space::shortfall(e.segment_bytes, newest_snapshot, free, own) {
+        Some(short) => Err(format!("{}: {short}", e.data_dir.display())),
+        None => Ok(()),
+    }
+}
+
+/// Removes what a failed first start created in a data dir that did not
+/// exist before it: the lock file, then each directory if it is empty.
+fn remove_fresh_data_dir(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(crate::lock::LOCK_FILE));
+    for sub in ["wal", "snapshots"] {
+        let _ = std::fs::remove_dir(dir.join(sub));
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Serves the API and metrics until a signal or a fail-stop, then stops.
+async fn serve(settings: Settings, started: Started) -> Result<(), String> {
+    let Started {
+        _lock,
+        api,
+        metrics: metrics_listener,
+        engine,
+        metrics_registry: metrics,
+    } = started;
+    let data_dir = settings.engine.data_dir.clone();
+    let api_addr = api.local_addr().map_err(|e| e.to_string())?;
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    // Before the lines that say it is up: a SIGTERM after them stops it
+    // gracefully, never by the default action.
+    let signals = Signals::install()?;
     say(format_args!(
-        "beaver {}: recovered {} jobs in {} ms from {} (snapshot LSN {}, {} records replayed, {} torn bytes discarded)",
-        env!("CARGO_PKG_VERSION"),
-        r.jobs,
-        r.duration_ms,
-        data_dir.display(),
-        r.snapshot_lsn.unwrap_or(0),
-        r.replayed_records,
-        r.torn_bytes
+        "{}",
+        recovered_line(&engine.recovery, &data_dir)
     ));
 
     let state = AppState {
@@ -110,7 +204,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         tokio::spawn(
             axum::serve(
                 LimitedListener::new(l, settings.http.connections_max, idle),
-                metrics_router(state.clone(), token.clone()),
+                metrics_router(state.clone(), token.clone(), api_addr),
             )
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
@@ -120,51 +214,14 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     if settings.ui {
         say(format_args!("UI       http://{api_addr}/ui/"));
     }
-    match metrics_addr {
-        Some(a) => say(format_args!("metrics  http://{a}/metrics")),
-        None => say(format_args!("metrics  off")),
-    }
-    info!(api = %api_addr, metrics = ?metrics_addr, "serving");
+    let metrics_shown = match metrics_addr {
+        Some(a) => format!("http://{a}/metrics"),
+        None => "off".into(),
+    };
+    say(format_args!("metrics  {metrics_shown}"));
+    info!(api = %api_addr, metrics = %metrics_shown, "serving");
 
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
-    let handle = engine.handle;
-    let why = loop {
-        tokio::select! {
-            _ = term.recv() => break "SIGTERM",
-            _ = int.recv() => break "SIGINT",
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                if handle.is_finished() {
-                    break "the engine stopped";
-                }
-            }
-        }
-    };
-    info!(
-        reason = why,
-        grace_ms = settings.engine.shutdown_grace_ms,
-        "shutting down"
-    );
-    handle.shutdown();
-    let result = tokio::select! {
-        r = handle.wait() => r,
-        again = async {
-            tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            }
-        } => {
-            // Safe at any instant, like a crash: what was acknowledged is on
-            // disk, and attempts cut short are retried after a restart.
-            let killed = beaver_runtime::executor::kill_running_attempts();
-            warn!(
-                signal = again,
-                killed,
-                "a second signal: stopping now, without the grace period; every acknowledged job is on disk, the attempts still running were killed (process groups included) and are retried after a restart"
-            );
-            std::process::exit(EXIT_SECOND_SIGNAL);
-        }
-    };
+    let result = run_until_stopped(engine.handle, &settings, signals).await?;
     let _ = stop_tx.send(true);
     // Requests still open get a bounded moment to be answered (the engine
     // already answered or refused them).
@@ -183,6 +240,93 @@ pub async fn run(settings: Settings) -> Result<(), String> {
             Err(e.to_string())
         }
     }
+}
+
+/// Runs until SIGTERM, SIGINT or the engine's own end, then stops the
+/// engine gracefully; a second signal exits at once. The engine's result.
+async fn run_until_stopped(
+    handle: beaver_runtime::EngineHandle,
+    settings: &Settings,
+    signals: Signals,
+) -> Result<Result<(), beaver_runtime::EngineError>, String> {
+    let Signals { mut term, mut int } = signals;
+    let why = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if handle.is_finished() {
+                    break "the engine stopped";
+                }
+            }
+        }
+    };
+    let kill_grace_ms = settings.executor.kill_grace_ms().unwrap_or(0);
+    info!(
+        reason = why,
+        grace_ms = settings.engine.shutdown_grace_ms,
+        kill_grace_ms,
+        "shutting down"
+    );
+    handle.shutdown();
+    let stopping = async {
+        let result = handle.wait().await;
+        // Attempts stopped at the end of the grace get their kill grace
+        // (SIGTERM, then SIGKILL) before this process exits.
+        let bound = Duration::from_millis(kill_grace_ms.saturating_add(1_000));
+        if !beaver_runtime::executor::attempts_stopped(bound).await {
+            warn!("some handlers were still being stopped; they get SIGKILL as beaver exits");
+        }
+        result
+    };
+    tokio::select! {
+        r = stopping => Ok(r),
+        again = async {
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
+        } => {
+            // Safe at any instant, like a crash: what was acknowledged is on
+            // disk, and attempts cut short are retried after a restart.
+            let killed = beaver_runtime::executor::kill_running_attempts();
+            warn!(
+                signal = again,
+                killed,
+                "a second signal: stopping now, without the grace period; every acknowledged job is on disk, the attempts still running were killed (process groups included) and are retried after a restart"
+            );
+            std::process::exit(EXIT_SECOND_SIGNAL);
+        }
+    }
+}
+
+/// The stop signals, caught from [`Signals::install`] on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, String> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?,
+            int: signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?,
+        })
+    }
+}
+
+/// The line `beaver run` prints once recovery is done.
+pub fn recovered_line(r: &beaver_runtime::RecoveryReport, data_dir: &Path) -> String {
+    format!(
+        "beaver {}: recovered {} in {} ms from {} (snapshot LSN {}, {} replayed, {} torn bytes discarded)",
+        env!("CARGO_PKG_VERSION"),
+        crate::human::count(r.jobs, "job"),
+        r.duration_ms,
+        data_dir.display(),
+        r.snapshot_lsn.unwrap_or(0),
+        crate::human::count(r.replayed_records, "record"),
+        r.torn_bytes
+    )
 }
 
 /// Prints a line on stdout; a closed stdout (`beaver run | head -1`) must

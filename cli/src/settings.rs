@@ -9,6 +9,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+use beaver_runtime::executor::DEFAULT_KILL_GRACE_MS;
 use beaver_runtime::{EngineConfig, ExecutorConfig};
 use serde::Deserialize;
 
@@ -34,7 +35,7 @@ pub struct RunArgs {
     /// Threads serving HTTP and the queue's core; the WAL, snapshots and recovery have their own [default: CPUs - 1, at least 1]
     #[arg(long, env = "BEAVER_THREADS", value_name = "N")]
     pub threads: Option<usize>,
-    /// Run each job with `sh -c CMD` (payload on stdin; exit 0 = success)
+    /// Run each job with `sh -c CMD` (payload on stdin; exit 0 = success; a simple command is exec'd)
     #[arg(
         long,
         env = "BEAVER_EXEC",
@@ -42,6 +43,9 @@ pub struct RunArgs {
         conflicts_with = "handler"
     )]
     pub exec: Option<String>,
+    /// Time an --exec handler has between SIGTERM and SIGKILL when it is stopped, such as 3s [default: 3s, less than the lease slack]
+    #[arg(long, env = "BEAVER_KILL_GRACE", value_name = "DURATION")]
+    pub kill_grace: Option<String>,
     /// A built-in handler instead of --exec [default: demo]
     #[arg(long, env = "BEAVER_HANDLER", value_enum)]
     pub handler: Option<Handler>,
@@ -82,6 +86,8 @@ pub struct FileConfig {
     pub exec: Option<String>,
     /// As `--handler`.
     pub handler: Option<Handler>,
+    /// As `--kill-grace`, in milliseconds.
+    pub kill_grace_ms: Option<u64>,
     /// As `--listen`.
     pub listen: Option<String>,
     /// As `--metrics-listen`.
@@ -165,8 +171,8 @@ pub const THREADS_MAX: usize = 1024;
 /// The default `--threads` on a machine with `cpus` CPUs: all but one, at
 /// least one. The WAL's fdatasyncs, snapshot builds and recovery run on
 /// threads of their own, and on 2 CPUs a second runtime thread measured
-/// slower: a lone client's acks 21-33% fewer, the others no better (README,
-/// Performance).
+/// slower: a lone client's acks 21-33% fewer, the others no better
+/// (docs/performance.md).
 pub fn default_threads(cpus: usize) -> usize {
     cpus.saturating_sub(1).max(1)
 }
@@ -180,10 +186,16 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 
 /// Reads the config file (if any) and merges it under the flags.
 pub fn resolve(args: &RunArgs) -> Result<Settings, String> {
-    let file = match &args.config {
+    let (file, queue_workers_set) = match &args.config {
         Some(path) => read_file(path)?,
-        None => FileConfig::default(),
+        None => (FileConfig::default(), false),
     };
+    if file.workers.is_some() && queue_workers_set {
+        return Err(
+            "the config file sets both `workers` and `[engine.queue] workers`; keep one (they are the same setting)"
+                .into(),
+        );
+    }
     let mut engine = file.engine.clone();
     if let Some(d) = args.data_dir.clone().or(file.data_dir.clone()) {
         engine.data_dir = d;
@@ -222,7 +234,9 @@ pub fn resolve(args: &RunArgs) -> Result<Settings, String> {
         (file.exec.clone(), file.handler)
     };
     let executor = match (exec, handler.unwrap_or(Handler::Demo)) {
-        (Some(cmd), _) => ExecutorConfig::exec(cmd).map_err(|e| format!("--exec: {e}"))?,
+        (Some(cmd), _) => ExecutorConfig::exec(cmd)
+            .map_err(|e| format!("--exec: {e}"))?
+            .with_kill_grace_ms(kill_grace_ms(args, &file, &engine)?),
         (None, Handler::Noop) => ExecutorConfig::Noop,
         (None, Handler::Demo) => {
             let (mut min, mut max) = (
@@ -309,10 +323,48 @@ pub fn resolve(args: &RunArgs) -> Result<Settings, String> {
     })
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, String> {
+/// The most `kill_grace_ms` takes.
+pub const KILL_GRACE_MS_MAX: u64 = 3_600_000;
+
+/// The kill grace in force: `--kill-grace`, else the file's `kill_grace_ms`,
+/// else [`DEFAULT_KILL_GRACE_MS`] (or half the lease slack when the slack
+/// is not longer than that). It must end before the lease does (timeout + `lease_slack_ms`),
+/// or the lease would end the attempt first.
+fn kill_grace_ms(args: &RunArgs, file: &FileConfig, engine: &EngineConfig) -> Result<u64, String> {
+    let slack = engine.queue.lease_slack_ms;
+    let given = match &args.kill_grace {
+        Some(text) => Some(parse_duration_ms(text).map_err(|e| format!("--kill-grace: {e}"))?),
+        None => file.kill_grace_ms,
+    };
+    let Some(ms) = given else {
+        return Ok(if DEFAULT_KILL_GRACE_MS < slack {
+            DEFAULT_KILL_GRACE_MS
+        } else {
+            slack / 2
+        });
+    };
+    if ms >= slack || ms > KILL_GRACE_MS_MAX {
+        return Err(format!(
+            "the kill grace is {ms} ms; give less than [engine.queue] lease_slack_ms ({slack} ms: a timed-out job's lease ends that long after its timeout) and at most {KILL_GRACE_MS_MAX} ms (--kill-grace, BEAVER_KILL_GRACE or `kill_grace_ms` in the config file), or raise lease_slack_ms"
+        ));
+    }
+    Ok(ms)
+}
+
+/// Reads the config file, and whether it sets `[engine.queue] workers`
+/// (which a top-level `workers` would otherwise override unseen).
+fn read_file(path: &Path) -> Result<(FileConfig, bool), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("the config file {} is invalid: {e}", path.display()))
+    let invalid =
+        |e: toml::de::Error| format!("the config file {} is invalid: {e}", path.display());
+    let file: FileConfig = toml::from_str(&text).map_err(invalid)?;
+    let raw: toml::Table = toml::from_str(&text).map_err(invalid)?;
+    let queue_workers = raw
+        .get("engine")
+        .and_then(|e| e.get("queue"))
+        .is_some_and(|q| q.get("workers").is_some());
+    Ok((file, queue_workers))
 }
 
 /// Resolves `host:port` (the first address it names).
@@ -457,6 +509,67 @@ mod tests {
             std::fs::write(&path, format!("[http]\n{key} = 1\n")).unwrap();
             assert!(resolve(&args).is_ok(), "{key} = 1");
         }
+    }
+
+    #[test]
+    fn workers_set_twice_in_the_file_is_refused_not_overridden() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("beaver.toml");
+        let args = RunArgs {
+            config: Some(path.clone()),
+            ..RunArgs::default()
+        };
+        std::fs::write(&path, "workers = 3\n[engine.queue]\nworkers = 5\n").unwrap();
+        let e = resolve(&args).unwrap_err();
+        assert!(
+            e.contains("both `workers` and `[engine.queue] workers`"),
+            "{e}"
+        );
+        std::fs::write(&path, "[engine.queue]\nworkers = 5\n").unwrap();
+        assert_eq!(resolve(&args).unwrap().engine.queue.workers, 5);
+        let flag = RunArgs {
+            workers: Some(2),
+            ..args.clone()
+        };
+        assert_eq!(
+            resolve(&flag).unwrap().engine.queue.workers,
+            2,
+            "a flag wins"
+        );
+    }
+
+    #[test]
+    fn the_kill_grace_defaults_below_the_lease_slack_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("beaver.toml");
+        let exec = RunArgs {
+            exec: Some("true".into()),
+            config: Some(path.clone()),
+            ..RunArgs::default()
+        };
+        std::fs::write(&path, "").unwrap();
+        let grace = |a: &RunArgs| resolve(a).map(|s| s.executor.kill_grace_ms());
+        assert_eq!(grace(&exec), Ok(Some(3_000)));
+        std::fs::write(&path, "kill_grace_ms = 1500\n").unwrap();
+        assert_eq!(grace(&exec), Ok(Some(1_500)));
+        let flag = RunArgs {
+            kill_grace: Some("250ms".into()),
+            ..exec.clone()
+        };
+        assert_eq!(grace(&flag), Ok(Some(250)), "the flag wins");
+        std::fs::write(&path, "kill_grace_ms = 5000\n").unwrap();
+        let e = grace(&exec).unwrap_err();
+        assert!(
+            e.contains("less than [engine.queue] lease_slack_ms (5000 ms"),
+            "{e}"
+        );
+        std::fs::write(&path, "[engine.queue]\nlease_slack_ms = 2000\n").unwrap();
+        assert_eq!(grace(&exec), Ok(Some(1_000)), "half a short slack");
+        let demo = RunArgs {
+            config: None,
+            ..RunArgs::default()
+        };
+        assert_eq!(grace(&demo), Ok(None));
     }
 
     #[test]

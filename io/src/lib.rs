@@ -20,6 +20,7 @@ pub mod probe;
 pub mod rng;
 pub mod sim_disk;
 pub mod snapshot;
+pub mod space;
 pub mod wal;
 
 pub use disk::{Disk, DiskFile};

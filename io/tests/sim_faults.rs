@@ -1022,3 +1022,31 @@ fn after_segment_bytes_grows_a_recovered_segment_is_never_extended() {
         assert_dense(&got, 1, 13, 1900);
     });
 }
+
+/// The start-up volume check (`beaver_io::space`) and the running log agree
+/// on the reserve, and a volume holding exactly what the check asks for is
+/// out of the reserve once both segments are preallocated.
+#[test]
+fn the_start_up_volume_check_matches_the_logs_reserve() {
+    rt().block_on(async {
+        let seg = 4096u64;
+        let snapshot = 100;
+        let disk = SimDisk::new(5, SimDiskConfig::default());
+        disk.set_capacity(beaver_io::space::needed_bytes(seg, snapshot));
+        let dir = Path::new(DIR);
+        let (mut wal, _) = recover(&disk, dir, opts(seg, 1), 0).await.unwrap();
+        write(&mut wal, 1, 100).await.unwrap();
+        wal.sync().await.unwrap();
+        let job = wal.begin_prepare().expect("a next segment is wanted");
+        let prepared = job.run().await;
+        wal.finish_prepare(prepared).await.unwrap();
+        let status = wal.space_status(snapshot).await.unwrap();
+        assert_eq!(
+            status.reserve_bytes,
+            beaver_io::space::reserve_bytes(seg, snapshot)
+        );
+        assert!(!status.pressure, "{status:?}");
+        disk.set_capacity(beaver_io::space::needed_bytes(seg, snapshot) - 1);
+        assert!(wal.space_status(snapshot).await.unwrap().pressure);
+    });
+}

@@ -655,7 +655,14 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
     /// Runs `x` on a free worker (taken by the caller).
     fn start(&mut self, x: Execution) {
         let key = (x.id.clone(), x.attempt);
-        let attempt = self.executor.execute(x);
+        // Only executors that hand the queue to the job pay for the lookup.
+        let queue = self
+            .executor
+            .wants_queue()
+            .then(|| self.queue.job(x.id.as_str()));
+        let attempt = self
+            .executor
+            .execute_in(x, queue.flatten().map(|j| j.queue));
         let tx = self.outcome_tx.clone();
         let figures = self.figures.clone();
         let (id, n) = key.clone();

@@ -237,7 +237,11 @@ impl<D: Disk, O: Observer> Log<D, O> {
             segment_bytes,
             snapshot_interval_ms,
         } = self.settings;
-        let segments = self.wal.closed_segment_count() as u64 + 1;
+        // The files that exist: a segment that could not be created (no
+        // space) is not one.
+        let segments = self.wal.closed_segment_count() as u64
+            + u64::from(self.wal.active_segment().is_some())
+            + u64::from(self.wal.next_segment_ready());
         self.figures.wal_segments.store(segments, Relaxed);
         self.figures
             .wal_bytes

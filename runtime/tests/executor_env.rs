@@ -1,4 +1,5 @@
-//! The `exec` executor keeps beaver's own variables (the token!) from jobs.
+//! The `exec` executor keeps beaver's own variables (the token!) from jobs,
+//! and gives them the job id, attempt and queue.
 //!
 //! A file of its own with a single test: it sets process-wide environment
 //! variables, which is only sound while no other thread reads them.
@@ -6,7 +7,7 @@
 
 use std::time::Duration;
 
-use beaver_core::{Execution, JobId, Outcome, Payload};
+use beaver_core::{Execution, JobId, Outcome, Payload, QueueName};
 use beaver_runtime::executor::{ExecExecutor, Executor};
 
 #[test]
@@ -35,16 +36,27 @@ fn only_the_attempts_beaver_variables_reach_the_job() {
         timeout_ms: 10_000,
     };
     let outcome = runtime.block_on(async {
-        tokio::time::timeout(Duration::from_secs(20), executor.execute(exec))
-            .await
-            .expect("the attempt hung")
+        let queue = QueueName::parse("emails").expect("valid queue");
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            executor.execute_in(exec, Some(queue)),
+        )
+        .await
+        .expect("the attempt hung")
     });
     assert_eq!(outcome, Outcome::Succeeded);
 
     let env = std::fs::read_to_string(&out).expect("the job wrote its environment");
     let mut beaver: Vec<&str> = env.lines().filter(|l| l.starts_with("BEAVER_")).collect();
     beaver.sort_unstable();
-    assert_eq!(beaver, ["BEAVER_ATTEMPT=3", "BEAVER_JOB_ID=job-env"]);
+    assert_eq!(
+        beaver,
+        [
+            "BEAVER_ATTEMPT=3",
+            "BEAVER_JOB_ID=job-env",
+            "BEAVER_QUEUE=emails"
+        ]
+    );
     assert!(
         env.lines().any(|l| l == "NOT_BEAVER_VAR=kept"),
         "other variables pass through:\n{env}"

@@ -295,3 +295,129 @@ async fn many_attempts_run_side_by_side() {
         );
     }
 }
+
+/// A handler that notes SIGTERM in `term` (and keeps running), and its pid
+/// in `pid`: only SIGKILL stops it.
+fn stubborn(dir: &Path) -> String {
+    format!(
+        "trap 'echo term >> {t}' TERM; echo $$ > {p}.tmp; mv {p}.tmp {p}; while :; do sleep 0.05; done",
+        t = dir.join("term").display(),
+        p = dir.join("pid").display()
+    )
+}
+
+#[tokio::test]
+async fn a_timeout_sends_sigterm_then_sigkill_after_the_kill_grace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let grace = Duration::from_millis(800);
+    let executor = ExecExecutor::new(stubborn(dir.path()))
+        .expect("valid command")
+        .with_kill_grace(grace);
+    let start = Instant::now();
+    let outcome = bounded(executor.execute(execution(b"{}", 300))).await;
+    let elapsed = start.elapsed();
+    assert_eq!(outcome, Outcome::TimedOut);
+    let term = std::fs::read_to_string(dir.path().join("term")).unwrap_or_default();
+    assert!(
+        term.starts_with("term"),
+        "the handler saw no SIGTERM: {term:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(300) + grace,
+        "SIGKILL came before the grace ended: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "returned after {elapsed:?}"
+    );
+    let pid = read_pid(&dir.path().join("pid")).expect("the handler wrote its pid");
+    assert!(wait_reaped(pid).await, "the handler {pid} survived");
+}
+
+#[tokio::test]
+async fn a_handler_that_ends_on_sigterm_is_not_kept_waiting_for_the_grace() {
+    let executor = ExecExecutor::new("sleep 30")
+        .expect("valid command")
+        .with_kill_grace(Duration::from_secs(10));
+    let start = Instant::now();
+    let outcome = bounded(executor.execute(execution(b"{}", 200))).await;
+    assert_eq!(outcome, Outcome::TimedOut);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_future_sends_sigterm_then_sigkill_after_the_kill_grace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().display();
+    // Notes when SIGTERM comes and ticks until killed.
+    let command = format!(
+        "trap 'date +%s%N > {d}/term' TERM; echo $$ > {d}/pid.tmp; mv {d}/pid.tmp {d}/pid; while :; do date +%s%N > {d}/tick.tmp; mv {d}/tick.tmp {d}/tick; sleep 0.05; done"
+    );
+    let pid_file = dir.path().join("pid");
+    let grace = Duration::from_millis(800);
+    let executor = ExecExecutor::new(command)
+        .expect("valid command")
+        .with_kill_grace(grace);
+    {
+        let mut attempt = pin!(executor.execute(execution(b"{}", 60_000)));
+        bounded(async {
+            while !pid_file.exists() {
+                tokio::select! {
+                    biased;
+                    outcome = &mut attempt => panic!("the attempt ended early: {outcome:?}"),
+                    () = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+            }
+        })
+        .await;
+    } // dropped: SIGTERM now, SIGKILL after the grace
+    let pid = read_pid(&pid_file).expect("the handler wrote its pid");
+    assert!(
+        wait_reaped(pid).await,
+        "the handler {pid} survived the grace"
+    );
+    let nanos = |name: &str| -> Option<u128> {
+        std::fs::read_to_string(dir.path().join(name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let term = nanos("term").expect("the handler saw SIGTERM");
+    let tick = nanos("tick").expect("the handler ticked");
+    let ran_on = Duration::from_nanos(u64::try_from(tick.saturating_sub(term)).unwrap_or(0));
+    assert!(
+        ran_on >= grace - Duration::from_millis(300),
+        "the handler ran {ran_on:?} after SIGTERM; the kill grace is {grace:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_simple_command_is_the_direct_child() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("handler.sh");
+    let out = dir.path().join("ppid");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho $PPID > {}\n", out.display()),
+    )
+    .expect("script");
+    let mut perms = std::fs::metadata(&script).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).expect("chmod");
+    let executor = ExecExecutor::new(script.display().to_string()).expect("valid command");
+    assert!(executor.execs_directly());
+    assert_eq!(
+        bounded(executor.execute(execution(b"{}", 10_000))).await,
+        Outcome::Succeeded
+    );
+    assert_eq!(
+        read_pid(&out),
+        Some(std::process::id()),
+        "its parent is beaver"
+    );
+}

@@ -81,7 +81,16 @@ impl Conn {
                 self.received.extend_from_slice(&buf[..n]);
                 Ok(true)
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(false),
+            // A signal that interrupted the read (EINTR) is no answer
+            // either: the caller reads again until its deadline.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(false)
+            }
             Err(e) if e.kind() == ErrorKind::ConnectionReset => {
                 self.eof = true;
                 Ok(false)

@@ -36,6 +36,8 @@ pub struct Proc {
     pub metrics: String,
     /// The log file (stderr).
     pub log: PathBuf,
+    /// Every line it printed on stdout so far.
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A fresh temp dir with `data/` for the server and a config file.
@@ -75,6 +77,11 @@ impl Proc {
     /// Starts `beaver run` on the scratch dir with `args` added; waits
     /// (at most 60 s) until it prints its addresses.
     pub fn start(s: &Scratch, args: &[&str]) -> Proc {
+        Proc::start_with_env(s, args, &[])
+    }
+
+    /// As [`Proc::start`], with these environment variables set.
+    pub fn start_with_env(s: &Scratch, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let n = std::fs::read_dir(s.dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
@@ -87,6 +94,7 @@ impl Proc {
             .arg(s.config())
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));
@@ -94,9 +102,14 @@ impl Proc {
         let pid = child.id();
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = printed.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Ok(mut kept) = keep.lock() {
+                    kept.push(line.clone());
+                }
                 if tx.send(line).is_err() {
                     // Keep draining so the server never blocks on a full pipe.
                     continue;
@@ -131,6 +144,28 @@ impl Proc {
             api: api.expect("api"),
             metrics: metrics.expect("metrics"),
             log,
+            stdout: printed,
+        }
+    }
+
+    /// The lines it printed on stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits (at most `within`) until its log holds `needle`; the log.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = self.log_text();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log after {within:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -270,4 +305,36 @@ pub fn wait_within(child: &mut std::process::Child, within: Duration, what: &str
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Waits (at most `within`) until `done` holds; whether it did.
+pub fn wait_for(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
+
+/// Whether process `pid` is alive (a zombie is not: it runs no more).
+pub fn alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name.
+    !matches!(
+        stat.rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().chars().next()),
+        Some(Some('Z' | 'X'))
+    )
+}
+
+/// Writes an executable shell script.
+pub fn script(path: &std::path::Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }

@@ -1,5 +1,6 @@
 //! Tests of the real `beaver` binary: the HTTP contract, the token rule,
-//! the data-dir lock, SIGTERM, metrics, the README's quickstart,
+//! the data-dir lock, SIGTERM, metrics, the README's quickstart, the
+//! handler contract, running unattended (small volumes, failed starts),
 //! `kill -9` cycles under concurrent clients, a small `beaver bench`, and
 //! the dashboard's files.
 //!
@@ -12,6 +13,9 @@
 mod api;
 mod bench;
 mod common;
+mod contrib;
+mod handler;
 mod kill9;
 mod quickstart;
 mod ui;
+mod unattended;

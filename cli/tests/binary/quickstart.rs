@@ -19,10 +19,10 @@ fn quickstart_blocks() -> Vec<String> {
     let start = readme
         .find("\n## Quickstart\n")
         .expect("the README has a Quickstart section");
-    let end = readme[start..]
-        .find("\n## Layout")
-        .map(|e| start + e)
-        .expect("layout heading");
+    let end = readme[start + 1..]
+        .find("\n## ")
+        .map(|e| start + 1 + e)
+        .expect("a heading after the quickstart");
     let section = &readme[start..end];
     let mut blocks = Vec::new();
     let mut rest = section;

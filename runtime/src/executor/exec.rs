@@ -1,174 +1,208 @@
 //! The `exec` executor: `/bin/sh -c CMD` per attempt, in a process group of
-//! its own that never outlives the attempt.
+//! its own that never outlives the attempt by more than the kill grace.
 //!
 //! Linux only and never under madsim: `tokio::process` does real I/O there.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::io;
 use std::os::unix::process::ExitStatusExt as _;
+use std::pin::pin;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use beaver_core::{Execution, Outcome};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::process::{Child, ChildStderr, ChildStdin, Command};
+use beaver_core::{Execution, Outcome, QueueName};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::sync::oneshot;
 
 use super::Executor;
 
+mod command;
+mod group;
+mod output;
 mod tail;
+pub use command::check_runnable;
+use group::ProcessGroup;
+pub use group::{attempts_stopped, kill_running_attempts};
+pub use output::{
+    OUTPUT_LINE_BYTES_MAX, OUTPUT_LINES_BURST, OUTPUT_LINES_PER_SEC, OUTPUT_LINES_PER_SEC_TOTAL,
+    OUTPUT_LOG_TARGET,
+};
+use output::{OutputLog, Stream};
 use tail::Tail;
 
 /// How many bytes of the end of a failed attempt's stderr its error keeps.
 pub const STDERR_TAIL_BYTES: usize = 4096;
 
+/// The kill grace when none is configured: how long a handler has between
+/// `SIGTERM` and `SIGKILL`. Shorter than the core's default lease slack
+/// (5 s), so a timed-out handler is killed before its lease ends.
+pub const DEFAULT_KILL_GRACE_MS: u64 = 3_000;
+
 /// Variables with this prefix are beaver's own (the API token among them):
-/// none reaches a job except the two set per attempt.
+/// none reaches a job except the three set per attempt.
 const ENV_PREFIX: &[u8] = b"BEAVER_";
 
-/// How long to keep reading stderr once the attempt's process group is
+/// How long to keep reading the output once the attempt's process group is
 /// killed. Only a process that escaped the group (its own `setsid`) can hold
-/// the pipe open longer, and it must not hold the attempt's outcome hostage.
-const STDERR_DRAIN_GRACE_MS: u64 = 200;
+/// a pipe open longer, and it must not hold the attempt's outcome hostage.
+const OUTPUT_DRAIN_GRACE_MS: u64 = 200;
 
 /// The shell every command runs in.
 const SHELL: &str = "/bin/sh";
 
-/// The process groups of the attempts under way in this process.
-static LIVE_GROUPS: Mutex<BTreeSet<libc::pid_t>> = Mutex::new(BTreeSet::new());
-
-fn live_groups() -> std::sync::MutexGuard<'static, BTreeSet<libc::pid_t>> {
-    // The set stays consistent even if a holder panicked (one insert or
-    // remove at a time).
-    LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Sends `SIGKILL` to the whole process group of every attempt under way,
-/// background children included, and returns how many groups there were.
-/// For a process about to exit at once (a second shutdown signal): the
-/// shells would die with it (their parent-death signal), the processes they
-/// started would not.
-pub fn kill_running_attempts() -> usize {
-    let groups = live_groups();
-    groups.iter().for_each(|&pgid| kill_group(pgid));
-    groups.len()
-}
-
-/// Sends `SIGKILL` to every process in the group `pgid`.
-fn kill_group(pgid: libc::pid_t) {
-    // SAFETY: kill has no memory arguments; a negative pid addresses the
-    // process group. ESRCH (group already empty) is fine.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-}
-
 /// Runs each attempt as `/bin/sh -c COMMAND`.
 ///
 /// Guarantees, per attempt:
-/// - the shell starts in a new session (so a new process group, led by the
-///   shell) and gets `SIGKILL` if the thread that spawned it dies, which in a
-///   tokio runtime means when the server dies (worker threads live as long as
-///   the runtime);
+/// - a simple command naming a program (plain words, no shell syntax) is
+///   run as `exec COMMAND`, so the program replaces the shell and is this
+///   process's direct child; anything else runs under the shell as written;
+/// - the direct child starts in a new session (so a new process group,
+///   which it leads) and gets `SIGKILL` if the thread that spawned it dies,
+///   which in a tokio runtime means when the server dies (worker threads
+///   live as long as the runtime); processes it starts do not, unless they
+///   set that up themselves;
 /// - its environment is the server's minus every `BEAVER_*` variable, plus
-///   `BEAVER_JOB_ID` and `BEAVER_ATTEMPT`;
+///   `BEAVER_JOB_ID`, `BEAVER_ATTEMPT` and (when the engine names it)
+///   `BEAVER_QUEUE`; its working directory is the server's;
 /// - the payload's JSON bytes are written to its stdin, concurrently with
-///   reading its stderr, and stdin is then closed; a child that does not read
-///   its stdin cannot stall the attempt (the write error is ignored);
-/// - stdout goes to `/dev/null`; of stderr only the last
-///   [`STDERR_TAIL_BYTES`] bytes are kept, however much is written;
+///   reading its output, and stdin is then closed; a child that does not
+///   read its stdin cannot stall the attempt (the write error is ignored);
+/// - its stdout and stderr lines go to the server's log (see
+///   [`OUTPUT_LOG_TARGET`] for the bounds); of stderr the last
+///   [`STDERR_TAIL_BYTES`] bytes are also kept for the attempt's error;
 /// - exit status 0 is [`Outcome::Succeeded`]; anything else is
 ///   [`Outcome::Failed`] with `exit status N` or `killed by signal N (SIGX)`,
 ///   followed by `: ` and the stderr tail if there is one;
 /// - past `timeout_ms` (counted from the first poll, spawning included) the
-///   whole process group is killed and the outcome is [`Outcome::TimedOut`];
-///   a shell that has exited by the time the timer fires keeps its outcome;
-/// - when the attempt ends for any reason (exit, timeout, or the future being
-///   dropped) every process left in its group gets `SIGKILL`, background
-///   children included; processes that left the group themselves are not
-///   tracked;
-/// - the shell is reaped: at once when the future completes, by tokio's orphan
-///   reaper soon after the future is dropped;
+///   whole process group gets `SIGTERM`, and `SIGKILL` once the kill grace
+///   has passed (or at once when the direct child exits); the outcome is
+///   [`Outcome::TimedOut`] however the child ends after `SIGTERM`; a child
+///   that has exited by the time the timer fires keeps its outcome;
+/// - dropping the future (the lease ended, the shutdown grace ended) stops
+///   the group the same way: `SIGTERM` unless already sent, `SIGKILL` at the
+///   end of the kill grace, by a task of its own; [`attempts_stopped`]
+///   waits for those;
+/// - when the direct child exits, every process left in its group gets
+///   `SIGKILL` at once, background children included; processes that left
+///   the group themselves are not tracked;
+/// - the child is reaped, at once when the future completes, by the
+///   stopping task after the future is dropped;
 /// - a shell that cannot be started gives [`Outcome::Failed`], never a panic.
 #[derive(Debug, Clone)]
 pub struct ExecExecutor {
     command: Arc<str>,
+    /// What `sh -c` runs: the command, or `exec` and the command.
+    shell_text: Arc<str>,
+    kill_grace: Duration,
 }
 
 impl ExecExecutor {
-    /// An executor for `command`; the same checks as
-    /// [`super::ExecutorConfig::exec`].
+    /// An executor for `command` with the default kill grace; the same
+    /// checks as [`super::ExecutorConfig::exec`] (not whether the program
+    /// exists: see [`check_runnable`]).
     pub fn new(command: impl Into<String>) -> Result<ExecExecutor, String> {
         let command = command.into();
         super::check_command(&command)?;
         Ok(ExecExecutor {
+            shell_text: command::shell_text(&command).into(),
             command: command.into(),
+            kill_grace: Duration::from_millis(DEFAULT_KILL_GRACE_MS),
         })
     }
 
-    /// The shell command each attempt runs.
+    /// The same executor with another time between `SIGTERM` and `SIGKILL`
+    /// (zero: `SIGKILL` at once).
+    pub fn with_kill_grace(mut self, grace: Duration) -> ExecExecutor {
+        self.kill_grace = grace;
+        self
+    }
+
+    /// The shell command each attempt runs, as configured.
     pub fn command(&self) -> &str {
         &self.command
+    }
+
+    /// Whether the command is run as `exec COMMAND` (its program is then the
+    /// direct child).
+    pub fn execs_directly(&self) -> bool {
+        *self.shell_text != *self.command
+    }
+
+    /// The time between `SIGTERM` and `SIGKILL`.
+    pub fn kill_grace(&self) -> Duration {
+        self.kill_grace
     }
 }
 
 impl Executor for ExecExecutor {
     fn execute(&self, exec: Execution) -> impl Future<Output = Outcome> + Send + 'static {
-        let command = Arc::clone(&self.command);
-        async move { run(&command, exec).await }
+        self.execute_in(exec, None)
+    }
+
+    fn wants_queue(&self) -> bool {
+        true
+    }
+
+    fn execute_in(
+        &self,
+        exec: Execution,
+        queue: Option<QueueName>,
+    ) -> impl Future<Output = Outcome> + Send + 'static {
+        let this = self.clone();
+        async move { run(&this, exec, queue).await }
     }
 }
 
-/// How the wait for the shell ended.
+/// What happened while an attempt ran.
+enum Event {
+    Exited(io::Result<ExitStatus>),
+    Deadline,
+    GraceOver,
+    Fed,
+}
+
+/// How the wait for the child ended.
 enum Ended {
     Exited(io::Result<ExitStatus>),
     TimedOut,
 }
 
-async fn run(command: &str, exec: Execution) -> Outcome {
+async fn run(exe: &ExecExecutor, exec: Execution, queue: Option<QueueName>) -> Outcome {
     // The clock starts before the spawn: starting the shell counts too.
     let deadline = tokio::time::sleep(Duration::from_millis(exec.timeout_ms));
-    let mut group = match spawn(command, &exec) {
-        Ok(group) => group,
+    let (mut group, killed) = match spawn(exe, &exec, queue.as_ref()) {
+        Ok(spawned) => spawned,
         Err(e) => return Outcome::Failed(format!("could not start `{SHELL} -c` for the job: {e}")),
     };
-    let stdin = group.child.stdin.take();
-    let stderr = group.child.stderr.take();
-    let mut tail = Tail::new(STDERR_TAIL_BYTES);
-
+    let stdin = group.child().stdin.take();
+    let (stdout, stderr) = (group.child().stdout.take(), group.child().stderr.take());
+    // The output is read by a task of its own, which outlives this future
+    // if it is dropped: a handler stopped with SIGTERM can still log while
+    // it cleans up (and a write to a closed pipe would kill it).
+    let log = OutputLog::new(exec.id.clone(), exec.attempt, queue);
+    let output = tokio::spawn(drain_until_killed(stdout, stderr, log, killed));
     let ended = {
-        let feed = feed_stdin(stdin, exec.payload.as_bytes());
-        let drain = drain_stderr(stderr, &mut tail);
-        tokio::pin!(deadline, feed, drain);
-        let (mut fed, mut drained) = (false, false);
-        let ended = loop {
-            tokio::select! {
-                biased;
-                status = group.child.wait() => break Ended::Exited(status),
-                () = &mut deadline => break Ended::TimedOut,
-                () = &mut feed, if !fed => fed = true,
-                () = &mut drain, if !drained => drained = true,
-            }
-        };
+        let feed = pin!(feed_stdin(stdin, exec.payload.as_bytes()));
+        let ended = supervise(&mut group, deadline, feed).await;
         // No await since the wait returned: the group id cannot have been
         // reused yet (see `ProcessGroup::kill`).
         group.kill();
-        if !drained && matches!(ended, Ended::Exited(_)) {
-            let grace = Duration::from_millis(STDERR_DRAIN_GRACE_MS);
-            let _ = tokio::time::timeout(grace, &mut drain).await;
-        }
         ended
     };
-
+    let tail = match output.await {
+        Ok(tail) => tail,
+        Err(_) => Tail::new(STDERR_TAIL_BYTES),
+    };
     match ended {
         Ended::TimedOut => {
-            // Reap the killed shell; SIGKILL cannot be caught, so this is quick.
-            let _ = group.child.wait().await;
+            // Reap the killed child; SIGKILL cannot be caught, so this is quick.
+            let _ = group.child().wait().await;
             Outcome::TimedOut
         }
         Ended::Exited(Err(e)) => {
-            Outcome::Failed(format!("could not wait for the job's shell: {e}"))
+            Outcome::Failed(format!("could not wait for the job's process: {e}"))
         }
         Ended::Exited(Ok(status)) if status.success() => Outcome::Succeeded,
         Ended::Exited(Ok(status)) => {
@@ -183,19 +217,64 @@ async fn run(command: &str, exec: Execution) -> Outcome {
     }
 }
 
-/// Starts the shell in its own session with the attempt's environment.
-fn spawn(command: &str, exec: &Execution) -> io::Result<ProcessGroup> {
+/// Feeds stdin until the child exits, or until the timeout and the kill
+/// grace after it have passed.
+async fn supervise(
+    group: &mut ProcessGroup,
+    deadline: tokio::time::Sleep,
+    mut feed: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Ended {
+    let mut deadline = pin!(deadline);
+    let mut last_call = pin!(tokio::time::sleep(Duration::ZERO));
+    let mut fed = false;
+    let (mut terminated, mut killed) = (false, false);
+    loop {
+        let event = tokio::select! {
+            biased;
+            status = group.child().wait() => Event::Exited(status),
+            () = &mut deadline, if !terminated => Event::Deadline,
+            () = &mut last_call, if terminated && !killed => Event::GraceOver,
+            () = &mut feed, if !fed => Event::Fed,
+        };
+        match event {
+            Event::Exited(_) if terminated => return Ended::TimedOut,
+            Event::Exited(status) => return Ended::Exited(status),
+            Event::Deadline => {
+                terminated = true;
+                let at = group.terminate();
+                last_call.as_mut().reset(at);
+            }
+            Event::GraceOver => {
+                // The wait above returns once the child dies.
+                killed = true;
+                group.kill();
+            }
+            Event::Fed => fed = true,
+        }
+    }
+}
+
+/// Starts the shell in its own session with the attempt's environment;
+/// the receiver resolves once its group got `SIGKILL`.
+fn spawn(
+    exe: &ExecExecutor,
+    exec: &Execution,
+    queue: Option<&QueueName>,
+) -> io::Result<(ProcessGroup, oneshot::Receiver<()>)> {
     let mut cmd = Command::new(SHELL);
-    cmd.arg("-c").arg(command);
+    cmd.arg("-c").arg(&*exe.shell_text);
     for (key, _) in std::env::vars_os() {
         if key.as_encoded_bytes().starts_with(ENV_PREFIX) {
             cmd.env_remove(key);
         }
     }
     cmd.env("BEAVER_JOB_ID", exec.id.as_str())
-        .env("BEAVER_ATTEMPT", exec.attempt.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .env("BEAVER_ATTEMPT", exec.attempt.to_string());
+    if let Some(q) = queue {
+        cmd.env("BEAVER_QUEUE", q.as_str());
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let parent = libc::pid_t::try_from(std::process::id()).map_err(io::Error::other)?;
     // SAFETY: `pre_exec` requires a closure that is safe to run in the forked
@@ -209,12 +288,7 @@ fn spawn(command: &str, exec: &Execution) -> io::Result<ProcessGroup> {
         .id()
         .and_then(|pid| libc::pid_t::try_from(pid).ok())
         .ok_or_else(|| io::Error::other("the spawned shell has no process id"))?;
-    live_groups().insert(pgid);
-    Ok(ProcessGroup {
-        child,
-        pgid,
-        live: true,
-    })
+    Ok(ProcessGroup::new(child, pgid, exe.kill_grace))
 }
 
 /// Runs in the child between fork and exec: only async-signal-safe calls.
@@ -222,11 +296,13 @@ fn enter_own_session(parent: libc::pid_t) -> io::Result<()> {
     // SAFETY: setsid, prctl(PR_SET_PDEATHSIG) and getppid are plain system
     // calls without pointer arguments, async-signal-safe.
     unsafe {
-        // A new session makes the shell a process-group leader with
+        // A new session makes the child a process-group leader with
         // pgid == pid, so one kill(-pgid) reaches everything it starts.
         if libc::setsid() == -1 {
             return Err(io::Error::last_os_error());
         }
+        // Kept across execve (beaver never runs set-user-ID programs
+        // itself), so it reaches the program an `exec` hands over to.
         if libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
@@ -246,38 +322,6 @@ fn enter_own_session(parent: libc::pid_t) -> io::Result<()> {
     Ok(())
 }
 
-/// The attempt's shell and its process group; dropping it kills the group.
-struct ProcessGroup {
-    /// Dropped only after `Drop::drop` killed the group, so tokio's orphan
-    /// reaper (which takes an unreaped child on drop) gets a dying shell.
-    child: Child,
-    pgid: libc::pid_t,
-    /// Whether the group may still hold processes we must kill.
-    live: bool,
-}
-
-impl ProcessGroup {
-    /// Sends `SIGKILL` to every process in the group, once.
-    ///
-    /// Called either before the shell is reaped (its pid, which is the group
-    /// id, cannot be reused while it is a zombie) or in the same poll right
-    /// after reaping it: the id could then be reused only if the kernel
-    /// cycled through the whole pid space and the new process made itself a
-    /// group leader within those microseconds.
-    fn kill(&mut self) {
-        if std::mem::take(&mut self.live) {
-            live_groups().remove(&self.pgid);
-            kill_group(self.pgid);
-        }
-    }
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Writes the payload to the child's stdin, then closes it.
 async fn feed_stdin(stdin: Option<ChildStdin>, payload: &[u8]) {
     let Some(mut stdin) = stdin else { return };
@@ -286,16 +330,71 @@ async fn feed_stdin(stdin: Option<ChildStdin>, payload: &[u8]) {
     let _ = stdin.write_all(payload).await;
 }
 
-/// Reads stderr to its end, keeping the tail.
-async fn drain_stderr(stderr: Option<ChildStderr>, tail: &mut Tail) {
-    let Some(mut stderr) = stderr else { return };
-    let mut chunk = vec![0; 16 * 1024];
+/// Reads the output to its end, or until [`OUTPUT_DRAIN_GRACE_MS`] after
+/// the group got `SIGKILL` (only a process that left the group can hold a
+/// pipe open longer), and returns stderr's tail.
+async fn drain_until_killed(
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    mut log: OutputLog,
+    mut killed: oneshot::Receiver<()>,
+) -> Tail {
+    let mut tail = Tail::new(STDERR_TAIL_BYTES);
+    {
+        let mut drain = pin!(drain_output(stdout, stderr, &mut tail, &mut log));
+        tokio::select! {
+            biased;
+            () = &mut drain => {}
+            _ = &mut killed => {
+                let grace = Duration::from_millis(OUTPUT_DRAIN_GRACE_MS);
+                let _ = tokio::time::timeout(grace, drain).await;
+            }
+        }
+    }
+    drop(log);
+    tail
+}
+
+/// Reads stdout and stderr to their ends, logging their lines and keeping
+/// stderr's tail.
+async fn drain_output(
+    mut stdout: Option<ChildStdout>,
+    mut stderr: Option<ChildStderr>,
+    tail: &mut Tail,
+    log: &mut OutputLog,
+) {
+    let mut out_buf = vec![0; 16 * 1024];
+    let mut err_buf = vec![0; 16 * 1024];
+    while stdout.is_some() || stderr.is_some() {
+        tokio::select! {
+            biased;
+            n = read_some(&mut stderr, &mut err_buf) => match n {
+                Some(n) => {
+                    tail.push(&err_buf[..n]);
+                    log.push(Stream::Stderr, &err_buf[..n]);
+                }
+                None => stderr = None,
+            },
+            n = read_some(&mut stdout, &mut out_buf) => match n {
+                Some(n) => log.push(Stream::Stdout, &out_buf[..n]),
+                None => stdout = None,
+            },
+        }
+    }
+}
+
+/// One read from `pipe`: `Some(bytes read)`, or `None` at its end (or on an
+/// error); pending forever once the pipe is gone.
+async fn read_some(pipe: &mut Option<impl AsyncRead + Unpin>, buf: &mut [u8]) -> Option<usize> {
+    let Some(p) = pipe else {
+        return std::future::pending().await;
+    };
     loop {
-        match stderr.read(&mut chunk).await {
-            Ok(0) => return,
-            Ok(n) => tail.push(&chunk[..n]),
+        match p.read(buf).await {
+            Ok(0) => return None,
+            Ok(n) => return Some(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
+            Err(_) => return None,
         }
     }
 }

@@ -13,7 +13,7 @@
 
 use std::future::Future;
 
-use beaver_core::{Execution, Outcome};
+use beaver_core::{Execution, Outcome, QueueName};
 
 mod demo;
 #[cfg(all(target_os = "linux", not(madsim)))]
@@ -22,7 +22,11 @@ mod noop;
 
 pub use demo::{DEMO_DURATION_MS_MAX, DEMO_FAILURE, DemoConfig, DemoExecutor, DemoPlan};
 #[cfg(all(target_os = "linux", not(madsim)))]
-pub use exec::{ExecExecutor, STDERR_TAIL_BYTES, kill_running_attempts};
+pub use exec::{
+    DEFAULT_KILL_GRACE_MS, ExecExecutor, OUTPUT_LINE_BYTES_MAX, OUTPUT_LINES_BURST,
+    OUTPUT_LINES_PER_SEC, OUTPUT_LINES_PER_SEC_TOTAL, OUTPUT_LOG_TARGET, STDERR_TAIL_BYTES,
+    attempts_stopped, check_runnable, kill_running_attempts,
+};
 pub use noop::NoopExecutor;
 
 /// The longest command the `exec` executor accepts, in bytes. Linux refuses a
@@ -49,6 +53,24 @@ pub const COMMAND_BYTES_MAX: usize = 64 * 1024;
 pub trait Executor: Send + Sync + 'static {
     /// Runs one attempt; see the trait docs for what is guaranteed.
     fn execute(&self, exec: Execution) -> impl Future<Output = Outcome> + Send + 'static;
+
+    /// Whether [`Executor::execute_in`] uses the job's queue: the engine
+    /// looks it up only for executors that do.
+    fn wants_queue(&self) -> bool {
+        false
+    }
+
+    /// Runs one attempt of a job of `queue` (`None` when the caller did not
+    /// look it up), with the guarantees of [`Executor::execute`]; the engine
+    /// calls this one. By default the queue is not used.
+    fn execute_in(
+        &self,
+        exec: Execution,
+        queue: Option<QueueName>,
+    ) -> impl Future<Output = Outcome> + Send + 'static {
+        let _ = queue;
+        self.execute(exec)
+    }
 }
 
 /// Which executor to run, as chosen on the command line.
@@ -58,6 +80,8 @@ pub enum ExecutorConfig {
     Exec {
         /// The shell command, 1 to [`COMMAND_BYTES_MAX`] bytes, no NUL byte.
         command: String,
+        /// Time between `SIGTERM` and `SIGKILL` when an attempt is stopped.
+        kill_grace_ms: u64,
     },
     /// Simulated work.
     Demo(DemoConfig),
@@ -71,7 +95,26 @@ impl ExecutorConfig {
     pub fn exec(command: impl Into<String>) -> Result<ExecutorConfig, String> {
         let command = command.into();
         check_command(&command)?;
-        Ok(ExecutorConfig::Exec { command })
+        Ok(ExecutorConfig::Exec {
+            command,
+            kill_grace_ms: DEFAULT_KILL_GRACE_MS,
+        })
+    }
+
+    /// The same configuration with another kill grace (only `exec` has one).
+    pub fn with_kill_grace_ms(mut self, ms: u64) -> ExecutorConfig {
+        if let ExecutorConfig::Exec { kill_grace_ms, .. } = &mut self {
+            *kill_grace_ms = ms;
+        }
+        self
+    }
+
+    /// The kill grace of an `exec` configuration; `None` for the others.
+    pub fn kill_grace_ms(&self) -> Option<u64> {
+        match self {
+            ExecutorConfig::Exec { kill_grace_ms, .. } => Some(*kill_grace_ms),
+            _ => None,
+        }
     }
 
     /// A `demo` configuration: attempts take `duration_ms_min..=duration_ms_max`
@@ -85,12 +128,20 @@ impl ExecutorConfig {
     }
 
     /// Builds the executor. Fails (with a message for the operator) only for
-    /// `exec` where processes cannot be run: off Linux, or under madsim.
+    /// `exec`: where processes cannot be run (off Linux, or under madsim),
+    /// or when the command cannot run at all ([`check_runnable`]: a syntax
+    /// error, or a program that does not exist or is not executable).
     pub fn build(&self) -> Result<AnyExecutor, String> {
         match self {
             #[cfg(all(target_os = "linux", not(madsim)))]
-            ExecutorConfig::Exec { command } => {
-                ExecExecutor::new(command.clone()).map(AnyExecutor::Exec)
+            ExecutorConfig::Exec {
+                command,
+                kill_grace_ms,
+            } => {
+                check_runnable(command)?;
+                let grace = std::time::Duration::from_millis(*kill_grace_ms);
+                ExecExecutor::new(command.clone())
+                    .map(|e| AnyExecutor::Exec(e.with_kill_grace(grace)))
             }
             #[cfg(not(all(target_os = "linux", not(madsim))))]
             ExecutorConfig::Exec { .. } => Err(
@@ -99,6 +150,31 @@ impl ExecutorConfig {
             ),
             ExecutorConfig::Demo(config) => Ok(AnyExecutor::Demo(DemoExecutor::new(*config))),
             ExecutorConfig::Noop => Ok(AnyExecutor::Noop(NoopExecutor)),
+        }
+    }
+}
+
+/// The default kill grace where the `exec` executor does not exist.
+#[cfg(not(all(target_os = "linux", not(madsim))))]
+pub const DEFAULT_KILL_GRACE_MS: u64 = 3_000;
+
+impl std::fmt::Display for ExecutorConfig {
+    /// How the start-up log names it: `exec `CMD` (kill grace 3000 ms)`,
+    /// `demo (20-200 ms per attempt, failure rate 0.1)` or `noop`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecutorConfig::Exec {
+                command,
+                kill_grace_ms,
+            } => write!(f, "exec `{command}` (kill grace {kill_grace_ms} ms)"),
+            ExecutorConfig::Demo(d) => write!(
+                f,
+                "demo ({}-{} ms per attempt, failure rate {})",
+                d.duration_ms_min(),
+                d.duration_ms_max(),
+                d.failure_rate()
+            ),
+            ExecutorConfig::Noop => f.write_str("noop"),
         }
     }
 }
@@ -138,11 +214,29 @@ pub enum AnyExecutor {
 
 impl Executor for AnyExecutor {
     fn execute(&self, exec: Execution) -> impl Future<Output = Outcome> + Send + 'static {
+        self.execute_in(exec, None)
+    }
+
+    fn wants_queue(&self) -> bool {
+        match self {
+            #[cfg(all(target_os = "linux", not(madsim)))]
+            AnyExecutor::Exec(e) => e.wants_queue(),
+            AnyExecutor::Demo(_) | AnyExecutor::Noop(_) => false,
+        }
+    }
+
+    fn execute_in(
+        &self,
+        exec: Execution,
+        queue: Option<QueueName>,
+    ) -> impl Future<Output = Outcome> + Send + 'static {
+        #[cfg(not(all(target_os = "linux", not(madsim))))]
+        let _ = &queue;
         // Each variant's future is inert until polled, so creating the chosen
         // one here and awaiting it below starts nothing early.
         let attempt = match self {
             #[cfg(all(target_os = "linux", not(madsim)))]
-            AnyExecutor::Exec(e) => Attempt::Exec(e.execute(exec)),
+            AnyExecutor::Exec(e) => Attempt::Exec(e.execute_in(exec, queue)),
             AnyExecutor::Demo(e) => Attempt::Demo(e.execute(exec)),
             AnyExecutor::Noop(e) => Attempt::Noop(e.execute(exec)),
         };
@@ -178,7 +272,8 @@ mod tests {
         assert_eq!(
             ExecutorConfig::exec("true"),
             Ok(ExecutorConfig::Exec {
-                command: "true".into()
+                command: "true".into(),
+                kill_grace_ms: DEFAULT_KILL_GRACE_MS,
             })
         );
     }
