@@ -1,6 +1,8 @@
 //! The `--config` TOML file: parsed, merged under no flags, checked.
 
-use beaver_cli::settings::{FileConfig, RunArgs, THREADS_MAX, parse_config, resolve_with};
+use beaver_cli::settings::{
+    FileConfig, KILL_GRACE_MS_MAX, RunArgs, THREADS_MAX, parse_config, resolve_with,
+};
 use beaver_runtime::ExecutorConfig;
 use beaver_runtime::executor::{COMMAND_BYTES_MAX, DEMO_DURATION_MS_MAX};
 
@@ -25,11 +27,11 @@ pub fn check_settings(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(mut file) = parse_config(text) else {
+    let Ok((mut file, queue_workers_set)) = parse_config(text) else {
         return;
     };
     numeric_addresses_only(&mut file);
-    let Ok(s) = resolve_with(&RunArgs::default(), &file) else {
+    let Ok(s) = resolve_with(&RunArgs::default(), &file, queue_workers_set) else {
         return;
     };
     assert!(
@@ -63,12 +65,23 @@ pub fn check_settings(data: &[u8]) {
         );
     }
     match &s.executor {
-        ExecutorConfig::Exec { command } => assert!(
-            !command.trim().is_empty()
-                && command.len() <= COMMAND_BYTES_MAX
-                && !command.contains('\0'),
-            "command {command:?}"
-        ),
+        ExecutorConfig::Exec {
+            command,
+            kill_grace_ms,
+        } => {
+            assert!(
+                !command.trim().is_empty()
+                    && command.len() <= COMMAND_BYTES_MAX
+                    && !command.contains('\0'),
+                "command {command:?}"
+            );
+            // The kill grace ends before the lease does.
+            let slack = s.engine.queue.lease_slack_ms;
+            assert!(
+                *kill_grace_ms < slack.max(1) && *kill_grace_ms <= KILL_GRACE_MS_MAX,
+                "kill grace {kill_grace_ms} ms, lease slack {slack} ms"
+            );
+        }
         ExecutorConfig::Demo(d) => assert!(
             d.duration_ms_min() <= d.duration_ms_max()
                 && d.duration_ms_max() <= DEMO_DURATION_MS_MAX
