@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::client::{ClientError, Response, Server};
 use crate::human;
-use crate::parse::{BadJob, parse_job};
+use crate::parse::{BadJob, job_json, parse_job};
 use crate::schema::{EnqueuedDoc, EnqueuedJob, JobDoc, StatusDoc};
 use crate::settings::parse_duration_ms;
 
@@ -235,36 +235,6 @@ fn read_jobs(o: &EnqueueOptions) -> Result<Vec<Item>, Failure> {
             Ok(items)
         }
     }
-}
-
-/// The JSON of one job as the API takes it.
-fn job_json(s: &JobSpec, out: &mut Vec<u8>) {
-    out.push(b'{');
-    if let Some(id) = &s.id {
-        out.extend_from_slice(b"\"id\":");
-        let _ = serde_json::to_writer(&mut *out, id.as_str());
-        out.push(b',');
-    }
-    if let Some(q) = &s.queue {
-        out.extend_from_slice(b"\"queue\":");
-        let _ = serde_json::to_writer(&mut *out, q.as_str());
-        out.push(b',');
-    }
-    if let Some(n) = s.max_attempts {
-        out.extend_from_slice(format!("\"max_attempts\":{n},").as_bytes());
-    }
-    if let Some(n) = s.timeout_ms {
-        out.extend_from_slice(format!("\"timeout_ms\":{n},").as_bytes());
-    }
-    out.extend_from_slice(
-        format!(
-            "\"delay_ms\":{},\"priority\":{},\"payload\":",
-            s.delay_ms, s.priority
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(s.payload.as_bytes());
-    out.push(b'}');
 }
 
 /// The most bytes of job JSON sent in one request.

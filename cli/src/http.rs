@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
-use crate::parse::{BadJob, parse_body, parse_job};
+use crate::parse::{BadJob, parse_body, parse_ndjson};
 use crate::schema::{EnqueuedDoc, EnqueuedJob, ErrorBody, ErrorDoc, JobDoc, StatusDoc};
 use crate::settings::HttpLimits;
 
@@ -352,38 +352,6 @@ async fn enqueue_inner(
             .collect(),
     };
     Ok(json(StatusCode::OK, &doc))
-}
-
-/// One job object per line; blank lines are skipped, and `index` counts
-/// jobs (not lines).
-fn parse_ndjson(bytes: &[u8]) -> Result<Vec<beaver_core::JobSpec>, BadJob> {
-    let text = std::str::from_utf8(bytes).map_err(|e| BadJob {
-        index: None,
-        field: "body".into(),
-        reason: format!("the body is not UTF-8 ({e}); send JSON"),
-    })?;
-    let jobs: Vec<_> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_str::<&serde_json::value::RawValue>(line)
-                .map_err(|e| BadJob {
-                    index: Some(i),
-                    field: "job".into(),
-                    reason: format!("not valid JSON: {e}"),
-                })
-                .and_then(|raw| parse_job(raw.get(), i))
-        })
-        .collect::<Result<_, _>>()?;
-    if jobs.is_empty() {
-        return Err(BadJob {
-            index: None,
-            field: "body".into(),
-            reason: "the body holds no job; send one JSON job object per line".into(),
-        });
-    }
-    Ok(jobs)
 }
 
 fn job_id(id: &str) -> Result<JobId, ApiError> {

@@ -190,6 +190,32 @@ pub fn resolve(args: &RunArgs) -> Result<Settings, String> {
         Some(path) => read_file(path)?,
         None => (FileConfig::default(), false),
     };
+    resolve_with(args, &file, queue_workers_set)
+}
+
+/// Parses the text of a config file, pure (no file, environment or
+/// network): its settings, and whether it sets `[engine.queue] workers`
+/// (which a top-level `workers` would otherwise override unseen). An error
+/// names the key or line that is wrong.
+pub fn parse_config(text: &str) -> Result<(FileConfig, bool), String> {
+    let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    let raw: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+    let queue_workers = raw
+        .get("engine")
+        .and_then(|e| e.get("queue"))
+        .is_some_and(|q| q.get("workers").is_some());
+    Ok((file, queue_workers))
+}
+
+/// Merges a parsed config file (as [`parse_config`] gives it) under the
+/// flags and checks the result, as [`resolve`] does (`args.config` is not
+/// read). Host names in the addresses are looked up (DNS); numeric
+/// addresses are not.
+pub fn resolve_with(
+    args: &RunArgs,
+    file: &FileConfig,
+    queue_workers_set: bool,
+) -> Result<Settings, String> {
     if file.workers.is_some() && queue_workers_set {
         return Err(
             "the config file sets both `workers` and `[engine.queue] workers`; keep one (they are the same setting)"
@@ -236,7 +262,7 @@ pub fn resolve(args: &RunArgs) -> Result<Settings, String> {
     let executor = match (exec, handler.unwrap_or(Handler::Demo)) {
         (Some(cmd), _) => ExecutorConfig::exec(cmd)
             .map_err(|e| format!("--exec: {e}"))?
-            .with_kill_grace_ms(kill_grace_ms(args, &file, &engine)?),
+            .with_kill_grace_ms(kill_grace_ms(args, file, &engine)?),
         (None, Handler::Noop) => ExecutorConfig::Noop,
         (None, Handler::Demo) => {
             let (mut min, mut max) = (
@@ -356,15 +382,7 @@ fn kill_grace_ms(args: &RunArgs, file: &FileConfig, engine: &EngineConfig) -> Re
 fn read_file(path: &Path) -> Result<(FileConfig, bool), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
-    let invalid =
-        |e: toml::de::Error| format!("the config file {} is invalid: {e}", path.display());
-    let file: FileConfig = toml::from_str(&text).map_err(invalid)?;
-    let raw: toml::Table = toml::from_str(&text).map_err(invalid)?;
-    let queue_workers = raw
-        .get("engine")
-        .and_then(|e| e.get("queue"))
-        .is_some_and(|q| q.get("workers").is_some());
-    Ok((file, queue_workers))
+    parse_config(&text).map_err(|e| format!("the config file {} is invalid: {e}", path.display()))
 }
 
 /// Resolves `host:port` (the first address it names).

@@ -171,6 +171,8 @@ pub(crate) async fn scan<D: Disk>(
             batches: Vec::new(),
         };
         let mut found: Vec<BatchReport> = Vec::new();
+        // The previous segment's stop, while this one has shown no batch.
+        let mut carried: Option<Break> = None;
 
         if brk.is_none() && !never_used {
             let continues = match (&header, last) {
@@ -184,7 +186,7 @@ pub(crate) async fn scan<D: Disk>(
             };
             match continues {
                 Ok(()) => {
-                    soft = None;
+                    carried = soft.take();
                 }
                 Err(why) => {
                     brk = Some(match soft.take() {
@@ -297,12 +299,21 @@ pub(crate) async fn scan<D: Disk>(
                 // A header whose first batch is invalid is part of the torn
                 // window too (header and first batch are written together).
                 let at = if seg_last.is_none() { 0 } else { off };
-                soft = Some(Break {
-                    seg: i,
-                    path: path.clone(),
-                    offset: at,
-                    bad_at: off,
-                    reason: why,
+                soft = Some(match carried.take() {
+                    // A header and no batch, after a segment with bytes
+                    // past its last batch: the window starts there, so
+                    // that recovery zeroes those bytes too.
+                    Some(mut s) if seg_last.is_none() && sizes[s.seg] > s.offset => {
+                        s.reason = format!("{}; next segment {}: {why}", s.reason, path.display());
+                        s
+                    }
+                    _ => Break {
+                        seg: i,
+                        path: path.clone(),
+                        offset: at,
+                        bad_at: off,
+                        reason: why,
+                    },
                 });
                 break;
             }

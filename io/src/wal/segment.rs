@@ -3,7 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use crate::disk::Disk;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// The largest sequence number a segment file may carry. beaver numbers
+/// segments from 1 up, one per segment, so a larger number is damaged or
+/// foreign; refusing it keeps "the next segment's number" from overflowing
+/// (and a wrapped number from sorting before the log).
+pub const MAX_SEGMENT_SEQ: u64 = u64::MAX / 2;
 
 /// The file name of segment `seq`: `wal-<seq:020>.seg`.
 ///
@@ -22,7 +28,8 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// The segments of `dir`, as `(seq, path)` sorted by sequence number.
+/// The segments of `dir`, as `(seq, path)` sorted by sequence number; a
+/// segment numbered above [`MAX_SEGMENT_SEQ`] is an error naming it.
 pub(crate) async fn list_segments<D: Disk>(disk: &D, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut segs: Vec<(u64, PathBuf)> = disk
         .list(dir)
@@ -31,6 +38,15 @@ pub(crate) async fn list_segments<D: Disk>(disk: &D, dir: &Path) -> Result<Vec<(
         .filter_map(|n| parse_segment_name(&n).map(|s| (s, dir.join(n))))
         .collect();
     segs.sort();
+    if let Some((seq, path)) = segs.last().filter(|(seq, _)| *seq > MAX_SEGMENT_SEQ) {
+        return Err(Error::Corruption {
+            path: path.clone(),
+            offset: 0,
+            detail: format!(
+                "the segment's sequence number {seq} is beyond any beaver writes ({MAX_SEGMENT_SEQ} at most): it is damaged or not beaver's; move it out of the WAL directory only if its records are not needed"
+            ),
+        });
+    }
     Ok(segs)
 }
 
