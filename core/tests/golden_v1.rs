@@ -3,13 +3,22 @@
 //! `~N` ids, an old client id of digits only and attempts in flight at its
 //! end) and a snapshot taken half-way through it, both written by the
 //! version-1 build, rebuild to the job views recorded beside them.
+//!
+//! The golden files were written once, with `BEAVER_BLESS=1`, by the
+//! version 1 build (commit "Golden files of format version 1"), from this
+//! history: jobs `mail`, two unnamed (`~2`, `~4`), `7` (a client id of
+//! digits only) and `later` (queue `emails`, priority 5, delayed a minute)
+//! at t=1,000; `~4` cancelled; `~2` failing once, `7` failing until dead,
+//! `mail` completing; the snapshot taken; `7` requeued; then `x1`, `x2`,
+//! one unnamed (`~8`) and `10`, with `7` started and `x1` dispatched ahead
+//! of the busy worker when the log ends.
 
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
 
 mod common;
 
 use beaver_core::testing::{Driver, rebuild};
-use beaver_core::{Config, Core, JobSpec, Outcome, Record, RequeueTarget, Retention, codec};
+use beaver_core::{Config, Core, Interrupted, JobSpec, Op, Record, Retention, codec};
 use common::*;
 
 fn golden_path(name: &str) -> std::path::PathBuf {
@@ -97,66 +106,46 @@ fn a_version_1_snapshot_and_the_log_after_it_rebuild_to_the_same_state() {
     assert_eq!(state_json(&by_record), expected_state());
 }
 
-/// Writes the golden files of this history (run once, by the version-1
-/// build, with `BEAVER_BLESS=1`; never again: they are what version 1
-/// wrote).
 #[test]
-fn write_the_version_1_history_once() {
-    if std::env::var_os("BEAVER_BLESS").is_none() || golden_path("history-v1-log.bin").exists() {
-        return;
-    }
-    let mut d = Driver::new(history_config());
-    let later = JobSpec {
-        queue: Some(beaver_core::QueueName::parse("emails").unwrap()),
-        priority: 5,
-        delay_ms: 60_000,
-        ..spec("later")
-    };
-    let unnamed = || JobSpec::new(payload("{\"n\":1}"));
-    // `mail` succeeds; `~2` fails once then succeeds; `7` (a client id of
-    // digits only, allowed then) fails until dead and is requeued; `~4`
-    // is cancelled while pending.
-    d.at(1_000).enqueue(
-        1,
-        vec![spec("mail"), unnamed(), spec("7"), unnamed(), later],
+fn version_1_attempts_in_flight_count_as_they_did() {
+    // Version 1 counted every attempt at dispatch: both attempts in flight
+    // at the end of the history (one started, one dispatched ahead of the
+    // busy worker) fail as interrupted; neither is given back.
+    let log = unframe(&read_golden("history-v1-log.bin"));
+    let mut d = Driver::with_core(rebuild(history_config(), None, &log).unwrap());
+    assert_eq!(
+        d.core().interrupted(),
+        Interrupted {
+            charged: 2,
+            released: 0
+        }
     );
-    d.sync_all();
-    d.cancel(2, "~4");
-    d.sync_all();
-    let work = |x: &beaver_core::Execution| match (x.id.as_str(), x.attempt) {
-        ("7", _) => Some(Outcome::Failed("exit status 1".into())),
-        ("~2", 1) => Some(Outcome::Failed("boom".into())),
-        _ => Some(Outcome::Succeeded),
-    };
-    // Retries until `7` is dead, well before `later` is due.
-    d.drive_until_quiet(work);
-    while d.core().next_deadline().is_some_and(|t| t < 30_000) {
-        d.step_to_deadline();
-        d.drive_until_quiet(work);
-    }
-    d.take_snapshot();
-    let snapshot = codec::encode_queue_snapshot(d.core());
-    d.requeue(3, RequeueTarget::AllDead);
-    d.sync_all();
-    // Four more (`10` another client id of digits only, the number the
-    // next job will get), two attempts in flight at the end: one started,
-    // one dispatched ahead of the busy worker.
-    d.enqueue(4, vec![spec("x1"), spec("x2"), unnamed(), spec("10")]);
-    for _ in 0..4 {
-        d.sync_all();
-    }
-    let started = d.executions()[0].clone();
-    d.started(started.id.as_str(), started.attempt);
-    d.sync_all();
-    let mut framed = Vec::new();
-    for r in d.log() {
-        let bytes = codec::encode_record(r);
-        framed.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        framed.extend_from_slice(&bytes);
-    }
-    let core = rebuild(history_config(), None, d.log()).unwrap();
-    let state = serde_json::to_vec_pretty(&state_json(&core)).unwrap();
-    std::fs::write(golden_path("history-v1-log.bin"), framed).unwrap();
-    std::fs::write(golden_path("history-v1-snapshot.bin"), snapshot).unwrap();
-    std::fs::write(golden_path("history-v1-state.json"), state).unwrap();
+    let out = d.at(5_000).tick();
+    let failed: Vec<(String, u32, bool)> = appended(&out)
+        .iter()
+        .filter_map(|r| match &r.op {
+            Op::Fail {
+                id, attempt, error, ..
+            } => Some((id.to_string(), *attempt, error.starts_with("interrupted"))),
+            _ => None,
+        })
+        .collect();
+    let interrupted = |id: &str| (id.to_owned(), 1, true);
+    assert_eq!(failed, [interrupted("7"), interrupted("x1")]);
+}
+
+#[test]
+fn the_next_job_of_a_version_1_log_gets_the_prefix_when_an_old_id_spells_its_number() {
+    // Client id `10` (digits only, allowed in version 1) spells the number
+    // the next job gets, so that job is `~10`; the one after it is `11`.
+    let log = unframe(&read_golden("history-v1-log.bin"));
+    let mut d = Driver::with_core(rebuild(history_config(), None, &log).unwrap());
+    let unnamed = || JobSpec::new(payload("1"));
+    d.at(5_000).enqueue(90, vec![unnamed(), unnamed()]);
+    d.sync(1);
+    let job = |id: &str| d.core().job(id).map(|j| j.seq);
+    assert_eq!(
+        (job("10"), job("~10"), job("11")),
+        (Some(9), Some(10), Some(11))
+    );
 }
