@@ -91,10 +91,9 @@ impl State {
         if record.lsn != self.applied_lsn + 1 {
             return self.apply(&record); // skips an old record or reports the gap
         }
-        let all_assigned = (self.next_seq..)
-            .zip(jobs)
-            .all(|(seq, j)| j.id.assigned_number() == Some(seq));
-        if self.table.deferred_len() > 0 && !all_assigned {
+        // Assigned ids need no lookup (an old client id of digits only is
+        // looked up, by a scan until indexed: rare, and still correct).
+        if self.table.deferred_len() > 0 && !jobs.iter().all(|j| j.id.is_assigned()) {
             // A client's id is checked against every job by a lookup.
             self.table.index_deferred();
         }
@@ -467,9 +466,8 @@ impl State {
         let queue = self.queue_index(&job.queue);
         let seq = self.next_seq;
         self.next_seq += 1;
-        if job.id.assigned_number() != Some(seq) {
-            self.note_digit_id(job.id.number());
-        }
+        // (An assigned id's own number is below `next_seq` now: not noted.)
+        self.note_digit_id(job.id.number());
         while self.digit_ids.first().is_some_and(|&n| n < self.next_seq) {
             self.digit_ids.pop_first();
         }
