@@ -578,6 +578,11 @@ impl<D: Disk> Wal<D> {
         &self.dir
     }
 
+    /// The size of every segment file.
+    pub fn segment_bytes(&self) -> u64 {
+        self.opts.segment_bytes
+    }
+
     /// The largest batch, in framed bytes, that fits in one segment. A batch
     /// larger than this is refused with [`Error::RecordTooLarge`].
     pub fn max_batch_bytes(&self) -> u64 {
