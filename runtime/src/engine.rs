@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::client::Client;
 use crate::clock::Clock;
-use crate::commit::Hooks;
+use crate::commit::{Hooks, Logged};
 use crate::config::EngineConfig;
 use crate::core_task::{CoreTask, Driver};
 use crate::error::EngineError;
@@ -25,7 +25,7 @@ use crate::executor::Executor;
 use crate::figures::Figures;
 use crate::observer::Observer;
 use crate::replay::{Base, Replay};
-use crate::snapshotter::Snapshotter;
+use crate::snapshotter::{Snapshotter, ToSnapshotter};
 
 /// Attempts' ends waiting for the core task, at most. Each running attempt
 /// sends one, and at most `workers` run (plus ends of attempts aborted
@@ -327,20 +327,7 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> Tasks<D, E, C, O> {
         let wal_join = spawn_io_thread("beaver-wal", wal_task.run());
         let (snap_tx, snap_rx) = mpsc::channel(SNAPSHOT_ASKS_MAX);
         let engine_stopping = Arc::new(AtomicBool::new(false));
-        let snapshotter = Snapshotter {
-            disk: self.disk.clone(),
-            snapshot_dir: self.config.snapshot_dir(),
-            wal_dir: self.config.wal_dir(),
-            config: self.config.queue.clone(),
-            pace_percent: self.config.snapshot_pace_percent,
-            engine_stopping: engine_stopping.clone(),
-            rx: snap_rx,
-            segments: commit.deleter(),
-            figures: self.figures.clone(),
-            observer: self.observer.clone(),
-            clock: self.clock.clone(),
-            estimate_bytes: estimate,
-        };
+        let snapshotter = self.snapshotter(snap_rx, &commit, &engine_stopping, estimate);
         let snap_join = tokio::spawn(snapshotter.run());
         // Requests waiting for the core task, at most the configured
         // `requests_waiting_max`: past it clients are told at once to retry
@@ -380,6 +367,32 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> Tasks<D, E, C, O> {
                 task,
             },
             recovery,
+        }
+    }
+}
+
+impl<D: Disk, E: Executor, C: Clock, O: Observer> Tasks<D, E, C, O> {
+    /// The snapshot task, taking its asks from `rx`.
+    fn snapshotter(
+        &self,
+        rx: mpsc::Receiver<ToSnapshotter>,
+        commit: &GroupCommit<D, Logged, Hooks<O>>,
+        engine_stopping: &Arc<AtomicBool>,
+        estimate_bytes: Arc<AtomicU64>,
+    ) -> Snapshotter<D, O, C> {
+        Snapshotter {
+            disk: self.disk.clone(),
+            snapshot_dir: self.config.snapshot_dir(),
+            wal_dir: self.config.wal_dir(),
+            config: self.config.queue.clone(),
+            pace_percent: self.config.snapshot_pace_percent,
+            engine_stopping: engine_stopping.clone(),
+            rx,
+            segments: commit.deleter(),
+            figures: self.figures.clone(),
+            observer: self.observer.clone(),
+            clock: self.clock.clone(),
+            estimate_bytes,
         }
     }
 }
