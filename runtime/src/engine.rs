@@ -1,6 +1,6 @@
 //! The engine: start-up (validate the configuration, recover, wire the
 //! tasks), then one task that owns the core and carries out its effects
-//! ([`crate::core_task`]).
+//! (`core_task.rs`).
 
 use std::future::Future;
 use std::sync::Arc;

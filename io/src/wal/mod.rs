@@ -2,13 +2,13 @@
 //! salted segments, written in checksummed, chained batches (one batch per
 //! group commit), recovered with the torn-tail-versus-corruption rule.
 //!
-//! - [`format`]: the on-disk framing.
+//! - [`format`](mod@format): the on-disk framing.
 //! - [`segment`]: segment file names.
 //! - [`writer`]: [`Wal`]: open/recover, write, sync, rotate, delete.
 //! - [`group`]: [`GroupCommit`] and its [`WalTask`]: the one group-commit
 //!   path (hand-over, in-place commit of a lone client, sync hand-off),
 //!   and [`Appender`], its proposer for benchmarks and tests.
-//! - [`inspect`]: read-only inspection.
+//! - [`inspect`](mod@inspect): read-only inspection.
 //! - `rewrite`: recovery's crash-safe rewrite of the unvouched tail.
 
 pub mod format;
