@@ -434,7 +434,10 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
                 outcome,
                 secs,
             };
-            let _ = tx.send(done).await;
+            // Waits only when the channel is full (see `OUTCOMES_MAX`).
+            if let Err(TrySendError::Full(done)) = tx.try_send(done) {
+                let _ = tx.send(done).await;
+            }
         });
         self.running.insert(key, handle);
     }

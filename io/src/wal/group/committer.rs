@@ -8,7 +8,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use crate::disk::Disk;
 use crate::error::Error;
 use crate::wal::group::log::Log;
-use crate::wal::group::{CommitEvent, CommitHooks, LogEntry, LoneClient, ToWal};
+use crate::wal::group::{CommitEvent, CommitHooks, LogEntry, LoneClient, ToWal, send};
 
 /// The one task that proposes records (the engine's core task): what the
 /// group commit asks of it.
@@ -115,7 +115,7 @@ impl<D: Disk, R: LogEntry, H: CommitHooks> GroupCommit<D, R, H> {
         };
         if !rest.is_empty() {
             self.sent += 1;
-            let _ = self.to_wal.send(ToWal::Records(rest)).await;
+            let _ = send(&self.to_wal, ToWal::Records(rest)).await;
         }
         Ok(())
     }
@@ -152,7 +152,7 @@ impl<D: Disk, R: LogEntry, H: CommitHooks> GroupCommit<D, R, H> {
         let used_next_segment = had_next_segment && log.wal.next_segment_wanted();
         drop(log);
         if used_next_segment {
-            let _ = self.to_wal.send(ToWal::Wake).await;
+            let _ = send(&self.to_wal, ToWal::Wake).await;
         }
         self.lone.committed_in_place(proposer.others_waiting());
         for ev in events {
@@ -197,9 +197,7 @@ impl<R: LogEntry> SegmentDeleter<R> {
     /// A failed deletion is logged, not fatal: the files stay.
     pub async fn delete_through(&self, upto_lsn: u64) {
         let (done, wait) = oneshot::channel();
-        if self
-            .to_wal
-            .send(ToWal::DeleteThrough(upto_lsn, done))
+        if send(&self.to_wal, ToWal::DeleteThrough(upto_lsn, done))
             .await
             .is_ok()
         {

@@ -144,6 +144,17 @@ pub const HANDOVER_MAX: usize = 1024;
 /// it waits, so the proposer's own commits go on.
 pub const REPORTS_MAX: usize = 1024;
 
+/// Sends `value`, waiting for room only when the channel is full: the
+/// common case costs what an unbounded send did (no await, no cooperative
+/// scheduling budget spent). `Err` once the receiver is gone.
+pub(crate) async fn send<T>(tx: &mpsc::Sender<T>, value: T) -> Result<(), ()> {
+    match tx.try_send(value) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(value)) => tx.send(value).await.map_err(|_| ()),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+    }
+}
+
 /// What the WAL task is asked to do.
 pub(crate) enum ToWal<R> {
     /// Records to write, LSNs dense and increasing.

@@ -15,7 +15,7 @@ use tracing::{debug, error, warn};
 use crate::disk::Disk;
 use crate::error::Error;
 use crate::wal::group::log::Log;
-use crate::wal::group::{CommitEvent, CommitHooks, LogEntry, ToWal};
+use crate::wal::group::{CommitEvent, CommitHooks, LogEntry, ToWal, send};
 use crate::wal::writer::{DeleteJob, PrepareOutcome, SyncOutcome};
 
 type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -239,7 +239,7 @@ impl<D: Disk, R: LogEntry, H: CommitHooks> WalTask<D, R, H> {
                         full = t.pressure,
                         "disk space reserve"
                     );
-                    let _ = self.events.send(CommitEvent::DiskFull(t.pressure)).await;
+                    let _ = send(&self.events, CommitEvent::DiskFull(t.pressure)).await;
                 }
                 Ok(_) => {}
                 Err(e) => warn!(error = %e, "could not read free disk space"),
@@ -251,7 +251,7 @@ impl<D: Disk, R: LogEntry, H: CommitHooks> WalTask<D, R, H> {
     /// Sends the proposer these events; `false` once it is gone.
     async fn report(&self, out: &mut Vec<CommitEvent>) -> bool {
         for ev in out.drain(..) {
-            if self.events.send(ev).await.is_err() {
+            if send(&self.events, ev).await.is_err() {
                 return false;
             }
         }
@@ -260,7 +260,7 @@ impl<D: Disk, R: LogEntry, H: CommitHooks> WalTask<D, R, H> {
 
     async fn fatal(self, e: Error) {
         error!(error = %e, "storage failed: fail-stop");
-        let _ = self.events.send(CommitEvent::Fatal(e)).await;
+        let _ = send(&self.events, CommitEvent::Fatal(e)).await;
     }
 }
 
