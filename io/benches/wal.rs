@@ -1,8 +1,10 @@
 //! WAL benchmark on the real disk: `cargo bench -p beaver-io`.
 //!
 //! Prints, from one run: a disk probe (100-byte write + fdatasync into a
-//! preallocated file, one thread), group-commit appends/s and fsyncs/s with
-//! 1, 8, 64 and 512 concurrent appenders of 100-byte records, and replay
+//! preallocated file, one thread), appends/s and fsyncs/s through the
+//! production group-commit path ([`beaver_io::GroupCommit`], driven by
+//! [`Appender`]'s proposer) with 1, 8, 64 and 512 concurrent appenders of
+//! 100-byte records, and replay
 //! speed of a 1,000,000-record log. Writes into a temp dir under
 //! `$BEAVER_BENCH_DIR` (default: the current directory).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: fail loudly
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use beaver_io::probe::{Prepared, disk_probe};
-use beaver_io::{Disk, FileDisk, GroupCommit, Wal, WalOptions};
+use beaver_io::{Appender, Disk, FileDisk, Wal, WalOptions};
 
 const RECORD: usize = 100;
 const RUN: Duration = Duration::from_secs(3);
@@ -37,19 +39,26 @@ fn opts() -> WalOptions {
     }
 }
 
-/// The group-commit task runs on a runtime of its own with one thread and
-/// a `dedicated` disk handle (fdatasync inline, no pool hops): the layout the
-/// engine uses for its WAL. The appenders run on the caller's runtime; an
-/// append that finds the task idle writes and syncs on its own thread (for
-/// one appender: every append).
-async fn appenders(dir: &Path, n: usize, wal_rt: &tokio::runtime::Runtime) -> (f64, f64, f64) {
+/// Appenders through the production commit path, laid out as the engine
+/// lays it out: the proposer (the core task's part: LSNs, lone-client
+/// in-place commits, hand-overs) and the appenders share one runtime
+/// thread, as the core task and the HTTP handlers do; the WAL task runs on
+/// a thread of its own with a current-thread runtime, and the WAL on a
+/// `dedicated` disk handle (fdatasync inline, no pool hops). One appender
+/// is a lone client: its records are committed in place.
+async fn appenders(dir: &Path, n: usize) -> (f64, f64, f64) {
     let (wal, _) = Wal::open(FileDisk::new().dedicated(), dir, opts(), 0, |_, _| {})
         .await
         .unwrap();
-    let (appender, task) = {
-        let _on_wal_thread = wal_rt.enter();
-        GroupCommit::spawn(wal, 4096)
-    };
+    let (appender, proposer, wal_task) = Appender::start(wal, 4096);
+    let wal_thread = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(wal_task)
+    });
+    let proposer = tokio::spawn(proposer);
     // Warm up: the first segment's preparation is not what we measure.
     appender.append(vec![1; RECORD]).await.unwrap();
     let before = appender.stats();
@@ -69,7 +78,8 @@ async fn appenders(dir: &Path, n: usize, wal_rt: &tokio::runtime::Runtime) -> (f
     let secs = start.elapsed().as_secs_f64();
     let after = appender.stats();
     drop(appender);
-    task.await.unwrap().unwrap();
+    proposer.await.unwrap().unwrap();
+    wal_thread.join().unwrap();
     let records = (after.records - before.records) as f64;
     let syncs = (after.syncs - before.syncs) as f64;
     (records / secs, syncs / secs, records / syncs.max(1.0))
@@ -143,13 +153,13 @@ fn main() {
     let probe_ops = probe(tmp.path());
     println!("disk probe: {probe_ops:>10.0} write+fdatasync/s (100 B, one thread)");
 
+    // One worker thread: the engine's runtime on this 2-CPU machine.
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let wal_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    let direct_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
@@ -157,7 +167,7 @@ fn main() {
     let mut sixty_four = 0.0;
     for n in [1usize, 8, 64, 512] {
         let dir = tmp.path().join(format!("wal-{n}"));
-        let (aps, fps, per) = rt.block_on(appenders(&dir, n, &wal_rt));
+        let (aps, fps, per) = rt.block_on(appenders(&dir, n));
         println!(
             "{n:>4} appenders: {aps:>10.0} appends/s {fps:>8.0} fsyncs/s {per:>7.1} records/fsync"
         );
@@ -168,7 +178,7 @@ fn main() {
             sixty_four = per;
         }
     }
-    let d = wal_rt.block_on(direct(&tmp.path().join("direct")));
+    let d = direct_rt.block_on(direct(&tmp.path().join("direct")));
     println!("   1 direct Wal::append loop: {d:>10.0} appends/s");
     let (rps, build) = rt.block_on(replay(&tmp.path().join("replay")));
     println!("replay: {rps:>10.0} records/s (1,000,000 x 100 B; log written in {build:.2} s)");

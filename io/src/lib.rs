@@ -32,6 +32,7 @@ pub use sim_disk::{SimDisk, SimDiskConfig, SimDiskStats, SimFile};
 pub use snapshot::{LoadedSnapshot, SavedSnapshot, SnapshotStore};
 pub use wal::format::{MIN_SEGMENT_BYTES, record_bytes_max, segment_bytes_problem};
 pub use wal::{
-    Appender, BatchInfo, GroupCommit, GroupCommitStats, Inspection, LogEnd, Recovered, SpaceStatus,
-    Wal, WalOptions, inspect,
+    AppendStats, Appender, BatchInfo, CommitEvent, CommitHooks, CommitSettings, GroupCommit,
+    Inspection, LogEnd, LogEntry, Proposer, Recovered, SegmentDeleter, SpaceStatus, Wal,
+    WalOptions, WalTask, inspect,
 };

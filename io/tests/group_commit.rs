@@ -1,6 +1,7 @@
-//! The group-commit task: many concurrent appenders share fsyncs, every
-//! acknowledged record survives a power loss, and a stopped WAL answers
-//! every waiter with an error.
+//! The group commit, driven by [`Appender`]'s proposer: many concurrent
+//! appenders share fsyncs, a lone appender's records are committed in
+//! place, every acknowledged record survives a power loss, and a stopped
+//! WAL answers every waiter with an error.
 // Test helpers outside #[test] functions panic on purpose too.
 #![allow(clippy::unwrap_used)]
 
@@ -9,24 +10,61 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use beaver_io::wal::Appender;
-use beaver_io::{Error, GroupCommit, SimDisk, SimDiskConfig, Wal};
+use beaver_io::{Appender, Error, SimDisk, SimDiskConfig};
 use common::{DIR, opts, recover, rt};
+use tokio::task::JoinHandle;
 
-/// A group-commit task on a WAL recovered from `disk` (segments of
-/// `segment_bytes`, a channel of `depth` requests).
-async fn spawn(
-    disk: &SimDisk,
-    segment_bytes: u64,
-    depth: usize,
-) -> (
-    Appender<SimDisk>,
-    tokio::task::JoinHandle<beaver_io::Result<Wal<SimDisk>>>,
-) {
+/// The proposer task and the WAL task of an [`Appender`].
+struct Tasks {
+    proposer: JoinHandle<beaver_io::Result<()>>,
+    wal: JoinHandle<()>,
+}
+
+impl Tasks {
+    /// Waits for both to end; the proposer's result.
+    async fn ended(self) -> beaver_io::Result<()> {
+        let result = self.proposer.await.unwrap();
+        self.wal.await.unwrap();
+        result
+    }
+}
+
+/// An appender on a WAL recovered from `disk` (segments of
+/// `segment_bytes`, a channel of `depth` appends).
+async fn spawn(disk: &SimDisk, segment_bytes: u64, depth: usize) -> (Appender, Tasks) {
     let (wal, _) = recover(disk, Path::new(DIR), opts(segment_bytes, 1), 0)
         .await
         .unwrap();
-    GroupCommit::spawn(wal, depth)
+    let (appender, proposer, wal_task) = Appender::start(wal, depth);
+    let tasks = Tasks {
+        proposer: tokio::spawn(proposer),
+        wal: tokio::spawn(wal_task),
+    };
+    (appender, tasks)
+}
+
+/// Appends one at a time, each after the last was acknowledged.
+async fn one_at_a_time(
+    appender: &Appender,
+    bodies: impl Iterator<Item = Vec<u8>>,
+) -> Vec<(u64, Vec<u8>)> {
+    let mut acked = Vec::new();
+    for body in bodies {
+        acked.push((appender.append(body.clone()).await.unwrap(), body));
+    }
+    acked
+}
+
+/// Recovers the log after a power loss and checks every acknowledged
+/// record at its LSN.
+async fn survive_power_loss(disk: &SimDisk, segment_bytes: u64, acked: &[(u64, Vec<u8>)]) {
+    disk.power_loss();
+    let (_, got) = recover(disk, Path::new(DIR), opts(segment_bytes, 2), 0)
+        .await
+        .unwrap();
+    for (lsn, body) in acked {
+        assert_eq!(got.get(*lsn as usize - 1), Some(&(*lsn, body.clone())));
+    }
 }
 
 #[test]
@@ -38,43 +76,31 @@ fn many_appenders_share_each_fsync_and_every_ack_survives_power_loss() {
             ..SimDiskConfig::power_faults()
         };
         let disk = SimDisk::new(11, cfg);
-        let (appender, task) = spawn(&disk, 256 << 10, 1024).await;
-        let mut tasks = Vec::new();
+        let (appender, tasks) = spawn(&disk, 256 << 10, 1024).await;
+        let mut appenders = Vec::new();
         for a in 0..64u32 {
             let ap = appender.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut acked = Vec::new();
-                for i in 0..20u32 {
-                    let body = format!("appender {a} record {i}").into_bytes();
-                    let lsn = ap.append(body.clone()).await.unwrap();
-                    acked.push((lsn, body));
-                }
-                acked
+            appenders.push(tokio::spawn(async move {
+                let bodies =
+                    (0..20u32).map(move |i| format!("appender {a} record {i}").into_bytes());
+                one_at_a_time(&ap, bodies).await
             }));
         }
         let mut acked = Vec::new();
-        for t in tasks {
+        for t in appenders {
             acked.extend(t.await.unwrap());
         }
         let stats = appender.stats();
         drop(appender);
-        let wal = task.await.unwrap().unwrap();
+        tasks.ended().await.unwrap();
         assert_eq!(stats.records, 64 * 20);
         let per_sync = stats.records as f64 / stats.syncs as f64;
         assert!(
             per_sync >= 32.0,
             "{per_sync:.1} records per fsync ({stats:?})"
         );
-        drop(wal);
-
-        disk.power_loss();
-        let (_, got) = recover(&disk, Path::new(DIR), opts(256 << 10, 2), 0)
-            .await
-            .unwrap();
-        assert_eq!(got.len(), 64 * 20);
-        for (lsn, body) in acked {
-            assert_eq!(got[lsn as usize - 1], (lsn, body));
-        }
+        assert_eq!(acked.len(), 64 * 20);
+        survive_power_loss(&disk, 256 << 10, &acked).await;
     });
 }
 
@@ -86,18 +112,18 @@ fn a_failed_fsync_answers_every_waiter_and_stops() {
             ..SimDiskConfig::default()
         };
         let disk = SimDisk::new(3, cfg);
-        let (appender, task) = spawn(&disk, 64 << 10, 64).await;
+        let (appender, tasks) = spawn(&disk, 64 << 10, 64).await;
         appender.append(b"first".to_vec()).await.unwrap();
         // Let the background preparation of the next segment finish first,
         // so the failing fsync is a batch's.
         tokio::time::sleep(Duration::from_millis(50)).await;
         disk.fail_next_syncs(1);
-        let mut tasks = Vec::new();
+        let mut appends = Vec::new();
         for i in 0..8u8 {
             let ap = appender.clone();
-            tasks.push(tokio::spawn(async move { ap.append(vec![i; 10]).await }));
+            appends.push(tokio::spawn(async move { ap.append(vec![i; 10]).await }));
         }
-        for t in tasks {
+        for t in appends {
             assert!(
                 t.await.unwrap().is_err(),
                 "nothing after a failed fsync is acknowledged"
@@ -107,81 +133,73 @@ fn a_failed_fsync_answers_every_waiter_and_stops() {
             appender.append(b"late".to_vec()).await,
             Err(Error::Stopped { .. })
         ));
-        assert!(task.await.unwrap().is_err());
+        assert!(tasks.ended().await.is_err());
     });
 }
 
 #[test]
-fn a_lone_appender_commits_inline_and_overlapping_appends_go_through_the_task() {
+fn a_lone_appender_commits_in_place_and_overlapping_appends_go_through_the_wal_task() {
     rt().block_on(async {
         let cfg = SimDiskConfig {
             sync_latency_mean: Duration::from_millis(1),
             ..SimDiskConfig::power_faults()
         };
         let disk = SimDisk::new(5, cfg);
-        let (appender, task) = spawn(&disk, 64 << 10, 64).await;
-        // One at a time: the task is idle at every append.
-        let mut acked = Vec::new();
-        for i in 0..20u8 {
-            let body = vec![i; 30];
-            acked.push((appender.append(body.clone()).await.unwrap(), body));
-        }
+        let (appender, tasks) = spawn(&disk, 64 << 10, 64).await;
+        // One at a time: after two syncs of one append each, the proposer
+        // commits in place.
+        let mut acked = one_at_a_time(&appender, (0..20u8).map(|i| vec![i; 30])).await;
         let lone = appender.stats();
-        assert_eq!((lone.records, lone.inline, lone.syncs), (20, 20, 20));
-        // Overlapping: all but (at most) the first go through the task and
-        // share its fsyncs.
-        let mut tasks = Vec::new();
+        assert_eq!((lone.records, lone.syncs, lone.in_place), (20, 20, 18));
+        // Overlapping: they go through the WAL task and share its fsyncs.
+        let mut appends = Vec::new();
         for i in 0..16u8 {
             let ap = appender.clone();
-            tasks.push(tokio::spawn(async move {
+            appends.push(tokio::spawn(async move {
                 let body = vec![100 + i; 30];
                 (ap.append(body.clone()).await.unwrap(), body)
             }));
         }
-        for t in tasks {
+        for t in appends {
             acked.push(t.await.unwrap());
         }
         let all = appender.stats();
         assert_eq!(all.records, 36);
-        assert!(all.inline <= 21, "{all:?}");
+        assert!(all.in_place - lone.in_place <= 1, "{all:?}");
         assert!(
             all.syncs - lone.syncs < 8,
             "overlapping appends share fsyncs: {all:?}"
         );
         drop(appender);
-        drop(task.await.unwrap().unwrap());
-
-        // Every acknowledged record, inline or not, survives a power loss
-        // at its LSN.
-        disk.power_loss();
-        let (_, got) = recover(&disk, Path::new(DIR), opts(64 << 10, 2), 0)
-            .await
-            .unwrap();
-        assert_eq!(got.len(), 36);
-        for (lsn, body) in acked {
-            assert_eq!(got[lsn as usize - 1], (lsn, body));
-        }
+        tasks.ended().await.unwrap();
+        // Every acknowledged record, committed in place or not, survives a
+        // power loss at its LSN.
+        survive_power_loss(&disk, 64 << 10, &acked).await;
     });
 }
 
 #[test]
-fn a_failed_fsync_in_an_inline_append_stops_the_task() {
+fn a_failed_fsync_of_an_in_place_commit_stops_the_wal() {
     rt().block_on(async {
         let disk = SimDisk::new(9, SimDiskConfig::default());
-        let (appender, task) = spawn(&disk, 64 << 10, 64).await;
-        appender.append(b"first".to_vec()).await.unwrap();
+        let (appender, tasks) = spawn(&disk, 64 << 10, 64).await;
+        one_at_a_time(&appender, (0..3u8).map(|i| vec![i; 10])).await;
+        assert_eq!(
+            appender.stats().in_place,
+            1,
+            "the third is committed in place"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         disk.fail_next_syncs(1);
-        assert!(appender.append(b"second".to_vec()).await.is_err());
+        assert!(appender.append(b"fourth".to_vec()).await.is_err());
         assert_eq!(
-            appender.stats().inline,
+            appender.stats().in_place,
             1,
-            "only the first was acknowledged"
+            "the fourth was not acknowledged"
         );
-        // The task ends with the error although no request reached it, and
-        // nothing more is acknowledged.
-        let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
-        assert!(ended.expect("the task ends").unwrap().is_err());
+        // Both tasks end with the error, and nothing more is acknowledged.
+        let ended = tokio::time::timeout(Duration::from_secs(5), tasks.ended()).await;
+        assert!(ended.expect("the tasks end").is_err());
         assert!(matches!(
             appender.append(b"late".to_vec()).await,
             Err(Error::Stopped { .. })
@@ -190,7 +208,7 @@ fn a_failed_fsync_in_an_inline_append_stops_the_task() {
 }
 
 #[test]
-fn an_inline_append_dropped_midway_leaves_the_log_whole() {
+fn an_append_given_up_during_its_in_place_commit_leaves_the_log_whole() {
     rt().block_on(async {
         // Power loss drops every unsynced byte (no torn prefixes).
         let cfg = SimDiskConfig {
@@ -199,9 +217,9 @@ fn an_inline_append_dropped_midway_leaves_the_log_whole() {
             ..SimDiskConfig::default()
         };
         let disk = SimDisk::new(21, cfg);
-        let (appender, task) = spawn(&disk, 64 << 10, 64).await;
-        // The first append also makes the first segment.
-        let first = appender.append(b"first".to_vec()).await.unwrap();
+        let (appender, tasks) = spawn(&disk, 64 << 10, 64).await;
+        let mut acked = one_at_a_time(&appender, (0..3u8).map(|i| vec![i; 20])).await;
+        assert_eq!(appender.stats().in_place, 1);
         // Give up on an append while its fdatasync is running.
         let dropped = tokio::time::timeout(
             Duration::from_micros(50),
@@ -209,21 +227,11 @@ fn an_inline_append_dropped_midway_leaves_the_log_whole() {
         )
         .await;
         assert!(dropped.is_err(), "the append was cut off");
-        // Later appends are acknowledged only once durable: the dropped
-        // one's sync finished (or was taken over), it did not wedge the WAL.
-        let mut acked = vec![(first, b"first".to_vec())];
-        for i in 0..5u8 {
-            let body = vec![i; 20];
-            acked.push((appender.append(body.clone()).await.unwrap(), body));
-        }
+        // Later appends are acknowledged only once durable: the commit went
+        // on without the one who asked, and the WAL is not wedged.
+        acked.extend(one_at_a_time(&appender, (10..15u8).map(|i| vec![i; 20])).await);
         drop(appender);
-        drop(task.await.unwrap().unwrap());
-        disk.power_loss();
-        let (_, got) = recover(&disk, Path::new(DIR), opts(64 << 10, 2), 0)
-            .await
-            .unwrap();
-        for (lsn, body) in acked {
-            assert_eq!(got.get(lsn as usize - 1), Some(&(lsn, body)));
-        }
+        tasks.ended().await.unwrap();
+        survive_power_loss(&disk, 64 << 10, &acked).await;
     });
 }

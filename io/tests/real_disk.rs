@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use beaver_io::{FileDisk, GroupCommit, SnapshotStore, Wal, WalOptions};
+use beaver_io::{Appender, FileDisk, SnapshotStore, Wal, WalOptions};
 use common::{assert_dense, opts, recover, write};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -95,7 +95,9 @@ fn child_writer_under_load() {
         let (wal, _) = Wal::open(FileDisk::new(), Path::new(&dir), o, 0, |_, _| {})
             .await
             .unwrap();
-        let (appender, _task) = GroupCommit::spawn(wal, 256);
+        let (appender, proposer, wal_task) = Appender::start(wal, 256);
+        tokio::spawn(proposer);
+        tokio::spawn(wal_task);
         let round = std::process::id();
         let mut tasks = Vec::new();
         for a in 0..8 {

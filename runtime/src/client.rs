@@ -17,8 +17,8 @@ pub(crate) enum Ask {
     Requeue(RequeueTarget),
     ListDead(usize),
     /// Not a queue operation: asks the engine to snapshot now; answered
-    /// with the LSN the snapshot will cover.
-    Snapshot(oneshot::Sender<u64>),
+    /// with the LSN the snapshot will cover (or busy, when builds wait).
+    Snapshot(oneshot::Sender<Result<u64, Rejection>>),
 }
 
 /// A request and where its reply goes.
@@ -115,11 +115,12 @@ impl Client {
 
     /// Asks for a snapshot of the durable state now (built off the core's
     /// task); returns the LSN it will cover. The snapshot is written in the
-    /// background: watch `status().engine.snapshot_lsn`.
+    /// background: watch `status().engine.snapshot_lsn`. [`Rejection::Busy`]
+    /// when builds already wait for their turn.
     pub async fn snapshot(&self) -> Result<u64, Rejection> {
         let (tx, rx) = oneshot::channel();
         let _unused = self.send(Ask::Snapshot(tx))?;
-        rx.await.map_err(|_| Rejection::Stopping)
+        rx.await.map_err(|_| Rejection::Stopping)?
     }
 
     /// Dead jobs, newest first.

@@ -23,6 +23,10 @@ pub enum EngineError {
     },
     /// The configuration is unusable.
     Config(String),
+    /// A task of the engine ended without saying why (it panicked, or its
+    /// thread could not start): a bug or an exhausted resource. Nothing
+    /// more was acknowledged; restart recovers from disk.
+    TaskFailed(String),
 }
 
 impl std::fmt::Display for EngineError {
@@ -49,6 +53,10 @@ impl std::fmt::Display for EngineError {
                 write!(f, "WAL record {lsn} cannot be replayed: {reason}")
             }
             EngineError::Config(e) => write!(f, "configuration: {e}"),
+            EngineError::TaskFailed(e) => write!(
+                f,
+                "{e}; beaver stopped without acknowledging anything more; restart it to recover from disk"
+            ),
         }
     }
 }

@@ -7,14 +7,17 @@
 //! [`Executor`].
 //!
 //! Tasks: the core task (owns the [`beaver_core::Core`], takes requests in
-//! batches, steps the core, routes effects), the WAL task (encodes, writes,
-//! syncs; one fdatasync in flight with the next batch forming behind it),
+//! batches, steps the core, routes effects), the WAL task of
+//! [`beaver_io::GroupCommit`] (encodes, writes, syncs; one fdatasync in
+//! flight with the next batch forming behind it),
 //! the snapshot task (folds snapshots off the core's task), and one task per
 //! attempt (bounded by the worker count).
 
 pub mod client;
 pub mod clock;
+mod commit;
 pub mod config;
+mod core_task;
 pub mod engine;
 pub mod error;
 pub mod executor;
@@ -25,7 +28,6 @@ mod replay;
 mod snapshotter;
 #[cfg(test)]
 mod testing;
-mod wal_task;
 
 pub use client::Client;
 pub use clock::{Clock, SystemClock};

@@ -20,16 +20,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use beaver_core::{Config, Core, codec};
-use beaver_io::{Disk, SavedSnapshot, SnapshotStore};
+use beaver_io::{Disk, SavedSnapshot, SegmentDeleter, SnapshotStore};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::clock::Clock;
+use crate::commit::Logged;
 use crate::figures::Figures;
 use crate::observer::Observer;
 use crate::pace::Pace;
-use crate::wal_task::ToWal;
 
 /// What the snapshot task is asked to do.
 pub(crate) enum ToSnapshotter {
@@ -54,8 +54,9 @@ pub(crate) struct Snapshotter<D: Disk, O: Observer, C: Clock> {
     /// the next record (the engine writes its own snapshot of everything
     /// before it stops) or, past the log, goes on without pacing.
     pub engine_stopping: Arc<AtomicBool>,
-    pub rx: mpsc::UnboundedReceiver<ToSnapshotter>,
-    pub to_wal: mpsc::UnboundedSender<ToWal>,
+    pub rx: mpsc::Receiver<ToSnapshotter>,
+    /// Deletes the segments the older kept snapshot covers.
+    pub segments: SegmentDeleter<Logged>,
     pub figures: Arc<Figures>,
     pub observer: Arc<O>,
     pub clock: Arc<C>,
@@ -164,10 +165,7 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
         self.observer.snapshot_written(s.lsn, s.bytes, secs);
         info!(lsn = s.lsn, bytes = s.bytes, secs, path = %s.path.display(), "snapshot written");
         if let Some(older) = s.older_kept {
-            let (done, wait) = oneshot::channel();
-            if self.to_wal.send(ToWal::DeleteThrough(older, done)).is_ok() {
-                let _ = wait.await;
-            }
+            self.segments.delete_through(older).await;
         }
     }
 }
@@ -362,7 +360,7 @@ fn lower_priority() {}
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use beaver_io::{FileDisk, Wal, WalOptions};
+    use beaver_io::{CommitSettings, FileDisk, GroupCommit, Wal, WalOptions, wal::NoHooks};
 
     use crate::clock::SystemClock;
     use crate::observer::NoObserver;
@@ -389,10 +387,11 @@ mod tests {
                 .unwrap();
             let (one, two) = (enqueue(1, 1), enqueue(2, 1));
             wal.append(&[(1, &one), (2, &two)]).await.unwrap();
-            drop(wal);
+            // Its WAL task never runs: the test deletes no segment.
+            let (commit, _wal_task) =
+                GroupCommit::<_, Logged, _>::new(wal, CommitSettings::default(), Arc::new(NoHooks));
 
-            let (tx, rx) = mpsc::unbounded_channel();
-            let (to_wal, _wal_rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(crate::engine::SNAPSHOT_ASKS_MAX);
             let figures = Arc::new(Figures::default());
             let snapshotter = Snapshotter {
                 disk: FileDisk::new(),
@@ -402,7 +401,7 @@ mod tests {
                 pace_percent: 100,
                 engine_stopping: Arc::new(AtomicBool::new(false)),
                 rx,
-                to_wal,
+                segments: commit.deleter(),
                 figures: figures.clone(),
                 observer: Arc::new(NoObserver),
                 clock: Arc::new(SystemClock::new()),
@@ -411,12 +410,13 @@ mod tests {
             let (done, saved) = oneshot::channel();
             // Bytes that would be told apart from the build's on disk.
             let empty = codec::encode_queue_snapshot(&Core::new(Config::default()));
-            tx.send(ToSnapshotter::Build { upto: 2 }).unwrap();
+            tx.send(ToSnapshotter::Build { upto: 2 }).await.unwrap();
             tx.send(ToSnapshotter::Save {
                 lsn: 2,
                 bytes: empty,
                 done,
             })
+            .await
             .unwrap();
             drop(tx);
             snapshotter.run().await;

@@ -233,10 +233,8 @@ fn a_lone_clients_commits_are_made_in_place_and_survive_a_crash_like_the_rest() 
 }
 
 /// Concurrent clients on a runtime with one thread are not taken for a
-/// lone client: a commit made in place blocks that thread, so the other
-/// clients' requests cannot reach the core meanwhile, which must not make
-/// the next request look alone (that fed itself: one request per commit,
-/// half the throughput).
+/// lone client, although a commit made in place blocks that thread (why
+/// `beaver_io::LoneClient` yields before it commits).
 #[test]
 fn concurrent_clients_on_one_thread_are_not_committed_one_by_one() {
     let dir = tempfile::tempdir().unwrap();

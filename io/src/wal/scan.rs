@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use crate::disk::{Disk, DiskFile, read_whole};
 use crate::error::{Error, Result};
 use crate::wal::format::{
-    BATCH_HEADER_LEN, BatchProblem, FORMAT_VERSION, HeaderProblem, MAX_SEGMENT_BYTES, SECTOR,
-    SEGMENT_HEADER_LEN, SegmentHeader, batch_salt, decode_batch,
+    BATCH_HEADER_LEN, BatchHeader, BatchProblem, FORMAT_VERSION, HeaderProblem, MAX_SEGMENT_BYTES,
+    SECTOR, SEGMENT_HEADER_LEN, SegmentHeader, batch_salt, decode_batch,
 };
 use crate::wal::inspect::{BatchReport, Inspection, LogEnd, SegmentReport};
 use crate::wal::segment::list_segments;
@@ -117,40 +117,94 @@ pub(crate) async fn scan<D: Disk>(
     mut each: impl FnMut(u64, &[u8]),
 ) -> Result<ScanOutcome> {
     let files = list_segments(disk, dir).await?;
-    let mut segments = Vec::with_capacity(files.len());
-    let mut chain: Vec<ChainSegment> = Vec::new();
-    let mut last: Option<(u64, u32)> = None; // (lsn, crc) of the last valid batch
-    let mut first_lsn: Option<u64> = None;
-    let mut brk: Option<Break> = None;
-    // A batch-level stop inside a chained segment: the end of the log, unless
-    // the next segment continues the chain (the writer rotated).
-    let mut soft: Option<Break> = None;
-    let mut watermark = 0u64;
-    let mut watermark_at: Option<(PathBuf, u64)> = None;
-    let mut sizes = Vec::with_capacity(files.len());
-    let mut unvouched: Vec<(ZeroRange, u64)> = Vec::new(); // (range, last LSN)
+    let mut scanner = Scanner::new(after_lsn, keep_batches, files.len());
     let mut buf: Vec<u8> = Vec::new();
-
     for (i, (seq, path)) in files.iter().enumerate() {
-        let file = disk.open(path).await?;
-        let size = file.size().await?;
-        if size > MAX_SEGMENT_BYTES {
-            return Err(Error::Corruption {
-                path: path.clone(),
-                offset: MAX_SEGMENT_BYTES,
-                detail: format!(
-                    "the segment is {size} bytes, more than any WAL segment ({MAX_SEGMENT_BYTES} at most): it is damaged or not beaver's; move it out of the WAL directory only if its records are not needed"
-                ),
-            });
+        let size;
+        (size, buf) = load(disk, path, std::mem::take(&mut buf)).await?;
+        scanner.segment(i, *seq, path, &buf, size, &mut each)?;
+    }
+    Ok(scanner.finish(files))
+}
+
+/// Reads a whole segment file into `buf` (reused); refuses one longer than
+/// any segment.
+async fn load<D: Disk>(disk: &D, path: &Path, buf: Vec<u8>) -> Result<(u64, Vec<u8>)> {
+    let file = disk.open(path).await?;
+    let size = file.size().await?;
+    if size > MAX_SEGMENT_BYTES {
+        return Err(Error::Corruption {
+            path: path.to_path_buf(),
+            offset: MAX_SEGMENT_BYTES,
+            detail: format!(
+                "the segment is {size} bytes, more than any WAL segment ({MAX_SEGMENT_BYTES} at most): it is damaged or not beaver's; move it out of the WAL directory only if its records are not needed"
+            ),
+        });
+    }
+    Ok((size, read_whole(&file, size, buf).await?))
+}
+
+/// What the scan has learned so far, segment by segment.
+struct Scanner {
+    after_lsn: u64,
+    keep_batches: bool,
+    segments: Vec<SegmentReport>,
+    chain: Vec<ChainSegment>,
+    /// (lsn, crc) of the last valid batch of the log.
+    last: Option<(u64, u32)>,
+    first_lsn: Option<u64>,
+    /// Where the log breaks for good.
+    brk: Option<Break>,
+    /// A batch-level stop inside a chained segment: the end of the log, unless
+    /// the next segment continues the chain (the writer rotated).
+    soft: Option<Break>,
+    /// The previous segment's stop, while the segment being read has shown
+    /// no batch.
+    carried: Option<Break>,
+    watermark: u64,
+    watermark_at: Option<(PathBuf, u64)>,
+    /// Each segment's length up to its last non-zero byte.
+    sizes: Vec<u64>,
+    /// Byte ranges of the log and the last LSN in each.
+    unvouched: Vec<(ZeroRange, u64)>,
+}
+
+impl Scanner {
+    fn new(after_lsn: u64, keep_batches: bool, files: usize) -> Scanner {
+        Scanner {
+            after_lsn,
+            keep_batches,
+            segments: Vec::with_capacity(files),
+            chain: Vec::new(),
+            last: None,
+            first_lsn: None,
+            brk: None,
+            soft: None,
+            carried: None,
+            watermark: 0,
+            watermark_at: None,
+            sizes: Vec::with_capacity(files),
+            unvouched: Vec::new(),
         }
-        buf = read_whole(&file, size, std::mem::take(&mut buf)).await?;
-        sizes.push(nonzero_end(&buf));
-        let header = SegmentHeader::decode(&buf);
+    }
+
+    /// Takes in segment `i` (`buf`, `size` bytes long).
+    fn segment(
+        &mut self,
+        i: usize,
+        seq: u64,
+        path: &Path,
+        buf: &[u8],
+        size: u64,
+        each: &mut impl FnMut(u64, &[u8]),
+    ) -> Result<()> {
+        self.sizes.push(nonzero_end(buf));
+        let header = SegmentHeader::decode(buf);
         if let Err(HeaderProblem::Version(found)) = header {
             // A newer beaver wrote it: reading on would treat its records
             // as a torn tail and zero them.
             return Err(Error::Version {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 found,
                 supported: FORMAT_VERSION,
             });
@@ -161,269 +215,316 @@ pub(crate) async fn scan<D: Disk>(
         // ends nor breaks the chain; a zeroed segment the log needed still
         // breaks it at the next segment, whose header names the previous
         // batch's checksum.
-        let never_used = sizes[i] == 0;
+        let never_used = self.sizes[i] == 0;
         let mut rep = SegmentReport {
-            path: path.clone(),
-            seq: *seq,
+            path: path.to_path_buf(),
+            seq,
             size,
             header_first_lsn: header.as_ref().ok().map(|h| h.first_lsn),
             header_problem: header.as_ref().err().map(|p| p.to_string()),
             batches: Vec::new(),
         };
         let mut found: Vec<BatchReport> = Vec::new();
-        // The previous segment's stop, while this one has shown no batch.
-        let mut carried: Option<Break> = None;
-
-        if brk.is_none() && !never_used {
-            let continues = match (&header, last) {
-                (Ok(h), _) if h.seq != *seq => Err("header names another sequence number".into()),
-                (Ok(_), None) => Ok(()),
-                (Ok(h), Some((lsn, crc))) if h.first_lsn == lsn + 1 && h.prev_chain == crc => {
-                    Ok(())
-                }
-                (Ok(_), Some(_)) => Err("segment header does not continue the chain".to_string()),
-                (Err(p), _) => Err(format!("segment header invalid: {p}")),
-            };
-            match continues {
-                Ok(()) => {
-                    carried = soft.take();
-                }
-                Err(why) => {
-                    brk = Some(match soft.take() {
-                        // The previous segment ended cleanly (only zeros
-                        // after its last batch): the problem is this segment.
-                        Some(s) if sizes[s.seg] <= s.offset => Break {
-                            seg: i,
-                            path: path.clone(),
-                            offset: 0,
-                            bad_at: 0,
-                            reason: why,
-                        },
-                        Some(mut s) => {
-                            s.reason =
-                                format!("{}; next segment {}: {why}", s.reason, path.display());
-                            s
-                        }
-                        None => Break {
-                            seg: i,
-                            path: path.clone(),
-                            offset: 0,
-                            bad_at: 0,
-                            reason: why,
-                        },
-                    });
-                }
-            }
+        self.carried = None;
+        if self.brk.is_none() && !never_used {
+            self.check_chain(i, seq, path, &header);
         }
-        if brk.is_some() {
+        if self.brk.is_some() {
             // With its header invalid, the segment's batches are still
             // looked for (each carries its salt under its own checksum):
             // a later one's watermark tells a damaged header of an
             // acknowledged segment from a torn first write.
-            sweep(
-                &buf,
-                header.as_ref().ok().map(|h| h.salt),
-                SEGMENT_HEADER_LEN,
-                &mut found,
-            );
+            let salt = header.as_ref().ok().map(|h| h.salt);
+            sweep(buf, salt, SEGMENT_HEADER_LEN, &mut found);
         } else if let Ok(h) = header {
-            let mut off = SEGMENT_HEADER_LEN;
-            let mut seg_last = None;
-            loop {
-                let expect = match last {
-                    Some((l, c)) => (l + 1, c),
-                    None => (h.first_lsn, h.prev_chain),
-                };
-                // A file cut short inside the padding of its last batch
-                // leaves nothing here: the log ends.
-                let res = decode_batch(
-                    buf.get(off as usize..).unwrap_or_default(),
-                    h.salt,
-                    Some(expect),
-                    after_lsn,
-                    &mut each,
-                );
-                let why = match res {
-                    Ok(b) => {
-                        found.push(BatchReport {
-                            offset: off,
-                            len: b.framed_len(),
-                            first_lsn: b.first_lsn,
-                            last_lsn: b.last_lsn,
-                            watermark: b.watermark,
-                            in_log: true,
-                        });
-                        if b.watermark >= watermark {
-                            watermark = b.watermark;
-                            watermark_at = Some((path.clone(), off));
-                        }
-                        first_lsn.get_or_insert(b.first_lsn);
-                        if b.last_lsn > watermark {
-                            // The segment header went out with the first batch.
-                            let start = if off == SEGMENT_HEADER_LEN { 0 } else { off };
-                            unvouched.push((
-                                ZeroRange {
-                                    path: path.clone(),
-                                    start,
-                                    end: off + b.framed_len(),
-                                },
-                                b.last_lsn,
-                            ));
-                        }
-                        last = Some((b.last_lsn, b.crc));
-                        seg_last = Some(b.last_lsn);
-                        off += b.framed_len();
-                        continue;
-                    }
-                    // A file cut inside a batch: once a segment's length is
-                    // not durable (an fsync EIO may leave its preallocation
-                    // in the page cache only), a power loss can shorten it
-                    // anywhere past its last synced byte. Beyond the
-                    // watermark that is a torn write like any other; a cut
-                    // inside vouched bytes is corruption (decided below).
-                    #[cfg(feature = "mutants")]
-                    Err(BatchProblem::CutShort) if mutant(TrustPreallocatedLength) => {
-                        return Err(Error::Corruption {
-                            path: path.clone(),
-                            offset: off,
-                            detail: format!(
-                                "the file ends at byte {size}, inside the batch at offset {off}: it was cut short"
-                            ),
-                        });
-                    }
-                    Err(BatchProblem::CutShort) => format!(
-                        "the file ends at byte {size}, inside the batch at offset {off}: it was cut short"
-                    ),
-                    Err(r) => r.to_string(),
-                };
-                // A header whose first batch is invalid is part of the torn
-                // window too (header and first batch are written together).
-                let at = if seg_last.is_none() { 0 } else { off };
-                soft = Some(match carried.take() {
-                    // A header and no batch, after a segment with bytes
-                    // past its last batch: the window starts there, so
-                    // that recovery zeroes those bytes too.
-                    Some(mut s) if seg_last.is_none() && sizes[s.seg] > s.offset => {
-                        s.reason = format!("{}; next segment {}: {why}", s.reason, path.display());
-                        s
-                    }
-                    _ => Break {
-                        seg: i,
-                        path: path.clone(),
-                        offset: at,
-                        bad_at: off,
-                        reason: why,
-                    },
-                });
-                break;
-            }
-            if seg_last.is_some() {
-                chain.push(ChainSegment {
-                    seq: *seq,
-                    path: path.clone(),
-                    header: h,
-                    last_lsn: seg_last,
-                    end_offset: off,
-                    size,
-                });
-            }
-            sweep(&buf, Some(h.salt), off, &mut found);
+            self.follow_chain(i, seq, path, buf, size, h, &mut found, each)?;
         }
         // Valid batches past the end of the log still vouch for LSNs.
         for b in found.iter().filter(|b| !b.in_log) {
-            if b.watermark >= watermark {
-                watermark = b.watermark;
-                watermark_at = Some((path.clone(), b.offset));
-            }
+            self.vouched(b.watermark, path, b.offset);
         }
-        if keep_batches {
+        if self.keep_batches {
             rep.batches = found;
         }
-        segments.push(rep);
-    }
-    if brk.is_none() {
-        brk = soft.take();
+        self.segments.push(rep);
+        Ok(())
     }
 
-    let last_lsn = last.map(|(l, _)| l);
+    /// Whether segment `i`'s header continues the chain; if not, the log
+    /// breaks here, or where the previous segment stopped.
+    fn check_chain(
+        &mut self,
+        i: usize,
+        seq: u64,
+        path: &Path,
+        header: &std::result::Result<SegmentHeader, HeaderProblem>,
+    ) {
+        let continues = match (header, self.last) {
+            (Ok(h), _) if h.seq != seq => Err("header names another sequence number".into()),
+            (Ok(_), None) => Ok(()),
+            (Ok(h), Some((lsn, crc))) if h.first_lsn == lsn + 1 && h.prev_chain == crc => Ok(()),
+            (Ok(_), Some(_)) => Err("segment header does not continue the chain".to_string()),
+            (Err(p), _) => Err(format!("segment header invalid: {p}")),
+        };
+        let why = match continues {
+            Ok(()) => {
+                self.carried = self.soft.take();
+                return;
+            }
+            Err(why) => why,
+        };
+        let here = |why| Break {
+            seg: i,
+            path: path.to_path_buf(),
+            offset: 0,
+            bad_at: 0,
+            reason: why,
+        };
+        self.brk = Some(match self.soft.take() {
+            // The previous segment ended cleanly (only zeros after its
+            // last batch): the problem is this segment.
+            Some(s) if self.sizes[s.seg] <= s.offset => here(why),
+            Some(mut s) => {
+                s.reason = format!("{}; next segment {}: {why}", s.reason, path.display());
+                s
+            }
+            None => here(why),
+        });
+    }
+
+    /// Follows the chain of batches through segment `i`, whose header `h`
+    /// continues the log, up to its first invalid batch; then looks past it.
+    #[allow(clippy::too_many_arguments)] // one segment's whole context
+    fn follow_chain(
+        &mut self,
+        i: usize,
+        seq: u64,
+        path: &Path,
+        buf: &[u8],
+        size: u64,
+        h: SegmentHeader,
+        found: &mut Vec<BatchReport>,
+        each: &mut impl FnMut(u64, &[u8]),
+    ) -> Result<()> {
+        let mut off = SEGMENT_HEADER_LEN;
+        let mut seg_last = None;
+        loop {
+            let expect = match self.last {
+                Some((l, c)) => (l + 1, c),
+                None => (h.first_lsn, h.prev_chain),
+            };
+            // A file cut short inside the padding of its last batch
+            // leaves nothing here: the log ends.
+            let at = buf.get(off as usize..).unwrap_or_default();
+            match decode_batch(at, h.salt, Some(expect), self.after_lsn, &mut *each) {
+                Ok(b) => {
+                    self.in_log(path, off, &b, found);
+                    seg_last = Some(b.last_lsn);
+                    off += b.framed_len();
+                }
+                Err(problem) => {
+                    #[cfg(feature = "mutants")]
+                    if matches!(problem, BatchProblem::CutShort) && mutant(TrustPreallocatedLength)
+                    {
+                        return Err(Error::Corruption {
+                            path: path.to_path_buf(),
+                            offset: off,
+                            detail: cut_short(size, off),
+                        });
+                    }
+                    let reason = match problem {
+                        BatchProblem::CutShort => cut_short(size, off),
+                        r => r.to_string(),
+                    };
+                    self.soft = Some(self.stop(i, path, seg_last.is_none(), off, reason));
+                    break;
+                }
+            }
+        }
+        if seg_last.is_some() {
+            self.chain.push(ChainSegment {
+                seq,
+                path: path.to_path_buf(),
+                header: h,
+                last_lsn: seg_last,
+                end_offset: off,
+                size,
+            });
+        }
+        sweep(buf, Some(h.salt), off, found);
+        Ok(())
+    }
+
+    /// Where the log stops at the invalid batch at `off` of segment `i`
+    /// (`no_batch`: the segment showed none before it).
+    fn stop(&mut self, i: usize, path: &Path, no_batch: bool, off: u64, why: String) -> Break {
+        match self.carried.take() {
+            // A header and no batch, after a segment with bytes past its
+            // last batch: the window starts there, so that recovery zeroes
+            // those bytes too.
+            Some(mut s) if no_batch && self.sizes[s.seg] > s.offset => {
+                s.reason = format!("{}; next segment {}: {why}", s.reason, path.display());
+                s
+            }
+            // A header whose first batch is invalid is part of the torn
+            // window too (header and first batch are written together).
+            _ => Break {
+                seg: i,
+                path: path.to_path_buf(),
+                offset: if no_batch { 0 } else { off },
+                bad_at: off,
+                reason: why,
+            },
+        }
+    }
+
+    /// Takes in a valid batch of the log at `off`.
+    fn in_log(&mut self, path: &Path, off: u64, b: &BatchHeader, found: &mut Vec<BatchReport>) {
+        found.push(BatchReport {
+            offset: off,
+            len: b.framed_len(),
+            first_lsn: b.first_lsn,
+            last_lsn: b.last_lsn,
+            watermark: b.watermark,
+            in_log: true,
+        });
+        self.vouched(b.watermark, path, off);
+        self.first_lsn.get_or_insert(b.first_lsn);
+        if b.last_lsn > self.watermark {
+            // The segment header went out with the first batch.
+            let start = if off == SEGMENT_HEADER_LEN { 0 } else { off };
+            self.unvouched.push((
+                ZeroRange {
+                    path: path.to_path_buf(),
+                    start,
+                    end: off + b.framed_len(),
+                },
+                b.last_lsn,
+            ));
+        }
+        self.last = Some((b.last_lsn, b.crc));
+    }
+
+    /// A valid batch at `offset` of `path` carries `watermark`.
+    fn vouched(&mut self, watermark: u64, path: &Path, offset: u64) {
+        if watermark >= self.watermark {
+            self.watermark = watermark;
+            self.watermark_at = Some((path.to_path_buf(), offset));
+        }
+    }
+
+    /// Classifies the end of the log and lists what recovery must zero and
+    /// rewrite.
+    fn finish(mut self, files: Vec<(u64, PathBuf)>) -> ScanOutcome {
+        let brk = self.brk.take().or_else(|| self.soft.take());
+        let last_lsn = self.last.map(|(l, _)| l);
+        let (mut torn, mut torn_bytes) = match &brk {
+            None => (Vec::new(), 0),
+            Some(b) => torn_window(&files, &self.sizes, b),
+        };
+        let mut end = match &brk {
+            None => LogEnd::Clean,
+            Some(b) => self.end_at(b, last_lsn, torn_bytes),
+        };
+        // The valid log must reach back to the snapshot: a gap means lost records.
+        if let (Some(first), Some(seg)) = (self.first_lsn, self.chain.first()) {
+            if first > self.after_lsn + 1 && !matches!(end, LogEnd::Corrupt { .. }) {
+                end = LogEnd::Corrupt {
+                    path: seg.path.clone(),
+                    offset: 0,
+                    detail: format!(
+                        "the log starts at LSN {first} but the snapshot covers only up to LSN {}: records are missing",
+                        self.after_lsn
+                    ),
+                };
+            }
+        }
+        if !matches!(end, LogEnd::Torn { .. }) {
+            torn.clear();
+            torn_bytes = 0;
+        }
+        let watermark = self.watermark;
+        self.unvouched.retain(|(_, l)| *l > watermark);
+        ScanOutcome {
+            unvouched: self.unvouched.into_iter().map(|(r, _)| r).collect(),
+            report: Inspection {
+                segments: self.segments,
+                first_lsn: self.first_lsn,
+                last_lsn,
+                watermark,
+                end,
+            },
+            chain: self.chain,
+            files,
+            last_crc: self.last.map_or(0, |(_, c)| c),
+            torn,
+            torn_bytes,
+        }
+    }
+
+    /// How a log that breaks at `b` ends: corrupt if a watermark vouches
+    /// for LSNs beyond its valid end, else torn (or clean: only zeros).
+    fn end_at(&self, b: &Break, last_lsn: Option<u64>, torn_bytes: u64) -> LogEnd {
+        #[cfg(feature = "mutants")]
+        let watermark = if mutant(TruncateVouchedCorruption) {
+            0
+        } else {
+            self.watermark
+        };
+        #[cfg(not(feature = "mutants"))]
+        let watermark = self.watermark;
+        if watermark > last_lsn.unwrap_or(0) {
+            let (wp, wo) = self
+                .watermark_at
+                .clone()
+                .unwrap_or_else(|| (b.path.clone(), b.offset));
+            LogEnd::Corrupt {
+                path: b.path.clone(),
+                offset: b.bad_at,
+                detail: format!(
+                    "{}; the valid log ends at LSN {} but LSNs up to {watermark} were acknowledged (watermark of the batch at {} offset {wo})",
+                    b.reason,
+                    last_lsn.unwrap_or(0),
+                    wp.display()
+                ),
+            }
+        } else if torn_bytes == 0 {
+            LogEnd::Clean
+        } else {
+            LogEnd::Torn {
+                path: b.path.clone(),
+                offset: b.offset,
+                bytes: torn_bytes,
+                reason: b.reason.clone(),
+            }
+        }
+    }
+}
+
+/// A file cut inside a batch: once a segment's length is not durable (an
+/// fsync EIO may leave its preallocation in the page cache only), a power
+/// loss can shorten it anywhere past its last synced byte. Beyond the
+/// watermark that is a torn write like any other; a cut inside vouched
+/// bytes is corruption (decided where the end is classified).
+fn cut_short(size: u64, off: u64) -> String {
+    format!("the file ends at byte {size}, inside the batch at offset {off}: it was cut short")
+}
+
+/// The torn window of a log that breaks at `b`: the non-zero bytes from
+/// there to the end of the last segment, and their count.
+fn torn_window(files: &[(u64, PathBuf)], sizes: &[u64], b: &Break) -> (Vec<ZeroRange>, u64) {
     let mut torn = Vec::new();
     let mut torn_bytes = 0u64;
-    let mut end = match &brk {
-        None => LogEnd::Clean,
-        Some(b) => {
-            for (j, (_, path)) in files.iter().enumerate().skip(b.seg) {
-                let start = if j == b.seg { b.offset } else { 0 };
-                if sizes[j] > start {
-                    torn_bytes += sizes[j] - start;
-                    torn.push(ZeroRange {
-                        path: path.clone(),
-                        start,
-                        end: sizes[j],
-                    });
-                }
-            }
-            #[cfg(feature = "mutants")]
-            let watermark = if mutant(TruncateVouchedCorruption) {
-                0
-            } else {
-                watermark
-            };
-            if watermark > last_lsn.unwrap_or(0) {
-                let (wp, wo) = watermark_at
-                    .clone()
-                    .unwrap_or_else(|| (b.path.clone(), b.offset));
-                LogEnd::Corrupt {
-                    path: b.path.clone(),
-                    offset: b.bad_at,
-                    detail: format!(
-                        "{}; the valid log ends at LSN {} but LSNs up to {watermark} were acknowledged (watermark of the batch at {} offset {wo})",
-                        b.reason,
-                        last_lsn.unwrap_or(0),
-                        wp.display()
-                    ),
-                }
-            } else if torn_bytes == 0 {
-                LogEnd::Clean
-            } else {
-                LogEnd::Torn {
-                    path: b.path.clone(),
-                    offset: b.offset,
-                    bytes: torn_bytes,
-                    reason: b.reason.clone(),
-                }
-            }
-        }
-    };
-    // The valid log must reach back to the snapshot: a gap means lost records.
-    if let (Some(first), Some(seg)) = (first_lsn, chain.first()) {
-        if first > after_lsn + 1 && !matches!(end, LogEnd::Corrupt { .. }) {
-            end = LogEnd::Corrupt {
-                path: seg.path.clone(),
-                offset: 0,
-                detail: format!(
-                    "the log starts at LSN {first} but the snapshot covers only up to LSN {after_lsn}: records are missing"
-                ),
-            };
+    for (j, (_, path)) in files.iter().enumerate().skip(b.seg) {
+        let start = if j == b.seg { b.offset } else { 0 };
+        if sizes[j] > start {
+            torn_bytes += sizes[j] - start;
+            torn.push(ZeroRange {
+                path: path.clone(),
+                start,
+                end: sizes[j],
+            });
         }
     }
-    if !matches!(end, LogEnd::Torn { .. }) {
-        torn.clear();
-        torn_bytes = 0;
-    }
-    unvouched.retain(|(_, l)| *l > watermark);
-    Ok(ScanOutcome {
-        unvouched: unvouched.into_iter().map(|(r, _)| r).collect(),
-        report: Inspection {
-            segments,
-            first_lsn,
-            last_lsn,
-            watermark,
-            end,
-        },
-        chain,
-        files,
-        last_crc: last.map_or(0, |(_, c)| c),
-        torn,
-        torn_bytes,
-    })
+    (torn, torn_bytes)
 }

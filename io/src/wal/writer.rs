@@ -7,13 +7,12 @@ use tracing::{debug, warn};
 use crate::disk::{Disk, DiskFile};
 use crate::error::{Error, Result};
 use crate::rng::DetRng;
-use crate::wal::format::{
-    MAX_LSN, SEGMENT_HEADER_LEN, SegmentHeader, encode_batch, framed_batch_len,
-    segment_bytes_problem,
-};
+use crate::wal::format::{SEGMENT_HEADER_LEN, SegmentHeader, encode_batch, framed_batch_len};
 use crate::wal::segment::segment_name;
 #[cfg(feature = "mutants")]
 use beaver_core::mutants::{Mutant::*, active as mutant};
+
+mod recover;
 
 /// The default segment size: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -178,22 +177,6 @@ impl<D: Disk> PrepareJob<D> {
     }
 }
 
-/// Makes a recovered segment's length durable. The log's rules assume a
-/// segment keeps its preallocated length (appends never extend it), but
-/// a length recovery only read may sit in the page cache: a preparation
-/// a crash interrupted before its sync, or an fsync EIO that marked the
-/// allocation clean without writing it. A power loss would then shorten
-/// the file under batches written later. Setting the same length again
-/// dirties the inode, and the fsync writes it.
-async fn make_length_durable<F: DiskFile>(f: &F, len: u64) -> Result<()> {
-    #[cfg(feature = "mutants")]
-    if mutant(TrustPreallocatedLength) {
-        return Ok(());
-    }
-    f.set_len(len).await?;
-    f.sync_all().await
-}
-
 async fn prepare_segment<D: Disk>(
     disk: &D,
     dir: &Path,
@@ -342,212 +325,6 @@ pub struct Wal<D: Disk> {
 }
 
 impl<D: Disk> Wal<D> {
-    /// Recovers the WAL in `dir` (creating the directory if needed) and
-    /// returns it ready to append.
-    ///
-    /// Records of the valid log with an LSN above `after_lsn` (the
-    /// snapshot's) are passed to `each` in LSN order, without a copy. On
-    /// `Err`, discard whatever `each` received. On `Ok`:
-    /// - every record `each` received is durable (recovery fdatasyncs every
-    ///   segment it read and fsyncs the directory before returning);
-    /// - the torn window (everything after the first invalid batch beyond
-    ///   the newest watermark) has been discarded, zeroed and logged;
-    /// - an invalid byte holding an LSN at or below the newest watermark is
-    ///   reported as [`Error::Corruption`] naming file and offset, never skipped.
-    pub async fn open(
-        disk: D,
-        dir: &Path,
-        opts: WalOptions,
-        after_lsn: u64,
-        mut each: impl FnMut(u64, &[u8]),
-    ) -> Result<(Wal<D>, Recovered)> {
-        if let Some(why) = segment_bytes_problem(opts.segment_bytes) {
-            return Err(Error::Usage(why));
-        }
-        if after_lsn > MAX_LSN {
-            return Err(Error::Usage(format!(
-                "the log is needed after LSN {after_lsn}, beyond the largest LSN {MAX_LSN}"
-            )));
-        }
-        disk.create_dir_all(dir).await?;
-        // A rewrite of the unvouched tail that a crash interrupted is
-        // finished first: the log is read as it was meant to be.
-        crate::wal::rewrite::finish_interrupted(&disk, dir).await?;
-        let mut records = 0u64;
-        let scan = crate::wal::scan::scan(&disk, dir, after_lsn, false, |lsn, body| {
-            records += 1;
-            each(lsn, body)
-        })
-        .await?;
-        if let crate::wal::LogEnd::Corrupt {
-            path,
-            offset,
-            detail,
-        } = scan.report.end
-        {
-            return Err(Error::Corruption {
-                path,
-                offset,
-                detail,
-            });
-        }
-        let last_lsn = scan.report.last_lsn.unwrap_or(0);
-        if last_lsn > 0 && after_lsn > last_lsn {
-            return Err(Error::Usage(format!(
-                "the snapshot covers LSN {after_lsn} but the log ends at LSN {last_lsn}"
-            )));
-        }
-        // Discard the torn window: zero it so that nothing in it can ever
-        // validate later, and make the zeros durable.
-        if scan.torn_bytes > 0 {
-            if let crate::wal::LogEnd::Torn {
-                path,
-                offset,
-                reason,
-                ..
-            } = &scan.report.end
-            {
-                warn!(
-                    bytes = scan.torn_bytes,
-                    file = %path.display(),
-                    offset,
-                    reason = reason.as_str(),
-                    "WAL recovery: discarding the torn window of the last crash"
-                );
-            }
-            let zeros = vec![0u8; 1 << 20];
-            for r in &scan.torn {
-                let f = disk.open(&r.path).await?;
-                let mut at = r.start;
-                while at < r.end {
-                    let n = (r.end - at).min(zeros.len() as u64);
-                    f.write_at(at, &zeros[..n as usize]).await?;
-                    at += n;
-                }
-                f.sync_data().await?;
-            }
-        }
-        // Make what was read durable: after a process crash the page cache
-        // may hold bytes that never reached the disk, some of them in pages
-        // that a failed fsync marked clean (a plain fdatasync would skip
-        // those). So rewrite the bytes no watermark vouches for, then sync.
-        // Some of those bytes may be durable already, and a torn in-place
-        // write must not lose them: the rewrite goes through a side file.
-        let mut pieces = Vec::with_capacity(scan.unvouched.len());
-        for r in &scan.unvouched {
-            #[cfg(feature = "mutants")]
-            if mutant(ServeBeforeRecoverySync) {
-                break;
-            }
-            let f = disk.open(&r.path).await?;
-            let bytes = f
-                .read_at(r.start, vec![0u8; (r.end - r.start) as usize])
-                .await?;
-            pieces.push(crate::wal::rewrite::Piece {
-                path: r.path.clone(),
-                offset: r.start,
-                bytes,
-            });
-        }
-        crate::wal::rewrite::rewrite(&disk, dir, &pieces).await?;
-        let mut active = None;
-        let mut closed = Vec::new();
-        for (i, seg) in scan.chain.iter().enumerate() {
-            let f = disk.open(&seg.path).await?;
-            #[cfg(feature = "mutants")]
-            let f = if mutant(ServeBeforeRecoverySync) {
-                f
-            } else {
-                f.sync_data().await.map(|()| f)?
-            };
-            #[cfg(not(feature = "mutants"))]
-            f.sync_data().await?;
-            if i + 1 == scan.chain.len() {
-                make_length_durable(&f, seg.size).await?;
-                active = Some(Active {
-                    seq: seg.seq,
-                    path: seg.path.clone(),
-                    file: f,
-                    salt: seg.header.salt,
-                    started: true,
-                    offset: seg.end_offset,
-                    end: seg.size,
-                    first_lsn: seg.header.first_lsn,
-                    last_lsn: seg.last_lsn,
-                });
-            } else {
-                closed.push(Closed {
-                    seq: seg.seq,
-                    path: seg.path.clone(),
-                    last_lsn: seg.last_lsn.unwrap_or(0),
-                });
-            }
-        }
-        // Segments beyond the log are blank (or were just zeroed): keep the
-        // first as the prepared next segment, remove the others.
-        let active_seq = active.as_ref().map(|a| a.seq);
-        let mut next = None;
-        let mut max_seq = active_seq.unwrap_or(0);
-        for (seq, path) in &scan.files {
-            max_seq = max_seq.max(*seq);
-            if active_seq.is_some_and(|a| *seq <= a) {
-                if !scan.chain.iter().any(|c| c.seq == *seq) {
-                    // A never-used segment numbered below the active one
-                    // (see scan): rotation must never pick it.
-                    disk.remove(path).await?;
-                }
-                continue;
-            }
-            let f = disk.open(path).await?;
-            if next.is_none() && f.size().await? == opts.segment_bytes {
-                // Its preparation may have been cut short by the crash
-                // before it synced: the length read here may be the page
-                // cache's only.
-                make_length_durable(&f, opts.segment_bytes).await?;
-                next = Some((*seq, path.clone(), f));
-            } else {
-                disk.remove(path).await?;
-            }
-        }
-        disk.sync_dir(dir).await?;
-        // Blank start: the prepared segment becomes the active one.
-        if active.is_none() {
-            if let Some((seq, path, file)) = next.take() {
-                active = Some(Active::blank(seq, path, file, opts.segment_bytes));
-            }
-        }
-        let next_lsn = last_lsn.max(after_lsn) + 1;
-        let mixed = opts.salt_seed ^ u64::from(scan.last_crc).rotate_left(32) ^ next_lsn;
-        let info = Recovered {
-            last_lsn,
-            records,
-            torn_bytes: scan.torn_bytes,
-            segments: scan.chain.len(),
-        };
-        debug!(?info, "WAL recovered");
-        let wal = Wal {
-            disk,
-            dir: dir.to_path_buf(),
-            opts,
-            salts: DetRng::new(mixed),
-            active,
-            next,
-            closed,
-            next_seq: max_seq + 1,
-            preparing: false,
-            next_lsn,
-            written_lsn: last_lsn,
-            durable_lsn: last_lsn,
-            prev_crc: scan.last_crc,
-            active_dirty: false,
-            rotated_dirty: Vec::new(),
-            sync_in_flight: false,
-            failed: None,
-            buf: Vec::new(),
-        };
-        Ok((wal, info))
-    }
-
     /// The LSN the next record must carry.
     pub fn next_lsn(&self) -> u64 {
         self.next_lsn
@@ -576,6 +353,11 @@ impl<D: Disk> Wal<D> {
     /// The directory holding the segments.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The size of every segment file.
+    pub fn segment_bytes(&self) -> u64 {
+        self.opts.segment_bytes
     }
 
     /// The largest batch, in framed bytes, that fits in one segment. A batch

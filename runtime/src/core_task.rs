@@ -1,0 +1,494 @@
+//! The core task: owns the [`Core`], takes requests in batches, steps the
+//! core and carries out its effects; each turn's records go to the group
+//! commit, which reports back when they are durable.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use beaver_core::{Core, Effect, Execution, Input, JobId, Outcome, Reply, RequestId, codec};
+use beaver_io::{CommitEvent, Disk, GroupCommit, Proposer};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::client::{Ask, Request};
+use crate::clock::Clock;
+use crate::commit::{Hooks, Logged};
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::executor::Executor;
+use crate::figures::Figures;
+use crate::observer::Observer;
+use crate::snapshotter::ToSnapshotter;
+
+/// Requests taken per turn, at most.
+const REQUESTS_PER_TURN: usize = 256;
+/// Reports of the log taken per turn, at most.
+const REPORTS_PER_TURN: usize = 64;
+/// Attempts' ends taken per turn, at most.
+const OUTCOMES_PER_TURN: usize = 64;
+
+/// One attempt's end, from an execution task.
+pub(crate) struct Done {
+    id: JobId,
+    attempt: u32,
+    outcome: Outcome,
+    secs: f64,
+}
+
+/// The core task: the group commit's proposer ([`Driver`]) and its handle
+/// on the group commit.
+pub(crate) struct CoreTask<D: Disk, E: Executor, C: Clock, O: Observer> {
+    pub commit: GroupCommit<D, Logged, Hooks<O>>,
+    pub core: Driver<E, C, O>,
+}
+
+/// The core and everything its effects touch.
+pub(crate) struct Driver<E: Executor, C: Clock, O: Observer> {
+    pub queue: Core,
+    pub clock: Arc<C>,
+    pub executor: Arc<E>,
+    pub observer: Arc<O>,
+    pub figures: Arc<Figures>,
+    pub requests: mpsc::Receiver<Request>,
+    pub snap_tx: mpsc::Sender<ToSnapshotter>,
+    /// Tells a snapshot build under way that the engine is stopping.
+    pub engine_stopping: Arc<AtomicBool>,
+    pub stop: watch::Receiver<bool>,
+    pub outcome_tx: mpsc::Sender<Done>,
+    pub outcomes: mpsc::Receiver<Done>,
+    pub config: EngineConfig,
+    /// Workers not running an attempt.
+    pub free_workers: usize,
+    /// Attempts handed out ahead of a free worker, in the order the core
+    /// gave them: each starts when a worker frees up, oldest first.
+    waiting: VecDeque<Execution>,
+    /// Shutting down: attempts not started go back to the queue.
+    give_back: bool,
+    stopping: bool,
+    /// Clients may still ask (some client handle is alive).
+    requests_open: bool,
+    /// When running attempts are stopped, once shutting down.
+    grace_until: Option<Instant>,
+    pending: HashMap<RequestId, oneshot::Sender<Reply>>,
+    /// Attempts running on a worker.
+    running: HashMap<(JobId, u32), JoinHandle<()>>,
+    next_req: u64,
+    /// Requests taken since the last commit.
+    round_requests: u32,
+    out: Vec<Effect>,
+    /// Records proposed since the last commit.
+    appends: Vec<Logged>,
+}
+
+impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
+    /// A driver with nothing running, nothing asked.
+    #[allow(clippy::too_many_arguments)] // the channels and shared state it is wired to
+    pub(crate) fn new(
+        queue: Core,
+        clock: Arc<C>,
+        executor: Arc<E>,
+        observer: Arc<O>,
+        figures: Arc<Figures>,
+        requests: mpsc::Receiver<Request>,
+        snap_tx: mpsc::Sender<ToSnapshotter>,
+        engine_stopping: Arc<AtomicBool>,
+        stop: watch::Receiver<bool>,
+        (outcome_tx, outcomes): (mpsc::Sender<Done>, mpsc::Receiver<Done>),
+        config: EngineConfig,
+    ) -> Self {
+        Driver {
+            free_workers: config.queue.workers as usize,
+            queue,
+            clock,
+            executor,
+            observer,
+            figures,
+            requests,
+            snap_tx,
+            engine_stopping,
+            stop,
+            outcome_tx,
+            outcomes,
+            config,
+            waiting: VecDeque::new(),
+            give_back: false,
+            stopping: false,
+            requests_open: true,
+            grace_until: None,
+            pending: HashMap::new(),
+            running: HashMap::new(),
+            next_req: 0,
+            round_requests: 0,
+            out: Vec::with_capacity(256),
+            appends: Vec::new(),
+        }
+    }
+}
+
+impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
+    /// Runs until a graceful stop ends (`Ok`) or the engine fails.
+    pub(crate) async fn run(mut self) -> Result<(), EngineError> {
+        let mut reports = Vec::with_capacity(REPORTS_PER_TURN);
+        let mut batch = Vec::with_capacity(REQUESTS_PER_TURN);
+        let mut done = Vec::with_capacity(OUTCOMES_PER_TURN);
+        loop {
+            if self.core.stopping && self.core.drained() {
+                return self.finish().await;
+            }
+            let deadline = self
+                .core
+                .queue
+                .next_deadline()
+                .map(|ms| self.core.clock.instant_at(ms));
+            let unsynced = self.core.queue.next_lsn() - 1 - self.core.queue.applied_lsn();
+            let accept =
+                unsynced < self.core.config.unsynced_records_max && self.core.requests_open;
+            let grace_until = self.core.grace_until;
+            let turn = tokio::select! {
+                biased;
+                n = self.commit.reports(&mut reports, REPORTS_PER_TURN) => {
+                    if n == 0 {
+                        Err(EngineError::TaskFailed("the WAL task ended without reporting why".into()))
+                    } else {
+                        self.commit.deliver(&mut reports, &mut self.core)
+                    }
+                }
+                n = self.core.outcomes.recv_many(&mut done, OUTCOMES_PER_TURN) => {
+                    self.core.attempts_ended(done.drain(..).take(n));
+                    Ok(())
+                }
+                n = self.core.requests.recv_many(&mut batch, REQUESTS_PER_TURN), if accept => {
+                    self.core.take_requests(batch.drain(..), n);
+                    Ok(())
+                }
+                _ = self.core.stop.changed(), if !self.core.stopping => {
+                    self.core.begin_stop();
+                    Ok(())
+                }
+                _ = sleep_until_opt(grace_until), if grace_until.is_some() => {
+                    self.core.grace_over();
+                    Ok(())
+                }
+                _ = sleep_until_opt(deadline), if deadline.is_some() => {
+                    self.core.step(Input::Tick);
+                    Ok(())
+                }
+            };
+            let committed = match turn {
+                Ok(()) => self.flush().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = committed {
+                return self.core.fail(e);
+            }
+        }
+    }
+
+    /// Makes this turn's records durable (see [`GroupCommit::commit`]).
+    async fn flush(&mut self) -> Result<(), EngineError> {
+        let requests = std::mem::take(&mut self.core.round_requests);
+        self.commit.commit(requests, &mut self.core).await
+    }
+
+    /// Graceful end: write a snapshot of the (fully durable) state, stop.
+    async fn finish(mut self) -> Result<(), EngineError> {
+        self.flush().await?;
+        let lsn = self.core.queue.applied_lsn();
+        if lsn > 0 && !self.core.figures.snapshot_covers(lsn) {
+            self.core.save_snapshot(lsn).await;
+        }
+        let st = self.core.queue.stats();
+        info!(
+            lsn,
+            pending = st.jobs.pending,
+            completed = st.jobs.completed,
+            dead = st.jobs.dead,
+            "stopped cleanly"
+        );
+        Ok(())
+    }
+}
+
+impl<E: Executor, C: Clock, O: Observer> Proposer<Logged> for Driver<E, C, O> {
+    type Error = EngineError;
+
+    fn take_proposed(&mut self) -> Vec<Logged> {
+        std::mem::take(&mut self.appends)
+    }
+
+    fn next_lsn(&self) -> u64 {
+        self.queue.next_lsn()
+    }
+
+    fn others_waiting(&self) -> bool {
+        !self.requests.is_empty()
+    }
+
+    fn report(&mut self, event: CommitEvent) -> Result<(), EngineError> {
+        match event {
+            CommitEvent::Durable(upto) => self.step(Input::Durable { upto }),
+            CommitEvent::AppendFailed { from_lsn, error } => self.step(Input::AppendFailed {
+                from_lsn,
+                error: error.to_string(),
+            }),
+            CommitEvent::DiskFull(full) => self.step(Input::DiskFull(full)),
+            CommitEvent::SnapshotDue(upto) => {
+                self.ask_snapshot(upto);
+            }
+            CommitEvent::Fatal(e) => return Err(EngineError::Storage(e)),
+        }
+        Ok(())
+    }
+}
+
+impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
+    /// Takes the `n` requests of one turn (0: every client is gone, so
+    /// nobody can ask anything more: stop gracefully).
+    fn take_requests(&mut self, batch: impl Iterator<Item = Request>, n: usize) {
+        if n == 0 {
+            self.requests_open = false;
+            if !self.stopping {
+                self.begin_stop();
+            }
+        }
+        for r in batch {
+            self.request(r);
+        }
+    }
+
+    fn request(&mut self, r: Request) {
+        let req = RequestId(self.next_req);
+        let input = match r.ask {
+            Ask::Enqueue(jobs) => Input::Enqueue { req, jobs },
+            Ask::Get(id) => Input::Get { req, id },
+            Ask::Status => Input::Status { req },
+            Ask::Cancel(id) => Input::Cancel { req, id },
+            Ask::Requeue(target) => Input::Requeue { req, target },
+            Ask::ListDead(limit) => Input::ListDead { req, limit },
+            Ask::Snapshot(lsn) => {
+                let upto = self.queue.applied_lsn();
+                let answer = if self.ask_snapshot(upto) {
+                    Ok(upto)
+                } else {
+                    Err(beaver_core::Rejection::Busy {
+                        reason: "snapshot builds are already waiting".into(),
+                        retry_after_ms: 1_000,
+                    })
+                };
+                let _ = lsn.send(answer);
+                return;
+            }
+        };
+        self.next_req += 1;
+        self.round_requests += 1;
+        self.pending.insert(req, r.reply);
+        self.step(input);
+    }
+
+    /// Asks the snapshot task for a build up to `upto`; `false` if too many
+    /// builds wait already (they merge into one at the newest LSN asked, so
+    /// a later ask comes soon enough).
+    fn ask_snapshot(&self, upto: u64) -> bool {
+        match self.snap_tx.try_send(ToSnapshotter::Build { upto }) {
+            Ok(()) | Err(TrySendError::Closed(_)) => true,
+            Err(TrySendError::Full(_)) => {
+                warn!(
+                    upto,
+                    "snapshot builds are already waiting; this one is not asked for"
+                );
+                false
+            }
+        }
+    }
+
+    /// Takes attempts' ends.
+    fn attempts_ended(&mut self, done: impl Iterator<Item = Done>) {
+        for d in done {
+            if self.running.remove(&(d.id.clone(), d.attempt)).is_some() {
+                self.free_workers += 1;
+                self.observer.attempt_finished(d.secs, &d.outcome);
+                self.step(Input::Outcome {
+                    id: d.id,
+                    attempt: d.attempt,
+                    outcome: d.outcome,
+                });
+            }
+        }
+    }
+
+    fn begin_stop(&mut self) {
+        self.stopping = true;
+        info!(
+            running = self.running.len(),
+            given_back = self.waiting.len(),
+            "shutting down: no new attempts start; attempts handed out but not started are given back, running ones get the grace period"
+        );
+        self.give_back = true;
+        self.step(Input::StopDispatching);
+        // A snapshot build under way stops (the shutdown snapshot
+        // supersedes it) or, past the log, goes on without pacing: the
+        // shutdown snapshot waits for it.
+        self.engine_stopping.store(true, Relaxed);
+        self.grace_until =
+            Some(Instant::now() + std::time::Duration::from_millis(self.config.shutdown_grace_ms));
+    }
+
+    fn grace_over(&mut self) {
+        self.grace_until = None;
+        warn!(
+            running = self.running.len(),
+            "grace period over: stopping the attempts still running (they will retry after restart)"
+        );
+        for (_, h) in self.running.drain() {
+            h.abort();
+        }
+    }
+
+    /// Nothing runs and everything proposed is durable.
+    fn drained(&self) -> bool {
+        self.running.is_empty()
+            && self.waiting.is_empty()
+            && self.queue.next_lsn() == self.queue.applied_lsn() + 1
+    }
+
+    /// Steps the core with `input`, then starts (or, shutting down, gives
+    /// back) the attempts waiting for a worker.
+    fn step(&mut self, input: Input) {
+        self.step_core(input);
+        while self.give_back || self.free_workers > 0 {
+            let Some(x) = self.waiting.pop_front() else {
+                break;
+            };
+            let (id, attempt) = (x.id.clone(), x.attempt);
+            if self.give_back {
+                self.step_core(Input::Outcome {
+                    id,
+                    attempt,
+                    outcome: Outcome::NotStarted,
+                });
+            } else {
+                self.free_workers -= 1;
+                self.step_core(Input::Started { id, attempt });
+                self.start(x);
+            }
+        }
+    }
+
+    fn step_core(&mut self, input: Input) {
+        let now = self.clock.now_ms();
+        let mut out = std::mem::take(&mut self.out);
+        self.queue.step(now, input, &mut out);
+        for effect in out.drain(..) {
+            match effect {
+                Effect::Append(r) => self.appends.push(Logged(r)),
+                Effect::Reply { req, reply } => {
+                    if let Some(tx) = self.pending.remove(&req) {
+                        let _ = tx.send(reply);
+                    }
+                }
+                Effect::Execute(x) => self.waiting.push_back(x),
+                Effect::Abort { id, attempt } => {
+                    if let Some(h) = self.running.remove(&(id.clone(), attempt)) {
+                        h.abort();
+                        self.free_workers += 1;
+                    } else {
+                        self.waiting
+                            .retain(|x| (&x.id, x.attempt) != (&id, attempt));
+                    }
+                }
+            }
+        }
+        self.out = out;
+    }
+
+    /// Runs `x` on a free worker (taken by the caller).
+    fn start(&mut self, x: Execution) {
+        let key = (x.id.clone(), x.attempt);
+        // Only executors that hand the queue to the job pay for the lookup.
+        let queue = self
+            .executor
+            .wants_queue()
+            .then(|| self.queue.job(x.id.as_str()));
+        let attempt = self
+            .executor
+            .execute_in(x, queue.flatten().map(|j| j.queue));
+        let tx = self.outcome_tx.clone();
+        let figures = self.figures.clone();
+        let (id, n) = key.clone();
+        let handle = tokio::spawn(async move {
+            // Counted while it runs, until it ends or is aborted; no longer
+            // once its end is sent.
+            let (outcome, secs) = {
+                let _busy = Busy::start(&figures);
+                let began = Instant::now();
+                let outcome = attempt.await;
+                (outcome, began.elapsed().as_secs_f64())
+            };
+            let done = Done {
+                id,
+                attempt: n,
+                outcome,
+                secs,
+            };
+            // Waits only when the channel is full (see `OUTCOMES_MAX`).
+            if let Err(TrySendError::Full(done)) = tx.try_send(done) {
+                let _ = tx.send(done).await;
+            }
+        });
+        self.running.insert(key, handle);
+    }
+
+    /// Has the snapshot task save the core's own state at `lsn` and waits
+    /// for it (a failure is logged: the log keeps everything).
+    async fn save_snapshot(&mut self, lsn: u64) {
+        let bytes = codec::encode_queue_snapshot(&self.queue);
+        let (done, wait) = oneshot::channel();
+        let save = ToSnapshotter::Save { lsn, bytes, done };
+        if self.snap_tx.send(save).await.is_ok() {
+            match wait.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, "could not write the shutdown snapshot; the log keeps everything")
+                }
+                Err(_) => warn!("the snapshot task ended before the shutdown snapshot"),
+            }
+        }
+    }
+
+    /// Fail-stop: answer nothing more, stop every attempt, report.
+    fn fail(mut self, e: EngineError) -> Result<(), EngineError> {
+        for (_, h) in self.running.drain() {
+            h.abort();
+        }
+        self.waiting.clear();
+        self.pending.clear();
+        Err(e)
+    }
+}
+
+/// An attempt holding a worker, in the `running` figure while it lives.
+struct Busy(Arc<Figures>);
+
+impl Busy {
+    fn start(figures: &Arc<Figures>) -> Busy {
+        figures.running.fetch_add(1, Relaxed);
+        Busy(figures.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Relaxed);
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
