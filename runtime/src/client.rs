@@ -298,7 +298,7 @@ impl Client {
         let answers = jobs
             .iter()
             .map(|j| Enqueued {
-                id: j.id.clone().unwrap_or_else(|| JobId::assigned(0)),
+                id: j.id.clone().unwrap_or_else(|| JobId::assigned(0, false)),
                 duplicate: false,
             })
             .collect();
