@@ -115,6 +115,9 @@ impl From<Rejection> for ApiError {
             Rejection::Stopping => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", message).retry(1_000)
             }
+            Rejection::LeaseLost { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "lease_lost", message)
+            }
         }
     }
 }
@@ -404,7 +407,13 @@ async fn cancel(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = job_id(&id)?;
+    let mut id = job_id(&id)?;
+    // The engine finds a job by number too; the answer names its id.
+    if id.number().is_some() {
+        if let Some(job) = app.client.get(id.clone()).await? {
+            id = job.id;
+        }
+    }
     app.client.cancel(id.clone()).await?;
     Ok(json(
         StatusCode::OK,

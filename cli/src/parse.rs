@@ -368,6 +368,13 @@ mod tests {
         assert_eq!(e.field, "id");
         let e = parse_body(br#"{"payload": 1, "id": "~7"}"#).unwrap_err();
         assert!(e.reason.contains("reserved"));
+        let e = parse_body(br#"{"payload": 1, "id": "7"}"#).unwrap_err();
+        assert_eq!(e.field, "id");
+        assert!(
+            e.reason
+                .contains("digits only are beaver's own job numbers"),
+            "{e}"
+        );
         let e = parse_body(br#"[1]"#).unwrap_err();
         assert_eq!((e.index, e.field.as_str()), (Some(0), "job"));
         for body in [&b"{"[..], b"", b"42", b"[]", b"\xff"] {

@@ -2,14 +2,19 @@
 //!
 //! Every binary reads every older version and refuses a newer one with an
 //! error naming both. Decoding never panics, whatever the bytes.
+//!
+//! Versions: 1, the first; 2 (this build) adds whether a dispatched attempt
+//! started, the start, queue-control and checkpoint records, and paused
+//! queues in snapshots (see `legacy` for how version 1 is read).
 
+use crate::legacy::{RecordV1, SnapshotV1};
 use crate::record::Record;
 use crate::snapshot::Snapshot;
 
 /// The record format this build writes (and the newest it reads).
-pub const RECORD_FORMAT_VERSION: u8 = 1;
+pub const RECORD_FORMAT_VERSION: u8 = 2;
 /// The snapshot format this build writes (and the newest it reads).
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
 
 /// Why bytes could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +50,8 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-fn body(bytes: &[u8], supported: u8) -> Result<&[u8], DecodeError> {
+/// The version byte and the postcard body after it, the version checked.
+fn body(bytes: &[u8], supported: u8) -> Result<(u8, &[u8]), DecodeError> {
     let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
     match version {
         0 => Err(DecodeError::UnknownVersion(0)),
@@ -53,7 +59,19 @@ fn body(bytes: &[u8], supported: u8) -> Result<&[u8], DecodeError> {
             found: v,
             supported,
         }),
-        _ => Ok(rest),
+        v => Ok((v, rest)),
+    }
+}
+
+/// Decodes one `T` that takes all of `body`; `what` names it in errors.
+fn whole<'a, T: serde::Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, DecodeError> {
+    match postcard::take_from_bytes::<T>(body) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, tail)) => Err(DecodeError::Malformed(format!(
+            "{} bytes after the {what}",
+            tail.len()
+        ))),
+        Err(e) => Err(DecodeError::Malformed(e.to_string())),
     }
 }
 
@@ -78,16 +96,12 @@ pub(crate) fn encode_into<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) {
     }
 }
 
-/// Decodes a record; trailing bytes are an error.
+/// Decodes a record of any version this build reads (version 1 in
+/// today's form); trailing bytes are an error.
 pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
-    let rest = body(bytes, RECORD_FORMAT_VERSION)?;
-    match postcard::take_from_bytes::<Record>(rest) {
-        Ok((r, [])) => Ok(r),
-        Ok((_, tail)) => Err(DecodeError::Malformed(format!(
-            "{} bytes after the record",
-            tail.len()
-        ))),
-        Err(e) => Err(DecodeError::Malformed(e.to_string())),
+    match body(bytes, RECORD_FORMAT_VERSION)? {
+        (1, rest) => whole::<RecordV1>(rest, "record").map(Record::from),
+        (_, rest) => whole(rest, "record"),
     }
 }
 
@@ -189,20 +203,16 @@ impl<'a> SnapshotEncoder<'a> {
     }
 }
 
-/// The postcard body of an encoded snapshot, its version checked.
-pub(crate) fn snapshot_body(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+/// The version and postcard body of an encoded snapshot, the version checked.
+pub(crate) fn snapshot_body(bytes: &[u8]) -> Result<(u8, &[u8]), DecodeError> {
     body(bytes, SNAPSHOT_FORMAT_VERSION)
 }
 
-/// Decodes a snapshot; trailing bytes are an error.
+/// Decodes a snapshot of any version this build reads (version 1 in
+/// today's form); trailing bytes are an error.
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
-    let rest = body(bytes, SNAPSHOT_FORMAT_VERSION)?;
-    match postcard::take_from_bytes::<Snapshot>(rest) {
-        Ok((s, [])) => Ok(s),
-        Ok((_, tail)) => Err(DecodeError::Malformed(format!(
-            "{} bytes after the snapshot",
-            tail.len()
-        ))),
-        Err(e) => Err(DecodeError::Malformed(e.to_string())),
+    match body(bytes, SNAPSHOT_FORMAT_VERSION)? {
+        (1, rest) => whole::<SnapshotV1>(rest, "snapshot").map(Snapshot::from),
+        (_, rest) => whole(rest, "snapshot"),
     }
 }

@@ -9,8 +9,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Concurrent attempts the executor runs.
+    /// Concurrent attempts the executor runs (the built-in pool); 0: the
+    /// pool runs nothing and every job waits for external workers.
     pub workers: u32,
+    /// The queues the built-in pool serves (`None`: every queue). Jobs of
+    /// the others wait for external workers ([`crate::Input::Lease`]).
+    pub pool_queues: Option<Vec<crate::job::QueueName>>,
     /// Jobs dispatched ahead of free workers, so a worker that frees up
     /// starts its next job without waiting for a sync.
     pub prefetch: u32,
@@ -38,6 +42,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             workers: 8,
+            pool_queues: None,
             // Deep enough that short jobs never wait for a group commit to
             // be dispatched; a crash counts an attempt for each job
             // dispatched but not started (a graceful stop gives them back).
@@ -138,6 +143,18 @@ pub struct Limits {
     pub error_bytes_max: u64,
     /// Jobs named in one purge or requeue record.
     pub ids_per_record_max: u64,
+    /// Jobs one lease request may ask for.
+    pub lease_batch_max: u32,
+    /// Lease requests waiting for jobs at once; past it one more is
+    /// answered busy.
+    pub lease_waiters_max: u64,
+    /// How far ahead a lease request may wait for jobs.
+    pub lease_wait_max_ms: u64,
+    /// How far a heartbeat may move a lease's deadline past now.
+    pub lease_extend_max_ms: u64,
+    /// Ended leases remembered (oldest forgotten first), so that a retried
+    /// complete or fail of one is answered as the first was.
+    pub lease_ended_max: u64,
     /// The longest encoded log record. Not a setting: the engine sets it
     /// from its log segment size (at least
     /// [`RECORD_BYTES_MIN`](crate::record_size::RECORD_BYTES_MIN)), and every
@@ -160,6 +177,11 @@ impl Default for Limits {
             queues_max: 1_000,
             error_bytes_max: 4_096,
             ids_per_record_max: 1_000,
+            lease_batch_max: 100,
+            lease_waiters_max: 1_024,
+            lease_wait_max_ms: 300_000,
+            lease_extend_max_ms: 24 * 3_600_000,
+            lease_ended_max: 65_536,
             record_bytes_max: u64::MAX,
         }
     }

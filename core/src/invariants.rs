@@ -7,7 +7,7 @@ use crate::job::JobState;
 use crate::machine::{Core, CoreParts};
 use crate::state::State;
 use crate::stats::StateCounts;
-use crate::table::{Entry, Place};
+use crate::table::{Entry, Holder, Place};
 
 /// What a pass over every job counts, to compare with the kept figures.
 #[derive(Default)]
@@ -16,7 +16,11 @@ struct Recount {
     /// Jobs per [`Place`], indexed by its discriminant.
     placed: [usize; 5],
     payload_bytes: u64,
+    /// Attempts held by the pool, and by leases.
     held: u64,
+    leased: u64,
+    /// Jobs per queue and state, and scheduled per queue.
+    queues: Vec<(StateCounts, u64)>,
 }
 
 /// Checks every invariant; `Err` names the first one broken.
@@ -24,11 +28,15 @@ pub(crate) fn check_full(q: &Core) -> Result<(), String> {
     let p = q.parts();
     let s = p.state;
     s.table.check_index()?;
-    let mut recount = Recount::default();
+    let mut recount = Recount {
+        queues: vec![(StateCounts::default(), 0); s.queues.len()],
+        ..Recount::default()
+    };
     for (slot, e) in s.table.iter() {
         check_job(&p, slot, e, &mut recount)?;
     }
     check_figures(&p, &recount)?;
+    check_queues(s, &recount)?;
     check_indexes(s, &recount)?;
     check_proposals(&p)?;
     let cap = u64::from(q.config().workers) + u64::from(q.config().prefetch);
@@ -46,13 +54,20 @@ pub(crate) fn check_full(q: &Core) -> Result<(), String> {
 fn check_job(p: &CoreParts<'_>, slot: u32, e: &Entry, recount: &mut Recount) -> Result<(), String> {
     let s = p.state;
     let id = &e.id;
-    match e.state {
-        JobState::Pending => recount.counts.pending += 1,
-        JobState::InFlight => recount.counts.in_flight += 1,
-        JobState::Completed => recount.counts.completed += 1,
-        JobState::Dead => recount.counts.dead += 1,
-        JobState::Cancelled => recount.counts.cancelled += 1,
+    let per_queue = &mut recount.queues[e.queue as usize];
+    for counts in [&mut recount.counts, &mut per_queue.0] {
+        match e.state {
+            JobState::Pending => counts.pending += 1,
+            JobState::InFlight => counts.in_flight += 1,
+            JobState::Completed => counts.completed += 1,
+            JobState::Dead => counts.dead += 1,
+            JobState::Cancelled => counts.cancelled += 1,
+        }
     }
+    if e.place == Place::Scheduled {
+        per_queue.1 += 1;
+    }
+    check_number_and_flags(s, slot, e)?;
     if s.table.slot_of(id.as_str()) != Some(slot) {
         return Err(format!("job {id}: the id index does not lead to its slot"));
     }
@@ -71,14 +86,17 @@ fn check_job(p: &CoreParts<'_>, slot: u32, e: &Entry, recount: &mut Recount) -> 
     if p.enqueuing.contains_key(id) {
         return Err(format!("job {id} is both live and being enqueued"));
     }
-    if e.held {
-        recount.held += 1;
-        if !matches!(e.state, JobState::Pending | JobState::InFlight) {
-            return Err(format!(
-                "job {id} is marked held but is {}",
-                e.state.as_str()
-            ));
-        }
+    match e.holder {
+        Holder::None => {}
+        Holder::Pool => recount.held += 1,
+        Holder::Lease => recount.leased += 1,
+    }
+    if e.holder.holds() && !matches!(e.state, JobState::Pending | JobState::InFlight) {
+        return Err(format!(
+            "job {id} is held ({:?}) but is {}",
+            e.holder,
+            e.state.as_str()
+        ));
     }
     check_place(s, slot, e)?;
     recount.placed[e.place as usize] += 1;
@@ -92,6 +110,27 @@ fn check_job(p: &CoreParts<'_>, slot: u32, e: &Entry, recount: &mut Recount) -> 
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// The job is found by its number; it is started only in flight, and
+/// suspect only while not final.
+fn check_number_and_flags(s: &State, slot: u32, e: &Entry) -> Result<(), String> {
+    let id = &e.id;
+    if s.by_seq.range_from(&(e.seq, 0)).next() != Some(&(e.seq, slot)) {
+        return Err(format!(
+            "job {id}: the number index does not lead to its slot"
+        ));
+    }
+    if e.started && e.state != JobState::InFlight {
+        return Err(format!(
+            "job {id} is {} with a started attempt",
+            e.state.as_str()
+        ));
+    }
+    if e.suspect && e.state.is_final() {
+        return Err(format!("job {id} is {} and suspect", e.state.as_str()));
     }
     Ok(())
 }
@@ -154,6 +193,45 @@ fn check_figures(p: &CoreParts<'_>, recount: &Recount) -> Result<(), String> {
         return Err(format!(
             "held attempt count {} differs from a recount {}",
             p.attempts_held, recount.held
+        ));
+    }
+    if recount.leased != p.leases_held {
+        return Err(format!(
+            "{} jobs are held by leases, but {} leases are current or granted",
+            recount.leased, p.leases_held
+        ));
+    }
+    Ok(())
+}
+
+/// Each queue's figures equal a recount, and the pause index holds
+/// exactly the paused queues.
+fn check_queues(s: &State, recount: &Recount) -> Result<(), String> {
+    for (q, (counts, scheduled)) in s.queues.iter().zip(&recount.queues) {
+        if q.counts != *counts || q.scheduled != *scheduled {
+            return Err(format!(
+                "queue {}: counts {:?} and {} scheduled differ from a recount {counts:?} and {scheduled}",
+                q.name, q.counts, q.scheduled
+            ));
+        }
+    }
+    let paused = s.queues.iter().filter(|q| q.paused_until != 0).count();
+    let indexed = s.pauses.iter().all(|&(t, q)| {
+        s.queues
+            .get(q as usize)
+            .is_some_and(|x| x.paused_until == t)
+    });
+    if paused != s.pauses.len() || !indexed {
+        return Err(format!(
+            "{paused} queues are paused; the pause index holds {:?}",
+            s.pauses
+        ));
+    }
+    if s.by_seq.len() != s.table.len() {
+        return Err(format!(
+            "the number index holds {} jobs; the table {}",
+            s.by_seq.len(),
+            s.table.len()
         ));
     }
     Ok(())

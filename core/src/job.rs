@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::UnixMillis;
 
-/// The first character of every id the core assigns. Clients may not submit
-/// ids that start with it, so an assigned id can never collide with theirs.
+/// The first character of ids the core assigned before ids were plain
+/// numbers, and of the ones it still assigns when a number is taken (see
+/// [`JobId::assigned`]). Clients may not submit ids that start with it.
 pub const ASSIGNED_ID_PREFIX: char = '~';
 
 /// The longest job id accepted, in bytes.
@@ -27,11 +28,17 @@ pub const DEFAULT_QUEUE: &str = "default";
 pub struct JobId(Box<str>);
 
 impl JobId {
-    /// Validates an id a client submitted (the reserved prefix is refused).
+    /// Validates an id a client submitted: ids of digits only are the
+    /// job numbers beaver assigns, and the `~` prefix is reserved.
     pub fn from_client(id: &str) -> Result<JobId, String> {
         if id.starts_with(ASSIGNED_ID_PREFIX) {
             return Err(format!(
                 "ids starting with '{ASSIGNED_ID_PREFIX}' are reserved for ids beaver assigns; choose another id"
+            ));
+        }
+        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "ids of digits only are beaver's own job numbers; choose an id with another character (e.g. \"job-{id}\"), or leave the id out to get a number"
             ));
         }
         JobId::parse(id)
@@ -60,9 +67,14 @@ impl JobId {
         Ok(JobId(id.into()))
     }
 
-    /// The id the core assigns to the job with sequence number `seq`.
-    pub fn assigned(seq: u64) -> JobId {
-        JobId(format!("{ASSIGNED_ID_PREFIX}{seq}").into())
+    /// The id the core assigns to the job with sequence number `seq`: the
+    /// number itself in decimal (`5`), or `~5` when `taken` (an id a client
+    /// gave before ids of digits only were refused holds that number).
+    pub fn assigned(seq: u64, taken: bool) -> JobId {
+        match taken {
+            false => JobId(seq.to_string().into()),
+            true => JobId(format!("{ASSIGNED_ID_PREFIX}{seq}").into()),
+        }
     }
 
     /// The id as text.
@@ -70,10 +82,33 @@ impl JobId {
         &self.0
     }
 
-    /// Whether beaver assigned this id (it carries the reserved prefix).
+    /// Whether the id has a form clients may not submit (digits only, or
+    /// the `~` prefix): beaver assigned it, or a client gave it before ids
+    /// of digits only were refused.
     pub fn is_assigned(&self) -> bool {
-        self.0.starts_with(ASSIGNED_ID_PREFIX)
+        self.0.starts_with(ASSIGNED_ID_PREFIX) || self.0.bytes().all(|b| b.is_ascii_digit())
     }
+
+    /// The number an id of digits only spells, in canonical decimal (no
+    /// leading zero, within `u64`); `None` for any other id.
+    pub fn number(&self) -> Option<u64> {
+        canonical_number(&self.0)
+    }
+
+    /// The sequence number an assigned id names: `5` for both `5` and
+    /// `~5`; `None` if the id has neither form.
+    pub fn assigned_number(&self) -> Option<u64> {
+        canonical_number(self.0.strip_prefix(ASSIGNED_ID_PREFIX).unwrap_or(&self.0))
+    }
+}
+
+/// The number `text` spells in canonical decimal (digits only, no leading
+/// zero, within `u64`).
+pub(crate) fn canonical_number(text: &str) -> Option<u64> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
 }
 
 impl std::fmt::Display for JobId {
@@ -435,8 +470,44 @@ mod tests {
                 .unwrap_err()
                 .contains("129")
         );
-        assert_eq!(JobId::assigned(42).as_str(), "~42");
         assert!(JobId::parse("~42").is_ok());
+    }
+
+    #[test]
+    fn a_client_id_of_digits_only_is_refused_as_a_job_number() {
+        for digits in ["5", "007", "18446744073709551616"] {
+            let e = JobId::from_client(digits).unwrap_err();
+            assert!(
+                e.contains("digits only are beaver's own job numbers"),
+                "{e}"
+            );
+        }
+        assert!(JobId::from_client("5a").is_ok());
+        assert!(JobId::parse("5").is_ok(), "records and lookups read them");
+    }
+
+    #[test]
+    fn assigned_ids_are_numbers_or_carry_the_prefix_when_taken() {
+        assert_eq!(JobId::assigned(42, false).as_str(), "42");
+        assert_eq!(JobId::assigned(42, true).as_str(), "~42");
+        for (id, number, assigned) in [
+            ("42", Some(42), Some(42)),
+            ("~42", None, Some(42)),
+            ("042", None, None),
+            ("~042", None, None),
+            ("0", Some(0), Some(0)),
+            ("18446744073709551616", None, None),
+            ("mail", None, None),
+        ] {
+            let id = JobId::parse(id).unwrap();
+            assert_eq!(
+                (id.number(), id.assigned_number()),
+                (number, assigned),
+                "{id}"
+            );
+        }
+        assert!(JobId::parse("042").unwrap().is_assigned(), "digits only");
+        assert!(!JobId::parse("mail").unwrap().is_assigned());
     }
 
     #[test]

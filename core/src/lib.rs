@@ -33,7 +33,16 @@
 //!    goes backwards). The inputs a driver must send:
 //!    - a client's request: [`Input::Enqueue`], [`Input::Cancel`],
 //!      [`Input::Requeue`], [`Input::Get`], [`Input::ListDead`],
-//!      [`Input::Status`], each with a [`RequestId`] the reply echoes;
+//!      [`Input::ListJobs`], [`Input::Status`], [`Input::PauseQueue`],
+//!      [`Input::PurgeQueue`], [`Input::Checkpoint`], each with a
+//!      [`RequestId`] the reply echoes;
+//!    - an external worker's request: [`Input::Lease`] (it may wait for
+//!      jobs: its reply can come any step later), [`Input::Heartbeat`],
+//!      [`Input::Complete`], [`Input::Fail`], [`Input::ListLeases`]; and
+//!      when a client is gone: [`Input::Withdraw`] for its lease request
+//!      still waiting, [`Input::ReturnLeases`] for the leases of a
+//!      [`Reply::Leased`] that could not be delivered (else they expire,
+//!      and their attempts count);
 //!    - the log: [`Input::Durable`]`{ upto }` once it synced every record
 //!      up to `upto` (never before that sync returned);
 //!      [`Input::AppendFailed`]`{ from_lsn }` if it refuses records from
@@ -41,7 +50,8 @@
 //!      answers their clients and reissues LSNs from `from_lsn`);
 //!      [`Input::DiskFull`] when the disk enters or leaves its reserve;
 //!    - the workers: [`Input::Started`] when an attempt begins (its lease
-//!      counts from this step: without it a hung attempt never expires),
+//!      counts from this step: without it a hung attempt never expires,
+//!      and one handed out ahead of a free worker never counts),
 //!      [`Input::Outcome`] when it ends;
 //!    - the timer: [`Input::Tick`] no later than [`Core::next_deadline`],
 //!      read again after every step;
@@ -52,24 +62,32 @@
 //!    [`Effect`]).
 //!    - [`Effect::Append`]: append the record after those before it; sync;
 //!      report `Durable` (or `AppendFailed`).
-//!    - [`Effect::Reply`]: answer the request now.
+//!    - [`Effect::Reply`]: answer the request now. (A [`Reply::Leased`]
+//!      starts its leases' clocks: deliver it at once.)
 //!    - [`Effect::Execute`]: queue the attempt for a worker, start attempts
 //!      in the order given, report `Started` when one begins and `Outcome`
-//!      when it ends.
+//!      when it ends. Start it without waiting for anything `Started`
+//!      appends: an attempt handed out ahead logs its start, and the
+//!      record rides the next sync.
 //!    - [`Effect::Abort`]: stop the attempt, or drop it if it waits for a
 //!      worker. Its lease expired or its job was cancelled; the core has
 //!      already ended it.
-//! 4. **Shut down gracefully**: step `StopDispatching`; give back the
-//!    attempts waiting for a worker with [`Outcome::NotStarted`] (they do
-//!    not count); let running ones finish and report their outcomes (one
-//!    still running after a grace period may be stopped unreported: it
-//!    counts, failed as interrupted at the next start); once
-//!    [`Core::next_lsn`] is [`Core::applied_lsn`]` + 1` every proposal is
-//!    durable: snapshot and exit.
+//! 4. **Shut down gracefully**: step `StopDispatching` (waiting lease
+//!    requests are answered `Stopping`); give back the attempts waiting
+//!    for a worker with [`Outcome::NotStarted`] (they do not count); let
+//!    running ones finish and report their outcomes (one still running
+//!    after a grace period may be stopped unreported: it counts, failed as
+//!    interrupted at the next start; so do external leases still held);
+//!    once [`Core::next_lsn`] is [`Core::applied_lsn`]` + 1` every proposal
+//!    is durable: snapshot and exit.
 //!
 //! After a crash nothing is owed: the next start is step 1. What was not
-//! synced is lost (no client was told otherwise), and attempts that were
-//! running count: the first step fails them as interrupted.
+//! synced is lost (no client was told otherwise), and every lease with it.
+//! The first step ends each attempt that was in flight as the log says:
+//! one whose start is logged (counted at dispatch, or by a start record)
+//! fails as interrupted and counts; one handed out ahead that never
+//! logged a start is given back uncounted ([`Core::interrupted`] tells
+//! how many of each before that step).
 //!
 //! # A whole driver loop
 //!
@@ -196,6 +214,7 @@ pub mod config;
 mod index;
 mod invariants;
 pub mod job;
+mod legacy;
 mod machine;
 #[cfg(feature = "mutants")]
 pub mod mutants;
@@ -218,10 +237,14 @@ pub use config::{Config, Dedup, Limits, Retention, RetryPolicy};
 pub use job::{JobId, JobSpec, JobState, JobView, NewJob, Payload, QueueName};
 pub use machine::{Core, RecoverError};
 pub use protocol::{
-    Effect, Enqueued, Execution, Input, Outcome, Rejection, Reply, RequestId, RequeueTarget,
+    Effect, Enqueued, Execution, Input, LeaseId, LeasedJob, Outcome, Rejection, Reply, RequestId,
+    RequeueTarget, Retry,
 };
 pub use record::{Lsn, Op, Record};
 pub use snapshot::{Snapshot, SnapshotJob};
 pub use state::ApplyError;
-pub use stats::{Lease, StateCounts, Stats, Status, Totals};
+pub use stats::{
+    Interrupted, JobPage, Lease, LeaseCounters, LeaseList, LeaseView, QueueStatus, StateCounts,
+    Stats, Status, Totals,
+};
 pub use time::{MonotonicNow, UnixMillis};

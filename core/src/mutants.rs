@@ -50,11 +50,15 @@ pub enum Mutant {
     /// it durable, and refuses any segment cut inside a batch (the old
     /// assumption that a preallocated length always survives).
     TrustPreallocatedLength,
+    /// core: a job whose attempt recovery gave back uncounted is dispatched
+    /// ahead of a free worker, so a job that kills the server when it
+    /// starts is never counted and loops.
+    SuspectDispatchedAhead,
 }
 
 impl Mutant {
     /// Every planted bug.
-    pub const ALL: [Mutant; 14] = [
+    pub const ALL: [Mutant; 15] = [
         Mutant::AckBeforeFsync,
         Mutant::RetryFailedFsync,
         Mutant::SkipSnapshotDirFsync,
@@ -69,6 +73,7 @@ impl Mutant {
         Mutant::ClientResolvesEarly,
         Mutant::TimeoutNotCounted,
         Mutant::TrustPreallocatedLength,
+        Mutant::SuspectDispatchedAhead,
     ];
 
     /// The name used on the command line (`BEAVER_MUTANT=...`).
@@ -88,6 +93,7 @@ impl Mutant {
             Mutant::ClientResolvesEarly => "client-resolves-early",
             Mutant::TimeoutNotCounted => "timeout-not-counted",
             Mutant::TrustPreallocatedLength => "trust-preallocated-length",
+            Mutant::SuspectDispatchedAhead => "suspect-dispatched-ahead",
         }
     }
 

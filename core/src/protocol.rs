@@ -5,9 +5,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::job::{JobId, JobSpec, JobView, Payload};
+use crate::job::{JobId, JobSpec, JobState, JobView, Payload, QueueName};
 use crate::record::{Lsn, Record};
-use crate::stats::Status;
+use crate::stats::{JobPage, LeaseList, Status};
+use crate::time::UnixMillis;
+
+/// A lease's id: the LSN of the dispatch record that handed its attempt
+/// to an external worker. Unique forever (LSNs are never reused); leases
+/// live in memory only, so after a restart every earlier id is unknown.
+pub type LeaseId = u64;
 
 /// Identifies a request so its [`Reply`] can be routed back. Chosen by the
 /// driver; the core only echoes it.
@@ -31,7 +37,8 @@ pub enum Input {
     Cancel {
         /// Echoed in the [`Reply::Cancelled`].
         req: RequestId,
-        /// The job to cancel; an unknown id is answered `NotFound`.
+        /// The job to cancel, found as [`Input::Get`] finds it; an unknown
+        /// one is answered `NotFound`.
         id: JobId,
     },
     /// A client asks to requeue dead jobs.
@@ -45,7 +52,8 @@ pub enum Input {
     Get {
         /// Echoed in the [`Reply::Job`].
         req: RequestId,
-        /// The job to read.
+        /// The job to read: the job with this id, else (an id of digits
+        /// only) the job with this number.
         id: JobId,
     },
     /// A client lists dead jobs, newest first.
@@ -102,9 +110,152 @@ pub enum Input {
     /// Whether the disk is in its space reserve: while `true` new enqueues
     /// are refused, every other transition still goes on.
     DiskFull(bool),
-    /// Stop starting jobs (graceful shutdown): nothing more is dispatched
-    /// or enqueued; running attempts may finish.
+    /// Stop starting jobs (graceful shutdown): nothing more is dispatched,
+    /// enqueued or leased, and waiting lease requests are answered
+    /// `Stopping`; running attempts may finish.
     StopDispatching,
+    /// An external worker asks for up to `max` ready jobs of `queues`
+    /// (highest priority, then oldest, round-robin over the queues named).
+    /// Each is handed out by a dispatch record that counts it at once; the
+    /// reply comes once they are durable. With nothing ready, it waits
+    /// (first come, first served) until jobs are ready or `wait_until`,
+    /// then gets what is ready, or an empty list.
+    Lease {
+        /// Echoed in the [`Reply::Leased`].
+        req: RequestId,
+        /// 1 to [`LEASE_QUEUES_MAX`] queues; one no job names yet is empty,
+        /// a paused one hands out nothing.
+        queues: Vec<QueueName>,
+        /// 1 to `limits.lease_batch_max` jobs.
+        max: u32,
+        /// Wait for jobs until then (at most `limits.lease_wait_max_ms`
+        /// away); `None`: answer at once.
+        wait_until: Option<UnixMillis>,
+        /// Who the worker is, echoed in views (at most
+        /// [`HOLDER_BYTES_MAX`] bytes, no control characters).
+        holder: String,
+    },
+    /// An external worker renews its lease. Answered at once; nothing is
+    /// logged (lease deadlines never are).
+    Heartbeat {
+        /// Echoed in the [`Reply::Heartbeat`].
+        req: RequestId,
+        /// The lease, as [`LeasedJob::lease_id`] gave it.
+        lease: LeaseId,
+        /// The new deadline is now plus this (1 to
+        /// `limits.lease_extend_max_ms`); `None`: the job's timeout.
+        extend_ms: Option<u64>,
+    },
+    /// An external worker's attempt succeeded: the job completes. A retry
+    /// of a complete that took effect (or is on its way to the log) is
+    /// answered the same way and changes nothing more.
+    Complete {
+        /// Echoed in the [`Reply::Completed`].
+        req: RequestId,
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// An external worker's attempt failed. Retried like [`Input::Complete`].
+    Fail {
+        /// Echoed in the [`Reply::Failed`].
+        req: RequestId,
+        /// The lease.
+        lease: LeaseId,
+        /// Why (its tail is kept, bounded).
+        error: String,
+        /// When the job runs again, if its attempts allow.
+        retry: Retry,
+    },
+    /// The client of a waiting [`Input::Lease`] is gone: forget the
+    /// request (no reply). One already being served is not affected: give
+    /// its leases back with [`Input::ReturnLeases`] if they cannot be
+    /// delivered.
+    Withdraw {
+        /// The lease request.
+        req: RequestId,
+    },
+    /// Leases the driver could not deliver (their request's client was
+    /// gone): each current one ends and its job is pending again, the
+    /// attempt not counted (no worker ever saw it). No reply.
+    ReturnLeases {
+        /// The leases.
+        leases: Vec<LeaseId>,
+    },
+    /// A client pauses a queue until `until` (`u64::MAX`: until resumed,
+    /// 0: resume now): it hands out nothing, to the pool or to leases.
+    PauseQueue {
+        /// Echoed in the [`Reply::Paused`].
+        req: RequestId,
+        /// The queue (created if no job named it yet).
+        queue: QueueName,
+        /// The end of the pause.
+        until: UnixMillis,
+    },
+    /// A client cancels every pending (ready or scheduled) job of a queue.
+    PurgeQueue {
+        /// Echoed in the [`Reply::Purged`].
+        req: RequestId,
+        /// The queue.
+        queue: QueueName,
+    },
+    /// A client lists jobs in order of their numbers.
+    ListJobs {
+        /// Echoed in the [`Reply::Jobs`].
+        req: RequestId,
+        /// Only this queue's, if given.
+        queue: Option<QueueName>,
+        /// Only jobs in this state, if given.
+        state: Option<JobState>,
+        /// Only jobs numbered above this (a [`JobPage::next`] cursor).
+        after: Option<u64>,
+        /// 1 to [`LIST_JOBS_MAX`] jobs.
+        limit: usize,
+    },
+    /// A client lists the current external leases.
+    ListLeases {
+        /// Echoed in the [`Reply::Leases`].
+        req: RequestId,
+    },
+    /// Log a record that changes nothing, and answer its LSN once it is
+    /// durable: a snapshot at that LSN then covers the whole log.
+    Checkpoint {
+        /// Echoed in the [`Reply::Checkpoint`].
+        req: RequestId,
+    },
+}
+
+/// The most queues one [`Input::Lease`] names.
+pub const LEASE_QUEUES_MAX: usize = 16;
+/// The longest holder text of a lease, in bytes.
+pub const HOLDER_BYTES_MAX: usize = 128;
+/// The most jobs one [`Input::ListJobs`] returns.
+pub const LIST_JOBS_MAX: usize = 1_000;
+/// The most jobs one [`Input::ListJobs`] looks at, matching or not (its
+/// page's `next` then says where to go on).
+pub const LIST_SCAN_MAX: usize = 10_000;
+
+/// When a job whose external attempt failed runs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Retry {
+    /// After the configured backoff, if attempts are left (else dead).
+    Policy,
+    /// After this many milliseconds (at most `limits.delay_ms_max`), if
+    /// attempts are left (else dead).
+    InMs(u64),
+    /// Never: the job is dead now, whatever attempts are left.
+    GiveUp,
+}
+
+/// One job handed to an external worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedJob {
+    /// The job as it is now: in flight on its new attempt, with its payload.
+    pub job: JobView,
+    /// The lease: name it in heartbeats, completes and fails.
+    pub lease_id: LeaseId,
+    /// Report by then (or renew): past it (plus the lease slack) the
+    /// attempt fails as timed out and the lease is lost.
+    pub lease_until: UnixMillis,
 }
 
 /// Which dead jobs a requeue targets.
@@ -209,6 +360,24 @@ pub enum Reply {
     /// For [`Input::Status`]: figures, in-flight attempts and the newest
     /// dead jobs.
     Status(Box<Status>),
+    /// For [`Input::Lease`]: the jobs handed out, once durable (maybe none).
+    Leased(Result<Vec<LeasedJob>, Rejection>),
+    /// For [`Input::Heartbeat`]: the lease's new deadline.
+    Heartbeat(Result<UnixMillis, Rejection>),
+    /// For [`Input::Complete`]: the completion is durable.
+    Completed(Result<(), Rejection>),
+    /// For [`Input::Fail`]: the failure is durable.
+    Failed(Result<(), Rejection>),
+    /// For [`Input::PauseQueue`]: the pause (or resume) is durable.
+    Paused(Result<(), Rejection>),
+    /// For [`Input::PurgeQueue`]: how many jobs were cancelled, once durable.
+    Purged(Result<u64, Rejection>),
+    /// For [`Input::ListJobs`]: one page of jobs.
+    Jobs(Result<JobPage, Rejection>),
+    /// For [`Input::ListLeases`]: the current external leases.
+    Leases(LeaseList),
+    /// For [`Input::Checkpoint`]: the LSN of the checkpoint, once durable.
+    Checkpoint(Result<Lsn, Rejection>),
 }
 
 /// Why a request was refused. Nothing of a refused request was applied.
@@ -254,6 +423,12 @@ pub enum Rejection {
     },
     /// The core is shutting down ([`Input::StopDispatching`]).
     Stopping,
+    /// The lease is not current: it ended (completed, failed, expired or
+    /// given back) or beaver restarted since. Nothing was changed.
+    LeaseLost {
+        /// The lease named.
+        lease: LeaseId,
+    },
 }
 
 impl std::fmt::Display for Rejection {
@@ -296,6 +471,10 @@ impl std::fmt::Display for Rejection {
             Rejection::Stopping => {
                 f.write_str("beaver is shutting down; retry against the restarted server")
             }
+            Rejection::LeaseLost { lease } => write!(
+                f,
+                "lease {lease} is not current (it ended, expired, or beaver restarted since); nothing was changed: lease the job again to work on it"
+            ),
         }
     }
 }

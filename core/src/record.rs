@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::job::{JobId, NewJob};
+use crate::job::{JobId, NewJob, QueueName};
 use crate::time::UnixMillis;
 
 /// A log sequence number. The core assigns them dense and increasing from 1.
@@ -41,6 +41,13 @@ pub enum Op {
         /// live lease counts from [`crate::Input::Started`]; after a restart
         /// the attempt is over either way, so only that process needs it.
         lease_until: UnixMillis,
+        /// Whether the attempt starts the moment this record is durable (a
+        /// free worker or an external worker takes it), so that it counts
+        /// even if the process dies before anything else is logged.
+        /// `false`: handed out ahead of a free worker; it counts only once
+        /// an [`Op::Start`] for it is durable. (Version 1 records, which
+        /// have no such field, read as `true`: they were charged at dispatch.)
+        started: bool,
     },
     /// The attempt succeeded.
     Complete {
@@ -88,6 +95,32 @@ pub enum Op {
         /// Remembered ids of purged jobs to forget.
         forget: Vec<JobId>,
     },
+    // Variants below are new in format version 2; new ones go at the end.
+    /// An attempt dispatched ahead of a free worker began running: from
+    /// now on it counts, even if the process dies.
+    Start {
+        /// The job; in flight on `attempt` when the record applies.
+        id: JobId,
+        /// The attempt that began.
+        attempt: u32,
+    },
+    /// A queue hands out nothing (to the built-in pool or to leases) until
+    /// `until`: `u64::MAX` until resumed, 0 to resume now.
+    PauseQueue {
+        /// The queue (created if no job named it yet).
+        queue: QueueName,
+        /// Paused while the time is below this.
+        until: UnixMillis,
+    },
+    /// Every pending job (ready or scheduled) of the queue is cancelled:
+    /// final, payload dropped, its id kept like any cancelled job's.
+    PurgeQueue {
+        /// The queue; one no job names changes nothing.
+        queue: QueueName,
+    },
+    /// Changes nothing: a record that only takes the log to a newer LSN (so
+    /// that an idle server can write a snapshot that covers its whole log).
+    Checkpoint,
 }
 
 impl Op {
@@ -102,6 +135,10 @@ impl Op {
             Op::Cancel { .. } => "cancel",
             Op::Requeue { .. } => "requeue",
             Op::Purge { .. } => "purge",
+            Op::Start { .. } => "start",
+            Op::PauseQueue { .. } => "pause_queue",
+            Op::PurgeQueue { .. } => "purge_queue",
+            Op::Checkpoint => "checkpoint",
         }
     }
 }

@@ -17,7 +17,8 @@ const INT: u64 = 10;
 const RECORD: u64 = 1 + 3 * INT;
 
 /// The smallest `record_bytes_max` the core is built for: every fixed-size
-/// record (dispatch, complete, release, cancel) with the longest id fits in
+/// record (dispatch, start, complete, release, cancel, the queue controls)
+/// with the longest id or queue name fits in
 /// it many times over, and a fail record still keeps over 1 KiB of error.
 pub const RECORD_BYTES_MIN: u64 = 2_048;
 
@@ -77,14 +78,18 @@ impl Op {
                         })
                         .sum::<u64>()
             }
-            Op::Dispatch { id, .. } => RECORD + listed_id(id.as_str().len()) + 2 * INT,
-            Op::Complete { id, .. } | Op::Release { id, .. } => {
+            // attempt, lease_until, and `started`'s one byte.
+            Op::Dispatch { id, .. } => RECORD + listed_id(id.as_str().len()) + 2 * INT + 1,
+            Op::Complete { id, .. } | Op::Release { id, .. } | Op::Start { id, .. } => {
                 RECORD + listed_id(id.as_str().len()) + INT
             }
             Op::Cancel { id } => RECORD + listed_id(id.as_str().len()),
             Op::Fail { id, error, .. } => fail(id.as_str().len()) + error.len() as u64,
             Op::Requeue { ids: list } => ID_LISTS + ids(list),
             Op::Purge { jobs, forget } => ID_LISTS + ids(jobs) + ids(forget),
+            Op::PauseQueue { queue, .. } => RECORD + listed_id(queue.as_str().len()) + INT,
+            Op::PurgeQueue { queue } => RECORD + listed_id(queue.as_str().len()),
+            Op::Checkpoint => RECORD,
         }
     }
 }

@@ -4,9 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::encode_into;
 use crate::job::{JobId, JobState, Payload, QueueName};
+use crate::legacy::SnapshotJobV1;
 use crate::record::Lsn;
 use crate::state::State;
-use crate::table::{Entry, Place};
+use crate::table::{Entry, Holder, Place};
 use crate::time::UnixMillis;
 
 /// The durable state at `lsn`.
@@ -28,6 +29,9 @@ pub struct Snapshot {
     pub jobs: Vec<SnapshotJob>,
     /// Ids of purged jobs still remembered, oldest first, with purge time.
     pub remembered: Vec<(UnixMillis, JobId)>,
+    /// Paused queues, sorted by name, each with the time its pause ends
+    /// (`u64::MAX`: until resumed). New in format version 2.
+    pub paused: Vec<(QueueName, UnixMillis)>,
 }
 
 /// One job in a snapshot.
@@ -59,6 +63,10 @@ pub struct SnapshotJob {
     pub state_at: UnixMillis,
     /// Latest error.
     pub last_error: Option<String>,
+    /// In flight: its attempt's start is logged, so it counts if the
+    /// process dies. New in format version 2 (version 1's in-flight jobs
+    /// read as started: every dispatch counted then).
+    pub started: bool,
 }
 
 /// Canonical queue numbering: the names jobs use, sorted; and for each
@@ -85,9 +93,19 @@ fn canonical_queues(state: &State) -> (Vec<&QueueName>, Vec<u32>) {
 
 /// The table's slots in acceptance order.
 fn slots_by_seq(state: &State) -> Vec<u32> {
-    let mut order: Vec<(u64, u32)> = state.table.iter().map(|(slot, e)| (e.seq, slot)).collect();
-    order.sort_unstable();
-    order.into_iter().map(|(_, slot)| slot).collect()
+    state.by_seq.iter().map(|&(_, slot)| slot).collect()
+}
+
+/// The paused queues, sorted by name, with the ends of their pauses.
+fn paused_queues(state: &State) -> Vec<(&QueueName, UnixMillis)> {
+    let mut paused: Vec<(&QueueName, UnixMillis)> = state
+        .queues
+        .iter()
+        .filter(|q| q.paused_until != 0)
+        .map(|q| (&q.name, q.paused_until))
+        .collect();
+    paused.sort_unstable();
+    paused
 }
 
 /// A [`SnapshotJob`] borrowing from the table: serializes to the same bytes.
@@ -106,6 +124,7 @@ struct SnapshotJobRef<'a> {
     run_at: UnixMillis,
     state_at: UnixMillis,
     last_error: Option<&'a str>,
+    started: bool,
 }
 
 impl<'a> SnapshotJobRef<'a> {
@@ -124,6 +143,7 @@ impl<'a> SnapshotJobRef<'a> {
             run_at: e.run_at,
             state_at: e.state_at,
             last_error: e.last_error.as_deref(),
+            started: e.started,
         }
     }
 }
@@ -180,7 +200,7 @@ impl<'a> SnapshotRef<'a> {
     /// Appends the encoding of the fields after the jobs.
     pub(crate) fn encode_tail(&self, out: &mut Vec<u8>) {
         let remembered: Vec<(UnixMillis, &JobId)> = self.state.remembered.iter().collect();
-        encode_into(&remembered, out);
+        encode_into(&(remembered, paused_queues(self.state)), out);
     }
 }
 
@@ -205,6 +225,7 @@ impl Snapshot {
                     run_at: e.run_at,
                     state_at: e.state_at,
                     last_error: e.last_error.as_deref().map(str::to_owned),
+                    started: e.started,
                 }
             })
             .collect();
@@ -218,6 +239,10 @@ impl Snapshot {
                 .remembered
                 .iter()
                 .map(|(t, id)| (t, id.clone()))
+                .collect(),
+            paused: paused_queues(state)
+                .into_iter()
+                .map(|(q, t)| (q.clone(), t))
                 .collect(),
         }
     }
@@ -237,6 +262,9 @@ impl Snapshot {
         r.finish()?;
         for (t, id) in self.remembered {
             state.restore_remembered(t, id)?;
+        }
+        for (q, until) in &self.paused {
+            state.restore_pause(q, *until)?;
         }
         Ok(())
     }
@@ -266,7 +294,9 @@ fn entry(j: SnapshotJob, queue: u32) -> Entry {
         state: j.state,
         place: Place::Nowhere,
         reserved: false,
-        held: false,
+        holder: Holder::None,
+        started: j.started,
+        suspect: false,
     }
 }
 
@@ -274,13 +304,14 @@ fn entry(j: SnapshotJob, queue: u32) -> Entry {
 /// a fresh state: each job goes into the table as it is decoded, with no
 /// intermediate [`Snapshot`]. Same bytes, same result as
 /// `decode_snapshot` + restore, in about half the time and memory.
-pub(crate) fn restore_encoded(state: &mut State, body: &[u8]) -> Result<(), String> {
+pub(crate) fn restore_encoded(state: &mut State, version: u8, body: &[u8]) -> Result<(), String> {
     use serde::de::DeserializeSeed;
     let mut de = postcard::Deserializer::from_bytes(body);
     // postcard's errors carry no text, so the reason travels beside them.
     let mut why = None;
     SnapshotSeed {
         state,
+        version,
         len_cap: body.len() / 8,
         why: &mut why,
     }
@@ -295,6 +326,9 @@ pub(crate) fn restore_encoded(state: &mut State, body: &[u8]) -> Result<(), Stri
 
 struct SnapshotSeed<'a> {
     state: &'a mut State,
+    /// The format version of the bytes (1 has no `started` per job and
+    /// no paused queues).
+    version: u8,
     /// No snapshot holds more jobs than it has bytes / 8.
     len_cap: usize,
     why: &'a mut Option<String>,
@@ -314,6 +348,7 @@ const FIELDS: &[&str] = &[
     "queues",
     "jobs",
     "remembered",
+    "paused",
 ];
 
 impl<'de> serde::de::DeserializeSeed<'de> for SnapshotSeed<'_> {
@@ -346,6 +381,7 @@ impl<'de> serde::de::Visitor<'de> for SnapshotSeed<'_> {
         let jobs = JobsSeed {
             restorer: &mut restorer,
             queues: &queues,
+            version: self.version,
             len_cap: self.len_cap,
             why: &mut *why,
         };
@@ -358,6 +394,12 @@ impl<'de> serde::de::Visitor<'de> for SnapshotSeed<'_> {
                 .restore_remembered(t, id)
                 .map_err(|e| refuse(why, e))?;
         }
+        if self.version >= 2 {
+            let paused: Vec<(QueueName, UnixMillis)> = seq.next_element()?.ok_or_else(early)?;
+            for (q, until) in &paused {
+                state.restore_pause(q, *until).map_err(|e| refuse(why, e))?;
+            }
+        }
         Ok(())
     }
 }
@@ -365,6 +407,7 @@ impl<'de> serde::de::Visitor<'de> for SnapshotSeed<'_> {
 struct JobsSeed<'r, 'a> {
     restorer: &'r mut Option<crate::state::Restorer<'a>>,
     queues: &'r [u32],
+    version: u8,
     len_cap: usize,
     why: &'r mut Option<String>,
 }
@@ -387,10 +430,16 @@ impl<'de> serde::de::Visitor<'de> for JobsSeed<'_, '_> {
             return Err(A::Error::custom("jobs decoded twice"));
         };
         r.reserve(seq.size_hint().unwrap_or(0).min(self.len_cap));
-        while let Some(j) = seq.next_element::<SnapshotJob>()? {
+        loop {
+            let job = match self.version {
+                1 => seq.next_element::<SnapshotJobV1>()?.map(SnapshotJob::from),
+                _ => seq.next_element::<SnapshotJob>()?,
+            };
+            let Some(j) = job else {
+                return Ok(());
+            };
             let q = queue_ix(self.queues, &j).map_err(|e| refuse(self.why, e))?;
             r.push(entry(j, q)).map_err(|e| refuse(self.why, e))?;
         }
-        Ok(())
     }
 }

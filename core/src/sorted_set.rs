@@ -137,6 +137,19 @@ impl<K: Ord + Copy> SortedSet<K> {
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &K> + '_ {
         self.chunks.iter().flatten()
     }
+
+    /// The keys `>= key`, in increasing order (found by two binary searches).
+    pub(crate) fn range_from(&self, key: &K) -> impl Iterator<Item = &K> + '_ {
+        let i = self.chunk_for(key);
+        let skip = self
+            .chunks
+            .get(i)
+            .map_or(0, |c| c.partition_point(|k| k < key));
+        self.chunks[i.min(self.chunks.len())..]
+            .iter()
+            .flatten()
+            .skip(skip)
+    }
 }
 
 impl<K: Ord + Copy> FromIterator<K> for SortedSet<K> {
@@ -241,6 +254,7 @@ mod tests {
                 }
                 for k in [0u32, 1, 50, 199, 250] {
                     prop_assert_eq!(set.contains(&k), model.contains(&k));
+                    prop_assert!(set.range_from(&k).eq(model.range(k..)));
                 }
                 check(&set, &model);
             }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::job::{JobId, JobView};
+use crate::job::{JobId, JobView, QueueName};
 use crate::record::Lsn;
 use crate::time::UnixMillis;
 
@@ -62,6 +62,102 @@ pub struct Stats {
     pub disk_full: bool,
     /// Counters since start.
     pub totals: Totals,
+    /// External leases: counters since start and gauges.
+    pub leases: LeaseCounters,
+}
+
+/// External leases, counted by this process since it started (leases are
+/// not durable state).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseCounters {
+    /// Leases granted (their dispatch durable).
+    pub granted: u64,
+    /// Heartbeats that renewed a lease.
+    pub renewed: u64,
+    /// Leases that expired (their attempt failed as timed out).
+    pub expired: u64,
+    /// Requests refused because their lease was not current.
+    pub lost: u64,
+    /// Lease requests waiting for jobs now.
+    pub waiting: u64,
+    /// Current leases now.
+    pub active: u64,
+}
+
+/// One named queue's figures, for the status page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    /// The queue.
+    pub name: QueueName,
+    /// Pending jobs (ready, scheduled, or about to be dispatched).
+    pub pending: u64,
+    /// Pending jobs that could run now.
+    pub ready: u64,
+    /// Pending jobs waiting for their `run_at`.
+    pub scheduled: u64,
+    /// Jobs in flight.
+    pub in_flight: u64,
+    /// Completed jobs held.
+    pub completed: u64,
+    /// Dead jobs held.
+    pub dead: u64,
+    /// Cancelled jobs held.
+    pub cancelled: u64,
+    /// While paused: when the pause ends (`u64::MAX`: until resumed).
+    pub paused_until: Option<UnixMillis>,
+}
+
+/// One current external lease, for views.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseView {
+    /// The lease's id.
+    pub lease_id: crate::protocol::LeaseId,
+    /// The job leased.
+    pub id: JobId,
+    /// Its queue.
+    pub queue: QueueName,
+    /// The attempt the lease runs.
+    pub attempt: u32,
+    /// Who holds it, as the worker said.
+    pub holder: String,
+    /// Its deadline (renewed by heartbeats).
+    pub lease_until: UnixMillis,
+    /// When it was granted.
+    pub started_at: UnixMillis,
+}
+
+/// The current external leases, by id, at most [`LEASE_LIST_MAX`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseList {
+    /// The leases with the lowest ids.
+    pub leases: Vec<LeaseView>,
+    /// How many leases are current in all.
+    pub total: u64,
+}
+
+/// How many leases a [`LeaseList`] shows at most.
+pub const LEASE_LIST_MAX: usize = 1_000;
+
+/// One page of a job listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPage {
+    /// Jobs in order of their numbers.
+    pub jobs: Vec<JobView>,
+    /// Pass as `after` for the next page; `None` once nothing is left.
+    pub next: Option<u64>,
+}
+
+/// What a rebuild found in flight: attempts whose start the log holds
+/// (they count: the first step fails them as interrupted) and attempts
+/// handed out ahead of a worker that never logged a start (given back
+/// uncounted; their jobs are then never dispatched ahead until their next
+/// counted attempt).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interrupted {
+    /// Attempts that count.
+    pub charged: u64,
+    /// Attempts given back.
+    pub released: u64,
 }
 
 /// A leased job, for the status page.
@@ -84,6 +180,8 @@ pub struct Status {
     pub in_flight: Vec<Lease>,
     /// Dead jobs, newest first (at most [`STATUS_LIST_MAX`]).
     pub newest_dead: Vec<JobView>,
+    /// Every queue that holds jobs or is paused, by name.
+    pub queues: Vec<QueueStatus>,
     /// The core's clock (latest time seen).
     pub now: UnixMillis,
 }

@@ -40,10 +40,37 @@ pub(crate) struct Entry {
     pub place: Place,
     /// A proposal about this job awaits durability: propose nothing else.
     pub reserved: bool,
-    /// This process holds the job's current attempt: it proposed the
-    /// dispatch and has had no outcome yet (not durable state: a restart
-    /// clears it).
-    pub held: bool,
+    /// Who in this process holds the job's current attempt: it proposed
+    /// the dispatch and has had no outcome yet (not durable state: a
+    /// restart clears it).
+    pub holder: Holder,
+    /// Durable: the current attempt's start is logged (its dispatch said
+    /// it started, or a start record followed), so a crash counts it.
+    /// Only ever set while in flight.
+    pub started: bool,
+    /// Not durable: the last recovery gave this job's attempt back
+    /// uncounted (it had not started, as far as the log knows). Until its
+    /// next counted attempt it is never dispatched ahead of a free worker,
+    /// so a job that kills the server when it starts cannot loop.
+    pub suspect: bool,
+}
+
+/// Who holds an attempt in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// Nobody: not in flight, or in flight since before a restart.
+    None,
+    /// The built-in worker pool.
+    Pool,
+    /// An external worker, through a lease.
+    Lease,
+}
+
+impl Holder {
+    /// Whether anyone in this process holds the attempt.
+    pub(crate) fn holds(self) -> bool {
+        self != Holder::None
+    }
 }
 
 /// Slots per chunk of [`Slots`] (4,096 jobs, about 450 KiB).
@@ -318,7 +345,9 @@ mod tests {
             state: JobState::Pending,
             place: Place::Nowhere,
             reserved: false,
-            held: false,
+            holder: Holder::None,
+            started: false,
+            suspect: false,
         }
     }
 

@@ -58,9 +58,11 @@ use std::sync::Arc;
 
 use crate::codec;
 use crate::config::Config;
-use crate::job::{JobId, JobSpec};
+use crate::job::{JobId, JobSpec, JobState, QueueName};
 use crate::machine::{Core, RecoverError};
-use crate::protocol::{Effect, Execution, Input, Outcome, RequestId, RequeueTarget};
+use crate::protocol::{
+    Effect, Execution, Input, LeaseId, Outcome, RequestId, RequeueTarget, Retry,
+};
 use crate::record::{Lsn, Op, Record};
 use crate::time::UnixMillis;
 
@@ -342,6 +344,109 @@ impl Driver {
         self.step(Input::StopDispatching)
     }
 
+    /// Steps [`Input::Lease`] for up to `max` jobs of `queues`, as worker
+    /// `holder`, waiting until `wait_until` if given.
+    pub fn lease(
+        &mut self,
+        req: u64,
+        queues: &[&str],
+        max: u32,
+        wait_until: Option<UnixMillis>,
+        holder: &str,
+    ) -> Vec<Effect> {
+        let queues = queues.iter().map(|q| queue_name(q)).collect();
+        self.step(Input::Lease {
+            req: RequestId(req),
+            queues,
+            max,
+            wait_until,
+            holder: holder.to_owned(),
+        })
+    }
+
+    /// Steps [`Input::Heartbeat`].
+    pub fn heartbeat(&mut self, req: u64, lease: LeaseId, extend_ms: Option<u64>) -> Vec<Effect> {
+        let req = RequestId(req);
+        self.step(Input::Heartbeat {
+            req,
+            lease,
+            extend_ms,
+        })
+    }
+
+    /// Steps [`Input::Complete`].
+    pub fn complete(&mut self, req: u64, lease: LeaseId) -> Vec<Effect> {
+        let req = RequestId(req);
+        self.step(Input::Complete { req, lease })
+    }
+
+    /// Steps [`Input::Fail`].
+    pub fn fail(&mut self, req: u64, lease: LeaseId, error: &str, retry: Retry) -> Vec<Effect> {
+        let (req, error) = (RequestId(req), error.to_owned());
+        self.step(Input::Fail {
+            req,
+            lease,
+            error,
+            retry,
+        })
+    }
+
+    /// Steps [`Input::Withdraw`].
+    pub fn withdraw(&mut self, req: u64) -> Vec<Effect> {
+        self.step(Input::Withdraw {
+            req: RequestId(req),
+        })
+    }
+
+    /// Steps [`Input::ReturnLeases`].
+    pub fn return_leases(&mut self, leases: &[LeaseId]) -> Vec<Effect> {
+        let leases = leases.to_vec();
+        self.step(Input::ReturnLeases { leases })
+    }
+
+    /// Steps [`Input::PauseQueue`].
+    pub fn pause_queue(&mut self, req: u64, queue: &str, until: UnixMillis) -> Vec<Effect> {
+        let (req, queue) = (RequestId(req), queue_name(queue));
+        self.step(Input::PauseQueue { req, queue, until })
+    }
+
+    /// Steps [`Input::PurgeQueue`].
+    pub fn purge_queue(&mut self, req: u64, queue: &str) -> Vec<Effect> {
+        let (req, queue) = (RequestId(req), queue_name(queue));
+        self.step(Input::PurgeQueue { req, queue })
+    }
+
+    /// Steps [`Input::ListJobs`].
+    pub fn list_jobs(
+        &mut self,
+        req: u64,
+        (queue, state): (Option<&str>, Option<JobState>),
+        after: Option<u64>,
+        limit: usize,
+    ) -> Vec<Effect> {
+        self.step(Input::ListJobs {
+            req: RequestId(req),
+            queue: queue.map(queue_name),
+            state,
+            after,
+            limit,
+        })
+    }
+
+    /// Steps [`Input::ListLeases`].
+    pub fn list_leases(&mut self, req: u64) -> Vec<Effect> {
+        self.step(Input::ListLeases {
+            req: RequestId(req),
+        })
+    }
+
+    /// Steps [`Input::Checkpoint`].
+    pub fn checkpoint(&mut self, req: u64) -> Vec<Effect> {
+        self.step(Input::Checkpoint {
+            req: RequestId(req),
+        })
+    }
+
     // Driving loops.
 
     /// Syncs the first `n` unsynced records and reports them durable (no
@@ -470,5 +575,13 @@ pub fn job_id(id: &str) -> JobId {
     match JobId::parse(id) {
         Ok(id) => id,
         Err(e) => panic!("{id:?} is not a job id: {e}"),
+    }
+}
+
+/// `name` as a queue name; panics if it is not one (a test's mistake).
+pub fn queue_name(name: &str) -> QueueName {
+    match QueueName::parse(name) {
+        Ok(q) => q,
+        Err(e) => panic!("{name:?} is not a queue name: {e}"),
     }
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use beaver_core::testing::Driver;
-use beaver_core::{Config, JobId, JobSpec, JobState, Limits, Rejection};
+use beaver_core::{Config, JobSpec, JobState, Limits, Rejection};
 use common::*;
 
 #[test]
@@ -67,15 +67,64 @@ fn a_batch_mixing_new_and_known_ids_adds_only_the_new() {
 }
 
 #[test]
-fn assigned_ids_carry_the_reserved_prefix_and_clients_cannot_use_it() {
+fn assigned_ids_are_the_jobs_numbers() {
     let mut d = Driver::new(config());
     d.at(10).enqueue(
         1,
         vec![JobSpec::new(payload("1")), JobSpec::new(payload("2"))],
     );
     let out = d.durable(1);
-    assert_eq!(out[0], ok(1, &[("~1", false), ("~2", false)]));
-    assert!(JobId::from_client("~3").is_err());
+    assert_eq!(out[0], ok(1, &[("1", false), ("2", false)]));
+}
+
+#[test]
+fn a_client_id_of_digits_only_or_with_the_reserved_prefix_is_refused() {
+    let mut d = Driver::new(config());
+    for (i, bad) in ["5", "~5"].into_iter().enumerate() {
+        let r = rejection(d.at(10).enqueue(i as u64, vec![spec("ok"), spec(bad)]));
+        let Rejection::Invalid {
+            index: Some(1),
+            field,
+            reason,
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(field, "id");
+        assert!(
+            reason.contains("beaver's own job numbers") || reason.contains("reserved"),
+            "{reason}"
+        );
+    }
+    assert_eq!(d.core().next_lsn(), 1, "nothing was proposed");
+}
+
+#[test]
+fn a_number_an_old_client_id_spells_is_assigned_with_the_prefix() {
+    // `3` was a client's id (allowed before), so job 3 is `~3`.
+    let mut log_core = beaver_core::Core::new(config());
+    let old = beaver_core::Record {
+        lsn: 1,
+        at: 10,
+        op: beaver_core::Op::Enqueue {
+            jobs: vec![new_job("mail", 10), new_job("3", 10)],
+        },
+    };
+    log_core.apply_owned(old).unwrap();
+    log_core.finish_rebuild();
+    let mut d = Driver::with_core(log_core);
+    d.at(11).enqueue(
+        1,
+        vec![JobSpec::new(payload("1")), JobSpec::new(payload("1"))],
+    );
+    let out = d.durable(2);
+    assert_eq!(out[0], ok(1, &[("~3", false), ("4", false)]));
+    assert_eq!(
+        d.core().job("3").unwrap().seq,
+        2,
+        "the old job keeps its id"
+    );
+    assert_eq!(d.core().job("~3").unwrap().seq, 3);
 }
 
 /// A core whose limits are small: 2 unfinished jobs, 8-byte payloads,

@@ -14,8 +14,8 @@ fn id(s: &str) -> JobId {
     JobId::parse(s).unwrap()
 }
 
-/// One record of every type: the golden set.
-fn every_record() -> Vec<Record> {
+/// One record of every type version 1 had, as this build reads them.
+fn every_record_v1() -> Vec<Record> {
     let job = NewJob {
         id: id("order-1"),
         queue: QueueName::parse("emails").unwrap(),
@@ -31,6 +31,8 @@ fn every_record() -> Vec<Record> {
             id: id("order-1"),
             attempt: 1,
             lease_until: 1_700_000_035_000,
+            // Version 1 counted every attempt at dispatch.
+            started: true,
         },
         Op::Fail {
             id: id("order-1"),
@@ -61,6 +63,11 @@ fn every_record() -> Vec<Record> {
             forget: vec![id("old")],
         },
     ];
+    numbered(ops)
+}
+
+/// Records with LSNs from 1 and times a millisecond apart.
+fn numbered(ops: Vec<Op>) -> Vec<Record> {
     ops.into_iter()
         .enumerate()
         .map(|(i, op)| Record {
@@ -71,7 +78,38 @@ fn every_record() -> Vec<Record> {
         .collect()
 }
 
-fn golden_snapshot() -> Snapshot {
+/// One record of every type: the golden set of this version (2).
+fn every_record() -> Vec<Record> {
+    let mut ops: Vec<Op> = every_record_v1().into_iter().map(|r| r.op).collect();
+    ops.extend([
+        Op::Dispatch {
+            id: id("order-2"),
+            attempt: 1,
+            lease_until: 1_700_000_036_000,
+            started: false,
+        },
+        Op::Start {
+            id: id("order-2"),
+            attempt: 1,
+        },
+        Op::PauseQueue {
+            queue: QueueName::parse("emails").unwrap(),
+            until: u64::MAX,
+        },
+        Op::PauseQueue {
+            queue: QueueName::default(),
+            until: 1_700_000_060_000,
+        },
+        Op::PurgeQueue {
+            queue: QueueName::parse("emails").unwrap(),
+        },
+        Op::Checkpoint,
+    ]);
+    numbered(ops)
+}
+
+/// The snapshot of the version 1 golden file, as this build reads it.
+fn golden_snapshot_v1() -> Snapshot {
     Snapshot {
         lsn: 42,
         log_time: 1_700_000_000_042,
@@ -92,6 +130,7 @@ fn golden_snapshot() -> Snapshot {
                 run_at: 1_700_000_000_000,
                 state_at: 1_700_000_000_040,
                 last_error: Some("boom".into()),
+                started: false,
             },
             SnapshotJob {
                 seq: 2,
@@ -107,10 +146,25 @@ fn golden_snapshot() -> Snapshot {
                 run_at: 1_700_000_000_001,
                 state_at: 1_700_000_000_100,
                 last_error: None,
+                // Version 1 counted every attempt in flight.
+                started: true,
             },
         ],
         remembered: vec![(1_700_000_000_010, id("gone"))],
+        paused: vec![],
     }
+}
+
+/// The golden snapshot of this version (2): an attempt in flight that did
+/// not start, and paused queues.
+fn golden_snapshot() -> Snapshot {
+    let mut snap = golden_snapshot_v1();
+    snap.jobs[1].started = false;
+    snap.paused = vec![
+        (QueueName::parse("paused-for-ever").unwrap(), u64::MAX),
+        (QueueName::parse("q2").unwrap(), 1_700_000_060_000),
+    ];
+    snap
 }
 
 fn golden_path(name: &str) -> std::path::PathBuf {
@@ -154,22 +208,39 @@ fn unframe(mut bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 #[test]
-fn golden_records_v1_still_decode_and_encode_identically() {
+fn golden_records_v1_still_decode_with_every_dispatch_counted() {
+    let file = golden_path("records-v1.bin");
+    let file = std::fs::read(&file).unwrap();
+    let framed = unframe(&file);
+    assert!(framed.iter().all(|r| r[0] == 1), "written in version 1");
+    let decoded: Vec<Record> = framed
+        .into_iter()
+        .map(|b| codec::decode_record(b).unwrap())
+        .collect();
+    assert_eq!(decoded, every_record_v1());
+}
+
+#[test]
+fn golden_records_v2_decode_and_encode_identically() {
     let records = every_record();
     let encoded: Vec<Vec<u8>> = records.iter().map(codec::encode_record).collect();
-    let file = golden("records-v1.bin", &frame(&encoded));
+    assert!(
+        encoded.iter().all(|r| r[0] == 2),
+        "this build writes version 2"
+    );
+    let file = golden("records-v2.bin", &frame(&encoded));
     let decoded: Vec<Record> = unframe(&file)
         .into_iter()
         .map(|b| codec::decode_record(b).unwrap())
         .collect();
     assert_eq!(
         decoded, records,
-        "version 1 records decode to the same values"
+        "version 2 records decode to the same values"
     );
     assert_eq!(
         frame(&encoded),
         file,
-        "this build still writes version 1 byte for byte"
+        "this build writes version 2 byte for byte"
     );
 }
 
@@ -195,9 +266,21 @@ fn a_logged_record_must_name_the_lsn_of_its_frame() {
 }
 
 #[test]
-fn golden_snapshot_v1_still_decodes_and_encodes_identically() {
+fn golden_snapshot_v1_still_decodes_with_its_attempts_in_flight_counted() {
+    let file = std::fs::read(golden_path("snapshot-v1.bin")).unwrap();
+    assert_eq!(file[0], 1, "written in version 1");
+    assert_eq!(codec::decode_snapshot(&file).unwrap(), golden_snapshot_v1());
+    // The streaming decoder, which start-up uses, reads it the same way.
+    let q = Core::recover_encoded(Config::default(), &file, []).unwrap();
+    q.check_invariants().unwrap();
+    assert_eq!(q.snapshot(), golden_snapshot_v1());
+}
+
+#[test]
+fn golden_snapshot_v2_decodes_and_encodes_identically() {
     let snap = golden_snapshot();
-    let file = golden("snapshot-v1.bin", &codec::encode_snapshot(&snap));
+    let file = golden("snapshot-v2.bin", &codec::encode_snapshot(&snap));
+    assert_eq!(file[0], 2, "this build writes version 2");
     assert_eq!(codec::decode_snapshot(&file).unwrap(), snap);
     assert_eq!(codec::encode_snapshot(&snap), file);
 }
@@ -211,21 +294,27 @@ fn a_newer_version_is_refused_naming_both_versions() {
         e,
         DecodeError::NewerVersion {
             found: 9,
-            supported: 1
+            supported: 2
         }
     );
     assert!(
-        e.to_string().contains("version 9") && e.to_string().contains("up to 1"),
+        e.to_string().contains("version 9") && e.to_string().contains("up to 2"),
         "{e}"
     );
     let mut snap = codec::encode_snapshot(&golden_snapshot());
-    snap[0] = 2;
+    snap[0] = 3;
     assert!(matches!(
         codec::decode_snapshot(&snap),
         Err(DecodeError::NewerVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         })
+    ));
+    assert!(matches!(
+        Core::recover_encoded(Config::default(), &snap, []),
+        Err(beaver_core::RecoverError::Snapshot(
+            DecodeError::NewerVersion { found: 3, .. }
+        ))
     ));
     assert_eq!(codec::decode_record(&[]), Err(DecodeError::Empty));
     assert_eq!(
@@ -337,7 +426,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_records_never_panic(which in 0usize..9, pos in any::<usize>(), val in any::<u8>(), cut in any::<usize>()) {
+    fn mutated_records_never_panic(which in 0usize..15, pos in any::<usize>(), val in any::<u8>(), cut in any::<usize>()) {
         let mut bytes = codec::encode_record(&every_record()[which]);
         let p = pos % bytes.len();
         bytes[p] = val;
@@ -347,8 +436,11 @@ proptest! {
     }
 
     #[test]
-    fn mutated_snapshots_never_panic(pos in any::<usize>(), val in any::<u8>(), cut in any::<usize>()) {
-        let mut bytes = codec::encode_snapshot(&golden_snapshot());
+    fn mutated_snapshots_never_panic(v1 in any::<bool>(), pos in any::<usize>(), val in any::<u8>(), cut in any::<usize>()) {
+        let mut bytes = match v1 {
+            true => std::fs::read(golden_path("snapshot-v1.bin")).unwrap(),
+            false => codec::encode_snapshot(&golden_snapshot()),
+        };
         let p = pos % bytes.len();
         bytes[p] = val;
         let _ = codec::decode_snapshot(&bytes);
@@ -389,13 +481,23 @@ fn arb_op() -> impl Strategy<Value = Op> {
     let ids = || prop::collection::vec(arb_id(), 0..200);
     prop_oneof![
         prop::collection::vec(job, 0..8).prop_map(|jobs| Op::Enqueue { jobs }),
-        (arb_id(), any::<u32>(), any::<u64>()).prop_map(|(id, attempt, lease_until)| {
-            Op::Dispatch {
+        (arb_id(), any::<u32>(), any::<u64>(), any::<bool>()).prop_map(
+            |(id, attempt, lease_until, started)| Op::Dispatch {
                 id,
                 attempt,
                 lease_until,
+                started,
             }
+        ),
+        (arb_id(), any::<u32>()).prop_map(|(id, attempt)| Op::Start { id, attempt }),
+        ("[a-z]{1,64}", any::<u64>()).prop_map(|(q, until)| Op::PauseQueue {
+            queue: QueueName::parse(&q).unwrap(),
+            until
         }),
+        "[a-z]{1,64}".prop_map(|q| Op::PurgeQueue {
+            queue: QueueName::parse(&q).unwrap()
+        }),
+        Just(Op::Checkpoint),
         (arb_id(), any::<u32>()).prop_map(|(id, attempt)| Op::Complete { id, attempt }),
         (arb_id(), any::<u32>()).prop_map(|(id, attempt)| Op::Release { id, attempt }),
         arb_id().prop_map(|id| Op::Cancel { id }),

@@ -23,10 +23,10 @@ fn dispatch_runs_ahead_by_prefetch() {
         vec![
             ok(1, &[("a", false), ("b", false), ("c", false), ("d", false)]),
             dispatch(2, 11, "a", 1),
-            dispatch(3, 11, "b", 1),
-            dispatch(4, 11, "c", 1),
+            dispatch_ahead(3, 11, "b", 1),
+            dispatch_ahead(4, 11, "c", 1),
         ],
-        "one worker plus two prefetched"
+        "one worker, counted at once, plus two prefetched, counted once started"
     );
 }
 
@@ -39,11 +39,12 @@ fn a_finished_attempt_makes_room_before_the_prefetched_dispatches_are_durable() 
     d.at(10)
         .enqueue(1, vec![spec("a"), spec("b"), spec("c"), spec("d")]);
     d.at(11).durable(1);
-    // The worker finishes `a` before `b`'s dispatch is durable: `d` is proposed at once.
+    // The worker finishes `a` before `b`'s dispatch is durable: `d` is
+    // proposed at once, ahead (`b` gets the worker first).
     d.at(12).durable(2);
     assert_eq!(
         d.at(13).outcome("a", 1, Outcome::Succeeded),
-        vec![complete(5, 13, "a", 1), dispatch(6, 13, "d", 1)]
+        vec![complete(5, 13, "a", 1), dispatch_ahead(6, 13, "d", 1)]
     );
 }
 

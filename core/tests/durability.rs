@@ -101,3 +101,16 @@ fn a_cancel_of_a_waiting_attempt_that_cannot_be_logged_gives_the_attempt_back() 
         "{out:?}"
     );
 }
+
+#[test]
+fn a_checkpoint_logs_a_record_that_changes_nothing_and_answers_its_lsn() {
+    let mut d = with_one_attempt();
+    let before = d.core().snapshot();
+    assert_eq!(d.at(13).checkpoint(9), vec![append(3, 13, Op::Checkpoint)]);
+    assert_eq!(
+        d.at(14).durable(3),
+        vec![reply(9, Reply::Checkpoint(Ok(3)))]
+    );
+    let after = d.core().snapshot();
+    assert_eq!((after.lsn, after.jobs), (3, before.jobs));
+}

@@ -1,190 +1,55 @@
 //! Property tests: random input sequences against an obviously correct
 //! reference model, with random crashes.
 //!
-//! The model is a naive fold of the durable records over a `BTreeMap`. The
-//! core runs in the shared test driver (`beaver_core::testing::Driver`).
-//! After every step: the core's invariants hold (cheaply; in full every 16
-//! steps and at the end), every record round-trips through the codec and
-//! fits the log, aborts only end expired or cancelled attempts (the driver
-//! checks these), the core agrees with the model on every job, replies and
-//! executions follow durability, and at every crash the state recovered
-//! from the durable log (with and without a snapshot, and the way
-//! production rebuilds) equals what the core had applied.
+//! The model (`model/fold.rs`) is a naive fold of the durable records over
+//! a `BTreeMap`. The core runs in the shared test driver
+//! (`beaver_core::testing::Driver`), with the built-in pool serving queue
+//! `default` and external workers leasing from queue `ext`. After every
+//! step (`model/checks.rs`): the core's invariants hold (cheaply; in full
+//! every 16 steps and at the end), every record round-trips through the
+//! codec and fits the log, aborts only end expired or cancelled attempts
+//! (the driver checks these), the core agrees with the model on every job,
+//! replies and executions follow durability, nothing is handed out of a
+//! paused queue, and at every crash the state recovered from the durable
+//! log (with and without a snapshot, and the way production rebuilds)
+//! equals what the core had applied.
+//!
+//! Charging: a pool attempt is counted at dispatch exactly when a worker
+//! is free for it, and otherwise only once the driver reported it started;
+//! a restart fails (counts) exactly the attempts whose start is logged and
+//! gives back the others; a job given back that way is never dispatched
+//! ahead of a free worker until its next counted attempt.
+//!
+//! Fencing: an external worker's complete, fail or heartbeat answered `Ok`
+//! acted on the very attempt its lease handed out (the model knows each
+//! attempt by its dispatch's LSN, which is the lease id): a completion
+//! from a stale lease is never applied.
 
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+
+#[path = "model/checks.rs"]
+mod checks;
+#[path = "model/fold.rs"]
+mod fold;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use beaver_core::testing::{self, Driver};
 use beaver_core::{
-    Config, Core, Effect, Execution, JobId, JobSpec, JobState, Limits, NewJob, Op, Outcome,
-    Payload, Record, Reply, RequestId, RequeueTarget, Retention, RetryPolicy, codec,
+    Config, Core, Effect, Execution, JobId, JobSpec, JobState, Limits, Outcome, Payload, QueueName,
+    Record, RequeueTarget, Retention, Retry, RetryPolicy, codec,
 };
+use fold::{GIVE_UP, Model};
 use proptest::prelude::*;
 
-#[derive(Debug, Clone)]
-struct MJob {
-    state: JobState,
-    attempt: u32,
-    max_attempts: u32,
-    priority: i32,
-    queue: String,
-    payload: Option<Vec<u8>>,
-    last_error: Option<String>,
-    run_at: u64,
-}
-
-/// The reference: the durable records folded the simplest way.
-#[derive(Debug, Default)]
-struct Model {
-    jobs: BTreeMap<String, MJob>,
-    remembered: BTreeSet<String>,
-    /// Every id ever durably enqueued.
-    ever: BTreeSet<String>,
-    applied: u64,
-}
-
-impl Model {
-    fn apply(&mut self, r: &Record) {
-        assert_eq!(r.lsn, self.applied + 1, "records apply in LSN order");
-        self.applied = r.lsn;
-        let job = |m: &mut Model, id: &JobId| {
-            m.jobs
-                .get_mut(id.as_str())
-                .expect("record names a known job")
-                .clone()
-        };
-        match &r.op {
-            Op::Enqueue { jobs } => jobs.iter().for_each(|j| self.enqueue(j)),
-            Op::Dispatch { id, attempt, .. } => {
-                let mut j = job(self, id);
-                assert_eq!(j.state, JobState::Pending);
-                assert_eq!(*attempt, j.attempt + 1);
-                assert!(
-                    *attempt <= j.max_attempts,
-                    "never more attempts than allowed"
-                );
-                j.state = JobState::InFlight;
-                j.attempt = *attempt;
-                self.jobs.insert(id.to_string(), j);
-            }
-            Op::Complete { id, attempt } => {
-                let mut j = job(self, id);
-                assert_eq!((j.state, j.attempt), (JobState::InFlight, *attempt));
-                j.state = JobState::Completed;
-                j.payload = None;
-                self.jobs.insert(id.to_string(), j);
-            }
-            Op::Fail {
-                id,
-                attempt,
-                error,
-                retry_at,
-            } => {
-                let mut j = job(self, id);
-                assert_eq!((j.state, j.attempt), (JobState::InFlight, *attempt));
-                j.last_error = Some(error.clone());
-                self.fail(id, j, *retry_at);
-            }
-            Op::Release { id, attempt } => {
-                let mut j = job(self, id);
-                assert_eq!((j.state, j.attempt), (JobState::InFlight, *attempt));
-                j.state = JobState::Pending;
-                j.attempt -= 1;
-                self.jobs.insert(id.to_string(), j);
-            }
-            Op::Cancel { id } => {
-                let j = job(self, id);
-                self.cancel(id, j);
-            }
-            Op::Requeue { ids } => {
-                for id in ids {
-                    let mut j = job(self, id);
-                    assert_eq!(j.state, JobState::Dead, "only dead jobs are requeued");
-                    j.state = JobState::Pending;
-                    j.attempt = 0;
-                    j.run_at = r.at;
-                    self.jobs.insert(id.to_string(), j);
-                }
-            }
-            Op::Purge { jobs, forget } => self.purge(jobs, forget),
-        }
-    }
-
-    fn enqueue(&mut self, j: &NewJob) {
-        assert!(!self.jobs.contains_key(j.id.as_str()) && !self.remembered.contains(j.id.as_str()));
-        self.ever.insert(j.id.to_string());
-        self.jobs.insert(
-            j.id.to_string(),
-            MJob {
-                state: JobState::Pending,
-                attempt: 0,
-                max_attempts: j.max_attempts,
-                priority: j.priority,
-                queue: j.queue.to_string(),
-                payload: Some(j.payload.as_bytes().to_vec()),
-                last_error: None,
-                run_at: j.run_at,
-            },
-        );
-    }
-
-    /// Job `id` (`j`, its failed attempt checked) retries or is dead.
-    fn fail(&mut self, id: &JobId, mut j: MJob, retry_at: Option<u64>) {
-        match retry_at {
-            Some(t) => {
-                assert!(
-                    j.attempt < j.max_attempts,
-                    "a retry is proposed only with attempts left"
-                );
-                j.state = JobState::Pending;
-                j.run_at = t;
-            }
-            None => {
-                assert_eq!(
-                    j.attempt, j.max_attempts,
-                    "dead only when attempts are used up"
-                );
-                j.state = JobState::Dead;
-            }
-        }
-        self.jobs.insert(id.to_string(), j);
-    }
-
-    fn cancel(&mut self, id: &JobId, mut j: MJob) {
-        match j.state {
-            JobState::Pending => {}
-            // Its attempt was handed out and never started (the driver
-            // checks that when the core takes it back).
-            JobState::InFlight => j.attempt -= 1,
-            s => {
-                panic!("cancel of a job {s:?}: only pending or waiting jobs are cancelled")
-            }
-        }
-        j.state = JobState::Cancelled;
-        j.payload = None;
-        self.jobs.insert(id.to_string(), j);
-    }
-
-    fn purge(&mut self, jobs: &[JobId], forget: &[JobId]) {
-        for id in jobs {
-            let j = self.jobs.remove(id.as_str()).expect("purged job exists");
-            assert!(j.state.is_final(), "only final jobs are purged");
-            self.remembered.insert(id.to_string());
-        }
-        for id in forget {
-            assert!(
-                self.remembered.remove(id.as_str()),
-                "only remembered ids are forgotten"
-            );
-        }
-    }
-}
+/// A job to enqueue: id (`j<n>`, or none), priority, delay, attempts,
+/// and whether it goes to the external workers' queue.
+type NewSpec = (Option<u8>, i32, u64, u32, bool);
 
 #[derive(Debug, Clone)]
 enum Action {
-    Enqueue(Vec<(Option<u8>, i32, u64, u32)>),
+    Enqueue(Vec<NewSpec>),
     Sync(u8),
     FailAppend(u8),
     Finish(u8, u8),
@@ -195,12 +60,29 @@ enum Action {
     Requeue(Option<u8>),
     DiskFull(bool),
     Crash(u8),
+    /// Up to `max` jobs of `ext` (and of an unknown queue), waiting this
+    /// long if given.
+    Lease(u8, Option<u16>),
+    Heartbeat(u8, Option<u16>),
+    Complete(u8),
+    FailLease(u8, u8),
+    ReturnLease(u8),
+    Withdraw(u8),
+    /// Pause `ext` or `default`: resume, for ever, or for a while.
+    Pause(bool, u8),
+    PurgeQueue(bool),
+    Checkpoint,
+}
+
+fn new_spec() -> impl Strategy<Value = NewSpec> {
+    let delay = prop_oneof![3 => Just(0u64), 1 => 0u64..3_000];
+    let id = prop::option::weighted(0.8, 0u8..12);
+    (id, 0i32..3, delay, 1u32..4, prop::bool::weighted(0.3))
 }
 
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
-        4 => prop::collection::vec((prop::option::weighted(0.8, 0u8..12), 0i32..3, prop_oneof![3 => Just(0u64), 1 => 0u64..3_000], 1u32..4), 1..4)
-            .prop_map(Action::Enqueue),
+        4 => prop::collection::vec(new_spec(), 1..4).prop_map(Action::Enqueue),
         5 => any::<u8>().prop_map(Action::Sync),
         1 => any::<u8>().prop_map(Action::FailAppend),
         4 => (any::<u8>(), 0u8..4).prop_map(|(i, o)| Action::Finish(i, o)),
@@ -211,6 +93,15 @@ fn action() -> impl Strategy<Value = Action> {
         1 => prop::option::of(0u8..12).prop_map(Action::Requeue),
         1 => any::<bool>().prop_map(Action::DiskFull),
         1 => any::<u8>().prop_map(Action::Crash),
+        2 => (1u8..4, prop::option::of(any::<u16>())).prop_map(|(m, w)| Action::Lease(m, w)),
+        1 => (any::<u8>(), prop::option::of(any::<u16>())).prop_map(|(i, e)| Action::Heartbeat(i, e)),
+        2 => any::<u8>().prop_map(Action::Complete),
+        1 => (any::<u8>(), 0u8..3).prop_map(|(i, r)| Action::FailLease(i, r)),
+        1 => any::<u8>().prop_map(Action::ReturnLease),
+        1 => any::<u8>().prop_map(Action::Withdraw),
+        1 => (any::<bool>(), any::<u8>()).prop_map(|(e, u)| Action::Pause(e, u)),
+        1 => any::<bool>().prop_map(Action::PurgeQueue),
+        1 => Just(Action::Checkpoint),
     ]
 }
 
@@ -235,6 +126,7 @@ const UNLIMITED: RecordLimits = RecordLimits {
 fn config(workers: u32, prefetch: u32, records: RecordLimits) -> Config {
     Config {
         workers,
+        pool_queues: Some(vec![QueueName::default()]),
         prefetch,
         default_max_attempts: 2,
         default_timeout_ms: 500,
@@ -261,6 +153,21 @@ fn config(workers: u32, prefetch: u32, records: RecordLimits) -> Config {
     }
 }
 
+/// What a request in flight asked, to check its reply.
+#[derive(Debug, Clone)]
+enum Asked {
+    Enqueue,
+    Cancel(String),
+    Lease,
+    Heartbeat(u64),
+    Complete(u64),
+    Fail(u64),
+    Pause,
+    /// The LSN of its queue purge record.
+    Purge(u64),
+    Checkpoint,
+}
+
 struct Harness {
     /// The core with its log and workers; it checks every record's codec
     /// round trip and size, every abort, and the invariants every 16 steps.
@@ -268,8 +175,14 @@ struct Harness {
     config: Config,
     model: Model,
     next_req: u64,
-    /// Enqueue requests in flight: req -> ids.
-    asked: BTreeMap<u64, ()>,
+    /// Requests in flight.
+    asked: BTreeMap<u64, Asked>,
+    /// Leases ever granted: (lease id, job id, attempt).
+    granted: Vec<(u64, String, u32)>,
+    /// Lease requests that may be waiting for jobs.
+    waiting: Vec<u64>,
+    /// Pool attempts reported started since the last restart.
+    reported: BTreeSet<(String, u32)>,
 }
 
 impl Harness {
@@ -282,87 +195,18 @@ impl Harness {
             model: Model::default(),
             next_req: 1,
             asked: BTreeMap::new(),
+            granted: Vec::new(),
+            waiting: Vec::new(),
+            reported: BTreeSet::new(),
         }
     }
 
-    /// Checks one step's effects against the model, then every job.
-    fn check(&mut self, out: Vec<Effect>) {
-        for e in out {
-            match e {
-                Effect::Reply { req, reply } => self.check_reply(req, reply),
-                Effect::Execute(x) => {
-                    let j = &self.model.jobs[x.id.as_str()];
-                    assert_eq!(
-                        (j.state, j.attempt),
-                        (JobState::InFlight, x.attempt),
-                        "execute follows a durable dispatch"
-                    );
-                }
-                Effect::Append(_) | Effect::Abort { .. } => {}
-            }
-        }
-        self.compare();
-    }
-
-    fn check_reply(&mut self, req: RequestId, reply: Reply) {
-        match reply {
-            Reply::Enqueued(Ok(ids)) => {
-                assert!(self.asked.remove(&req.0).is_some(), "one reply per request");
-                for e in ids {
-                    let id = e.id.as_str();
-                    if e.duplicate {
-                        // Its window may have closed while the reply waited.
-                        assert!(
-                            self.model.ever.contains(id),
-                            "duplicate {id} was never enqueued"
-                        );
-                    } else {
-                        assert!(
-                            self.model.jobs.contains_key(id),
-                            "acknowledged job {id} is not durable"
-                        );
-                    }
-                }
-            }
-            Reply::Enqueued(Err(_)) => {
-                assert!(self.asked.remove(&req.0).is_some(), "one reply per request");
-            }
-            Reply::Cancelled(Ok(())) => {}
-            _ => {}
-        }
-    }
-
-    /// The core agrees with the model on every job.
-    fn compare(&self) {
-        let q = self.d.core();
-        assert_eq!(q.applied_lsn(), self.model.applied);
-        let st = q.stats();
-        assert_eq!(
-            st.jobs.pending
-                + st.jobs.in_flight
-                + st.jobs.completed
-                + st.jobs.dead
-                + st.jobs.cancelled,
-            self.model.jobs.len() as u64
-        );
-        assert_eq!(st.remembered_ids, self.model.remembered.len() as u64);
-        for (id, m) in &self.model.jobs {
-            let v = q.job(id).unwrap_or_else(|| panic!("core lost job {id}"));
-            assert_eq!(v.state, m.state, "job {id}");
-            assert_eq!(v.attempt, m.attempt, "job {id}");
-            assert_eq!(v.max_attempts, m.max_attempts);
-            assert_eq!(v.priority, m.priority);
-            assert_eq!(v.queue.as_str(), m.queue);
-            assert_eq!(
-                v.payload.as_ref().map(|p| p.as_bytes().to_vec()),
-                m.payload,
-                "job {id}"
-            );
-            assert_eq!(v.last_error, m.last_error, "job {id}");
-            if m.state == JobState::Pending {
-                assert_eq!(v.run_at, m.run_at, "job {id}");
-            }
-        }
+    /// A new request id, remembered with what it asks.
+    fn ask(&mut self, asked: Asked) -> u64 {
+        let req = self.next_req;
+        self.next_req += 1;
+        self.asked.insert(req, asked);
+        req
     }
 
     /// Syncs the first `n` unsynced records: the model applies them, then
@@ -437,34 +281,29 @@ impl Harness {
         rebuilt.check_invariants().unwrap();
         self.d
             .restart(if cut % 3 == 0 { rebuilt } else { recovered });
+        self.restarted();
+    }
+
+    /// After a restart: nothing of the last life is owed, and the first
+    /// step ends every interrupted attempt as the log says (see
+    /// `checks::check_first_step`).
+    fn restarted(&mut self) {
         self.asked.clear();
+        self.waiting.clear();
+        self.reported.clear();
+        self.model.restart();
+        let out = self.d.tick();
+        self.check_first_step(&out);
+        self.check(out);
     }
 
     fn run(&mut self, action: Action) {
-        let d = &mut self.d;
         let out = match action {
-            Action::Enqueue(jobs) => {
-                let specs = jobs
-                    .into_iter()
-                    .map(|(id, priority, delay_ms, attempts)| JobSpec {
-                        id: id.map(|i| JobId::parse(&format!("j{i}")).unwrap()),
-                        queue: None,
-                        payload: Payload::from_json(format!("{priority}").as_bytes()).unwrap(),
-                        priority,
-                        max_attempts: Some(attempts),
-                        timeout_ms: None,
-                        delay_ms,
-                    })
-                    .collect();
-                let req = self.next_req;
-                self.next_req += 1;
-                self.asked.insert(req, ());
-                d.enqueue(req, specs)
-            }
+            Action::Enqueue(jobs) => self.enqueue(jobs),
             Action::Sync(n) => return self.sync(n as usize % 4 + 1),
             Action::FailAppend(n) => return self.fail_append(n),
             Action::Finish(i, o) => {
-                let Some(x) = pick(d.executions(), i) else {
+                let Some(x) = pick(self.d.executions(), i) else {
                     return;
                 };
                 let outcome = match o {
@@ -473,36 +312,140 @@ impl Harness {
                     2 => Outcome::TimedOut,
                     _ => Outcome::NotStarted,
                 };
-                d.outcome(x.id.as_str(), x.attempt, outcome)
+                self.d.outcome(x.id.as_str(), x.attempt, outcome)
             }
             Action::Start(i) => {
-                let Some(x) = pick(d.executions(), i) else {
+                let Some(x) = pick(self.d.executions(), i) else {
                     return;
                 };
-                d.started(x.id.as_str(), x.attempt)
+                self.reported.insert((x.id.to_string(), x.attempt));
+                self.d.started(x.id.as_str(), x.attempt)
             }
             Action::Advance(ms) => {
-                let now = d.now() + u64::from(ms) % 3_000;
-                d.at(now).tick()
+                let now = self.d.now() + u64::from(ms) % 3_000;
+                self.d.at(now).tick()
             }
             Action::ClockBack(ms) => {
-                let saved = d.now();
-                let out = d.at(saved.saturating_sub(u64::from(ms))).tick();
-                d.at(saved);
+                let saved = self.d.now();
+                let out = self.d.at(saved.saturating_sub(u64::from(ms))).tick();
+                self.d.at(saved);
                 out
             }
-            Action::Cancel(i) => d.cancel(u64::MAX - 1, &format!("j{i}")),
+            Action::Cancel(i) => {
+                let req = self.ask(Asked::Cancel(format!("j{i}")));
+                self.d.cancel(req, &format!("j{i}"))
+            }
             Action::Requeue(target) => {
                 let target = match target {
                     Some(i) => RequeueTarget::One(JobId::parse(&format!("j{i}")).unwrap()),
                     None => RequeueTarget::AllDead,
                 };
-                d.requeue(u64::MAX, target)
+                self.d.requeue(u64::MAX, target)
             }
-            Action::DiskFull(b) => d.disk_full(b),
+            Action::DiskFull(b) => self.d.disk_full(b),
             Action::Crash(cut) => return self.crash(cut),
+            other => self.run_external(other),
         };
         self.check(out);
+    }
+
+    fn enqueue(&mut self, jobs: Vec<NewSpec>) -> Vec<Effect> {
+        let specs = jobs
+            .into_iter()
+            .map(|(id, priority, delay_ms, attempts, ext)| JobSpec {
+                id: id.map(|i| JobId::parse(&format!("j{i}")).unwrap()),
+                queue: ext.then(|| QueueName::parse("ext").unwrap()),
+                payload: Payload::from_json(format!("{priority}").as_bytes()).unwrap(),
+                priority,
+                max_attempts: Some(attempts),
+                timeout_ms: None,
+                delay_ms,
+            })
+            .collect();
+        let req = self.ask(Asked::Enqueue);
+        self.d.enqueue(req, specs)
+    }
+
+    /// The actions of external workers and queue controls.
+    fn run_external(&mut self, action: Action) -> Vec<Effect> {
+        let now = self.d.now();
+        match action {
+            Action::Lease(max, wait) => {
+                let req = self.ask(Asked::Lease);
+                self.waiting.push(req);
+                let wait_until = wait.map(|w| now + u64::from(w) % 3_000);
+                let queues = ["ext", "nowhere"];
+                self.d.lease(req, &queues, u32::from(max), wait_until, "w")
+            }
+            Action::Heartbeat(i, extend) => {
+                let lease = self.pick_lease(i);
+                let req = self.ask(Asked::Heartbeat(lease));
+                let extend_ms = extend.map(|e| 1 + u64::from(e) % 2_000);
+                self.d.heartbeat(req, lease, extend_ms)
+            }
+            Action::Complete(i) => {
+                let lease = self.pick_lease(i);
+                let req = self.ask(Asked::Complete(lease));
+                self.d.complete(req, lease)
+            }
+            Action::FailLease(i, r) => {
+                let lease = self.pick_lease(i);
+                let req = self.ask(Asked::Fail(lease));
+                let (error, retry) = match r {
+                    0 => ("worker failed", Retry::Policy),
+                    1 => ("try again soon", Retry::InMs(50)),
+                    _ => (GIVE_UP, Retry::GiveUp),
+                };
+                self.d.fail(req, lease, error, retry)
+            }
+            Action::ReturnLease(i) => {
+                let lease = self.pick_lease(i);
+                self.d.return_leases(&[lease])
+            }
+            Action::Withdraw(i) => match self.waiting.len() {
+                0 => Vec::new(),
+                n => {
+                    let req = self.waiting.remove(i as usize % n);
+                    self.asked.remove(&req);
+                    self.d.withdraw(req)
+                }
+            },
+            other => self.run_control(other),
+        }
+    }
+
+    fn run_control(&mut self, action: Action) -> Vec<Effect> {
+        let now = self.d.now();
+        let queue = |ext| if ext { "ext" } else { "default" };
+        match action {
+            Action::Pause(ext, until) => {
+                let until = match until % 4 {
+                    0 => 0,
+                    1 => u64::MAX,
+                    _ => now + u64::from(until) * 20,
+                };
+                let req = self.ask(Asked::Pause);
+                self.d.pause_queue(req, queue(ext), until)
+            }
+            Action::PurgeQueue(ext) => {
+                let lsn = self.d.core().next_lsn();
+                let req = self.ask(Asked::Purge(lsn));
+                self.d.purge_queue(req, queue(ext))
+            }
+            Action::Checkpoint => {
+                let req = self.ask(Asked::Checkpoint);
+                self.d.checkpoint(req)
+            }
+            other => unreachable!("not a control: {other:?}"),
+        }
+    }
+
+    /// A lease granted before (maybe long over), or one never granted.
+    fn pick_lease(&self, i: u8) -> u64 {
+        match self.granted.len() {
+            n if n > 0 && i % 8 != 7 => self.granted[i as usize % n].0,
+            _ => 1_000_000 + u64::from(i),
+        }
     }
 
     /// Syncs some unsynced records, then the log refuses the rest.
@@ -519,16 +462,20 @@ impl Harness {
         }
     }
 
-    /// After the script: sync everything and let time pass; every job must
-    /// reach a final state (liveness).
+    /// After the script: resume every queue, sync everything, run the
+    /// pool's attempts, lease and complete the external jobs, and let time
+    /// pass; every job must reach a final state (liveness).
     fn drain(&mut self) {
         let out = self.d.disk_full(false);
         self.check(out);
-        for _ in 0..400 {
+        for queue in ["default", "ext"] {
+            let req = self.ask(Asked::Pause);
+            let out = self.d.pause_queue(req, queue, 0);
+            self.check(out);
+        }
+        for _ in 0..600 {
             self.sync(usize::MAX);
-            if let Some(x) = self.d.executions().first().cloned() {
-                let out = self.d.outcome(x.id.as_str(), x.attempt, Outcome::Succeeded);
-                self.check(out);
+            if self.drain_once() {
                 continue;
             }
             let all_final = self.model.jobs.values().all(|j| j.state.is_final());
@@ -553,6 +500,44 @@ impl Harness {
             .filter(|(_, j)| !j.state.is_final())
             .collect();
         assert!(stuck.is_empty(), "jobs never finished: {stuck:?}");
+    }
+
+    /// One unit of the drain's work: a pool attempt succeeds, or a current
+    /// lease completes, or the external jobs ready are leased; `false` if
+    /// there was none.
+    fn drain_once(&mut self) -> bool {
+        if let Some(x) = self.d.executions().first().cloned() {
+            let out = self.d.outcome(x.id.as_str(), x.attempt, Outcome::Succeeded);
+            self.check(out);
+            return true;
+        }
+        let current = self
+            .d
+            .core()
+            .list_leases()
+            .leases
+            .first()
+            .map(|l| l.lease_id);
+        if let Some(lease) = current {
+            let req = self.ask(Asked::Complete(lease));
+            let out = self.d.complete(req, lease);
+            self.check(out);
+            return true;
+        }
+        let now = self.d.now();
+        let ready = self
+            .model
+            .jobs
+            .values()
+            .any(|j| j.queue == "ext" && j.state == JobState::Pending && j.run_at <= now);
+        if ready && self.d.unsynced().is_empty() {
+            let req = self.ask(Asked::Lease);
+            let out = self.d.lease(req, &["ext"], 3, None, "drain");
+            let leased = out.iter().any(|e| matches!(e, Effect::Append(_)));
+            self.check(out);
+            return leased;
+        }
+        false
     }
 }
 

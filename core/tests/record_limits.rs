@@ -43,7 +43,7 @@ fn big(n: usize) -> JobSpec {
 
 /// Jobs `from..to` with 120-byte ids.
 fn long_ids(from: usize, to: usize) -> Vec<JobSpec> {
-    (from..to).map(|i| spec(&format!("{i:0>120}"))).collect()
+    (from..to).map(|i| spec(&format!("{i:j>120}"))).collect()
 }
 
 fn fail_every_attempt(_: &beaver_core::Execution) -> Option<Outcome> {
@@ -137,7 +137,7 @@ fn a_log_that_holds_enqueue_bytes_max_takes_every_batch_the_limits_allow() {
     let jobs = (0..5)
         .map(|i| {
             let mut j = JobSpec::new(payload(&format!("\"{}\"", "x".repeat(198))))
-                .with_id(id(&format!("{i:0>128}")));
+                .with_id(id(&format!("{i:j>128}")));
             j.queue = Some(QueueName::parse(&format!("{i:q>64}")).unwrap());
             j
         })

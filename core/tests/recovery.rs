@@ -21,7 +21,7 @@ fn enqueue_record(lsn: u64, jobs: Vec<NewJob>) -> Record {
 /// Two enqueue records of 300 jobs each, every id assigned.
 fn six_hundred_assigned() -> Vec<Record> {
     let assigned = |seq: u64| NewJob {
-        id: JobId::assigned(seq),
+        id: JobId::assigned(seq, false),
         ..new_job("x", 10)
     };
     vec![
@@ -48,12 +48,12 @@ fn a_rebuild_finds_its_ids_before_indexing_them_at_its_end() {
         600,
         "assigned ids wait for one pass"
     );
-    assert_eq!(q.job("~457").map(|j| j.state), Some(JobState::Pending));
-    assert!(q.job("~601").is_none());
+    assert_eq!(q.job("457").map(|j| j.state), Some(JobState::Pending));
+    assert!(q.job("601").is_none());
     q.check_invariants().unwrap();
     q.finish_rebuild();
     assert_eq!(q.ids_awaiting_index(), 0);
-    assert_eq!(q.job("~457").map(|j| j.state), Some(JobState::Pending));
+    assert_eq!(q.job("457").map(|j| j.state), Some(JobState::Pending));
     assert_eq!(
         q.snapshot(),
         Core::recover(config(), None, log.clone())
@@ -94,6 +94,7 @@ fn one_attempt_log() -> Vec<Record> {
                 id: id("a"),
                 attempt: 1,
                 lease_until: 121,
+                started: true,
             },
         },
     ]
@@ -149,6 +150,7 @@ fn a_dispatch_naming_the_wrong_attempt_is_refused() {
         id: id("a"),
         attempt: 2,
         lease_until: 99,
+        started: true,
     });
     assert!(e.contains("dispatch names attempt 2"), "{e}");
 }
@@ -168,6 +170,7 @@ fn a_record_naming_an_unknown_job_is_refused() {
         id: id("zz"),
         attempt: 1,
         lease_until: 99,
+        started: true,
     });
     assert!(e.contains("unknown"), "{e}");
 }
@@ -185,6 +188,7 @@ fn a_retry_after_the_last_allowed_attempt_is_refused() {
         id: id("a"),
         attempt,
         lease_until: 99,
+        started: true,
     };
     let fail = |attempt, error: &str, retry_at| Op::Fail {
         id: id("a"),

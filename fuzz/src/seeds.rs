@@ -37,7 +37,8 @@ impl Driver {
     fn new() -> Driver {
         let config = Config {
             workers: 2,
-            prefetch: 0,
+            // One attempt handed out ahead: its start is a record too.
+            prefetch: 1,
             ..Config::default()
         };
         Driver {
@@ -101,9 +102,10 @@ fn spec(id: Option<&str>, queue: Option<&str>, payload: &str) -> JobSpec {
 }
 
 /// A workload touching every record type but purge: enqueues (client and
-/// assigned ids, two queues, priorities), successes, failures, retries,
-/// timeouts, dead jobs, a cancel and a requeue. Returns the records and
-/// the queue at two points (midway, end).
+/// assigned ids, two queues, priorities), an attempt handed out ahead and
+/// started, successes, failures, retries, timeouts, dead jobs, a cancel, a
+/// requeue, a queue paused and purged, a checkpoint. Returns the records
+/// and the queue at two points (midway, end).
 fn workload() -> (Vec<Record>, Core, Core) {
     let mut d = Driver::new();
     let mut jobs = vec![
@@ -125,7 +127,7 @@ fn workload() -> (Vec<Record>, Core, Core) {
     let req = d.request();
     d.step(Input::Cancel {
         req,
-        id: JobId::parse("~4").expect("assigned id"),
+        id: JobId::parse("4").expect("assigned id"),
     });
     d.finish_runs(|i| match i % 3 {
         0 => Outcome::Failed("exit status 3: smtp down".into()),
@@ -148,6 +150,17 @@ fn workload() -> (Vec<Record>, Core, Core) {
         req,
         jobs: vec![spec(Some("order-1"), None, "{}")],
     });
+    let emails = QueueName::parse("emails").expect("queue");
+    let req = d.request();
+    d.step(Input::PauseQueue {
+        req,
+        queue: emails.clone(),
+        until: u64::MAX,
+    });
+    let req = d.request();
+    d.step(Input::PurgeQueue { req, queue: emails });
+    let req = d.request();
+    d.step(Input::Checkpoint { req });
     (d.records, midway, d.q)
 }
 
@@ -174,6 +187,16 @@ fn record_seeds(records: &[Record]) -> Vec<Seed> {
             "record",
             "golden-records-v1".to_string(),
             core_golden("records-v1.bin"),
+        ),
+        (
+            "record",
+            "golden-records-v2".to_string(),
+            core_golden("records-v2.bin"),
+        ),
+        (
+            "record",
+            "golden-history-v1".to_string(),
+            core_golden("history-v1-log.bin"),
         ),
         ("record", "workload".to_string(), framed(records)),
     ];
@@ -206,6 +229,16 @@ fn snapshot_seeds(midway: &Core, end: &Core) -> Vec<Seed> {
             "snapshot",
             "golden-snapshot-v1".to_string(),
             core_golden("snapshot-v1.bin"),
+        ),
+        (
+            "snapshot",
+            "golden-snapshot-v2".to_string(),
+            core_golden("snapshot-v2.bin"),
+        ),
+        (
+            "snapshot",
+            "golden-history-v1".to_string(),
+            core_golden("history-v1-snapshot.bin"),
         ),
         (
             "snapshot",

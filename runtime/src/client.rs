@@ -2,7 +2,12 @@
 
 use std::sync::Arc;
 
-use beaver_core::{Enqueued, JobId, JobSpec, JobView, Rejection, Reply, RequeueTarget};
+use std::time::Duration;
+
+use beaver_core::{
+    Enqueued, JobId, JobPage, JobSpec, JobState, JobView, LeaseId, LeaseList, LeasedJob, Lsn,
+    QueueName, Rejection, Reply, RequeueTarget, Retry, UnixMillis,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::figures::{EngineStatus, Figures};
@@ -16,9 +21,48 @@ pub(crate) enum Ask {
     Cancel(JobId),
     Requeue(RequeueTarget),
     ListDead(usize),
+    Lease(LeaseAsk),
+    Heartbeat(LeaseId, Option<u64>),
+    Complete(LeaseId),
+    Fail(LeaseId, String, Retry),
+    Pause(QueueName, QueuePause),
+    Purge(QueueName),
+    ListJobs(JobFilter),
+    ListLeases,
+    Checkpoint,
     /// Not a queue operation: asks the engine to snapshot now; answered
     /// with the LSN the snapshot will cover (or busy, when builds wait).
     Snapshot(oneshot::Sender<Result<u64, Rejection>>),
+}
+
+/// A lease request, its wait still relative (the core task's clock turns
+/// it into a deadline).
+#[derive(Debug)]
+pub(crate) struct LeaseAsk {
+    pub queues: Vec<QueueName>,
+    pub max: u32,
+    pub wait: Option<Duration>,
+    pub holder: String,
+}
+
+/// Which jobs a listing shows.
+#[derive(Debug)]
+pub(crate) struct JobFilter {
+    pub queue: Option<QueueName>,
+    pub state: Option<JobState>,
+    pub after: Option<u64>,
+    pub limit: usize,
+}
+
+/// A change to a queue's pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueuePause {
+    /// Hand out nothing of the queue until it is resumed.
+    UntilResumed,
+    /// Hand out nothing for this long (then it resumes by itself).
+    For(Duration),
+    /// Resume now.
+    Resume,
 }
 
 /// A request and where its reply goes.
@@ -132,6 +176,121 @@ impl Client {
     }
 }
 
+/// External workers: leases, their renewals and ends.
+impl Client {
+    /// Leases up to `max` ready jobs of `queues` to `holder`, waiting up to
+    /// `wait` for some to be ready (`None`: answer at once). Resolves once
+    /// their dispatch records are durable; an empty list when none came.
+    /// Dropping the future while it waits takes no job.
+    pub async fn lease(
+        &self,
+        queues: Vec<QueueName>,
+        max: u32,
+        wait: Option<Duration>,
+        holder: &str,
+    ) -> Result<Vec<LeasedJob>, Rejection> {
+        let ask = LeaseAsk {
+            queues,
+            max,
+            wait,
+            holder: holder.to_owned(),
+        };
+        match self.ask(Ask::Lease(ask)).await? {
+            Reply::Leased(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Renews a lease by `extend_ms` from now (`None`: the job's timeout);
+    /// returns the new deadline. [`Rejection::LeaseLost`] if not current.
+    pub async fn heartbeat(
+        &self,
+        lease: LeaseId,
+        extend_ms: Option<u64>,
+    ) -> Result<UnixMillis, Rejection> {
+        match self.ask(Ask::Heartbeat(lease, extend_ms)).await? {
+            Reply::Heartbeat(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Completes a lease's job; resolves once durable. A retry of a
+    /// completion that took effect is answered alike and changes nothing.
+    pub async fn complete(&self, lease: LeaseId) -> Result<(), Rejection> {
+        match self.ask(Ask::Complete(lease)).await? {
+            Reply::Completed(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Fails a lease's attempt; resolves once durable. Retried like
+    /// [`Client::complete`].
+    pub async fn fail(&self, lease: LeaseId, error: String, retry: Retry) -> Result<(), Rejection> {
+        match self.ask(Ask::Fail(lease, error, retry)).await? {
+            Reply::Failed(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The current external leases (the lowest ids, and how many in all).
+    pub async fn list_leases(&self) -> Result<LeaseList, Rejection> {
+        match self.ask(Ask::ListLeases).await? {
+            Reply::Leases(l) => Ok(l),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// Queue controls and listings.
+impl Client {
+    /// Pauses or resumes a queue; resolves once durable.
+    pub async fn pause_queue(&self, queue: QueueName, pause: QueuePause) -> Result<(), Rejection> {
+        match self.ask(Ask::Pause(queue, pause)).await? {
+            Reply::Paused(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Cancels every pending job of a queue; returns how many, once durable.
+    pub async fn purge_queue(&self, queue: QueueName) -> Result<u64, Rejection> {
+        match self.ask(Ask::Purge(queue)).await? {
+            Reply::Purged(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One page of jobs in order of their numbers, of one queue and one
+    /// state if given, numbered above `after`; at most `limit` (1 to
+    /// [`beaver_core::protocol::LIST_JOBS_MAX`]).
+    pub async fn list_jobs(
+        &self,
+        queue: Option<QueueName>,
+        state: Option<JobState>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<JobPage, Rejection> {
+        let filter = JobFilter {
+            queue,
+            state,
+            after,
+            limit,
+        };
+        match self.ask(Ask::ListJobs(filter)).await? {
+            Reply::Jobs(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Logs a record that changes nothing; returns its LSN once durable (a
+    /// snapshot at that LSN covers the whole log).
+    pub async fn checkpoint(&self) -> Result<Lsn, Rejection> {
+        match self.ask(Ask::Checkpoint).await? {
+            Reply::Checkpoint(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
 /// The planted bug [`beaver_core::mutants::Mutant::ClientResolvesEarly`].
 #[cfg(feature = "mutants")]
 impl Client {
@@ -139,7 +298,7 @@ impl Client {
         let answers = jobs
             .iter()
             .map(|j| Enqueued {
-                id: j.id.clone().unwrap_or_else(|| JobId::assigned(0)),
+                id: j.id.clone().unwrap_or_else(|| JobId::assigned(0, false)),
                 duplicate: false,
             })
             .collect();

@@ -2,11 +2,13 @@
 //! core and carries out its effects; each turn's records go to the group
 //! commit, which reports back when they are durable.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use beaver_core::{Core, Effect, Execution, Input, JobId, Outcome, Reply, RequestId, codec};
+use beaver_core::{
+    Core, Effect, Execution, Input, JobId, LeaseId, Outcome, Reply, RequestId, codec,
+};
 use beaver_io::{CommitEvent, Disk, GroupCommit, Proposer};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -14,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::client::{Ask, Request};
+use crate::client::{Ask, QueuePause, Request};
 use crate::clock::Clock;
 use crate::commit::{Hooks, Logged};
 use crate::config::EngineConfig;
@@ -30,6 +32,8 @@ const REQUESTS_PER_TURN: usize = 256;
 const REPORTS_PER_TURN: usize = 64;
 /// Attempts' ends taken per turn, at most.
 const OUTCOMES_PER_TURN: usize = 64;
+/// How often waiting lease requests are checked for clients gone away.
+const WITHDRAW_SWEEP: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One attempt's end, from an execution task.
 pub(crate) struct Done {
@@ -74,6 +78,14 @@ pub(crate) struct Driver<E: Executor, C: Clock, O: Observer> {
     /// When running attempts are stopped, once shutting down.
     grace_until: Option<Instant>,
     pending: HashMap<RequestId, oneshot::Sender<Reply>>,
+    /// The pending requests that are lease requests (they may wait long:
+    /// each sweep withdraws those whose client went away).
+    leasing: HashSet<RequestId>,
+    /// Leases whose reply found its client gone: given back after the step.
+    undelivered: Vec<LeaseId>,
+    /// When [`Driver::withdraw_gone`] runs next while leases wait (a time,
+    /// not a timer per turn, so a busy engine still sweeps).
+    next_sweep: Instant,
     /// Attempts running on a worker.
     running: HashMap<(JobId, u32), JoinHandle<()>>,
     next_req: u64,
@@ -120,6 +132,9 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
             requests_open: true,
             grace_until: None,
             pending: HashMap::new(),
+            leasing: HashSet::new(),
+            undelivered: Vec::new(),
+            next_sweep: Instant::now(),
             running: HashMap::new(),
             next_req: 0,
             round_requests: 0,
@@ -148,6 +163,7 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
             let accept =
                 unsynced < self.core.config.unsynced_records_max && self.core.requests_open;
             let grace_until = self.core.grace_until;
+            let sweep_at = (!self.core.leasing.is_empty()).then_some(self.core.next_sweep);
             let turn = tokio::select! {
                 biased;
                 n = self.commit.reports(&mut reports, REPORTS_PER_TURN) => {
@@ -175,6 +191,10 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
                 }
                 _ = sleep_until_opt(deadline), if deadline.is_some() => {
                     self.core.step(Input::Tick);
+                    Ok(())
+                }
+                _ = sleep_until_opt(sweep_at), if sweep_at.is_some() => {
+                    self.core.withdraw_gone();
                     Ok(())
                 }
             };
@@ -269,6 +289,50 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
             Ask::Cancel(id) => Input::Cancel { req, id },
             Ask::Requeue(target) => Input::Requeue { req, target },
             Ask::ListDead(limit) => Input::ListDead { req, limit },
+            Ask::Lease(a) => {
+                if self.leasing.is_empty() {
+                    self.next_sweep = Instant::now() + WITHDRAW_SWEEP;
+                }
+                self.leasing.insert(req);
+                let now = self.clock.now_ms();
+                Input::Lease {
+                    req,
+                    queues: a.queues,
+                    max: a.max,
+                    wait_until: a.wait.map(|w| now.saturating_add(millis(w))),
+                    holder: a.holder,
+                }
+            }
+            Ask::Heartbeat(lease, extend_ms) => Input::Heartbeat {
+                req,
+                lease,
+                extend_ms,
+            },
+            Ask::Complete(lease) => Input::Complete { req, lease },
+            Ask::Fail(lease, error, retry) => Input::Fail {
+                req,
+                lease,
+                error,
+                retry,
+            },
+            Ask::Pause(queue, pause) => {
+                let until = match pause {
+                    QueuePause::UntilResumed => u64::MAX,
+                    QueuePause::Resume => 0,
+                    QueuePause::For(d) => self.clock.now_ms().saturating_add(millis(d)),
+                };
+                Input::PauseQueue { req, queue, until }
+            }
+            Ask::Purge(queue) => Input::PurgeQueue { req, queue },
+            Ask::ListJobs(f) => Input::ListJobs {
+                req,
+                queue: f.queue,
+                state: f.state,
+                after: f.after,
+                limit: f.limit,
+            },
+            Ask::ListLeases => Input::ListLeases { req },
+            Ask::Checkpoint => Input::Checkpoint { req },
             Ask::Snapshot(lsn) => {
                 let upto = self.queue.applied_lsn();
                 let answer = if self.ask_snapshot(upto) {
@@ -302,6 +366,23 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
                 );
                 false
             }
+        }
+    }
+
+    /// Withdraws the waiting lease requests whose client went away, so
+    /// they take no job.
+    fn withdraw_gone(&mut self) {
+        self.next_sweep = Instant::now() + WITHDRAW_SWEEP;
+        let gone: Vec<RequestId> = self
+            .leasing
+            .iter()
+            .filter(|r| self.pending.get(r).is_none_or(|tx| tx.is_closed()))
+            .copied()
+            .collect();
+        for req in gone {
+            self.leasing.remove(&req);
+            self.pending.remove(&req);
+            self.step(Input::Withdraw { req });
         }
     }
 
@@ -385,11 +466,7 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
         for effect in out.drain(..) {
             match effect {
                 Effect::Append(r) => self.appends.push(Logged(r)),
-                Effect::Reply { req, reply } => {
-                    if let Some(tx) = self.pending.remove(&req) {
-                        let _ = tx.send(reply);
-                    }
-                }
+                Effect::Reply { req, reply } => self.answer(req, reply),
                 Effect::Execute(x) => self.waiting.push_back(x),
                 Effect::Abort { id, attempt } => {
                     if let Some(h) = self.running.remove(&(id.clone(), attempt)) {
@@ -403,6 +480,22 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
             }
         }
         self.out = out;
+        if !self.undelivered.is_empty() {
+            let leases = std::mem::take(&mut self.undelivered);
+            self.step_core(Input::ReturnLeases { leases });
+        }
+    }
+
+    /// Sends a reply; leases its client is no longer there for are given
+    /// back (no worker saw them, so they do not count).
+    fn answer(&mut self, req: RequestId, reply: Reply) {
+        self.leasing.remove(&req);
+        let Some(tx) = self.pending.remove(&req) else {
+            return;
+        };
+        if let Err(Reply::Leased(Ok(jobs))) = tx.send(reply) {
+            self.undelivered.extend(jobs.iter().map(|j| j.lease_id));
+        }
     }
 
     /// Runs `x` on a free worker (taken by the caller).
@@ -484,6 +577,11 @@ impl Drop for Busy {
     fn drop(&mut self) {
         self.0.running.fetch_sub(1, Relaxed);
     }
+}
+
+/// A duration in whole milliseconds, saturating.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -55,6 +55,10 @@ pub struct RecoveryReport {
     pub jobs: u64,
     /// The last durable LSN.
     pub last_lsn: u64,
+    /// Attempts the crash interrupted: those that started (they count and
+    /// fail as interrupted) and those handed out ahead of a worker (given
+    /// back uncounted).
+    pub interrupted: beaver_core::Interrupted,
 }
 
 /// A running engine: its client and its handle.
@@ -156,6 +160,17 @@ fn validate(config: &mut EngineConfig) -> Result<(), EngineError> {
         if value == 0 {
             return Err(EngineError::Config(format!(
                 "the limit {name} is 0, so every enqueue would be refused: give at least 1, or leave it out for its default"
+            )));
+        }
+    }
+    for (name, value) in [
+        ("lease_batch_max", u64::from(l.lease_batch_max)),
+        ("lease_waiters_max", l.lease_waiters_max),
+        ("lease_extend_max_ms", l.lease_extend_max_ms),
+    ] {
+        if value == 0 {
+            return Err(EngineError::Config(format!(
+                "the limit {name} is 0, so every lease request (or renewal) would be refused: give at least 1, or leave it out for its default"
             )));
         }
     }
@@ -273,6 +288,7 @@ impl<D: Disk> Recovered<D> {
             torn_bytes: self.torn_bytes,
             jobs,
             last_lsn: self.queue.applied_lsn(),
+            interrupted: self.queue.interrupted(),
         };
         figures.recovery_ms.store(recovery.duration_ms, Relaxed);
         figures.recovered_jobs.store(jobs, Relaxed);
@@ -284,12 +300,14 @@ impl<D: Disk> Recovered<D> {
         observer.recovered(began.elapsed().as_secs_f64());
         info!(
             recovery_ms = recovery.duration_ms,
-            snapshot_lsn = ?self.snapshot_lsn,
+            snapshot_lsn = self.snapshot_lsn.unwrap_or(0),
             replayed_records = self.replayed,
             torn_bytes = self.torn_bytes,
             jobs,
             pending = stats.jobs.pending,
             in_flight = stats.jobs.in_flight,
+            interrupted_started = recovery.interrupted.charged,
+            interrupted_not_started = recovery.interrupted.released,
             "recovered"
         );
         recovery

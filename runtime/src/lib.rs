@@ -29,7 +29,7 @@ mod snapshotter;
 #[cfg(test)]
 mod testing;
 
-pub use client::Client;
+pub use client::{Client, QueuePause};
 pub use clock::{Clock, SystemClock};
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineHandle, RecoveryReport, start};

@@ -200,7 +200,7 @@ async fn requeueing_more_dead_jobs_than_a_log_segment_can_name_splits_the_record
     let jobs: Vec<JobSpec> = (0..40)
         .map(|i| {
             let mut spec = JobSpec::new(Payload::from_json(b"1").unwrap())
-                .with_id(beaver_core::JobId::from_client(&format!("{i:0>120}")).unwrap());
+                .with_id(beaver_core::JobId::from_client(&format!("j{i:0>119}")).unwrap());
             spec.max_attempts = Some(1);
             spec
         })

@@ -5,6 +5,10 @@
 //! attempt's dispatch record is durable (the model, folded to the durable
 //! LSN, shows the job in flight at this attempt), no attempt runs twice,
 //! and no job runs more attempts than it is allowed.
+//!
+//! One job of a run may be a *crasher*: the moment an attempt of it
+//! starts, its node dies (killed from within, so nothing more of that
+//! incarnation runs) and the harness is told, to crash and restart it.
 
 use std::future::Future;
 use std::hash::{Hash, Hasher};
@@ -24,6 +28,21 @@ pub struct SimExecutor {
     pub seed: u64,
     /// Weights of success, failure, hang.
     pub outcomes: [u32; 3],
+    /// The job that kills the server when it starts, if the run has one.
+    pub crasher: Option<Crasher>,
+}
+
+/// A job that kills its node when an attempt of it starts.
+#[derive(Debug, Clone)]
+pub struct Crasher {
+    /// The job's id.
+    pub id: String,
+    /// The node the engine runs on.
+    pub node: madsim::task::NodeId,
+    /// Tells the harness which incarnation died.
+    pub died: tokio::sync::mpsc::UnboundedSender<u32>,
+    /// The engine's incarnation.
+    pub incarnation: u32,
 }
 
 fn draw(seed: u64, id: &str, attempt: u32, salt: u64) -> u64 {
@@ -69,6 +88,15 @@ impl Executor for SimExecutor {
         let me = self.clone();
         async move {
             me.check(&x);
+            if let Some(c) = me.crasher.as_ref().filter(|c| c.id == x.id.as_str()) {
+                me.world.lock().log(format!(
+                    "crasher {} attempt {} kills the server as it starts",
+                    c.id, x.attempt
+                ));
+                madsim::runtime::Handle::current().kill(c.node);
+                let _ = c.died.send(c.incarnation);
+                std::future::pending::<()>().await;
+            }
             let [s, f, h] = me.outcomes;
             let total = u64::from(s + f + h).max(1);
             let pick = draw(me.seed, x.id.as_str(), x.attempt, 1) % total;

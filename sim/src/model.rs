@@ -19,7 +19,15 @@ pub struct MJob {
     pub max_attempts: u32,
     /// Payload bytes while the payload is kept.
     pub payload: Option<usize>,
+    /// Its queue.
+    pub queue: String,
+    /// In flight: its attempt's start is logged (it counts if a crash
+    /// interrupts it).
+    pub started: bool,
 }
+
+/// The error text of an attempt a restart interrupted (it counts).
+pub const INTERRUPTED: &str = "interrupted: beaver stopped while this attempt ran";
 
 /// The fold of the durable log.
 #[derive(Debug, Default, Clone)]
@@ -35,6 +43,9 @@ pub struct Model {
     pub generations: BTreeMap<String, u32>,
     /// The last LSN folded in.
     pub applied: u64,
+    /// Jobs the last recovery gave back uncounted (in flight, start not
+    /// logged), until their next counted attempt: never dispatched ahead.
+    pub suspect: BTreeSet<String>,
 }
 
 impl Model {
@@ -63,11 +74,27 @@ impl Model {
                             attempt: 0,
                             max_attempts: j.max_attempts,
                             payload: Some(j.payload.len()),
+                            queue: j.queue.to_string(),
+                            started: false,
                         },
                     );
                 }
             }
-            Op::Dispatch { id, attempt, .. } => {
+            Op::Dispatch {
+                id,
+                attempt,
+                started,
+                ..
+            } => {
+                let suspect = self.suspect.contains(id.as_str());
+                if suspect && !*started {
+                    return Err(format!(
+                        "LSN {lsn}: job {id}, whose last attempt recovery gave back uncounted, is dispatched ahead of a free worker (uncounted again: a job that kills the server when it starts would loop)"
+                    ));
+                }
+                if *started {
+                    self.suspect.remove(id.as_str());
+                }
                 let j = self.job(lsn, id.as_str())?;
                 if j.state != JobState::Pending || *attempt != j.attempt + 1 {
                     return Err(format!(
@@ -83,6 +110,17 @@ impl Model {
                 }
                 j.state = JobState::InFlight;
                 j.attempt = *attempt;
+                j.started = *started;
+            }
+            Op::Start { id, attempt } => {
+                let j = self.in_flight(lsn, id.as_str(), *attempt)?;
+                if j.started {
+                    return Err(format!(
+                        "LSN {lsn}: start of {id} attempt {attempt}, counted already"
+                    ));
+                }
+                j.started = true;
+                self.suspect.remove(id.as_str());
             }
             Op::Complete { id, attempt } => {
                 let j = self.in_flight(lsn, id.as_str(), *attempt)?;
@@ -93,9 +131,14 @@ impl Model {
                 id,
                 attempt,
                 retry_at,
-                ..
+                error,
             } => {
                 let j = self.in_flight(lsn, id.as_str(), *attempt)?;
+                if error == INTERRUPTED && !j.started {
+                    return Err(format!(
+                        "LSN {lsn}: job {id} attempt {attempt} counted as interrupted, but its start was never logged"
+                    ));
+                }
                 match retry_at {
                     Some(_) if *attempt >= j.max_attempts => {
                         return Err(format!(
@@ -140,6 +183,16 @@ impl Model {
                     *self.generations.entry(id.to_string()).or_default() += 1;
                 }
             }
+            Op::PauseQueue { .. } | Op::Checkpoint => {}
+            Op::PurgeQueue { queue } => {
+                for (id, j) in self.jobs.iter_mut() {
+                    if j.queue == queue.as_str() && j.state == JobState::Pending {
+                        j.state = JobState::Cancelled;
+                        j.payload = None;
+                        self.suspect.remove(id);
+                    }
+                }
+            }
             Op::Purge { jobs, forget } => {
                 for id in jobs {
                     let Some(j) = self.jobs.remove(id.as_str()) else {
@@ -158,7 +211,26 @@ impl Model {
                 }
             }
         }
+        if !self.suspect.is_empty() {
+            let jobs = &self.jobs;
+            self.suspect
+                .retain(|id| jobs.get(id).is_some_and(|j| !j.state.is_final()));
+        }
         Ok(())
+    }
+
+    /// A recovery at the LSN folded so far: the jobs in flight whose
+    /// start is not logged are given back uncounted, and are suspect until
+    /// their next counted attempt (the mark is not durable: a recovery
+    /// forgets the earlier ones).
+    pub fn recovered(&mut self) -> u64 {
+        self.suspect = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::InFlight && !j.started)
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.suspect.len() as u64
     }
 
     fn job(&mut self, lsn: u64, id: &str) -> Result<&mut MJob, String> {

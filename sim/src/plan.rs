@@ -46,6 +46,9 @@ pub struct Workload {
     pub status: f64,
     /// Outcome weights of an attempt: success, failure, hang past timeout.
     pub outcomes: [u32; 3],
+    /// The id of a job that kills the server whenever an attempt of it
+    /// starts (one of client 0's first jobs), if the run has one.
+    pub crasher: Option<String>,
 }
 
 /// Everything a seed decides.
@@ -93,6 +96,9 @@ impl Plan {
                 window_ms: pick(r, &[500, 5_000, 24 * 3_600_000]),
                 ids_max: pick(r, &[10, 1_000, 1_000_000]),
             },
+            // The built-in pool serves every queue until external workers
+            // join the simulation.
+            pool_queues: None,
             limits: Limits {
                 pending_jobs_max: pick(r, &[40, 1_000, 5_000_000]),
                 batch_jobs_max: pick(r, &[4, 10_000]),
@@ -128,6 +134,7 @@ impl Plan {
                 pick(r, &[0, 2, 5]),
                 pick(r, &[0, 1, 3]),
             ],
+            crasher: None,
         };
         let us = |x: u64| Duration::from_micros(x);
         let slow = r.chance(0.7);
@@ -160,6 +167,11 @@ impl Plan {
             kill_in_recovery: pick(r, &[0.0, 0.2]),
             disk,
         };
+        // Drawn last, so every draw above is what it was before crashers.
+        let mut workload = workload;
+        if r.chance(0.2) {
+            workload.crasher = Some(format!("c0-{}", r.below(4)));
+        }
         Plan {
             seed,
             engine,

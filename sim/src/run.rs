@@ -11,7 +11,7 @@ use beaver_runtime::{Client, EngineError, RecoveryReport, SystemClock};
 use madsim::runtime::{Handle, NodeHandle};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::executor::SimExecutor;
+use crate::executor::{Crasher, SimExecutor};
 use crate::plan::Plan;
 use crate::tap::TapDisk;
 use crate::world::{Marks, Shared, SimObserver, World};
@@ -93,6 +93,11 @@ struct Sim {
     incarnation: u32,
     events_tx: mpsc::UnboundedSender<NodeEvent>,
     events: mpsc::UnboundedReceiver<NodeEvent>,
+    /// Incarnations the crasher job killed (see `executor`).
+    died_tx: mpsc::UnboundedSender<u32>,
+    died: mpsc::UnboundedReceiver<u32>,
+    /// How many times the crasher job killed the server.
+    crasher_kills: u64,
     /// The engine of the current incarnation has stopped.
     stopped: bool,
     /// EIOs injected when the current incarnation started.
@@ -105,7 +110,11 @@ impl Sim {
     fn new(plan: Plan, world: Shared) -> Sim {
         let disk = SimDisk::new(plan.seed ^ 0xd15c, plan.faults.disk.clone());
         let (events_tx, events) = mpsc::unbounded_channel();
+        let (died_tx, died) = mpsc::unbounded_channel();
         Sim {
+            died_tx,
+            died,
+            crasher_kills: 0,
             rng: DetRng::new(plan.seed ^ 0xfa17),
             plan,
             world,
@@ -197,6 +206,10 @@ impl Sim {
                     self.on_event(ev).await;
                     continue;
                 }
+                Some(n) = self.died.recv() => {
+                    self.on_crasher(n).await;
+                    continue;
+                }
                 _ = sleep => {}
             }
             if let Some(t) = self.enospc_until {
@@ -259,6 +272,41 @@ impl Sim {
         // Drain what happened during the last round.
         while let Ok(ev) = self.events.try_recv() {
             self.on_event(ev).await;
+        }
+        while let Ok(n) = self.died.try_recv() {
+            self.on_crasher(n).await;
+        }
+    }
+
+    /// The crasher job killed incarnation `n` as an attempt of it started:
+    /// the harness crashes the disk with it and restarts. The job must be
+    /// counted at least every second time (more often with other restarts
+    /// in between, which may forget that it is suspect), so it ends dead
+    /// instead of killing the server for ever.
+    async fn on_crasher(&mut self, n: u32) {
+        if n != self.incarnation || self.violated() {
+            return;
+        }
+        self.crasher_kills += 1;
+        self.mark("fault: a job killed the server as it started");
+        let power = self.rng.chance(0.3);
+        self.crash(power).await;
+        self.restart(true).await;
+        let Some(id) = self.plan.workload.crasher.clone() else {
+            return;
+        };
+        let mut w = self.world.lock();
+        let Some(max_attempts) = w.model.jobs.get(&id).map(|j| j.max_attempts) else {
+            return;
+        };
+        let generations = u64::from(w.model.generations.get(&id).copied().unwrap_or(1));
+        let others = u64::from(self.incarnation) - 1 - self.crasher_kills;
+        let bound = (2 * u64::from(max_attempts) + 1) * generations + others;
+        if self.crasher_kills > bound {
+            w.violate(format!(
+                "job {id} killed the server {} times: more than {bound} ({} attempts, {generations} generations, {others} other restarts), so its attempts were not counted at least every second crash",
+                self.crasher_kills, max_attempts
+            ));
         }
     }
 
@@ -442,10 +490,17 @@ impl Sim {
                 inner: self.disk.clone(),
                 world: self.world.clone(),
             };
+            let crasher = self.plan.workload.crasher.clone().map(|id| Crasher {
+                id,
+                node: node.id(),
+                died: self.died_tx.clone(),
+                incarnation: n,
+            });
             let exec = SimExecutor {
                 world: self.world.clone(),
                 seed: self.plan.seed,
                 outcomes: self.plan.workload.outcomes,
+                crasher,
             };
             let observer = SimObserver(self.world.clone());
             let salt = self.rng.next_u64();
@@ -593,6 +648,33 @@ impl Sim {
         w.fold_to(last);
         if w.model.jobs.values().any(|j| j.state == JobState::InFlight) {
             w.mark("recovery: attempts interrupted by the crash");
+        }
+        let released = w.model.recovered();
+        if released > 0 {
+            w.mark("recovery: attempts given back uncounted (never started)");
+        }
+        // An attempt given back uncounted may run again under its number
+        // (its start never became durable); any other attempt still runs
+        // at most once.
+        let again: Vec<(String, u32, u32)> = w
+            .model
+            .suspect
+            .iter()
+            .filter_map(|id| {
+                let attempt = w.model.jobs.get(id)?.attempt;
+                let generation = w.model.generations.get(id).copied().unwrap_or(0);
+                Some((id.clone(), generation, attempt))
+            })
+            .collect();
+        for key in again {
+            w.executions.remove(&key);
+        }
+        let found = report.interrupted;
+        let charged = w.model.counts().in_flight - released;
+        if (found.charged, found.released) != (charged, released) {
+            w.violate(format!(
+                "recovery found {found:?} in flight; the log says {charged} started and {released} never did"
+            ));
         }
         w.violation.is_none()
     }
@@ -814,6 +896,10 @@ impl Sim {
             if self.violated() {
                 return;
             }
+            if let Ok(n) = self.died.try_recv() {
+                self.on_crasher(n).await;
+                continue;
+            }
             if let Ok(ev) = self.events.try_recv() {
                 // A fail-stop from an EIO injected before the faults
                 // stopped restarts the node; any other stop is a violation.
@@ -940,7 +1026,11 @@ impl Sim {
                     }
                 }
             }
+            let crasher = self.plan.workload.crasher.as_deref() == Some(id.as_str());
             if let Some(m) = &model {
+                if crasher && m.state == JobState::Dead {
+                    w.mark("job: a job that killed the server as it started ended dead");
+                }
                 match m.state {
                     JobState::Dead => w.mark("job: dead"),
                     JobState::Cancelled => w.mark("job: cancelled"),

@@ -88,6 +88,14 @@ fn bad_requests_get_their_status_and_change_nothing() {
             Some("id"),
         ),
         (
+            "id of digits only",
+            r#"{"payload": 1, "id": "17"}"#,
+            400,
+            "invalid",
+            Some(0),
+            Some("id"),
+        ),
+        (
             "id with a space",
             r#"{"payload": 1, "id": "a b"}"#,
             400,
@@ -227,6 +235,46 @@ fn bad_requests_get_their_status_and_change_nothing() {
         .expect("ndjson");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(p.wait_idle(Duration::from_secs(30)).jobs.completed, 4);
+}
+
+#[test]
+fn a_job_is_found_cancelled_and_requeued_by_its_number() {
+    let s = Scratch::new(FAST_CONFIG);
+    let p = Proc::start(&s, &["--handler", "noop", "--workers", "0"]);
+    let r = post(
+        &p,
+        "/v1/jobs",
+        r#"[{"id": "mail", "payload": 1}, {"payload": 2}]"#,
+    );
+    assert_eq!(
+        r.text().trim(),
+        r#"{"jobs":[{"id":"mail","duplicate":false},{"id":"2","duplicate":false}]}"#,
+        "an assigned id is the job's number"
+    );
+    let srv = p.server();
+    let id_of = |path: &str| {
+        let r = srv.get(path).expect("get");
+        let j: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        (r.status, j["id"].as_str().map(str::to_owned))
+    };
+    assert_eq!(id_of("/v1/jobs/1"), (200, Some("mail".into())), "by number");
+    assert_eq!(id_of("/v1/jobs/2"), (200, Some("2".into())), "by id");
+    assert_eq!(id_of("/v1/jobs/3").0, 404);
+    assert_eq!(id_of("/v1/jobs/01").0, 404, "not a number's usual spelling");
+    let r = post(&p, "/v1/jobs/1/cancel", "");
+    assert_eq!(
+        (r.status, r.text().trim()),
+        (200, r#"{"id":"mail","state":"cancelled"}"#),
+        "the answer names the job's id"
+    );
+    let r = post(&p, "/v1/jobs/2/requeue", "");
+    assert_eq!(
+        (r.status, error_of(&r).0.as_str()),
+        (409, "conflict"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("only dead jobs"), "{}", r.text());
 }
 
 #[test]

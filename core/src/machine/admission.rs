@@ -200,7 +200,8 @@ impl Core {
         }
         let id = match &spec.id {
             Some(id) => id.clone(),
-            None => JobId::assigned(b.seq),
+            // The number itself, unless an old client id spells it.
+            None => JobId::assigned(b.seq, self.state.digit_ids.contains(&b.seq)),
         };
         b.seq += 1;
         b.record_bytes +=
@@ -230,6 +231,12 @@ impl Core {
             field: field.into(),
             reason,
         };
+        // An id of an assigned form would collide with the numbers the
+        // core assigns (the HTTP layer refuses them already; this is the
+        // core's own guard).
+        if let Some(Err(reason)) = spec.id.as_ref().map(|id| JobId::from_client(id.as_str())) {
+            return Err(invalid("id", reason));
+        }
         let bytes = spec.payload.len() as u64;
         if bytes > l.payload_bytes_max {
             return Err(Rejection::TooLarge {

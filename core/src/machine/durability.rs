@@ -1,14 +1,18 @@
 //! Durability: `Durable` applies the records it covers (the only way the
-//! live durable state changes), `AppendFailed` takes proposals back.
+//! live durable state changes), `AppendFailed` takes proposals back, and
+//! `Checkpoint` logs a record that only takes the log to a newer LSN (an
+//! idle server's snapshot at it then covers the whole log, so the log can
+//! be freed).
 
 use std::sync::Arc;
 
 use super::Core;
-use super::proposals::Origin;
+use super::proposals::{Answer, Origin};
 use crate::job::{JobId, JobState};
-use crate::protocol::{Effect, Outcome};
+use crate::protocol::{Effect, Outcome, RequestId};
 use crate::record::{Lsn, Op, Record};
 use crate::state::Applied;
+use crate::table::Holder;
 
 /// How long internal proposals pause after the log refused an append, so a
 /// failing disk is not hammered.
@@ -21,7 +25,9 @@ impl Core {
         while let Some(record) = self.proposals.pop_durable(upto) {
             self.apply_live(record, out);
         }
-        self.proposals.release(self.state.applied_lsn, out);
+        let applied = self.state.applied_lsn;
+        self.purging.retain(|&lsn, _| lsn > applied);
+        self.release(out);
     }
 
     /// Applies one durable record the core proposed; a durable dispatch
@@ -46,10 +52,23 @@ impl Core {
         }
         let Some(record) = record else { return };
         match &record.op {
-            Op::Dispatch { id, attempt, .. } => self.execute(id, *attempt, out),
+            Op::Dispatch { id, attempt, .. } => self.dispatched(record.lsn, id, *attempt, out),
+            Op::Complete { id, .. } | Op::Fail { id, .. } | Op::Release { id, .. } => {
+                self.lease_ended(record.lsn, id);
+            }
             Op::Purge { .. } => self.purge_in_flight = false,
+            Op::PurgeQueue { .. } => {
+                let cancelled = self.state.last_queue_purge;
+                self.proposals.count_purged(record.lsn, cancelled);
+            }
             _ => {}
         }
+    }
+
+    /// Logs a record that changes nothing; answers its LSN once durable.
+    pub(super) fn on_checkpoint(&mut self, req: RequestId, out: &mut Vec<Effect>) {
+        let lsn = self.propose(Op::Checkpoint, Origin::Client, out);
+        self.wait(lsn, req, Answer::Checkpoint(lsn), out);
     }
 
     /// Takes back every proposal from `from_lsn` on (the log will never
@@ -64,7 +83,7 @@ impl Core {
             self.undo(&record, origin);
         }
         self.proposals.next_lsn = from_lsn;
-        self.proposals.refuse_from(from_lsn, error, out);
+        self.refuse_from(from_lsn, error, out);
     }
 
     /// Releases the reservations of a record that will never be applied;
@@ -72,15 +91,7 @@ impl Core {
     fn undo(&mut self, record: &Record, origin: Origin) {
         match &record.op {
             Op::Enqueue { jobs } => self.enqueuing.undone(jobs),
-            Op::Dispatch { id, .. } => {
-                if let Some(slot) = self.state.table.slot_of(id.as_str()) {
-                    self.state.reindex(slot, |e| {
-                        e.reserved = false;
-                        e.held = false;
-                    });
-                    self.attempts_held -= 1;
-                }
-            }
+            Op::Dispatch { id, .. } => self.undo_dispatch(record.lsn, id),
             Op::Complete { id, attempt }
             | Op::Fail { id, attempt, .. }
             | Op::Release { id, attempt } => {
@@ -88,6 +99,8 @@ impl Core {
                 match origin {
                     Origin::Outcome(o) => self.deferred.push((id.clone(), *attempt, o)),
                     Origin::Orphan => self.orphans.push(id.clone()),
+                    Origin::LeaseEnd(lease) => self.external.end_refused(lease, record.lsn),
+                    Origin::Expiry => self.unowned_possible = true,
                     _ => {}
                 }
             }
@@ -97,7 +110,7 @@ impl Core {
                 // given back instead, once the log takes records again.
                 if let Some(slot) = self.state.table.slot_of(id.as_str()) {
                     let e = self.state.table.get(slot);
-                    if e.state == JobState::InFlight && !e.held {
+                    if e.state == JobState::InFlight && !e.holder.holds() {
                         self.deferred
                             .push((id.clone(), e.attempt, Outcome::NotStarted));
                     }
@@ -108,6 +121,28 @@ impl Core {
                 jobs.iter().for_each(|id| self.unreserve(id));
                 self.purge_in_flight = false;
             }
+            Op::Start { id, attempt } => self.starts_owed.push((id.clone(), *attempt)),
+            Op::PurgeQueue { .. } => {
+                self.purging.remove(&record.lsn);
+            }
+            Op::PauseQueue { .. } | Op::Checkpoint => {}
+        }
+    }
+
+    /// A dispatch will never be applied: its job is ready again.
+    fn undo_dispatch(&mut self, lsn: Lsn, id: &JobId) {
+        let Some(slot) = self.state.table.slot_of(id.as_str()) else {
+            return;
+        };
+        let holder = self.state.table.get(slot).holder;
+        self.state.reindex(slot, |e| {
+            e.reserved = false;
+            e.holder = Holder::None;
+        });
+        match holder {
+            Holder::Pool => self.attempts_held -= 1,
+            Holder::Lease => self.external.dispatch_refused(lsn),
+            Holder::None => {}
         }
     }
 

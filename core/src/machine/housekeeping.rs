@@ -1,6 +1,7 @@
 //! Housekeeping: the pass that runs after every input. It first proposes
 //! the work the core owes (unless the log refused an append a moment
-//! ago), then dispatches.
+//! ago), then dispatches, then answers the lease requests whose wait is
+//! over with nothing.
 //!
 //! Known outcomes go first: a lease must not expire on a job whose outcome
 //! is only waiting to be logged again.
@@ -16,10 +17,12 @@ impl Core {
         if !self.paused() {
             self.resume_orphans(out);
             self.resume_deferred(out);
+            self.resume_starts(out);
             self.expire_leases(out);
             self.purge(out);
         }
         self.dispatch(out);
+        self.answer_due_waiters(out);
     }
 
     /// In-flight jobs found at recovery lost their attempt with the
@@ -31,37 +34,9 @@ impl Core {
             .leases
             .iter()
             .map(|&(_, _, slot)| s.table.get(slot))
-            .filter(|e| !e.held)
+            .filter(|e| !e.holder.holds())
             .map(|e| e.id.clone())
             .collect();
-    }
-
-    /// Fails every interrupted attempt (it counts, so a job that crashes
-    /// the server ends dead instead of looping).
-    fn resume_orphans(&mut self, out: &mut Vec<Effect>) {
-        for id in std::mem::take(&mut self.orphans) {
-            let Some(slot) = self.state.table.slot_of(id.as_str()) else {
-                continue;
-            };
-            let e = self.state.table.get(slot);
-            if e.state != JobState::InFlight || e.reserved || e.held {
-                continue;
-            }
-            let op = self.fail_op(
-                e,
-                e.attempt,
-                "interrupted: beaver stopped while this attempt ran",
-            );
-            #[cfg(feature = "mutants")]
-            let op = super::planted::uncounted(
-                crate::mutants::Mutant::ForgetOrphanAttempt,
-                e,
-                e.attempt,
-                op,
-            );
-            self.state.table.get_mut(slot).reserved = true;
-            self.propose(op, Origin::Orphan, out);
-        }
     }
 
     /// Proposes again the outcomes whose records the log refused.

@@ -1,6 +1,7 @@
-//! Leases: how long an attempt may run before the core gives up on it.
+//! Leases: how long a pool attempt may run before the core gives up on it.
+//! (External leases are in `external` and `fencing`.)
 //!
-//! A held attempt's lease counts from `Started` (the job's timeout plus
+//! A pool attempt's lease counts from `Started` (the job's timeout plus
 //! the lease slack), not from its dispatch: an attempt handed out ahead of
 //! a free worker waits without a deadline. Leases are not state: an
 //! attempt ends with its process, so no record carries them; after a
@@ -16,9 +17,10 @@ use super::Core;
 use super::proposals::Origin;
 use crate::job::{JobId, JobState};
 use crate::protocol::Effect;
+use crate::table::Holder;
 use crate::time::UnixMillis;
 
-/// The started leases of held attempts.
+/// The started leases of pool attempts.
 pub(super) struct Leases {
     /// slot -> (attempt, deadline).
     started: HashMap<u32, (u32, UnixMillis), FixedState>,
@@ -48,14 +50,15 @@ impl Leases {
 }
 
 impl Core {
-    /// Starts the lease of a held attempt; a stale or repeated report
-    /// changes nothing (the first start counts).
-    pub(super) fn on_started(&mut self, id: &JobId, attempt: u32) {
+    /// Starts the lease of a pool attempt (and logs its start if its
+    /// dispatch did not count it, see `charging`); a stale or repeated
+    /// report changes nothing (the first start counts).
+    pub(super) fn on_started(&mut self, id: &JobId, attempt: u32, out: &mut Vec<Effect>) {
         let Some(slot) = self.state.table.slot_of(id.as_str()) else {
             return;
         };
         let e = self.state.table.get(slot);
-        if !(e.held && e.state == JobState::InFlight && e.attempt == attempt)
+        if !(e.holder == Holder::Pool && e.state == JobState::InFlight && e.attempt == attempt)
             || self.leases.has_started(slot)
         {
             return; // stale, or reported twice: the first start counts
@@ -63,6 +66,7 @@ impl Core {
         let until = self.lease_until(e.timeout_ms);
         self.leases.started.insert(slot, (attempt, until));
         self.leases.by_deadline.insert((until, slot));
+        self.log_start(slot, out);
     }
 
     /// When a lease taken now on an attempt of `timeout_ms` expires.
@@ -74,69 +78,81 @@ impl Core {
     }
 
     /// The lease deadline of the attempt in `slot`: set once it started,
-    /// `None` while it waits for a worker or is not in flight. An in-flight
-    /// attempt this process does not hold keeps its recorded deadline.
+    /// `None` while it waits for a worker or is not in flight. An external
+    /// lease shows its deadline (renewed by heartbeats); an in-flight
+    /// attempt nobody in this process holds keeps its recorded deadline.
     pub(super) fn lease_of(&self, slot: u32) -> Option<UnixMillis> {
         let e = self.state.table.get(slot);
         if e.state != JobState::InFlight {
             return None;
         }
-        if !e.held {
-            return Some(e.state_at);
+        match e.holder {
+            Holder::None => Some(e.state_at),
+            Holder::Lease => self.external.deadline_of(slot),
+            Holder::Pool => self
+                .leases
+                .started
+                .get(&slot)
+                .filter(|(attempt, _)| *attempt == e.attempt)
+                .map(|&(_, t)| t),
         }
-        self.leases
-            .started
-            .get(&slot)
-            .filter(|(attempt, _)| *attempt == e.attempt)
-            .map(|&(_, t)| t)
     }
 
-    /// Whether the started lease `(until, slot)` still belongs to a held,
-    /// unreserved attempt.
+    /// Whether the started lease `(until, slot)` still belongs to a pool
+    /// attempt with no outcome on its way.
     fn lease_is_live(&self, until: UnixMillis, slot: u32) -> bool {
         let e = self.state.table.get(slot);
-        e.held && !e.reserved && self.lease_of(slot) == Some(until)
+        e.holder == Holder::Pool && !e.reserved && self.lease_of(slot) == Some(until)
     }
 
-    /// The soonest deadline of a lease that can expire.
-    pub(super) fn first_expirable_lease(&self) -> Option<UnixMillis> {
+    /// The soonest deadline of an in-flight attempt nobody in this process
+    /// holds (none should be left once the orphans are resumed), found by
+    /// a scan only while one may exist.
+    fn first_unowned_lease(&self) -> Option<(UnixMillis, u32)> {
+        if !self.unowned_possible {
+            return None;
+        }
         let s = &self.state;
-        // A lease this process does not hold (none should be left once the
-        // orphans are resumed) keeps its recorded deadline.
-        let unowned = s
-            .leases
+        s.leases
             .iter()
             .find(|&&(_, _, slot)| {
                 let e = s.table.get(slot);
-                !e.reserved && !e.held
+                !e.reserved && !e.holder.holds()
             })
-            .map(|&(t, _, _)| t);
+            .map(|&(t, _, slot)| (t, slot))
+    }
+
+    /// The soonest deadline of a lease that can expire (pool or external).
+    pub(super) fn first_expirable_lease(&self) -> Option<UnixMillis> {
+        let unowned = self.first_unowned_lease().map(|(t, _)| t);
         let live = self
             .leases
             .by_deadline
             .iter()
             .find(|&&(t, slot)| self.lease_is_live(t, slot))
             .map(|&(t, _)| t);
-        match (unowned, live) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [unowned, live, self.external.first_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Aborts every attempt whose lease is due and proposes its failure.
+    /// Aborts every pool attempt whose lease is due and proposes its
+    /// failure; then the same for unowned and external leases.
     pub(super) fn expire_leases(&mut self, out: &mut Vec<Effect>) {
         let now = self.state.now;
-        let mut expired: Vec<u32> = self
-            .state
-            .leases
-            .iter()
-            .take_while(|k| k.0 <= now)
-            .map(|k| k.2)
-            .filter(|&slot| {
-                let e = self.state.table.get(slot);
-                !e.reserved && !e.held
-            })
-            .collect();
+        let mut expired = Vec::new();
+        while let Some((t, slot)) = self.first_unowned_lease() {
+            if t > now {
+                break;
+            }
+            // Reserved by its expiry below, so the next scan passes it.
+            expired.push(slot);
+            self.state.table.get_mut(slot).reserved = true;
+        }
+        if self.first_unowned_lease().is_none() {
+            self.unowned_possible = false;
+        }
         let due: Vec<(UnixMillis, u32)> = self
             .leases
             .by_deadline
@@ -154,19 +170,20 @@ impl Core {
         for slot in expired {
             self.expire(slot, out);
         }
+        self.expire_external(out);
     }
 
-    /// The lease of the attempt in `slot` expired: a held attempt is
+    /// The lease of the attempt in `slot` expired: a pool attempt is
     /// aborted; either way the attempt fails.
     fn expire(&mut self, slot: u32, out: &mut Vec<Effect>) {
         let e = self.state.table.get(slot);
-        let (id, attempt, held) = (e.id.clone(), e.attempt, e.held);
+        let (id, attempt, holder) = (e.id.clone(), e.attempt, e.holder);
         let text = format!(
             "lease expired: no outcome within {} ms",
             e.timeout_ms + self.config.lease_slack_ms
         );
-        if held {
-            self.state.table.get_mut(slot).held = false;
+        if holder == Holder::Pool {
+            self.state.table.get_mut(slot).holder = Holder::None;
             self.attempts_held -= 1;
             out.push(Effect::Abort { id, attempt });
         }

@@ -9,32 +9,40 @@
 //! | `durability` | `Durable` applies records, `AppendFailed` takes proposals back |
 //! | `admission` | `Enqueue`: limits, deduplication, the enqueue record |
 //! | `requests` | `Cancel` and `Requeue` |
-//! | `dispatch` | proposing attempts for ready jobs, up to workers + prefetch |
-//! | `leases` | `Started` starts a lease; expiry aborts and fails the attempt |
+//! | `dispatch` | the built-in pool's attempts for ready jobs: to free workers, then ahead up to workers + prefetch |
+//! | `charging` | an attempt counts only if it started: start records, recovery's charged/released split, suspect jobs |
+//! | `leases` | `Started` starts a pool attempt's lease; expiry aborts and fails the attempt |
+//! | `external` | `Lease`: attempts handed to external workers, and the requests waiting for jobs |
+//! | `fencing` | `Heartbeat`, `Complete`, `Fail`, `ReturnLeases` of external leases; their expiry and retries |
 //! | `outcomes` | `Outcome` becomes a complete, fail or release record |
-//! | `housekeeping` | the time-driven pass: orphans, deferred outcomes, leases, purge, dispatch |
+//! | `queue_controls` | `PauseQueue` and `PurgeQueue` |
+//! | `housekeeping` | the time-driven pass: owed proposals, expiries, purge, dispatch |
 //! | `retention` | purge records for finished jobs and remembered ids |
 //! | `recovery` | rebuilding a core from a snapshot and the log |
-//! | `views` | read-only answers: jobs, stats, status, the next deadline |
+//! | `views` | read-only answers: jobs, listings, stats, status, the next deadline |
 //!
 //! [`Core::step`] below routes each input to its handler, then runs the
 //! housekeeping pass.
 
 mod admission;
+mod charging;
 mod dispatch;
 mod durability;
+mod external;
+mod fencing;
 mod housekeeping;
 mod leases;
 mod outcomes;
 #[cfg(feature = "mutants")]
 mod planted;
 mod proposals;
+mod queue_controls;
 mod recovery;
 mod requests;
 mod retention;
 mod views;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use foldhash::fast::FixedState;
 
@@ -46,6 +54,7 @@ use crate::state::State;
 use crate::time::UnixMillis;
 
 use admission::Enqueuing;
+use external::External;
 use leases::Leases;
 use proposals::Proposals;
 pub use recovery::RecoverError;
@@ -64,18 +73,28 @@ pub struct Core {
     proposals: Proposals,
     /// What unapplied enqueue records reserve (`admission`).
     enqueuing: Enqueuing,
-    /// Attempts this process holds: their dispatch was proposed and no
-    /// outcome has arrived (the jobs whose `held` flag is set). At most
+    /// Attempts the built-in pool holds: their dispatch was proposed and
+    /// no outcome has arrived (the jobs held by `Holder::Pool`). At most
     /// workers + prefetch.
     attempts_held: u64,
-    /// Deadlines of held attempts that started (`leases`).
+    /// Deadlines of pool attempts that started (`leases`).
     leases: Leases,
+    /// Attempts held by external workers, and lease requests (`external`).
+    external: External,
+    /// Queue purges on their way to the log, by LSN, with their queue:
+    /// nothing of that queue is handed out meanwhile (`queue_controls`).
+    purging: BTreeMap<Lsn, u32>,
     /// In-flight jobs found at recovery: their attempt was interrupted.
     orphans: Vec<JobId>,
     /// Set by recovery: the first step collects the orphans.
     find_orphans: bool,
+    /// Set when an in-flight job may be held by nobody (after a rebuild,
+    /// or an expiry the log refused): only then are leases scanned for one.
+    unowned_possible: bool,
     /// Outcomes whose record could not be appended; proposed again later.
     deferred: Vec<(JobId, u32, Outcome)>,
+    /// Start records the log refused; proposed again later (`charging`).
+    starts_owed: Vec<(JobId, u32)>,
     /// Internal proposals (and dispatch) wait until then after the log
     /// refused an append, so a failing disk is not hammered.
     paused_until: UnixMillis,
@@ -85,8 +104,12 @@ pub struct Core {
     disk_full: bool,
     /// Graceful shutdown: nothing more is dispatched or enqueued.
     stopping: bool,
-    /// Round-robin position over the named queues for dispatch.
+    /// Round-robin position over the pool's queues for dispatch.
     cursor: usize,
+    /// The queues the pool serves, by index (see `dispatch`), resolved for
+    /// the first `pool_for` queues of the state.
+    pool: Vec<u32>,
+    pool_for: usize,
     steps: u64,
     /// Shared so that jobs naming no queue do not allocate a name each.
     default_queue: QueueName,
@@ -103,14 +126,20 @@ impl Core {
             enqueuing: Enqueuing::new(seed),
             attempts_held: 0,
             leases: Leases::new(seed),
+            external: External::new(seed),
+            purging: BTreeMap::new(),
             orphans: Vec::new(),
             find_orphans: false,
+            unowned_possible: false,
             deferred: Vec::new(),
+            starts_owed: Vec::new(),
             paused_until: 0,
             purge_in_flight: false,
             disk_full: false,
             stopping: false,
             cursor: 0,
+            pool: Vec::new(),
+            pool_for: usize::MAX,
             steps: 0,
             default_queue: QueueName::default(),
         }
@@ -125,13 +154,23 @@ impl Core {
             self.collect_orphans();
         }
         self.state.advance(now);
+        self.route(input, out);
+        self.housekeeping(out);
+        self.steps += 1;
+        if cfg!(debug_assertions) {
+            self.check_cheap();
+        }
+    }
+
+    /// Hands `input` to its handler.
+    fn route(&mut self, input: Input, out: &mut Vec<Effect>) {
         match input {
             Input::Enqueue { req, jobs } => self.on_enqueue(req, jobs, out),
             Input::Cancel { req, id } => self.on_cancel(req, id, out),
             Input::Requeue { req, target } => self.on_requeue(req, target, out),
             Input::Get { req, id } => out.push(Effect::Reply {
                 req,
-                reply: Reply::Job(self.job(id.as_str())),
+                reply: Reply::Job(self.find(id.as_str()).map(|slot| self.view(slot))),
             }),
             Input::ListDead { req, limit } => out.push(Effect::Reply {
                 req,
@@ -148,15 +187,48 @@ impl Core {
                 attempt,
                 outcome,
             } => self.on_outcome(id, attempt, outcome, out),
-            Input::Started { id, attempt } => self.on_started(&id, attempt),
+            Input::Started { id, attempt } => self.on_started(&id, attempt, out),
             Input::Tick => {}
             Input::DiskFull(full) => self.disk_full = full,
-            Input::StopDispatching => self.stopping = true,
-        }
-        self.housekeeping(out);
-        self.steps += 1;
-        if cfg!(debug_assertions) {
-            self.check_cheap();
+            Input::StopDispatching => self.on_stop_dispatching(out),
+            Input::Lease {
+                req,
+                queues,
+                max,
+                wait_until,
+                holder,
+            } => self.on_lease(req, (queues, max), wait_until, &holder, out),
+            Input::Heartbeat {
+                req,
+                lease,
+                extend_ms,
+            } => self.on_heartbeat(req, lease, extend_ms, out),
+            Input::Complete { req, lease } => self.on_complete(req, lease, out),
+            Input::Fail {
+                req,
+                lease,
+                error,
+                retry,
+            } => self.on_fail(req, lease, &error, retry, out),
+            Input::Withdraw { req } => self.external.withdraw(req),
+            Input::ReturnLeases { leases } => self.on_return_leases(&leases, out),
+            Input::PauseQueue { req, queue, until } => self.on_pause_queue(req, queue, until, out),
+            Input::PurgeQueue { req, queue } => self.on_purge_queue(req, queue, out),
+            Input::ListJobs {
+                req,
+                queue,
+                state,
+                after,
+                limit,
+            } => out.push(Effect::Reply {
+                req,
+                reply: Reply::Jobs(self.list_jobs(queue.as_ref(), state, after, limit)),
+            }),
+            Input::ListLeases { req } => out.push(Effect::Reply {
+                req,
+                reply: Reply::Leases(self.list_leases()),
+            }),
+            Input::Checkpoint { req } => self.on_checkpoint(req, out),
         }
     }
 
@@ -198,6 +270,7 @@ impl Core {
             unapplied: self.unapplied().collect(),
             enqueuing: self.enqueuing.ids(),
             attempts_held: self.attempts_held,
+            leases_held: self.external.held_count(),
             waiting_max: self.proposals.waiting.keys().next_back().copied(),
             next_lsn: self.proposals.next_lsn,
         }
@@ -214,6 +287,9 @@ pub(crate) struct CoreParts<'a> {
     pub unapplied: Vec<&'a Record>,
     pub enqueuing: &'a HashMap<JobId, Lsn, FixedState>,
     pub attempts_held: u64,
+    /// Attempts held by external leases: current ones plus lease
+    /// dispatches on their way to the log.
+    pub leases_held: u64,
     pub waiting_max: Option<Lsn>,
     pub next_lsn: Lsn,
 }

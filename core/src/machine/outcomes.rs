@@ -1,5 +1,5 @@
 //! Outcomes: how an attempt ended becomes a complete, fail or release
-//! record. Only the current attempt of a held job counts: an outcome of an
+//! record. Only the current attempt of a pool job counts: an outcome of an
 //! aborted or older attempt is stale and changes nothing.
 
 use super::Core;
@@ -9,7 +9,7 @@ use crate::protocol::{Effect, Outcome};
 use crate::record::Op;
 use crate::record_size;
 use crate::retry::backoff_ms;
-use crate::table::Entry;
+use crate::table::{Entry, Holder};
 
 impl Core {
     /// Ends a held attempt and proposes its outcome's record.
@@ -24,10 +24,10 @@ impl Core {
             return;
         };
         let e = self.state.table.get(slot);
-        if !(e.held && e.state == JobState::InFlight && e.attempt == attempt) {
+        if !(e.holder == Holder::Pool && e.state == JobState::InFlight && e.attempt == attempt) {
             return; // stale: the lease expired, or the attempt is an old one
         }
-        self.state.table.get_mut(slot).held = false;
+        self.state.table.get_mut(slot).holder = Holder::None;
         self.attempts_held -= 1;
         self.leases.end(slot);
         if self.state.table.get(slot).reserved {

@@ -23,3 +23,10 @@ pub(super) fn execute_at_once(e: &Entry, op: &Op, out: &mut Vec<Effect>) {
         out.push(Effect::Execute(super::dispatch::execution(id, *attempt, e)));
     }
 }
+
+/// With `SuspectDispatchedAhead` active, a suspect job is dispatched ahead
+/// of a free worker like any other (it would never count if it kills the
+/// server when it starts).
+pub(super) fn suspect_waits(suspect: bool) -> bool {
+    suspect && !active(Mutant::SuspectDispatchedAhead)
+}

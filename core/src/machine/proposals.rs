@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::Core;
-use crate::protocol::{Effect, Enqueued, Outcome, Rejection, Reply, RequestId};
+use crate::protocol::{Effect, Enqueued, LeaseId, Outcome, Rejection, Reply, RequestId};
 use crate::record::{Lsn, Op, Record};
 use crate::time::UnixMillis;
 
@@ -18,10 +18,17 @@ use crate::time::UnixMillis;
 pub(super) enum Origin {
     /// A client request; it is answered with the error.
     Client,
-    /// A dispatch; the job goes back to ready.
+    /// A pool dispatch; the job goes back to ready.
     Dispatch,
+    /// A lease's dispatch; the job goes back to ready.
+    Lease,
+    /// The end of an external lease (complete, fail, given back); the
+    /// lease is current again.
+    LeaseEnd(LeaseId),
     /// An executor's outcome; it is proposed again later.
     Outcome(Outcome),
+    /// The start of an attempt dispatched ahead; proposed again later.
+    Start,
     /// A lease expiry; it is detected again later.
     Expiry,
     /// An attempt interrupted by a restart; proposed again later.
@@ -33,8 +40,8 @@ pub(super) enum Origin {
 /// A reply held until the log is durable up to its LSN.
 #[derive(Debug)]
 pub(super) struct Waiting {
-    req: RequestId,
-    answer: Answer,
+    pub req: RequestId,
+    pub answer: Answer,
 }
 
 /// What a held reply will say once its records are durable.
@@ -43,15 +50,30 @@ pub(super) enum Answer {
     Enqueued(Vec<Enqueued>),
     Cancelled,
     Requeued(u64),
+    /// The lease dispatches' LSNs: each is its lease's id.
+    Leased(Vec<Lsn>),
+    Completed,
+    Failed,
+    Paused,
+    /// How many jobs the purge cancelled (filled in when it applies).
+    Purged(u64),
+    Checkpoint(Lsn),
 }
 
 impl Answer {
-    /// The reply once everything it waited for is durable.
+    /// The reply once everything it waited for is durable (a lease grant
+    /// is answered by `Core::answer`).
     fn confirmed(self) -> Reply {
         match self {
             Answer::Enqueued(a) => Reply::Enqueued(Ok(a)),
             Answer::Cancelled => Reply::Cancelled(Ok(())),
             Answer::Requeued(n) => Reply::Requeued(Ok(n)),
+            Answer::Leased(_) => Reply::Leased(Ok(Vec::new())),
+            Answer::Completed => Reply::Completed(Ok(())),
+            Answer::Failed => Reply::Failed(Ok(())),
+            Answer::Paused => Reply::Paused(Ok(())),
+            Answer::Purged(n) => Reply::Purged(Ok(n)),
+            Answer::Checkpoint(lsn) => Reply::Checkpoint(Ok(lsn)),
         }
     }
 
@@ -61,6 +83,12 @@ impl Answer {
             Answer::Enqueued(_) => Reply::Enqueued(Err(rejection)),
             Answer::Cancelled => Reply::Cancelled(Err(rejection)),
             Answer::Requeued(_) => Reply::Requeued(Err(rejection)),
+            Answer::Leased(_) => Reply::Leased(Err(rejection)),
+            Answer::Completed => Reply::Completed(Err(rejection)),
+            Answer::Failed => Reply::Failed(Err(rejection)),
+            Answer::Paused => Reply::Paused(Err(rejection)),
+            Answer::Purged(_) => Reply::Purged(Err(rejection)),
+            Answer::Checkpoint(_) => Reply::Checkpoint(Err(rejection)),
         }
     }
 }
@@ -100,25 +128,25 @@ impl Proposals {
         }
     }
 
-    /// Sends every reply whose records are applied (up to `applied`).
-    pub(super) fn release(&mut self, applied: Lsn, out: &mut Vec<Effect>) {
+    /// The replies whose records are applied (up to `applied`), in order.
+    pub(super) fn take_released(&mut self, applied: Lsn) -> Vec<Waiting> {
         let later = self.waiting.split_off(&(applied + 1));
-        for (_, ws) in std::mem::replace(&mut self.waiting, later) {
-            for w in ws {
-                reply(out, w.req, w.answer.confirmed());
-            }
-        }
+        let done = std::mem::replace(&mut self.waiting, later);
+        done.into_values().flatten().collect()
     }
 
-    /// Answers every reply waiting for a record from `from_lsn` on with
-    /// the log's error.
-    pub(super) fn refuse_from(&mut self, from_lsn: Lsn, error: &str, out: &mut Vec<Effect>) {
-        for (_, ws) in self.waiting.split_off(&from_lsn) {
-            for w in ws {
-                let rejection = Rejection::Storage {
-                    reason: error.to_owned(),
-                };
-                reply(out, w.req, w.answer.refused(rejection));
+    /// The replies waiting for a record from `from_lsn` on, in order.
+    pub(super) fn take_refused(&mut self, from_lsn: Lsn) -> Vec<Waiting> {
+        let refused = self.waiting.split_off(&from_lsn);
+        refused.into_values().flatten().collect()
+    }
+
+    /// Tells the replies waiting for the queue purge at `lsn` how many
+    /// jobs it cancelled.
+    pub(super) fn count_purged(&mut self, lsn: Lsn, cancelled: u64) {
+        for w in self.waiting.get_mut(&lsn).into_iter().flatten() {
+            if let Answer::Purged(n) = &mut w.answer {
+                *n = cancelled;
             }
         }
     }
@@ -148,13 +176,52 @@ impl Core {
     /// Replies with `answer` once LSN `lsn` is applied: at once if it is.
     pub(super) fn wait(&mut self, lsn: Lsn, req: RequestId, answer: Answer, out: &mut Vec<Effect>) {
         if lsn <= self.state.applied_lsn {
-            reply(out, req, answer.confirmed());
+            let now = self.answer(answer, None);
+            reply(out, req, now);
         } else {
             self.proposals
                 .waiting
                 .entry(lsn)
                 .or_default()
                 .push(Waiting { req, answer });
+        }
+    }
+
+    /// Sends every reply whose records are applied.
+    pub(super) fn release(&mut self, out: &mut Vec<Effect>) {
+        for w in self.proposals.take_released(self.state.applied_lsn) {
+            let answer = self.answer(w.answer, None);
+            reply(out, w.req, answer);
+        }
+    }
+
+    /// Answers every reply waiting for a record from `from_lsn` on with
+    /// the log's error.
+    pub(super) fn refuse_from(&mut self, from_lsn: Lsn, error: &str, out: &mut Vec<Effect>) {
+        for w in self.proposals.take_refused(from_lsn) {
+            let rejection = Rejection::Storage {
+                reason: error.to_owned(),
+            };
+            let answer = self.answer(w.answer, Some(rejection));
+            reply(out, w.req, answer);
+        }
+    }
+
+    /// The reply an answer gives now, confirmed or (with a rejection)
+    /// refused. A lease grant delivers the leases whose dispatches are
+    /// durable (their clocks start now), even when the log refused the
+    /// others: those jobs are leased, and only the refused ones are not.
+    fn answer(&mut self, answer: Answer, refused: Option<Rejection>) -> Reply {
+        match (answer, refused) {
+            (Answer::Leased(lsns), refused) => {
+                let jobs = self.deliver(&lsns);
+                match refused {
+                    Some(rejection) if jobs.is_empty() => Reply::Leased(Err(rejection)),
+                    _ => Reply::Leased(Ok(jobs)),
+                }
+            }
+            (answer, None) => answer.confirmed(),
+            (answer, Some(rejection)) => answer.refused(rejection),
         }
     }
 

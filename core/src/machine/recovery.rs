@@ -69,8 +69,9 @@ impl Core {
         records: impl IntoIterator<Item = Record>,
     ) -> Result<Core, RecoverError> {
         let mut q = Core::new(config);
-        let body = crate::codec::snapshot_body(snapshot).map_err(RecoverError::Snapshot)?;
-        crate::snapshot::restore_encoded(&mut q.state, body)
+        let (version, body) =
+            crate::codec::snapshot_body(snapshot).map_err(RecoverError::Snapshot)?;
+        crate::snapshot::restore_encoded(&mut q.state, version, body)
             .map_err(|e| RecoverError::Snapshot(DecodeError::Malformed(e)))?;
         for r in records {
             q.state.apply_owned(r, true).map_err(RecoverError::Apply)?;
@@ -122,5 +123,6 @@ impl Core {
         self.proposals.next_lsn = self.state.applied_lsn + 1;
         self.enqueuing.restart_at(self.state.next_seq);
         self.find_orphans = true;
+        self.unowned_possible = true;
     }
 }

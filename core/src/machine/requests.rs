@@ -1,5 +1,6 @@
 //! Client requests that change jobs: `Cancel` and `Requeue`. Each is
-//! answered once its records are durable, or at once when refused.
+//! answered once its records are durable, or at once when refused. A job
+//! is named by its id, or (an id of digits only) by its number.
 
 use super::Core;
 use super::proposals::{Answer, Origin, reply};
@@ -7,16 +8,19 @@ use crate::job::{JobId, JobState};
 use crate::protocol::{Effect, Rejection, Reply, RequestId, RequeueTarget};
 use crate::record::Op;
 use crate::record_size;
+use crate::table::Holder;
 
 impl Core {
     /// Cancels a pending job, or one whose attempt waits for a worker (the
     /// attempt is taken back and does not count). Cancelling a cancelled
-    /// job succeeds; anything else is a conflict.
+    /// job succeeds; anything else is a conflict. The job is found by id,
+    /// else by number.
     pub(super) fn on_cancel(&mut self, req: RequestId, id: JobId, out: &mut Vec<Effect>) {
-        let Some(slot) = self.state.table.slot_of(id.as_str()) else {
+        let Some(slot) = self.find(id.as_str()) else {
             return reply(out, req, Reply::Cancelled(Err(Rejection::NotFound { id })));
         };
         let e = self.state.table.get(slot);
+        let id = e.id.clone();
         let conflict = |reason: String| Reply::Cancelled(Err(Rejection::Conflict { reason }));
         match e.state {
             JobState::Cancelled => reply(out, req, Reply::Cancelled(Ok(()))),
@@ -25,6 +29,12 @@ impl Core {
                 req,
                 conflict(format!("job {id} is changing right now; retry")),
             ),
+            // Its queue's purge, on its way to the log, cancels it.
+            JobState::Pending if self.purge_of(e.queue).is_some() => {
+                if let Some(lsn) = self.purge_of(e.queue) {
+                    self.wait(lsn, req, Answer::Cancelled, out);
+                }
+            }
             JobState::Pending => {
                 self.state.reindex(slot, |e| e.reserved = true);
                 let lsn = self.propose(Op::Cancel { id }, Origin::Client, out);
@@ -32,11 +42,11 @@ impl Core {
             }
             // Handed out ahead but waiting for a worker: it never started,
             // so it is taken back and cancelled (its attempt does not count).
-            JobState::InFlight if e.held && !self.leases.has_started(slot) => {
+            JobState::InFlight if e.holder == Holder::Pool && !self.leases.has_started(slot) => {
                 let attempt = e.attempt;
                 self.state.reindex(slot, |e| {
                     e.reserved = true;
-                    e.held = false;
+                    e.holder = Holder::None;
                 });
                 self.attempts_held -= 1;
                 out.push(Effect::Abort {
@@ -112,9 +122,10 @@ impl Core {
             }
             RequeueTarget::One(id) => id,
         };
-        let Some(slot) = s.table.slot_of(id.as_str()) else {
+        let Some(slot) = self.find(id.as_str()) else {
             return Err(Rejection::NotFound { id });
         };
+        let id = &s.table.get(slot).id;
         let e = s.table.get(slot);
         if e.reserved {
             let reason = format!("job {id} is changing right now; retry");

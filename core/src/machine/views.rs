@@ -4,10 +4,11 @@
 
 use super::Core;
 use crate::config::Config;
-use crate::job::JobView;
+use crate::job::{JobState, JobView, QueueName, canonical_number};
+use crate::protocol::{LIST_JOBS_MAX, LIST_SCAN_MAX, Rejection};
 use crate::record::{Lsn, Record};
 use crate::snapshot::Snapshot;
-use crate::stats::{Lease, STATUS_LIST_MAX, Stats, Status};
+use crate::stats::{JobPage, Lease, QueueStatus, STATUS_LIST_MAX, Stats, Status};
 use crate::time::UnixMillis;
 
 impl Core {
@@ -37,6 +38,70 @@ impl Core {
         self.state.table.slot_of(id).map(|s| self.view(s))
     }
 
+    /// The durable state of the job with number `seq` (its `seq`), if held.
+    pub fn job_by_number(&self, seq: u64) -> Option<JobView> {
+        self.slot_by_number(seq).map(|s| self.view(s))
+    }
+
+    fn slot_by_number(&self, seq: u64) -> Option<u32> {
+        let &(found, slot) = self.state.by_seq.range_from(&(seq, 0)).next()?;
+        (found == seq).then_some(slot)
+    }
+
+    /// The job named `id`: the job with that id, else, for an id of digits
+    /// only, the job with that number.
+    pub(super) fn find(&self, id: &str) -> Option<u32> {
+        self.state
+            .table
+            .slot_of(id)
+            .or_else(|| self.slot_by_number(canonical_number(id)?))
+    }
+
+    /// Jobs numbered above `after`, in order of their numbers, of `queue`
+    /// and in `state` if given: at most `limit` (1 to [`LIST_JOBS_MAX`]),
+    /// looking at no more than [`LIST_SCAN_MAX`] jobs per call (`next`
+    /// then says where to go on).
+    pub fn list_jobs(
+        &self,
+        queue: Option<&QueueName>,
+        state: Option<JobState>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<JobPage, Rejection> {
+        if limit == 0 || limit > LIST_JOBS_MAX {
+            return Err(Rejection::Invalid {
+                index: None,
+                field: "limit".into(),
+                reason: format!("must be 1 to {LIST_JOBS_MAX}, got {limit}"),
+            });
+        }
+        let s = &self.state;
+        let queue = match queue {
+            None => None,
+            Some(name) => match s.queue_ix.get(name) {
+                Some(&q) => Some(q),
+                None => return Ok(JobPage::default()),
+            },
+        };
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let mut page = JobPage::default();
+        let mut rest = s.by_seq.range_from(&(start, 0));
+        for (looked, &(seq, slot)) in (&mut rest).enumerate() {
+            let e = s.table.get(slot);
+            if queue.is_none_or(|q| q == e.queue) && state.is_none_or(|st| st == e.state) {
+                page.jobs.push(self.view(slot));
+            }
+            if page.jobs.len() == limit || looked + 1 == LIST_SCAN_MAX {
+                page.next = Some(seq);
+                break;
+            }
+        }
+        if page.next.is_some() && rest.next().is_none() {
+            page.next = None;
+        }
+        Ok(page)
+    }
+
     /// Figures about the core, cheap enough for every step.
     pub fn stats(&self) -> Stats {
         let s = &self.state;
@@ -50,6 +115,7 @@ impl Core {
             proposed_lsn: self.proposals.next_lsn - 1,
             disk_full: self.disk_full,
             totals: s.totals,
+            leases: self.external.counters,
         }
     }
 
@@ -61,8 +127,37 @@ impl Core {
             stats: self.stats(),
             in_flight: self.leases_soonest_first(),
             newest_dead: self.dead_jobs(STATUS_LIST_MAX),
+            queues: self.queue_statuses(),
             now: self.state.now,
         }
+    }
+
+    /// Every queue that holds jobs or is paused, by name.
+    fn queue_statuses(&self) -> Vec<QueueStatus> {
+        let now = self.state.now;
+        let mut queues: Vec<QueueStatus> = self
+            .state
+            .queues
+            .iter()
+            .filter(|q| {
+                let c = &q.counts;
+                let jobs = c.pending + c.in_flight + c.completed + c.dead + c.cancelled;
+                jobs > 0 || q.is_paused(now)
+            })
+            .map(|q| QueueStatus {
+                name: q.name.clone(),
+                pending: q.counts.pending,
+                ready: q.ready.len() as u64,
+                scheduled: q.scheduled,
+                in_flight: q.counts.in_flight,
+                completed: q.counts.completed,
+                dead: q.counts.dead,
+                cancelled: q.counts.cancelled,
+                paused_until: q.is_paused(now).then_some(q.paused_until),
+            })
+            .collect();
+        queues.sort_by(|a, b| a.name.cmp(&b.name));
+        queues
     }
 
     /// Dead jobs, newest first, at most `limit`.
@@ -90,10 +185,19 @@ impl Core {
         if let Some(t) = self.first_expirable_lease() {
             at(t.max(internal_at));
         }
-        if self.find_orphans || !self.orphans.is_empty() || !self.deferred.is_empty() {
+        let owed = !(self.orphans.is_empty() && self.deferred.is_empty());
+        if self.find_orphans || owed || !self.starts_owed.is_empty() {
             at(internal_at);
         }
         if let Some(t) = self.purge_due_at() {
+            at(t.max(internal_at));
+        }
+        if let Some(t) = self.external.first_wait_end() {
+            at(t);
+        }
+        // The end of a pause (one until resumed has none).
+        let pause_end = s.pauses.range((s.now.saturating_add(1), 0)..).next();
+        if let Some(&(t, _)) = pause_end.filter(|&&(t, _)| t != u64::MAX) {
             at(t.max(internal_at));
         }
         next
@@ -141,7 +245,7 @@ impl Core {
             .collect()
     }
 
-    fn view(&self, slot: u32) -> JobView {
+    pub(super) fn view(&self, slot: u32) -> JobView {
         let e = self.state.table.get(slot);
         JobView {
             id: e.id.clone(),

@@ -8,9 +8,9 @@
 use std::collections::BTreeSet;
 
 use super::{Applied, ApplyError, State};
-use crate::job::{ASSIGNED_ID_PREFIX, JobId, JobState, NewJob};
+use crate::job::{ASSIGNED_ID_PREFIX, JobId, JobState, NewJob, QueueName};
 use crate::record::{Lsn, Op, Record};
-use crate::table::{Entry, Place};
+use crate::table::{Entry, Holder, Place};
 use crate::time::UnixMillis;
 
 impl State {
@@ -52,7 +52,8 @@ impl State {
                 id,
                 attempt,
                 lease_until,
-            } => self.apply_dispatch(lsn, id, *attempt, *lease_until)?,
+                started,
+            } => self.apply_dispatch(lsn, (id, *attempt), *lease_until, *started)?,
             Op::Complete { id, attempt } => self.apply_complete(lsn, id, *attempt, at)?,
             Op::Fail {
                 id,
@@ -64,6 +65,10 @@ impl State {
             Op::Cancel { id } => self.apply_cancel(lsn, id, at)?,
             Op::Requeue { ids } => self.apply_requeue(lsn, ids, at)?,
             Op::Purge { jobs, forget } => self.apply_purge(lsn, jobs, forget, at)?,
+            Op::Start { id, attempt } => self.apply_start(lsn, id, *attempt)?,
+            Op::PauseQueue { queue, until } => self.apply_pause_queue(queue, *until),
+            Op::PurgeQueue { queue } => self.apply_purge_queue(queue, at),
+            Op::Checkpoint => {}
         }
         self.stamp(at);
         self.applied_lsn = lsn;
@@ -86,6 +91,8 @@ impl State {
         if record.lsn != self.applied_lsn + 1 {
             return self.apply(&record); // skips an old record or reports the gap
         }
+        // Assigned ids need no lookup (an old client id of digits only is
+        // looked up, by a scan until indexed: rare, and still correct).
         if self.table.deferred_len() > 0 && !jobs.iter().all(|j| j.id.is_assigned()) {
             // A client's id is checked against every job by a lookup.
             self.table.index_deferred();
@@ -101,13 +108,14 @@ impl State {
         Ok(Applied::Changed)
     }
 
-    /// A pending job starts its next attempt.
+    /// A pending job starts its next attempt; it counts from now if it
+    /// `started`, else once a start record follows.
     fn apply_dispatch(
         &mut self,
         lsn: Lsn,
-        id: &JobId,
-        attempt: u32,
+        (id, attempt): (&JobId, u32),
         lease_until: UnixMillis,
+        started: bool,
     ) -> Result<(), ApplyError> {
         let slot = self.slot_in(lsn, id, JobState::Pending)?;
         let (have, max) = (
@@ -126,8 +134,70 @@ impl State {
         self.transition(slot, JobState::InFlight, |e| {
             e.attempt = attempt;
             e.state_at = lease_until;
+            e.started = started;
+            e.suspect &= !started;
         });
         Ok(())
+    }
+
+    /// An attempt dispatched ahead of a free worker began: it counts.
+    fn apply_start(&mut self, lsn: Lsn, id: &JobId, attempt: u32) -> Result<(), ApplyError> {
+        let slot = self.slot_in_attempt(lsn, id, attempt)?;
+        let e = self.table.get_mut(slot);
+        if e.started {
+            return Err(ApplyError {
+                lsn,
+                reason: format!("job {id} attempt {attempt} is already started"),
+            });
+        }
+        e.started = true;
+        e.suspect = false;
+        Ok(())
+    }
+
+    /// A queue is paused until `until` (0: resumed).
+    fn apply_pause_queue(&mut self, queue: &QueueName, until: UnixMillis) {
+        let q = self.queue_index(queue);
+        let before = std::mem::replace(&mut self.queues[q as usize].paused_until, until);
+        self.pauses.remove(&(before, q));
+        if until != 0 {
+            self.pauses.insert((until, q));
+        }
+    }
+
+    /// Every pending job of a queue is cancelled; a queue no job names has
+    /// none. Counts them in `last_queue_purge`.
+    fn apply_purge_queue(&mut self, queue: &QueueName, at: UnixMillis) {
+        self.last_queue_purge = 0;
+        let Some(&q) = self.queue_ix.get(queue) else {
+            return;
+        };
+        let slot_q = &self.queues[q as usize];
+        let mut slots: Vec<u32> = slot_q.ready.iter().map(|k| k.2).collect();
+        slots.extend(
+            self.scheduled
+                .iter()
+                .map(|k| k.2)
+                .filter(|&s| self.table.get(s).queue == q),
+        );
+        if (slots.len() as u64) < slot_q.counts.pending {
+            // Pending jobs filed nowhere (a proposal about them in flight):
+            // found by a scan, so that a replay without proposals cancels
+            // exactly the same jobs.
+            slots = self
+                .table
+                .iter()
+                .filter(|(_, e)| e.queue == q && e.state == JobState::Pending)
+                .map(|(s, _)| s)
+                .collect();
+        }
+        for &slot in &slots {
+            self.transition(slot, JobState::Cancelled, |e| {
+                e.state_at = at;
+                e.payload = None;
+            });
+        }
+        self.last_queue_purge = slots.len() as u64;
     }
 
     /// The current attempt succeeded: the job completes and drops its payload.
@@ -140,8 +210,10 @@ impl State {
     ) -> Result<(), ApplyError> {
         let slot = self.slot_in_attempt(lsn, id, attempt)?;
         self.totals.completed += 1;
-        self.transition(slot, JobState::Completed, |e| e.state_at = at);
-        self.table.get_mut(slot).payload = None;
+        self.transition(slot, JobState::Completed, |e| {
+            e.state_at = at;
+            e.payload = None;
+        });
         Ok(())
     }
 
@@ -241,12 +313,17 @@ impl State {
             })?;
             self.unplace(slot);
             let e = self.table.remove(slot);
-            *self.count_mut(e.state) -= 1;
+            self.by_seq.remove(&(e.seq, slot));
+            self.count(e.queue, e.state, false);
             self.totals.purged += 1;
             self.remembered.insert(at, e.id);
         }
         for id in forget {
             self.remembered.remove(id.as_str());
+            if let Some(n) = id.number() {
+                // The number is free again (it spells no other id).
+                self.digit_ids.remove(&n);
+            }
         }
         Ok(())
     }
@@ -303,7 +380,11 @@ impl State {
             | Op::Complete { .. }
             | Op::Fail { .. }
             | Op::Release { .. }
-            | Op::Cancel { .. } => None,
+            | Op::Cancel { .. }
+            | Op::Start { .. }
+            | Op::PauseQueue { .. }
+            | Op::PurgeQueue { .. }
+            | Op::Checkpoint => None,
         };
         match reason {
             Some(reason) => Err(ApplyError { lsn, reason }),
@@ -316,15 +397,20 @@ impl State {
         let mut seen = BTreeSet::new();
         for (seq, job) in (self.next_seq..).zip(jobs) {
             let id = job.id.as_str();
-            // An assigned id is unique by construction: it must be
-            // `~` followed by the job's own sequence number, which
-            // only grows. (Checked without a lookup.)
-            if let Some(n) = id.strip_prefix(ASSIGNED_ID_PREFIX) {
-                if n.starts_with('0') || n.parse::<u64>() != Ok(seq) {
+            if job.id.assigned_number() == Some(seq) {
+                // An assigned id is unique by construction: the job's own
+                // sequence number, which only grows, plain or after `~`.
+                // Checked without a lookup: only an old client id of
+                // digits only can spell it, and `digit_ids` holds those.
+                if !id.starts_with(ASSIGNED_ID_PREFIX) && self.digit_ids.contains(&seq) {
                     return Some(format!(
-                        "assigned id {id} does not match its sequence number {seq}"
+                        "assigned id {id} is another job's id; the job needs ~{seq}"
                     ));
                 }
+            } else if id.starts_with(ASSIGNED_ID_PREFIX) {
+                return Some(format!(
+                    "assigned id {id} does not match its sequence number {seq}"
+                ));
             } else if self.table.slot_of(id).is_some()
                 || self.remembered.contains(id)
                 || (jobs.len() > 1 && !seen.insert(id))
@@ -380,7 +466,12 @@ impl State {
         let queue = self.queue_index(&job.queue);
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.counts.pending += 1;
+        // (An assigned id's own number is below `next_seq` now: not noted.)
+        self.note_digit_id(job.id.number());
+        while self.digit_ids.first().is_some_and(|&n| n < self.next_seq) {
+            self.digit_ids.pop_first();
+        }
+        self.count(queue, JobState::Pending, true);
         self.totals.enqueued += 1;
         self.pending_payload_bytes += job.payload.len() as u64;
         let entry = Entry {
@@ -399,13 +490,16 @@ impl State {
             state: JobState::Pending,
             place: Place::Nowhere,
             reserved: false,
-            held: false,
+            holder: Holder::None,
+            started: false,
+            suspect: false,
         };
         let slot = if defer_index {
             self.table.insert_deferred(entry)
         } else {
             self.table.insert(entry)
         };
+        self.by_seq.insert((seq, slot));
         self.place(slot);
     }
 }

@@ -10,7 +10,7 @@ mod apply;
 mod restore;
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub(crate) use restore::Restorer;
 
@@ -27,11 +27,25 @@ pub(crate) type ReadyKey = (Reverse<i32>, u64, u32);
 /// Key of a timed index: `(time, seq, slot)`.
 pub(crate) type TimedKey = (UnixMillis, u64, u32);
 
-/// One queue's ready jobs.
+/// One named queue: its ready jobs, its figures and its pause.
 #[derive(Clone)]
 pub(crate) struct QueueSlot {
     pub name: QueueName,
     pub ready: SortedSet<ReadyKey>,
+    /// Its jobs per state.
+    pub counts: StateCounts,
+    /// Its pending jobs filed in the (shared) scheduled index.
+    pub scheduled: u64,
+    /// Durable: it hands out nothing while the time is below this (0: not
+    /// paused; `u64::MAX`: until resumed).
+    pub paused_until: UnixMillis,
+}
+
+impl QueueSlot {
+    /// Whether the queue hands out nothing at `now`.
+    pub(crate) fn is_paused(&self, now: UnixMillis) -> bool {
+        now < self.paused_until
+    }
 }
 
 /// Why a record could not be applied: the log does not fit the state.
@@ -70,6 +84,19 @@ pub(crate) struct State {
     pub finished: SortedSet<TimedKey>,
     pub dead: SortedSet<TimedKey>,
     pub remembered: Remembered,
+    /// Every job by its number (`(seq, slot)`), for lookups by number and
+    /// listings in acceptance order.
+    pub by_seq: SortedSet<(u64, u32)>,
+    /// `(paused_until, queue)` of every paused queue, for the next deadline.
+    pub pauses: BTreeSet<(UnixMillis, u32)>,
+    /// Numbers at or above `next_seq` that an id of digits only already
+    /// spells (a client gave it before such ids were refused): the job that
+    /// gets such a number is assigned `~N` instead. Not durable: derived
+    /// from the jobs and remembered ids; entries below `next_seq` are
+    /// dropped as it passes them.
+    pub digit_ids: BTreeSet<u64>,
+    /// How many jobs the last queue purge applied cancelled.
+    pub last_queue_purge: u64,
     /// Sequence number the next accepted job gets (from 1).
     pub next_seq: u64,
     pub applied_lsn: Lsn,
@@ -93,6 +120,10 @@ impl State {
             finished: SortedSet::new(),
             dead: SortedSet::new(),
             remembered: Remembered::new(seed.rotate_left(17)),
+            by_seq: SortedSet::new(),
+            pauses: BTreeSet::new(),
+            digit_ids: BTreeSet::new(),
+            last_queue_purge: 0,
             next_seq: 1,
             applied_lsn: 0,
             log_time: 0,
@@ -122,6 +153,9 @@ impl State {
         self.queues.push(QueueSlot {
             name: name.clone(),
             ready: SortedSet::new(),
+            counts: StateCounts::default(),
+            scheduled: 0,
+            paused_until: 0,
         });
         self.queue_ix.insert(name.clone(), ix);
         ix
@@ -147,7 +181,10 @@ impl State {
                     .ready
                     .remove(&(Reverse(e.priority), seq, slot))
             }
-            Place::Scheduled => self.scheduled.remove(&(e.run_at, seq, slot)),
+            Place::Scheduled => {
+                self.queues[e.queue as usize].scheduled -= 1;
+                self.scheduled.remove(&(e.run_at, seq, slot))
+            }
             Place::Leased => self.leases.remove(&(e.state_at, seq, slot)),
             Place::Finished => {
                 if e.state == JobState::Dead {
@@ -172,6 +209,7 @@ impl State {
                     .insert((Reverse(e.priority), seq, slot));
             }
             Place::Scheduled => {
+                self.queues[e.queue as usize].scheduled += 1;
                 self.scheduled.insert((e.run_at, seq, slot));
             }
             Place::Leased => {
@@ -194,13 +232,29 @@ impl State {
         self.place(slot);
     }
 
-    fn count_mut(&mut self, s: JobState) -> &mut u64 {
-        match s {
-            JobState::Pending => &mut self.counts.pending,
-            JobState::InFlight => &mut self.counts.in_flight,
-            JobState::Completed => &mut self.counts.completed,
-            JobState::Dead => &mut self.counts.dead,
-            JobState::Cancelled => &mut self.counts.cancelled,
+    /// Counts one job of `queue` more (`up`) or less in state `s`, in the
+    /// whole and in its queue.
+    fn count(&mut self, queue: u32, s: JobState, up: bool) {
+        for counts in [&mut self.counts, &mut self.queues[queue as usize].counts] {
+            let n = match s {
+                JobState::Pending => &mut counts.pending,
+                JobState::InFlight => &mut counts.in_flight,
+                JobState::Completed => &mut counts.completed,
+                JobState::Dead => &mut counts.dead,
+                JobState::Cancelled => &mut counts.cancelled,
+            };
+            match up {
+                true => *n += 1,
+                false => *n -= 1,
+            }
+        }
+    }
+
+    /// Notes that an id spells `number`, if that number is still to be
+    /// assigned (see `digit_ids`).
+    pub(crate) fn note_digit_id(&mut self, number: Option<u64>) {
+        if let Some(n) = number.filter(|&n| n >= self.next_seq) {
+            self.digit_ids.insert(n);
         }
     }
 
@@ -208,9 +262,9 @@ impl State {
     /// counts, payload bytes and indexes in step. Clears its reservation:
     /// the record that was proposed about it is now applied.
     fn transition(&mut self, slot: u32, to: JobState, change: impl FnOnce(&mut Entry)) {
-        let from = self.table.get(slot).state;
-        *self.count_mut(from) -= 1;
-        *self.count_mut(to) += 1;
+        let (from, queue) = (self.table.get(slot).state, self.table.get(slot).queue);
+        self.count(queue, from, false);
+        self.count(queue, to, true);
         let active = |s: JobState| matches!(s, JobState::Pending | JobState::InFlight);
         let bytes = self
             .table
@@ -226,6 +280,8 @@ impl State {
         self.reindex(slot, |e| {
             e.state = to;
             e.reserved = false;
+            e.started = false;
+            e.suspect &= !to.is_final();
             change(e);
         });
     }

@@ -4,8 +4,8 @@
 use std::cmp::Reverse;
 
 use super::{ReadyKey, State, TimedKey};
-use crate::job::{JobId, JobState};
-use crate::table::{Entry, Place};
+use crate::job::{JobId, JobState, QueueName};
+use crate::table::{Entry, Holder, Place};
 use crate::time::UnixMillis;
 
 impl State {
@@ -20,7 +20,23 @@ impl State {
                 "id {id} is both remembered and live, or remembered twice"
             ));
         }
+        self.note_digit_id(id.number());
         self.remembered.insert(purged_at, id);
+        Ok(())
+    }
+
+    /// Restores a queue's pause from a snapshot (after the jobs).
+    pub(crate) fn restore_pause(
+        &mut self,
+        queue: &QueueName,
+        until: UnixMillis,
+    ) -> Result<(), String> {
+        let q = self.queue_index(queue);
+        if until == 0 || self.queues[q as usize].paused_until != 0 {
+            return Err(format!("queue {queue} is paused until 0, or twice"));
+        }
+        self.queues[q as usize].paused_until = until;
+        self.pauses.insert((until, q));
         Ok(())
     }
 
@@ -31,6 +47,7 @@ impl State {
         Restorer {
             ready: vec![Vec::new(); self.queues.len()],
             keys: Vec::with_capacity(capacity),
+            by_seq: Vec::with_capacity(capacity),
             state: self,
             scheduled: Vec::new(),
             leases: Vec::new(),
@@ -48,6 +65,8 @@ pub(crate) struct Restorer<'a> {
     state: &'a mut State,
     /// `(id hash, slot)` of every job, indexed in bulk at the end.
     keys: Vec<(u32, u32)>,
+    /// `(seq, slot)` of every job, indexed in bulk at the end.
+    by_seq: Vec<(u64, u32)>,
     ready: Vec<Vec<ReadyKey>>,
     scheduled: Vec<TimedKey>,
     leases: Vec<TimedKey>,
@@ -77,6 +96,7 @@ impl Restorer<'_> {
             || entry.attempt > entry.max_attempts
             || entry.max_attempts == 0
             || (entry.state == JobState::InFlight && entry.attempt == 0)
+            || (entry.started && entry.state != JobState::InFlight)
         {
             return Err(format!(
                 "job {id} has an impossible sequence number or attempt count"
@@ -93,14 +113,21 @@ impl Restorer<'_> {
         let place = s.desired_place(&entry);
         let (seq, state_at, state) = (entry.seq, entry.state_at, entry.state);
         let (queue, priority, run_at) = (entry.queue, entry.priority, entry.run_at);
+        let number = entry.id.number();
         let (slot, hash) = s.table.push_unindexed(Entry {
             place,
             reserved: false,
-            held: false,
+            holder: Holder::None,
+            suspect: false,
             ..entry
         });
         self.keys.push((hash, slot));
-        *s.count_mut(state) += 1;
+        self.by_seq.push((seq, slot));
+        s.note_digit_id(number);
+        s.count(queue, state, true);
+        if place == Place::Scheduled {
+            s.queues[queue as usize].scheduled += 1;
+        }
         if active {
             s.pending_payload_bytes += bytes;
         }
@@ -132,6 +159,11 @@ impl Restorer<'_> {
         s.table
             .index_bulk(self.keys)
             .map_err(|id| format!("job {id} appears twice"))?;
+        let seqs = self.by_seq.len();
+        s.by_seq = self.by_seq.into_iter().collect();
+        if s.by_seq.len() != seqs {
+            return Err("two jobs have one sequence number".into());
+        }
         for (q, keys) in s.queues.iter_mut().zip(self.ready) {
             q.ready = keys.into_iter().collect();
         }

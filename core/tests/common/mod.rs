@@ -109,8 +109,19 @@ pub fn reply(req: u64, reply: Reply) -> Effect {
     }
 }
 
-/// The dispatch record of attempt `attempt` of `i` proposed at `at`.
+/// The dispatch record of attempt `attempt` of `i` proposed at `at` for
+/// a free worker (it counts at once).
 pub fn dispatch(lsn: u64, at: u64, i: &str, attempt: u32) -> Effect {
+    dispatch_op(lsn, at, i, attempt, true)
+}
+
+/// The dispatch record of attempt `attempt` of `i` proposed at `at` ahead
+/// of a free worker (it counts once started).
+pub fn dispatch_ahead(lsn: u64, at: u64, i: &str, attempt: u32) -> Effect {
+    dispatch_op(lsn, at, i, attempt, false)
+}
+
+fn dispatch_op(lsn: u64, at: u64, i: &str, attempt: u32, started: bool) -> Effect {
     append(
         lsn,
         at,
@@ -118,8 +129,14 @@ pub fn dispatch(lsn: u64, at: u64, i: &str, attempt: u32) -> Effect {
             id: id(i),
             attempt,
             lease_until: at + 110,
+            started,
         },
     )
+}
+
+/// The start record of attempt `attempt` of `i`, dispatched ahead.
+pub fn start(lsn: u64, at: u64, i: &str, attempt: u32) -> Effect {
+    append(lsn, at, Op::Start { id: id(i), attempt })
 }
 
 pub fn execute(i: &str, attempt: u32) -> Effect {

@@ -1,0 +1,422 @@
+//! External workers: `Lease` hands ready jobs to a worker outside the
+//! process, one attempt each, under a lease whose id is the LSN of the
+//! attempt's dispatch record. The dispatch counts the attempt (the worker
+//! has it the moment the reply goes out) and is durable before the reply.
+//!
+//! A lease's deadline is the time its worker is told (the reply, once
+//! every dispatch of the request is durable) plus the job's timeout
+//! (heartbeats move it, see `fencing`); it expires at the deadline plus the
+//! lease slack, a grace for the network. Leases live in memory
+//! only: after a restart every earlier lease id is unknown, and its job's
+//! attempt was interrupted like any other.
+//!
+//! A request that finds nothing ready may wait, first come first served:
+//! as jobs become ready they go to the waiting requests before the pool
+//! dispatches ahead of its free workers (see `dispatch`); at its
+//! `wait_until` a request still waiting is answered with no jobs.
+//! Everything here is bounded: requests waiting, jobs per request, queues
+//! per request, holder text, ended leases remembered (see `fencing`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use foldhash::fast::FixedState;
+
+use super::Core;
+use super::proposals::{Answer, Origin, reply};
+use crate::job::QueueName;
+use crate::protocol::{
+    Effect, HOLDER_BYTES_MAX, LEASE_QUEUES_MAX, LeaseId, LeasedJob, Rejection, Reply, RequestId,
+};
+use crate::record::{Lsn, Op};
+use crate::stats::{LEASE_LIST_MAX, LeaseCounters, LeaseList, LeaseView};
+use crate::table::Holder;
+use crate::time::UnixMillis;
+
+/// How a lease ended, remembered so a retry is answered as the first was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
+    Completed,
+    Failed,
+    Expired,
+    Returned,
+}
+
+/// A current lease.
+pub(super) struct Held {
+    pub slot: u32,
+    pub attempt: u32,
+    pub holder: Arc<str>,
+    pub started_at: UnixMillis,
+    pub lease_until: UnixMillis,
+    /// `lease_until` plus the lease slack.
+    pub expiry: UnixMillis,
+    /// Its end (and that record's LSN), on its way to the log.
+    pub ending: Option<(End, Lsn)>,
+}
+
+/// A lease request waiting for jobs.
+struct Waiter {
+    req: RequestId,
+    queues: Vec<QueueName>,
+    max: u32,
+    wait_until: UnixMillis,
+    holder: Arc<str>,
+}
+
+/// External leases and lease requests.
+pub(super) struct External {
+    /// Current leases by id.
+    pub current: BTreeMap<LeaseId, Held>,
+    /// The lease of each job (by slot) that has one.
+    pub by_slot: HashMap<u32, LeaseId, FixedState>,
+    /// `(expiry, lease)` of current leases with no end on its way.
+    pub expiries: BTreeSet<(UnixMillis, LeaseId)>,
+    /// Ended leases, oldest first, and how each ended (`fencing`).
+    pub ended: HashMap<LeaseId, End, FixedState>,
+    pub ended_order: VecDeque<LeaseId>,
+    /// Lease requests waiting for jobs, first come first served.
+    waiters: VecDeque<Waiter>,
+    /// `(wait_until, req)` of every waiting request.
+    waiter_deadlines: BTreeSet<(UnixMillis, RequestId)>,
+    /// How many waiting requests name each queue.
+    waited: BTreeMap<QueueName, usize>,
+    /// The holders of lease dispatches on their way to the log, by LSN.
+    proposed: HashMap<Lsn, Arc<str>, FixedState>,
+    /// Leases granted (their dispatch durable) whose request has not been
+    /// answered yet, with their job's slot and holder: a lease's clock
+    /// starts when its worker is told.
+    granted: HashMap<LeaseId, (u32, Arc<str>), FixedState>,
+    pub counters: LeaseCounters,
+}
+
+impl External {
+    pub(super) fn new(seed: u64) -> External {
+        let hasher = || FixedState::with_seed(seed ^ 0x2545_f491);
+        External {
+            current: BTreeMap::new(),
+            by_slot: HashMap::with_hasher(hasher()),
+            expiries: BTreeSet::new(),
+            ended: HashMap::with_hasher(hasher()),
+            ended_order: VecDeque::new(),
+            waiters: VecDeque::new(),
+            waiter_deadlines: BTreeSet::new(),
+            waited: BTreeMap::new(),
+            proposed: HashMap::with_hasher(hasher()),
+            granted: HashMap::with_hasher(hasher()),
+            counters: LeaseCounters::default(),
+        }
+    }
+
+    /// Attempts held through leases: current ones, granted ones not yet
+    /// told, and lease dispatches on their way to the log.
+    pub(super) fn held_count(&self) -> u64 {
+        (self.current.len() + self.granted.len() + self.proposed.len()) as u64
+    }
+
+    /// The deadline of the lease on the job in `slot`.
+    pub(super) fn deadline_of(&self, slot: u32) -> Option<UnixMillis> {
+        let lease = self.by_slot.get(&slot)?;
+        self.current.get(lease).map(|h| h.lease_until)
+    }
+
+    /// The soonest expiry of a current lease.
+    pub(super) fn first_expiry(&self) -> Option<UnixMillis> {
+        self.expiries.first().map(|&(t, _)| t)
+    }
+
+    /// The soonest end of a request's wait.
+    pub(super) fn first_wait_end(&self) -> Option<UnixMillis> {
+        self.waiter_deadlines.first().map(|&(t, _)| t)
+    }
+
+    /// Forgets the waiting request `req`, if it waits (its client is gone).
+    pub(super) fn withdraw(&mut self, req: RequestId) {
+        if let Some(i) = self.waiters.iter().position(|w| w.req == req) {
+            self.take_waiter(i);
+        }
+    }
+
+    /// Removes the `i`-th waiting request.
+    fn take_waiter(&mut self, i: usize) -> Option<Waiter> {
+        let w = self.waiters.remove(i)?;
+        self.waiter_deadlines.remove(&(w.wait_until, w.req));
+        for q in &w.queues {
+            if let Some(n) = self.waited.get_mut(q) {
+                *n -= 1;
+                if *n == 0 {
+                    self.waited.remove(q);
+                }
+            }
+        }
+        self.counters.waiting = self.waiters.len() as u64;
+        Some(w)
+    }
+
+    fn push_waiter(&mut self, w: Waiter) {
+        self.waiter_deadlines.insert((w.wait_until, w.req));
+        for q in &w.queues {
+            *self.waited.entry(q.clone()).or_default() += 1;
+        }
+        self.waiters.push_back(w);
+        self.counters.waiting = self.waiters.len() as u64;
+    }
+
+    /// A lease dispatch at `lsn` will never be applied.
+    pub(super) fn dispatch_refused(&mut self, lsn: Lsn) {
+        self.proposed.remove(&lsn);
+    }
+}
+
+impl Core {
+    /// Hands up to `max` ready jobs of `queues` to an external worker,
+    /// or waits for some, or answers with none.
+    pub(super) fn on_lease(
+        &mut self,
+        req: RequestId,
+        (queues, max): (Vec<QueueName>, u32),
+        wait_until: Option<UnixMillis>,
+        holder: &str,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Err(rejection) = self.check_lease(&queues, max, wait_until, holder) {
+            return reply(out, req, Reply::Leased(Err(rejection)));
+        }
+        let holder: Arc<str> = holder.into();
+        let slots = self.pick_ready(&queues, max);
+        if !slots.is_empty() {
+            return self.grant(req, slots, &holder, out);
+        }
+        match wait_until.filter(|&t| t > self.state.now) {
+            None => reply(out, req, Reply::Leased(Ok(Vec::new()))),
+            Some(wait_until) => self.external.push_waiter(Waiter {
+                req,
+                queues,
+                max,
+                wait_until,
+                holder,
+            }),
+        }
+    }
+
+    /// Why a lease request is refused, if it is.
+    fn check_lease(
+        &self,
+        queues: &[QueueName],
+        max: u32,
+        wait_until: Option<UnixMillis>,
+        holder: &str,
+    ) -> Result<(), Rejection> {
+        let l = &self.config.limits;
+        let invalid = |field: &str, reason: String| Rejection::Invalid {
+            index: None,
+            field: field.into(),
+            reason,
+        };
+        if self.stopping {
+            return Err(Rejection::Stopping);
+        }
+        if queues.is_empty() || queues.len() > LEASE_QUEUES_MAX {
+            let reason = format!("name 1 to {LEASE_QUEUES_MAX} queues, got {}", queues.len());
+            return Err(invalid("queues", reason));
+        }
+        if max == 0 || max > l.lease_batch_max {
+            let reason = format!("must be 1 to {}, got {max}", l.lease_batch_max);
+            return Err(invalid("max", reason));
+        }
+        if holder.len() > HOLDER_BYTES_MAX || holder.chars().any(char::is_control) {
+            let reason = format!(
+                "must be at most {HOLDER_BYTES_MAX} bytes without control characters, got {} bytes",
+                holder.len()
+            );
+            return Err(invalid("holder", reason));
+        }
+        let wait_ms = wait_until.map_or(0, |t| t.saturating_sub(self.state.now));
+        if wait_ms > l.lease_wait_max_ms {
+            let reason = format!(
+                "is {wait_ms} ms away; the limit is {} ms: wait less, and ask again if nothing came",
+                l.lease_wait_max_ms
+            );
+            return Err(invalid("wait_until", reason));
+        }
+        if wait_ms > 0 && self.external.waiters.len() as u64 >= l.lease_waiters_max {
+            return Err(Rejection::Busy {
+                reason: format!(
+                    "{} lease requests are waiting for jobs already, the limit",
+                    self.external.waiters.len()
+                ),
+                retry_after_ms: 1_000,
+            });
+        }
+        Ok(())
+    }
+
+    /// Up to `max` ready jobs of `queues`, round-robin over them (highest
+    /// priority, then oldest, within one), each reserved as it is taken.
+    fn pick_ready(&mut self, queues: &[QueueName], max: u32) -> Vec<u32> {
+        let mut ixs: Vec<u32> = Vec::with_capacity(queues.len());
+        for ix in queues.iter().filter_map(|q| self.state.queue_ix.get(q)) {
+            if !ixs.contains(ix) {
+                ixs.push(*ix);
+            }
+        }
+        let mut slots = Vec::new();
+        let mut idle = 0;
+        let mut i = 0;
+        while slots.len() < max as usize && idle < ixs.len() {
+            let q = ixs[i % ixs.len()];
+            i += 1;
+            let head = self.state.queues[q as usize].ready.first();
+            let Some(&(_, _, slot)) = head.filter(|_| self.hands_out(q)) else {
+                idle += 1;
+                continue;
+            };
+            idle = 0;
+            self.state.reindex(slot, |e| {
+                e.reserved = true;
+                e.holder = Holder::Lease;
+            });
+            slots.push(slot);
+        }
+        slots
+    }
+
+    /// Proposes a dispatch (that counts the attempt) for each reserved job
+    /// in `slots`; the request is answered once the last is durable.
+    fn grant(&mut self, req: RequestId, slots: Vec<u32>, holder: &Arc<str>, out: &mut Vec<Effect>) {
+        let mut lsns = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let e = self.state.table.get(slot);
+            let op = Op::Dispatch {
+                id: e.id.clone(),
+                attempt: e.attempt + 1,
+                lease_until: self.lease_until(e.timeout_ms),
+                started: true,
+            };
+            let lsn = self.propose(op, Origin::Lease, out);
+            self.external.proposed.insert(lsn, Arc::clone(holder));
+            lsns.push(lsn);
+        }
+        if let Some(&last) = lsns.last() {
+            self.wait(last, req, Answer::Leased(lsns), out);
+        }
+    }
+
+    /// Serves the waiting requests, first come first served, while a
+    /// queue one of them names has a job to give.
+    pub(super) fn serve_waiters(&mut self, out: &mut Vec<Effect>) {
+        let mut i = 0;
+        while i < self.external.waiters.len() && self.a_waited_queue_is_ready() {
+            let w = &self.external.waiters[i];
+            let (queues, max) = (w.queues.clone(), w.max);
+            let slots = self.pick_ready(&queues, max);
+            if slots.is_empty() {
+                i += 1;
+                continue;
+            }
+            if let Some(w) = self.external.take_waiter(i) {
+                self.grant(w.req, slots, &w.holder, out);
+            }
+        }
+    }
+
+    /// Whether a queue some request waits for has a job to give.
+    fn a_waited_queue_is_ready(&self) -> bool {
+        self.external.waited.keys().any(|q| {
+            self.state.queue_ix.get(q).is_some_and(|&ix| {
+                self.hands_out(ix) && self.state.queues[ix as usize].ready.len() > 0
+            })
+        })
+    }
+
+    /// Answers the requests whose wait is over with no jobs.
+    pub(super) fn answer_due_waiters(&mut self, out: &mut Vec<Effect>) {
+        let now = self.state.now;
+        while let Some(&(t, req)) = self.external.waiter_deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.external.withdraw(req);
+            reply(out, req, Reply::Leased(Ok(Vec::new())));
+        }
+    }
+
+    /// Graceful shutdown: nothing more is dispatched or leased; waiting
+    /// lease requests are told so.
+    pub(super) fn on_stop_dispatching(&mut self, out: &mut Vec<Effect>) {
+        self.stopping = true;
+        while let Some(w) = self.external.take_waiter(0) {
+            reply(out, w.req, Reply::Leased(Err(Rejection::Stopping)));
+        }
+    }
+
+    /// The lease dispatch at `lsn` of the job in `slot` is durable: the
+    /// lease is granted, and delivered with its request's answer.
+    pub(super) fn lease_granted(&mut self, lsn: Lsn, slot: u32) {
+        let x = &mut self.external;
+        let holder = x.proposed.remove(&lsn).unwrap_or_else(|| "".into());
+        x.granted.insert(lsn, (slot, holder));
+        x.counters.granted += 1;
+    }
+
+    /// Delivers the granted leases among `lsns` to their worker: each is
+    /// current from now, its deadline now plus its job's timeout.
+    pub(super) fn deliver(&mut self, lsns: &[Lsn]) -> Vec<LeasedJob> {
+        let now = self.state.now;
+        let mut jobs = Vec::with_capacity(lsns.len());
+        for &lsn in lsns {
+            let Some((slot, holder)) = self.external.granted.remove(&lsn) else {
+                continue;
+            };
+            let e = self.state.table.get(slot);
+            let lease_until = now.saturating_add(e.timeout_ms);
+            let expiry = lease_until.saturating_add(self.config.lease_slack_ms);
+            let x = &mut self.external;
+            let held = Held {
+                slot,
+                attempt: e.attempt,
+                holder,
+                started_at: now,
+                lease_until,
+                expiry,
+                ending: None,
+            };
+            x.current.insert(lsn, held);
+            x.by_slot.insert(slot, lsn);
+            x.expiries.insert((expiry, lsn));
+            x.counters.active = x.current.len() as u64;
+            jobs.push(LeasedJob {
+                job: self.view(slot),
+                lease_id: lsn,
+                lease_until,
+            });
+        }
+        jobs
+    }
+
+    /// The current external leases, by id, at most [`LEASE_LIST_MAX`].
+    pub fn list_leases(&self) -> LeaseList {
+        let leases = self
+            .external
+            .current
+            .iter()
+            .take(LEASE_LIST_MAX)
+            .map(|(&lease_id, h)| {
+                let e = self.state.table.get(h.slot);
+                LeaseView {
+                    lease_id,
+                    id: e.id.clone(),
+                    queue: self.state.queues[e.queue as usize].name.clone(),
+                    attempt: h.attempt,
+                    holder: h.holder.to_string(),
+                    lease_until: h.lease_until,
+                    started_at: h.started_at,
+                }
+            })
+            .collect();
+        LeaseList {
+            leases,
+            total: self.external.current.len() as u64,
+        }
+    }
+}
