@@ -4,7 +4,7 @@
 //! kill and restart. No threads, no blocking: latency is a
 //! `tokio::time::sleep` (simulated time under madsim).
 //!
-//! The model (see ARCHITECTURE.md, "Simulation"):
+//! The model (docs/simulation.md says how the simulator uses it):
 //! - every file has a page-cache view (what reads see) and a durable view;
 //!   unsynced operations are kept in order, split into 512-byte sectors;
 //! - [`SimDisk::crash_process`]: page cache survives, old handles die;
