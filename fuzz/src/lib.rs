@@ -8,6 +8,7 @@
 //! `fuzz_targets/` are one line each, so a failing input can be replayed
 //! from a plain test as well.
 
+pub mod beanstalk;
 pub mod body;
 pub mod codec;
 pub mod seeds;

@@ -400,6 +400,29 @@ const CONFIGS: &[(&str, &str)] = &[
     ("unknown-key", "wrokers = 3\n"),
 ];
 
+/// beanstalkd sessions: (name, body-size byte, chunk byte, stream); see
+/// `beanstalk::check_beanstalk` for what the two bytes pick.
+const SESSIONS: &[(&str, u8, u8, &str)] = &[
+    (
+        "every-command",
+        0,
+        63,
+        "use jobs\r\nput 0 0 60 5\r\nhello\r\nwatch jobs\r\nignore default\r\nreserve\r\nreserve-with-timeout 0\r\nreserve-job 1\r\ntouch 1\r\nrelease 1 10 0\r\nbury 1 5\r\nkick 3\r\nkick-job 1\r\ndelete 1\r\npeek 1\r\npeek-ready\r\npeek-delayed\r\npeek-buried\r\nstats-job 1\r\nstats-tube jobs\r\nstats\r\nlist-tubes\r\nlist-tube-used\r\nlist-tubes-watched\r\npause-tube jobs 1\r\nquit\r\n",
+    ),
+    (
+        "refusals",
+        9,
+        2,
+        "bogus\r\nput 0 0 60 20\r\ntoo big for eight..\r\nput 0 0 60 2\r\nabc\r\nput x\r\nstats\r\r\n",
+    ),
+    (
+        "lenient-numbers",
+        0,
+        7,
+        "reserve-with-timeout  -1\r\npause-tubedefault 0\r\nput 4294967296 0 0 1\r\nx\r\n",
+    ),
+];
+
 /// Every seed, built afresh.
 pub fn all() -> Vec<Seed> {
     let (records, midway, end) = workload();
@@ -411,6 +434,11 @@ pub fn all() -> Vec<Seed> {
     }
     for (name, text) in CONFIGS {
         out.push(("settings", name.to_string(), text.as_bytes().to_vec()));
+    }
+    for (name, size, chunk, stream) in SESSIONS {
+        let mut bytes = vec![*size, *chunk];
+        bytes.extend_from_slice(stream.as_bytes());
+        out.push(("beanstalk_command", name.to_string(), bytes));
     }
     out
 }

@@ -13,7 +13,7 @@ fn check(target: &str) -> fn(&[u8]) {
         "snapshot" => beaver_fuzz::codec::check_snapshot,
         "job_body" => beaver_fuzz::body::check_body,
         "settings" => beaver_fuzz::settings::check_settings,
-        // "beanstalk_command" => ..., once cli/src/beanstalk/ lands (docs/fuzzing.md).
+        "beanstalk_command" => beaver_fuzz::beanstalk::check_beanstalk,
         other => panic!("no target {other}"),
     }
 }
