@@ -338,10 +338,11 @@ async fn read_body(body: Body, limits: &HttpLimits) -> Result<Bytes, ApiError> {
     path = "/v1/jobs",
     tag = "jobs",
     request_body(
-        description = "One job object, a non-empty array of them (`application/json`, the default for any other content type), or one job object per line (`application/x-ndjson`; blank lines skipped)",
+        description = "One job object or a non-empty array of them, or, with `Content-Type: application/x-ndjson`, one job object per line (blank lines skipped). Any other content type, or none, is read as JSON (so `curl -d` works as is)",
         content(
             (crate::openapi::EnqueueBody = "application/json"),
             (crate::openapi::NdjsonBody = "application/x-ndjson"),
+            (crate::openapi::EnqueueBody = "*/*"),
         ),
     ),
     responses(
