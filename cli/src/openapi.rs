@@ -204,6 +204,13 @@ fn typed(t: Type, nullable: bool) -> ObjectBuilder {
 /// [`beaver_core::JobId::parse`]).
 const ID_CHARS: &str = "!-\"$&-.0->@-~";
 
+/// [`ID_CHARS`] but the digits: a client's id holds one (ids of digits only
+/// are job numbers, [`beaver_core::JobId::from_client`]).
+const NON_DIGIT: &str = "!-\"$&-.:->@-~";
+
+/// [`NON_DIGIT`] but `~`, which starts only ids beaver assigned.
+const FIRST: &str = "!-\"$&-.:->@-}";
+
 /// The job object of an enqueue, as [`crate::parse::parse_job`] takes it.
 pub struct JobRequest;
 
@@ -218,11 +225,14 @@ impl PartialSchema for JobRequest {
         let id = typed(Type::String, true)
             .min_length(Some(1))
             .max_length(Some(JOB_ID_BYTES_MAX))
-            .pattern(Some(format!("^[{}][{ID_CHARS}]*$", "!-\"$&-.0->@-}")))
+            .pattern(Some(format!(
+                "^(?:[{FIRST}][{ID_CHARS}]*|[0-9]+[{NON_DIGIT}][{ID_CHARS}]*)$"
+            )))
             .description(Some(
-                "The job's id: printable ASCII without spaces or `/ ? # %`, not starting with \
-                 `~` (beaver's own ids). Left out or `null`: beaver assigns one. A known id \
-                 adds nothing and answers `duplicate: true`.",
+                "The job's id: printable ASCII without spaces or `/ ? # %`, neither digits only \
+                 (beaver's job numbers) nor starting with `~` (beaver's own ids). Left out or \
+                 `null`: beaver assigns a number. A known id adds nothing and answers \
+                 `duplicate: true`.",
             ));
         let queue = typed(Type::String, true)
             .min_length(Some(1))
@@ -344,7 +354,7 @@ impl IntoParams for JobIdParam {
                 .parameter_in(ParameterIn::Path)
                 .required(Required::True)
                 .description(Some(
-                    "The job's id (given by the client, or assigned, starting with `~`)",
+                    "The job's id (given by the client, or the number beaver assigned)",
                 ))
                 .schema(Some(schema))
                 .build(),

@@ -418,9 +418,10 @@ pub struct ErrorDoc {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// `invalid`, `too_large`, `busy`, `not_found`, `conflict`, `storage`,
-    /// `stopping`, `unauthorized`, `timeout` or `method_not_allowed`.
+    /// `stopping`, `unauthorized`, `timeout`, `method_not_allowed` or
+    /// `lease_lost`.
     #[schema(
-        pattern = "^(invalid|too_large|busy|not_found|conflict|storage|stopping|unauthorized|timeout|method_not_allowed)$"
+        pattern = "^(invalid|too_large|busy|not_found|conflict|lease_lost|storage|stopping|unauthorized|timeout|method_not_allowed)$"
     )]
     pub kind: String,
     /// What is wrong and what to do.

@@ -24,7 +24,7 @@ KINDS = {
     404: {"not_found"},
     405: {"method_not_allowed"},
     408: {"timeout"},
-    409: {"conflict"},
+    409: {"conflict", "lease_lost"},
     413: {"too_large"},
     503: {"busy", "storage", "stopping"},
 }
