@@ -19,7 +19,6 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use beaver_core::{JobId, Rejection, RequeueTarget};
 use beaver_runtime::{Client, RecoveryReport};
 use serde::Serialize;
@@ -31,6 +30,9 @@ use crate::metrics::Metrics;
 use crate::parse::{BadJob, parse_body, parse_ndjson};
 use crate::schema::{EnqueuedDoc, EnqueuedJob, ErrorBody, ErrorDoc, JobDoc, StatusDoc};
 use crate::settings::HttpLimits;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What every handler shares (behind one `Arc`: each request clones it).
 #[derive(Clone)]
@@ -163,28 +165,46 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     }
 }
 
-/// The API router.
-pub fn api_router(state: AppState, token: Option<Arc<str>>) -> Router {
-    Router::new()
-        .route("/v1/jobs", post(enqueue))
-        .route("/v1/jobs/{id}", get(get_job))
-        .route("/v1/jobs/{id}/requeue", post(requeue_one))
-        .route("/v1/jobs/{id}/cancel", post(cancel))
-        .route("/v1/status", get(status))
-        .route("/v1/dead", get(list_dead))
-        .route("/v1/dead/requeue", post(requeue_all))
-        .route("/v1/ping", get(ping))
-        .route("/v1/admin/snapshot", post(snapshot))
+/// Every route of the API listener, each registered once with the
+/// `#[utoipa::path]` of its handler: the router and the OpenAPI document
+/// ([`crate::openapi`]) are both built from this list. A new route is one
+/// line here (and its handler's attribute).
+pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(enqueue))
+        .routes(routes!(get_job))
+        .routes(routes!(requeue_one))
+        .routes(routes!(cancel))
+        .routes(routes!(status))
+        .routes(routes!(list_dead))
+        .routes(routes!(requeue_all))
+        .routes(routes!(ping))
+        .routes(routes!(snapshot))
+        .routes(routes!(crate::openapi::serve))
+}
+
+/// Every route of the metrics listener, as [`api_routes`].
+pub fn metrics_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(metrics))
+}
+
+/// The API router before its state is given: [`api_routes`] with the
+/// fallbacks and the token check.
+pub fn api_router_stateless(token: Option<Arc<str>>) -> Router<Arc<AppState>> {
+    let (routes, _) = api_routes().split_for_parts();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(token, authorize))
-        .with_state(Arc::new(state))
 }
 
-/// The metrics router (`GET /metrics`). Any other path is answered 404
-/// with a message pointing at the API's address `api`: `/v1/status` asked
-/// of the metrics port is a wrong port, not a missing route.
-pub fn metrics_router(state: AppState, token: Option<Arc<str>>, api: SocketAddr) -> Router {
+/// The API router.
+pub fn api_router(state: AppState, token: Option<Arc<str>>) -> Router {
+    api_router_stateless(token).with_state(Arc::new(state))
+}
+
+/// The metrics router before its state is given (see [`metrics_router`]).
+pub fn metrics_router_stateless(token: Option<Arc<str>>, api: SocketAddr) -> Router<Arc<AppState>> {
     let elsewhere = move |method: Method, uri: axum::http::Uri| async move {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -195,12 +215,18 @@ pub fn metrics_router(state: AppState, token: Option<Arc<str>>, api: SocketAddr)
             ),
         )
     };
-    Router::new()
-        .route("/metrics", get(metrics))
+    let (routes, _) = metrics_routes().split_for_parts();
+    routes
         .fallback(elsewhere)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(token, authorize))
-        .with_state(Arc::new(state))
+}
+
+/// The metrics router (`GET /metrics`). Any other path is answered 404
+/// with a message pointing at the API's address `api`: `/v1/status` asked
+/// of the metrics port is a wrong port, not a missing route.
+pub fn metrics_router(state: AppState, token: Option<Arc<str>>, api: SocketAddr) -> Router {
+    metrics_router_stateless(token, api).with_state(Arc::new(state))
 }
 
 /// Compares in time independent of where the first difference is.
@@ -306,6 +332,26 @@ async fn read_body(body: Body, limits: &HttpLimits) -> Result<Bytes, ApiError> {
     }
 }
 
+/// `POST /v1/jobs`: all or nothing; answered once every job is durable.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    request_body(
+        description = "One job object or a non-empty array of them, or, with `Content-Type: application/x-ndjson`, one job object per line (blank lines skipped). Any other content type, or none, is read as JSON (so `curl -d` works as is)",
+        content(
+            (crate::openapi::EnqueueBody = "application/json"),
+            (crate::openapi::NdjsonBody = "application/x-ndjson"),
+            (crate::openapi::EnqueueBody = "*/*"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Every job is durable (fdatasync'd); a known id adds nothing and says `duplicate`", body = EnqueuedDoc),
+        (status = 400, description = "`invalid`: malformed JSON, a wrong type, an unknown field, a bad id or queue, a value out of the server's limits; `index` is the job's position, `field` the offending field; nothing was applied", body = ErrorDoc),
+        (status = 408, description = "`timeout`: the body took longer than `http.body_timeout_ms` to arrive", body = ErrorDoc),
+        (status = 413, description = "`too_large`: the body, a payload or the batch is over a limit; nothing was applied", body = ErrorDoc),
+    ),
+)]
 async fn enqueue(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     match enqueue_inner(&app, &headers, body).await {
         Ok(r) => r,
@@ -367,6 +413,18 @@ fn job_id(id: &str) -> Result<JobId, ApiError> {
     })
 }
 
+/// `GET /v1/jobs/{id}`: the job, with its payload while it holds one.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(crate::openapi::JobIdParam),
+    responses(
+        (status = 200, description = "The job", body = JobDoc),
+        (status = 400, description = "`invalid`: the id is not a valid job id (`field` is `id`)", body = ErrorDoc),
+        (status = 404, description = "`not_found`: no such job (never known, or purged)", body = ErrorDoc),
+    ),
+)]
 async fn get_job(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -378,11 +436,26 @@ async fn get_job(
     }
 }
 
-#[derive(Serialize)]
+/// The answer to a requeue.
+#[derive(Serialize, ToSchema)]
 struct Requeued {
+    /// How many dead jobs now run again with fresh attempts.
     requeued: u64,
 }
 
+/// `POST /v1/jobs/{id}/requeue`: a dead job runs again with fresh attempts.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/requeue",
+    tag = "jobs",
+    params(crate::openapi::JobIdParam),
+    responses(
+        (status = 200, description = "The job is pending again (`requeued` is 1)", body = Requeued),
+        (status = 400, description = "`invalid`: the id is not a valid job id", body = ErrorDoc),
+        (status = 404, description = "`not_found`: no such job", body = ErrorDoc),
+        (status = 409, description = "`conflict`: the job is not dead", body = ErrorDoc),
+    ),
+)]
 async fn requeue_one(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -392,17 +465,42 @@ async fn requeue_one(
     Ok(json(StatusCode::OK, &Requeued { requeued: n }))
 }
 
+/// `POST /v1/dead/requeue`: every dead job runs again.
+#[utoipa::path(
+    post,
+    path = "/v1/dead/requeue",
+    tag = "dead",
+    responses((status = 200, description = "How many dead jobs were requeued (0 when none)", body = Requeued)),
+)]
 async fn requeue_all(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let n = app.client.requeue(RequeueTarget::AllDead).await?;
     Ok(json(StatusCode::OK, &Requeued { requeued: n }))
 }
 
-#[derive(Serialize)]
+/// The answer to a cancel.
+#[derive(Serialize, ToSchema)]
 struct Cancelled {
+    /// The job.
     id: String,
+    /// Always `cancelled`.
+    #[schema(pattern = "^cancelled$")]
     state: &'static str,
 }
 
+/// `POST /v1/jobs/{id}/cancel`: a pending job (or one handed out but still
+/// waiting for a free worker) never runs; a retried cancel succeeds.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    params(crate::openapi::JobIdParam),
+    responses(
+        (status = 200, description = "The job is cancelled (also when it already was)", body = Cancelled),
+        (status = 400, description = "`invalid`: the id is not a valid job id", body = ErrorDoc),
+        (status = 404, description = "`not_found`: no such job", body = ErrorDoc),
+        (status = 409, description = "`conflict`: the job is running, completed or dead", body = ErrorDoc),
+    ),
+)]
 async fn cancel(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -424,23 +522,31 @@ async fn cancel(
     ))
 }
 
+/// The answer to a ping.
+#[derive(Serialize, ToSchema)]
+struct Pong {
+    /// Always true.
+    ok: bool,
+}
+
 /// `GET /v1/ping`: answers at once, touching neither the engine nor the
 /// disk: the HTTP floor the benchmark compares every other route with, and
 /// a liveness probe.
+#[utoipa::path(
+    get,
+    path = "/v1/ping",
+    tag = "server",
+    responses((status = 200, description = "The server is up (`{\"ok\": true}`)", body = Pong)),
+)]
 async fn ping() -> Response {
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        "{\"ok\":true}\n",
-    )
-        .into_response()
+    json(StatusCode::OK, &Pong { ok: true })
 }
 
-#[derive(Serialize)]
+/// The answer to a snapshot request.
+#[derive(Serialize, ToSchema)]
 struct SnapshotStarted {
+    /// The LSN the snapshot will cover; `snapshot.lsn` of `/v1/status`
+    /// reaches it once the file is written.
     lsn: u64,
 }
 
@@ -448,6 +554,12 @@ struct SnapshotStarted {
 /// off the core's task) and answers with the LSN it will cover; it is
 /// written in the background (`snapshot.lsn` of `/v1/status` reaches `lsn`
 /// once it is).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/snapshot",
+    tag = "server",
+    responses((status = 200, description = "The snapshot started; it is written in the background", body = SnapshotStarted)),
+)]
 async fn snapshot(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let lsn = app.client.snapshot().await?;
     Ok(json(StatusCode::OK, &SnapshotStarted { lsn }))
@@ -460,15 +572,35 @@ pub async fn status_doc(app: &AppState) -> Result<StatusDoc, Rejection> {
     Ok(StatusDoc::from_engine(&st, &app.recovery, written))
 }
 
+/// `GET /v1/status`: what `beaver status --json` prints.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "server",
+    responses((status = 200, description = "The live status document", body = StatusDoc)),
+)]
 async fn status(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
     Ok(json(StatusCode::OK, &status_doc(&app).await?))
 }
 
-#[derive(Serialize)]
+/// Dead jobs, newest first.
+#[derive(Serialize, ToSchema)]
 struct DeadList {
+    /// At most `limit`; each with `payload` `null` (the job keeps it).
     jobs: Vec<JobDoc>,
 }
 
+/// `GET /v1/dead?limit=N`: dead jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/dead",
+    tag = "dead",
+    params(crate::openapi::DeadQuery),
+    responses(
+        (status = 200, description = "Dead jobs, newest first", body = DeadList),
+        (status = 400, description = "`invalid`: `limit` is not a whole number from 1 to 1000, or a parameter other than `limit` was given (`field` names it)", body = ErrorDoc),
+    ),
+)]
 async fn list_dead(
     State(app): State<Arc<AppState>>,
     RawQuery(q): RawQuery,
@@ -508,6 +640,13 @@ async fn list_dead(
     Ok(json(StatusCode::OK, &doc))
 }
 
+/// `GET /metrics` on the metrics listener.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    responses((status = 200, description = "Prometheus metrics (text exposition format 0.0.4). Served on the metrics listener (`--metrics-listen`), not the API's", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)),
+)]
 async fn metrics(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let st = app.client.status().await?;
     let text = app.metrics.render(&st);

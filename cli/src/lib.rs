@@ -15,6 +15,7 @@ pub mod human;
 pub mod lock;
 pub mod metrics;
 pub mod offline;
+pub mod openapi;
 pub mod parse;
 pub mod rodisk;
 pub mod schema;

@@ -11,12 +11,13 @@ use beaver_core::{JobView, Status};
 use beaver_runtime::{EngineStatus, RecoveryReport};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 /// The version of the documents below.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One job (`GET /v1/jobs/{id}`, `beaver job ID --json`).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobDoc {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -25,6 +26,7 @@ pub struct JobDoc {
     /// The queue.
     pub queue: String,
     /// `pending`, `in_flight`, `completed`, `dead` or `cancelled`.
+    #[schema(pattern = "^(pending|in_flight|completed|dead|cancelled)$")]
     pub state: String,
     /// Higher runs first.
     pub priority: i32,
@@ -39,13 +41,17 @@ pub struct JobDoc {
     /// When it may next run (meaningful while pending).
     pub run_at_ms: u64,
     /// The lease deadline while in flight.
+    #[schema(required = true)]
     pub lease_until_ms: Option<u64>,
     /// When it reached a final state.
+    #[schema(required = true)]
     pub finished_at_ms: Option<u64>,
     /// The latest failed attempt's error.
+    #[schema(required = true)]
     pub last_error: Option<String>,
     /// The payload, as sent; `null` once completed or cancelled (released),
     /// and in lists.
+    #[schema(value_type = Option<serde_json::Value>, required = true)]
     pub payload: Option<Box<RawValue>>,
 }
 
@@ -81,7 +87,7 @@ impl JobDoc {
 }
 
 /// Jobs per state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobCounts {
     /// Waiting to run (ready or scheduled).
     pub pending: u64,
@@ -103,7 +109,7 @@ impl JobCounts {
 }
 
 /// Counters since the server started (applied, durable transitions).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TotalsDoc {
     /// Jobs accepted.
     pub enqueued: u64,
@@ -122,7 +128,7 @@ pub struct TotalsDoc {
 }
 
 /// A job in flight.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LeaseDoc {
     /// The job.
     pub id: String,
@@ -130,11 +136,12 @@ pub struct LeaseDoc {
     pub attempt: u32,
     /// When its lease expires; `null` while it waits for a free worker
     /// (its lease starts when it does).
+    #[schema(required = true)]
     pub lease_until_ms: Option<u64>,
 }
 
 /// A dead job in the status page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeadDoc {
     /// The job.
     pub id: String,
@@ -145,13 +152,15 @@ pub struct DeadDoc {
     /// Attempts allowed.
     pub max_attempts: u32,
     /// When it died.
+    #[schema(required = true)]
     pub finished_at_ms: Option<u64>,
     /// The last attempt's error.
+    #[schema(required = true)]
     pub last_error: Option<String>,
 }
 
 /// The write-ahead log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WalDoc {
     /// Bytes of segment files on disk (preallocated size).
     pub bytes: u64,
@@ -162,22 +171,26 @@ pub struct WalDoc {
 }
 
 /// The newest snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SnapshotDoc {
     /// The LSN it covers (`null`: none).
+    #[schema(required = true)]
     pub lsn: Option<u64>,
     /// When its file was written (`null`: none).
+    #[schema(required = true)]
     pub written_at_ms: Option<u64>,
     /// How long ago that was.
+    #[schema(required = true)]
     pub age_ms: Option<u64>,
 }
 
 /// The last start-up recovery of a live server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RecoveryDoc {
     /// How long it took.
     pub duration_ms: u64,
     /// The snapshot it started from.
+    #[schema(required = true)]
     pub snapshot_lsn: Option<u64>,
     /// WAL records replayed after it.
     pub replayed_records: u64,
@@ -200,18 +213,19 @@ impl From<&RecoveryReport> for RecoveryDoc {
 }
 
 /// One snapshot file found in a stopped server's data dir.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SnapshotFileDoc {
     /// The file name.
     pub file: String,
     /// The LSN its name gives.
     pub lsn: u64,
     /// Why it does not validate (`null`: it does).
+    #[schema(required = true)]
     pub problem: Option<String>,
 }
 
 /// What `status --data-dir` found in a stopped server's files.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DataDirDoc {
     /// The data dir.
     pub path: String,
@@ -222,6 +236,7 @@ pub struct DataDirDoc {
     /// Bytes of torn tail a restart would discard.
     pub torn_bytes: u64,
     /// LSNs the log holds (first, last), `null` when empty.
+    #[schema(value_type = Option<Vec<u64>>, required = true)]
     pub log_lsns: Option<(u64, u64)>,
     /// The highest LSN the log vouches was acknowledged.
     pub watermark: u64,
@@ -234,11 +249,12 @@ pub struct DataDirDoc {
 }
 
 /// The status document (`GET /v1/status`, `beaver status --json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StatusDoc {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
     /// `server` (a live server answered) or `data_dir` (files read).
+    #[schema(pattern = "^(server|data_dir)$")]
     pub source: String,
     /// The queue's clock: the latest time it has seen.
     pub now_ms: u64,
@@ -255,6 +271,7 @@ pub struct StatusDoc {
     /// Whether new jobs are refused because the disk is in its reserve.
     pub disk_full: bool,
     /// Counters since start (`null` for a data dir).
+    #[schema(required = true)]
     pub totals: Option<TotalsDoc>,
     /// In-flight jobs, soonest deadline first (at most 20).
     pub in_flight: Vec<LeaseDoc>,
@@ -265,12 +282,16 @@ pub struct StatusDoc {
     /// The newest snapshot.
     pub snapshot: SnapshotDoc,
     /// The last recovery (`null` for a data dir).
+    #[schema(required = true)]
     pub recovery: Option<RecoveryDoc>,
     /// The worker pool's size (`null` for a data dir).
+    #[schema(required = true)]
     pub workers: Option<u32>,
     /// Attempts running now (`null` for a data dir).
+    #[schema(required = true)]
     pub running: Option<u64>,
     /// What the files hold (`null` for a live server).
+    #[schema(required = true)]
     pub data_dir: Option<DataDirDoc>,
 }
 
@@ -371,14 +392,14 @@ impl StatusDoc {
 }
 
 /// The answer to an enqueue (`POST /v1/jobs`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EnqueuedDoc {
     /// One entry per job, in request order.
     pub jobs: Vec<EnqueuedJob>,
 }
 
 /// One job's answer to an enqueue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EnqueuedJob {
     /// The id (assigned if none was given).
     pub id: String,
@@ -387,24 +408,31 @@ pub struct EnqueuedJob {
 }
 
 /// Every error the API answers with: `{"error": {...}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDoc {
     /// The error.
     pub error: ErrorBody,
 }
 
 /// The body of an [`ErrorDoc`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// `invalid`, `too_large`, `busy`, `not_found`, `conflict`, `storage`,
-    /// `stopping`, `unauthorized`, `timeout` or `method_not_allowed`.
+    /// `stopping`, `unauthorized`, `timeout`, `method_not_allowed` or
+    /// `lease_lost`.
+    #[schema(
+        pattern = "^(invalid|too_large|busy|not_found|conflict|lease_lost|storage|stopping|unauthorized|timeout|method_not_allowed)$"
+    )]
     pub kind: String,
     /// What is wrong and what to do.
     pub message: String,
     /// The job's index in the batch, when one job is at fault.
+    #[schema(required = true)]
     pub index: Option<usize>,
     /// The offending field, when one field is at fault.
+    #[schema(required = true)]
     pub field: Option<String>,
     /// When to retry (503 only).
+    #[schema(required = true)]
     pub retry_after_ms: Option<u64>,
 }
