@@ -19,3 +19,4 @@ mod kill9;
 mod quickstart;
 mod ui;
 mod unattended;
+mod workers;
