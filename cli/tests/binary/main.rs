@@ -16,6 +16,7 @@ mod common;
 mod contrib;
 mod handler;
 mod kill9;
+mod python_worker;
 mod quickstart;
 mod ui;
 mod unattended;
