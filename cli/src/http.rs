@@ -34,6 +34,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod body;
+pub(crate) mod leases;
+pub(crate) mod queues;
+
 /// What every handler shares (behind one `Arc`: each request clones it).
 #[derive(Clone)]
 pub struct AppState {
@@ -47,6 +51,9 @@ pub struct AppState {
     pub limits: HttpLimits,
     /// The metrics, for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The engine's limits, which request bodies are checked against
+    /// before anything is sent to it.
+    pub queue_limits: beaver_core::Limits,
 }
 
 /// The largest `limit` of `GET /v1/dead`.
@@ -180,6 +187,18 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(requeue_all))
         .routes(routes!(ping))
         .routes(routes!(snapshot))
+        .routes(routes!(leases::lease, leases::list))
+        .routes(routes!(leases::heartbeat))
+        .routes(routes!(leases::complete))
+        .routes(routes!(leases::fail))
+        .routes(routes!(leases::heartbeat_batch))
+        .routes(routes!(leases::complete_batch))
+        .routes(routes!(leases::fail_batch))
+        .routes(routes!(queues::list))
+        .routes(routes!(queues::pause))
+        .routes(routes!(queues::resume))
+        .routes(routes!(queues::purge))
+        .routes(routes!(queues::jobs))
         .routes(routes!(crate::openapi::serve))
 }
 

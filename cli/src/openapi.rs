@@ -60,6 +60,8 @@ use crate::schema::ErrorDoc;
     tags(
         (name = "jobs", description = "Enqueueing and managing jobs"),
         (name = "dead", description = "Jobs out of attempts"),
+        (name = "workers", description = "External workers: lease jobs, renew, complete and fail them (one at a time or in batches)"),
+        (name = "queues", description = "Queue figures, pause, resume, purge and job listings"),
         (name = "server", description = "The server's state and upkeep"),
         (name = "metrics", description = "The metrics listener"),
     ),
@@ -384,6 +386,8 @@ impl IntoParams for DeadQuery {
         ]
     }
 }
+
+pub mod workers;
 
 #[cfg(test)]
 mod tests;

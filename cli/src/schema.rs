@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+mod workers;
+pub use workers::*;
+
 /// The version of the documents below.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -293,6 +296,12 @@ pub struct StatusDoc {
     /// What the files hold (`null` for a live server).
     #[schema(required = true)]
     pub data_dir: Option<DataDirDoc>,
+    /// Every queue that holds jobs or is paused, by name.
+    pub queues: Vec<QueueDoc>,
+    /// External lease figures since start (`null` for a data dir: leases
+    /// live in memory only).
+    #[schema(required = true)]
+    pub leases: Option<LeaseFiguresDoc>,
 }
 
 impl StatusDoc {
@@ -343,6 +352,8 @@ impl StatusDoc {
             workers: None,
             running: None,
             data_dir: None,
+            queues: q.queues.iter().map(QueueDoc::from).collect(),
+            leases: None,
         }
     }
 
@@ -387,6 +398,7 @@ impl StatusDoc {
         doc.recovery = Some(RecoveryDoc::from(recovery));
         doc.workers = Some(e.workers);
         doc.running = Some(e.running);
+        doc.leases = Some(LeaseFiguresDoc::from(&st.queue.stats.leases));
         doc
     }
 }

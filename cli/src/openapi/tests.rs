@@ -89,3 +89,44 @@ fn every_documented_route_is_under_v1_or_is_metrics() {
         assert!(path.starts_with("/v1/") || path == "/metrics", "{path}");
     }
 }
+
+/// The property names of a derived request schema.
+fn properties<T: utoipa::PartialSchema>() -> BTreeSet<String> {
+    let RefOr::T(Schema::Object(obj)) = T::schema() else {
+        panic!("a request schema is an object");
+    };
+    obj.properties.keys().cloned().collect()
+}
+
+fn names(fields: &[&str]) -> BTreeSet<String> {
+    fields.iter().map(|f| (*f).to_string()).collect()
+}
+
+#[test]
+fn the_worker_and_queue_schemas_have_the_fields_their_routes_take() {
+    use super::workers::*;
+    use crate::http::{leases, queues};
+    assert_eq!(properties::<LeaseRequest>(), names(&leases::LEASE_FIELDS));
+    assert_eq!(
+        properties::<HeartbeatRequest>(),
+        names(&leases::HEARTBEAT_FIELDS)
+    );
+    assert_eq!(properties::<FailRequest>(), names(&leases::FAIL_FIELDS));
+    let mut item = names(&leases::FAIL_FIELDS);
+    item.insert("lease_id".into());
+    assert_eq!(properties::<FailItem>(), item);
+    assert_eq!(
+        properties::<HeartbeatBatchRequest>(),
+        names(&leases::HEARTBEAT_BATCH_FIELDS)
+    );
+    assert_eq!(
+        properties::<CompleteBatchRequest>(),
+        names(&leases::BATCH_FIELDS)
+    );
+    assert_eq!(
+        properties::<FailBatchRequest>(),
+        names(&leases::BATCH_FIELDS)
+    );
+    assert_eq!(properties::<PauseRequest>(), names(&queues::PAUSE_FIELDS));
+    assert!(properties::<EmptyRequest>().is_empty());
+}

@@ -17,6 +17,8 @@ mod contrib;
 mod handler;
 mod kill9;
 mod openapi;
+mod python_worker;
 mod quickstart;
 mod ui;
 mod unattended;
+mod workers;
