@@ -10,7 +10,7 @@
 //! below [`probe::FAST_DISK_SYNCS_PER_SEC`] the run says its figures do not
 //! count. Timing is only ever reported, never asserted.
 
-mod conn;
+pub(crate) mod conn;
 mod load;
 mod probe;
 mod report;
