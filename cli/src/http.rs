@@ -32,6 +32,10 @@ use crate::parse::{BadJob, parse_body, parse_ndjson};
 use crate::schema::{EnqueuedDoc, EnqueuedJob, ErrorBody, ErrorDoc, JobDoc, StatusDoc};
 use crate::settings::HttpLimits;
 
+mod body;
+mod leases;
+mod queues;
+
 /// What every handler shares (behind one `Arc`: each request clones it).
 #[derive(Clone)]
 pub struct AppState {
@@ -45,6 +49,9 @@ pub struct AppState {
     pub limits: HttpLimits,
     /// The metrics, for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The engine's limits, which request bodies are checked against
+    /// before anything is sent to it.
+    pub queue_limits: beaver_core::Limits,
 }
 
 /// The largest `limit` of `GET /v1/dead`.
@@ -175,6 +182,18 @@ pub fn api_router(state: AppState, token: Option<Arc<str>>) -> Router {
         .route("/v1/dead/requeue", post(requeue_all))
         .route("/v1/ping", get(ping))
         .route("/v1/admin/snapshot", post(snapshot))
+        .route("/v1/leases", post(leases::lease).get(leases::list))
+        .route("/v1/leases/heartbeat", post(leases::heartbeat_batch))
+        .route("/v1/leases/complete", post(leases::complete_batch))
+        .route("/v1/leases/fail", post(leases::fail_batch))
+        .route("/v1/leases/{lease_id}/heartbeat", post(leases::heartbeat))
+        .route("/v1/leases/{lease_id}/complete", post(leases::complete))
+        .route("/v1/leases/{lease_id}/fail", post(leases::fail))
+        .route("/v1/queues", get(queues::list))
+        .route("/v1/queues/{name}/pause", post(queues::pause))
+        .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route("/v1/queues/{name}/purge", post(queues::purge))
+        .route("/v1/queues/{name}/jobs", get(queues::jobs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(token, authorize))

@@ -78,7 +78,7 @@ pub fn status(d: &StatusDoc, server: &str) -> String {
         d.ready,
         d.scheduled,
         j.in_flight,
-        in_flight_split(j.in_flight, d.running),
+        in_flight_split(j.in_flight, d.running, d.leases.map_or(0, |l| l.active)),
         j.completed,
         j.dead,
         j.cancelled
@@ -86,6 +86,19 @@ pub fn status(d: &StatusDoc, server: &str) -> String {
     if let (Some(w), Some(r)) = (d.workers, d.running) {
         let _ = writeln!(o, "workers    {w} ({r} running)");
     }
+    if let Some(l) = &d.leases {
+        let _ = writeln!(
+            o,
+            "leases     {} active; granted {}, renewed {}, expired {}, refused as lost {}; {} waiting",
+            l.active,
+            l.granted,
+            l.renewed,
+            l.expired,
+            l.refused_lost,
+            count(l.requests_waiting, "request")
+        );
+    }
+    queues(&mut o, d, now);
     if d.disk_full {
         let _ = writeln!(
             o,
@@ -176,21 +189,51 @@ pub fn status(d: &StatusDoc, server: &str) -> String {
     o
 }
 
-/// How many of the jobs in flight hold a worker and how many were handed
-/// out ahead and wait for one: ` (8 running, 64 waiting for a free
-/// worker)`. Empty when nobody waits or the running count is unknown (a
-/// stopped server's files). The two counts are read a moment apart, so the
-/// running one is capped by the in-flight one.
-pub fn in_flight_split(in_flight: u64, running: Option<u64>) -> String {
-    match running {
-        Some(r) if in_flight > r => {
-            format!(
-                " ({r} running, {} waiting for a free worker)",
-                in_flight - r
-            )
-        }
-        _ => String::new(),
+/// One line per queue (only when there is more than the default queue or
+/// a queue is paused: a single default queue repeats the jobs line).
+fn queues(o: &mut String, d: &StatusDoc, now: u64) {
+    let only_default = d.queues.len() == 1 && d.queues[0].name == "default" && !d.queues[0].paused;
+    if d.queues.is_empty() || only_default {
+        return;
     }
+    let width = d.queues.iter().map(|q| q.name.len()).max().unwrap_or(0);
+    let _ = writeln!(o, "queues");
+    for q in &d.queues {
+        let paused = match (q.paused, q.paused_until_ms) {
+            (false, _) => String::new(),
+            (true, None) => "  PAUSED until resumed".into(),
+            (true, Some(t)) => format!("  PAUSED for {}", span(t.saturating_sub(now))),
+        };
+        let _ = writeln!(
+            o,
+            "  {:width$}  pending {} (ready {}, scheduled {})  in flight {}  completed {}  dead {}  cancelled {}{paused}",
+            q.name, q.pending, q.ready, q.scheduled, q.in_flight, q.completed, q.dead, q.cancelled
+        );
+    }
+}
+
+/// How many of the jobs in flight hold a worker, how many are leased to
+/// external workers and how many were handed out ahead and wait for a
+/// worker: ` (8 running, 2 leased, 64 waiting for a free worker)`. Empty
+/// when none is leased or waiting, or the running count is unknown (a
+/// stopped server's files). The counts are read a moment apart, so the
+/// waiting one never goes below zero.
+pub fn in_flight_split(in_flight: u64, running: Option<u64>, leased: u64) -> String {
+    let Some(r) = running else {
+        return String::new();
+    };
+    let waiting = in_flight.saturating_sub(r).saturating_sub(leased);
+    if leased == 0 && waiting == 0 {
+        return String::new();
+    }
+    let mut parts = vec![format!("{r} running")];
+    if leased > 0 {
+        parts.push(format!("{leased} leased"));
+    }
+    if waiting > 0 {
+        parts.push(format!("{waiting} waiting for a free worker"));
+    }
+    format!(" ({})", parts.join(", "))
 }
 
 /// One job.
@@ -244,11 +287,16 @@ mod tests {
     #[test]
     fn jobs_waiting_for_a_worker_are_shown_apart_from_those_running() {
         assert_eq!(
-            in_flight_split(72, Some(8)),
+            in_flight_split(72, Some(8), 0),
             " (8 running, 64 waiting for a free worker)"
         );
-        assert_eq!(in_flight_split(8, Some(8)), "");
-        assert_eq!(in_flight_split(3, Some(5)), "", "read a moment apart");
-        assert_eq!(in_flight_split(3, None), "");
+        assert_eq!(in_flight_split(8, Some(8), 0), "");
+        assert_eq!(in_flight_split(3, Some(5), 0), "", "read a moment apart");
+        assert_eq!(in_flight_split(3, None, 0), "");
+        assert_eq!(in_flight_split(3, Some(0), 3), " (0 running, 3 leased)");
+        assert_eq!(
+            in_flight_split(10, Some(2), 3),
+            " (2 running, 3 leased, 5 waiting for a free worker)"
+        );
     }
 }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use beaver_core::Outcome;
 use beaver_runtime::{EngineStatus, Observer};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// The `outcome` label values of `beaver_job_duration_seconds`.
@@ -42,6 +42,7 @@ pub struct Metrics {
     jobs_dead: IntGauge,
     jobs_completed: IntGauge,
     disk_full: IntGauge,
+    leases: LeaseMetrics,
     /// Serializes scrape-time updates so two scrapes cannot double-count.
     scrape: Mutex<()>,
 }
@@ -213,6 +214,7 @@ impl Metrics {
                 "beaver_disk_full",
                 "1 while new jobs are refused because the disk is in its reserve.",
             )?,
+            leases: LeaseMetrics::new(&r)?,
             registry: r,
             scrape: Mutex::new(()),
         })
@@ -242,12 +244,111 @@ impl Metrics {
             self.wal_bytes.set(as_i64(e.wal_bytes));
             self.wal_segments.set(as_i64(e.wal_segments));
             self.snapshot_lsn.set(as_i64(e.snapshot_lsn));
+            self.leases.update(&status.queue);
         }
         let mut out = Vec::new();
         // Encoding into a Vec fails only for malformed metric families,
         // which the registry refuses at registration.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// External leases and per-queue figures. The per-queue series are those
+/// of the queues the status lists (queues holding jobs or paused), at most
+/// `limits.queues_max`; a queue that leaves the list leaves the series.
+struct LeaseMetrics {
+    granted: IntCounter,
+    renewed: IntCounter,
+    expired: IntCounter,
+    lost: IntCounter,
+    waiting: IntGauge,
+    active: IntGauge,
+    queue_pending: IntGaugeVec,
+    queue_in_flight: IntGaugeVec,
+    queue_paused: IntGaugeVec,
+    queues_paused: IntGauge,
+}
+
+fn per_queue(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), &["queue"])?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+impl LeaseMetrics {
+    fn new(r: &Registry) -> prometheus::Result<LeaseMetrics> {
+        Ok(LeaseMetrics {
+            granted: counter(
+                r,
+                "beaver_leases_granted_total",
+                "Leases granted to external workers (their dispatch durable) since start.",
+            )?,
+            renewed: counter(
+                r,
+                "beaver_leases_renewed_total",
+                "Heartbeats that renewed a lease since start.",
+            )?,
+            expired: counter(
+                r,
+                "beaver_leases_expired_total",
+                "Leases that expired (their attempt failed as timed out) since start.",
+            )?,
+            lost: counter(
+                r,
+                "beaver_leases_lost_total",
+                "Heartbeats, completes and fails refused as lease_lost since start.",
+            )?,
+            waiting: gauge(
+                r,
+                "beaver_lease_requests_waiting",
+                "Lease requests waiting for jobs now.",
+            )?,
+            active: gauge(r, "beaver_leases_active", "Current external leases.")?,
+            queue_pending: per_queue(
+                r,
+                "beaver_queue_pending_jobs",
+                "Pending jobs (ready or scheduled) per queue.",
+            )?,
+            queue_in_flight: per_queue(
+                r,
+                "beaver_queue_in_flight_jobs",
+                "Jobs in flight per queue (the pool's and leased).",
+            )?,
+            queue_paused: per_queue(
+                r,
+                "beaver_queue_paused",
+                "1 while the queue is paused (it hands out nothing).",
+            )?,
+            queues_paused: gauge(r, "beaver_queues_paused", "Queues paused now.")?,
+        })
+    }
+
+    fn update(&self, q: &beaver_core::Status) {
+        let c = &q.stats.leases;
+        raise(&self.granted, c.granted);
+        raise(&self.renewed, c.renewed);
+        raise(&self.expired, c.expired);
+        raise(&self.lost, c.lost);
+        self.waiting.set(as_i64(c.waiting));
+        self.active.set(as_i64(c.active));
+        self.queue_pending.reset();
+        self.queue_in_flight.reset();
+        self.queue_paused.reset();
+        let mut paused = 0;
+        for s in &q.queues {
+            let name = [s.name.as_str()];
+            self.queue_pending
+                .with_label_values(&name)
+                .set(as_i64(s.pending));
+            self.queue_in_flight
+                .with_label_values(&name)
+                .set(as_i64(s.in_flight));
+            let p = s.paused_until.is_some();
+            paused += i64::from(p);
+            self.queue_paused.with_label_values(&name).set(i64::from(p));
+        }
+        self.queues_paused.set(paused);
     }
 }
 

@@ -12,6 +12,9 @@ use beaver_runtime::{EngineStatus, RecoveryReport};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+mod workers;
+pub use workers::*;
+
 /// The version of the documents below.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -272,6 +275,11 @@ pub struct StatusDoc {
     pub running: Option<u64>,
     /// What the files hold (`null` for a live server).
     pub data_dir: Option<DataDirDoc>,
+    /// Every queue that holds jobs or is paused, by name.
+    pub queues: Vec<QueueDoc>,
+    /// External lease figures since start (`null` for a data dir: leases
+    /// live in memory only).
+    pub leases: Option<LeaseFiguresDoc>,
 }
 
 impl StatusDoc {
@@ -322,6 +330,8 @@ impl StatusDoc {
             workers: None,
             running: None,
             data_dir: None,
+            queues: q.queues.iter().map(QueueDoc::from).collect(),
+            leases: None,
         }
     }
 
@@ -366,6 +376,7 @@ impl StatusDoc {
         doc.recovery = Some(RecoveryDoc::from(recovery));
         doc.workers = Some(e.workers);
         doc.running = Some(e.running);
+        doc.leases = Some(LeaseFiguresDoc::from(&st.queue.stats.leases));
         doc
     }
 }

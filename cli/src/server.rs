@@ -181,6 +181,7 @@ async fn serve(settings: Settings, started: Started) -> Result<(), String> {
         snapshot_dir: settings.engine.snapshot_dir(),
         limits: settings.http,
         metrics,
+        queue_limits: settings.engine.queue.limits,
     };
     let token: Option<Arc<str>> = settings.token.as_deref().map(Arc::from);
     let idle = Duration::from_millis(settings.http.idle_timeout_ms);

@@ -67,6 +67,14 @@ pub struct RunArgs {
     /// The demo handler's failure probability, 0.0 to 1.0 [default: 0.1]
     #[arg(long, env = "BEAVER_DEMO_FAILURE_RATE", value_name = "P")]
     pub demo_failure_rate: Option<f64>,
+    /// A queue the built-in workers serve (repeat for more; comma-separated in the variable); jobs of other queues wait for external workers [default: every queue]
+    #[arg(
+        long = "pool-queue",
+        env = "BEAVER_POOL_QUEUES",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub pool_queues: Vec<String>,
     /// Do not serve the web dashboard at /ui/ on the API's address
     #[arg(long, env = "BEAVER_NO_UI", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_ui: bool,
@@ -238,6 +246,7 @@ pub fn resolve_with(
             engine.queue.workers
         ));
     }
+    pool_queues(args, &mut engine)?;
     engine.queue.hash_seed = beaver_io::entropy_seed();
     let threads = match args.threads.or(file.threads) {
         Some(n) if (1..=THREADS_MAX).contains(&n) => n,
@@ -347,6 +356,32 @@ pub fn resolve_with(
         threads,
         ui: !args.no_ui && file.ui.unwrap_or(true),
     })
+}
+
+/// The queues the built-in pool serves: `--pool-queue` (or
+/// `BEAVER_POOL_QUEUES`) replaces `[engine.queue] pool_queues` of the
+/// file; each name is checked, and at most `limits.queues_max` are given.
+fn pool_queues(args: &RunArgs, engine: &mut EngineConfig) -> Result<(), String> {
+    if !args.pool_queues.is_empty() {
+        let names = args
+            .pool_queues
+            .iter()
+            .map(|n| {
+                beaver_core::QueueName::parse(n).map_err(|e| format!("--pool-queue {n:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        engine.queue.pool_queues = Some(names);
+    }
+    let max = engine.queue.limits.queues_max;
+    if let Some(names) = &engine.queue.pool_queues {
+        if names.len() as u64 > max {
+            return Err(format!(
+                "the pool is given {} queues; at most {max} queues exist ([engine.queue.limits] queues_max)",
+                names.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The most `kill_grace_ms` takes.
