@@ -1,9 +1,12 @@
 //! When to renew a lease, and when to give it up. Pure: times are passed in.
 //!
 //! The worker cannot read the server's clock, so it keeps each lease's end
-//! on its own monotonic clock, counted from when it *sent* the request that
-//! granted or renewed it: the server started its count later, so the
-//! worker's end is never later than the server's.
+//! on its own monotonic clock: a renewal counts from when its request was
+//! *sent* (the server started its count later, so the worker's end comes
+//! first); a grant counts from when its answer arrived, since a long poll
+//! may wait long before the server grants anything (the worker's end is
+//! then later than the server's by at most the answer's trip, well within
+//! the lease slack the server allows).
 
 use std::time::{Duration, Instant};
 
@@ -21,8 +24,8 @@ pub struct LeaseClock {
 }
 
 impl LeaseClock {
-    /// The clock of a lease granted (or renewed) for `granted` by a
-    /// request sent at `sent`: the next heartbeat is due once a third of
+    /// The clock of a lease granted (or renewed) for `granted`, counted
+    /// from `sent` (see the module docs): the next heartbeat is due once a third of
     /// that time has passed, leaving two thirds for retries.
     pub fn granted(sent: Instant, granted: Duration) -> LeaseClock {
         LeaseClock {

@@ -47,7 +47,7 @@ pub struct Config {
 
 /// What the leaser sends the manager.
 enum FromLeaser {
-    /// Leases granted by a request sent at this instant.
+    /// Leases granted by an answer received at this instant.
     Granted(Instant, Vec<Grant>),
     /// The server refused the worker for good.
     Fatal(String),
@@ -137,7 +137,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
             },
             Some((lease, outcome)) = done_rx.recv() => m.on_done(&lease, outcome),
             msg = grant_rx.recv(), if leaser_open => match msg {
-                Some(FromLeaser::Granted(sent, grants)) => m.on_grants(sent, grants),
+                Some(FromLeaser::Granted(at, grants)) => m.on_grants(at, grants),
                 Some(FromLeaser::Fatal(why)) => {
                     m.fatal = Some(why);
                     m.stop(&mut stopping, &stop_tx);
@@ -197,7 +197,7 @@ impl Manager {
     }
 
     /// Starts the command of every lease granted.
-    fn on_grants(&mut self, sent: Instant, grants: Vec<Grant>) {
+    fn on_grants(&mut self, at: Instant, grants: Vec<Grant>) {
         for g in grants {
             if self.held.contains_key(&g.lease_id) {
                 // A server bug; the slot is held by the first one.
@@ -213,7 +213,7 @@ impl Manager {
                 queue: g.job.queue.clone(),
                 attempt: g.job.attempt,
                 timeout,
-                clock: LeaseClock::granted(sent, timeout),
+                clock: LeaseClock::granted(at, timeout),
                 stage: Stage::Running,
                 stop: None,
             };
@@ -330,13 +330,15 @@ impl Manager {
         if now < self.retry_at {
             return;
         }
-        // Bounded: each round sends at least one batch or stops.
+        // Bounded: each round sends one batch, or ends the reporting.
         for _ in 0..self.cfg.concurrency.div_ceil(super::buffer::BATCH_MAX) + 1 {
             if !self.report_once().await {
-                return;
+                break;
             }
         }
-        self.heartbeat().await;
+        if Instant::now() >= self.retry_at {
+            self.heartbeat().await;
+        }
     }
 
     /// Sends one batch of results; `false` when none was left or the
@@ -563,7 +565,6 @@ async fn leaser(
         while n < super::buffer::BATCH_MAX && slots.try_acquire().map(|p| p.forget()).is_ok() {
             n += 1;
         }
-        let sent = Instant::now();
         let answer = tokio::select! {
             biased;
             _ = stop.changed() => { slots.add_permits(n); break }
@@ -571,6 +572,9 @@ async fn leaser(
         };
         let wait = match answer {
             Ok(mut grants) => {
+                // A long poll waits before the server grants anything:
+                // its leases start at the answer, not at the send.
+                let received = Instant::now();
                 backoff.succeed();
                 if grants.len() > n {
                     tracing::warn!(
@@ -581,7 +585,12 @@ async fn leaser(
                     grants.truncate(n);
                 }
                 slots.add_permits(n - grants.len());
-                if !grants.is_empty() && tx.send(FromLeaser::Granted(sent, grants)).await.is_err() {
+                if !grants.is_empty()
+                    && tx
+                        .send(FromLeaser::Granted(received, grants))
+                        .await
+                        .is_err()
+                {
                     break;
                 }
                 continue;
