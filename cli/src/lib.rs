@@ -22,3 +22,4 @@ pub mod schema;
 pub mod server;
 pub mod settings;
 pub mod ui;
+pub mod work;

@@ -123,9 +123,14 @@ enum Command {
     },
     /// Measure throughput, latency and restart time: start `beaver run` children on a temp dir and drive their HTTP API
     #[command(
-        after_help = "Examples:\n  beaver bench                                  # every workload, temp data dirs under .\n  beaver bench --dir /var/tmp --only W5,W1,W2   # some workloads, on another disk\n  beaver bench --quick --only W1,W2             # a smoke run: counts / 10\n\nWorkloads (each on its own `beaver run --handler noop` on 127.0.0.1, clients keep-alive, one request in flight each):\n  W5    disk probe: 100-byte write + fdatasync into a preallocated file, 1 thread (run first and last;\n        below 6,000/s the disk is in its slow state and the run's figures do not count)\n  W0    HTTP floor: GET /v1/ping (no core, no disk), 32 clients, 100,000 requests;\n        then `W0 1`: 20,000 from 1 client (one client's round trip)\n  W1    20,000 single-job enqueues, 1 client\n  W2    100,000 single-job enqueues, 32 clients\n  W2b   1,000,000 jobs in batches of 100, 8 clients (--workers 0: the backlog is kept)\n  W4    kill -9 the W2b server, restart: spawn to the first /v1/status showing every job\n  snap  W2 against that server, alone (W2@1M), then while a snapshot of it is built (W2+snap);\n        then kill -9 it again and time a restart from that snapshot (W4+snap)\n  W3    100,000 jobs (batches of 100, 8 clients) run by 8 noop workers: first enqueue to last completion\nThe last lines are a Markdown table with each target and whether it was met. Never a test: timing varies."
+        after_help = "Examples:\n  beaver bench                                  # every workload, temp data dirs under .\n  beaver bench --dir /var/tmp --only W5,W1,W2   # some workloads, on another disk\n  beaver bench --quick --only W1,W2             # a smoke run: counts / 10\n\nWorkloads (each on its own `beaver run --handler noop` on 127.0.0.1, clients keep-alive, one request in flight each):\n  W5    disk probe: 100-byte write + fdatasync into a preallocated file, 1 thread (run first and last;\n        below 6,000/s the disk is in its slow state and the run's figures do not count)\n  W0    HTTP floor: GET /v1/ping (no core, no disk), 32 clients, 100,000 requests;\n        then `W0 1`: 20,000 from 1 client (one client's round trip)\n  W1    20,000 single-job enqueues, 1 client\n  W2    100,000 single-job enqueues, 32 clients\n  W2b   1,000,000 jobs in batches of 100, 8 clients (--workers 0: the backlog is kept)\n  W4    kill -9 the W2b server, restart: spawn to the first /v1/status showing every job\n  snap  W2 against that server, alone (W2@1M), then while a snapshot of it is built (W2+snap);\n        then kill -9 it again and time a restart from that snapshot (W4+snap)\n  W3    100,000 jobs (batches of 100, 8 clients) run by 8 noop workers: first enqueue to last completion\n  W3x   100,000 jobs enqueued, then drained over HTTP by 8 external workers (lease 100 with a long poll,\n        complete in batches): first lease to last completion answered\n  W3x1  1 external worker leasing and completing 1 job at a time, 10,000 jobs: latency per job\n  W2x   W2 alone, then W2 while 8 external workers drain what it enqueues (>= 80% of alone)\nThe last lines are a Markdown table with each target and whether it was met. Never a test: timing varies."
     )]
     Bench(beaver_cli::bench::BenchArgs),
+    /// Run jobs on this host: lease them from a server, run a command per job, report each outcome
+    #[command(
+        after_help = "Examples:\n  beaver work --server http://10.0.0.5:7070 --queue email --concurrency 8 --exec './send-email.sh'\n  BEAVER_TOKEN=s3cret beaver work --server http://q:7070 --queue a --queue b --concurrency 2 --exec 'python3 job.py' --json\n\nEach job runs as `/bin/sh -c CMD` with its payload on stdin and BEAVER_JOB_ID, BEAVER_ATTEMPT, BEAVER_QUEUE set; exit 0 completes it, anything else fails the attempt with the end of stderr as the error; past the job's timeout its process group gets SIGTERM, then SIGKILL.\nLeases are renewed well before they end; a lease the server calls lost has its command stopped and is never reported done.\nSIGTERM or Ctrl-C: no more leases, running jobs finish and are reported; a second signal kills them."
+    )]
+    Work(beaver_cli::work::WorkArgs),
     /// Cancel a pending job (or one still waiting for a free worker)
     #[command(after_help = "Example:\n  beaver cancel welcome-ada")]
     Cancel {
@@ -197,6 +202,13 @@ fn main() -> ExitCode {
             print_bytes(&script, "the completion script")
         }
         Command::Man => man_page(),
+        Command::Work(args) => {
+            init_tracing("info");
+            beaver_cli::work::run(args).map_err(|m| Failure {
+                message: m,
+                code: 1,
+            })
+        }
         Command::Bench(args) => {
             init_tracing("warn");
             beaver_cli::bench::run(args).map_err(|m| Failure {
@@ -261,7 +273,11 @@ fn print_bytes(bytes: &[u8], what: &str) -> Result<(), Failure> {
 
 fn client_command(cmd: &Command) -> Result<(), Failure> {
     match cmd {
-        Command::Run(_) | Command::Bench(_) | Command::Completions { .. } | Command::Man => Ok(()),
+        Command::Run(_)
+        | Command::Bench(_)
+        | Command::Work(_)
+        | Command::Completions { .. }
+        | Command::Man => Ok(()),
         Command::Enqueue {
             file,
             payload,

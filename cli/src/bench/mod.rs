@@ -10,7 +10,8 @@
 //! below [`probe::FAST_DISK_SYNCS_PER_SEC`] the run says its figures do not
 //! count. Timing is only ever reported, never asserted.
 
-mod conn;
+pub(crate) mod conn;
+mod external;
 mod load;
 mod probe;
 mod report;
@@ -24,7 +25,9 @@ use std::time::Instant;
 pub use report::Row;
 
 /// The workloads, in the order they run (W5 runs first and again last).
-pub const WORKLOADS: [&str; 8] = ["W5", "W0", "W1", "W2", "W2b", "W4", "snap", "W3"];
+pub const WORKLOADS: [&str; 11] = [
+    "W5", "W0", "W1", "W2", "W2b", "W4", "snap", "W3", "W3x", "W3x1", "W2x",
+];
 
 /// The flags of `beaver bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,7 +35,7 @@ pub struct BenchArgs {
     /// Where the temp data dirs go (on the disk to measure); removed at the end
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
-    /// Run only these workloads (comma-separated): W0, W1, W2, W2b, W3, W4, W5, snap
+    /// Run only these workloads (comma-separated): W0, W1, W2, W2b, W3, W3x, W3x1, W2x, W4, W5, snap
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub only: Vec<String>,
     /// Counts scaled down 10x: a smoke run (figures are not comparable with the targets)
@@ -133,6 +136,17 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     }
     if on("W3") {
         emit(workloads::w3(&mut ctx)?);
+    }
+    if on("W3x") {
+        emit(external::w3x(&mut ctx)?);
+    }
+    if on("W3x1") {
+        emit(external::w3x1(&mut ctx)?);
+    }
+    if on("W2x") {
+        for r in external::w2x(&mut ctx)? {
+            emit(r);
+        }
     }
     if on("W5") {
         emit(workloads::w5(&ctx, "W5 again")?);

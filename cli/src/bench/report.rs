@@ -159,6 +159,17 @@ fn target(rows: &[Row], r: &Row) -> (String, Option<bool>) {
         },
         "W2b" => (">= 300,000/s".into(), Some(r.rate() >= 300_000.0)),
         "W3" => (">= 100,000/s".into(), Some(r.rate() >= 100_000.0)),
+        "W3x" => (">= 25,000/s".into(), Some(r.rate() >= 25_000.0)),
+        "W2x+drain" => match find("W2x alone") {
+            Some(base) => (
+                format!(
+                    ">= 80% of W2x alone: {:.0}%",
+                    100.0 * r.rate() / base.rate()
+                ),
+                Some(r.rate() >= 0.8 * base.rate()),
+            ),
+            None => (">= 80% of W2x alone".into(), None),
+        },
         "W4" | "W4+snap" => (
             "< 0.3 s, RSS < 600 MiB, data < 300 MiB".into(),
             Some(

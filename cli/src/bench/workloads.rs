@@ -41,7 +41,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn n(&self, full: u64) -> u64 {
+    pub(super) fn n(&self, full: u64) -> u64 {
         (full / self.scale).max(1)
     }
 
@@ -50,7 +50,7 @@ impl Ctx {
         self.root.join(format!("{}-{name}", self.dirs))
     }
 
-    fn server(&mut self, name: &str, workers: u32) -> Result<ServerProc, String> {
+    pub(super) fn server(&mut self, name: &str, workers: u32) -> Result<ServerProc, String> {
         let dir = self.data_dir(name);
         ServerProc::start(&dir, workers)
     }
@@ -59,7 +59,7 @@ impl Ctx {
     /// and makes its row (`jobs_per_request`: 0 for requests that carry
     /// no job).
     #[allow(clippy::too_many_arguments)]
-    fn measure(
+    pub(super) fn measure(
         &self,
         server: &ServerProc,
         name: &str,
@@ -111,12 +111,16 @@ impl Ctx {
 }
 
 /// CPU seconds of this (the benchmark's) process.
-fn bench_cpu_secs() -> Option<f64> {
+pub(super) fn bench_cpu_secs() -> Option<f64> {
     super::server::cpu_secs("/proc/self/stat")
 }
 
 /// (server, benchmark) cores busy since `before`, over `secs` of wall time.
-fn cores(server: &ServerProc, before: (Option<f64>, Option<f64>), secs: f64) -> Option<(f64, f64)> {
+pub(super) fn cores(
+    server: &ServerProc,
+    before: (Option<f64>, Option<f64>),
+    secs: f64,
+) -> Option<(f64, f64)> {
     let s = server.cpu_secs()? - before.0?;
     let b = bench_cpu_secs()? - before.1?;
     Some((s / secs.max(1e-9), b / secs.max(1e-9)))
@@ -129,7 +133,7 @@ fn seed() -> u64 {
 }
 
 /// Prebuilt single-job enqueues.
-fn single_pool() -> Vec<Vec<u8>> {
+pub(super) fn single_pool() -> Vec<Vec<u8>> {
     let mut t = Text::new(seed());
     (0..POOL_SINGLE)
         .map(|_| {
@@ -143,7 +147,7 @@ fn single_pool() -> Vec<Vec<u8>> {
 }
 
 /// Prebuilt enqueues of [`BATCH_JOBS`] jobs each.
-fn batch_pool() -> Vec<Vec<u8>> {
+pub(super) fn batch_pool() -> Vec<Vec<u8>> {
     let mut t = Text::new(seed());
     (0..POOL_BATCH)
         .map(|_| {

@@ -82,6 +82,12 @@ impl Proc {
 
     /// As [`Proc::start`], with these environment variables set.
     pub fn start_with_env(s: &Scratch, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        Proc::start_listening(s, "127.0.0.1:0", args, env)
+    }
+
+    /// As [`Proc::start_with_env`], the API on `listen` (a restart on the
+    /// port a client already knows).
+    pub fn start_listening(s: &Scratch, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let n = std::fs::read_dir(s.dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
@@ -92,7 +98,7 @@ impl Proc {
             .arg(s.data())
             .arg("--config")
             .arg(s.config())
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--listen", listen, "--metrics-listen", "127.0.0.1:0"])
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())

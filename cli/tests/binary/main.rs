@@ -1,8 +1,8 @@
 //! Tests of the real `beaver` binary: the HTTP contract, the token rule,
 //! the data-dir lock, SIGTERM, metrics, the README's quickstart, the
 //! handler contract, running unattended (small volumes, failed starts),
-//! `kill -9` cycles under concurrent clients, a small `beaver bench`, and
-//! the dashboard's files.
+//! `kill -9` cycles under concurrent clients, a small `beaver bench`, the
+//! dashboard's files, and `beaver work` against a real server.
 //!
 //! They live in the `beaver` package (not `beaver-tests`) because only a
 //! binary's own package gets `CARGO_BIN_EXE_beaver`, which makes cargo build
@@ -21,4 +21,5 @@ mod python_worker;
 mod quickstart;
 mod ui;
 mod unattended;
+mod work;
 mod workers;
