@@ -33,7 +33,7 @@ pub(super) struct Fields {
 
 impl Fields {
     /// Parses `bytes` as one object with only `allowed` keys; an empty
-    /// body is an empty object.
+    /// body, or `null`, is an empty object.
     pub(super) fn parse(bytes: &[u8], allowed: &[&str]) -> Result<Fields, ApiError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Fields {
@@ -43,6 +43,12 @@ impl Fields {
         }
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| invalid(None, "body", format!("the body is not valid JSON: {e}")))?;
+        if value.is_null() {
+            return Ok(Fields {
+                map: Map::new(),
+                index: None,
+            });
+        }
         Fields::of(value, allowed, None)
     }
 
@@ -201,5 +207,6 @@ mod tests {
         assert!(Fields::parse(b"[1]", &["max"]).is_err());
         assert!(Fields::parse(b"{", &["max"]).is_err());
         assert!(Fields::parse(b"  ", &["max"]).is_ok());
+        assert!(Fields::parse(b"null", &["max"]).is_ok());
     }
 }

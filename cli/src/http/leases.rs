@@ -149,7 +149,7 @@ fn extend_ms(app: &AppState, f: &Fields) -> Result<Option<u64>, ApiError> {
     path = "/v1/leases/{lease_id}/heartbeat",
     tag = "workers",
     params(crate::openapi::workers::LeaseIdParam),
-    request_body = crate::openapi::workers::HeartbeatRequest,
+    request_body(content = Option<crate::openapi::workers::HeartbeatRequest>, description = "May be left out"),
     responses(
         (status = 200, description = "The lease's new deadline", body = HeartbeatDoc),
         (status = 400, description = "`invalid`: the body is not JSON, or a field is unknown, of the wrong type or out of the server's limits (`field` names it); nothing was applied", body = ErrorDoc),
@@ -191,7 +191,7 @@ fn ended(lease: LeaseId, state: &str) -> Response {
     path = "/v1/leases/{lease_id}/complete",
     tag = "workers",
     params(crate::openapi::workers::LeaseIdParam),
-    request_body = crate::openapi::workers::EmptyRequest,
+    request_body(content = Option<crate::openapi::workers::EmptyRequest>, description = "May be left out"),
     responses(
         (status = 200, description = "The job is completed, durably (also when this lease's complete was already applied)", body = LeaseEndedDoc),
         (status = 400, description = "`invalid`: the body is not JSON, or a field is unknown, of the wrong type or out of the server's limits (`field` names it); nothing was applied", body = ErrorDoc),

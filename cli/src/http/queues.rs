@@ -100,7 +100,7 @@ async fn pause_answer(app: &AppState, queue: &QueueName) -> Result<Response, Api
     path = "/v1/queues/{name}/pause",
     tag = "queues",
     params(crate::openapi::workers::QueueNameParam),
-    request_body = crate::openapi::workers::PauseRequest,
+    request_body(content = Option<crate::openapi::workers::PauseRequest>, description = "May be left out"),
     responses(
         (status = 200, description = "The queue is paused, durably (a queue may be paused before its first job)", body = QueuePauseDoc),
         (status = 400, description = "`invalid`: a bad queue name, or the body is not JSON or has an unknown or out-of-limit field; nothing was applied", body = ErrorDoc),
@@ -130,7 +130,7 @@ pub(super) async fn pause(
     path = "/v1/queues/{name}/resume",
     tag = "queues",
     params(crate::openapi::workers::QueueNameParam),
-    request_body = crate::openapi::workers::EmptyRequest,
+    request_body(content = Option<crate::openapi::workers::EmptyRequest>, description = "May be left out"),
     responses(
         (status = 200, description = "The queue hands out jobs again, durably", body = QueuePauseDoc),
         (status = 400, description = "`invalid`: a bad queue name, or the body is not JSON or has an unknown or out-of-limit field; nothing was applied", body = ErrorDoc),
@@ -159,7 +159,7 @@ pub(super) async fn resume(
     path = "/v1/queues/{name}/purge",
     tag = "queues",
     params(crate::openapi::workers::QueueNameParam),
-    request_body = crate::openapi::workers::EmptyRequest,
+    request_body(content = Option<crate::openapi::workers::EmptyRequest>, description = "May be left out"),
     responses(
         (status = 200, description = "Every pending job of the queue is cancelled, durably", body = QueuePurgedDoc),
         (status = 400, description = "`invalid`: a bad queue name, or the body is not JSON or has an unknown or out-of-limit field; nothing was applied", body = ErrorDoc),
