@@ -30,7 +30,7 @@ use beaver_io::DetRng;
 use beaver_runtime::QueuePause;
 use madsim::net::{Endpoint, NetSim};
 use madsim::runtime::{Handle, NodeHandle};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::run::{Slot, slot_get};
 use crate::world::{Shared, World};
@@ -40,9 +40,13 @@ const SERVER_PORT: u16 = 7_000;
 const TAG_REQUEST: u64 = 0;
 /// Bounds: lease requests per worker incarnation, tries of one complete
 /// or fail, chaos rounds.
-const LEASE_CALLS_MAX: u32 = 5_000;
+const LEASE_CALLS_MAX: u32 = 50_000;
 const END_TRIES_MAX: u32 = 8;
 const CHAOS_ROUNDS_MAX: u32 = 200;
+
+/// How a worker's error text ends when it gives up (dead now): the
+/// model allows a job dead before its last attempt only then.
+pub const GIVE_UP: &str = "(gives up)";
 
 /// The queues the simulated workload uses.
 const QUEUES: [&str; 3] = ["default", "q1", "q2"];
@@ -413,7 +417,6 @@ struct Worker {
     name: String,
     ep: Endpoint,
     tags: AtomicU64,
-    held: AtomicU32,
 }
 
 impl Worker {
@@ -443,48 +446,58 @@ async fn worker_main(ctx: WorkerCtx) {
         return ctx.world.lock().violate("harness: worker bind failed");
     };
     let mut rng = DetRng::new(ctx.seed ^ 0xe47e_0000 ^ (u64::from(ctx.n) << 40) ^ u64::from(inc));
+    let plan = ctx.plan.clone();
     let me = Arc::new(Worker {
         name: format!("w{}.{inc}", ctx.n),
         ctx,
         ep,
         tags: AtomicU64::new(1),
-        held: AtomicU32::new(0),
     });
-    let plan = me.ctx.plan.clone();
     let queues: Vec<QueueName> = plan
         .queues
         .iter()
         .filter_map(|q| QueueName::parse(q).ok())
         .collect();
+    // One permit per job held: a lease asks for no more than are free.
+    let room = Arc::new(Semaphore::new(plan.concurrency as usize));
     for _ in 0..LEASE_CALLS_MAX {
+        let Ok(first) = room.clone().acquire_owned().await else {
+            return;
+        };
         if me.ctx.stop.load(Ordering::Relaxed) {
             return;
         }
-        let held = me.held.load(Ordering::Relaxed);
-        if held >= plan.concurrency {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            continue;
-        }
+        let free = 1 + room.available_permits() as u32;
         let req = Req::Lease {
             queues: queues.clone(),
-            max: plan.batch_max.min(plan.concurrency - held),
+            max: plan.batch_max.min(free),
             wait_ms: plan.wait_ms,
             holder: me.name.clone(),
         };
         let wait = Duration::from_millis(plan.wait_ms + 300);
         match me.call(req, wait).await {
             Some(Resp::Leased(Ok(jobs))) if !jobs.is_empty() => {
+                let mut permit = Some(first);
                 for job in jobs {
-                    me.held.fetch_add(1, Ordering::Relaxed);
+                    let held = match permit.take() {
+                        Some(p) => Some(p),
+                        None => room.clone().try_acquire_owned().ok(),
+                    };
                     let (w, r) = (me.clone(), DetRng::new(rng.next_u64()));
                     tokio::spawn(async move {
                         work(&w, job, r).await;
-                        w.held.fetch_sub(1, Ordering::Relaxed);
+                        drop(held);
                     });
                 }
             }
-            Some(_) => tokio::time::sleep(Duration::from_millis(5 + rng.below(30))).await,
-            None => tokio::time::sleep(Duration::from_millis(20 + rng.below(100))).await,
+            Some(_) => {
+                drop(first);
+                tokio::time::sleep(Duration::from_millis(5 + rng.below(30))).await;
+            }
+            None => {
+                drop(first);
+                tokio::time::sleep(Duration::from_millis(20 + rng.below(100))).await;
+            }
         }
     }
 }
@@ -550,7 +563,10 @@ async fn work(w: &Worker, job: LeasedJob, mut rng: DetRng) {
         Plot::Complete => Req::Complete(lease),
         _ => Req::Fail {
             lease,
-            error: format!("{} lease {lease}: simulated failure", w.name),
+            error: match plot {
+                Plot::GiveUp => format!("{} lease {lease}: simulated failure {GIVE_UP}", w.name),
+                _ => format!("{} lease {lease}: simulated failure", w.name),
+            },
             retry: match (plot, rng.below(2)) {
                 (Plot::GiveUp, _) => Retry::GiveUp,
                 (_, 0) => Retry::Policy,
@@ -621,6 +637,19 @@ async fn stall(w: &Worker, job: &LeasedJob, rng: &mut DetRng) {
             "{} completed lease {lease} {past} ms after its expiry",
             w.name
         ));
+    }
+}
+
+impl ExtPlan {
+    /// Jobs the workers run at once (the liveness bound's parallelism).
+    pub fn capacity(&self) -> u32 {
+        self.workers * self.concurrency
+    }
+
+    /// A lease's overhead beyond its job's time: the long-poll wait and
+    /// the round trips (a reply lost in a partition waits this long).
+    pub fn overhead_ms(&self) -> u64 {
+        self.wait_ms + 300
     }
 }
 
@@ -781,6 +810,11 @@ impl ExtRun {
             (false, 0) => QueuePause::UntilResumed,
             _ => QueuePause::For(Duration::from_millis(20 + self.rng.below(500))),
         };
+        if pause == QueuePause::UntilResumed {
+            // Even a pause not acknowledged (the engine crashed) may be
+            // durable: resuming is harmless, forgetting it is not.
+            self.paused.insert(q.to_owned());
+        }
         let r = tokio::time::timeout(Duration::from_secs(5), client.pause_queue(name, pause)).await;
         let mut w = self.world.lock();
         w.log(format!("ext: {pause:?} queue {q} -> {r:?}"));
@@ -790,10 +824,7 @@ impl ExtRun {
                     self.paused.remove(q);
                     w.mark("ext: queue resumed");
                 }
-                QueuePause::UntilResumed => {
-                    self.paused.insert(q.to_owned());
-                    w.mark("ext: queue paused");
-                }
+                QueuePause::UntilResumed => w.mark("ext: queue paused"),
                 QueuePause::For(_) => w.mark("ext: queue paused for a while"),
             }
         }
@@ -813,10 +844,11 @@ impl ExtRun {
         }
     }
 
-    /// The faults stop: workers back and reachable, no more stalls or
-    /// deaths, every paused queue resumed (retried while the engine is
-    /// not up, bounded).
-    pub async fn quiesce(&mut self, slot: &Slot) {
+    /// The faults have stopped: workers come back and are reachable, no
+    /// more stalls or deaths, and each queue paused until resumed is
+    /// resumed (one try per call: the convergence loop calls it until the
+    /// run converges, handling engine restarts in between).
+    pub async fn settle(&mut self, slot: &Slot) {
         self.quiet.store(true, Ordering::Relaxed);
         while let Ok(n) = self.died.try_recv() {
             self.kill(n);
@@ -824,27 +856,8 @@ impl ExtRun {
         self.heal(true);
         let queues: Vec<String> = self.paused.iter().cloned().collect();
         for q in queues {
-            for _ in 0..100 {
-                if !self.paused.contains(&q) || self.world.lock().violation.is_some() {
-                    break;
-                }
-                self.pause_or_resume(slot, &q).await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            if self.paused.contains(&q) {
-                self.world
-                    .lock()
-                    .violate(format!("queue {q} could not be resumed after the faults stopped"));
-            }
+            self.pause_or_resume(slot, &q).await;
         }
-    }
-
-    /// Workers that died after the faults stopped come back (none should).
-    pub fn tend(&mut self) {
-        while let Ok(n) = self.died.try_recv() {
-            self.kill(n);
-        }
-        self.heal(true);
     }
 
     /// Stops the workers (no more lease requests) and kills their nodes.

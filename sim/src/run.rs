@@ -913,15 +913,17 @@ impl Sim {
             self.crash(false).await;
             self.restart(true).await;
         }
-        if let Some(mut ext) = self.ext.take() {
-            ext.quiesce(&self.slot).await;
-            self.ext = Some(ext);
-        }
         let q = &self.plan.engine.queue;
         let submitted = self.world.lock().submitted.len() as u64;
-        let per_attempt = q.default_timeout_ms.max(300) + q.lease_slack_ms + q.retry.max_ms;
+        let mut per_attempt = q.default_timeout_ms.max(300) + q.lease_slack_ms + q.retry.max_ms;
+        let mut parallel = q.workers;
+        if let Some(ext) = &self.plan.external {
+            // External workers may serve queues alone, one job per permit.
+            per_attempt += ext.overhead_ms();
+            parallel = parallel.min(ext.capacity());
+        }
         let bound_ms =
-            10_000 + submitted * 4 * per_attempt / u64::from(q.workers.max(1)) + 4 * per_attempt;
+            10_000 + submitted * 4 * per_attempt / u64::from(parallel.max(1)) + 4 * per_attempt;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(bound_ms);
         loop {
             if self.violated() {
@@ -946,6 +948,9 @@ impl Sim {
                 self.violate("no engine in the convergence phase");
                 return;
             };
+            if let Some(ext) = self.ext.as_mut() {
+                ext.settle(&self.slot).await;
+            }
             if let Ok(Ok(st)) = tokio::time::timeout(Duration::from_secs(5), client.status()).await
             {
                 let s = &st.queue.stats;
