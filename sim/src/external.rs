@@ -237,7 +237,11 @@ pub async fn serve(slot: Slot, world: Shared, ip: IpAddr) {
     world.lock().ext.server = Some(addr);
     let ep = match Endpoint::bind(addr).await {
         Ok(ep) => Arc::new(ep),
-        Err(e) => return world.lock().violate(format!("harness: shim bind failed: {e}")),
+        Err(e) => {
+            return world
+                .lock()
+                .violate(format!("harness: shim bind failed: {e}"));
+        }
     };
     while let Ok((msg, from)) = ep.recv_from_raw(TAG_REQUEST).await {
         let Ok(env) = msg.downcast::<Envelope>() else {
@@ -308,7 +312,10 @@ fn leased(w: &mut World, r: &Result<Vec<LeasedJob>, Rejection>, wait_ms: u64) {
         let (id, attempt) = (j.job.id.as_str(), j.job.attempt);
         let generation = w.model.generations.get(id).copied().unwrap_or(0);
         let key = (id.to_owned(), generation, attempt);
-        w.log(format!("ext lease {} -> {id} attempt {attempt}", j.lease_id));
+        w.log(format!(
+            "ext lease {} -> {id} attempt {attempt}",
+            j.lease_id
+        ));
         match w.model.jobs.get(id) {
             Some(m) if m.state == JobState::InFlight && m.attempt == attempt => {}
             other => {
@@ -337,9 +344,10 @@ fn renewed(w: &mut World, lease: u64, r: &Result<u64, Rejection>) {
             };
             let (id, generation, attempt) = &key;
             let live = w.model.generations.get(id) == Some(generation)
-                && w.model.jobs.get(id).is_some_and(|m| {
-                    m.state == JobState::InFlight && m.attempt == *attempt
-                })
+                && w.model
+                    .jobs
+                    .get(id)
+                    .is_some_and(|m| m.state == JobState::InFlight && m.attempt == *attempt)
                 && !w.ext.outcomes.contains_key(&key);
             if !live {
                 return w.violate(format!(
@@ -359,7 +367,9 @@ fn renewed(w: &mut World, lease: u64, r: &Result<u64, Rejection>) {
 fn ended(w: &mut World, lease: u64, how: Ended, r: &Result<(), Rejection>) {
     let Some(key) = w.ext.leases.get(&lease).cloned() else {
         if r.is_ok() {
-            w.violate(format!("{how:?} of lease {lease}, never handed out, acknowledged"));
+            w.violate(format!(
+                "{how:?} of lease {lease}, never handed out, acknowledged"
+            ));
         }
         return;
     };
@@ -424,10 +434,7 @@ impl Worker {
         let reply_tag = self.tags.fetch_add(1, Ordering::Relaxed);
         let env: Box<dyn Any + Send + Sync> = Box::new(Envelope { reply_tag, req });
         let server = self.ctx.world.lock().ext.server?;
-        self.ep
-            .send_to_raw(server, TAG_REQUEST, env)
-            .await
-            .ok()?;
+        self.ep.send_to_raw(server, TAG_REQUEST, env).await.ok()?;
         let (msg, _) = tokio::time::timeout(wait, self.ep.recv_from_raw(reply_tag))
             .await
             .ok()?
@@ -519,9 +526,15 @@ fn plot(w: &Worker, rng: &mut DetRng) -> Plot {
     }
     let total = u64::from(o.iter().sum::<u32>()).max(1);
     let mut x = rng.below(total) as u32;
-    for (i, p) in [Plot::Complete, Plot::Fail, Plot::GiveUp, Plot::Stall, Plot::Die]
-        .into_iter()
-        .enumerate()
+    for (i, p) in [
+        Plot::Complete,
+        Plot::Fail,
+        Plot::GiveUp,
+        Plot::Stall,
+        Plot::Die,
+    ]
+    .into_iter()
+    .enumerate()
     {
         if x < o[i] {
             return p;
@@ -550,7 +563,10 @@ async fn work(w: &Worker, job: LeasedJob, mut rng: DetRng) {
         // Works past the timeout, renewing a third of the way in each time.
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_millis((timeout / 3).max(1))).await;
-            match w.call(Req::Heartbeat(lease), Duration::from_millis(200)).await {
+            match w
+                .call(Req::Heartbeat(lease), Duration::from_millis(200))
+                .await
+            {
                 Some(Resp::Renewed(Err(Rejection::LeaseLost { .. }))) => break,
                 _ => continue,
             }
@@ -605,7 +621,10 @@ async fn end(w: &Worker, req: Req, rng: &mut DetRng) -> Option<Result<(), Reject
         if let Some(Resp::Ended(r)) = w.call(req, Duration::from_millis(300)).await {
             w.log(format!("end -> {r:?} (try {})", tried + 1));
             if tried > 0 && r.is_ok() {
-                w.ctx.world.lock().mark("ext: retried completion acknowledged");
+                w.ctx
+                    .world
+                    .lock()
+                    .mark("ext: retried completion acknowledged");
             }
             return Some(r);
         }
@@ -622,9 +641,13 @@ async fn stall(w: &Worker, job: &LeasedJob, rng: &mut DetRng) {
     let expiry = job.lease_until + w.ctx.plan.slack_ms;
     let past = 5 + rng.below(3 * job.job.timeout_ms + 300);
     let until = expiry + past;
-    w.log(format!("stalls past lease {lease} (expiry {expiry}) until {until}"));
+    w.log(format!(
+        "stalls past lease {lease} (expiry {expiry}) until {until}"
+    ));
     tokio::time::sleep(Duration::from_millis(until.saturating_sub(now_ms()))).await;
-    let hb = w.call(Req::Heartbeat(lease), Duration::from_millis(300)).await;
+    let hb = w
+        .call(Req::Heartbeat(lease), Duration::from_millis(300))
+        .await;
     if let Some(Resp::Renewed(Ok(_))) = hb {
         w.ctx.world.lock().violate(format!(
             "{} renewed lease {lease} {past} ms after its expiry",
@@ -752,7 +775,12 @@ impl ExtRun {
     fn heal(&mut self, all: bool) {
         let now = tokio::time::Instant::now();
         let due = |t: &tokio::time::Instant| all || *t <= now;
-        let back: Vec<u32> = self.down.iter().filter(|e| due(e.1)).map(|e| *e.0).collect();
+        let back: Vec<u32> = self
+            .down
+            .iter()
+            .filter(|e| due(e.1))
+            .map(|e| *e.0)
+            .collect();
         for n in back {
             self.down.remove(&n);
             Handle::current().restart(self.nodes[n as usize].id());
@@ -762,7 +790,9 @@ impl ExtRun {
         for n in healed {
             self.cut.remove(&n);
             NetSim::current().unclog_node(self.nodes[n as usize].id());
-            self.world.lock().log(format!("ext: worker {n} partition healed"));
+            self.world
+                .lock()
+                .log(format!("ext: worker {n} partition healed"));
         }
     }
 
@@ -784,8 +814,11 @@ impl ExtRun {
             0 if !self.cut.contains_key(&n) && !self.down.contains_key(&n) => {
                 let ms = 50 + self.rng.below(1_500);
                 NetSim::current().clog_node(self.nodes[n as usize].id());
-                self.ctxs[n as usize].partitions.fetch_add(1, Ordering::Relaxed);
-                self.cut.insert(n, tokio::time::Instant::now() + Duration::from_millis(ms));
+                self.ctxs[n as usize]
+                    .partitions
+                    .fetch_add(1, Ordering::Relaxed);
+                self.cut
+                    .insert(n, tokio::time::Instant::now() + Duration::from_millis(ms));
                 let mut w = self.world.lock();
                 w.log(format!("ext: worker {n} partitioned for {ms} ms"));
                 w.mark("ext: worker partitioned from the server");
