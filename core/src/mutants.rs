@@ -54,11 +54,20 @@ pub enum Mutant {
     /// ahead of a free worker, so a job that kills the server when it
     /// starts is never counted and loops.
     SuspectDispatchedAhead,
+    /// core: a complete or fail naming a lease that is no longer current
+    /// ends the job's current lease instead (fencing by job, not attempt).
+    StaleLeaseCompletes,
+    /// core: a heartbeat naming a lease that is no longer current renews
+    /// the job's current lease (the attempt is not checked).
+    HeartbeatIgnoresAttempt,
+    /// core: a lease request is answered as soon as its dispatches are
+    /// proposed, before they are durable.
+    LeaseBeforeDurable,
 }
 
 impl Mutant {
     /// Every planted bug.
-    pub const ALL: [Mutant; 15] = [
+    pub const ALL: [Mutant; 18] = [
         Mutant::AckBeforeFsync,
         Mutant::RetryFailedFsync,
         Mutant::SkipSnapshotDirFsync,
@@ -74,6 +83,9 @@ impl Mutant {
         Mutant::TimeoutNotCounted,
         Mutant::TrustPreallocatedLength,
         Mutant::SuspectDispatchedAhead,
+        Mutant::StaleLeaseCompletes,
+        Mutant::HeartbeatIgnoresAttempt,
+        Mutant::LeaseBeforeDurable,
     ];
 
     /// The name used on the command line (`BEAVER_MUTANT=...`).
@@ -94,6 +106,9 @@ impl Mutant {
             Mutant::TimeoutNotCounted => "timeout-not-counted",
             Mutant::TrustPreallocatedLength => "trust-preallocated-length",
             Mutant::SuspectDispatchedAhead => "suspect-dispatched-ahead",
+            Mutant::StaleLeaseCompletes => "stale-lease-completes",
+            Mutant::HeartbeatIgnoresAttempt => "heartbeat-ignores-attempt",
+            Mutant::LeaseBeforeDurable => "lease-before-durable",
         }
     }
 

@@ -13,6 +13,8 @@
 //!   trace and the coverage marks) and the oracles checked as it goes.
 //! - [`tap`]: a `Disk` wrapper that records every WAL record written.
 //! - [`executor`]: a seeded executor (success, failure, hang past timeout).
+//! - [`external`]: external worker nodes over the simulated network, the
+//!   engine's request shim, partitions, and their oracles.
 //! - [`run`]: one seed: node start/kill/restart, faults, final phase.
 //! - [`suite`]: ranges of seeds in parallel, coverage, determinism, mutants.
 //! - [`rerun`]: how `cargo test --features sim` turns the simulator on.
@@ -23,6 +25,8 @@ pub mod rerun;
 
 #[cfg(madsim)]
 pub mod executor;
+#[cfg(madsim)]
+pub mod external;
 #[cfg(madsim)]
 pub mod model;
 #[cfg(madsim)]

@@ -139,7 +139,14 @@ impl Model {
                         "LSN {lsn}: job {id} attempt {attempt} counted as interrupted, but its start was never logged"
                     ));
                 }
+                // An external worker may give up: dead now, attempts left.
+                let gave_up = error.ends_with(crate::external::GIVE_UP);
                 match retry_at {
+                    Some(_) if gave_up => {
+                        return Err(format!(
+                            "LSN {lsn}: job {id} retried after its worker gave up on attempt {attempt}"
+                        ));
+                    }
                     Some(_) if *attempt >= j.max_attempts => {
                         return Err(format!(
                             "LSN {lsn}: job {id} retried after attempt {attempt} of {}",
@@ -147,7 +154,7 @@ impl Model {
                         ));
                     }
                     Some(_) => j.state = JobState::Pending,
-                    None if *attempt != j.max_attempts => {
+                    None if *attempt != j.max_attempts && !gave_up => {
                         return Err(format!(
                             "LSN {lsn}: job {id} dead after attempt {attempt} of {}",
                             j.max_attempts

@@ -62,6 +62,8 @@ pub struct Plan {
     pub workload: Workload,
     /// The faults.
     pub faults: FaultProfile,
+    /// External worker nodes, if the run has them.
+    pub external: Option<crate::external::ExtPlan>,
 }
 
 fn pick<T: Copy>(rng: &mut DetRng, xs: &[T]) -> T {
@@ -107,7 +109,7 @@ impl Plan {
             hash_seed: r.next_u64(),
         };
         let segment_bytes = 512 * pick(r, &[8, 16, 32, 128]);
-        let engine = EngineConfig {
+        let mut engine = EngineConfig {
             data_dir: PathBuf::from("/beaver"),
             queue,
             segment_bytes,
@@ -172,11 +174,16 @@ impl Plan {
         if r.chance(0.2) {
             workload.crasher = Some(format!("c0-{}", r.below(4)));
         }
+        // Drawn after the crasher, for the same reason.
+        let external = r
+            .chance(0.25)
+            .then(|| crate::external::ExtPlan::draw(r, &mut engine.queue));
         Plan {
             seed,
             engine,
             workload,
             faults,
+            external,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! restart it, then let it converge without faults and check the end state.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::executor::{Crasher, SimExecutor};
+use crate::external::{ExtRun, server_ip};
 use crate::plan::Plan;
 use crate::tap::TapDisk;
 use crate::world::{Marks, Shared, SimObserver, World};
@@ -52,9 +54,9 @@ pub fn run_seed(seed: u64, keep_trace: bool) -> RunResult {
 }
 
 /// The engine slot clients take their handle from (None while down).
-type Slot = Arc<Mutex<Option<Client>>>;
+pub(crate) type Slot = Arc<Mutex<Option<Client>>>;
 
-fn slot_get(slot: &Slot) -> Option<Client> {
+pub(crate) fn slot_get(slot: &Slot) -> Option<Client> {
     slot.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
@@ -104,6 +106,8 @@ struct Sim {
     eio_at_start: u64,
     corruption: Option<Corruption>,
     enospc_until: Option<tokio::time::Instant>,
+    /// The external workers, while the chaos task does not hold them.
+    ext: Option<ExtRun>,
 }
 
 impl Sim {
@@ -128,6 +132,7 @@ impl Sim {
             eio_at_start: 0,
             corruption: None,
             enospc_until: None,
+            ext: None,
         }
     }
 
@@ -181,12 +186,24 @@ impl Sim {
             };
             clients.push(tokio::spawn(w.run()));
         }
+        let done = Arc::new(AtomicBool::new(false));
+        let chaos = self.plan.external.clone().map(|p| {
+            let ext = ExtRun::start(self.plan.seed, p, self.world.clone());
+            tokio::spawn(ext.chaos(self.slot.clone(), done.clone()))
+        });
         self.faults().await;
         for c in clients {
             let _ = c.await;
         }
+        done.store(true, Ordering::Relaxed);
+        if let Some(chaos) = chaos {
+            self.ext = chaos.await.ok();
+        }
         if !self.violated() {
             self.converge().await;
+        }
+        if let Some(ext) = self.ext.as_mut() {
+            ext.stop();
         }
         if let Some(n) = self.node.take() {
             Handle::current().kill(n.id());
@@ -481,10 +498,17 @@ impl Sim {
                 && attempt < ATTEMPTS;
             let kill_after = Duration::from_micros(self.rng.below(3_000));
             let (tx, rx) = oneshot::channel();
-            let node = Handle::current()
-                .create_node()
-                .name(format!("beaver-{n}"))
-                .build();
+            let handle = Handle::current();
+            let mut node = handle.create_node().name(format!("beaver-{n}"));
+            if self.plan.external.is_some() {
+                node = node.ip(server_ip(n));
+            }
+            let node = node.build();
+            let shim = self
+                .plan
+                .external
+                .as_ref()
+                .map(|_| (self.slot.clone(), self.world.clone(), server_ip(n)));
             let cfg = self.plan.engine.clone();
             let disk = TapDisk {
                 inner: self.disk.clone(),
@@ -515,6 +539,9 @@ impl Sim {
                     .await
                 {
                     Ok(engine) => {
+                        if let Some((slot, world, ip)) = shim {
+                            tokio::spawn(crate::external::serve(slot, world, ip));
+                        }
                         let _ = tx.send(Ok((engine.client, engine.recovery)));
                         let r = engine.handle.wait().await.map_err(|e| e.to_string());
                         let _ = events.send(NodeEvent::Stopped(n, r));
@@ -888,9 +915,15 @@ impl Sim {
         }
         let q = &self.plan.engine.queue;
         let submitted = self.world.lock().submitted.len() as u64;
-        let per_attempt = q.default_timeout_ms.max(300) + q.lease_slack_ms + q.retry.max_ms;
+        let mut per_attempt = q.default_timeout_ms.max(300) + q.lease_slack_ms + q.retry.max_ms;
+        let mut parallel = q.workers;
+        if let Some(ext) = &self.plan.external {
+            // External workers may serve queues alone, one job per permit.
+            per_attempt += ext.overhead_ms();
+            parallel = parallel.min(ext.capacity());
+        }
         let bound_ms =
-            10_000 + submitted * 4 * per_attempt / u64::from(q.workers.max(1)) + 4 * per_attempt;
+            10_000 + submitted * 4 * per_attempt / u64::from(parallel.max(1)) + 4 * per_attempt;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(bound_ms);
         loop {
             if self.violated() {
@@ -915,6 +948,9 @@ impl Sim {
                 self.violate("no engine in the convergence phase");
                 return;
             };
+            if let Some(ext) = self.ext.as_mut() {
+                ext.settle(&self.slot).await;
+            }
             if let Ok(Ok(st)) = tokio::time::timeout(Duration::from_secs(5), client.status()).await
             {
                 let s = &st.queue.stats;

@@ -50,6 +50,25 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "job: purged by retention",
     "client: duplicate enqueue acknowledged",
     "client: requeue of dead jobs acknowledged",
+    // External workers (see `external`).
+    "ext: lease granted",
+    "ext: batch lease (several jobs)",
+    "ext: long-poll lease answered with jobs",
+    "ext: heartbeat renewed",
+    "ext: completed by a worker",
+    "ext: failed by a worker",
+    "ext: retried completion acknowledged",
+    "ext: lease expired",
+    "ext: stale heartbeat refused (lease_lost)",
+    "ext: stale completion refused (lease_lost)",
+    "ext: worker partitioned from the server",
+    "ext: partition healed, late completion refused",
+    "ext: worker died holding a lease",
+    "ext: worker node killed",
+    "ext: queue paused",
+    "ext: queue paused for a while",
+    "ext: queue resumed",
+    "ext: queue purged",
 ];
 
 /// Seeds outside the default range that once found a bug: every run of

@@ -53,6 +53,8 @@ pub struct World {
     pub broken_snapshots: u64,
     /// Per-segment salts, learnt from the headers written.
     pub salts: BTreeMap<String, u64>,
+    /// What the external-worker oracles remember.
+    pub ext: crate::external::ExtWorld,
 }
 
 impl World {
@@ -75,6 +77,7 @@ impl World {
             broken_snapshots: 0,
             live: std::env::var("BEAVER_SIM_TRACE").is_ok_and(|v| v == "live"),
             salts: BTreeMap::new(),
+            ext: crate::external::ExtWorld::default(),
         })))
     }
 
@@ -116,8 +119,9 @@ impl World {
                 ));
                 return;
             }
-            if let Err(e) = self.model.apply(&r) {
-                self.violate(format!("the durable log breaks a rule: {e}"));
+            match self.model.apply(&r) {
+                Ok(()) => crate::external::folded(self, &r),
+                Err(e) => self.violate(format!("the durable log breaks a rule: {e}")),
             }
         }
     }

@@ -285,6 +285,8 @@ impl Core {
     /// in `slots`; the request is answered once the last is durable.
     fn grant(&mut self, req: RequestId, slots: Vec<u32>, holder: &Arc<str>, out: &mut Vec<Effect>) {
         let mut lsns = Vec::with_capacity(slots.len());
+        #[cfg(feature = "mutants")]
+        let mut granted = Vec::new();
         for slot in slots {
             let e = self.state.table.get(slot);
             let op = Op::Dispatch {
@@ -296,6 +298,12 @@ impl Core {
             let lsn = self.propose(op, Origin::Lease, out);
             self.external.proposed.insert(lsn, Arc::clone(holder));
             lsns.push(lsn);
+            #[cfg(feature = "mutants")]
+            granted.push((lsn, slot));
+        }
+        #[cfg(feature = "mutants")]
+        if self.lease_at_once(req, &granted, out) {
+            return;
         }
         if let Some(&last) = lsns.last() {
             self.wait(last, req, Answer::Leased(lsns), out);
@@ -353,6 +361,10 @@ impl Core {
     /// The lease dispatch at `lsn` of the job in `slot` is durable: the
     /// lease is granted, and delivered with its request's answer.
     pub(super) fn lease_granted(&mut self, lsn: Lsn, slot: u32) {
+        #[cfg(feature = "mutants")]
+        if self.leased_already(lsn) {
+            return;
+        }
         let x = &mut self.external;
         let holder = x.proposed.remove(&lsn).unwrap_or_else(|| "".into());
         x.granted.insert(lsn, (slot, holder));
@@ -385,6 +397,8 @@ impl Core {
             x.by_slot.insert(slot, lsn);
             x.expiries.insert((expiry, lsn));
             x.counters.active = x.current.len() as u64;
+            #[cfg(feature = "mutants")]
+            super::planted::delivered(lsn, &e.id);
             jobs.push(LeasedJob {
                 job: self.view(slot),
                 lease_id: lsn,

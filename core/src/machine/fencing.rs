@@ -69,6 +69,8 @@ impl Core {
             };
             return reply(out, req, Reply::Heartbeat(Err(rejection)));
         }
+        #[cfg(feature = "mutants")]
+        let lease = self.refenced(crate::mutants::Mutant::HeartbeatIgnoresAttempt, lease);
         if !self.is_live(lease) {
             return self.lost(req, lease, Reply::Heartbeat, out);
         }
@@ -118,7 +120,7 @@ impl Core {
 
     /// Whether `lease` is current, with no end on its way, and not past
     /// its expiry.
-    fn is_live(&self, lease: LeaseId) -> bool {
+    pub(super) fn is_live(&self, lease: LeaseId) -> bool {
         self.external
             .current
             .get(&lease)
@@ -146,6 +148,8 @@ impl Core {
         how: Ending<'_>,
         out: &mut Vec<Effect>,
     ) {
+        #[cfg(feature = "mutants")]
+        let lease = self.refenced(crate::mutants::Mutant::StaleLeaseCompletes, lease);
         let end = how.end();
         let ending = self.external.current.get(&lease).map(|h| h.ending);
         match ending {

@@ -1,10 +1,91 @@
 //! Planted bugs of the core (see [`crate::mutants`]); compiled only with
 //! the `mutants` feature.
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+
+use super::Core;
+use super::proposals::reply;
+use crate::job::JobId;
 use crate::mutants::{Mutant, active};
-use crate::protocol::Effect;
-use crate::record::Op;
+use crate::protocol::{Effect, LeaseId, Reply, RequestId};
+use crate::record::{Lsn, Op};
 use crate::table::Entry;
+
+/// Leases delivered, and their jobs, kept so the fencing bugs can find a
+/// stale lease's job (the core forgets it when the lease ends).
+const DELIVERED_MAX: usize = 4_096;
+
+thread_local! {
+    static DELIVERED: RefCell<(BTreeMap<LeaseId, JobId>, VecDeque<LeaseId>)> =
+        const { RefCell::new((BTreeMap::new(), VecDeque::new())) };
+}
+
+/// Remembers that `lease` was delivered for job `id` (with a fencing bug active).
+pub(super) fn delivered(lease: LeaseId, id: &JobId) {
+    if !active(Mutant::StaleLeaseCompletes) && !active(Mutant::HeartbeatIgnoresAttempt) {
+        return;
+    }
+    DELIVERED.with(|d| {
+        let (map, order) = &mut *d.borrow_mut();
+        if map.insert(lease, id.clone()).is_none() {
+            order.push_back(lease);
+        }
+        while order.len() > DELIVERED_MAX {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    });
+}
+
+impl Core {
+    /// With `m` active and `lease` no longer live: the live lease its job
+    /// holds now, if any (the fencing bug); else `lease`.
+    pub(super) fn refenced(&self, m: Mutant, lease: LeaseId) -> LeaseId {
+        if !active(m) || self.is_live(lease) {
+            return lease;
+        }
+        let Some(id) = DELIVERED.with(|d| d.borrow().0.get(&lease).cloned()) else {
+            return lease;
+        };
+        let current = self
+            .state
+            .table
+            .slot_of(id.as_str())
+            .and_then(|slot| self.external.by_slot.get(&slot).copied());
+        match current {
+            Some(now) if self.is_live(now) => now,
+            _ => lease,
+        }
+    }
+
+    /// With `LeaseBeforeDurable` active, the request is answered now, its
+    /// dispatches (`granted`: LSN and slot) not yet durable. True if it was.
+    pub(super) fn lease_at_once(
+        &mut self,
+        req: RequestId,
+        granted: &[(Lsn, u32)],
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        if !active(Mutant::LeaseBeforeDurable) {
+            return false;
+        }
+        for &(lsn, slot) in granted {
+            self.lease_granted(lsn, slot);
+        }
+        let lsns: Vec<Lsn> = granted.iter().map(|g| g.0).collect();
+        let jobs = self.deliver(&lsns);
+        reply(out, req, Reply::Leased(Ok(jobs)));
+        true
+    }
+
+    /// With `LeaseBeforeDurable` active, a lease delivered at proposal is
+    /// not granted again when its dispatch applies.
+    pub(super) fn leased_already(&self, lsn: Lsn) -> bool {
+        active(Mutant::LeaseBeforeDurable) && self.external.current.contains_key(&lsn)
+    }
+}
 
 /// With `m` active, the attempt is given back instead of counted.
 pub(super) fn uncounted(m: Mutant, e: &Entry, attempt: u32, op: Op) -> Op {
