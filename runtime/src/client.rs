@@ -30,6 +30,9 @@ pub(crate) enum Ask {
     ListJobs(JobFilter),
     ListLeases,
     Checkpoint,
+    Release(LeaseId, Option<i32>, u64),
+    Bury(LeaseId, Option<i32>),
+    Delete(JobId),
     /// Not a queue operation: asks the engine to snapshot now; answered
     /// with the LSN the snapshot will cover (or busy, when builds wait).
     Snapshot(oneshot::Sender<Result<u64, Rejection>>),
@@ -228,6 +231,40 @@ impl Client {
     pub async fn fail(&self, lease: LeaseId, error: String, retry: Retry) -> Result<(), Rejection> {
         match self.ask(Ask::Fail(lease, error, retry)).await? {
             Reply::Failed(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Gives a lease's attempt back: the job is pending again after
+    /// `delay_ms` (with `priority` if given), the attempt not counted and
+    /// no failure recorded; resolves once durable. Retried like
+    /// [`Client::complete`].
+    pub async fn release(
+        &self,
+        lease: LeaseId,
+        priority: Option<i32>,
+        delay_ms: u64,
+    ) -> Result<(), Rejection> {
+        match self.ask(Ask::Release(lease, priority, delay_ms)).await? {
+            Reply::Released(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sets a lease's job aside: dead (with `priority` if given) until
+    /// requeued, no failure recorded; resolves once durable.
+    pub async fn bury(&self, lease: LeaseId, priority: Option<i32>) -> Result<(), Rejection> {
+        match self.ask(Ask::Bury(lease, priority)).await? {
+            Reply::Buried(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes a job that waits (pending or dead): it is cancelled;
+    /// resolves once durable. A job in flight is a conflict.
+    pub async fn delete(&self, id: JobId) -> Result<(), Rejection> {
+        match self.ask(Ask::Delete(id)).await? {
+            Reply::Deleted(r) => r,
             other => Err(unexpected(other)),
         }
     }

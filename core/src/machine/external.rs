@@ -40,6 +40,8 @@ pub(super) enum End {
     Failed,
     Expired,
     Returned,
+    Released,
+    Buried,
 }
 
 /// A current lease.

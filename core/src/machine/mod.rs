@@ -229,6 +229,18 @@ impl Core {
                 reply: Reply::Leases(self.list_leases()),
             }),
             Input::Checkpoint { req } => self.on_checkpoint(req, out),
+            Input::Release {
+                req,
+                lease,
+                priority,
+                delay_ms,
+            } => self.on_release(req, lease, priority, delay_ms, out),
+            Input::Bury {
+                req,
+                lease,
+                priority,
+            } => self.on_bury(req, lease, priority, out),
+            Input::Delete { req, id } => self.on_delete(req, id, out),
         }
     }
 
