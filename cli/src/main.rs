@@ -126,6 +126,12 @@ enum Command {
         after_help = "Examples:\n  beaver bench                                  # every workload, temp data dirs under .\n  beaver bench --dir /var/tmp --only W5,W1,W2   # some workloads, on another disk\n  beaver bench --quick --only W1,W2             # a smoke run: counts / 10\n\nWorkloads (each on its own `beaver run --handler noop` on 127.0.0.1, clients keep-alive, one request in flight each):\n  W5    disk probe: 100-byte write + fdatasync into a preallocated file, 1 thread (run first and last;\n        below 6,000/s the disk is in its slow state and the run's figures do not count)\n  W0    HTTP floor: GET /v1/ping (no core, no disk), 32 clients, 100,000 requests;\n        then `W0 1`: 20,000 from 1 client (one client's round trip)\n  W1    20,000 single-job enqueues, 1 client\n  W2    100,000 single-job enqueues, 32 clients\n  W2b   1,000,000 jobs in batches of 100, 8 clients (--workers 0: the backlog is kept)\n  W4    kill -9 the W2b server, restart: spawn to the first /v1/status showing every job\n  snap  W2 against that server, alone (W2@1M), then while a snapshot of it is built (W2+snap);\n        then kill -9 it again and time a restart from that snapshot (W4+snap)\n  W3    100,000 jobs (batches of 100, 8 clients) run by 8 noop workers: first enqueue to last completion\nThe last lines are a Markdown table with each target and whether it was met. Never a test: timing varies."
     )]
     Bench(beaver_cli::bench::BenchArgs),
+    /// Serve beanstalkd's protocol on a beaver queue: a drop-in for `beanstalkd` that replies only once a change is durable
+    #[command(
+        version,
+        after_help = "Examples:\n  beaver beanstalkd                       # 127.0.0.1:11300, a temporary data dir removed at exit\n  beaver beanstalkd -b /var/lib/beaver-bs -p 11300\n  beaver beanstalkd -l unix:/run/beaver.sock -b ./data\n\nTubes are queues, job ids are job numbers, buried jobs are dead jobs.\nSIGUSR1: drain mode (puts answered DRAINING). SIGTERM or Ctrl-C: stop."
+    )]
+    Beanstalkd(beaver_cli::beanstalkd::BeanstalkdArgs),
     /// Cancel a pending job (or one still waiting for a free worker)
     #[command(after_help = "Example:\n  beaver cancel welcome-ada")]
     Cancel {
@@ -182,6 +188,25 @@ fn run_server(args: &RunArgs) -> Result<(), Failure> {
         })
 }
 
+fn run_beanstalkd(args: &beaver_cli::beanstalkd::BeanstalkdArgs) -> Result<(), Failure> {
+    let opts = args.options().map_err(|m| Failure {
+        message: m,
+        code: 2,
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure {
+            message: format!("cannot start the runtime: {e}"),
+            code: 1,
+        })?;
+    rt.block_on(beaver_cli::beanstalkd::run(opts))
+        .map_err(|m| Failure {
+            message: m,
+            code: 1,
+        })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -197,6 +222,10 @@ fn main() -> ExitCode {
             print_bytes(&script, "the completion script")
         }
         Command::Man => man_page(),
+        Command::Beanstalkd(args) => {
+            init_tracing("warn");
+            run_beanstalkd(args)
+        }
         Command::Bench(args) => {
             init_tracing("warn");
             beaver_cli::bench::run(args).map_err(|m| Failure {
@@ -261,7 +290,11 @@ fn print_bytes(bytes: &[u8], what: &str) -> Result<(), Failure> {
 
 fn client_command(cmd: &Command) -> Result<(), Failure> {
     match cmd {
-        Command::Run(_) | Command::Bench(_) | Command::Completions { .. } | Command::Man => Ok(()),
+        Command::Run(_)
+        | Command::Bench(_)
+        | Command::Beanstalkd(_)
+        | Command::Completions { .. }
+        | Command::Man => Ok(()),
         Command::Enqueue {
             file,
             payload,
