@@ -10,6 +10,7 @@ use beaver_core::{JobId, JobSpec, JobState, JobView, QueueName, Rejection, Reque
 use beaver_runtime::QueuePause;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::tubes::queue_of;
 use super::{Shared, body, now_ms, peek, stats};
 use crate::beanstalk::{Command, Frame, Framer, Reply, TubeName};
 
@@ -21,6 +22,9 @@ pub const RESERVED_PER_CONNECTION_MAX: usize = 1_024;
 pub const WATCHED_MAX: usize = 16;
 /// A `reserve` without a timeout asks the core in waits of at most this.
 const RESERVE_WAIT_STEP: Duration = Duration::from_secs(60);
+/// The most bytes read ahead while a reserve waits (pipelined commands);
+/// beyond it the connection is not read until the reserve is answered.
+const READ_AHEAD_MAX: usize = 256 * 1024;
 
 /// A job this connection reserved.
 #[derive(Debug, Clone, Copy)]
@@ -29,12 +33,23 @@ pub struct Held {
     pub lease_until: u64,
 }
 
+/// Bytes read ahead while a reserve waited, and whether the peer has
+/// closed its sending side.
+#[derive(Default)]
+pub struct ReadAhead {
+    pub bytes: Vec<u8>,
+    pub eof: bool,
+}
+
 /// What one connection has chosen and holds.
 pub struct Conn {
     pub id: u64,
     pub used: TubeName,
     pub watched: Vec<TubeName>,
     pub reserved: BTreeMap<u64, Held>,
+    pub ahead: ReadAhead,
+    pub producer: bool,
+    pub worker: bool,
 }
 
 /// Serves one connection until it quits, closes, idles out or the server
@@ -45,11 +60,30 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(shared: &Shared, mut strea
         used: TubeName::default_tube(),
         watched: vec![TubeName::default_tube()],
         reserved: BTreeMap::new(),
+        ahead: ReadAhead::default(),
+        producer: false,
+        worker: false,
     };
+    shared.tube(&conn.used, |f| {
+        f.using += 1;
+        f.watching += 1;
+    });
     let _ = run(shared, &mut stream, &mut conn).await;
-    for held in conn.reserved.values() {
+    for (&id, held) in &conn.reserved {
         // The job is ready again at once, its priority kept.
         let _ = shared.client.release(held.lease, None, 0).await;
+        shared.bump(id, |c| c.open_lease = None);
+    }
+    shared.tube(&conn.used, |f| f.using = f.using.saturating_sub(1));
+    for t in &conn.watched {
+        shared.tube(t, |f| f.watching = f.watching.saturating_sub(1));
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    if conn.producer {
+        shared.producers.fetch_sub(1, Relaxed);
+    }
+    if conn.worker {
+        shared.workers.fetch_sub(1, Relaxed);
     }
 }
 
@@ -63,15 +97,22 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = vec![0u8; 16 * 1024];
     let mut out = Vec::new();
     loop {
-        let read = tokio::time::timeout(shared.idle_timeout, stream.read(&mut buf)).await;
-        let n = match read {
-            Ok(r) => r?,
-            Err(_) => return Ok(()), // idle too long
+        let chunk = match std::mem::take(&mut conn.ahead.bytes) {
+            ahead if !ahead.is_empty() => ahead,
+            _ if conn.ahead.eof => return Ok(()),
+            _ => {
+                let read = tokio::time::timeout(shared.idle_timeout, stream.read(&mut buf)).await;
+                let n = match read {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(()), // idle too long
+                };
+                if n == 0 {
+                    return Ok(());
+                }
+                buf[..n].to_vec()
+            }
         };
-        if n == 0 {
-            return Ok(());
-        }
-        let mut input = &buf[..n];
+        let mut input = &chunk[..];
         while !input.is_empty() {
             let (used, frame) = framer.push(input);
             input = &input[used..];
@@ -79,7 +120,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 Some(Frame::Command(Command::Quit)) => return Ok(()),
                 Some(Frame::Command(cmd)) => {
                     shared.count(cmd.verb());
-                    execute(shared, conn, cmd, &mut out).await;
+                    execute(shared, conn, cmd, &mut out, stream).await;
                 }
                 Some(Frame::Refused(r)) => {
                     if let Some(verb) = r.counted_as {
@@ -102,14 +143,15 @@ fn job_id(id: u64) -> JobId {
     JobId::assigned(id, false)
 }
 
-/// The queue a tube is; `None` for a tube name beaver's queue names
-/// cannot spell (see the README).
-pub fn queue_of(tube: &TubeName) -> Option<QueueName> {
-    QueueName::parse(tube.as_str()).ok()
-}
-
-/// Executes one command, writing its reply to `out`.
-async fn execute(shared: &Shared, conn: &mut Conn, cmd: Command, out: &mut Vec<u8>) {
+/// Executes one command, writing its reply to `out`. A reserve reads
+/// ahead from `stream` while it waits.
+async fn execute<S: AsyncRead + Unpin>(
+    shared: &Shared,
+    conn: &mut Conn,
+    cmd: Command,
+    out: &mut Vec<u8>,
+    stream: &mut S,
+) {
     let reply_bytes = match cmd {
         Command::Put {
             pri,
@@ -117,24 +159,19 @@ async fn execute(shared: &Shared, conn: &mut Conn, cmd: Command, out: &mut Vec<u
             ttr_s,
             body,
         } => put(shared, conn, pri, delay_s, ttr_s, &body).await,
-        Command::Use(tube) => match queue_of(&tube) {
-            Some(_) => {
-                conn.used = tube;
-                Reply::Using(&conn.used).to_bytes()
-            }
-            None => Reply::BadFormat.to_bytes(),
-        },
-        Command::Reserve => reserve(shared, conn, None).await,
+        Command::Use(tube) => use_tube(shared, conn, tube),
+        Command::Reserve => reserve(shared, conn, None, stream).await,
         Command::ReserveWithTimeout { timeout_s } => {
-            reserve(shared, conn, Some(Duration::from_secs(timeout_s.into()))).await
+            let timeout = Some(Duration::from_secs(timeout_s.into()));
+            reserve(shared, conn, timeout, stream).await
         }
         Command::ReserveJob { .. } => Reply::NotFound.to_bytes(),
         Command::Delete { id } => delete(shared, conn, id).await,
         Command::Release { id, pri, delay_s } => release(shared, conn, id, pri, delay_s).await,
         Command::Bury { id, pri } => bury(shared, conn, id, pri).await,
         Command::Touch { id } => touch(shared, conn, id).await,
-        Command::Watch(tube) => watch(conn, tube),
-        Command::Ignore(tube) => ignore(conn, &tube),
+        Command::Watch(tube) => watch(shared, conn, tube),
+        Command::Ignore(tube) => ignore(shared, conn, &tube),
         Command::Peek { id } => match live_job(shared, id).await {
             Some(j) => found(&j),
             None => Reply::NotFound.to_bytes(),
@@ -188,16 +225,21 @@ pub async fn live_job(shared: &Shared, id: u64) -> Option<JobView> {
 
 async fn put(
     shared: &Shared,
-    conn: &Conn,
+    conn: &mut Conn,
     pri: u32,
     delay_s: u32,
     ttr_s: u32,
     b: &[u8],
 ) -> Vec<u8> {
+    if !conn.producer {
+        conn.producer = true;
+        shared.producers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     if shared.draining() {
         return Reply::Draining.to_bytes();
     }
-    let (Some(queue), Ok(payload)) = (queue_of(&conn.used), body::to_payload(b)) else {
+    let queue = queue_of(&conn.used);
+    let Ok(payload) = body::to_payload(b) else {
         return Reply::InternalError.to_bytes();
     };
     let spec = JobSpec {
@@ -214,6 +256,7 @@ async fn put(
         Ok(done) => match done.first().and_then(|e| e.id.assigned_number()) {
             Some(n) => {
                 shared.bump(n, |c| c.delay_s = u64::from(delay_s));
+                shared.tube(&conn.used, |f| f.total_jobs += 1);
                 Reply::Inserted(n).to_bytes()
             }
             None => Reply::InternalError.to_bytes(),
@@ -228,12 +271,43 @@ fn soonest_deadline(conn: &Conn) -> Option<u64> {
     conn.reserved.values().map(|h| h.lease_until).min()
 }
 
-async fn reserve(shared: &Shared, conn: &mut Conn, timeout: Option<Duration>) -> Vec<u8> {
+async fn reserve<S: AsyncRead + Unpin>(
+    shared: &Shared,
+    conn: &mut Conn,
+    timeout: Option<Duration>,
+    stream: &mut S,
+) -> Vec<u8> {
+    if !conn.worker {
+        conn.worker = true;
+        shared.workers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     if conn.reserved.len() >= RESERVED_PER_CONNECTION_MAX {
         return Reply::OutOfMemory.to_bytes();
     }
-    let queues: Vec<QueueName> = conn.watched.iter().filter_map(queue_of).collect();
-    let holder = format!("beanstalk connection {}", conn.id);
+    for t in &conn.watched {
+        shared.tube(t, |f| f.waiting += 1);
+    }
+    let reply = reserve_waiting(shared, conn, timeout, stream).await;
+    for t in &conn.watched {
+        shared.tube(t, |f| f.waiting = f.waiting.saturating_sub(1));
+    }
+    reply
+}
+
+/// What a wait for a job ended with.
+enum Waited {
+    Job(beaver_core::LeasedJob),
+    Nothing,
+    PeerClosed,
+    Refused,
+}
+
+async fn reserve_waiting<S: AsyncRead + Unpin>(
+    shared: &Shared,
+    conn: &mut Conn,
+    timeout: Option<Duration>,
+    stream: &mut S,
+) -> Vec<u8> {
     let give_up = timeout.map(|t| tokio::time::Instant::now() + t);
     loop {
         let now = now_ms();
@@ -250,26 +324,12 @@ async fn reserve(shared: &Shared, conn: &mut Conn, timeout: Option<Duration>) ->
             wait = wait.min(Duration::from_millis(s - now));
         }
         let wait = wait.min(shared.lease_wait_max);
-        let asked = (!wait.is_zero()).then_some(wait);
-        let jobs = match shared.client.lease(queues.clone(), 1, asked, &holder).await {
-            Ok(jobs) => jobs,
-            Err(_) => return Reply::OutOfMemory.to_bytes(),
-        };
-        if let Some(leased) = jobs.into_iter().next() {
-            let id = leased.job.seq;
-            let held = Held {
-                lease: leased.lease_id,
-                lease_until: leased.lease_until,
-            };
-            conn.reserved.insert(id, held);
-            shared.bump(id, |c| c.reserves += 1);
-            let body = leased
-                .job
-                .payload
-                .as_ref()
-                .map(body::from_payload)
-                .unwrap_or_default();
-            return Reply::Reserved { id, body: &body }.to_bytes();
+        match lease_one(shared, conn, wait, stream).await {
+            Waited::Job(leased) => return reserved(shared, conn, leased),
+            // beanstalkd answers a reserve of a half-closed connection at once.
+            Waited::PeerClosed => return Reply::TimedOut.to_bytes(),
+            Waited::Refused => return Reply::OutOfMemory.to_bytes(),
+            Waited::Nothing => {}
         }
         let timed_out = give_up.is_some_and(|end| tokio::time::Instant::now() >= end);
         if timed_out {
@@ -278,28 +338,81 @@ async fn reserve(shared: &Shared, conn: &mut Conn, timeout: Option<Duration>) ->
     }
 }
 
-async fn delete(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
-    if let Some(held) = conn.reserved.get(&id).copied() {
-        let done = shared.client.complete(held.lease).await;
-        conn.reserved.remove(&id);
-        return match done {
-            Ok(()) => {
-                shared.forget(id);
-                Reply::Deleted.to_bytes()
-            }
-            Err(_) => Reply::NotFound.to_bytes(),
-        };
+/// Asks for one job of the watched tubes, waiting up to `wait`, while
+/// reading ahead what the peer sends (a close ends the wait: dropping the
+/// lease future takes no job).
+async fn lease_one<S: AsyncRead + Unpin>(
+    shared: &Shared,
+    conn: &mut Conn,
+    wait: Duration,
+    stream: &mut S,
+) -> Waited {
+    let queues: Vec<QueueName> = conn.watched.iter().map(queue_of).collect();
+    let holder = format!("beanstalk connection {}", conn.id);
+    let asked = (!wait.is_zero()).then_some(wait);
+    let lease = shared.client.lease(queues, 1, asked, &holder);
+    tokio::pin!(lease);
+    let mut buf = [0u8; 4096];
+    loop {
+        let reading = !conn.ahead.eof && conn.ahead.bytes.len() < READ_AHEAD_MAX;
+        tokio::select! {
+            biased;
+            r = &mut lease => return match r {
+                Ok(jobs) => jobs.into_iter().next().map_or(Waited::Nothing, Waited::Job),
+                Err(_) => Waited::Refused,
+            },
+            n = stream.read(&mut buf), if reading => match n {
+                Ok(0) | Err(_) => {
+                    conn.ahead.eof = true;
+                    return Waited::PeerClosed;
+                }
+                Ok(n) => conn.ahead.bytes.extend_from_slice(&buf[..n]),
+            },
+        }
     }
-    if live_job(shared, id).await.is_none() {
+}
+
+/// Notes a job this connection reserved and answers `RESERVED`.
+fn reserved(shared: &Shared, conn: &mut Conn, leased: beaver_core::LeasedJob) -> Vec<u8> {
+    let id = leased.job.seq;
+    let held = Held {
+        lease: leased.lease_id,
+        lease_until: leased.lease_until,
+    };
+    conn.reserved.insert(id, held);
+    shared.bump(id, |c| {
+        // A reservation nobody ended: its TTR ran out.
+        if c.open_lease.is_some() {
+            c.timeouts += 1;
+        }
+        c.open_lease = Some(leased.lease_id);
+        c.reserves += 1;
+    });
+    let body = leased
+        .job
+        .payload
+        .as_ref()
+        .map(body::from_payload)
+        .unwrap_or_default();
+    Reply::Reserved { id, body: &body }.to_bytes()
+}
+
+async fn delete(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
+    let Some(job) = live_job(shared, id).await else {
+        return Reply::NotFound.to_bytes();
+    };
+    let done = match conn.reserved.remove(&id) {
+        Some(held) => shared.client.complete(held.lease).await,
+        None => shared.client.delete(job.id).await,
+    };
+    if done.is_err() {
         return Reply::NotFound.to_bytes();
     }
-    match shared.client.delete(job_id(id)).await {
-        Ok(()) => {
-            shared.forget(id);
-            Reply::Deleted.to_bytes()
-        }
-        Err(_) => Reply::NotFound.to_bytes(),
+    shared.forget(id);
+    if let Some(tube) = shared.tube_of(&job.queue) {
+        shared.tube(&tube, |f| f.cmd_delete += 1);
     }
+    Reply::Deleted.to_bytes()
 }
 
 async fn release(shared: &Shared, conn: &mut Conn, id: u64, pri: u32, delay_s: u32) -> Vec<u8> {
@@ -313,6 +426,7 @@ async fn release(shared: &Shared, conn: &mut Conn, id: u64, pri: u32, delay_s: u
             shared.bump(id, |c| {
                 c.releases += 1;
                 c.delay_s = u64::from(delay_s);
+                c.open_lease = None;
             });
             Reply::Released.to_bytes()
         }
@@ -327,7 +441,10 @@ async fn bury(shared: &Shared, conn: &mut Conn, id: u64, pri: u32) -> Vec<u8> {
     let priority = Some(beaver_core::priority_from_beanstalk(pri));
     match shared.client.bury(held.lease, priority).await {
         Ok(()) => {
-            shared.bump(id, |c| c.buries += 1);
+            shared.bump(id, |c| {
+                c.buries += 1;
+                c.open_lease = None;
+            });
             Reply::Buried.to_bytes()
         }
         Err(_) => Reply::NotFound.to_bytes(),
@@ -350,12 +467,18 @@ async fn touch(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
     }
 }
 
-fn watch(conn: &mut Conn, tube: TubeName) -> Vec<u8> {
-    if queue_of(&tube).is_none() {
-        return Reply::BadFormat.to_bytes();
+fn use_tube(shared: &Shared, conn: &mut Conn, tube: TubeName) -> Vec<u8> {
+    if !shared.tube(&tube, |f| f.using += 1) {
+        return Reply::OutOfMemory.to_bytes();
     }
+    let old = std::mem::replace(&mut conn.used, tube);
+    shared.tube(&old, |f| f.using = f.using.saturating_sub(1));
+    Reply::Using(&conn.used).to_bytes()
+}
+
+fn watch(shared: &Shared, conn: &mut Conn, tube: TubeName) -> Vec<u8> {
     if !conn.watched.contains(&tube) {
-        if conn.watched.len() >= WATCHED_MAX {
+        if conn.watched.len() >= WATCHED_MAX || !shared.tube(&tube, |f| f.watching += 1) {
             return Reply::OutOfMemory.to_bytes();
         }
         conn.watched.push(tube);
@@ -363,11 +486,15 @@ fn watch(conn: &mut Conn, tube: TubeName) -> Vec<u8> {
     Reply::Watching(conn.watched.len() as u64).to_bytes()
 }
 
-fn ignore(conn: &mut Conn, tube: &TubeName) -> Vec<u8> {
+fn ignore(shared: &Shared, conn: &mut Conn, tube: &TubeName) -> Vec<u8> {
     if conn.watched.len() == 1 && conn.watched[0] == *tube {
         return Reply::NotIgnored.to_bytes();
     }
-    conn.watched.retain(|t| t != tube);
+    if let Some(i) = conn.watched.iter().position(|t| t == tube) {
+        // beanstalkd fills the gap with the last tube watched.
+        conn.watched.swap_remove(i);
+        shared.tube(tube, |f| f.watching = f.watching.saturating_sub(1));
+    }
     Reply::Watching(conn.watched.len() as u64).to_bytes()
 }
 
@@ -407,16 +534,20 @@ async fn kick_job(shared: &Shared, id: u64) -> Vec<u8> {
 }
 
 async fn pause(shared: &Shared, tube: &TubeName, delay_s: u32) -> Vec<u8> {
-    let Some(queue) = queue_of(tube) else {
+    if !shared.tube_exists(tube).await {
         return Reply::NotFound.to_bytes();
-    };
+    }
+    let queue = queue_of(tube);
     let how = match delay_s {
         0 => QueuePause::Resume,
         s => QueuePause::For(Duration::from_secs(s.into())),
     };
     match shared.client.pause_queue(queue, how).await {
         Ok(()) => {
-            shared.count_pause(tube);
+            shared.tube(tube, |f| {
+                f.cmd_pause += 1;
+                f.pause_s = u64::from(delay_s);
+            });
             Reply::Paused.to_bytes()
         }
         Err(_) => Reply::NotFound.to_bytes(),

@@ -11,6 +11,7 @@ mod body;
 mod conn;
 mod peek;
 mod stats;
+mod tubes;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,6 +42,8 @@ pub const CONNECTIONS_MAX: usize = 1_024;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3_600);
 /// The most jobs whose `stats-job` counters are kept (in memory only).
 pub const COUNTED_JOBS_MAX: usize = 1_000_000;
+/// The size of the log's segment files (`binlog-max-size` in `stats`).
+pub const BINLOG_MAX_SIZE: u64 = 10 << 20;
 
 /// Where to listen.
 #[derive(Debug, Clone)]
@@ -77,6 +80,10 @@ pub struct Counters {
     pub kicks: u64,
     /// The delay of its last put or release, in seconds.
     pub delay_s: u64,
+    /// The lease of its latest reservation while no release, bury,
+    /// delete or close ended it: found set at the next reserve, it
+    /// timed out.
+    pub open_lease: Option<u64>,
 }
 
 /// What every connection shares.
@@ -88,7 +95,9 @@ pub struct Shared {
     draining: AtomicBool,
     counters: Mutex<HashMap<u64, Counters>>,
     cmd: Mutex<CommandCounts>,
-    pauses: Mutex<HashMap<TubeName, u64>>,
+    tubes: Mutex<tubes::Tubes>,
+    producers: AtomicU64,
+    workers: AtomicU64,
     started: Instant,
     instance_id: String,
     connections: AtomicU64,
@@ -110,18 +119,35 @@ impl Shared {
         self.cmd.lock().map(|c| *c).unwrap_or_default()
     }
 
-    fn count_pause(&self, tube: &TubeName) {
-        if let Ok(mut p) = self.pauses.lock() {
-            // Bounded by the queues the core allows (each pause names one).
-            *p.entry(tube.clone()).or_default() += 1;
+    /// Changes a tube's figures (creating the tube); `false` when no more
+    /// tubes fit.
+    fn tube(&self, tube: &TubeName, change: impl FnOnce(&mut tubes::TubeFigures)) -> bool {
+        let Ok(mut all) = self.tubes.lock() else {
+            return false;
+        };
+        match all.touch(tube) {
+            Some(f) => {
+                change(f);
+                true
+            }
+            None => false,
         }
     }
 
-    fn pauses_of(&self, tube: &TubeName) -> u64 {
-        self.pauses
-            .lock()
-            .map(|p| p.get(tube).copied().unwrap_or(0))
-            .unwrap_or(0)
+    /// A tube's figures.
+    fn tube_figures(&self, tube: &TubeName) -> tubes::TubeFigures {
+        self.tubes.lock().map(|t| t.get(tube)).unwrap_or_default()
+    }
+
+    /// The tube a queue is: a known tube that maps onto it, else the
+    /// queue's own name.
+    fn tube_of(&self, queue: &beaver_core::QueueName) -> Option<TubeName> {
+        let known = self.tubes.lock().ok().and_then(|t| {
+            t.names()
+                .into_iter()
+                .find(|n| tubes::queue_of(n) == *queue)
+        });
+        known.or_else(|| TubeName::new(queue.as_str().as_bytes()))
     }
 
     fn bump(&self, id: u64, change: impl FnOnce(&mut Counters)) {
@@ -145,6 +171,21 @@ impl Shared {
         if let Ok(mut all) = self.counters.lock() {
             all.remove(&id);
         }
+    }
+
+    /// Whether a tube exists (see [`stats::live_tubes`]).
+    async fn tube_exists(&self, tube: &TubeName) -> bool {
+        stats::live_tubes(self)
+            .await
+            .is_some_and(|(names, _)| names.contains(tube))
+    }
+
+    /// Reservations that ran past their TTR, as far as this process saw.
+    fn job_timeouts(&self) -> u64 {
+        self.counters
+            .lock()
+            .map(|all| all.values().map(|c| c.timeouts).sum())
+            .unwrap_or(0)
     }
 
     fn connections(&self) -> u64 {
@@ -171,9 +212,18 @@ fn engine_config(data_dir: PathBuf, job_bytes_max: u32) -> EngineConfig {
         data_dir,
         ..EngineConfig::default()
     };
+    // beanstalkd's binlog files are 10 MiB by default; so are the log's
+    // segments here (a small temporary data dir, and a true
+    // `binlog-max-size`).
+    e.segment_bytes = BINLOG_MAX_SIZE;
     let q = &mut e.queue;
     q.workers = 0;
     q.lease_slack_ms = 0;
+    // beanstalkd's TTR and delays are u32 seconds.
+    let seconds_max = u64::from(u32::MAX) * 1_000;
+    q.limits.timeout_ms_max = q.limits.timeout_ms_max.max(seconds_max);
+    q.limits.delay_ms_max = q.limits.delay_ms_max.max(seconds_max);
+    q.limits.lease_extend_max_ms = q.limits.lease_extend_max_ms.max(seconds_max);
     q.limits.attempts_max = UNLIMITED_ATTEMPTS;
     q.limits.payload_bytes_max = q
         .limits
@@ -231,7 +281,9 @@ pub async fn run(opts: Options) -> Result<(), String> {
         draining: AtomicBool::new(false),
         counters: Mutex::new(HashMap::new()),
         cmd: Mutex::new(CommandCounts::default()),
-        pauses: Mutex::new(HashMap::new()),
+        tubes: Mutex::new(tubes::Tubes::new()),
+        producers: AtomicU64::new(0),
+        workers: AtomicU64::new(0),
         started: Instant::now(),
         instance_id: format!("{:016x}", beaver_io::entropy_seed()),
         connections: AtomicU64::new(0),

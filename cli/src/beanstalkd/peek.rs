@@ -5,7 +5,7 @@
 use beaver_core::protocol::LIST_JOBS_MAX;
 use beaver_core::{JobState, JobView};
 
-use super::conn::queue_of;
+use super::tubes::queue_of;
 use super::{Shared, now_ms};
 use crate::beanstalk::{Command, TubeName};
 
@@ -14,10 +14,8 @@ use crate::beanstalk::{Command, TubeName};
 const SCAN_JOBS_MAX: usize = 100_000;
 
 /// Every job of `tube` in `state` (up to [`SCAN_JOBS_MAX`] looked at).
-async fn jobs_in(shared: &Shared, tube: &TubeName, state: JobState) -> Vec<JobView> {
-    let Some(queue) = queue_of(tube) else {
-        return Vec::new();
-    };
+pub async fn jobs_in(shared: &Shared, tube: &TubeName, state: JobState) -> Vec<JobView> {
+    let queue = queue_of(tube);
     let mut found = Vec::new();
     let mut after = None;
     let mut seen = 0;

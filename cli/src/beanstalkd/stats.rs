@@ -4,6 +4,7 @@
 
 use beaver_core::{JobState, JobView, QueueStatus};
 
+use super::tubes::queue_of;
 use super::{Shared, now_ms};
 use crate::beanstalk::stats::{self as doc, JobCounts, JobStats, ServerStats, TubeStats};
 use crate::beanstalk::{Reply, TubeName};
@@ -21,7 +22,7 @@ pub fn job_yaml(shared: &Shared, j: &JobView) -> Vec<u8> {
         _ => (doc::JobState::Ready, 0),
     };
     let c = shared.counters(j.seq);
-    let Ok(tube) = TubeName::new(j.queue.as_str().as_bytes()).ok_or(()) else {
+    let Some(tube) = shared.tube_of(&j.queue) else {
         return Reply::InternalError.to_bytes();
     };
     let stats = JobStats {
@@ -53,59 +54,84 @@ fn counts_of(q: &QueueStatus) -> JobCounts {
     }
 }
 
-/// `OK` and the `stats-tube` document; `NOT_FOUND` for a tube no job or
-/// pause ever named.
+/// Whether a queue holds jobs beanstalkd would count (not deleted ones).
+fn has_jobs(q: &QueueStatus) -> bool {
+    q.pending + q.in_flight + q.dead > 0
+}
+
+/// The tubes that exist (in beanstalkd's order) and the queues' status:
+/// tubes a connection uses or watches, and those holding jobs.
+pub async fn live_tubes(shared: &Shared) -> Option<(Vec<TubeName>, beaver_runtime::EngineStatus)> {
+    let status = shared.client.status().await.ok()?;
+    let queues = &status.queue.queues;
+    let find = |t: &TubeName| {
+        let q = queue_of(t);
+        queues.iter().find(|s| s.name == q)
+    };
+    let mut names = {
+        let mut tubes = shared.tubes.lock().ok()?;
+        tubes.prune(|t| find(t).is_some_and(has_jobs));
+        tubes.names()
+    };
+    for q in queues.iter().filter(|q| has_jobs(q)) {
+        if let Some(t) = shared.tube_of(&q.name) {
+            if !names.contains(&t) {
+                names.push(t);
+            }
+        }
+    }
+    Some((names, status))
+}
+
+/// How many ready jobs of `tube` are urgent (a bounded scan).
+async fn urgent(shared: &Shared, tube: &TubeName) -> u64 {
+    let now = now_ms();
+    let urgent_min = beaver_core::priority_from_beanstalk(crate::beanstalk::URGENT_PRIORITY - 1);
+    super::peek::jobs_in(shared, tube, JobState::Pending)
+        .await
+        .iter()
+        .filter(|j| j.run_at <= now && j.priority >= urgent_min)
+        .count() as u64
+}
+
+/// `OK` and the `stats-tube` document; `NOT_FOUND` for a tube that does
+/// not exist.
 pub async fn tube_yaml(shared: &Shared, tube: &TubeName) -> Vec<u8> {
-    let Ok(status) = shared.client.status().await else {
+    let Some((names, status)) = live_tubes(shared).await else {
         return Reply::InternalError.to_bytes();
     };
-    let q = status
-        .queue
-        .queues
-        .iter()
-        .find(|q| q.name.as_str() == tube.as_str());
-    let Some(q) = q else {
-        return match tube.as_str() == "default" {
-            true => Reply::Ok(&empty_tube(tube)).to_bytes(),
-            false => Reply::NotFound.to_bytes(),
-        };
-    };
+    if !names.contains(tube) {
+        return Reply::NotFound.to_bytes();
+    }
+    let queue = queue_of(tube);
+    let q = status.queue.queues.iter().find(|q| q.name == queue);
+    let mut jobs = q.map(counts_of).unwrap_or_default();
+    if jobs.ready > 0 {
+        jobs.urgent = urgent(shared, tube).await;
+    }
     let now = status.queue.now;
-    let pause_left_ms = q.paused_until.map_or(0, |u| u.saturating_sub(now));
+    let pause_left_ms = q
+        .and_then(|q| q.paused_until)
+        .map_or(0, |u| u.saturating_sub(now));
+    let f = shared.tube_figures(tube);
     let stats = TubeStats {
         name: tube,
-        jobs: counts_of(q),
-        total_jobs: q.pending + q.in_flight + q.completed + q.dead + q.cancelled,
-        current_using: 0,
-        current_watching: 0,
-        current_waiting: 0,
-        cmd_delete: 0,
-        cmd_pause_tube: shared.pauses_of(tube),
-        pause_s: 0,
-        pause_time_left_s: pause_left_ms / 1_000,
+        jobs,
+        total_jobs: f.total_jobs,
+        current_using: f.using,
+        current_watching: f.watching,
+        current_waiting: f.waiting,
+        cmd_delete: f.cmd_delete,
+        cmd_pause_tube: f.cmd_pause,
+        pause_s: if pause_left_ms > 0 { f.pause_s } else { 0 },
+        pause_time_left_s: pause_left_ms.div_ceil(1_000).min(f.pause_s),
     };
     Reply::Ok(&stats.to_yaml()).to_bytes()
 }
 
-fn empty_tube(tube: &TubeName) -> Vec<u8> {
-    TubeStats {
-        name: tube,
-        jobs: JobCounts::default(),
-        total_jobs: 0,
-        current_using: 0,
-        current_watching: 0,
-        current_waiting: 0,
-        cmd_delete: 0,
-        cmd_pause_tube: 0,
-        pause_s: 0,
-        pause_time_left_s: 0,
-    }
-    .to_yaml()
-}
-
 /// `OK` and the `stats` document.
 pub async fn server_yaml(shared: &Shared) -> Vec<u8> {
-    let Ok(status) = shared.client.status().await else {
+    let Some((names, status)) = live_tubes(shared).await else {
         return Reply::InternalError.to_bytes();
     };
     let mut jobs = JobCounts::default();
@@ -116,18 +142,24 @@ pub async fn server_yaml(shared: &Shared) -> Vec<u8> {
         jobs.delayed += c.delayed;
         jobs.buried += c.buried;
     }
-    let totals = &status.queue.stats.totals;
+    if jobs.ready > 0 {
+        for t in &names {
+            jobs.urgent += urgent(shared, t).await;
+        }
+    }
+    let waiting = names.iter().map(|t| shared.tube_figures(t).waiting).max();
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
     let stats = ServerStats {
         jobs,
         cmd: shared.command_counts(),
-        job_timeouts: 0,
-        total_jobs: totals.enqueued,
+        job_timeouts: shared.job_timeouts(),
+        total_jobs: status.queue.stats.totals.enqueued,
         max_job_size: u64::from(shared.job_bytes_max),
-        current_tubes: status.queue.queues.len().max(1) as u64,
+        current_tubes: names.len() as u64,
         current_connections: shared.connections(),
-        current_producers: 0,
-        current_workers: 0,
-        current_waiting: 0,
+        current_producers: shared.producers.load(relaxed),
+        current_workers: shared.workers.load(relaxed),
+        current_waiting: waiting.unwrap_or(0),
         total_connections: shared.total_connections(),
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION"),
@@ -138,7 +170,7 @@ pub async fn server_yaml(shared: &Shared) -> Vec<u8> {
         binlog_current_index: 0,
         binlog_records_migrated: 0,
         binlog_records_written: 0,
-        binlog_max_size: 0,
+        binlog_max_size: super::BINLOG_MAX_SIZE,
         draining: shared.draining(),
         id: &shared.instance_id,
         hostname: "localhost",
@@ -148,18 +180,10 @@ pub async fn server_yaml(shared: &Shared) -> Vec<u8> {
     Reply::Ok(&stats.to_yaml()).to_bytes()
 }
 
-/// `OK` and the list of tubes: `default` and every queue.
+/// `OK` and the list of tubes that exist.
 pub async fn list_tubes(shared: &Shared) -> Vec<u8> {
-    let Ok(status) = shared.client.status().await else {
-        return Reply::InternalError.to_bytes();
-    };
-    let mut tubes = vec![TubeName::default_tube()];
-    for q in &status.queue.queues {
-        if let Some(t) = TubeName::new(q.name.as_str().as_bytes()) {
-            if !tubes.contains(&t) {
-                tubes.push(t);
-            }
-        }
+    match live_tubes(shared).await {
+        Some((names, _)) => Reply::Ok(&doc::tube_list_yaml(&names)).to_bytes(),
+        None => Reply::InternalError.to_bytes(),
     }
-    Reply::Ok(&doc::tube_list_yaml(&tubes)).to_bytes()
 }
