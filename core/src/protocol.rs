@@ -256,6 +256,27 @@ pub enum Input {
         /// The job, found as [`Input::Get`] finds it.
         id: JobId,
     },
+    /// A client kicks a waiting job (beanstalkd's `kick-job`): a dead one
+    /// is requeued, a scheduled one is ready from now. Anything else is a
+    /// conflict; an unknown or final one is not found.
+    Kick {
+        /// Echoed in the [`Reply::Kicked`].
+        req: RequestId,
+        /// The job, found as [`Input::Get`] finds it.
+        id: JobId,
+    },
+    /// An external worker asks for one pending job (ready or scheduled)
+    /// by id (beanstalkd's `reserve-job`): leased as [`Input::Lease`]
+    /// leases, answered with it once its dispatch is durable. A job that is
+    /// not pending, or is changing, is a conflict.
+    LeaseJob {
+        /// Echoed in the [`Reply::Leased`].
+        req: RequestId,
+        /// The job, found as [`Input::Get`] finds it.
+        id: JobId,
+        /// Who the worker is (as in [`Input::Lease`]).
+        holder: String,
+    },
 }
 
 /// The most queues one [`Input::Lease`] names.
@@ -418,6 +439,8 @@ pub enum Reply {
     Buried(Result<(), Rejection>),
     /// For [`Input::Delete`]: the job is cancelled, durably.
     Deleted(Result<(), Rejection>),
+    /// For [`Input::Kick`]: the job is ready (or requeued), durably.
+    Kicked(Result<(), Rejection>),
 }
 
 /// Why a request was refused. Nothing of a refused request was applied.

@@ -150,6 +150,12 @@ pub enum Op {
         /// The job; dead when the record applies.
         id: JobId,
     },
+    /// A scheduled job is ready from the record's time on (beanstalkd's
+    /// `kick` of a delayed job).
+    Kick {
+        /// The job; pending when the record applies.
+        id: JobId,
+    },
 }
 
 impl Op {
@@ -171,6 +177,7 @@ impl Op {
             Op::Return { .. } => "return",
             Op::Bury { .. } => "bury",
             Op::DeleteDead { .. } => "delete_dead",
+            Op::Kick { .. } => "kick",
         }
     }
 }

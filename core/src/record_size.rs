@@ -93,7 +93,7 @@ impl Op {
             // attempt, priority and run_at.
             Op::Return { id, .. } => RECORD + listed_id(id.as_str().len()) + 3 * INT,
             Op::Bury { id, .. } => RECORD + listed_id(id.as_str().len()) + 2 * INT,
-            Op::DeleteDead { id } => RECORD + listed_id(id.as_str().len()),
+            Op::DeleteDead { id } | Op::Kick { id } => RECORD + listed_id(id.as_str().len()),
         }
     }
 }

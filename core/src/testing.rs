@@ -425,6 +425,18 @@ impl Driver {
         self.step(Input::Delete { req, id })
     }
 
+    /// Steps [`Input::Kick`].
+    pub fn kick(&mut self, req: u64, id: &str) -> Vec<Effect> {
+        let (req, id) = (RequestId(req), job_id(id));
+        self.step(Input::Kick { req, id })
+    }
+
+    /// Steps [`Input::LeaseJob`].
+    pub fn lease_job(&mut self, req: u64, id: &str, holder: &str) -> Vec<Effect> {
+        let (req, id, holder) = (RequestId(req), job_id(id), holder.to_owned());
+        self.step(Input::LeaseJob { req, id, holder })
+    }
+
     /// Steps [`Input::Withdraw`].
     pub fn withdraw(&mut self, req: u64) -> Vec<Effect> {
         self.step(Input::Withdraw {

@@ -1,14 +1,14 @@
 //! What beanstalkd's protocol needs of the core (`fencing.rs`,
 //! `requests.rs`): a lease given back with a new priority and delay
-//! (not charged), a lease's job buried (dead, no failure), and a waiting
-//! job (pending or dead) deleted by id.
+//! (not charged), a lease's job buried (dead, no failure), a waiting job
+//! (pending or dead) deleted or kicked by id, and one job leased by id.
 
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
 
 mod common;
 
 use beaver_core::testing::Driver;
-use beaver_core::{Config, JobState, Op, Rejection, Reply, RequeueTarget};
+use beaver_core::{Config, JobSpec, JobState, Op, Rejection, Reply, RequeueTarget};
 use common::*;
 
 /// No built-in workers; `a` leased at t=12 by `w1` (lease 2, durable at
@@ -188,5 +188,98 @@ fn a_delete_of_a_job_in_flight_final_or_unknown_changes_nothing() {
             Reply::Deleted(Err(Rejection::NotFound { id: id("a") }))
         )],
         "a completed job is gone, as far as a delete goes"
+    );
+}
+
+#[test]
+fn a_kick_makes_a_scheduled_job_ready_now_and_requeues_a_dead_one() {
+    let mut d = leased_a();
+    let later = JobSpec {
+        delay_ms: 10_000,
+        ..spec("b")
+    };
+    d.at(14).enqueue(3, vec![later]);
+    d.at(15).durable(3);
+    assert_eq!(
+        d.at(16).kick(4, "b"),
+        vec![append(4, 16, Op::Kick { id: id("b") })]
+    );
+    assert_eq!(d.at(17).durable(4), vec![reply(4, Reply::Kicked(Ok(())))]);
+    assert_eq!(job(&mut d, "b").run_at, 16, "ready from the kick on");
+    d.at(20).bury(5, 2, None);
+    d.at(21).durable(5);
+    assert_eq!(
+        d.at(22).kick(6, "a"),
+        vec![append(6, 22, Op::Requeue { ids: vec![id("a")] })]
+    );
+    d.at(23).durable(6);
+    assert_eq!(job(&mut d, "a").state, JobState::Pending);
+}
+
+#[test]
+fn a_kick_of_a_ready_or_running_job_is_a_conflict() {
+    let mut d = leased_a();
+    d.at(14).enqueue(3, vec![spec("b")]);
+    d.at(15).durable(3);
+    for (req, i) in [(4, "b"), (5, "a")] {
+        let out = d.kick(req, i);
+        assert!(
+            matches!(
+                &out[..],
+                [beaver_core::Effect::Reply {
+                    reply: Reply::Kicked(Err(Rejection::Conflict { .. })),
+                    ..
+                }]
+            ),
+            "{i}: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn a_lease_of_one_job_by_id_takes_that_job_ready_or_scheduled() {
+    let mut d = Driver::new(Config {
+        workers: 0,
+        ..config()
+    });
+    let later = JobSpec {
+        delay_ms: 10_000,
+        ..spec("b")
+    };
+    d.at(10).enqueue(1, vec![spec("a"), later]);
+    d.at(11).durable(1);
+    assert_eq!(
+        d.at(12).lease_job(2, "b", "w1"),
+        vec![dispatch(2, 12, "b", 1)]
+    );
+    let out = d.at(13).durable(2);
+    let [
+        beaver_core::Effect::Reply {
+            reply: Reply::Leased(Ok(jobs)),
+            ..
+        },
+    ] = &out[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!((jobs.len(), jobs[0].lease_id), (1, 2));
+    assert_eq!(jobs[0].job.id, id("b"));
+    let again = d.lease_job(3, "b", "w2");
+    assert!(
+        matches!(
+            &again[..],
+            [beaver_core::Effect::Reply {
+                reply: Reply::Leased(Err(Rejection::Conflict { .. })),
+                ..
+            }]
+        ),
+        "{again:?}"
+    );
+    assert_eq!(
+        d.lease_job(4, "nope", "w2"),
+        vec![reply(
+            4,
+            Reply::Leased(Err(Rejection::NotFound { id: id("nope") }))
+        )]
     );
 }

@@ -116,6 +116,7 @@ fn every_record() -> Vec<Record> {
             priority: i32::MIN,
         },
         Op::DeleteDead { id: id("order-2") },
+        Op::Kick { id: id("order-3") },
     ]);
     numbered(ops)
 }
@@ -524,6 +525,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
             priority,
         }),
         arb_id().prop_map(|id| Op::DeleteDead { id }),
+        arb_id().prop_map(|id| Op::Kick { id }),
         (arb_id(), any::<u32>()).prop_map(|(id, attempt)| Op::Complete { id, attempt }),
         (arb_id(), any::<u32>()).prop_map(|(id, attempt)| Op::Release { id, attempt }),
         arb_id().prop_map(|id| Op::Cancel { id }),

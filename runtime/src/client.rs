@@ -33,6 +33,8 @@ pub(crate) enum Ask {
     Release(LeaseId, Option<i32>, u64),
     Bury(LeaseId, Option<i32>),
     Delete(JobId),
+    Kick(JobId),
+    LeaseJob(JobId, String),
     /// Not a queue operation: asks the engine to snapshot now; answered
     /// with the LSN the snapshot will cover (or busy, when builds wait).
     Snapshot(oneshot::Sender<Result<u64, Rejection>>),
@@ -265,6 +267,25 @@ impl Client {
     pub async fn delete(&self, id: JobId) -> Result<(), Rejection> {
         match self.ask(Ask::Delete(id)).await? {
             Reply::Deleted(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Kicks a waiting job: a dead one is requeued, a scheduled one is
+    /// ready now; resolves once durable.
+    pub async fn kick(&self, id: JobId) -> Result<(), Rejection> {
+        match self.ask(Ask::Kick(id)).await? {
+            Reply::Kicked(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leases the pending job `id` (ready or scheduled) to `holder`;
+    /// resolves with it once its dispatch is durable.
+    pub async fn lease_job(&self, id: JobId, holder: &str) -> Result<LeasedJob, Rejection> {
+        match self.ask(Ask::LeaseJob(id, holder.to_owned())).await? {
+            Reply::Leased(Ok(mut jobs)) if jobs.len() == 1 => Ok(jobs.remove(0)),
+            Reply::Leased(Err(r)) => Err(r),
             other => Err(unexpected(other)),
         }
     }

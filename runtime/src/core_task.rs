@@ -345,6 +345,10 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
                 priority,
             },
             Ask::Delete(id) => Input::Delete { req, id },
+            Ask::Kick(id) => Input::Kick { req, id },
+            // Answered at once or once durable, never waiting: nothing
+            // to withdraw, and an undelivered answer is given back.
+            Ask::LeaseJob(id, holder) => Input::LeaseJob { req, id, holder },
             Ask::Snapshot(lsn) => {
                 let upto = self.queue.applied_lsn();
                 let answer = if self.ask_snapshot(upto) {

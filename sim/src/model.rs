@@ -193,6 +193,12 @@ impl Model {
                 let j = self.in_flight(lsn, id.as_str(), *attempt)?;
                 j.state = JobState::Dead;
             }
+            Op::Kick { id } => {
+                let j = self.job(lsn, id.as_str())?;
+                if j.state != JobState::Pending {
+                    return Err(format!("LSN {lsn}: kick of {id} while {:?}", j.state));
+                }
+            }
             Op::DeleteDead { id } => {
                 let j = self.job(lsn, id.as_str())?;
                 if j.state != JobState::Dead {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use beaver_core::{JobId, JobSpec, JobState, JobView, QueueName, Rejection, RequeueTarget};
+use beaver_core::{JobId, JobSpec, JobState, JobView, QueueName, Rejection};
 use beaver_runtime::QueuePause;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -25,6 +25,8 @@ const RESERVE_WAIT_STEP: Duration = Duration::from_secs(60);
 /// The most bytes read ahead while a reserve waits (pipelined commands);
 /// beyond it the connection is not read until the reserve is answered.
 const READ_AHEAD_MAX: usize = 256 * 1024;
+/// The most jobs one `kick` kicks (one durable step each).
+const KICK_MAX: usize = 10_000;
 
 /// A job this connection reserved.
 #[derive(Debug, Clone, Copy)]
@@ -165,7 +167,7 @@ async fn execute<S: AsyncRead + Unpin>(
             let timeout = Some(Duration::from_secs(timeout_s.into()));
             reserve(shared, conn, timeout, stream).await
         }
-        Command::ReserveJob { .. } => Reply::NotFound.to_bytes(),
+        Command::ReserveJob { id } => reserve_job(shared, conn, id).await,
         Command::Delete { id } => delete(shared, conn, id).await,
         Command::Release { id, pri, delay_s } => release(shared, conn, id, pri, delay_s).await,
         Command::Bury { id, pri } => bury(shared, conn, id, pri).await,
@@ -233,7 +235,9 @@ async fn put(
 ) -> Vec<u8> {
     if !conn.producer {
         conn.producer = true;
-        shared.producers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .producers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     if shared.draining() {
         return Reply::Draining.to_bytes();
@@ -279,7 +283,9 @@ async fn reserve<S: AsyncRead + Unpin>(
 ) -> Vec<u8> {
     if !conn.worker {
         conn.worker = true;
-        shared.workers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .workers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     if conn.reserved.len() >= RESERVED_PER_CONNECTION_MAX {
         return Reply::OutOfMemory.to_bytes();
@@ -498,18 +504,18 @@ fn ignore(shared: &Shared, conn: &mut Conn, tube: &TubeName) -> Vec<u8> {
     Reply::Watching(conn.watched.len() as u64).to_bytes()
 }
 
-/// `kick`: up to `bound` buried jobs of the used tube, oldest buried
-/// first. (Kicking delayed jobs when none is buried is not done yet: 0.)
+/// `kick`: up to `bound` buried jobs of the used tube, buried first
+/// first; when none is buried, up to `bound` delayed ones, due first
+/// first (as beanstalkd does).
 async fn kick(shared: &Shared, conn: &Conn, bound: u32) -> Vec<u8> {
-    let buried = peek::buried(shared, &conn.used, bound as usize).await;
+    let bound = (bound as usize).min(KICK_MAX);
+    let mut jobs = peek::buried(shared, &conn.used, bound).await;
+    if jobs.is_empty() {
+        jobs = peek::delayed(shared, &conn.used, bound).await;
+    }
     let mut kicked = 0;
-    for j in buried {
-        if shared
-            .client
-            .requeue(RequeueTarget::One(j.id.clone()))
-            .await
-            .is_ok()
-        {
+    for j in jobs {
+        if shared.client.kick(j.id.clone()).await.is_ok() {
             shared.bump(j.seq, |c| c.kicks += 1);
             kicked += 1;
         }
@@ -517,18 +523,35 @@ async fn kick(shared: &Shared, conn: &Conn, bound: u32) -> Vec<u8> {
     Reply::Kicked(kicked).to_bytes()
 }
 
+/// `kick-job`: a buried or delayed job is ready now.
 async fn kick_job(shared: &Shared, id: u64) -> Vec<u8> {
-    let Some(j) = live_job(shared, id)
-        .await
-        .filter(|j| j.state == JobState::Dead)
-    else {
+    let Some(j) = live_job(shared, id).await else {
         return Reply::NotFound.to_bytes();
     };
-    match shared.client.requeue(RequeueTarget::One(j.id)).await {
-        Ok(_) => {
+    match shared.client.kick(j.id).await {
+        Ok(()) => {
             shared.bump(id, |c| c.kicks += 1);
             Reply::KickedJob.to_bytes()
         }
+        Err(_) => Reply::NotFound.to_bytes(),
+    }
+}
+
+/// `reserve-job`: reserves a ready, delayed or buried job by id (a buried
+/// one is requeued first: two durable steps, not one).
+async fn reserve_job(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
+    if conn.reserved.len() >= RESERVED_PER_CONNECTION_MAX {
+        return Reply::OutOfMemory.to_bytes();
+    }
+    let Some(j) = live_job(shared, id).await else {
+        return Reply::NotFound.to_bytes();
+    };
+    if j.state == JobState::Dead && shared.client.kick(j.id.clone()).await.is_err() {
+        return Reply::NotFound.to_bytes();
+    }
+    let holder = format!("beanstalk connection {}", conn.id);
+    match shared.client.lease_job(j.id, &holder).await {
+        Ok(leased) => reserved(shared, conn, leased),
         Err(_) => Reply::NotFound.to_bytes(),
     }
 }

@@ -142,11 +142,11 @@ impl Shared {
     /// The tube a queue is: a known tube that maps onto it, else the
     /// queue's own name.
     fn tube_of(&self, queue: &beaver_core::QueueName) -> Option<TubeName> {
-        let known = self.tubes.lock().ok().and_then(|t| {
-            t.names()
-                .into_iter()
-                .find(|n| tubes::queue_of(n) == *queue)
-        });
+        let known = self
+            .tubes
+            .lock()
+            .ok()
+            .and_then(|t| t.names().into_iter().find(|n| tubes::queue_of(n) == *queue));
         known.or_else(|| TubeName::new(queue.as_str().as_bytes()))
     }
 

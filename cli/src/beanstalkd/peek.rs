@@ -56,6 +56,19 @@ pub async fn first(shared: &Shared, tube: &TubeName, cmd: &Command) -> Option<Jo
     }
 }
 
+/// Up to `max` delayed jobs of `tube`, due first first.
+pub async fn delayed(shared: &Shared, tube: &TubeName, max: usize) -> Vec<JobView> {
+    let now = now_ms();
+    let mut jobs: Vec<JobView> = jobs_in(shared, tube, JobState::Pending)
+        .await
+        .into_iter()
+        .filter(|j| j.run_at > now)
+        .collect();
+    jobs.sort_by_key(|j| (j.run_at, j.seq));
+    jobs.truncate(max);
+    jobs
+}
+
 /// Up to `max` buried jobs of `tube`, buried first first.
 pub async fn buried(shared: &Shared, tube: &TubeName, max: usize) -> Vec<JobView> {
     let mut jobs = jobs_in(shared, tube, JobState::Dead).await;

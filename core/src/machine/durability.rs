@@ -123,7 +123,7 @@ impl Core {
                 }
             }
             Op::Requeue { ids } => ids.iter().for_each(|id| self.unreserve(id)),
-            Op::DeleteDead { id } => self.unreserve(id),
+            Op::DeleteDead { id } | Op::Kick { id } => self.unreserve(id),
             Op::Purge { jobs, .. } => {
                 jobs.iter().for_each(|id| self.unreserve(id));
                 self.purge_in_flight = false;

@@ -25,6 +25,7 @@
 //! housekeeping pass.
 
 mod admission;
+mod by_id;
 mod charging;
 mod dispatch;
 mod durability;
@@ -241,6 +242,8 @@ impl Core {
                 priority,
             } => self.on_bury(req, lease, priority, out),
             Input::Delete { req, id } => self.on_delete(req, id, out),
+            Input::Kick { req, id } => self.on_kick(req, id, out),
+            Input::LeaseJob { req, id, holder } => self.on_lease_job(req, id, &holder, out),
         }
     }
 

@@ -61,6 +61,7 @@ pub(super) enum Answer {
     Released,
     Buried,
     Deleted,
+    Kicked,
 }
 
 impl Answer {
@@ -80,6 +81,7 @@ impl Answer {
             Answer::Released => Reply::Released(Ok(())),
             Answer::Buried => Reply::Buried(Ok(())),
             Answer::Deleted => Reply::Deleted(Ok(())),
+            Answer::Kicked => Reply::Kicked(Ok(())),
         }
     }
 
@@ -98,6 +100,7 @@ impl Answer {
             Answer::Released => Reply::Released(Err(rejection)),
             Answer::Buried => Reply::Buried(Err(rejection)),
             Answer::Deleted => Reply::Deleted(Err(rejection)),
+            Answer::Kicked => Reply::Kicked(Err(rejection)),
         }
     }
 }

@@ -81,6 +81,10 @@ impl State {
                 priority,
             } => self.apply_bury(lsn, (id, *attempt), *priority, at)?,
             Op::DeleteDead { id } => self.apply_delete_dead(lsn, id, at)?,
+            Op::Kick { id } => {
+                let slot = self.slot_in(lsn, id, JobState::Pending)?;
+                self.transition(slot, JobState::Pending, |e| e.run_at = e.run_at.min(at));
+            }
         }
         self.stamp(at);
         self.applied_lsn = lsn;
@@ -451,7 +455,8 @@ impl State {
             | Op::Checkpoint
             | Op::Return { .. }
             | Op::Bury { .. }
-            | Op::DeleteDead { .. } => None,
+            | Op::DeleteDead { .. }
+            | Op::Kick { .. } => None,
         };
         match reason {
             Some(reason) => Err(ApplyError { lsn, reason }),

@@ -161,6 +161,12 @@ impl Model {
                 j.priority = *priority;
                 self.put(id, j);
             }
+            Op::Kick { id } => {
+                let mut j = self.job(id);
+                assert_eq!(j.state, JobState::Pending, "kick of {id}");
+                j.run_at = j.run_at.min(r.at);
+                self.put(id, j);
+            }
             Op::DeleteDead { id } => {
                 let mut j = self.job(id);
                 assert_eq!(j.state, JobState::Dead, "delete_dead of {id}");
