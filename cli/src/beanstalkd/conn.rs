@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use beaver_core::{JobId, JobSpec, JobState, JobView, QueueName, Rejection};
+use beaver_core::{JobId, JobSpec, JobState, JobView, Rejection};
 use beaver_runtime::QueuePause;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -66,6 +66,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(shared: &Shared, mut strea
         producer: false,
         worker: false,
     };
+    use std::sync::atomic::Ordering::Relaxed;
+    shared.connections.fetch_add(1, Relaxed);
+    shared.total_connections.fetch_add(1, Relaxed);
     shared.tube(&conn.used, |f| {
         f.using += 1;
         f.watching += 1;
@@ -73,20 +76,23 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(shared: &Shared, mut strea
     let _ = run(shared, &mut stream, &mut conn).await;
     for (&id, held) in &conn.reserved {
         // The job is ready again at once, its priority kept.
+        end_reservation(shared, id, held.lease);
         let _ = shared.client.release(held.lease, None, 0).await;
-        shared.bump(id, |c| c.open_lease = None);
     }
     shared.tube(&conn.used, |f| f.using = f.using.saturating_sub(1));
     for t in &conn.watched {
         shared.tube(t, |f| f.watching = f.watching.saturating_sub(1));
     }
-    use std::sync::atomic::Ordering::Relaxed;
     if conn.producer {
         shared.producers.fetch_sub(1, Relaxed);
     }
     if conn.worker {
         shared.workers.fetch_sub(1, Relaxed);
     }
+    shared.connections.fetch_sub(1, Relaxed);
+    // Closed only now: a peer that saw the close sees every figure and
+    // reservation of this connection gone.
+    drop(stream);
 }
 
 /// The read, frame, execute, reply loop. `Err` when the peer is gone.
@@ -353,7 +359,10 @@ async fn lease_one<S: AsyncRead + Unpin>(
     wait: Duration,
     stream: &mut S,
 ) -> Waited {
-    let queues: Vec<QueueName> = conn.watched.iter().map(queue_of).collect();
+    let queues = match conn.watched.len() {
+        1 => vec![queue_of(&conn.watched[0])],
+        _ => peek::best_first(shared, &conn.watched).await,
+    };
     let holder = format!("beanstalk connection {}", conn.id);
     let asked = (!wait.is_zero()).then_some(wait);
     let lease = shared.client.lease(queues, 1, asked, &holder);
@@ -376,6 +385,17 @@ async fn lease_one<S: AsyncRead + Unpin>(
             },
         }
     }
+}
+
+/// Notes that this process ends the reservation `lease` of job `id`
+/// (before asking: another connection may reserve the job the moment the
+/// end is durable).
+fn end_reservation(shared: &Shared, id: u64, lease: u64) {
+    shared.bump(id, |c| {
+        if c.open_lease == Some(lease) {
+            c.open_lease = None;
+        }
+    });
 }
 
 /// Notes a job this connection reserved and answers `RESERVED`.
@@ -408,7 +428,10 @@ async fn delete(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
         return Reply::NotFound.to_bytes();
     };
     let done = match conn.reserved.remove(&id) {
-        Some(held) => shared.client.complete(held.lease).await,
+        Some(held) => {
+            end_reservation(shared, id, held.lease);
+            shared.client.complete(held.lease).await
+        }
         None => shared.client.delete(job.id).await,
     };
     if done.is_err() {
@@ -427,12 +450,12 @@ async fn release(shared: &Shared, conn: &mut Conn, id: u64, pri: u32, delay_s: u
     };
     let priority = Some(beaver_core::priority_from_beanstalk(pri));
     let delay_ms = u64::from(delay_s) * 1_000;
+    end_reservation(shared, id, held.lease);
     match shared.client.release(held.lease, priority, delay_ms).await {
         Ok(()) => {
             shared.bump(id, |c| {
                 c.releases += 1;
                 c.delay_s = u64::from(delay_s);
-                c.open_lease = None;
             });
             Reply::Released.to_bytes()
         }
@@ -445,11 +468,11 @@ async fn bury(shared: &Shared, conn: &mut Conn, id: u64, pri: u32) -> Vec<u8> {
         return Reply::NotFound.to_bytes();
     };
     let priority = Some(beaver_core::priority_from_beanstalk(pri));
+    end_reservation(shared, id, held.lease);
     match shared.client.bury(held.lease, priority).await {
         Ok(()) => {
             shared.bump(id, |c| {
                 c.buries += 1;
-                c.open_lease = None;
             });
             Reply::Buried.to_bytes()
         }

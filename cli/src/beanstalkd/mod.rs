@@ -42,7 +42,11 @@ pub const CONNECTIONS_MAX: usize = 1_024;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3_600);
 /// The most jobs whose `stats-job` counters are kept (in memory only).
 pub const COUNTED_JOBS_MAX: usize = 1_000_000;
-/// The size of the log's segment files (`binlog-max-size` in `stats`).
+/// The largest `-z`: a job of that size, escaped as a JSON string at
+/// worst, still fits the largest log segment (1 GiB, less 1 MiB of room).
+pub const JOB_BYTES_MAX: u32 = (((1 << 30) - (1 << 20) - 64) / 6) as u32;
+/// The size of the log's segment files (`binlog-max-size` in `stats`)
+/// when the largest job fits.
 pub const BINLOG_MAX_SIZE: u64 = 10 << 20;
 
 /// Where to listen.
@@ -90,6 +94,7 @@ pub struct Counters {
 pub struct Shared {
     client: Client,
     job_bytes_max: u32,
+    segment_bytes: u64,
     idle_timeout: Duration,
     lease_wait_max: Duration,
     draining: AtomicBool,
@@ -212,10 +217,12 @@ fn engine_config(data_dir: PathBuf, job_bytes_max: u32) -> EngineConfig {
         data_dir,
         ..EngineConfig::default()
     };
+    let payload_max = body::payload_bytes_max(job_bytes_max);
     // beanstalkd's binlog files are 10 MiB by default; so are the log's
-    // segments here (a small temporary data dir, and a true
-    // `binlog-max-size`).
-    e.segment_bytes = BINLOG_MAX_SIZE;
+    // segments here (a small temporary data dir), unless the largest job
+    // needs more.
+    let mib = 1 << 20;
+    e.segment_bytes = BINLOG_MAX_SIZE.max((payload_max + mib).div_ceil(mib) * mib);
     let q = &mut e.queue;
     q.workers = 0;
     q.lease_slack_ms = 0;
@@ -225,11 +232,10 @@ fn engine_config(data_dir: PathBuf, job_bytes_max: u32) -> EngineConfig {
     q.limits.delay_ms_max = q.limits.delay_ms_max.max(seconds_max);
     q.limits.lease_extend_max_ms = q.limits.lease_extend_max_ms.max(seconds_max);
     q.limits.attempts_max = UNLIMITED_ATTEMPTS;
-    q.limits.payload_bytes_max = q
-        .limits
-        .payload_bytes_max
-        .max(body::payload_bytes_max(job_bytes_max));
-    q.limits.batch_bytes_max = q.limits.batch_bytes_max.max(q.limits.payload_bytes_max * 2);
+    // A put is one job.
+    q.limits.payload_bytes_max = payload_max;
+    q.limits.batch_jobs_max = 1;
+    q.limits.batch_bytes_max = payload_max;
     e
 }
 
@@ -251,8 +257,11 @@ pub async fn run(opts: Options) -> Result<(), String> {
     };
     let _lock = crate::lock::lock_exclusive(&data_dir).map_err(|e| e.to_string())?;
     let listener = bind(&opts.listen).await?;
+    let config = engine_config(data_dir.clone(), opts.job_bytes_max);
+    let (segment_bytes, lease_wait_max_ms) =
+        (config.segment_bytes, config.queue.limits.lease_wait_max_ms);
     let engine = beaver_runtime::start(
-        engine_config(data_dir.clone(), opts.job_bytes_max),
+        config,
         beaver_io::FileDisk::new(),
         beaver_runtime::AnyExecutor::Noop(beaver_runtime::executor::NoopExecutor),
         SystemClock::new(),
@@ -271,13 +280,9 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let shared = Arc::new(Shared {
         client: engine.client.clone(),
         job_bytes_max: opts.job_bytes_max,
+        segment_bytes,
         idle_timeout: IDLE_TIMEOUT,
-        lease_wait_max: Duration::from_millis(
-            engine_config(PathBuf::new(), 0)
-                .queue
-                .limits
-                .lease_wait_max_ms,
-        ),
+        lease_wait_max: Duration::from_millis(lease_wait_max_ms),
         draining: AtomicBool::new(false),
         counters: Mutex::new(HashMap::new()),
         cmd: Mutex::new(CommandCounts::default()),
@@ -357,13 +362,10 @@ async fn accept_until_stopped(listener: Listener, shared: Arc<Shared>) -> Result
         next_id += 1;
         let (shared, id) = (shared.clone(), next_id);
         tokio::spawn(async move {
-            shared.connections.fetch_add(1, Ordering::Relaxed);
-            shared.total_connections.fetch_add(1, Ordering::Relaxed);
             match stream {
                 Stream::Tcp(s) => conn::serve(&shared, s, id).await,
                 Stream::Unix(s) => conn::serve(&shared, s, id).await,
             }
-            shared.connections.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }
@@ -417,7 +419,7 @@ pub struct BeanstalkdArgs {
 impl BeanstalkdArgs {
     /// The options, or why they are refused.
     pub fn options(&self) -> Result<Options, String> {
-        let limit = crate::beanstalk::JOB_BYTES_MAX_LIMIT;
+        let limit = JOB_BYTES_MAX;
         if self.job_bytes_max == 0 || self.job_bytes_max > limit {
             return Err(format!(
                 "-z must be 1 to {limit}, got {}",

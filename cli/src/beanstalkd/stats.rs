@@ -170,7 +170,7 @@ pub async fn server_yaml(shared: &Shared) -> Vec<u8> {
         binlog_current_index: 0,
         binlog_records_migrated: 0,
         binlog_records_written: 0,
-        binlog_max_size: super::BINLOG_MAX_SIZE,
+        binlog_max_size: shared.segment_bytes,
         draining: shared.draining(),
         id: &shared.instance_id,
         hostname: "localhost",
