@@ -7,6 +7,7 @@
 //! terminal. The binary (`src/main.rs`) only parses arguments and calls in.
 
 pub mod beanstalk;
+pub mod beanstalkd;
 pub mod bench;
 pub mod client;
 pub mod commands;

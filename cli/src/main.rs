@@ -131,6 +131,12 @@ enum Command {
         after_help = "Examples:\n  beaver work --server http://10.0.0.5:7070 --queue email --concurrency 8 --exec './send-email.sh'\n  BEAVER_TOKEN=s3cret beaver work --server http://q:7070 --queue a --queue b --concurrency 2 --exec 'python3 job.py' --json\n\nEach job runs as `/bin/sh -c CMD` with its payload on stdin and BEAVER_JOB_ID, BEAVER_ATTEMPT, BEAVER_QUEUE set; exit 0 completes it, anything else fails the attempt with the end of stderr as the error; past the job's timeout its process group gets SIGTERM, then SIGKILL.\nLeases are renewed well before they end; a lease the server calls lost has its command stopped and is never reported done.\nSIGTERM or Ctrl-C: no more leases, running jobs finish and are reported; a second signal kills them."
     )]
     Work(beaver_cli::work::WorkArgs),
+    /// Serve beanstalkd's protocol on a beaver queue: a drop-in for `beanstalkd` that replies only once a change is durable
+    #[command(
+        version,
+        after_help = "Examples:\n  beaver beanstalkd                       # 127.0.0.1:11300, a temporary data dir removed at exit\n  beaver beanstalkd -b /var/lib/beaver-bs -p 11300\n  beaver beanstalkd -l unix:/run/beaver.sock -b ./data\n\nTubes are queues, job ids are job numbers, buried jobs are dead jobs.\nSIGUSR1: drain mode (puts answered DRAINING). SIGTERM or Ctrl-C: stop."
+    )]
+    Beanstalkd(beaver_cli::beanstalkd::BeanstalkdArgs),
     /// Cancel a pending job (or one still waiting for a free worker)
     #[command(after_help = "Example:\n  beaver cancel welcome-ada")]
     Cancel {
@@ -187,6 +193,25 @@ fn run_server(args: &RunArgs) -> Result<(), Failure> {
         })
 }
 
+fn run_beanstalkd(args: &beaver_cli::beanstalkd::BeanstalkdArgs) -> Result<(), Failure> {
+    let opts = args.options().map_err(|m| Failure {
+        message: m,
+        code: 2,
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure {
+            message: format!("cannot start the runtime: {e}"),
+            code: 1,
+        })?;
+    rt.block_on(beaver_cli::beanstalkd::run(opts))
+        .map_err(|m| Failure {
+            message: m,
+            code: 1,
+        })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -208,6 +233,10 @@ fn main() -> ExitCode {
                 message: m,
                 code: 1,
             })
+        }
+        Command::Beanstalkd(args) => {
+            init_tracing("warn");
+            run_beanstalkd(args)
         }
         Command::Bench(args) => {
             init_tracing("warn");
@@ -276,6 +305,7 @@ fn client_command(cmd: &Command) -> Result<(), Failure> {
         Command::Run(_)
         | Command::Bench(_)
         | Command::Work(_)
+        | Command::Beanstalkd(_)
         | Command::Completions { .. }
         | Command::Man => Ok(()),
         Command::Enqueue {

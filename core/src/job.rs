@@ -381,6 +381,21 @@ pub struct NewJob {
     pub run_at: UnixMillis,
 }
 
+/// beaver's priority (`i32`, higher first) of beanstalkd's priority `pri`
+/// (`u32`, lower first): `i32::MAX - pri`. A bijection, so every
+/// beanstalkd priority survives the round trip and their order is kept.
+pub fn priority_from_beanstalk(pri: u32) -> i32 {
+    // In i64 the difference cannot overflow and always fits an i32:
+    // i32::MAX - u32::MAX = i32::MIN.
+    (i64::from(i32::MAX) - i64::from(pri)) as i32
+}
+
+/// beanstalkd's priority of beaver's priority `priority`: the inverse of
+/// [`priority_from_beanstalk`] (`i32::MAX - priority`, always in `u32`).
+pub fn priority_to_beanstalk(priority: i32) -> u32 {
+    (i64::from(i32::MAX) - i64::from(priority)) as u32
+}
+
 /// The lifecycle state of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -457,6 +472,23 @@ pub struct JobView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn beanstalk_priorities_map_onto_beaver_priorities_exactly() {
+        assert_eq!(priority_from_beanstalk(0), i32::MAX);
+        assert_eq!(priority_from_beanstalk(u32::MAX), i32::MIN);
+        assert_eq!(priority_from_beanstalk(1024), i32::MAX - 1024);
+        for pri in [0, 1, 1023, 1024, 1 << 31, u32::MAX - 1, u32::MAX] {
+            assert_eq!(priority_to_beanstalk(priority_from_beanstalk(pri)), pri);
+            if pri < u32::MAX {
+                // Lower first there is higher first here.
+                assert!(priority_from_beanstalk(pri) > priority_from_beanstalk(pri + 1));
+            }
+        }
+        for p in [i32::MIN, -1, 0, 1, i32::MAX] {
+            assert_eq!(priority_from_beanstalk(priority_to_beanstalk(p)), p);
+        }
+    }
 
     #[test]
     fn client_ids_are_validated() {

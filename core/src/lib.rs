@@ -234,7 +234,10 @@ pub mod time;
 
 pub use codec::{DecodeError, decode_record, decode_snapshot, encode_record, encode_snapshot};
 pub use config::{Config, Dedup, Limits, Retention, RetryPolicy};
-pub use job::{JobId, JobSpec, JobState, JobView, NewJob, Payload, QueueName};
+pub use job::{
+    JobId, JobSpec, JobState, JobView, NewJob, Payload, QueueName, priority_from_beanstalk,
+    priority_to_beanstalk,
+};
 pub use machine::{Core, RecoverError};
 pub use protocol::{
     Effect, Enqueued, Execution, Input, LeaseId, LeasedJob, Outcome, Rejection, Reply, RequestId,

@@ -222,6 +222,61 @@ pub enum Input {
         /// Echoed in the [`Reply::Checkpoint`].
         req: RequestId,
     },
+    /// An external worker gives its attempt back (beanstalkd's `release`):
+    /// the job is pending again after `delay_ms`, the attempt not counted
+    /// and no failure recorded. Fenced and retried like [`Input::Complete`].
+    Release {
+        /// Echoed in the [`Reply::Released`].
+        req: RequestId,
+        /// The lease.
+        lease: LeaseId,
+        /// The job's priority from now on; `None` keeps it.
+        priority: Option<i32>,
+        /// Not run again before this many milliseconds (at most
+        /// `limits.delay_ms_max`).
+        delay_ms: u64,
+    },
+    /// An external worker sets its job aside (beanstalkd's `bury`): the job
+    /// is dead (no failure recorded) until requeued. Fenced and retried
+    /// like [`Input::Complete`].
+    Bury {
+        /// Echoed in the [`Reply::Buried`].
+        req: RequestId,
+        /// The lease.
+        lease: LeaseId,
+        /// The job's priority from now on; `None` keeps it.
+        priority: Option<i32>,
+    },
+    /// A client deletes a job that waits: pending (ready or scheduled) or
+    /// dead. It is cancelled, once durable. A job in flight, or changing
+    /// right now, is a conflict; an unknown or final one is not found.
+    Delete {
+        /// Echoed in the [`Reply::Deleted`].
+        req: RequestId,
+        /// The job, found as [`Input::Get`] finds it.
+        id: JobId,
+    },
+    /// A client kicks a waiting job (beanstalkd's `kick-job`): a dead one
+    /// is requeued, a scheduled one is ready from now. Anything else is a
+    /// conflict; an unknown or final one is not found.
+    Kick {
+        /// Echoed in the [`Reply::Kicked`].
+        req: RequestId,
+        /// The job, found as [`Input::Get`] finds it.
+        id: JobId,
+    },
+    /// An external worker asks for one pending job (ready or scheduled)
+    /// by id (beanstalkd's `reserve-job`): leased as [`Input::Lease`]
+    /// leases, answered with it once its dispatch is durable. A job that is
+    /// not pending, or is changing, is a conflict.
+    LeaseJob {
+        /// Echoed in the [`Reply::Leased`].
+        req: RequestId,
+        /// The job, found as [`Input::Get`] finds it.
+        id: JobId,
+        /// Who the worker is (as in [`Input::Lease`]).
+        holder: String,
+    },
 }
 
 /// The most queues one [`Input::Lease`] names.
@@ -378,6 +433,14 @@ pub enum Reply {
     Leases(LeaseList),
     /// For [`Input::Checkpoint`]: the LSN of the checkpoint, once durable.
     Checkpoint(Result<Lsn, Rejection>),
+    /// For [`Input::Release`]: the job is pending again, durably.
+    Released(Result<(), Rejection>),
+    /// For [`Input::Bury`]: the job is dead, durably.
+    Buried(Result<(), Rejection>),
+    /// For [`Input::Delete`]: the job is cancelled, durably.
+    Deleted(Result<(), Rejection>),
+    /// For [`Input::Kick`]: the job is ready (or requeued), durably.
+    Kicked(Result<(), Rejection>),
 }
 
 /// Why a request was refused. Nothing of a refused request was applied.

@@ -121,6 +121,41 @@ pub enum Op {
     /// Changes nothing: a record that only takes the log to a newer LSN (so
     /// that an idle server can write a snapshot that covers its whole log).
     Checkpoint,
+    /// A leased attempt is given back by its worker with a new priority
+    /// and run time (beanstalkd's `release`): the job is pending again and
+    /// the attempt does not count, so it is no failure.
+    Return {
+        /// The job given back; in flight on `attempt` when the record applies.
+        id: JobId,
+        /// The attempt given back.
+        attempt: u32,
+        /// The job's priority from now on.
+        priority: i32,
+        /// Not run again before this time.
+        run_at: UnixMillis,
+    },
+    /// A leased attempt's worker sets the job aside (beanstalkd's `bury`):
+    /// it is dead with a new priority, no failure counted, until requeued.
+    Bury {
+        /// The job buried; in flight on `attempt` when the record applies.
+        id: JobId,
+        /// The attempt that ends.
+        attempt: u32,
+        /// The job's priority from now on.
+        priority: i32,
+    },
+    /// A dead job is cancelled (beanstalkd's `delete` of a buried job):
+    /// final, payload dropped, its id kept like any cancelled job's.
+    DeleteDead {
+        /// The job; dead when the record applies.
+        id: JobId,
+    },
+    /// A scheduled job is ready from the record's time on (beanstalkd's
+    /// `kick` of a delayed job).
+    Kick {
+        /// The job; pending when the record applies.
+        id: JobId,
+    },
 }
 
 impl Op {
@@ -139,6 +174,10 @@ impl Op {
             Op::PauseQueue { .. } => "pause_queue",
             Op::PurgeQueue { .. } => "purge_queue",
             Op::Checkpoint => "checkpoint",
+            Op::Return { .. } => "return",
+            Op::Bury { .. } => "bury",
+            Op::DeleteDead { .. } => "delete_dead",
+            Op::Kick { .. } => "kick",
         }
     }
 }

@@ -90,6 +90,10 @@ impl Op {
             Op::PauseQueue { queue, .. } => RECORD + listed_id(queue.as_str().len()) + INT,
             Op::PurgeQueue { queue } => RECORD + listed_id(queue.as_str().len()),
             Op::Checkpoint => RECORD,
+            // attempt, priority and run_at.
+            Op::Return { id, .. } => RECORD + listed_id(id.as_str().len()) + 3 * INT,
+            Op::Bury { id, .. } => RECORD + listed_id(id.as_str().len()) + 2 * INT,
+            Op::DeleteDead { id } | Op::Kick { id } => RECORD + listed_id(id.as_str().len()),
         }
     }
 }

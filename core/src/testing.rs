@@ -391,6 +391,52 @@ impl Driver {
         })
     }
 
+    /// Steps [`Input::Release`].
+    pub fn release(
+        &mut self,
+        req: u64,
+        lease: LeaseId,
+        priority: Option<i32>,
+        delay_ms: u64,
+    ) -> Vec<Effect> {
+        let req = RequestId(req);
+        self.step(Input::Release {
+            req,
+            lease,
+            priority,
+            delay_ms,
+        })
+    }
+
+    /// Steps [`Input::Bury`].
+    pub fn bury(&mut self, req: u64, lease: LeaseId, priority: Option<i32>) -> Vec<Effect> {
+        let req = RequestId(req);
+        self.step(Input::Bury {
+            req,
+            lease,
+            priority,
+        })
+    }
+
+    /// Steps [`Input::Delete`].
+    pub fn delete(&mut self, req: u64, id: &str) -> Vec<Effect> {
+        let req = RequestId(req);
+        let id = job_id(id);
+        self.step(Input::Delete { req, id })
+    }
+
+    /// Steps [`Input::Kick`].
+    pub fn kick(&mut self, req: u64, id: &str) -> Vec<Effect> {
+        let (req, id) = (RequestId(req), job_id(id));
+        self.step(Input::Kick { req, id })
+    }
+
+    /// Steps [`Input::LeaseJob`].
+    pub fn lease_job(&mut self, req: u64, id: &str, holder: &str) -> Vec<Effect> {
+        let (req, id, holder) = (RequestId(req), job_id(id), holder.to_owned());
+        self.step(Input::LeaseJob { req, id, holder })
+    }
+
     /// Steps [`Input::Withdraw`].
     pub fn withdraw(&mut self, req: u64) -> Vec<Effect> {
         self.step(Input::Withdraw {

@@ -104,6 +104,19 @@ fn every_record() -> Vec<Record> {
             queue: QueueName::parse("emails").unwrap(),
         },
         Op::Checkpoint,
+        Op::Return {
+            id: id("order-2"),
+            attempt: 1,
+            priority: i32::MAX - 7,
+            run_at: 1_700_000_070_000,
+        },
+        Op::Bury {
+            id: id("order-2"),
+            attempt: 1,
+            priority: i32::MIN,
+        },
+        Op::DeleteDead { id: id("order-2") },
+        Op::Kick { id: id("order-3") },
     ]);
     numbered(ops)
 }
@@ -498,6 +511,21 @@ fn arb_op() -> impl Strategy<Value = Op> {
             queue: QueueName::parse(&q).unwrap()
         }),
         Just(Op::Checkpoint),
+        (arb_id(), any::<u32>(), any::<i32>(), any::<u64>()).prop_map(
+            |(id, attempt, priority, run_at)| Op::Return {
+                id,
+                attempt,
+                priority,
+                run_at,
+            }
+        ),
+        (arb_id(), any::<u32>(), any::<i32>()).prop_map(|(id, attempt, priority)| Op::Bury {
+            id,
+            attempt,
+            priority,
+        }),
+        arb_id().prop_map(|id| Op::DeleteDead { id }),
+        arb_id().prop_map(|id| Op::Kick { id }),
         (arb_id(), any::<u32>()).prop_map(|(id, attempt)| Op::Complete { id, attempt }),
         (arb_id(), any::<u32>()).prop_map(|(id, attempt)| Op::Release { id, attempt }),
         arb_id().prop_map(|id| Op::Cancel { id }),

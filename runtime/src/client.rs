@@ -30,6 +30,11 @@ pub(crate) enum Ask {
     ListJobs(JobFilter),
     ListLeases,
     Checkpoint,
+    Release(LeaseId, Option<i32>, u64),
+    Bury(LeaseId, Option<i32>),
+    Delete(JobId),
+    Kick(JobId),
+    LeaseJob(JobId, String),
     /// Not a queue operation: asks the engine to snapshot now; answered
     /// with the LSN the snapshot will cover (or busy, when builds wait).
     Snapshot(oneshot::Sender<Result<u64, Rejection>>),
@@ -228,6 +233,59 @@ impl Client {
     pub async fn fail(&self, lease: LeaseId, error: String, retry: Retry) -> Result<(), Rejection> {
         match self.ask(Ask::Fail(lease, error, retry)).await? {
             Reply::Failed(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Gives a lease's attempt back: the job is pending again after
+    /// `delay_ms` (with `priority` if given), the attempt not counted and
+    /// no failure recorded; resolves once durable. Retried like
+    /// [`Client::complete`].
+    pub async fn release(
+        &self,
+        lease: LeaseId,
+        priority: Option<i32>,
+        delay_ms: u64,
+    ) -> Result<(), Rejection> {
+        match self.ask(Ask::Release(lease, priority, delay_ms)).await? {
+            Reply::Released(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sets a lease's job aside: dead (with `priority` if given) until
+    /// requeued, no failure recorded; resolves once durable.
+    pub async fn bury(&self, lease: LeaseId, priority: Option<i32>) -> Result<(), Rejection> {
+        match self.ask(Ask::Bury(lease, priority)).await? {
+            Reply::Buried(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes a job that waits (pending or dead): it is cancelled;
+    /// resolves once durable. A job in flight is a conflict.
+    pub async fn delete(&self, id: JobId) -> Result<(), Rejection> {
+        match self.ask(Ask::Delete(id)).await? {
+            Reply::Deleted(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Kicks a waiting job: a dead one is requeued, a scheduled one is
+    /// ready now; resolves once durable.
+    pub async fn kick(&self, id: JobId) -> Result<(), Rejection> {
+        match self.ask(Ask::Kick(id)).await? {
+            Reply::Kicked(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leases the pending job `id` (ready or scheduled) to `holder`;
+    /// resolves with it once its dispatch is durable.
+    pub async fn lease_job(&self, id: JobId, holder: &str) -> Result<LeasedJob, Rejection> {
+        match self.ask(Ask::LeaseJob(id, holder.to_owned())).await? {
+            Reply::Leased(Ok(mut jobs)) if jobs.len() == 1 => Ok(jobs.remove(0)),
+            Reply::Leased(Err(r)) => Err(r),
             other => Err(unexpected(other)),
         }
     }

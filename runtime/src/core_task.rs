@@ -333,6 +333,22 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
             },
             Ask::ListLeases => Input::ListLeases { req },
             Ask::Checkpoint => Input::Checkpoint { req },
+            Ask::Release(lease, priority, delay_ms) => Input::Release {
+                req,
+                lease,
+                priority,
+                delay_ms,
+            },
+            Ask::Bury(lease, priority) => Input::Bury {
+                req,
+                lease,
+                priority,
+            },
+            Ask::Delete(id) => Input::Delete { req, id },
+            Ask::Kick(id) => Input::Kick { req, id },
+            // Answered at once or once durable, never waiting: nothing
+            // to withdraw, and an undelivered answer is given back.
+            Ask::LeaseJob(id, holder) => Input::LeaseJob { req, id, holder },
             Ask::Snapshot(lsn) => {
                 let upto = self.queue.applied_lsn();
                 let answer = if self.ask_snapshot(upto) {

@@ -17,6 +17,25 @@ import os
 
 import requests
 import schemathesis
+from hypothesis.internal import lambda_sources
+
+# hypothesis names each filter's lambda by parsing its module's source with
+# `ast.parse`; CPython 3.11's parser can fail there with "SystemError: AST
+# constructor recursion depth mismatch" (a CPython bug, seen here on
+# schemathesis's 200 KB coverage module), which aborts the whole operation.
+# The name is only a label in reprs, so a failure falls back to hypothesis's
+# own placeholder instead.
+_describe_lambda = lambda_sources._lambda_description
+
+
+def _lambda_description_or_placeholder(f):
+    try:
+        return _describe_lambda(f)
+    except SystemError:
+        return "lambda: <unknown>"
+
+
+lambda_sources._lambda_description = _lambda_description_or_placeholder
 
 KINDS = {
     400: {"invalid"},

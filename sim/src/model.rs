@@ -191,6 +191,29 @@ impl Model {
                 }
             }
             Op::PauseQueue { .. } | Op::Checkpoint => {}
+            Op::Return { id, attempt, .. } => {
+                let j = self.in_flight(lsn, id.as_str(), *attempt)?;
+                j.state = JobState::Pending;
+                j.attempt -= 1;
+            }
+            Op::Bury { id, attempt, .. } => {
+                let j = self.in_flight(lsn, id.as_str(), *attempt)?;
+                j.state = JobState::Dead;
+            }
+            Op::Kick { id } => {
+                let j = self.job(lsn, id.as_str())?;
+                if j.state != JobState::Pending {
+                    return Err(format!("LSN {lsn}: kick of {id} while {:?}", j.state));
+                }
+            }
+            Op::DeleteDead { id } => {
+                let j = self.job(lsn, id.as_str())?;
+                if j.state != JobState::Dead {
+                    return Err(format!("LSN {lsn}: delete of {id} while {:?}", j.state));
+                }
+                j.state = JobState::Cancelled;
+                j.payload = None;
+            }
             Op::PurgeQueue { queue } => {
                 for (id, j) in self.jobs.iter_mut() {
                     if j.queue == queue.as_str() && j.state == JobState::Pending {

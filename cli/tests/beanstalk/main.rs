@@ -10,6 +10,7 @@
 
 mod conformance;
 mod differential;
+mod kill9;
 mod server;
 mod transcript;
 mod wire;

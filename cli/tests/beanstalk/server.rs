@@ -212,6 +212,16 @@ impl Server {
         self.launch();
     }
 
+    /// Kills the server by its PID with SIGKILL (no chance to flush or
+    /// clean up) and starts it again on the same `-b` dir and a new port.
+    pub fn kill9_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.launch();
+    }
+
     /// Stops the server by its PID: SIGTERM, then SIGKILL if it lingers.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {

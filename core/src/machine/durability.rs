@@ -53,7 +53,11 @@ impl Core {
         let Some(record) = record else { return };
         match &record.op {
             Op::Dispatch { id, attempt, .. } => self.dispatched(record.lsn, id, *attempt, out),
-            Op::Complete { id, .. } | Op::Fail { id, .. } | Op::Release { id, .. } => {
+            Op::Complete { id, .. }
+            | Op::Fail { id, .. }
+            | Op::Release { id, .. }
+            | Op::Return { id, .. }
+            | Op::Bury { id, .. } => {
                 self.lease_ended(record.lsn, id);
             }
             Op::Purge { .. } => self.purge_in_flight = false,
@@ -94,7 +98,9 @@ impl Core {
             Op::Dispatch { id, .. } => self.undo_dispatch(record.lsn, id),
             Op::Complete { id, attempt }
             | Op::Fail { id, attempt, .. }
-            | Op::Release { id, attempt } => {
+            | Op::Release { id, attempt }
+            | Op::Return { id, attempt, .. }
+            | Op::Bury { id, attempt, .. } => {
                 self.unreserve(id);
                 match origin {
                     Origin::Outcome(o) => self.deferred.push((id.clone(), *attempt, o)),
@@ -117,6 +123,7 @@ impl Core {
                 }
             }
             Op::Requeue { ids } => ids.iter().for_each(|id| self.unreserve(id)),
+            Op::DeleteDead { id } | Op::Kick { id } => self.unreserve(id),
             Op::Purge { jobs, .. } => {
                 jobs.iter().for_each(|id| self.unreserve(id));
                 self.purge_in_flight = false;

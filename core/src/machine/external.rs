@@ -40,6 +40,8 @@ pub(super) enum End {
     Failed,
     Expired,
     Returned,
+    Released,
+    Buried,
 }
 
 /// A current lease.
@@ -283,7 +285,13 @@ impl Core {
 
     /// Proposes a dispatch (that counts the attempt) for each reserved job
     /// in `slots`; the request is answered once the last is durable.
-    fn grant(&mut self, req: RequestId, slots: Vec<u32>, holder: &Arc<str>, out: &mut Vec<Effect>) {
+    pub(super) fn grant(
+        &mut self,
+        req: RequestId,
+        slots: Vec<u32>,
+        holder: &Arc<str>,
+        out: &mut Vec<Effect>,
+    ) {
         let mut lsns = Vec::with_capacity(slots.len());
         #[cfg(feature = "mutants")]
         let mut granted = Vec::new();

@@ -24,7 +24,17 @@ use crate::table::Holder;
 /// What ends a lease at a worker's request.
 enum Ending<'a> {
     Complete,
-    Fail { error: &'a str, retry: Retry },
+    Fail {
+        error: &'a str,
+        retry: Retry,
+    },
+    Return {
+        priority: Option<i32>,
+        delay_ms: u64,
+    },
+    Bury {
+        priority: Option<i32>,
+    },
 }
 
 impl Ending<'_> {
@@ -32,6 +42,8 @@ impl Ending<'_> {
         match self {
             Ending::Complete => End::Completed,
             Ending::Fail { .. } => End::Failed,
+            Ending::Return { .. } => End::Released,
+            Ending::Bury { .. } => End::Buried,
         }
     }
 
@@ -39,6 +51,8 @@ impl Ending<'_> {
         match self {
             Ending::Complete => Answer::Completed,
             Ending::Fail { .. } => Answer::Failed,
+            Ending::Return { .. } => Answer::Released,
+            Ending::Bury { .. } => Answer::Buried,
         }
     }
 
@@ -46,6 +60,8 @@ impl Ending<'_> {
         match self {
             Ending::Complete => Reply::Completed(result),
             Ending::Fail { .. } => Reply::Failed(result),
+            Ending::Return { .. } => Reply::Released(result),
+            Ending::Bury { .. } => Reply::Buried(result),
         }
     }
 }
@@ -116,6 +132,41 @@ impl Core {
             }
         }
         self.end_lease(req, lease, Ending::Fail { error, retry }, out);
+    }
+
+    /// Gives the attempt of a current, live lease back, once durable: the
+    /// job is pending again (after `delay_ms`, with `priority` if given)
+    /// and the attempt does not count.
+    pub(super) fn on_release(
+        &mut self,
+        req: RequestId,
+        lease: LeaseId,
+        priority: Option<i32>,
+        delay_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let max = self.config.limits.delay_ms_max;
+        if delay_ms > max {
+            let rejection = Rejection::Invalid {
+                index: None,
+                field: "delay_ms".into(),
+                reason: format!("must be at most {max}, got {delay_ms}"),
+            };
+            return reply(out, req, Reply::Released(Err(rejection)));
+        }
+        self.end_lease(req, lease, Ending::Return { priority, delay_ms }, out);
+    }
+
+    /// Sets the job of a current, live lease aside (dead, with `priority`
+    /// if given; no failure counted), once durable.
+    pub(super) fn on_bury(
+        &mut self,
+        req: RequestId,
+        lease: LeaseId,
+        priority: Option<i32>,
+        out: &mut Vec<Effect>,
+    ) {
+        self.end_lease(req, lease, Ending::Bury { priority }, out);
     }
 
     /// Whether `lease` is current, with no end on its way, and not past
@@ -199,6 +250,17 @@ impl Core {
                 }
                 op
             }
+            Ending::Return { priority, delay_ms } => Op::Return {
+                id: e.id.clone(),
+                attempt,
+                priority: priority.unwrap_or(e.priority),
+                run_at: self.state.now.saturating_add(*delay_ms),
+            },
+            Ending::Bury { priority } => Op::Bury {
+                id: e.id.clone(),
+                attempt,
+                priority: priority.unwrap_or(e.priority),
+            },
         };
         self.state.table.get_mut(slot).reserved = true;
         let lsn = self.propose(op, Origin::LeaseEnd(lease), out);

@@ -25,6 +25,7 @@
 //! housekeeping pass.
 
 mod admission;
+mod by_id;
 mod charging;
 mod dispatch;
 mod durability;
@@ -229,6 +230,20 @@ impl Core {
                 reply: Reply::Leases(self.list_leases()),
             }),
             Input::Checkpoint { req } => self.on_checkpoint(req, out),
+            Input::Release {
+                req,
+                lease,
+                priority,
+                delay_ms,
+            } => self.on_release(req, lease, priority, delay_ms, out),
+            Input::Bury {
+                req,
+                lease,
+                priority,
+            } => self.on_bury(req, lease, priority, out),
+            Input::Delete { req, id } => self.on_delete(req, id, out),
+            Input::Kick { req, id } => self.on_kick(req, id, out),
+            Input::LeaseJob { req, id, holder } => self.on_lease_job(req, id, &holder, out),
         }
     }
 

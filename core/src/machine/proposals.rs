@@ -58,6 +58,10 @@ pub(super) enum Answer {
     /// How many jobs the purge cancelled (filled in when it applies).
     Purged(u64),
     Checkpoint(Lsn),
+    Released,
+    Buried,
+    Deleted,
+    Kicked,
 }
 
 impl Answer {
@@ -74,6 +78,10 @@ impl Answer {
             Answer::Paused => Reply::Paused(Ok(())),
             Answer::Purged(n) => Reply::Purged(Ok(n)),
             Answer::Checkpoint(lsn) => Reply::Checkpoint(Ok(lsn)),
+            Answer::Released => Reply::Released(Ok(())),
+            Answer::Buried => Reply::Buried(Ok(())),
+            Answer::Deleted => Reply::Deleted(Ok(())),
+            Answer::Kicked => Reply::Kicked(Ok(())),
         }
     }
 
@@ -89,6 +97,10 @@ impl Answer {
             Answer::Paused => Reply::Paused(Err(rejection)),
             Answer::Purged(_) => Reply::Purged(Err(rejection)),
             Answer::Checkpoint(_) => Reply::Checkpoint(Err(rejection)),
+            Answer::Released => Reply::Released(Err(rejection)),
+            Answer::Buried => Reply::Buried(Err(rejection)),
+            Answer::Deleted => Reply::Deleted(Err(rejection)),
+            Answer::Kicked => Reply::Kicked(Err(rejection)),
         }
     }
 }

@@ -72,6 +72,39 @@ impl Core {
         }
     }
 
+    /// Deletes a waiting job, pending or dead (beanstalkd's `delete` of a
+    /// ready, delayed or buried job): it is cancelled, once durable. One in
+    /// flight or changing right now is a conflict (its holder ends it);
+    /// one already final is not found, as if it were gone.
+    pub(super) fn on_delete(&mut self, req: RequestId, id: JobId, out: &mut Vec<Effect>) {
+        let found = self.find(id.as_str()).filter(|&s| {
+            !self.state.table.get(s).state.is_final()
+                || self.state.table.get(s).state == JobState::Dead
+        });
+        let Some(slot) = found else {
+            return reply(out, req, Reply::Deleted(Err(Rejection::NotFound { id })));
+        };
+        let e = self.state.table.get(slot);
+        let id = e.id.clone();
+        let op = match e.state {
+            _ if e.reserved || self.purge_of(e.queue).is_some() => None,
+            JobState::Pending => Some(Op::Cancel { id: id.clone() }),
+            JobState::Dead => Some(Op::DeleteDead { id: id.clone() }),
+            _ => None,
+        };
+        let Some(op) = op else {
+            let reason = format!("job {id} is {} or changing right now", e.state.as_str());
+            return reply(
+                out,
+                req,
+                Reply::Deleted(Err(Rejection::Conflict { reason })),
+            );
+        };
+        self.state.reindex(slot, |e| e.reserved = true);
+        let lsn = self.propose(op, Origin::Client, out);
+        self.wait(lsn, req, Answer::Deleted, out);
+    }
+
     /// Requeues dead jobs in as many records as their ids need; the reply
     /// counts them all once the last record is durable.
     pub(super) fn on_requeue(

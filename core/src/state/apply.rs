@@ -69,6 +69,22 @@ impl State {
             Op::PauseQueue { queue, until } => self.apply_pause_queue(queue, *until),
             Op::PurgeQueue { queue } => self.apply_purge_queue(queue, at),
             Op::Checkpoint => {}
+            Op::Return {
+                id,
+                attempt,
+                priority,
+                run_at,
+            } => self.apply_return(lsn, (id, *attempt), *priority, *run_at)?,
+            Op::Bury {
+                id,
+                attempt,
+                priority,
+            } => self.apply_bury(lsn, (id, *attempt), *priority, at)?,
+            Op::DeleteDead { id } => self.apply_delete_dead(lsn, id, at)?,
+            Op::Kick { id } => {
+                let slot = self.slot_in(lsn, id, JobState::Pending)?;
+                self.transition(slot, JobState::Pending, |e| e.run_at = e.run_at.min(at));
+            }
         }
         self.stamp(at);
         self.applied_lsn = lsn;
@@ -264,6 +280,58 @@ impl State {
         Ok(())
     }
 
+    /// The current attempt is given back with a new priority and run
+    /// time: the job is pending again and the attempt does not count.
+    fn apply_return(
+        &mut self,
+        lsn: Lsn,
+        (id, attempt): (&JobId, u32),
+        priority: i32,
+        run_at: UnixMillis,
+    ) -> Result<(), ApplyError> {
+        let slot = self.slot_in_attempt(lsn, id, attempt)?;
+        self.transition(slot, JobState::Pending, |e| {
+            e.attempt -= 1;
+            e.state_at = 0;
+            e.priority = priority;
+            e.run_at = run_at;
+        });
+        Ok(())
+    }
+
+    /// The current attempt's worker sets the job aside: dead, with a new
+    /// priority, no failure counted.
+    fn apply_bury(
+        &mut self,
+        lsn: Lsn,
+        (id, attempt): (&JobId, u32),
+        priority: i32,
+        at: UnixMillis,
+    ) -> Result<(), ApplyError> {
+        let slot = self.slot_in_attempt(lsn, id, attempt)?;
+        self.totals.dead += 1;
+        self.transition(slot, JobState::Dead, |e| {
+            e.state_at = at;
+            e.priority = priority;
+        });
+        Ok(())
+    }
+
+    /// A dead job is cancelled and drops its payload.
+    fn apply_delete_dead(
+        &mut self,
+        lsn: Lsn,
+        id: &JobId,
+        at: UnixMillis,
+    ) -> Result<(), ApplyError> {
+        let slot = self.slot_in(lsn, id, JobState::Dead)?;
+        self.transition(slot, JobState::Cancelled, |e| {
+            e.state_at = at;
+            e.payload = None;
+        });
+        Ok(())
+    }
+
     /// A pending job is cancelled, or an in-flight one whose attempt was
     /// handed out and never started (that attempt does not count).
     fn apply_cancel(&mut self, lsn: Lsn, id: &JobId, at: UnixMillis) -> Result<(), ApplyError> {
@@ -384,7 +452,11 @@ impl State {
             | Op::Start { .. }
             | Op::PauseQueue { .. }
             | Op::PurgeQueue { .. }
-            | Op::Checkpoint => None,
+            | Op::Checkpoint
+            | Op::Return { .. }
+            | Op::Bury { .. }
+            | Op::DeleteDead { .. }
+            | Op::Kick { .. } => None,
         };
         match reason {
             Some(reason) => Err(ApplyError { lsn, reason }),

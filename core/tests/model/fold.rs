@@ -136,6 +136,44 @@ impl Model {
             }
             Op::PurgeQueue { queue } => self.purge_queue(r.lsn, queue.as_str()),
             Op::Checkpoint => {}
+            Op::Return {
+                id,
+                attempt,
+                priority,
+                run_at,
+            } => {
+                let mut j = self.in_flight(id, *attempt);
+                self.ended_by.insert(j.dispatch_lsn, End::Released);
+                j.state = JobState::Pending;
+                j.attempt -= 1;
+                j.priority = *priority;
+                j.run_at = *run_at;
+                self.put(id, j);
+            }
+            Op::Bury {
+                id,
+                attempt,
+                priority,
+            } => {
+                let mut j = self.in_flight(id, *attempt);
+                self.ended_by.insert(j.dispatch_lsn, End::Released);
+                j.state = JobState::Dead;
+                j.priority = *priority;
+                self.put(id, j);
+            }
+            Op::Kick { id } => {
+                let mut j = self.job(id);
+                assert_eq!(j.state, JobState::Pending, "kick of {id}");
+                j.run_at = j.run_at.min(r.at);
+                self.put(id, j);
+            }
+            Op::DeleteDead { id } => {
+                let mut j = self.job(id);
+                assert_eq!(j.state, JobState::Dead, "delete_dead of {id}");
+                j.state = JobState::Cancelled;
+                j.payload = None;
+                self.put(id, j);
+            }
         }
     }
 

@@ -1,0 +1,83 @@
+//! Job bodies: beanstalkd's are opaque bytes, beaver's payloads are JSON.
+//!
+//! A body that is UTF-8 is kept as a JSON string (readable over HTTP as
+//! the text it is); any other body as `{"bytes_hex": "..."}`. Reading
+//! back gives the exact bytes. A payload enqueued over HTTP in any other
+//! shape is handed to beanstalkd clients as its JSON text.
+
+use beaver_core::Payload;
+
+/// The key of the object that holds a body that is not UTF-8.
+const HEX_KEY: &str = "bytes_hex";
+
+/// The largest payload a body of `body_bytes_max` bytes can become: a
+/// JSON string escapes a control byte as six bytes (`\u0000`).
+pub fn payload_bytes_max(body_bytes_max: u32) -> u64 {
+    u64::from(body_bytes_max) * 6 + 64
+}
+
+/// The payload that keeps `body`.
+pub fn to_payload(body: &[u8]) -> Result<Payload, String> {
+    let json = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::to_vec(text),
+        Err(_) => {
+            let hex: String = body.iter().map(|b| format!("{b:02x}")).collect();
+            serde_json::to_vec(&serde_json::json!({ HEX_KEY: hex }))
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    Payload::from_json(&json)
+}
+
+/// The body a payload keeps (see the module docs).
+pub fn from_payload(payload: &Payload) -> Vec<u8> {
+    let bytes = payload.as_bytes();
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::String(text)) => text.into_bytes(),
+        Ok(serde_json::Value::Object(map)) if map.len() == 1 => {
+            match map.get(HEX_KEY).and_then(|v| v.as_str()).and_then(unhex) {
+                Some(body) => body,
+                None => bytes.to_vec(),
+            }
+        }
+        _ => bytes.to_vec(),
+    }
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_body_survives_the_round_trip() {
+        let bodies: [&[u8]; 6] = [
+            b"",
+            b"hello",
+            b"a\r\n\0\r\n",
+            "é \"quoted\" \\".as_bytes(),
+            &[0xff, 0x00, 0x80],
+            b"{\"bytes_hex\":\"zz\"}",
+        ];
+        for body in bodies {
+            let p = to_payload(body).expect("a body always makes a payload");
+            assert_eq!(from_payload(&p), body, "{body:?}");
+            assert!(p.len() as u64 <= payload_bytes_max(body.len() as u32));
+        }
+    }
+
+    #[test]
+    fn a_payload_from_http_reads_as_its_json_text() {
+        let p = Payload::from_json(b"{\"to\":\"ada\"}").expect("valid JSON");
+        assert_eq!(from_payload(&p), b"{\"to\":\"ada\"}");
+    }
+}

@@ -1,0 +1,601 @@
+//! One beanstalkd connection: frames in, commands mapped onto the
+//! runtime's client, replies out, one command at a time. Every reply that
+//! reports a change comes from a client future, which resolves only once
+//! the change is durable.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use beaver_core::{JobId, JobSpec, JobState, JobView, Rejection};
+use beaver_runtime::QueuePause;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::tubes::queue_of;
+use super::{Shared, body, now_ms, peek, stats};
+use crate::beanstalk::{Command, Frame, Framer, Reply, TubeName};
+
+/// The most jobs one connection may hold reserved at once; a reserve
+/// beyond it is answered `OUT_OF_MEMORY`.
+pub const RESERVED_PER_CONNECTION_MAX: usize = 1_024;
+/// The most tubes one connection may watch; a watch beyond it is
+/// answered `OUT_OF_MEMORY`.
+pub const WATCHED_MAX: usize = 16;
+/// A `reserve` without a timeout asks the core in waits of at most this.
+const RESERVE_WAIT_STEP: Duration = Duration::from_secs(60);
+/// The most bytes read ahead while a reserve waits (pipelined commands);
+/// beyond it the connection is not read until the reserve is answered.
+const READ_AHEAD_MAX: usize = 256 * 1024;
+/// The most jobs one `kick` kicks (one durable step each).
+const KICK_MAX: usize = 10_000;
+
+/// A job this connection reserved.
+#[derive(Debug, Clone, Copy)]
+pub struct Held {
+    pub lease: u64,
+    pub lease_until: u64,
+}
+
+/// Bytes read ahead while a reserve waited, and whether the peer has
+/// closed its sending side.
+#[derive(Default)]
+pub struct ReadAhead {
+    pub bytes: Vec<u8>,
+    pub eof: bool,
+}
+
+/// What one connection has chosen and holds.
+pub struct Conn {
+    pub id: u64,
+    pub used: TubeName,
+    pub watched: Vec<TubeName>,
+    pub reserved: BTreeMap<u64, Held>,
+    pub ahead: ReadAhead,
+    pub producer: bool,
+    pub worker: bool,
+}
+
+/// Serves one connection until it quits, closes, idles out or the server
+/// stops; then gives its reservations back.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(shared: &Shared, mut stream: S, id: u64) {
+    let mut conn = Conn {
+        id,
+        used: TubeName::default_tube(),
+        watched: vec![TubeName::default_tube()],
+        reserved: BTreeMap::new(),
+        ahead: ReadAhead::default(),
+        producer: false,
+        worker: false,
+    };
+    use std::sync::atomic::Ordering::Relaxed;
+    shared.connections.fetch_add(1, Relaxed);
+    shared.total_connections.fetch_add(1, Relaxed);
+    shared.tube(&conn.used, |f| {
+        f.using += 1;
+        f.watching += 1;
+    });
+    let _ = run(shared, &mut stream, &mut conn).await;
+    for (&id, held) in &conn.reserved {
+        // The job is ready again at once, its priority kept.
+        end_reservation(shared, id, held.lease);
+        let _ = shared.client.release(held.lease, None, 0).await;
+    }
+    shared.tube(&conn.used, |f| f.using = f.using.saturating_sub(1));
+    for t in &conn.watched {
+        shared.tube(t, |f| f.watching = f.watching.saturating_sub(1));
+    }
+    if conn.producer {
+        shared.producers.fetch_sub(1, Relaxed);
+    }
+    if conn.worker {
+        shared.workers.fetch_sub(1, Relaxed);
+    }
+    shared.connections.fetch_sub(1, Relaxed);
+    // Closed only now: a peer that saw the close sees every figure and
+    // reservation of this connection gone.
+    drop(stream);
+}
+
+/// The read, frame, execute, reply loop. `Err` when the peer is gone.
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    stream: &mut S,
+    conn: &mut Conn,
+) -> std::io::Result<()> {
+    let mut framer = Framer::new(shared.job_bytes_max);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut out = Vec::new();
+    loop {
+        let chunk = match std::mem::take(&mut conn.ahead.bytes) {
+            ahead if !ahead.is_empty() => ahead,
+            _ if conn.ahead.eof => return Ok(()),
+            _ => {
+                let read = tokio::time::timeout(shared.idle_timeout, stream.read(&mut buf)).await;
+                let n = match read {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(()), // idle too long
+                };
+                if n == 0 {
+                    return Ok(());
+                }
+                buf[..n].to_vec()
+            }
+        };
+        let mut input = &chunk[..];
+        while !input.is_empty() {
+            let (used, frame) = framer.push(input);
+            input = &input[used..];
+            match frame {
+                Some(Frame::Command(Command::Quit)) => return Ok(()),
+                Some(Frame::Command(cmd)) => {
+                    shared.count(cmd.verb());
+                    execute(shared, conn, cmd, &mut out, stream).await;
+                }
+                Some(Frame::Refused(r)) => {
+                    if let Some(verb) = r.counted_as {
+                        shared.count(verb);
+                    }
+                    r.reply().encode(&mut out);
+                }
+                None => {}
+            }
+            if !out.is_empty() {
+                stream.write_all(&out).await?;
+                out.clear();
+            }
+        }
+    }
+}
+
+/// The job number `id` names, as a job id.
+fn job_id(id: u64) -> JobId {
+    JobId::assigned(id, false)
+}
+
+/// Executes one command, writing its reply to `out`. A reserve reads
+/// ahead from `stream` while it waits.
+async fn execute<S: AsyncRead + Unpin>(
+    shared: &Shared,
+    conn: &mut Conn,
+    cmd: Command,
+    out: &mut Vec<u8>,
+    stream: &mut S,
+) {
+    let reply_bytes = match cmd {
+        Command::Put {
+            pri,
+            delay_s,
+            ttr_s,
+            body,
+        } => put(shared, conn, pri, delay_s, ttr_s, &body).await,
+        Command::Use(tube) => use_tube(shared, conn, tube),
+        Command::Reserve => reserve(shared, conn, None, stream).await,
+        Command::ReserveWithTimeout { timeout_s } => {
+            let timeout = Some(Duration::from_secs(timeout_s.into()));
+            reserve(shared, conn, timeout, stream).await
+        }
+        Command::ReserveJob { id } => reserve_job(shared, conn, id).await,
+        Command::Delete { id } => delete(shared, conn, id).await,
+        Command::Release { id, pri, delay_s } => release(shared, conn, id, pri, delay_s).await,
+        Command::Bury { id, pri } => bury(shared, conn, id, pri).await,
+        Command::Touch { id } => touch(shared, conn, id).await,
+        Command::Watch(tube) => watch(shared, conn, tube),
+        Command::Ignore(tube) => ignore(shared, conn, &tube),
+        Command::Peek { id } => match live_job(shared, id).await {
+            Some(j) => found(&j),
+            None => Reply::NotFound.to_bytes(),
+        },
+        Command::PeekReady | Command::PeekDelayed | Command::PeekBuried => {
+            match peek::first(shared, &conn.used, &cmd).await {
+                Some(j) => found(&j),
+                None => Reply::NotFound.to_bytes(),
+            }
+        }
+        Command::Kick { bound } => kick(shared, conn, bound).await,
+        Command::KickJob { id } => kick_job(shared, id).await,
+        Command::StatsJob { id } => match live_job(shared, id).await {
+            Some(j) => stats::job_yaml(shared, &j),
+            None => Reply::NotFound.to_bytes(),
+        },
+        Command::StatsTube(tube) => stats::tube_yaml(shared, &tube).await,
+        Command::Stats => stats::server_yaml(shared).await,
+        Command::ListTubes => stats::list_tubes(shared).await,
+        Command::ListTubeUsed => Reply::Using(&conn.used).to_bytes(),
+        Command::ListTubesWatched => {
+            Reply::Ok(&crate::beanstalk::stats::tube_list_yaml(&conn.watched)).to_bytes()
+        }
+        Command::PauseTube { tube, delay_s } => pause(shared, &tube, delay_s).await,
+        Command::Quit => Vec::new(),
+    };
+    out.extend_from_slice(&reply_bytes);
+}
+
+/// `FOUND` with a job's body.
+fn found(j: &JobView) -> Vec<u8> {
+    let body = j
+        .payload
+        .as_ref()
+        .map(body::from_payload)
+        .unwrap_or_default();
+    Reply::Found {
+        id: j.seq,
+        body: &body,
+    }
+    .to_bytes()
+}
+
+/// The job numbered `id` if it still exists for beanstalkd: not
+/// completed or cancelled (deleted), and a number beaver assigned.
+pub async fn live_job(shared: &Shared, id: u64) -> Option<JobView> {
+    let j = shared.client.get(job_id(id)).await.ok()??;
+    let live = !matches!(j.state, JobState::Completed | JobState::Cancelled);
+    (live && j.seq == id).then_some(j)
+}
+
+async fn put(
+    shared: &Shared,
+    conn: &mut Conn,
+    pri: u32,
+    delay_s: u32,
+    ttr_s: u32,
+    b: &[u8],
+) -> Vec<u8> {
+    if !conn.producer {
+        conn.producer = true;
+        shared
+            .producers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    if shared.draining() {
+        return Reply::Draining.to_bytes();
+    }
+    let queue = queue_of(&conn.used);
+    let Ok(payload) = body::to_payload(b) else {
+        return Reply::InternalError.to_bytes();
+    };
+    let spec = JobSpec {
+        id: None,
+        queue: Some(queue),
+        payload,
+        priority: beaver_core::priority_from_beanstalk(pri),
+        max_attempts: Some(super::UNLIMITED_ATTEMPTS),
+        // beanstalkd runs a TTR of 0 as 1 second.
+        timeout_ms: Some(u64::from(ttr_s.max(1)) * 1_000),
+        delay_ms: u64::from(delay_s) * 1_000,
+    };
+    match shared.client.enqueue(vec![spec]).await {
+        Ok(done) => match done.first().and_then(|e| e.id.assigned_number()) {
+            Some(n) => {
+                shared.bump(n, |c| c.delay_s = u64::from(delay_s));
+                shared.tube(&conn.used, |f| f.total_jobs += 1);
+                Reply::Inserted(n).to_bytes()
+            }
+            None => Reply::InternalError.to_bytes(),
+        },
+        Err(Rejection::Stopping) => Reply::Draining.to_bytes(),
+        Err(_) => Reply::OutOfMemory.to_bytes(),
+    }
+}
+
+/// The earliest deadline among this connection's reservations.
+fn soonest_deadline(conn: &Conn) -> Option<u64> {
+    conn.reserved.values().map(|h| h.lease_until).min()
+}
+
+async fn reserve<S: AsyncRead + Unpin>(
+    shared: &Shared,
+    conn: &mut Conn,
+    timeout: Option<Duration>,
+    stream: &mut S,
+) -> Vec<u8> {
+    if !conn.worker {
+        conn.worker = true;
+        shared
+            .workers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    if conn.reserved.len() >= RESERVED_PER_CONNECTION_MAX {
+        return Reply::OutOfMemory.to_bytes();
+    }
+    for t in &conn.watched {
+        shared.tube(t, |f| f.waiting += 1);
+    }
+    let reply = reserve_waiting(shared, conn, timeout, stream).await;
+    for t in &conn.watched {
+        shared.tube(t, |f| f.waiting = f.waiting.saturating_sub(1));
+    }
+    reply
+}
+
+/// What a wait for a job ended with.
+enum Waited {
+    Job(beaver_core::LeasedJob),
+    Nothing,
+    PeerClosed,
+    Refused,
+}
+
+async fn reserve_waiting<S: AsyncRead + Unpin>(
+    shared: &Shared,
+    conn: &mut Conn,
+    timeout: Option<Duration>,
+    stream: &mut S,
+) -> Vec<u8> {
+    let give_up = timeout.map(|t| tokio::time::Instant::now() + t);
+    loop {
+        let now = now_ms();
+        // A reservation in its last second is said at once, and ends a wait.
+        let soon = soonest_deadline(conn).map(|d| d.saturating_sub(1_000));
+        if soon.is_some_and(|s| s <= now) {
+            return Reply::DeadlineSoon.to_bytes();
+        }
+        let mut wait = match give_up {
+            Some(end) => end.saturating_duration_since(tokio::time::Instant::now()),
+            None => RESERVE_WAIT_STEP,
+        };
+        if let Some(s) = soon {
+            wait = wait.min(Duration::from_millis(s - now));
+        }
+        let wait = wait.min(shared.lease_wait_max);
+        match lease_one(shared, conn, wait, stream).await {
+            Waited::Job(leased) => return reserved(shared, conn, leased),
+            // beanstalkd answers a reserve of a half-closed connection at once.
+            Waited::PeerClosed => return Reply::TimedOut.to_bytes(),
+            Waited::Refused => return Reply::OutOfMemory.to_bytes(),
+            Waited::Nothing => {}
+        }
+        let timed_out = give_up.is_some_and(|end| tokio::time::Instant::now() >= end);
+        if timed_out {
+            return Reply::TimedOut.to_bytes();
+        }
+    }
+}
+
+/// Asks for one job of the watched tubes, waiting up to `wait`, while
+/// reading ahead what the peer sends (a close ends the wait: dropping the
+/// lease future takes no job).
+async fn lease_one<S: AsyncRead + Unpin>(
+    shared: &Shared,
+    conn: &mut Conn,
+    wait: Duration,
+    stream: &mut S,
+) -> Waited {
+    let queues = match conn.watched.len() {
+        1 => vec![queue_of(&conn.watched[0])],
+        _ => peek::best_first(shared, &conn.watched).await,
+    };
+    let holder = format!("beanstalk connection {}", conn.id);
+    let asked = (!wait.is_zero()).then_some(wait);
+    let lease = shared.client.lease(queues, 1, asked, &holder);
+    tokio::pin!(lease);
+    let mut buf = [0u8; 4096];
+    loop {
+        let reading = !conn.ahead.eof && conn.ahead.bytes.len() < READ_AHEAD_MAX;
+        tokio::select! {
+            biased;
+            r = &mut lease => return match r {
+                Ok(jobs) => jobs.into_iter().next().map_or(Waited::Nothing, Waited::Job),
+                Err(_) => Waited::Refused,
+            },
+            n = stream.read(&mut buf), if reading => match n {
+                Ok(0) | Err(_) => {
+                    conn.ahead.eof = true;
+                    return Waited::PeerClosed;
+                }
+                Ok(n) => conn.ahead.bytes.extend_from_slice(&buf[..n]),
+            },
+        }
+    }
+}
+
+/// Notes that this process ends the reservation `lease` of job `id`
+/// (before asking: another connection may reserve the job the moment the
+/// end is durable).
+fn end_reservation(shared: &Shared, id: u64, lease: u64) {
+    shared.bump(id, |c| {
+        if c.open_lease == Some(lease) {
+            c.open_lease = None;
+        }
+    });
+}
+
+/// Notes a job this connection reserved and answers `RESERVED`.
+fn reserved(shared: &Shared, conn: &mut Conn, leased: beaver_core::LeasedJob) -> Vec<u8> {
+    let id = leased.job.seq;
+    let held = Held {
+        lease: leased.lease_id,
+        lease_until: leased.lease_until,
+    };
+    conn.reserved.insert(id, held);
+    shared.bump(id, |c| {
+        // A reservation nobody ended: its TTR ran out.
+        if c.open_lease.is_some() {
+            c.timeouts += 1;
+        }
+        c.open_lease = Some(leased.lease_id);
+        c.reserves += 1;
+    });
+    let body = leased
+        .job
+        .payload
+        .as_ref()
+        .map(body::from_payload)
+        .unwrap_or_default();
+    Reply::Reserved { id, body: &body }.to_bytes()
+}
+
+async fn delete(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
+    let Some(job) = live_job(shared, id).await else {
+        return Reply::NotFound.to_bytes();
+    };
+    let done = match conn.reserved.remove(&id) {
+        Some(held) => {
+            end_reservation(shared, id, held.lease);
+            shared.client.complete(held.lease).await
+        }
+        None => shared.client.delete(job.id).await,
+    };
+    if done.is_err() {
+        return Reply::NotFound.to_bytes();
+    }
+    shared.forget(id);
+    if let Some(tube) = shared.tube_of(&job.queue) {
+        shared.tube(&tube, |f| f.cmd_delete += 1);
+    }
+    Reply::Deleted.to_bytes()
+}
+
+async fn release(shared: &Shared, conn: &mut Conn, id: u64, pri: u32, delay_s: u32) -> Vec<u8> {
+    let Some(held) = conn.reserved.remove(&id) else {
+        return Reply::NotFound.to_bytes();
+    };
+    let priority = Some(beaver_core::priority_from_beanstalk(pri));
+    let delay_ms = u64::from(delay_s) * 1_000;
+    end_reservation(shared, id, held.lease);
+    match shared.client.release(held.lease, priority, delay_ms).await {
+        Ok(()) => {
+            shared.bump(id, |c| {
+                c.releases += 1;
+                c.delay_s = u64::from(delay_s);
+            });
+            Reply::Released.to_bytes()
+        }
+        Err(_) => Reply::NotFound.to_bytes(),
+    }
+}
+
+async fn bury(shared: &Shared, conn: &mut Conn, id: u64, pri: u32) -> Vec<u8> {
+    let Some(held) = conn.reserved.remove(&id) else {
+        return Reply::NotFound.to_bytes();
+    };
+    let priority = Some(beaver_core::priority_from_beanstalk(pri));
+    end_reservation(shared, id, held.lease);
+    match shared.client.bury(held.lease, priority).await {
+        Ok(()) => {
+            shared.bump(id, |c| {
+                c.buries += 1;
+            });
+            Reply::Buried.to_bytes()
+        }
+        Err(_) => Reply::NotFound.to_bytes(),
+    }
+}
+
+async fn touch(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
+    let Some(held) = conn.reserved.get_mut(&id) else {
+        return Reply::NotFound.to_bytes();
+    };
+    match shared.client.heartbeat(held.lease, None).await {
+        Ok(until) => {
+            held.lease_until = until;
+            Reply::Touched.to_bytes()
+        }
+        Err(_) => {
+            conn.reserved.remove(&id);
+            Reply::NotFound.to_bytes()
+        }
+    }
+}
+
+fn use_tube(shared: &Shared, conn: &mut Conn, tube: TubeName) -> Vec<u8> {
+    if !shared.tube(&tube, |f| f.using += 1) {
+        return Reply::OutOfMemory.to_bytes();
+    }
+    let old = std::mem::replace(&mut conn.used, tube);
+    shared.tube(&old, |f| f.using = f.using.saturating_sub(1));
+    Reply::Using(&conn.used).to_bytes()
+}
+
+fn watch(shared: &Shared, conn: &mut Conn, tube: TubeName) -> Vec<u8> {
+    if !conn.watched.contains(&tube) {
+        if conn.watched.len() >= WATCHED_MAX || !shared.tube(&tube, |f| f.watching += 1) {
+            return Reply::OutOfMemory.to_bytes();
+        }
+        conn.watched.push(tube);
+    }
+    Reply::Watching(conn.watched.len() as u64).to_bytes()
+}
+
+fn ignore(shared: &Shared, conn: &mut Conn, tube: &TubeName) -> Vec<u8> {
+    if conn.watched.len() == 1 && conn.watched[0] == *tube {
+        return Reply::NotIgnored.to_bytes();
+    }
+    if let Some(i) = conn.watched.iter().position(|t| t == tube) {
+        // beanstalkd fills the gap with the last tube watched.
+        conn.watched.swap_remove(i);
+        shared.tube(tube, |f| f.watching = f.watching.saturating_sub(1));
+    }
+    Reply::Watching(conn.watched.len() as u64).to_bytes()
+}
+
+/// `kick`: up to `bound` buried jobs of the used tube, buried first
+/// first; when none is buried, up to `bound` delayed ones, due first
+/// first (as beanstalkd does).
+async fn kick(shared: &Shared, conn: &Conn, bound: u32) -> Vec<u8> {
+    let bound = (bound as usize).min(KICK_MAX);
+    let mut jobs = peek::buried(shared, &conn.used, bound).await;
+    if jobs.is_empty() {
+        jobs = peek::delayed(shared, &conn.used, bound).await;
+    }
+    let mut kicked = 0;
+    for j in jobs {
+        if shared.client.kick(j.id.clone()).await.is_ok() {
+            shared.bump(j.seq, |c| c.kicks += 1);
+            kicked += 1;
+        }
+    }
+    Reply::Kicked(kicked).to_bytes()
+}
+
+/// `kick-job`: a buried or delayed job is ready now.
+async fn kick_job(shared: &Shared, id: u64) -> Vec<u8> {
+    let Some(j) = live_job(shared, id).await else {
+        return Reply::NotFound.to_bytes();
+    };
+    match shared.client.kick(j.id).await {
+        Ok(()) => {
+            shared.bump(id, |c| c.kicks += 1);
+            Reply::KickedJob.to_bytes()
+        }
+        Err(_) => Reply::NotFound.to_bytes(),
+    }
+}
+
+/// `reserve-job`: reserves a ready, delayed or buried job by id (a buried
+/// one is requeued first: two durable steps, not one).
+async fn reserve_job(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
+    if conn.reserved.len() >= RESERVED_PER_CONNECTION_MAX {
+        return Reply::OutOfMemory.to_bytes();
+    }
+    let Some(j) = live_job(shared, id).await else {
+        return Reply::NotFound.to_bytes();
+    };
+    if j.state == JobState::Dead && shared.client.kick(j.id.clone()).await.is_err() {
+        return Reply::NotFound.to_bytes();
+    }
+    let holder = format!("beanstalk connection {}", conn.id);
+    match shared.client.lease_job(j.id, &holder).await {
+        Ok(leased) => reserved(shared, conn, leased),
+        Err(_) => Reply::NotFound.to_bytes(),
+    }
+}
+
+async fn pause(shared: &Shared, tube: &TubeName, delay_s: u32) -> Vec<u8> {
+    if !shared.tube_exists(tube).await {
+        return Reply::NotFound.to_bytes();
+    }
+    let queue = queue_of(tube);
+    let how = match delay_s {
+        0 => QueuePause::Resume,
+        s => QueuePause::For(Duration::from_secs(s.into())),
+    };
+    match shared.client.pause_queue(queue, how).await {
+        Ok(()) => {
+            shared.tube(tube, |f| {
+                f.cmd_pause += 1;
+                f.pause_s = u64::from(delay_s);
+            });
+            Reply::Paused.to_bytes()
+        }
+        Err(_) => Reply::NotFound.to_bytes(),
+    }
+}

@@ -1,0 +1,450 @@
+//! `beaver beanstalkd`: beanstalkd's protocol served on beaver's queue.
+//!
+//! Tubes are queues, job ids are job numbers, a reservation is an external
+//! lease held by its connection (released when the connection closes),
+//! `bury` makes a job dead and `kick` requeues it. Every reply that
+//! reports a change is sent only once the change is durable. The pure
+//! protocol (framing, parsing, replies, documents) is
+//! [`crate::beanstalk`]; this module is the glue to the runtime.
+
+mod body;
+mod conn;
+mod peek;
+mod stats;
+mod tubes;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use beaver_runtime::{Client, EngineConfig, SystemClock};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Semaphore;
+
+use crate::beanstalk::stats::CommandCounts;
+use crate::beanstalk::{TubeName, Verb};
+
+pub use conn::{RESERVED_PER_CONNECTION_MAX, WATCHED_MAX};
+
+/// The attempts a job put through beanstalkd gets: beanstalkd never gives
+/// a job up, so as many as a `u32` holds (0 is refused by every record
+/// check and means "none"; `u32::MAX` needs no special case anywhere and
+/// outlasts any deployment at one attempt per second).
+pub const UNLIMITED_ATTEMPTS: u32 = u32::MAX;
+/// The most connections served at once; more wait to be accepted.
+pub const CONNECTIONS_MAX: usize = 1_024;
+/// A connection that sends nothing for this long (and waits for no
+/// reserve) is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3_600);
+/// The most jobs whose `stats-job` counters are kept (in memory only).
+pub const COUNTED_JOBS_MAX: usize = 1_000_000;
+/// The largest `-z`: a job of that size, escaped as a JSON string at
+/// worst, still fits the largest log segment (1 GiB, less 1 MiB of room).
+pub const JOB_BYTES_MAX: u32 = (((1 << 30) - (1 << 20) - 64) / 6) as u32;
+/// The size of the log's segment files (`binlog-max-size` in `stats`)
+/// when the largest job fits.
+pub const BINLOG_MAX_SIZE: u64 = 10 << 20;
+
+/// Where to listen.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+/// What `beaver beanstalkd` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to listen.
+    pub listen: Listen,
+    /// The data dir; `None`: a temporary one, removed at exit.
+    pub data_dir: Option<PathBuf>,
+    /// The largest job body (`-z`).
+    pub job_bytes_max: u32,
+}
+
+/// A job's `stats-job` counters (kept in memory: a restart resets them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    /// Times it was reserved.
+    pub reserves: u64,
+    /// Times its reservation ran past its TTR.
+    pub timeouts: u64,
+    /// Times it was released.
+    pub releases: u64,
+    /// Times it was buried.
+    pub buries: u64,
+    /// Times it was kicked.
+    pub kicks: u64,
+    /// The delay of its last put or release, in seconds.
+    pub delay_s: u64,
+    /// The lease of its latest reservation while no release, bury,
+    /// delete or close ended it: found set at the next reserve, it
+    /// timed out.
+    pub open_lease: Option<u64>,
+}
+
+/// What every connection shares.
+pub struct Shared {
+    client: Client,
+    job_bytes_max: u32,
+    segment_bytes: u64,
+    idle_timeout: Duration,
+    lease_wait_max: Duration,
+    draining: AtomicBool,
+    counters: Mutex<HashMap<u64, Counters>>,
+    cmd: Mutex<CommandCounts>,
+    tubes: Mutex<tubes::Tubes>,
+    producers: AtomicU64,
+    workers: AtomicU64,
+    started: Instant,
+    instance_id: String,
+    connections: AtomicU64,
+    total_connections: AtomicU64,
+}
+
+impl Shared {
+    fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, verb: Verb) {
+        if let Ok(mut c) = self.cmd.lock() {
+            c.bump(verb);
+        }
+    }
+
+    fn command_counts(&self) -> CommandCounts {
+        self.cmd.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    /// Changes a tube's figures (creating the tube); `false` when no more
+    /// tubes fit.
+    fn tube(&self, tube: &TubeName, change: impl FnOnce(&mut tubes::TubeFigures)) -> bool {
+        let Ok(mut all) = self.tubes.lock() else {
+            return false;
+        };
+        match all.touch(tube) {
+            Some(f) => {
+                change(f);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A tube's figures.
+    fn tube_figures(&self, tube: &TubeName) -> tubes::TubeFigures {
+        self.tubes.lock().map(|t| t.get(tube)).unwrap_or_default()
+    }
+
+    /// The tube a queue is: a known tube that maps onto it, else the
+    /// queue's own name.
+    fn tube_of(&self, queue: &beaver_core::QueueName) -> Option<TubeName> {
+        let known = self
+            .tubes
+            .lock()
+            .ok()
+            .and_then(|t| t.names().into_iter().find(|n| tubes::queue_of(n) == *queue));
+        known.or_else(|| TubeName::new(queue.as_str().as_bytes()))
+    }
+
+    fn bump(&self, id: u64, change: impl FnOnce(&mut Counters)) {
+        let Ok(mut all) = self.counters.lock() else {
+            return;
+        };
+        if all.len() >= COUNTED_JOBS_MAX && !all.contains_key(&id) {
+            return; // counters of jobs beyond the bound read as 0
+        }
+        change(all.entry(id).or_default());
+    }
+
+    fn counters(&self, id: u64) -> Counters {
+        self.counters
+            .lock()
+            .map(|all| all.get(&id).copied().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn forget(&self, id: u64) {
+        if let Ok(mut all) = self.counters.lock() {
+            all.remove(&id);
+        }
+    }
+
+    /// Whether a tube exists (see [`stats::live_tubes`]).
+    async fn tube_exists(&self, tube: &TubeName) -> bool {
+        stats::live_tubes(self)
+            .await
+            .is_some_and(|(names, _)| names.contains(tube))
+    }
+
+    /// Reservations that ran past their TTR, as far as this process saw.
+    fn job_timeouts(&self) -> u64 {
+        self.counters
+            .lock()
+            .map(|all| all.values().map(|c| c.timeouts).sum())
+            .unwrap_or(0)
+    }
+
+    fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    fn total_connections(&self) -> u64 {
+        self.total_connections.load(Ordering::Relaxed)
+    }
+}
+
+/// The wall clock in Unix milliseconds (the engine's clock too).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The engine's configuration for beanstalkd: no built-in workers (every
+/// job waits for a connection's reserve), unlimited attempts allowed,
+/// payloads as large as `-z` bodies become, leases that end at their TTR.
+fn engine_config(data_dir: PathBuf, job_bytes_max: u32) -> EngineConfig {
+    let mut e = EngineConfig {
+        data_dir,
+        ..EngineConfig::default()
+    };
+    let payload_max = body::payload_bytes_max(job_bytes_max);
+    // beanstalkd's binlog files are 10 MiB by default; so are the log's
+    // segments here (a small temporary data dir), unless the largest job
+    // needs more.
+    let mib = 1 << 20;
+    e.segment_bytes = BINLOG_MAX_SIZE.max((payload_max + mib).div_ceil(mib) * mib);
+    let q = &mut e.queue;
+    q.workers = 0;
+    q.lease_slack_ms = 0;
+    // beanstalkd's TTR and delays are u32 seconds.
+    let seconds_max = u64::from(u32::MAX) * 1_000;
+    q.limits.timeout_ms_max = q.limits.timeout_ms_max.max(seconds_max);
+    q.limits.delay_ms_max = q.limits.delay_ms_max.max(seconds_max);
+    q.limits.lease_extend_max_ms = q.limits.lease_extend_max_ms.max(seconds_max);
+    q.limits.attempts_max = UNLIMITED_ATTEMPTS;
+    // A put is one job.
+    q.limits.payload_bytes_max = payload_max;
+    q.limits.batch_jobs_max = 1;
+    q.limits.batch_bytes_max = payload_max;
+    e
+}
+
+/// Runs the server until SIGTERM or SIGINT (SIGUSR1: drain mode).
+pub async fn run(opts: Options) -> Result<(), String> {
+    let temp = match &opts.data_dir {
+        Some(_) => None,
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("beaver-beanstalkd-")
+                .tempdir()
+                .map_err(|e| format!("cannot create a temporary data dir: {e}"))?,
+        ),
+    };
+    let data_dir = match (&opts.data_dir, &temp) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.path().to_path_buf(),
+        (None, None) => return Err("no data dir".into()),
+    };
+    let _lock = crate::lock::lock_exclusive(&data_dir).map_err(|e| e.to_string())?;
+    let listener = bind(&opts.listen).await?;
+    let config = engine_config(data_dir.clone(), opts.job_bytes_max);
+    let (segment_bytes, lease_wait_max_ms) =
+        (config.segment_bytes, config.queue.limits.lease_wait_max_ms);
+    let engine = beaver_runtime::start(
+        config,
+        beaver_io::FileDisk::new(),
+        beaver_runtime::AnyExecutor::Noop(beaver_runtime::executor::NoopExecutor),
+        SystemClock::new(),
+        beaver_runtime::NoObserver,
+        beaver_io::entropy_seed(),
+    )
+    .await
+    .map_err(|e| format!("cannot start on {}: {e}", data_dir.display()))?;
+    match &temp {
+        Some(_) => eprintln!(
+            "beaver beanstalkd: no -b given: jobs are kept in the temporary {} and removed at exit",
+            data_dir.display()
+        ),
+        None => eprintln!("beaver beanstalkd: jobs are kept in {}", data_dir.display()),
+    }
+    let shared = Arc::new(Shared {
+        client: engine.client.clone(),
+        job_bytes_max: opts.job_bytes_max,
+        segment_bytes,
+        idle_timeout: IDLE_TIMEOUT,
+        lease_wait_max: Duration::from_millis(lease_wait_max_ms),
+        draining: AtomicBool::new(false),
+        counters: Mutex::new(HashMap::new()),
+        cmd: Mutex::new(CommandCounts::default()),
+        tubes: Mutex::new(tubes::Tubes::new()),
+        producers: AtomicU64::new(0),
+        workers: AtomicU64::new(0),
+        started: Instant::now(),
+        instance_id: format!("{:016x}", beaver_io::entropy_seed()),
+        connections: AtomicU64::new(0),
+        total_connections: AtomicU64::new(0),
+    });
+    let served = accept_until_stopped(listener, shared).await;
+    engine.handle.shutdown();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), engine.handle.wait()).await;
+    if let Listen::Unix(path) = &opts.listen {
+        let _ = std::fs::remove_file(path);
+    }
+    drop(temp);
+    served?;
+    match stopped {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Ok(()), // everything acknowledged is durable already
+    }
+}
+
+/// A bound listener of either kind.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+async fn bind(listen: &Listen) -> Result<Listener, String> {
+    match listen {
+        Listen::Tcp(addr) => TcpListener::bind(addr)
+            .await
+            .map(Listener::Tcp)
+            .map_err(|e| format!("cannot listen on {addr}: {e}")),
+        Listen::Unix(path) => UnixListener::bind(path)
+            .map(Listener::Unix)
+            .map_err(|e| format!("cannot listen on unix:{}: {e}", path.display())),
+    }
+}
+
+/// Accepts connections (at most [`CONNECTIONS_MAX`] at once, one task
+/// each) until SIGTERM or SIGINT; SIGUSR1 turns drain mode on.
+async fn accept_until_stopped(listener: Listener, shared: Arc<Shared>) -> Result<(), String> {
+    let sig = |k: SignalKind| signal(k).map_err(|e| format!("signal handler: {e}"));
+    let (mut term, mut int, mut usr1) = (
+        sig(SignalKind::terminate())?,
+        sig(SignalKind::interrupt())?,
+        sig(SignalKind::user_defined1())?,
+    );
+    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let mut next_id = 0u64;
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = usr1.recv() => {
+                shared.draining.store(true, Ordering::Relaxed);
+                continue;
+            }
+            p = slots.clone().acquire_owned() => p.map_err(|e| e.to_string())?,
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = usr1.recv() => {
+                shared.draining.store(true, Ordering::Relaxed);
+                continue;
+            }
+            a = accept(&listener) => a,
+        };
+        let Ok(stream) = accepted else { continue };
+        next_id += 1;
+        let (shared, id) = (shared.clone(), next_id);
+        tokio::spawn(async move {
+            match stream {
+                Stream::Tcp(s) => conn::serve(&shared, s, id).await,
+                Stream::Unix(s) => conn::serve(&shared, s, id).await,
+            }
+            drop(permit);
+        });
+    }
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Stream> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (s, _) = l.accept().await?;
+            // Replies are small and each one is awaited: send at once.
+            let _ = s.set_nodelay(true);
+            Ok(Stream::Tcp(s))
+        }
+        Listener::Unix(l) => Ok(Stream::Unix(l.accept().await?.0)),
+    }
+}
+
+/// `beaver beanstalkd`'s command line: beanstalkd's own options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BeanstalkdArgs {
+    /// Listen on this IP address, or `unix:PATH` for a Unix socket
+    /// (default 127.0.0.1; another than loopback needs --allow-remote)
+    #[arg(short = 'l', value_name = "ADDR", default_value = "127.0.0.1")]
+    pub listen: String,
+    /// Listen on this TCP port
+    #[arg(short = 'p', value_name = "PORT", default_value_t = 11300)]
+    pub port: u16,
+    /// Keep jobs in this data dir (durable across restarts); without it,
+    /// a temporary dir removed at exit
+    #[arg(short = 'b', value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The largest job body, in bytes
+    #[arg(short = 'z', value_name = "BYTES", default_value_t = crate::beanstalk::JOB_BYTES_MAX_DEFAULT)]
+    pub job_bytes_max: u32,
+    /// Accepted for compatibility and moot: beaver fdatasyncs every change
+    /// before it replies, whatever this says
+    #[arg(short = 'f', value_name = "MS")]
+    pub fsync_ms: Option<u64>,
+    /// Allow an address other than loopback: the protocol has no
+    /// authentication, so anyone who reaches the port can read and delete
+    /// every job
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+impl BeanstalkdArgs {
+    /// The options, or why they are refused.
+    pub fn options(&self) -> Result<Options, String> {
+        let limit = JOB_BYTES_MAX;
+        if self.job_bytes_max == 0 || self.job_bytes_max > limit {
+            return Err(format!(
+                "-z must be 1 to {limit}, got {}",
+                self.job_bytes_max
+            ));
+        }
+        let listen = match self.listen.strip_prefix("unix:") {
+            Some(path) => Listen::Unix(PathBuf::from(path)),
+            None => {
+                let ip: std::net::IpAddr = self
+                    .listen
+                    .parse()
+                    .map_err(|e| format!("-l {}: not an IP address ({e})", self.listen))?;
+                if !ip.is_loopback() && !self.allow_remote {
+                    return Err(format!(
+                        "-l {ip}: beanstalkd's protocol has no authentication, so beaver listens on loopback only; add --allow-remote to serve {ip} anyway"
+                    ));
+                }
+                Listen::Tcp(SocketAddr::new(ip, self.port))
+            }
+        };
+        Ok(Options {
+            listen,
+            data_dir: self.data_dir.clone(),
+            job_bytes_max: self.job_bytes_max,
+        })
+    }
+}

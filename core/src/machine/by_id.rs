@@ -1,0 +1,80 @@
+//! Requests that name one waiting job by id, as beanstalkd's `kick-job`
+//! and `reserve-job` do: make it ready now, or lease exactly that job.
+
+use std::sync::Arc;
+
+use super::Core;
+use super::proposals::{Answer, Origin, reply};
+use crate::job::{JobId, JobState};
+use crate::protocol::{Effect, Rejection, Reply, RequestId};
+use crate::record::Op;
+use crate::table::Holder;
+
+impl Core {
+    /// Kicks a waiting job: a dead one is requeued, a scheduled one is
+    /// ready from now; answered once durable. A ready, running or
+    /// changing job is a conflict; an unknown or final one is not found.
+    pub(super) fn on_kick(&mut self, req: RequestId, id: JobId, out: &mut Vec<Effect>) {
+        let Some(slot) = self.find(id.as_str()) else {
+            return reply(out, req, Reply::Kicked(Err(Rejection::NotFound { id })));
+        };
+        let e = self.state.table.get(slot);
+        let id = e.id.clone();
+        let scheduled = e.state == JobState::Pending && e.run_at > self.state.now;
+        let op = match e.state {
+            _ if e.reserved || self.purge_of(e.queue).is_some() => None,
+            JobState::Dead => Some(Op::Requeue {
+                ids: vec![id.clone()],
+            }),
+            JobState::Pending if scheduled => Some(Op::Kick { id: id.clone() }),
+            _ => None,
+        };
+        let Some(op) = op else {
+            let reason = format!("job {id} is not delayed or dead, or is changing right now");
+            return reply(out, req, Reply::Kicked(Err(Rejection::Conflict { reason })));
+        };
+        self.state.reindex(slot, |e| e.reserved = true);
+        let lsn = self.propose(op, Origin::Client, out);
+        self.wait(lsn, req, Answer::Kicked, out);
+    }
+
+    /// Leases one pending job, ready or scheduled, by id to `holder` (its
+    /// queue's pause does not apply: the job is named); answered like
+    /// [`Core::on_lease`], with that one job, once its dispatch is durable.
+    pub(super) fn on_lease_job(
+        &mut self,
+        req: RequestId,
+        id: JobId,
+        holder: &str,
+        out: &mut Vec<Effect>,
+    ) {
+        let refused = |r: Rejection| Reply::Leased(Err(r));
+        if self.stopping {
+            return reply(out, req, refused(Rejection::Stopping));
+        }
+        if holder.len() > crate::protocol::HOLDER_BYTES_MAX || holder.chars().any(char::is_control)
+        {
+            let rejection = Rejection::Invalid {
+                index: None,
+                field: "holder".into(),
+                reason: "too long, or holds control characters".into(),
+            };
+            return reply(out, req, refused(rejection));
+        }
+        let Some(slot) = self.find(id.as_str()) else {
+            return reply(out, req, refused(Rejection::NotFound { id }));
+        };
+        let e = self.state.table.get(slot);
+        let free = e.state == JobState::Pending && !e.reserved && e.attempt < e.max_attempts;
+        if !free || self.purge_of(e.queue).is_some() {
+            let reason = format!("job {} is not pending, or is changing right now", e.id);
+            return reply(out, req, refused(Rejection::Conflict { reason }));
+        }
+        self.state.reindex(slot, |e| {
+            e.reserved = true;
+            e.holder = Holder::Lease;
+        });
+        let holder: Arc<str> = holder.into();
+        self.grant(req, vec![slot], &holder, out);
+    }
+}

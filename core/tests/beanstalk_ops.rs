@@ -1,0 +1,285 @@
+//! What beanstalkd's protocol needs of the core (`fencing.rs`,
+//! `requests.rs`): a lease given back with a new priority and delay
+//! (not charged), a lease's job buried (dead, no failure), a waiting job
+//! (pending or dead) deleted or kicked by id, and one job leased by id.
+
+#![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
+
+mod common;
+
+use beaver_core::testing::Driver;
+use beaver_core::{Config, JobSpec, JobState, Op, Rejection, Reply, RequeueTarget};
+use common::*;
+
+/// No built-in workers; `a` leased at t=12 by `w1` (lease 2, durable at
+/// t=13: deadline 113, expiry 123).
+fn leased_a() -> Driver {
+    let mut d = Driver::new(Config {
+        workers: 0,
+        ..config()
+    });
+    d.at(10).enqueue(1, vec![spec("a")]);
+    d.at(11).durable(1);
+    d.at(12).lease(2, &["default"], 1, None, "w1");
+    d.at(13).durable(2);
+    d
+}
+
+fn job(d: &mut Driver, i: &str) -> beaver_core::JobView {
+    match &d.get(99, i)[..] {
+        [
+            beaver_core::Effect::Reply {
+                reply: Reply::Job(Some(j)),
+                ..
+            },
+        ] => j.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_release_gives_the_attempt_back_with_a_new_priority_and_delay_once_durable() {
+    let mut d = leased_a();
+    let out = d.at(20).release(3, 2, Some(7), 500);
+    assert_eq!(
+        out,
+        vec![append(
+            3,
+            20,
+            Op::Return {
+                id: id("a"),
+                attempt: 1,
+                priority: 7,
+                run_at: 520,
+            }
+        )]
+    );
+    assert_eq!(d.at(21).durable(3), vec![reply(3, Reply::Released(Ok(())))]);
+    let a = job(&mut d, "a");
+    assert_eq!(
+        (a.state, a.attempt, a.priority, a.run_at, a.last_error),
+        (JobState::Pending, 0, 7, 520, None),
+        "not charged: no attempt counted, no error"
+    );
+    assert_eq!(d.core().stats().totals.failed, 0);
+}
+
+#[test]
+fn a_release_without_a_priority_keeps_the_jobs_and_a_retry_is_answered_alike() {
+    let mut d = leased_a();
+    d.at(20).release(3, 2, None, 0);
+    d.at(21).durable(3);
+    assert_eq!(job(&mut d, "a").priority, 0);
+    assert_eq!(
+        d.release(4, 2, None, 0),
+        vec![reply(4, Reply::Released(Ok(())))]
+    );
+    assert_eq!(
+        d.release(5, 2, Some(1), 0),
+        vec![reply(5, Reply::Released(Ok(())))],
+        "the lease ended as released: a retry is answered alike, changing nothing"
+    );
+    assert_eq!(job(&mut d, "a").priority, 0);
+}
+
+#[test]
+fn a_release_of_a_lost_lease_or_with_too_long_a_delay_changes_nothing() {
+    let mut d = leased_a();
+    assert_eq!(
+        d.at(20).release(3, 77, None, 0),
+        vec![reply(
+            3,
+            Reply::Released(Err(Rejection::LeaseLost { lease: 77 }))
+        )]
+    );
+    let max = d.core().config().limits.delay_ms_max;
+    let out = d.release(4, 2, None, max + 1);
+    assert!(
+        matches!(&out[..], [beaver_core::Effect::Reply { reply: Reply::Released(Err(Rejection::Invalid { field, .. })), .. }] if field == "delay_ms"),
+        "{out:?}"
+    );
+    assert_eq!(job(&mut d, "a").state, JobState::InFlight);
+}
+
+#[test]
+fn a_bury_makes_the_job_dead_with_a_new_priority_and_no_failure() {
+    let mut d = leased_a();
+    assert_eq!(
+        d.at(20).bury(3, 2, Some(-5)),
+        vec![append(
+            3,
+            20,
+            Op::Bury {
+                id: id("a"),
+                attempt: 1,
+                priority: -5,
+            }
+        )]
+    );
+    assert_eq!(d.at(21).durable(3), vec![reply(3, Reply::Buried(Ok(())))]);
+    let a = job(&mut d, "a");
+    assert_eq!(
+        (a.state, a.priority, a.last_error),
+        (JobState::Dead, -5, None)
+    );
+    assert_eq!(d.core().stats().totals.failed, 0);
+    assert_eq!(
+        d.complete(4, 2),
+        vec![reply(
+            4,
+            Reply::Completed(Err(Rejection::LeaseLost { lease: 2 }))
+        )],
+        "the lease is over"
+    );
+    // Kicked: requeued, ready again.
+    d.at(30).requeue(5, RequeueTarget::One(id("a")));
+    d.at(31).durable(4);
+    assert_eq!(job(&mut d, "a").state, JobState::Pending);
+}
+
+#[test]
+fn a_delete_cancels_a_pending_or_a_dead_job_once_durable() {
+    let mut d = leased_a();
+    d.at(14).enqueue(3, vec![spec("b")]);
+    d.at(15).durable(3);
+    assert_eq!(
+        d.at(16).delete(4, "b"),
+        vec![append(4, 16, Op::Cancel { id: id("b") })]
+    );
+    assert_eq!(d.at(17).durable(4), vec![reply(4, Reply::Deleted(Ok(())))]);
+    d.at(20).bury(5, 2, None);
+    d.at(21).durable(5);
+    assert_eq!(
+        d.at(22).delete(6, "a"),
+        vec![append(6, 22, Op::DeleteDead { id: id("a") })]
+    );
+    assert_eq!(d.at(23).durable(6), vec![reply(6, Reply::Deleted(Ok(())))]);
+    let a = job(&mut d, "a");
+    assert_eq!((a.state, a.payload), (JobState::Cancelled, None));
+}
+
+#[test]
+fn a_delete_of_a_job_in_flight_final_or_unknown_changes_nothing() {
+    let mut d = leased_a();
+    let out = d.at(20).delete(3, "a");
+    assert!(
+        matches!(
+            &out[..],
+            [beaver_core::Effect::Reply {
+                reply: Reply::Deleted(Err(Rejection::Conflict { .. })),
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+    assert_eq!(
+        d.delete(4, "nope"),
+        vec![reply(
+            4,
+            Reply::Deleted(Err(Rejection::NotFound { id: id("nope") }))
+        )]
+    );
+    d.complete(5, 2);
+    d.at(21).durable(3);
+    assert_eq!(
+        d.delete(6, "a"),
+        vec![reply(
+            6,
+            Reply::Deleted(Err(Rejection::NotFound { id: id("a") }))
+        )],
+        "a completed job is gone, as far as a delete goes"
+    );
+}
+
+#[test]
+fn a_kick_makes_a_scheduled_job_ready_now_and_requeues_a_dead_one() {
+    let mut d = leased_a();
+    let later = JobSpec {
+        delay_ms: 10_000,
+        ..spec("b")
+    };
+    d.at(14).enqueue(3, vec![later]);
+    d.at(15).durable(3);
+    assert_eq!(
+        d.at(16).kick(4, "b"),
+        vec![append(4, 16, Op::Kick { id: id("b") })]
+    );
+    assert_eq!(d.at(17).durable(4), vec![reply(4, Reply::Kicked(Ok(())))]);
+    assert_eq!(job(&mut d, "b").run_at, 16, "ready from the kick on");
+    d.at(20).bury(5, 2, None);
+    d.at(21).durable(5);
+    assert_eq!(
+        d.at(22).kick(6, "a"),
+        vec![append(6, 22, Op::Requeue { ids: vec![id("a")] })]
+    );
+    d.at(23).durable(6);
+    assert_eq!(job(&mut d, "a").state, JobState::Pending);
+}
+
+#[test]
+fn a_kick_of_a_ready_or_running_job_is_a_conflict() {
+    let mut d = leased_a();
+    d.at(14).enqueue(3, vec![spec("b")]);
+    d.at(15).durable(3);
+    for (req, i) in [(4, "b"), (5, "a")] {
+        let out = d.kick(req, i);
+        assert!(
+            matches!(
+                &out[..],
+                [beaver_core::Effect::Reply {
+                    reply: Reply::Kicked(Err(Rejection::Conflict { .. })),
+                    ..
+                }]
+            ),
+            "{i}: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn a_lease_of_one_job_by_id_takes_that_job_ready_or_scheduled() {
+    let mut d = Driver::new(Config {
+        workers: 0,
+        ..config()
+    });
+    let later = JobSpec {
+        delay_ms: 10_000,
+        ..spec("b")
+    };
+    d.at(10).enqueue(1, vec![spec("a"), later]);
+    d.at(11).durable(1);
+    assert_eq!(
+        d.at(12).lease_job(2, "b", "w1"),
+        vec![dispatch(2, 12, "b", 1)]
+    );
+    let out = d.at(13).durable(2);
+    let [
+        beaver_core::Effect::Reply {
+            reply: Reply::Leased(Ok(jobs)),
+            ..
+        },
+    ] = &out[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!((jobs.len(), jobs[0].lease_id), (1, 2));
+    assert_eq!(jobs[0].job.id, id("b"));
+    let again = d.lease_job(3, "b", "w2");
+    assert!(
+        matches!(
+            &again[..],
+            [beaver_core::Effect::Reply {
+                reply: Reply::Leased(Err(Rejection::Conflict { .. })),
+                ..
+            }]
+        ),
+        "{again:?}"
+    );
+    assert_eq!(
+        d.lease_job(4, "nope", "w2"),
+        vec![reply(
+            4,
+            Reply::Leased(Err(Rejection::NotFound { id: id("nope") }))
+        )]
+    );
+}
