@@ -16,13 +16,60 @@ pub struct FaultProfile {
     pub rounds: u32,
     /// Mean simulated time between rounds.
     pub gap_ms_mean: f64,
-    /// Relative weights: kill, power loss, EIO burst, ENOSPC episode,
-    /// WAL corruption while down, snapshot bit rot while down.
+    /// Relative weight of each kind, in the order of [`FaultKind::ALL`].
     pub weights: [u32; 6],
     /// Chance that a restart is itself killed during recovery.
     pub kill_in_recovery: f64,
     /// The disk's own fault model (torn writes, lost entries, EIO rate, latency).
     pub disk: SimDiskConfig,
+}
+
+/// What one fault round does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// `kill -9` of the server (the disk keeps what was written).
+    Kill,
+    /// Power loss: the disk keeps only what was synced, tearing the rest.
+    PowerLoss,
+    /// The next one or two fsyncs fail with EIO.
+    EioBurst,
+    /// The disk fills up for a while (ENOSPC).
+    DiskFull,
+    /// A crash, then a WAL segment is damaged while the server is down.
+    WalCorruption,
+    /// A crash, then the snapshot rots while the server is down.
+    SnapshotRot,
+}
+
+impl FaultKind {
+    /// Every kind, in the order of [`FaultProfile::weights`].
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::Kill,
+        FaultKind::PowerLoss,
+        FaultKind::EioBurst,
+        FaultKind::DiskFull,
+        FaultKind::WalCorruption,
+        FaultKind::SnapshotRot,
+    ];
+}
+
+impl FaultProfile {
+    /// A kind drawn by weight, or `None` when every weight is 0 (one draw
+    /// from `rng` otherwise, so seeds replay as they did).
+    pub fn pick(&self, rng: &mut DetRng) -> Option<FaultKind> {
+        let total: u32 = self.weights.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let mut left = rng.below(u64::from(total)) as u32;
+        for (kind, &w) in FaultKind::ALL.iter().zip(&self.weights) {
+            if left < w {
+                return Some(*kind);
+            }
+            left -= w;
+        }
+        None
+    }
 }
 
 /// The workload.

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::executor::{Crasher, SimExecutor};
 use crate::external::{ExtRun, server_ip};
-use crate::plan::Plan;
+use crate::plan::{FaultKind, Plan};
 use crate::tap::TapDisk;
 use crate::world::{Marks, Shared, SimObserver, World};
 
@@ -177,7 +177,7 @@ impl Sim {
         self.restart(false).await;
         let mut clients = Vec::new();
         for c in 0..self.plan.workload.clients {
-            let w = Workload {
+            let w = WorkloadClient {
                 client: c,
                 plan: self.plan.clone(),
                 world: self.world.clone(),
@@ -237,32 +237,24 @@ impl Sim {
                 }
             }
             round += 1;
-            let w = self.plan.faults.weights;
-            let total: u32 = w.iter().sum();
-            if total == 0 {
+            let Some(kind) = self.plan.faults.pick(&mut self.rng) else {
                 continue;
-            }
-            let mut pick = self.rng.below(u64::from(total)) as u32;
-            let mut kind = 0;
-            while pick >= w[kind] {
-                pick -= w[kind];
-                kind += 1;
-            }
+            };
             match kind {
-                0 => {
+                FaultKind::Kill => {
                     self.crash(false).await;
                     self.restart(true).await;
                 }
-                1 => {
+                FaultKind::PowerLoss => {
                     self.crash(true).await;
                     self.restart(true).await;
                 }
-                2 => {
+                FaultKind::EioBurst => {
                     let n = 1 + self.rng.below(2) as u32;
                     self.log(format!("fault: the next {n} fsyncs fail with EIO"));
                     self.disk.fail_next_syncs(n);
                 }
-                3 => {
+                FaultKind::DiskFull => {
                     let used = self.disk.used_bytes();
                     let room = self.rng.below(3 * self.plan.engine.segment_bytes);
                     self.log(format!("fault: disk full at {} bytes", used + room));
@@ -272,13 +264,13 @@ impl Sim {
                     self.enospc_until =
                         Some(tokio::time::Instant::now() + Duration::from_millis(ms));
                 }
-                4 => {
+                FaultKind::WalCorruption => {
                     let power = self.rng.chance(0.5);
                     self.crash(power).await;
                     self.corrupt_wal().await;
                     self.restart(true).await;
                 }
-                _ => {
+                FaultKind::SnapshotRot => {
                     let power = self.rng.chance(0.5);
                     self.crash(power).await;
                     self.rot_snapshot().await;
@@ -1083,8 +1075,9 @@ impl Sim {
     }
 }
 
-/// One client of the workload.
-struct Workload {
+/// One client of the workload ([`crate::plan::Workload`] says what all
+/// of them do).
+struct WorkloadClient {
     client: u32,
     plan: Plan,
     world: Shared,
@@ -1092,7 +1085,7 @@ struct Workload {
     rng: DetRng,
 }
 
-impl Workload {
+impl WorkloadClient {
     async fn run(mut self) {
         let wl = self.plan.workload.clone();
         let mut next = 0u32;
