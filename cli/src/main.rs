@@ -51,7 +51,7 @@ impl Remote {
 enum Command {
     /// Run the queue: recover the data dir, serve the HTTP API and metrics, run jobs
     #[command(
-        after_help = "Examples:\n  beaver run\n  beaver run --data-dir /var/lib/beaver --workers 16 --exec './handle-job.sh'\n  beaver run --listen 0.0.0.0:7070 --token \"$(cat /etc/beaver/token)\"\n  RUST_LOG=debug beaver run --config beaver.toml\n\nConfiguration: flags > BEAVER_* environment > --config TOML file > defaults.\nSIGTERM or Ctrl-C stops gracefully: running jobs finish (within the grace period), a snapshot is written, exit 0."
+        after_help = "Examples:\n  beaver run\n  beaver run --data-dir /var/lib/beaver --workers 16 --exec './handle-job.sh'\n  beaver run --listen 0.0.0.0:7070 --token \"$(cat /etc/beaver/token)\"\n  beaver run --workers 0 --beanstalk-listen 127.0.0.1:11300   # beanstalkd's protocol too\n  RUST_LOG=debug beaver run --config beaver.toml\n\nConfiguration: flags > BEAVER_* environment > --config TOML file > defaults.\nSIGTERM or Ctrl-C stops gracefully: running jobs finish (within the grace period), a snapshot is written, exit 0."
     )]
     Run(RunArgs),
     /// Add jobs: one from --payload, or many from a file (a JSON array, or one job object per line)

@@ -44,6 +44,7 @@ struct Started {
     _lock: crate::lock::DirLock,
     api: TcpListener,
     metrics: Option<TcpListener>,
+    beanstalk: Option<crate::beanstalkd::Listener>,
     engine: beaver_runtime::Engine,
     metrics_registry: Arc<Metrics>,
 }
@@ -65,6 +66,14 @@ async fn start(
         Some(a) => Some(TcpListener::bind(a).await.map_err(|e| {
             format!("cannot listen on {a} (--metrics-listen): {e}; give another address or `off`")
         })?),
+        None => None,
+    };
+    let beanstalk = match &settings.beanstalk_listen {
+        Some(l) => Some(
+            crate::beanstalkd::Listener::bind(l)
+                .await
+                .map_err(|e| format!("{e} (--beanstalk-listen)"))?,
+        ),
         None => None,
     };
     let e = &settings.engine;
@@ -98,6 +107,7 @@ async fn start(
         _lock: lock,
         api,
         metrics: metrics_listener,
+        beanstalk,
         engine,
         metrics_registry: metrics,
     })
@@ -158,6 +168,7 @@ async fn serve(settings: Settings, started: Started) -> Result<(), String> {
         _lock,
         api,
         metrics: metrics_listener,
+        beanstalk,
         engine,
         metrics_registry: metrics,
     } = started;
@@ -184,7 +195,6 @@ async fn serve(settings: Settings, started: Started) -> Result<(), String> {
         queue_limits: settings.engine.queue.limits,
     };
     let token: Option<Arc<str>> = settings.token.as_deref().map(Arc::from);
-    let idle = Duration::from_millis(settings.http.idle_timeout_ms);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -193,42 +203,29 @@ async fn serve(settings: Settings, started: Started) -> Result<(), String> {
     if settings.ui {
         routes = routes.merge(crate::ui::router());
     }
-    let api_task = tokio::spawn(
-        axum::serve(
-            LimitedListener::new(api, settings.http.connections_max, idle),
-            routes,
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .into_future(),
-    );
-    let metrics_task = metrics_listener.map(|l| {
-        tokio::spawn(
-            axum::serve(
-                LimitedListener::new(l, settings.http.connections_max, idle),
-                metrics_router(state.clone(), token.clone(), api_addr),
-            )
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-        )
-    });
-    say(format_args!("API      http://{api_addr}"));
-    if settings.ui {
-        say(format_args!("UI       http://{api_addr}/ui/"));
+    let http = &settings.http;
+    let mut tasks = vec![(
+        spawn_http(api, routes, http, stopped(stop_rx.clone())),
+        Duration::from_secs(2),
+    )];
+    if let Some(l) = metrics_listener {
+        let routes = metrics_router(state.clone(), token.clone(), api_addr);
+        let task = spawn_http(l, routes, http, stopped(stop_rx.clone()));
+        tasks.push((task, Duration::from_secs(1)));
     }
-    let metrics_shown = match metrics_addr {
-        Some(a) => format!("http://{a}/metrics"),
-        None => "off".into(),
-    };
-    say(format_args!("metrics  {metrics_shown}"));
+    let metrics_shown = announce(api_addr, settings.ui, metrics_addr);
+    if let Some(l) = beanstalk {
+        let task = serve_beanstalk(l, &settings, &engine.client, stopped(stop_rx.clone()))?;
+        tasks.push((task, Duration::from_secs(1)));
+    }
     info!(api = %api_addr, metrics = %metrics_shown, "serving");
 
     let result = run_until_stopped(engine.handle, &settings, signals).await?;
     let _ = stop_tx.send(true);
     // Requests still open get a bounded moment to be answered (the engine
     // already answered or refused them).
-    let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
-    if let Some(t) = metrics_task {
-        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+    for (task, bound) in tasks {
+        let _ = tokio::time::timeout(bound, task).await;
     }
     match result {
         Ok(()) => {
@@ -241,6 +238,63 @@ async fn serve(settings: Settings, started: Started) -> Result<(), String> {
             Err(e.to_string())
         }
     }
+}
+
+/// A listener's task: its result once it stopped serving.
+type ServeTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Serves `routes` on `listener` under the HTTP limits until `stop`.
+fn spawn_http(
+    listener: TcpListener,
+    routes: axum::Router,
+    http: &crate::settings::HttpLimits,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> ServeTask {
+    let idle = Duration::from_millis(http.idle_timeout_ms);
+    tokio::spawn(
+        axum::serve(
+            LimitedListener::new(listener, http.connections_max, idle),
+            routes,
+        )
+        .with_graceful_shutdown(stop)
+        .into_future(),
+    )
+}
+
+/// Prints where the API, the dashboard and metrics are served (tests
+/// parse these lines); what the metrics line says.
+fn announce(api: std::net::SocketAddr, ui: bool, metrics: Option<std::net::SocketAddr>) -> String {
+    say(format_args!("API      http://{api}"));
+    if ui {
+        say(format_args!("UI       http://{api}/ui/"));
+    }
+    let shown = match metrics {
+        Some(a) => format!("http://{a}/metrics"),
+        None => "off".into(),
+    };
+    say(format_args!("metrics  {shown}"));
+    shown
+}
+
+/// Serves beanstalkd's protocol on `listener` (the same code as `beaver
+/// beanstalkd`) with the engine's client until `stop`, and prints where
+/// (`beanstalk ADDR`, the real port when 0 was asked).
+fn serve_beanstalk(
+    listener: crate::beanstalkd::Listener,
+    settings: &Settings,
+    client: &beaver_runtime::Client,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<ServeTask, String> {
+    let limits = crate::beanstalkd::ServeLimits::for_engine(&settings.engine)?;
+    let shared = Arc::new(crate::beanstalkd::Shared::new(client.clone(), limits));
+    let addr = listener.address();
+    let task = tokio::spawn(async move {
+        crate::beanstalkd::serve(listener, shared, stop).await;
+        Ok(())
+    });
+    say(format_args!("beanstalk {addr}"));
+    info!(beanstalk = %addr, "serving beanstalkd's protocol");
+    Ok(task)
 }
 
 /// Runs until SIGTERM, SIGINT or the engine's own end, then stops the

@@ -78,6 +78,12 @@ pub struct RunArgs {
     /// Do not serve the web dashboard at /ui/ on the API's address
     #[arg(long, env = "BEAVER_NO_UI", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_ui: bool,
+    /// Also serve beanstalkd's protocol on the same queue, at IP:PORT or unix:PATH, or `off`: tubes are queues, job ids are job numbers (loopback only without --beanstalk-allow-remote; leave tubes' queues out of the built-in pool, e.g. --workers 0 or --pool-queue, or it runs their jobs) [default: off]
+    #[arg(long, env = "BEAVER_BEANSTALK_LISTEN", value_name = "ADDR")]
+    pub beanstalk_listen: Option<String>,
+    /// Allow --beanstalk-listen on an address other than loopback: the protocol has no authentication, so anyone who reaches the port can read and delete every job
+    #[arg(long, env = "BEAVER_BEANSTALK_ALLOW_REMOTE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub beanstalk_allow_remote: bool,
 }
 
 /// The `--config` file. Every key is optional; unknown keys are an error.
@@ -104,6 +110,10 @@ pub struct FileConfig {
     pub token: Option<String>,
     /// `false`: as `--no-ui`.
     pub ui: Option<bool>,
+    /// As `--beanstalk-listen`.
+    pub beanstalk_listen: Option<String>,
+    /// As `--beanstalk-allow-remote`.
+    pub beanstalk_allow_remote: Option<bool>,
     /// The demo handler.
     pub demo: DemoFile,
     /// HTTP limits.
@@ -171,6 +181,8 @@ pub struct Settings {
     pub threads: usize,
     /// Whether the API's address also serves the web dashboard at `/ui/`.
     pub ui: bool,
+    /// Where beanstalkd's protocol is also served (`None`: nowhere).
+    pub beanstalk_listen: Option<crate::beanstalkd::Listen>,
 }
 
 /// The most `--threads` takes.
@@ -336,6 +348,11 @@ pub fn resolve_with(
             ));
         }
     }
+    let beanstalk_listen = beanstalk_listen(args, file)?;
+    if beanstalk_listen.is_some() {
+        // Checked before anything starts, like every other setting.
+        crate::beanstalkd::ServeLimits::for_engine(&engine)?;
+    }
     let http = HttpLimits {
         body_bytes_max: file.http.body_bytes_max.unwrap_or(
             usize::try_from(engine.queue.limits.batch_bytes_max)
@@ -355,7 +372,32 @@ pub fn resolve_with(
         http,
         threads,
         ui: !args.no_ui && file.ui.unwrap_or(true),
+        beanstalk_listen,
     })
+}
+
+/// Where beanstalkd's protocol is served: `--beanstalk-listen` (or
+/// `BEAVER_BEANSTALK_LISTEN`), else the file's `beanstalk_listen`; `off`
+/// or nothing: nowhere. Loopback only unless allowed.
+fn beanstalk_listen(
+    args: &RunArgs,
+    file: &FileConfig,
+) -> Result<Option<crate::beanstalkd::Listen>, String> {
+    let text = args
+        .beanstalk_listen
+        .as_deref()
+        .or(file.beanstalk_listen.as_deref());
+    let allow_remote = args.beanstalk_allow_remote || file.beanstalk_allow_remote.unwrap_or(false);
+    match text {
+        None | Some("off") => Ok(None),
+        Some(t) => crate::beanstalkd::Listen::parse(
+            t,
+            allow_remote,
+            "--beanstalk-listen",
+            "--beanstalk-allow-remote",
+        )
+        .map(Some),
+    }
 }
 
 /// The queues the built-in pool serves: `--pool-queue` (or
@@ -504,6 +546,41 @@ mod tests {
         std::fs::write(&path, "[engine.queue.limits]\nrecord_bytes_max = 5\n").unwrap();
         let e = resolve(&args).unwrap_err();
         assert!(e.contains("unknown field `record_bytes_max`"), "{e}");
+    }
+
+    #[test]
+    fn the_beanstalk_listener_is_off_by_default_set_by_flag_or_file_and_loopback_only() {
+        use crate::beanstalkd::Listen;
+        let resolved = |args: &RunArgs, file: &str| {
+            let (file, set) = parse_config(file).unwrap();
+            resolve_with(args, &file, set).map(|s| s.beanstalk_listen)
+        };
+        let none = RunArgs::default();
+        assert_eq!(resolved(&none, ""), Ok(None));
+        let tcp = Listen::Tcp("127.0.0.1:11300".parse().unwrap());
+        let file = "beanstalk_listen = \"127.0.0.1:11300\"\n";
+        assert_eq!(resolved(&none, file), Ok(Some(tcp)));
+        let off = RunArgs {
+            beanstalk_listen: Some("off".into()),
+            ..RunArgs::default()
+        };
+        assert_eq!(resolved(&off, file), Ok(None));
+        let unix = RunArgs {
+            beanstalk_listen: Some("unix:/run/b.sock".into()),
+            ..RunArgs::default()
+        };
+        let sock = Listen::Unix("/run/b.sock".into());
+        assert_eq!(resolved(&unix, file), Ok(Some(sock)));
+        let remote = "beanstalk_listen = \"0.0.0.0:11300\"\n";
+        let e = resolved(&none, remote).unwrap_err();
+        assert!(e.contains("--beanstalk-allow-remote"), "{e}");
+        let allowed = format!("{remote}beanstalk_allow_remote = true\n");
+        assert!(matches!(
+            resolved(&none, &allowed),
+            Ok(Some(Listen::Tcp(_)))
+        ));
+        let e = resolved(&none, "beanstalk_listen = \"localhost\"\n").unwrap_err();
+        assert!(e.contains("IP:PORT"), "{e}");
     }
 
     #[test]

@@ -257,9 +257,9 @@ async fn put(
         queue: Some(queue),
         payload,
         priority: beaver_core::priority_from_beanstalk(pri),
-        max_attempts: Some(super::UNLIMITED_ATTEMPTS),
+        max_attempts: Some(shared.put_attempts),
         // beanstalkd runs a TTR of 0 as 1 second.
-        timeout_ms: Some(u64::from(ttr_s.max(1)) * 1_000),
+        timeout_ms: Some((u64::from(ttr_s.max(1)) * 1_000).min(shared.ttr_ms_max)),
         delay_ms: u64::from(delay_s) * 1_000,
     };
     match shared.client.enqueue(vec![spec]).await {

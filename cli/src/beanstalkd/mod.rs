@@ -9,6 +9,7 @@
 
 mod body;
 mod conn;
+mod listen;
 mod peek;
 mod stats;
 mod tubes;
@@ -21,14 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use beaver_runtime::{Client, EngineConfig, SystemClock};
-use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::Semaphore;
 
 use crate::beanstalk::stats::CommandCounts;
 use crate::beanstalk::{TubeName, Verb};
 
 pub use conn::{RESERVED_PER_CONNECTION_MAX, WATCHED_MAX};
+pub use listen::{Listen, Listener, check_loopback, serve};
 
 /// The attempts a job put through beanstalkd gets: beanstalkd never gives
 /// a job up, so as many as a `u32` holds (0 is refused by every record
@@ -48,15 +48,6 @@ pub const JOB_BYTES_MAX: u32 = (((1 << 30) - (1 << 20) - 64) / 6) as u32;
 /// The size of the log's segment files (`binlog-max-size` in `stats`)
 /// when the largest job fits.
 pub const BINLOG_MAX_SIZE: u64 = 10 << 20;
-
-/// Where to listen.
-#[derive(Debug, Clone)]
-pub enum Listen {
-    /// A TCP address.
-    Tcp(SocketAddr),
-    /// A Unix socket path.
-    Unix(PathBuf),
-}
 
 /// What `beaver beanstalkd` was asked for.
 #[derive(Debug, Clone)]
@@ -97,6 +88,8 @@ pub struct Shared {
     segment_bytes: u64,
     idle_timeout: Duration,
     lease_wait_max: Duration,
+    put_attempts: u32,
+    ttr_ms_max: u64,
     draining: AtomicBool,
     counters: Mutex<HashMap<u64, Counters>>,
     cmd: Mutex<CommandCounts>,
@@ -109,7 +102,75 @@ pub struct Shared {
     total_connections: AtomicU64,
 }
 
+/// The limits one server's connections share.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// The largest job body (`-z`; `JOB_TOO_BIG` beyond it).
+    pub job_bytes_max: u32,
+    /// The log's segment size (`binlog-max-size` in `stats`).
+    pub segment_bytes: u64,
+    /// The longest wait one lease request may ask of the core.
+    pub lease_wait_max: Duration,
+    /// The attempts a put job gets.
+    pub put_attempts: u32,
+    /// The longest TTR a put keeps, in ms; a longer one is cut to it.
+    pub ttr_ms_max: u64,
+}
+
+impl ServeLimits {
+    /// The limits of a protocol server beside `beaver run`'s HTTP API, on
+    /// an engine configured as `engine`: bodies as large as beanstalkd's
+    /// default that the engine's payload limits still take, as many
+    /// attempts and as long a TTR as they allow. `Err` when the payload
+    /// limits are too small for any body.
+    pub fn for_engine(engine: &EngineConfig) -> Result<ServeLimits, String> {
+        let l = &engine.queue.limits;
+        let payload_max = l.payload_bytes_max.min(l.batch_bytes_max);
+        // The inverse of body::payload_bytes_max.
+        let fits = payload_max.saturating_sub(64) / 6;
+        let job_bytes_max = u32::try_from(fits)
+            .unwrap_or(u32::MAX)
+            .min(crate::beanstalk::JOB_BYTES_MAX_DEFAULT);
+        if job_bytes_max == 0 {
+            return Err(format!(
+                "[engine.queue.limits] payload_bytes_max and batch_bytes_max are {} and {}: too small for a beanstalk job; give at least 70 bytes",
+                l.payload_bytes_max, l.batch_bytes_max
+            ));
+        }
+        Ok(ServeLimits {
+            job_bytes_max,
+            segment_bytes: engine.segment_bytes,
+            lease_wait_max: Duration::from_millis(l.lease_wait_max_ms),
+            put_attempts: l.attempts_max,
+            ttr_ms_max: l.timeout_ms_max,
+        })
+    }
+}
+
 impl Shared {
+    /// The shared state of a server whose connections use `client`.
+    pub fn new(client: Client, limits: ServeLimits) -> Shared {
+        Shared {
+            client,
+            job_bytes_max: limits.job_bytes_max,
+            segment_bytes: limits.segment_bytes,
+            idle_timeout: IDLE_TIMEOUT,
+            lease_wait_max: limits.lease_wait_max,
+            put_attempts: limits.put_attempts,
+            ttr_ms_max: limits.ttr_ms_max,
+            draining: AtomicBool::new(false),
+            counters: Mutex::new(HashMap::new()),
+            cmd: Mutex::new(CommandCounts::default()),
+            tubes: Mutex::new(tubes::Tubes::new()),
+            producers: AtomicU64::new(0),
+            workers: AtomicU64::new(0),
+            started: Instant::now(),
+            instance_id: format!("{:016x}", beaver_io::entropy_seed()),
+            connections: AtomicU64::new(0),
+            total_connections: AtomicU64::new(0),
+        }
+    }
+
     fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
@@ -256,10 +317,15 @@ pub async fn run(opts: Options) -> Result<(), String> {
         (None, None) => return Err("no data dir".into()),
     };
     let _lock = crate::lock::lock_exclusive(&data_dir).map_err(|e| e.to_string())?;
-    let listener = bind(&opts.listen).await?;
+    let listener = Listener::bind(&opts.listen).await?;
     let config = engine_config(data_dir.clone(), opts.job_bytes_max);
-    let (segment_bytes, lease_wait_max_ms) =
-        (config.segment_bytes, config.queue.limits.lease_wait_max_ms);
+    let limits = ServeLimits {
+        job_bytes_max: opts.job_bytes_max,
+        segment_bytes: config.segment_bytes,
+        lease_wait_max: Duration::from_millis(config.queue.limits.lease_wait_max_ms),
+        put_attempts: UNLIMITED_ATTEMPTS,
+        ttr_ms_max: u64::from(u32::MAX) * 1_000,
+    };
     let engine = beaver_runtime::start(
         config,
         beaver_io::FileDisk::new(),
@@ -277,29 +343,10 @@ pub async fn run(opts: Options) -> Result<(), String> {
         ),
         None => eprintln!("beaver beanstalkd: jobs are kept in {}", data_dir.display()),
     }
-    let shared = Arc::new(Shared {
-        client: engine.client.clone(),
-        job_bytes_max: opts.job_bytes_max,
-        segment_bytes,
-        idle_timeout: IDLE_TIMEOUT,
-        lease_wait_max: Duration::from_millis(lease_wait_max_ms),
-        draining: AtomicBool::new(false),
-        counters: Mutex::new(HashMap::new()),
-        cmd: Mutex::new(CommandCounts::default()),
-        tubes: Mutex::new(tubes::Tubes::new()),
-        producers: AtomicU64::new(0),
-        workers: AtomicU64::new(0),
-        started: Instant::now(),
-        instance_id: format!("{:016x}", beaver_io::entropy_seed()),
-        connections: AtomicU64::new(0),
-        total_connections: AtomicU64::new(0),
-    });
-    let served = accept_until_stopped(listener, shared).await;
+    let shared = Arc::new(Shared::new(engine.client.clone(), limits));
+    let served = serve_until_signal(listener, shared).await;
     engine.handle.shutdown();
     let stopped = tokio::time::timeout(Duration::from_secs(5), engine.handle.wait()).await;
-    if let Listen::Unix(path) = &opts.listen {
-        let _ = std::fs::remove_file(path);
-    }
     drop(temp);
     served?;
     match stopped {
@@ -308,84 +355,30 @@ pub async fn run(opts: Options) -> Result<(), String> {
     }
 }
 
-/// A bound listener of either kind.
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
-
-async fn bind(listen: &Listen) -> Result<Listener, String> {
-    match listen {
-        Listen::Tcp(addr) => TcpListener::bind(addr)
-            .await
-            .map(Listener::Tcp)
-            .map_err(|e| format!("cannot listen on {addr}: {e}")),
-        Listen::Unix(path) => UnixListener::bind(path)
-            .map(Listener::Unix)
-            .map_err(|e| format!("cannot listen on unix:{}: {e}", path.display())),
-    }
-}
-
-/// Accepts connections (at most [`CONNECTIONS_MAX`] at once, one task
-/// each) until SIGTERM or SIGINT; SIGUSR1 turns drain mode on.
-async fn accept_until_stopped(listener: Listener, shared: Arc<Shared>) -> Result<(), String> {
+/// Serves until SIGTERM or SIGINT; SIGUSR1 turns drain mode on. The
+/// listener is closed (a Unix socket removed) when this returns.
+async fn serve_until_signal(listener: Listener, shared: Arc<Shared>) -> Result<(), String> {
     let sig = |k: SignalKind| signal(k).map_err(|e| format!("signal handler: {e}"));
     let (mut term, mut int, mut usr1) = (
         sig(SignalKind::terminate())?,
         sig(SignalKind::interrupt())?,
         sig(SignalKind::user_defined1())?,
     );
-    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
-    let mut next_id = 0u64;
-    loop {
-        let permit = tokio::select! {
-            biased;
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = usr1.recv() => {
-                shared.draining.store(true, Ordering::Relaxed);
-                continue;
-            }
-            p = slots.clone().acquire_owned() => p.map_err(|e| e.to_string())?,
-        };
-        let accepted = tokio::select! {
-            biased;
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = usr1.recv() => {
-                shared.draining.store(true, Ordering::Relaxed);
-                continue;
-            }
-            a = accept(&listener) => a,
-        };
-        let Ok(stream) = accepted else { continue };
-        next_id += 1;
-        let (shared, id) = (shared.clone(), next_id);
-        tokio::spawn(async move {
-            match stream {
-                Stream::Tcp(s) => conn::serve(&shared, s, id).await,
-                Stream::Unix(s) => conn::serve(&shared, s, id).await,
-            }
-            drop(permit);
-        });
-    }
-}
-
-enum Stream {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-}
-
-async fn accept(listener: &Listener) -> std::io::Result<Stream> {
-    match listener {
-        Listener::Tcp(l) => {
-            let (s, _) = l.accept().await?;
-            // Replies are small and each one is awaited: send at once.
-            let _ = s.set_nodelay(true);
-            Ok(Stream::Tcp(s))
+    let drain = shared.clone();
+    let drainer = tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            drain.draining.store(true, Ordering::Relaxed);
         }
-        Listener::Unix(l) => Ok(Stream::Unix(l.accept().await?.0)),
-    }
+    });
+    let stop = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    listen::serve(listener, shared, stop).await;
+    drainer.abort();
+    Ok(())
 }
 
 /// `beaver beanstalkd`'s command line: beanstalkd's own options.
@@ -433,11 +426,7 @@ impl BeanstalkdArgs {
                     .listen
                     .parse()
                     .map_err(|e| format!("-l {}: not an IP address ({e})", self.listen))?;
-                if !ip.is_loopback() && !self.allow_remote {
-                    return Err(format!(
-                        "-l {ip}: beanstalkd's protocol has no authentication, so beaver listens on loopback only; add --allow-remote to serve {ip} anyway"
-                    ));
-                }
+                check_loopback(ip, self.allow_remote, "-l", "--allow-remote")?;
                 Listen::Tcp(SocketAddr::new(ip, self.port))
             }
         };

@@ -2,7 +2,8 @@
 //! the data-dir lock, SIGTERM, metrics, the README's quickstart, the
 //! handler contract, running unattended (small volumes, failed starts),
 //! `kill -9` cycles under concurrent clients, a small `beaver bench`, the
-//! dashboard's files, and `beaver work` against a real server.
+//! dashboard's files, `beaver work` against a real server, and
+//! `beaver run --beanstalk-listen`.
 //!
 //! They live in the `beaver` package (not `beaver-tests`) because only a
 //! binary's own package gets `CARGO_BIN_EXE_beaver`, which makes cargo build
@@ -11,6 +12,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod beanstalk_listen;
 mod bench;
 mod common;
 mod contrib;

@@ -1,0 +1,140 @@
+//! `beaver run --beanstalk-listen`: beanstalkd's protocol beside the HTTP
+//! API on the same queue (a job put through one is seen, reserved and
+//! deleted through the other), set by flag or config file, loopback only
+//! without the opt-in, stopped by SIGTERM with the rest.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use beaver_cli::schema::JobDoc;
+
+use crate::common::*;
+
+/// A beanstalkd protocol connection with bounded reads.
+struct Beanstalk {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Beanstalk {
+    fn connect(addr: &str) -> Beanstalk {
+        let s = TcpStream::connect(addr).expect("connect to the beanstalk listener");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("read timeout");
+        Beanstalk {
+            reader: BufReader::new(s.try_clone().expect("clone")),
+            writer: s,
+        }
+    }
+
+    /// Sends `bytes` and reads one reply line (without its `\r\n`).
+    fn ask(&mut self, bytes: &[u8]) -> String {
+        self.writer.write_all(bytes).expect("send");
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("reply line");
+        line.trim_end_matches("\r\n").to_string()
+    }
+
+    /// Reads a body of `len` bytes and its `\r\n`.
+    fn body(&mut self, len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; len + 2];
+        self.reader.read_exact(&mut b).expect("body");
+        assert_eq!(&b[len..], b"\r\n");
+        b.truncate(len);
+        b
+    }
+}
+
+/// The address `beaver run` printed as `beanstalk ADDR` (it follows the
+/// metrics line [`Proc::start`] waits for).
+fn beanstalk_addr(p: &Proc) -> String {
+    let mut addr = None;
+    let printed = wait_for(Duration::from_secs(30), || {
+        addr = p
+            .stdout_lines()
+            .iter()
+            .find_map(|l| l.strip_prefix("beanstalk ").map(str::to_string));
+        addr.is_some()
+    });
+    assert!(printed, "no `beanstalk ADDR` line: {:?}", p.stdout_lines());
+    addr.expect("printed")
+}
+
+fn job(p: &Proc, id: u64) -> JobDoc {
+    let r = p.server().get(&format!("/v1/jobs/{id}")).expect("job");
+    assert_eq!(r.status, 200, "{}", r.text());
+    serde_json::from_slice(&r.body).expect("job json")
+}
+
+#[test]
+fn a_job_put_over_beanstalk_is_visible_over_http_and_sigterm_stops_both() {
+    let s = Scratch::new(FAST_CONFIG);
+    let mut p = Proc::start(&s, &["--workers", "0", "--beanstalk-listen", "127.0.0.1:0"]);
+    let addr = beanstalk_addr(&p);
+    assert!(!addr.ends_with(":0"), "the real port is printed: {addr}");
+    let mut bs = Beanstalk::connect(&addr);
+    let inserted = bs.ask(b"put 0 0 60 5\r\nhello\r\n");
+    let n: u64 = inserted
+        .strip_prefix("INSERTED ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("put: {inserted}"));
+    let j = job(&p, n);
+    assert_eq!(j.id, n.to_string());
+    assert_eq!((j.queue.as_str(), j.state.as_str()), ("default", "pending"));
+    assert_eq!(j.payload.as_deref().map(|r| r.get()), Some("\"hello\""));
+    let st = p.sigterm(Duration::from_secs(30));
+    assert!(st.success(), "SIGTERM: {st:?}");
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "the beanstalk listener is closed after exit"
+    );
+}
+
+#[test]
+fn a_job_enqueued_over_http_is_reserved_and_deleted_over_beanstalk() {
+    // Set by the config file this time.
+    let s = Scratch::new(&format!(
+        "beanstalk_listen = \"127.0.0.1:0\"\n{FAST_CONFIG}"
+    ));
+    let p = Proc::start(&s, &["--workers", "0"]);
+    let r = post(&p, "/v1/jobs", r#"{"queue":"q","payload":{"to":"ada"}}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut bs = Beanstalk::connect(&beanstalk_addr(&p));
+    assert_eq!(bs.ask(b"use q\r\n"), "USING q");
+    assert_eq!(bs.ask(b"watch q\r\n"), "WATCHING 2");
+    assert_eq!(bs.ask(b"ignore default\r\n"), "WATCHING 1");
+    let reserved = bs.ask(b"reserve-with-timeout 10\r\n");
+    let parts: Vec<&str> = reserved.split(' ').collect();
+    assert_eq!(parts.first(), Some(&"RESERVED"), "{reserved}");
+    let (id, len): (u64, usize) = (
+        parts[1].parse().expect("id"),
+        parts[2].parse().expect("bytes"),
+    );
+    assert_eq!(bs.body(len), br#"{"to":"ada"}"#);
+    assert_eq!(job(&p, id).state, "in_flight");
+    assert_eq!(bs.ask(format!("delete {id}\r\n").as_bytes()), "DELETED");
+    assert_eq!(job(&p, id).state, "completed");
+    assert_eq!(bs.ask(b"reserve-with-timeout 0\r\n"), "TIMED_OUT");
+}
+
+#[test]
+fn a_remote_beanstalk_address_is_refused_without_the_opt_in() {
+    let s = Scratch::new(FAST_CONFIG);
+    let (code, _, err) = run_cmd(beaver().args(["run", "--data-dir"]).arg(s.data()).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "off",
+        "--beanstalk-listen",
+        "0.0.0.0:0",
+    ]));
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("--beanstalk-listen 0.0.0.0")
+            && err.contains("no authentication")
+            && err.contains("--beanstalk-allow-remote"),
+        "{err}"
+    );
+    assert!(!s.data().exists(), "nothing is created on a refused start");
+}
