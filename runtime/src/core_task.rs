@@ -275,6 +275,13 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
                 self.begin_stop();
             }
         }
+        // A waiting lease request whose client left before these requests
+        // came must take nothing they make ready: withdrawn first, not at
+        // the next sweep (a job put right after a reserving connection
+        // closed goes to the next reserve, as in beanstalkd).
+        if !self.leasing.is_empty() {
+            self.withdraw_gone();
+        }
         for r in batch {
             self.request(r);
         }

@@ -758,3 +758,38 @@ async fn a_job_waiting_for_a_worker_can_be_cancelled_and_never_runs() {
     e.handle.shutdown();
     e.handle.wait().await.unwrap();
 }
+
+/// A lease request whose client went away takes nothing the next request
+/// makes ready, even within the periodic sweep's interval: the job goes to
+/// the next lease request at once (beanstalkd's reserve after a reserving
+/// connection closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_enqueued_after_a_waiting_lease_request_left_goes_to_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = start(config(dir.path(), 0), NoopExecutor).await;
+    let queue = beaver_core::QueueName::parse("default").unwrap();
+    for round in 0..20 {
+        let waiting = e.client.clone();
+        let q = vec![queue.clone()];
+        let gone = tokio::spawn(async move {
+            waiting
+                .lease(q, 1, Some(Duration::from_secs(60)), "gone")
+                .await
+        });
+        wait_until(&e.client, 10, |st| st.queue.stats.leases.waiting == 1).await;
+        gone.abort();
+        assert!(gone.await.is_err(), "the waiting request was cancelled");
+        e.client
+            .enqueue(vec![job(&format!("after-{round}"), "1")])
+            .await
+            .unwrap();
+        let got = e.client.lease(vec![queue.clone()], 1, None, "next").await;
+        let got = got.unwrap();
+        assert_eq!(
+            got.len(),
+            1,
+            "round {round}: the job went to the gone request"
+        );
+        e.client.complete(got[0].lease_id).await.unwrap();
+    }
+}

@@ -281,18 +281,23 @@ fn soonest_deadline(conn: &Conn) -> Option<u64> {
     conn.reserved.values().map(|h| h.lease_until).min()
 }
 
-async fn reserve<S: AsyncRead + Unpin>(
-    shared: &Shared,
-    conn: &mut Conn,
-    timeout: Option<Duration>,
-    stream: &mut S,
-) -> Vec<u8> {
+/// Counts the connection among `current-workers`, once.
+fn become_worker(shared: &Shared, conn: &mut Conn) {
     if !conn.worker {
         conn.worker = true;
         shared
             .workers
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+async fn reserve<S: AsyncRead + Unpin>(
+    shared: &Shared,
+    conn: &mut Conn,
+    timeout: Option<Duration>,
+    stream: &mut S,
+) -> Vec<u8> {
+    become_worker(shared, conn);
     if conn.reserved.len() >= RESERVED_PER_CONNECTION_MAX {
         return Reply::OutOfMemory.to_bytes();
     }
@@ -471,8 +476,13 @@ async fn bury(shared: &Shared, conn: &mut Conn, id: u64, pri: u32) -> Vec<u8> {
     end_reservation(shared, id, held.lease);
     match shared.client.bury(held.lease, priority).await {
         Ok(()) => {
+            let order = shared
+                .buries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
             shared.bump(id, |c| {
                 c.buries += 1;
+                c.buried_order = order;
             });
             Reply::Buried.to_bytes()
         }
@@ -574,7 +584,11 @@ async fn reserve_job(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
     }
     let holder = format!("beanstalk connection {}", conn.id);
     match shared.client.lease_job(j.id, &holder).await {
-        Ok(leased) => reserved(shared, conn, leased),
+        Ok(leased) => {
+            // As in beanstalkd: a reserve-job that reserves makes a worker.
+            become_worker(shared, conn);
+            reserved(shared, conn, leased)
+        }
         Err(_) => Reply::NotFound.to_bytes(),
     }
 }

@@ -73,6 +73,10 @@ pub struct Counters {
     pub buries: u64,
     /// Times it was kicked.
     pub kicks: u64,
+    /// The place of its latest bury among this process's buries (0: none):
+    /// buried jobs are FIFO, and two buries in one millisecond share
+    /// their `finished_at`.
+    pub buried_order: u64,
     /// The delay of its last put or release, in seconds.
     pub delay_s: u64,
     /// The lease of its latest reservation while no release, bury,
@@ -92,6 +96,8 @@ pub struct Shared {
     ttr_ms_max: u64,
     draining: AtomicBool,
     counters: Mutex<HashMap<u64, Counters>>,
+    /// Buries so far (see [`Counters::buried_order`]).
+    buries: AtomicU64,
     cmd: Mutex<CommandCounts>,
     tubes: Mutex<tubes::Tubes>,
     producers: AtomicU64,
@@ -160,6 +166,7 @@ impl Shared {
             ttr_ms_max: limits.ttr_ms_max,
             draining: AtomicBool::new(false),
             counters: Mutex::new(HashMap::new()),
+            buries: AtomicU64::new(0),
             cmd: Mutex::new(CommandCounts::default()),
             tubes: Mutex::new(tubes::Tubes::new()),
             producers: AtomicU64::new(0),

@@ -89,7 +89,7 @@ pub async fn delayed(shared: &Shared, tube: &TubeName, max: usize) -> Vec<JobVie
 /// Up to `max` buried jobs of `tube`, buried first first.
 pub async fn buried(shared: &Shared, tube: &TubeName, max: usize) -> Vec<JobView> {
     let mut jobs = jobs_in(shared, tube, JobState::Dead).await;
-    jobs.sort_by_key(|j| (j.finished_at, j.seq));
+    jobs.sort_by_key(|j| (j.finished_at, shared.counters(j.seq).buried_order, j.seq));
     jobs.truncate(max);
     jobs
 }

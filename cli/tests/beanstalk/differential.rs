@@ -37,6 +37,9 @@ const REPLY_WAIT: Duration = Duration::from_secs(5);
 /// `reserve-with-timeout` before the next command (nothing answers when
 /// it has): the one place where the harness trusts timing.
 const WAKE_WAIT: Duration = Duration::from_millis(50);
+/// How long one read of a waiting connection may block while others wait
+/// their turn.
+const POLL_SLICE: Duration = Duration::from_millis(5);
 /// `stats` keys whose values belong to the process or the clock.
 const MASKED_STATS: [&str; 15] = [
     "pid",
@@ -316,26 +319,45 @@ impl Side {
         Ok(Some(self.normalise(&reply)))
     }
 
-    /// What waiting connections received within `within`, normalised.
-    fn woken(&mut self, within: Duration) -> Result<Vec<(usize, String)>, String> {
+    /// What waiting connections received within `within`, normalised, in
+    /// the order of the connections; stops early once `expect` of them
+    /// have answered. Every waiting connection is read in turn, a slice at
+    /// a time, so one that stays silent does not use up the time of one
+    /// that answers. With no time given, only what has already arrived.
+    fn woken(
+        &mut self,
+        within: Duration,
+        expect: Option<usize>,
+    ) -> Result<Vec<(usize, String)>, String> {
         let until = Instant::now() + within;
         let mut out = Vec::new();
-        for i in 0..CONNS {
-            if !self.waiting[i] {
-                continue;
-            }
-            let Some(conn) = self.conns[i].as_mut() else {
-                continue;
-            };
-            while conn.pending().is_empty() && !conn.eof && Instant::now() < until {
-                conn.fill(until)?;
-            }
-            if !conn.pending().is_empty() {
+        loop {
+            let mut silent = false;
+            for i in 0..CONNS {
+                if !self.waiting[i] {
+                    continue;
+                }
+                let Some(conn) = self.conns[i].as_mut() else {
+                    continue;
+                };
+                if conn.pending().is_empty() && !conn.eof && !within.is_zero() {
+                    conn.fill((Instant::now() + POLL_SLICE).min(until))?;
+                }
+                if conn.pending().is_empty() {
+                    // A closed connection has nothing more to say.
+                    silent |= !conn.eof;
+                    continue;
+                }
                 let reply = conn.read_reply(REPLY_WAIT)?;
                 self.waiting[i] = false;
                 out.push((i, self.normalise(&reply)));
             }
+            let enough = expect.is_some_and(|n| out.len() >= n);
+            if enough || !silent || Instant::now() >= until {
+                break;
+            }
         }
+        out.sort_by_key(|(i, _)| *i);
         Ok(out)
     }
 
@@ -445,9 +467,13 @@ fn compare(
         } else {
             Duration::ZERO
         };
-        let wa = a.woken(wait).map_err(|e| fail(n, op, &log, e))?;
+        let wa = a.woken(wait, None).map_err(|e| fail(n, op, &log, e))?;
         // The right server gets as long as it needs for what the left did.
-        let wb = b.woken(if wa.is_empty() { wait } else { REPLY_WAIT });
+        let wb = if wa.is_empty() {
+            b.woken(wait, None)
+        } else {
+            b.woken(REPLY_WAIT, Some(wa.len()))
+        };
         let wb = wb.map_err(|e| fail(n, op, &log, e))?;
         if wa != wb {
             let e = format!("woken left: {wa:?}\nwoken right: {wb:?}");

@@ -9,6 +9,7 @@
 //! ```text
 //! % server -z 10          arguments added to the server's command line
 //! % persist               give the server a `-b` dir (kept across `restart`)
+//! % not-reference WHY     not played against the reference (say why)
 //! c1> put 0 0 60 5\r\n    connection c1 sends (connections open on first use;
 //! c1> hello\r\n           a bare `>` or `<` means connection `c`)
 //! c1< INSERTED {id:a}\r\n c1 must receive exactly these bytes next
@@ -98,6 +99,9 @@ pub struct Transcript {
     pub steps: Vec<(usize, Step)>,
     /// How to start the server.
     pub options: Options,
+    /// Why the reference cannot be held to it (`% not-reference WHY`):
+    /// such a transcript describes beaver only.
+    pub not_reference: Option<String>,
 }
 
 /// Parses `text` (the file `name`).
@@ -106,6 +110,7 @@ pub fn parse(name: &str, text: &str) -> Result<Transcript, String> {
         name: name.to_owned(),
         steps: Vec::new(),
         options: Options::default(),
+        not_reference: None,
     };
     for (i, raw) in text.lines().enumerate() {
         let no = i + 1;
@@ -119,6 +124,13 @@ pub fn parse(name: &str, text: &str) -> Result<Transcript, String> {
             match words.next() {
                 Some("persist") => t.options.persist = true,
                 Some("server") => t.options.args.extend(words.map(str::to_owned)),
+                Some("not-reference") => {
+                    let why = words.collect::<Vec<_>>().join(" ");
+                    if why.is_empty() {
+                        return Err(at("`% not-reference` needs a reason".into()));
+                    }
+                    t.not_reference = Some(why);
+                }
                 other => return Err(at(format!("unknown directive {other:?}"))),
             }
             continue;
