@@ -106,6 +106,20 @@ describe('overview', () => {
     await page.keyboard.press('Enter');
     await page.waitForURL(/#\/dead$/);
     await page.getByRole('heading', { name: 'Dead jobs' }).waitFor();
+    // The queues: a link in a table rebuilt at every refresh keeps the focus.
+    await page.locator('#nav a[data-nav="queues"]').focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Queues' }).waitFor();
+    const link = page.locator('tr[data-queue="default"] a');
+    await link.focus();
+    await link.evaluate((a) => { a.dataset.old = 'yes'; });
+    await until('the table rebuilt', async () => (await page.locator('a[data-old]').count()) === 0);
+    assert.equal(await page.evaluate(() => document.activeElement.getAttribute('href')), '#/queues/default');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Queue default' }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement.tagName), 'H1');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Pause');
     tab.checkConsole();
     await tab.close();
   });
