@@ -237,13 +237,28 @@ describe('queues', () => {
     await tab.close();
   });
 
-  test('a queue that is not on the server says so', async () => {
+  test('a queue that is not on the server, or leaves it while shown, says so', async () => {
     const tab = await openTab(browser);
     const { page } = tab;
     await page.goto(`${srv.url}/ui/#/queues/no-such-queue`);
     await page.getByText('No queue named no-such-queue holds a job or is paused').waitFor();
     assert.equal(await page.getByRole('button', { name: 'Pause' }).isDisabled(), true);
-    tab.checkConsole();
+    // Its only job cancelled, then purged by retention: the queue is gone.
+    const short = await Beaver.start(scratch(`${FAST}\n[engine.queue.retention]\nfinished_age_ms = 1000\n`),
+      ['--workers', '0', '--handler', 'noop']);
+    try {
+      await short.enqueue({ id: 'fleeting-1', queue: 'fleeting', payload: 1 });
+      await page.goto(`${short.url}/ui/#/queues/fleeting`);
+      await page.locator('tr[data-id="fleeting-1"]').waitFor();
+      await short.ok('POST', '/v1/jobs/fleeting-1/cancel');
+      await page.getByText('The queue fleeting is no longer on the server').waitFor({ timeout: 20_000 });
+      // The last view stays, dimmed, with the buttons off.
+      assert.equal(await page.locator('.stale [data-count="pending"]').count(), 1);
+      assert.equal(await page.getByRole('button', { name: 'Purge…' }).isDisabled(), true);
+      tab.checkConsole();
+    } finally {
+      await short.stop();
+    }
     await tab.close();
   });
 });
