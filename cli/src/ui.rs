@@ -164,13 +164,50 @@ mod tests {
         }
     }
 
+    /// What the page may ask, as app.js's `ROUTES` lists it.
+    const ROUTES: &[&str] = &[
+        "GET /v1/ping",
+        "GET /v1/status",
+        "GET /v1/jobs/{id}",
+        "POST /v1/jobs/{id}/requeue",
+        "POST /v1/jobs/{id}/cancel",
+        "GET /v1/dead",
+        "POST /v1/dead/requeue",
+        "GET /v1/queues/{name}/jobs",
+        "POST /v1/queues/{name}/pause",
+        "POST /v1/queues/{name}/resume",
+        "POST /v1/queues/{name}/purge",
+        "GET /v1/leases",
+    ];
+
     #[test]
     fn the_page_asks_only_the_published_api() {
-        // One fetch, behind a guard that refuses any path outside /v1/: no
-        // private route, and no other way to reach the network.
+        // One fetch, behind a guard that refuses any route outside its
+        // list: no private route, and no other way to reach the network.
         let js = String::from_utf8_lossy(ASSETS[1].body);
         assert_eq!(js.matches("fetch(").count(), 1);
-        assert!(js.contains("if (!path.startsWith('/v1/')) throw"));
+        assert!(
+            js.contains("if (!path.startsWith('/v1/') || !allowed(method || 'GET', path)) throw")
+        );
+        // The list in app.js is this one, line for line ...
+        let start = js.find("const ROUTES = [\n").unwrap_or(0);
+        let end = js[start..].find("];").map_or(start, |e| start + e);
+        let listed: Vec<&str> = js[start..end]
+            .lines()
+            .skip(1)
+            .map(|l| l.trim().trim_end_matches(',').trim_matches('\''))
+            .collect();
+        assert_eq!(listed, ROUTES, "app.js's ROUTES");
+        // ... and each of its routes is in the published API's document.
+        let doc: serde_json::Value =
+            serde_json::from_str(&crate::openapi::document_json()).unwrap_or_default();
+        for route in ROUTES {
+            let (method, path) = route.split_once(' ').unwrap_or_default();
+            assert!(
+                doc["paths"][path][method.to_lowercase()].is_object(),
+                "{route} is not in the API's document"
+            );
+        }
         for other in [
             "XMLHttpRequest",
             "WebSocket",

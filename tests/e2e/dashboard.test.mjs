@@ -70,11 +70,20 @@ describe('overview', () => {
   test('is readable in a narrow window', async () => {
     const tab = await openTab(browser, { width: 360, height: 740 });
     const { page } = tab;
+    await srv.enqueue({ queue: 'a-rather-long-queue-name-for-a-narrow-window', payload: 'narrow' });
     await page.goto(`${srv.url}/ui/`);
     await page.locator('main[data-ready="true"]').waitFor();
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    assert.ok(overflow <= 0, `the page is ${overflow} px wider than the window`);
+    await page.locator('tr[data-queue]').first().waitFor();
+    const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(await overflow() <= 0, `the page is ${await overflow()} px wider than the window`);
     await shot(page, 'overview-narrow');
+    for (const [path, ready] of [['queues', 'tr[data-queue]'], ['queues/a-rather-long-queue-name-for-a-narrow-window', 'tbody tr[data-id]'],
+      ['workers', '[data-fig="active"]']]) {
+      await page.goto(`${srv.url}/ui/#/${path}`);
+      await page.locator(ready).first().waitFor();
+      assert.ok(await overflow() <= 0, `#/${path} is ${await overflow()} px wider than the window`);
+    }
+    await shot(page, 'queue-narrow');
     tab.checkConsole();
     await tab.close();
   });
@@ -97,20 +106,194 @@ describe('overview', () => {
     await page.keyboard.press('Enter');
     await page.waitForURL(/#\/dead$/);
     await page.getByRole('heading', { name: 'Dead jobs' }).waitFor();
+    // The queues: a link in a table rebuilt at every refresh keeps the focus.
+    await page.locator('#nav a[data-nav="queues"]').focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Queues' }).waitFor();
+    const link = page.locator('tr[data-queue="default"] a');
+    await link.focus();
+    await link.evaluate((a) => { a.dataset.old = 'yes'; });
+    await until('the table rebuilt', async () => (await page.locator('a[data-old]').count()) === 0);
+    assert.equal(await page.evaluate(() => document.activeElement.getAttribute('href')), '#/queues/default');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Queue default' }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement.tagName), 'H1');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Pause');
     tab.checkConsole();
     await tab.close();
   });
 
-  test('the queue and worker pages keep their place until the API has their data', async () => {
+});
+
+describe('queues', () => {
+  let srv;
+  before(async () => { srv = await Beaver.start(scratch(FAST), ['--workers', '0', '--handler', 'noop']); });
+  after(async () => { await srv?.stop(); });
+
+  /** One queue's figures through the API. */
+  async function apiQueue(name) {
+    return (await srv.ok('GET', '/v1/queues')).queues.find((q) => q.name === name);
+  }
+
+  test('the queues page and the overview list a queue once jobs are enqueued to it', async () => {
     const tab = await openTab(browser);
     const { page } = tab;
-    for (const [path, title] of [['queues', 'Queues'], ['workers', 'Workers and leases']]) {
-      await page.goto(`${srv.url}/ui/#/${path}`);
-      await page.getByRole('heading', { name: title }).waitFor();
-      await page.getByText('does not publish what this page shows yet').waitFor();
-      await shot(page, path);
+    await page.goto(`${srv.url}/ui/#/queues`);
+    await page.getByRole('heading', { name: 'Queues' }).waitFor();
+    assert.equal(await page.locator('#nav a[data-nav="queues"]').getAttribute('aria-current'), 'page');
+    await srv.enqueue(Array.from({ length: 4 }, (_, i) => ({ queue: 'emails', payload: i })));
+    await srv.enqueue([{ queue: 'emails', payload: 'later', delay_ms: 600_000 }]);
+    const row = page.locator('tr[data-queue="emails"]');
+    await row.waitFor();
+    assert.match(await row.textContent(), /^emails5 \(4 ready · 1 scheduled\)0000no$/);
+    await shot(page, 'queues');
+    // The overview's table links to it.
+    await page.goto(`${srv.url}/ui/`);
+    await page.locator('main[data-ready="true"]').waitFor();
+    await page.locator('tr[data-queue="emails"] a').click();
+    await page.waitForURL(/#\/queues\/emails$/);
+    await page.getByRole('heading', { name: 'Queue emails' }).waitFor();
+    await waitCount(page, 'pending', 5);
+    assert.equal(await count(page, 'ready'), 4);
+    tab.checkConsole();
+    await tab.close();
+  });
+
+  test('a queue pages through its jobs 50 at a time, by state', async () => {
+    const ids = Array.from({ length: 123 }, (_, i) => `pg-${String(i).padStart(3, '0')}`);
+    await srv.enqueue(ids.map((id) => ({ id, queue: 'pages', payload: { id } })));
+    // Three of them cancelled: 120 pending.
+    for (const id of ['pg-010', 'pg-060', 'pg-110']) await srv.ok('POST', `/v1/jobs/${id}/cancel`);
+    const pending = ids.filter((id) => !['pg-010', 'pg-060', 'pg-110'].includes(id));
+    const tab = await openTab(browser);
+    const { page } = tab;
+    await page.goto(`${srv.url}/ui/#/queues/pages`);
+    const shown = () => page.locator('main tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.id));
+    const onPage = async (want) => until(`the page to list ${want[0]}..${want.at(-1)}`,
+      async () => JSON.stringify(await shown()) === JSON.stringify(want));
+    assert.equal(await page.locator('#queue-state').inputValue(), 'pending');
+    await onPage(pending.slice(0, 50));
+    await page.getByText('Page 1: 50 of the 120 pending jobs').waitFor();
+    assert.equal(await page.getByRole('button', { name: 'First page' }).isDisabled(), true);
+    await page.getByRole('button', { name: 'Next page' }).click();
+    await onPage(pending.slice(50, 100));
+    await page.getByText('Page 2: 50 of the 120 pending jobs').waitFor();
+    await page.getByRole('button', { name: 'Next page' }).click();
+    await onPage(pending.slice(100));
+    await page.getByText('Page 3: 20 of the 120 pending jobs').waitFor();
+    await until('Next page disabled at the end', () => page.getByRole('button', { name: 'Next page' }).isDisabled());
+    await shot(page, 'queue');
+    await page.getByRole('button', { name: 'First page' }).click();
+    await onPage(pending.slice(0, 50));
+    // Another state: only its jobs, from the first page.
+    await page.locator('#queue-state').selectOption('cancelled');
+    await onPage(['pg-010', 'pg-060', 'pg-110']);
+    assert.deepEqual(await page.locator('main tbody .state').allTextContents(), ['cancelled', 'cancelled', 'cancelled']);
+    assert.equal(await page.locator('#queue-state option:checked').textContent(), 'Cancelled (3)');
+    await page.locator('#queue-state').selectOption('dead');
+    await page.getByText('No dead job in this queue.').waitFor();
+    // A job row links to the job's page.
+    await page.locator('#queue-state').selectOption('cancelled');
+    await page.getByRole('link', { name: 'pg-060' }).click();
+    await page.getByRole('heading', { name: 'Job pg-060' }).waitFor();
+    tab.checkConsole();
+    await tab.close();
+  });
+
+  test('Pause and Resume change what the API says, and Purge cancels the pending jobs after a confirmation', async () => {
+    await srv.enqueue(Array.from({ length: 40 }, (_, i) => ({ queue: 'purge-me', payload: i })));
+    const tab = await openTab(browser);
+    const { page } = tab;
+    await page.goto(`${srv.url}/ui/#/queues/purge-me`);
+    await waitCount(page, 'pending', 40);
+    assert.equal(await page.getByRole('button', { name: 'Resume' }).isDisabled(), true);
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await page.getByText('Paused: purge-me hands out nothing until resumed.').waitFor();
+    let q = await apiQueue('purge-me');
+    assert.equal(q.paused, true);
+    assert.equal(q.paused_until_ms, null);
+    await page.locator('.state.paused', { hasText: 'paused until resumed' }).waitFor();
+    await until('Pause disabled', () => page.getByRole('button', { name: 'Pause' }).isDisabled());
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await page.getByText('Resumed: purge-me hands out its jobs again.').waitFor();
+    assert.equal((await apiQueue('purge-me')).paused, false);
+    await page.locator('.state.running').waitFor();
+
+    await page.getByRole('button', { name: 'Purge…' }).click();
+    await page.getByText('Purge queue purge-me? Its 40 pending jobs will be cancelled and never run.').waitFor();
+    // "No" leaves it as it was.
+    await page.getByRole('button', { name: 'No', exact: true }).click();
+    assert.equal((await apiQueue('purge-me')).pending, 40);
+    await page.getByRole('button', { name: 'Purge…' }).click();
+    await page.getByRole('button', { name: 'Yes, purge' }).click();
+    await page.getByText('Purged purge-me: 40 pending jobs cancelled.').waitFor();
+    q = await apiQueue('purge-me');
+    assert.equal(q.pending, 0);
+    assert.equal(q.cancelled, 40);
+    await waitCount(page, 'cancelled', 40);
+    assert.equal(await page.getByRole('button', { name: 'Purge…' }).isDisabled(), true);
+    tab.checkConsole();
+    await tab.close();
+  });
+
+  test('a queue that is not on the server, or leaves it while shown, says so', async () => {
+    const tab = await openTab(browser);
+    const { page } = tab;
+    await page.goto(`${srv.url}/ui/#/queues/no-such-queue`);
+    await page.getByText('No queue named no-such-queue holds a job or is paused').waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Pause' }).isDisabled(), true);
+    // Its only job cancelled, then purged by retention: the queue is gone.
+    const short = await Beaver.start(scratch(`${FAST}\n[engine.queue.retention]\nfinished_age_ms = 1000\n`),
+      ['--workers', '0', '--handler', 'noop']);
+    try {
+      await short.enqueue({ id: 'fleeting-1', queue: 'fleeting', payload: 1 });
+      await page.goto(`${short.url}/ui/#/queues/fleeting`);
+      await page.locator('tr[data-id="fleeting-1"]').waitFor();
+      await short.ok('POST', '/v1/jobs/fleeting-1/cancel');
+      await page.getByText('The queue fleeting is no longer on the server').waitFor({ timeout: 20_000 });
+      // The last view stays, dimmed, with the buttons off.
+      assert.equal(await page.locator('.stale [data-count="pending"]').count(), 1);
+      assert.equal(await page.getByRole('button', { name: 'Purge…' }).isDisabled(), true);
+      tab.checkConsole();
+    } finally {
+      await short.stop();
     }
-    assert.equal(await page.locator('#nav a[data-nav="queues"]').count(), 0);
+    await tab.close();
+  });
+});
+
+describe('workers and leases', () => {
+  let srv;
+  before(async () => { srv = await Beaver.start(scratch(FAST), ['--workers', '0', '--handler', 'noop']); });
+  after(async () => { await srv?.stop(); });
+
+  test('a lease taken through the API is listed with its worker, and goes once completed', async () => {
+    await srv.enqueue({ id: 'remote-1', queue: 'remote', payload: { hello: 'worker' } });
+    const tab = await openTab(browser);
+    const { page } = tab;
+    await page.goto(`${srv.url}/ui/#/workers`);
+    await page.getByRole('heading', { name: 'Workers and leases' }).waitFor();
+    await page.getByText('No external worker holds a lease.').waitFor();
+    assert.equal(await page.locator('[data-fig="workers"]').textContent(), '0');
+    const got = await srv.ok('POST', '/v1/leases', { queue: 'remote', worker: 'e2e-host/4242', wait_ms: 0 });
+    assert.equal(got.leases.length, 1);
+    const lease = got.leases[0].lease_id;
+    const row = page.locator(`tr[data-lease="${lease}"]`);
+    await row.waitFor();
+    const cells = await row.locator('td').allTextContents();
+    assert.deepEqual(cells.slice(0, 5), [lease, 'remote-1', 'remote', '1', 'e2e-host/4242']);
+    assert.match(cells[5], /ago$|^now$/);
+    assert.match(cells[6], /^in /);
+    await page.getByText('1 current lease, oldest first.').waitFor();
+    assert.equal(await page.locator('[data-fig="granted"]').textContent(), '1');
+    assert.equal(await page.locator('[data-fig="active"]').textContent(), '1');
+    await shot(page, 'workers');
+    await srv.ok('POST', `/v1/leases/${lease}/complete`);
+    await row.waitFor({ state: 'detached' });
+    await page.getByText('No external worker holds a lease.').waitFor();
+    await until('active 0', async () => (await page.locator('[data-fig="active"]').textContent()) === '0');
+    assert.equal((await srv.job('remote-1')).body.state, 'completed');
     tab.checkConsole();
     await tab.close();
   });

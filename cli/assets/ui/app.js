@@ -14,6 +14,9 @@ const ERROR_LINE = 200;             // ... and in a list, on one line
 const PAYLOAD_CUT = 4000;           // characters of a payload shown before "Show all"
 const DEAD_PAGE = 100;              // dead jobs listed at first, then per "Show more"
 const DEAD_MAX = 1000;              // the most GET /v1/dead lists
+const QUEUE_PAGE = 50;              // a queue's jobs per page (one page held at a time)
+const QUEUES_MAX = 1000;            // queues listed on their page (10 on the overview)
+const LEASES_MAX = 1000;            // the most GET /v1/leases lists
 const TOKEN_KEY = 'beaver.token';   // sessionStorage: this tab only
 
 // ---- Small helpers ----
@@ -153,10 +156,35 @@ class Unreachable extends Error {}
 const auth = { token: null, asking: false };
 try { auth.token = sessionStorage.getItem(TOKEN_KEY); } catch { auth.token = null; }
 
+// The routes of the published API (docs/openapi.json) this page asks, and
+// no other: api() refuses anything else before it sends it. A unit test
+// (cli/src/ui.rs) checks this list against the API's document.
+const ROUTES = [
+  'GET /v1/ping',
+  'GET /v1/status',
+  'GET /v1/jobs/{id}',
+  'POST /v1/jobs/{id}/requeue',
+  'POST /v1/jobs/{id}/cancel',
+  'GET /v1/dead',
+  'POST /v1/dead/requeue',
+  'GET /v1/queues/{name}/jobs',
+  'POST /v1/queues/{name}/pause',
+  'POST /v1/queues/{name}/resume',
+  'POST /v1/queues/{name}/purge',
+  'GET /v1/leases',
+];
+const ROUTE_RES = ROUTES.map((r) => {
+  const [method, path] = r.split(' ');
+  // A {parameter} is one percent-encoded path segment (what
+  // encodeURIComponent leaves, never "." or ".."); a query of plain words may follow.
+  return [method, new RegExp('^' + path.replace(/\{[a-z_]+\}/g, () => "(?!\\.\\.?(?:[/?]|$))[A-Za-z0-9%._~!*'()-]+") + '(\\?[A-Za-z0-9_=&]*)?$')];
+});
+const allowed = (method, path) => ROUTE_RES.some(([m, re]) => m === method && re.test(path));
+
 /** One request to the API; resolves to the JSON answer, throws HttpError or Unreachable. */
 async function api(path, method, body) {
   // The published API only: no other route is ever asked.
-  if (!path.startsWith('/v1/')) throw new Error('not an API path: ' + path);
+  if (!path.startsWith('/v1/') || !allowed(method || 'GET', path)) throw new Error('not an API route: ' + path);
   const headers = { Accept: 'application/json' };
   if (auth.token) headers.Authorization = 'Bearer ' + auth.token;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -339,7 +367,6 @@ async function tick() {
     const restarted = noteStatus(st);
     if (live.warned) { live.warned = false; banner(''); }
     connected(restarted);
-    showNav(st);
     document.getElementById('main').classList.remove('stale');
     if (live.view) {
       const focus = focusedKey();
@@ -372,25 +399,14 @@ document.addEventListener('visibilitychange', () => {
 
 // ---- Pages ----
 // Each page mounts into <main> and returns {update(status, restarted)}, called
-// after every status poll. `available` says whether the server's API has what
-// the page needs: pages whose routes the API does not have yet keep their
-// place (and their nav entry appears once /v1/status shows their data).
+// after every status poll (the page's own request, if any, follows it).
 const pages = {
   overview: { title: 'Overview', nav: 'overview', mount: mountOverview },
+  queues: { title: 'Queues', nav: 'queues', mount: mountQueues },
+  queue: { title: 'Queue', nav: 'queues', mount: mountQueue },
+  workers: { title: 'Workers and leases', nav: 'workers', mount: mountWorkers },
   dead: { title: 'Dead jobs', nav: 'dead', mount: mountDead },
   job: { title: 'Job', nav: null, mount: mountJob },
-  queues: {
-    title: 'Queues', nav: 'queues', mount: mountPlanned,
-    // /v1/status has `queues` now (issue 23), but this page is not built
-    // yet: its nav entry stays hidden until it is.
-    available: () => false,
-    planned: 'Per-queue counts, a queue\'s jobs by state with pagination, pause, resume and purge.',
-  },
-  workers: {
-    title: 'Workers and leases', nav: 'workers', mount: mountPlanned,
-    available: () => false,
-    planned: 'External leases with their holders and deadlines, and the built-in pool\'s busy slots.',
-  },
   missing: { title: 'Not found', nav: null, mount: mountMissing },
 };
 
@@ -401,17 +417,10 @@ function parseRoute() {
   if (parts.length === 0) return { page: 'overview' };
   if (parts[0] === 'dead' && parts.length === 1) return { page: 'dead' };
   if (parts[0] === 'jobs' && arg) return { page: 'job', arg };
-  if (parts[0] === 'queues') return { page: 'queues', arg };
-  if (parts[0] === 'workers') return { page: 'workers' };
+  if (parts[0] === 'queues' && parts.length === 1) return { page: 'queues' };
+  if (parts[0] === 'queues' && arg) return { page: 'queue', arg };
+  if (parts[0] === 'workers' && parts.length === 1) return { page: 'workers' };
   return { page: 'missing' };
-}
-
-function showNav(st) {
-  const nav = $('#nav');
-  for (const [name, p] of Object.entries(pages)) {
-    if (!p.available || nav.querySelector(`[data-nav="${name}"]`)) continue;
-    if (p.available(st)) nav.append(h('a', { href: '#/' + name, 'data-nav': name, text: p.title }));
-  }
 }
 
 function navigate(focus) {
@@ -440,8 +449,10 @@ function mountOverview(main) {
   const flight = h('div');
   const dead = h('div');
   const disk = h('div');
+  const queues = h('div');
   main.append(h('h1', { text: 'Overview' }), disk, tiles,
     h('h2', { text: 'Rates over the last minutes' }), charts,
+    h('h2', {}, 'Queues ', h('a', { href: '#/queues', text: '(all)' })), queues,
     h('h2', { text: 'Storage and recovery' }), cards,
     h('h2', { text: 'In flight' }), flight,
     h('h2', {}, 'Newest dead jobs ', h('a', { href: '#/dead', text: '(all)' })), dead);
@@ -452,6 +463,7 @@ function mountOverview(main) {
         : '');
       tiles.replaceChildren(...stateTiles(st));
       charts.replaceChildren(...rateCharts());
+      queues.replaceChildren(queueTable(st, 10, true));
       cards.replaceChildren(...storageCards(st));
       flight.replaceChildren(inFlightTable(st));
       dead.replaceChildren(newestDead(st));
@@ -797,14 +809,243 @@ function payloadView(j, opened) {
   return clipped(JSON.stringify(j.payload, null, 2), PAYLOAD_CUT, 'Payload', opened);
 }
 
-// ---- Pages the API cannot serve yet, and unknown addresses ----
-function mountPlanned(main, _arg, p) {
-  main.append(h('h1', { text: p.title }),
-    h('p', { class: 'note warn', text: 'This server\'s API does not publish what this page shows yet.' }),
-    h('p', { class: 'muted', text: 'It will show: ' + p.planned }));
-  return { update() {} };
+// ---- Queues ----
+const QUEUE_STATES = [['pending', 'Pending'], ['in_flight', 'In flight'], ['completed', 'Completed'],
+  ['dead', 'Dead'], ['cancelled', 'Cancelled']];
+const queueHref = (name) => '#/queues/' + encodeURIComponent(name);
+const queuePath = (name) => '/v1/queues/' + encodeURIComponent(name);
+
+/** Whether a queue hands out jobs: "no", "until resumed", or until when. */
+function pausedWords(q, now) {
+  if (!q.paused) return h('span', { class: 'muted', text: 'no' });
+  return q.paused_until_ms === null ? h('strong', { text: 'until resumed' })
+    : h('span', {}, h('strong', { text: 'until ' }), when(q.paused_until_ms, now));
 }
 
+/** The queues of the status as a table; `max` rows at most (the rest counted below it). */
+function queueTable(st, max, compact) {
+  const qs = st.queues || [];
+  const rows = qs.slice(0, max).map((q) => h('tr', { 'data-queue': q.name },
+    h('td', { class: 'id' }, h('a', { href: queueHref(q.name), text: q.name })),
+    h('td', { class: 'num' }, fmtN(q.pending), compact ? null
+      : h('span', { class: 'muted', text: ` (${fmtN(q.ready)} ready · ${fmtN(q.scheduled)} scheduled)` })),
+    h('td', { class: 'num', text: fmtN(q.in_flight) }),
+    h('td', { class: 'num', text: fmtN(q.completed) }),
+    h('td', { class: 'num', text: fmtN(q.dead) }),
+    h('td', { class: 'num', text: fmtN(q.cancelled) }),
+    h('td', {}, pausedWords(q, st.now_ms))));
+  const more = qs.length > rows.length
+    ? h('p', { class: 'muted' }, `The first ${fmtN(rows.length)} of ${fmtN(qs.length)} queues by name. `,
+      compact ? h('a', { href: '#/queues', text: 'All queues' }) : null)
+    : null;
+  return h('div', {}, table(['Queue', 'Pending', 'In flight', 'Completed', 'Dead', 'Cancelled', 'Paused'], rows,
+    'No queue holds a job or is paused.'), more);
+}
+
+function mountQueues(main) {
+  const head = h('p', { class: 'muted' });
+  const list = h('div');
+  main.append(h('h1', { text: 'Queues' }), head, list);
+  return {
+    update(st) {
+      const n = (st.queues || []).length;
+      head.textContent = `${fmtN(n)} queue${n === 1 ? '' : 's'} holding jobs or paused, by name. ` +
+        'Pending is ready plus scheduled; a paused queue hands out nothing, to the pool or to leases.';
+      list.replaceChildren(queueTable(st, QUEUES_MAX, false));
+    },
+  };
+}
+
+function mountQueue(main, name) {
+  let state = 'pending';
+  let after = null;      // the cursor of the page shown: null for the first
+  let pageNo = 0;
+  let doc = null;        // the page shown (at most QUEUE_PAGE jobs: never more than one page)
+  let q = null;          // the queue's figures, from the status
+  let now = Date.now();
+  const msg = h('div', { 'aria-live': 'polite' });
+  const gone = h('div', { 'aria-live': 'polite' });
+  const badge = h('span');
+  const figures = h('div', { class: 'tiles', role: 'group', 'aria-label': 'Jobs per state' });
+  const say = (kind, text) => msg.replaceChildren(text ? h('p', { class: 'note ' + kind, text }) : '');
+  const pauseBtn = h('button', { type: 'button', text: 'Pause', onclick: () => act('pause') });
+  const resumeBtn = h('button', { type: 'button', text: 'Resume', onclick: () => act('resume') });
+  const purgeBtn = h('button', { type: 'button', class: 'danger', text: 'Purge…', onclick: () => confirmPurge(true) });
+  const sureText = h('span');
+  const sure = h('span', { class: 'actions', hidden: true }, sureText,
+    h('button', { type: 'button', class: 'danger', text: 'Yes, purge', onclick: () => { confirmPurge(false); act('purge'); } }),
+    h('button', { type: 'button', text: 'No', onclick: () => { confirmPurge(false); purgeBtn.focus(); } }));
+  const select = h('select', { id: 'queue-state', onchange: () => { state = select.value; first(); } },
+    QUEUE_STATES.map(([v, label]) => h('option', { value: v, text: label })));
+  const info = h('p', { class: 'muted', 'aria-live': 'polite' });
+  const list = h('div', {}, h('p', { class: 'muted', text: 'Loading…' }));
+  const firstBtn = h('button', { type: 'button', text: 'First page', onclick: () => first() });
+  const nextBtn = h('button', { type: 'button', text: 'Next page',
+    onclick: () => { if (doc && doc.next !== null) { after = doc.next; pageNo++; shown(); tick(); } } });
+  const body = h('div', {}, figures,
+    h('h2', { text: 'Jobs' }),
+    h('div', { class: 'actions' }, h('label', { for: 'queue-state', text: 'State' }), select),
+    info, list, h('div', { class: 'actions' }, firstBtn, nextBtn));
+  main.append(h('h1', {}, 'Queue ', h('span', { class: 'mono', text: name })),
+    h('div', { class: 'actions' }, badge, pauseBtn, resumeBtn, purgeBtn, sure), msg, gone, body);
+
+  function first() { after = null; pageNo = 0; shown(); tick(); }
+  /** A new page was asked for: what is shown is the old one until it comes. */
+  function shown() { doc = null; list.classList.add('stale'); nextBtn.disabled = true; firstBtn.disabled = pageNo === 0; }
+
+  function confirmPurge(open) {
+    if (open) {
+      const n = q ? q.pending : 0;
+      sureText.textContent = `Purge queue ${name}? Its ${fmtN(n)} pending job${n === 1 ? '' : 's'} will be cancelled and never run.`;
+    }
+    sure.hidden = !open;
+    purgeBtn.hidden = open;
+    if (open) sure.querySelector('button').focus();
+  }
+
+  async function act(what) {
+    try {
+      const r = await api(`${queuePath(name)}/${what}`, 'POST');
+      if (what === 'purge') {
+        say('ok', `Purged ${name}: ${fmtN(r.cancelled)} pending job${r.cancelled === 1 ? '' : 's'} cancelled.`);
+      } else {
+        // The answer's state, shown at once; the focus goes to the button that undoes it.
+        if (q) { q.paused = r.paused; q.paused_until_ms = r.paused_until_ms; renderFigures(); }
+        (r.paused ? resumeBtn : pauseBtn).focus();
+        say('ok', r.paused ? `Paused: ${name} hands out nothing ${r.paused_until_ms === null ? 'until resumed'
+          : 'until ' + new Date(r.paused_until_ms).toISOString()}.` : `Resumed: ${name} hands out its jobs again.`);
+      }
+    } catch (e) {
+      say('bad', `${what[0].toUpperCase() + what.slice(1)} refused: ${e.message}`);
+    }
+    tick();
+  }
+
+  function renderFigures() {
+    badge.replaceChildren(q.paused ? h('span', { class: 'state paused' }, 'paused ',
+      q.paused_until_ms === null ? 'until resumed' : 'until ' + clock(q.paused_until_ms))
+      : h('span', { class: 'state running', text: 'running' }));
+    pauseBtn.disabled = q.paused && q.paused_until_ms === null;
+    resumeBtn.disabled = !q.paused;
+    purgeBtn.disabled = q.pending === 0;
+    if (q.pending === 0) confirmPurge(false);
+    figures.replaceChildren(
+      tile('pending', 'Pending', q.pending, h('span', {},
+        h('span', { 'data-count': 'ready', text: fmtN(q.ready) }), ' ready · ',
+        h('span', { 'data-count': 'scheduled', text: fmtN(q.scheduled) }), ' scheduled')),
+      tile('in_flight', 'In flight', q.in_flight, ''),
+      tile('completed', 'Completed', q.completed, ''),
+      tile('dead', 'Dead', q.dead, ''),
+      tile('cancelled', 'Cancelled', q.cancelled, ''),
+      h('div', { class: 'tile' }, h('div', { class: 'k', text: 'Paused' }), h('div', { class: 'sub' }, pausedWords(q, now))));
+    for (const o of select.options) {
+      const label = QUEUE_STATES.find(([v]) => v === o.value)[1];
+      o.textContent = `${label} (${fmtN(q[o.value])})`;
+    }
+  }
+
+  function renderJobs() {
+    const label = QUEUE_STATES.find(([v]) => v === state)[1].toLowerCase();
+    const jobs = doc.jobs || [];
+    list.classList.remove('stale');
+    info.textContent = jobs.length === 0 ? ''
+      : `Page ${pageNo + 1}: ${fmtN(jobs.length)} of the ${fmtN(q[state])} ${label} jobs, in the order they came.`;
+    const rows = jobs.map((j) => h('tr', { 'data-id': j.id },
+      h('td', { class: 'id' }, h('a', { href: jobHref(j.id), text: j.id })),
+      h('td', {}, stateBadge(j.state)),
+      h('td', { class: 'num', text: `${fmtN(j.attempt)} of ${fmtN(j.max_attempts)}` }),
+      h('td', { class: 'num', text: fmtN(j.priority) }),
+      h('td', { class: 'num' }, when(j.created_at_ms, now)),
+      h('td', { class: 'num' }, when(j.finished_at_ms === null ? j.run_at_ms : j.finished_at_ms, now)),
+      h('td', { class: 'err' }, j.last_error ? oneLine(j.last_error, ERROR_LINE) : h('span', { class: 'muted', text: '–' }))));
+    list.replaceChildren(table(['Job', 'State', 'Attempts', 'Priority', 'Created', 'Runs at / finished', 'Last error'], rows,
+      pageNo === 0 ? `No ${label} job in this queue.` : 'Nothing is left on this page: its jobs moved on. Go back to the first page.'));
+    firstBtn.disabled = pageNo === 0;
+    nextBtn.disabled = doc.next === null || doc.next === undefined;
+  }
+
+  function disappeared() {
+    gone.replaceChildren(h('p', { class: 'note bad', text: doc || q
+      ? `The queue ${name} is no longer on the server (since ${clock(Date.now())}): it holds no job and is not paused. Shown as last seen.`
+      : `No queue named ${name} holds a job or is paused on the server.` }));
+    body.classList.add('stale');
+    for (const b of [pauseBtn, resumeBtn, purgeBtn, nextBtn]) b.disabled = true;
+    confirmPurge(false);
+  }
+
+  return {
+    async update(st) {
+      now = st.now_ms;
+      const fresh = (st.queues || []).find((x) => x.name === name);
+      // A queue the status does not list would answer 404: not asked.
+      if (!fresh) { disappeared(); return; }
+      q = fresh;
+      gone.replaceChildren();
+      body.classList.remove('stale');
+      renderFigures();
+      const key = `${state}|${after}`;
+      let answer;
+      try {
+        answer = await api(`${queuePath(name)}/jobs?state=${state}&limit=${QUEUE_PAGE}${after === null ? '' : '&after=' + after}`);
+      } catch (e) {
+        if (!(e instanceof HttpError) || e.status === 401 || e.status >= 500) throw e;
+        if (e.status === 404) { disappeared(); return; }
+        say('bad', e.message);
+        return;
+      }
+      // The reader asked for another page meanwhile: the next poll brings it.
+      if (key !== `${state}|${after}`) return;
+      doc = answer;
+      renderJobs();
+    },
+  };
+}
+
+// ---- Workers and leases ----
+function mountWorkers(main) {
+  const cards = h('div', { class: 'cards' });
+  const head = h('p', { class: 'muted' });
+  const list = h('div');
+  main.append(h('h1', { text: 'Workers and leases' }), cards,
+    h('h2', { text: 'Current leases' }), head, list);
+  return {
+    async update(st) {
+      const f = st.leases;
+      const fig = (k, v) => h('span', { 'data-fig': k, text: fmtN(v) });
+      cards.replaceChildren(
+        h('section', { class: 'card' }, h('h2', { text: 'Built-in pool' }), kv([
+          ['Busy slots', st.workers === null ? '–' : h('span', {}, fig('running', st.running), ' of ', fig('workers', st.workers))],
+        ]), st.workers === 0 ? h('p', { class: 'muted', text: 'No built-in worker (--workers 0): every queue is left to external ones.' }) : null),
+        h('section', { class: 'card' }, h('h2', { text: 'External workers\' leases' }), f ? kv([
+          ['Active', fig('active', f.active)],
+          ['Requests waiting', fig('requests_waiting', f.requests_waiting)],
+          ['Granted', fig('granted', f.granted)],
+          ['Renewed', fig('renewed', f.renewed)],
+          ['Expired', fig('expired', f.expired)],
+          ['Refused as lost', fig('refused_lost', f.refused_lost)],
+        ]) : h('p', { class: 'muted', text: 'Not reported.' }),
+        h('p', { class: 'muted', text: 'Counted since the server started; active and waiting are now.' })));
+      // No current lease: nothing to list, nothing asked.
+      const doc = f && f.active === 0 ? { total: 0, leases: [] } : await api('/v1/leases');
+      const ls = doc.leases || [];
+      head.textContent = doc.total > ls.length
+        ? `The ${fmtN(ls.length)} with the lowest ids of ${fmtN(doc.total)} current leases (the API lists at most ${fmtN(LEASES_MAX)}).`
+        : doc.total === 0 ? '' : `${fmtN(doc.total)} current lease${doc.total === 1 ? '' : 's'}, oldest first.`;
+      const at = (ms) => ({ class: 'num', title: new Date(ms).toISOString(), text: relative(ms, st.now_ms) });
+      list.replaceChildren(table(['Lease', 'Job', 'Queue', 'Attempt', 'Worker', 'Started', 'Deadline'], ls.map((l) =>
+        h('tr', { 'data-lease': l.lease_id },
+          h('td', { class: 'mono', text: l.lease_id }),
+          h('td', { class: 'id' }, h('a', { href: jobHref(l.id), text: l.id })),
+          h('td', {}, h('a', { href: queueHref(l.queue), text: l.queue })),
+          h('td', { class: 'num', text: fmtN(l.attempt) }),
+          h('td', { class: 'worker' }, oneLine(l.worker, 80)),
+          h('td', at(l.started_at_ms)),
+          h('td', at(l.lease_until_ms)))), 'No external worker holds a lease.'));
+    },
+  };
+}
+
+// ---- Unknown addresses ----
 function mountMissing(main) {
   main.append(h('h1', { text: 'No such page' }), h('p', {}, h('a', { href: '#/', text: 'Back to the overview' })));
   return { update() {} };
