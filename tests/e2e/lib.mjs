@@ -155,7 +155,13 @@ export async function openTab(browser, viewport = { width: 1200, height: 860 }) 
   const problems = [];
   page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'assert') problems.push(`console ${m.type()}: ${m.text()}`); });
   page.on('pageerror', (e) => problems.push(`uncaught: ${e.message}`));
-  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure() && r.failure().errorText}`));
+  // ERR_ABORTED is the browser dropping a request itself: a navigation
+  // away while the icon still loads, or the page's own timeout; neither is
+  // the server or the page failing.
+  page.on('requestfailed', (r) => {
+    const why = r.failure() && r.failure().errorText;
+    if (why !== 'net::ERR_ABORTED') problems.push(`request failed: ${r.url()} ${why}`);
+  });
   return {
     page,
     problems,
