@@ -19,12 +19,24 @@ pub(crate) struct Figures {
     pub recovered_jobs: AtomicU64,
     pub torn_bytes: AtomicU64,
     pub running: AtomicU64,
+    /// The last LSN of the newest closed WAL segment (0: none closed).
+    pub closed_lsn: AtomicU64,
+    /// The older kept snapshot's LSN: the log is deleted through it.
+    pub deletable_lsn: AtomicU64,
+    /// Free bytes on the log's volume at the last space check.
+    pub free_bytes: AtomicU64,
 }
 
 impl Figures {
     /// Whether the newest snapshot written (or loaded) covers `lsn`.
     pub(crate) fn snapshot_covers(&self, lsn: u64) -> bool {
         self.snapshot_lsn.load(Relaxed) >= lsn
+    }
+
+    /// Whether a closed WAL segment holds records the older kept snapshot
+    /// does not cover: only a newer snapshot pair would let it go.
+    pub(crate) fn log_to_free(&self) -> bool {
+        self.closed_lsn.load(Relaxed) > self.deletable_lsn.load(Relaxed)
     }
 
     pub(crate) fn engine(&self, workers: u32) -> EngineFigures {

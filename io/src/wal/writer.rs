@@ -678,6 +678,11 @@ impl<D: Disk> Wal<D> {
         self.closed.len()
     }
 
+    /// The last LSN of the newest closed segment (`None`: none is closed).
+    pub fn closed_segments_last_lsn(&self) -> Option<u64> {
+        self.closed.last().map(|c| c.last_lsn)
+    }
+
     /// The sequence numbers and last LSNs of the closed segments, oldest first.
     pub fn closed_segments(&self) -> Vec<(u64, u64)> {
         self.closed.iter().map(|c| (c.seq, c.last_lsn)).collect()
