@@ -63,15 +63,11 @@ pub enum Mutant {
     /// core: a lease request is answered as soon as its dispatches are
     /// proposed, before they are durable.
     LeaseBeforeDurable,
-    /// runtime: the engine no longer works toward space by itself when the
-    /// disk is in its reserve (no checkpoint, snapshot and deletion), so a
-    /// drained queue's log stays on a full disk.
-    NoCompactionOnPressure,
 }
 
 impl Mutant {
     /// Every planted bug.
-    pub const ALL: [Mutant; 19] = [
+    pub const ALL: [Mutant; 18] = [
         Mutant::AckBeforeFsync,
         Mutant::RetryFailedFsync,
         Mutant::SkipSnapshotDirFsync,
@@ -90,7 +86,6 @@ impl Mutant {
         Mutant::StaleLeaseCompletes,
         Mutant::HeartbeatIgnoresAttempt,
         Mutant::LeaseBeforeDurable,
-        Mutant::NoCompactionOnPressure,
     ];
 
     /// The name used on the command line (`BEAVER_MUTANT=...`).
@@ -114,7 +109,6 @@ impl Mutant {
             Mutant::StaleLeaseCompletes => "stale-lease-completes",
             Mutant::HeartbeatIgnoresAttempt => "heartbeat-ignores-attempt",
             Mutant::LeaseBeforeDurable => "lease-before-durable",
-            Mutant::NoCompactionOnPressure => "no-compaction-on-pressure",
         }
     }
 

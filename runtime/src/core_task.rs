@@ -392,10 +392,6 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
     /// Whether the disk is in its reserve and a closed segment holds
     /// records the older kept snapshot does not cover.
     fn pressure(&self) -> bool {
-        #[cfg(feature = "mutants")]
-        if beaver_core::mutants::active(beaver_core::mutants::Mutant::NoCompactionOnPressure) {
-            return false;
-        }
         self.disk_full && self.figures.log_to_free()
     }
 
@@ -406,20 +402,25 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
         }
     }
 
-    /// Whether a compaction round under pressure would free space: a
-    /// snapshot of the state now fits in the free space, and two of them
+    /// Whether a compaction round under pressure would free space: the
+    /// snapshots of the state now that the compaction still has to write
+    /// (two for its `first` round: the second needs its room before the
+    /// first's older snapshot goes) fit in the free space, and two of them
     /// take less than the closed segments they let go. Otherwise (the jobs
     /// still hold their payloads) it would only fill the disk further; it
     /// waits for the state to shrink. The log's own records meanwhile go
     /// to the segment prepared ahead. Measures the snapshot by encoding it
     /// (without keeping the bytes): the compaction's backoff bounds how
     /// often.
-    fn compaction_fits(&self) -> bool {
+    fn compaction_fits(&self, first: bool) -> bool {
         let free = self.figures.free_bytes.load(Relaxed);
         let closed =
             (self.figures.wal_bytes.load(Relaxed)).saturating_sub(2 * self.config.segment_bytes);
-        let fits =
-            |bytes: u64| bytes.saturating_add(SNAPSHOT_SLACK_BYTES) <= free && 2 * bytes < closed;
+        let to_write = if first { 2 } else { 1 };
+        let fits = |bytes: u64| {
+            (bytes.saturating_add(SNAPSHOT_SLACK_BYTES)).saturating_mul(to_write) <= free
+                && 2 * bytes < closed
+        };
         let mut encoder = codec::SnapshotEncoder::new(&self.queue);
         let (mut bytes, mut piece) = (0u64, Vec::with_capacity(SNAPSHOT_PIECE_BYTES));
         loop {
@@ -439,7 +440,7 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
         self.next_req += 1;
         let applied = self.queue.applied_lsn();
         self.compaction.checkpointing(req, first, applied);
-        if !self.compaction.by_person() && !self.compaction_fits() {
+        if !self.compaction.by_person() && !self.compaction_fits(first) {
             return self.compaction.failed(applied);
         }
         self.step(Input::Checkpoint { req });

@@ -125,7 +125,8 @@ async fn a_drained_queue_frees_its_own_log_on_a_full_disk_and_takes_jobs_again()
     let full_bytes = wal_bytes(&e.client).await;
     open.send(true).unwrap();
     until_drained(&e.client).await;
-    let took = until_accepted(&e.client, Duration::from_secs(10))
+    // Past the compaction's longest backoff (30 s), with room to spare.
+    let took = until_accepted(&e.client, Duration::from_secs(40))
         .await
         .expect("enqueues accepted again once the jobs finished");
     let freed_bytes = wal_bytes(&e.client).await;
