@@ -58,6 +58,8 @@ pub(crate) struct Compaction {
     began_lsn: u64,
     /// The applied LSN when the last compaction failed.
     failed_lsn: u64,
+    /// Compactions ended (done or given up) since start.
+    ended: u64,
 }
 
 /// What the core task does next for the compaction.
@@ -82,7 +84,14 @@ impl Compaction {
             backoff_min,
             began_lsn: 0,
             failed_lsn: 0,
+            ended: 0,
         }
+    }
+
+    /// Compactions ended since start, done or given up (a person's ask
+    /// that came while one was under way is one more after it).
+    pub(crate) fn ended(&self) -> u64 {
+        self.ended
     }
 
     /// A person asked for a snapshot: one compaction runs as soon as none
@@ -162,6 +171,7 @@ impl Compaction {
         if more && self.rounds < ROUNDS_MAX {
             Next::Checkpoint
         } else {
+            self.ended += 1;
             Next::Wait
         }
     }
@@ -172,6 +182,7 @@ impl Compaction {
     /// since the last failure, and doubles for the failure after.
     pub(crate) fn failed(&mut self, applied: u64) {
         self.stage = Stage::Idle;
+        self.ended += 1;
         if self.began_lsn > self.failed_lsn {
             self.backoff = self.backoff_min;
         }

@@ -221,6 +221,8 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
             if turn.is_ok() {
                 self.core.compact_if_due();
             }
+            let compactions = self.core.compaction.ended();
+            self.core.figures.compactions.store(compactions, Relaxed);
             let committed = match turn {
                 Ok(()) => self.flush().await,
                 Err(e) => Err(e),

@@ -25,6 +25,8 @@ pub(crate) struct Figures {
     pub deletable_lsn: AtomicU64,
     /// Free bytes on the log's volume at the last space check.
     pub free_bytes: AtomicU64,
+    /// Compactions ended since start (see `EngineFigures::compactions`).
+    pub compactions: AtomicU64,
 }
 
 impl Figures {
@@ -54,6 +56,7 @@ impl Figures {
             torn_bytes_discarded: self.torn_bytes.load(Relaxed),
             workers,
             running: self.running.load(Relaxed),
+            compactions: self.compactions.load(Relaxed),
         }
     }
 }
@@ -89,6 +92,13 @@ pub struct EngineFigures {
     /// Attempts running now: holding a worker (at most `workers`; attempts
     /// dispatched ahead and waiting for a worker are not counted).
     pub running: u64,
+    /// Compactions ended since start, done or given up: each a checkpoint
+    /// and a snapshot at it, twice if that lets more of the log go (asked
+    /// by `Client::snapshot`, or the engine's own while the disk is in its
+    /// reserve). After an ask, this passing its value from before the ask
+    /// (with no other compaction under way) means the log is as small as
+    /// that compaction could make it.
+    pub compactions: u64,
 }
 
 /// Everything `status` reports: the queue's status and the engine's figures.
