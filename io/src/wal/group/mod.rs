@@ -167,7 +167,8 @@ pub(crate) enum ToWal<R> {
     /// Delete segments the given LSN covers entirely (the older kept
     /// snapshot's); answer when done.
     DeleteThrough(u64, oneshot::Sender<()>),
-    /// The proposer's own commit used the prepared segment: prepare the next.
+    /// The proposer's own commit moved to a new segment: prepare the next,
+    /// and check the space reserve now (the log's use of the disk changed).
     Wake,
 }
 

@@ -206,7 +206,7 @@ impl<D: Disk, R: LogEntry, H: CommitHooks> WalTask<D, R, H> {
                 ToWal::DeleteThrough(lsn, done) => {
                     deletions.push((lsn, log.wal.begin_delete_through(lsn)?, done));
                 }
-                ToWal::Wake => {}
+                ToWal::Wake => t.space_changed = true,
             }
         }
         log.write(&records, &mut t.out).await?;
