@@ -564,20 +564,22 @@ async fn ping() -> Response {
 /// The answer to a snapshot request.
 #[derive(Serialize, ToSchema)]
 struct SnapshotStarted {
-    /// The LSN the snapshot will cover; `snapshot.lsn` of `/v1/status`
-    /// reaches it once the file is written.
+    /// The LSN the compaction's snapshots will cover at least;
+    /// `snapshot.lsn` of `/v1/status` reaches or passes it once they are
+    /// written.
     lsn: u64,
 }
 
-/// `POST /v1/admin/snapshot`: starts a snapshot of the durable state (built
-/// off the core's task) and answers with the LSN it will cover; it is
-/// written in the background (`snapshot.lsn` of `/v1/status` reaches `lsn`
-/// once it is).
+/// `POST /v1/admin/snapshot`: starts a compaction (a checkpoint and a
+/// snapshot at it, twice if that frees more of the log; see
+/// `Client::snapshot`) and answers with the durable LSN it will cover; it
+/// is written in the background (`snapshot.lsn` of `/v1/status` passes
+/// `lsn` once it is).
 #[utoipa::path(
     post,
     path = "/v1/admin/snapshot",
     tag = "server",
-    responses((status = 200, description = "The snapshot started; it is written in the background", body = SnapshotStarted)),
+    responses((status = 200, description = "The compaction started; its snapshots are written in the background", body = SnapshotStarted)),
 )]
 async fn snapshot(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let lsn = app.client.snapshot().await?;

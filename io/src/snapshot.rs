@@ -239,15 +239,31 @@ impl<D: Disk> SnapshotStore<D> {
     /// they are written, so the kernel flushes a large snapshot in small
     /// bursts instead of one long one that would compete with the WAL's
     /// fsyncs and the engine's threads.
+    ///
+    /// A save that fails removes its temporary file (best effort): on a
+    /// full disk, a half-written snapshot would otherwise hold the very
+    /// space the next try needs.
     pub async fn save_pieces(
         &mut self,
         lsn: u64,
+        next_piece: impl FnMut(&mut Vec<u8>, usize) -> bool,
+    ) -> Result<SavedSnapshot> {
+        let tmp = self.dir.join(format!("{}.tmp", snapshot_name(lsn)));
+        let saved = self.write_and_rename(lsn, &tmp, next_piece).await;
+        if saved.is_err() && self.disk.remove(&tmp).await.is_ok() {
+            let _ = self.disk.sync_dir(&self.dir).await;
+        }
+        saved
+    }
+
+    async fn write_and_rename(
+        &mut self,
+        lsn: u64,
+        tmp: &Path,
         mut next_piece: impl FnMut(&mut Vec<u8>, usize) -> bool,
     ) -> Result<SavedSnapshot> {
-        let name = snapshot_name(lsn);
-        let path = self.dir.join(&name);
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        let f = self.disk.create(&tmp).await?;
+        let path = self.dir.join(snapshot_name(lsn));
+        let f = self.disk.create(tmp).await?;
         // The body first, after room for the header, which needs its
         // length and checksum.
         let mut at = HEADER_LEN as u64;
@@ -272,7 +288,7 @@ impl<D: Disk> SnapshotStore<D> {
         f.write_at(0, &header).await?;
         f.write_at(at, &trailer).await?;
         f.sync_all().await?;
-        self.disk.rename(&tmp, &path).await?;
+        self.disk.rename(tmp, &path).await?;
         #[cfg(feature = "mutants")]
         let skip_dir_fsync = mutant(SkipSnapshotDirFsync);
         #[cfg(not(feature = "mutants"))]

@@ -35,8 +35,8 @@ pub(crate) enum Ask {
     Delete(JobId),
     Kick(JobId),
     LeaseJob(JobId, String),
-    /// Not a queue operation: asks the engine to snapshot now; answered
-    /// with the LSN the snapshot will cover (or busy, when builds wait).
+    /// Not a queue operation: asks the engine to compact its log now
+    /// (checkpoint, snapshot); answered with the durable LSN it will cover.
     Snapshot(oneshot::Sender<Result<u64, Rejection>>),
 }
 
@@ -163,9 +163,12 @@ impl Client {
     }
 
     /// Asks for a snapshot of the durable state now (built off the core's
-    /// task); returns the LSN it will cover. The snapshot is written in the
-    /// background: watch `status().engine.snapshot_lsn`. [`Rejection::Busy`]
-    /// when builds already wait for their turn.
+    /// task) that frees what it can of the log: the engine logs a
+    /// checkpoint and snapshots at it, twice if that lets more segments go
+    /// (a segment is deleted only once the older of the two kept
+    /// snapshots covers it). Returns the durable LSN now: the snapshots
+    /// cover it and more. They are written in the background: watch
+    /// `status().engine.snapshot_lsn` pass the returned LSN.
     pub async fn snapshot(&self) -> Result<u64, Rejection> {
         let (tx, rx) = oneshot::channel();
         let _unused = self.send(Ask::Snapshot(tx))?;

@@ -54,6 +54,14 @@ impl<O: Observer> CommitHooks for Hooks<O> {
         self.figures.wal_bytes.store(count * bytes, Relaxed);
     }
 
+    fn closed_through(&self, lsn: u64) {
+        self.figures.closed_lsn.store(lsn, Relaxed);
+    }
+
+    fn space_checked(&self, free_bytes: u64) {
+        self.figures.free_bytes.store(free_bytes, Relaxed);
+    }
+
     fn snapshot_bytes(&self) -> u64 {
         self.snapshot_estimate_bytes.load(Relaxed)
     }

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use crate::client::{Ask, QueuePause, Request};
 use crate::clock::Clock;
 use crate::commit::{Hooks, Logged};
+use crate::compaction::{Compaction, Next};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::executor::Executor;
@@ -32,6 +33,11 @@ const REQUESTS_PER_TURN: usize = 256;
 const REPORTS_PER_TURN: usize = 64;
 /// Attempts' ends taken per turn, at most.
 const OUTCOMES_PER_TURN: usize = 64;
+/// Pieces a snapshot is measured in (see `Driver::compaction_fits`).
+const SNAPSHOT_PIECE_BYTES: usize = 64 << 10;
+/// Room counted beside a snapshot's body: its file's header and trailer,
+/// and a block's rounding.
+const SNAPSHOT_SLACK_BYTES: u64 = 4 << 10;
 /// How often waiting lease requests are checked for clients gone away.
 const WITHDRAW_SWEEP: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -94,6 +100,10 @@ pub(crate) struct Driver<E: Executor, C: Clock, O: Observer> {
     out: Vec<Effect>,
     /// Records proposed since the last commit.
     appends: Vec<Logged>,
+    /// The disk is in its space reserve (as the WAL task last reported).
+    disk_full: bool,
+    /// The engine's own work toward space (see `compaction.rs`).
+    compaction: Compaction,
 }
 
 impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
@@ -112,6 +122,7 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
         (outcome_tx, outcomes): (mpsc::Sender<Done>, mpsc::Receiver<Done>),
         config: EngineConfig,
     ) -> Self {
+        let retry_min = std::time::Duration::from_millis(config.space_check_interval_ms);
         Driver {
             free_workers: config.queue.workers as usize,
             queue,
@@ -140,6 +151,8 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
             round_requests: 0,
             out: Vec::with_capacity(256),
             appends: Vec::new(),
+            disk_full: false,
+            compaction: Compaction::new(retry_min),
         }
     }
 }
@@ -164,6 +177,8 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
                 unsynced < self.core.config.unsynced_records_max && self.core.requests_open;
             let grace_until = self.core.grace_until;
             let sweep_at = (!self.core.leasing.is_empty()).then_some(self.core.next_sweep);
+            let compact_at = self.core.compaction.wake_at(self.core.pressure());
+            let building = self.core.compaction.building();
             let turn = tokio::select! {
                 biased;
                 n = self.commit.reports(&mut reports, REPORTS_PER_TURN) => {
@@ -197,7 +212,17 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
                     self.core.withdraw_gone();
                     Ok(())
                 }
+                ok = self.core.compaction.built(), if building => {
+                    self.core.compaction_round_ended(ok);
+                    Ok(())
+                }
+                _ = sleep_until_opt(compact_at), if compact_at.is_some() => Ok(()),
             };
+            if turn.is_ok() {
+                self.core.compact_if_due();
+            }
+            let compactions = self.core.compaction.ended();
+            self.core.figures.compactions.store(compactions, Relaxed);
             let committed = match turn {
                 Ok(()) => self.flush().await,
                 Err(e) => Err(e),
@@ -255,7 +280,10 @@ impl<E: Executor, C: Clock, O: Observer> Proposer<Logged> for Driver<E, C, O> {
                 from_lsn,
                 error: error.to_string(),
             }),
-            CommitEvent::DiskFull(full) => self.step(Input::DiskFull(full)),
+            CommitEvent::DiskFull(full) => {
+                self.disk_full = full;
+                self.step(Input::DiskFull(full));
+            }
             CommitEvent::SnapshotDue(upto) => {
                 self.ask_snapshot(upto);
             }
@@ -357,16 +385,10 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
             // to withdraw, and an undelivered answer is given back.
             Ask::LeaseJob(id, holder) => Input::LeaseJob { req, id, holder },
             Ask::Snapshot(lsn) => {
-                let upto = self.queue.applied_lsn();
-                let answer = if self.ask_snapshot(upto) {
-                    Ok(upto)
-                } else {
-                    Err(beaver_core::Rejection::Busy {
-                        reason: "snapshot builds are already waiting".into(),
-                        retry_after_ms: 1_000,
-                    })
-                };
-                let _ = lsn.send(answer);
+                // A compaction: a checkpoint and a snapshot at it (twice if
+                // that frees more), so the log shrinks even when idle.
+                self.compaction.ask();
+                let _ = lsn.send(Ok(self.queue.applied_lsn()));
                 return;
             }
         };
@@ -376,11 +398,106 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
         self.step(input);
     }
 
+    /// Whether the disk is in its reserve and a closed segment holds
+    /// records the older kept snapshot does not cover.
+    fn pressure(&self) -> bool {
+        self.disk_full && self.figures.log_to_free()
+    }
+
+    /// Begins a compaction if one is due (see [`Compaction::due`]).
+    fn compact_if_due(&mut self) {
+        if !self.stopping && self.compaction.due(self.pressure(), Instant::now()) {
+            self.compaction_round(true);
+        }
+    }
+
+    /// Whether a compaction round under pressure would free space: the
+    /// snapshots of the state now that the compaction still has to write
+    /// (two for its `first` round: the second needs its room before the
+    /// first's older snapshot goes) fit in the free space, and two of them
+    /// take less than the closed segments they let go. Otherwise (the jobs
+    /// still hold their payloads) it would only fill the disk further; it
+    /// waits for the state to shrink. The log's own records meanwhile go
+    /// to the segment prepared ahead. Measures the snapshot by encoding it
+    /// (without keeping the bytes): the compaction's backoff bounds how
+    /// often.
+    fn compaction_fits(&self, first: bool) -> bool {
+        let free = self.figures.free_bytes.load(Relaxed);
+        let closed =
+            (self.figures.wal_bytes.load(Relaxed)).saturating_sub(2 * self.config.segment_bytes);
+        let to_write = if first { 2 } else { 1 };
+        let fits = |bytes: u64| {
+            (bytes.saturating_add(SNAPSHOT_SLACK_BYTES)).saturating_mul(to_write) <= free
+                && 2 * bytes < closed
+        };
+        let mut encoder = codec::SnapshotEncoder::new(&self.queue);
+        let (mut bytes, mut piece) = (0u64, Vec::with_capacity(SNAPSHOT_PIECE_BYTES));
+        loop {
+            piece.clear();
+            let more = encoder.fill(&mut piece, SNAPSHOT_PIECE_BYTES);
+            bytes += piece.len() as u64;
+            if !more || !fits(bytes) {
+                return fits(bytes);
+            }
+        }
+    }
+
+    /// A compaction round (the `first` of one): a checkpoint, whose reply
+    /// asks for the snapshot.
+    fn compaction_round(&mut self, first: bool) {
+        let req = RequestId(self.next_req);
+        self.next_req += 1;
+        let applied = self.queue.applied_lsn();
+        self.compaction.checkpointing(req, first, applied);
+        if !self.compaction.by_person() && !self.compaction_fits(first) {
+            return self.compaction.failed(applied);
+        }
+        self.step(Input::Checkpoint { req });
+    }
+
+    /// The compaction's checkpoint was answered: snapshot at its LSN.
+    fn compaction_checkpointed(&mut self, reply: Reply) {
+        let Reply::Checkpoint(Ok(lsn)) = reply else {
+            warn!(
+                ?reply,
+                "the log refused a checkpoint; compaction tried again later"
+            );
+            return self.compaction.failed(self.queue.applied_lsn());
+        };
+        let (done, built) = oneshot::channel();
+        let ask = ToSnapshotter::Build {
+            upto: lsn,
+            done: Some(done),
+        };
+        if self.stopping || self.snap_tx.try_send(ask).is_err() {
+            return self.compaction.failed(lsn);
+        }
+        self.compaction.snapshotting(built);
+    }
+
+    /// A compaction's snapshot ended; another round follows if a closed
+    /// segment is still not covered.
+    fn compaction_round_ended(&mut self, ok: bool) {
+        let more = self.figures.log_to_free();
+        if !ok {
+            warn!("a compaction's snapshot was not written; tried again later");
+        }
+        let applied = self.queue.applied_lsn();
+        if let Next::Checkpoint = self.compaction.round_ended(ok, more, applied) {
+            if !self.stopping {
+                self.compaction_round(false);
+            }
+        }
+    }
+
     /// Asks the snapshot task for a build up to `upto`; `false` if too many
     /// builds wait already (they merge into one at the newest LSN asked, so
     /// a later ask comes soon enough).
     fn ask_snapshot(&self, upto: u64) -> bool {
-        match self.snap_tx.try_send(ToSnapshotter::Build { upto }) {
+        match self
+            .snap_tx
+            .try_send(ToSnapshotter::Build { upto, done: None })
+        {
             Ok(()) | Err(TrySendError::Closed(_)) => true,
             Err(TrySendError::Full(_)) => {
                 warn!(
@@ -512,6 +629,9 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
     /// Sends a reply; leases its client is no longer there for are given
     /// back (no worker saw them, so they do not count).
     fn answer(&mut self, req: RequestId, reply: Reply) {
+        if self.compaction.is_checkpoint(req) {
+            return self.compaction_checkpointed(reply);
+        }
         self.leasing.remove(&req);
         let Some(tx) = self.pending.remove(&req) else {
             return;

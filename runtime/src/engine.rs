@@ -197,6 +197,9 @@ struct Recovered<D: Disk> {
     queue: Core,
     wal: Wal<D>,
     snapshot_lsn: Option<u64>,
+    /// The loaded snapshot's body size: the first estimate of the next
+    /// snapshot (the snapshot share of the space reserve).
+    snapshot_bytes: u64,
     replayed: u64,
     torn_bytes: u64,
 }
@@ -212,6 +215,7 @@ async fn recover<D: Disk>(
     let mut store = SnapshotStore::open(disk.clone(), &config.snapshot_dir()).await?;
     let loaded = store.load().await?;
     let snapshot_lsn = loaded.as_ref().map(|l| l.lsn);
+    let snapshot_bytes = loaded.as_ref().map_or(0, |l| l.body().len() as u64);
     let mut replay = Replay::new(snapshot_base(config.queue.clone(), loaded));
     let opts = WalOptions {
         segment_bytes: config.segment_bytes,
@@ -234,6 +238,7 @@ async fn recover<D: Disk>(
         queue,
         wal,
         snapshot_lsn,
+        snapshot_bytes,
         replayed,
         torn_bytes: found.torn_bytes,
     })
@@ -328,7 +333,9 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> Tasks<D, E, C, O> {
     /// Starts the WAL task, the snapshot task and the core task, in that
     /// order, and returns the engine that serves through them.
     fn wire(self, recovered: Recovered<D>, recovery: RecoveryReport) -> Engine {
-        let estimate = Arc::new(AtomicU64::new(0));
+        // Until this run writes a snapshot, the one it started from says
+        // how large the next will be.
+        let estimate = Arc::new(AtomicU64::new(recovered.snapshot_bytes));
         let hooks = Arc::new(Hooks {
             figures: self.figures.clone(),
             observer: self.observer.clone(),

@@ -19,12 +19,26 @@ pub(crate) struct Figures {
     pub recovered_jobs: AtomicU64,
     pub torn_bytes: AtomicU64,
     pub running: AtomicU64,
+    /// The last LSN of the newest closed WAL segment (0: none closed).
+    pub closed_lsn: AtomicU64,
+    /// The older kept snapshot's LSN: the log is deleted through it.
+    pub deletable_lsn: AtomicU64,
+    /// Free bytes on the log's volume at the last space check.
+    pub free_bytes: AtomicU64,
+    /// Compactions ended since start (see `EngineFigures::compactions`).
+    pub compactions: AtomicU64,
 }
 
 impl Figures {
     /// Whether the newest snapshot written (or loaded) covers `lsn`.
     pub(crate) fn snapshot_covers(&self, lsn: u64) -> bool {
         self.snapshot_lsn.load(Relaxed) >= lsn
+    }
+
+    /// Whether a closed WAL segment holds records the older kept snapshot
+    /// does not cover: only a newer snapshot pair would let it go.
+    pub(crate) fn log_to_free(&self) -> bool {
+        self.closed_lsn.load(Relaxed) > self.deletable_lsn.load(Relaxed)
     }
 
     pub(crate) fn engine(&self, workers: u32) -> EngineFigures {
@@ -42,6 +56,7 @@ impl Figures {
             torn_bytes_discarded: self.torn_bytes.load(Relaxed),
             workers,
             running: self.running.load(Relaxed),
+            compactions: self.compactions.load(Relaxed),
         }
     }
 }
@@ -77,6 +92,13 @@ pub struct EngineFigures {
     /// Attempts running now: holding a worker (at most `workers`; attempts
     /// dispatched ahead and waiting for a worker are not counted).
     pub running: u64,
+    /// Compactions ended since start, done or given up: each a checkpoint
+    /// and a snapshot at it, twice if that lets more of the log go (asked
+    /// by `Client::snapshot`, or the engine's own while the disk is in its
+    /// reserve). After an ask, this passing its value from before the ask
+    /// (with no other compaction under way) means the log is as small as
+    /// that compaction could make it.
+    pub compactions: u64,
 }
 
 /// Everything `status` reports: the queue's status and the engine's figures.

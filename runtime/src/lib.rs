@@ -10,12 +10,14 @@
 //! batches, steps the core, routes effects), the WAL task of
 //! [`beaver_io::GroupCommit`] (encodes, writes, syncs; one fdatasync in
 //! flight with the next batch forming behind it),
-//! the snapshot task (folds snapshots off the core's task), and one task per
+//! the snapshot task (folds snapshots off the core's task; the core task
+//! has it free the log when the disk is in its reserve), and one task per
 //! attempt (bounded by the worker count).
 
 pub mod client;
 pub mod clock;
 mod commit;
+mod compaction;
 pub mod config;
 mod core_task;
 pub mod engine;

@@ -33,8 +33,13 @@ use crate::pace::Pace;
 
 /// What the snapshot task is asked to do.
 pub(crate) enum ToSnapshotter {
-    /// Fold the newest snapshot and the log up to `upto` into a new one.
-    Build { upto: u64 },
+    /// Fold the newest snapshot and the log up to `upto` into a new one;
+    /// `done` (if any) learns whether a snapshot now covers `upto`, once
+    /// the segments it lets go are deleted.
+    Build {
+        upto: u64,
+        done: Option<oneshot::Sender<bool>>,
+    },
     /// Save these bytes (the core's own state at shutdown) as the snapshot at `lsn`.
     Save {
         lsn: u64,
@@ -85,23 +90,31 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
             };
             // Requests that queued up during a build become one build, at
             // the newest LSN asked for (a save is kept for its turn).
+            let mut built = Vec::new();
             let msg = match msg {
-                ToSnapshotter::Build { mut upto } => {
+                ToSnapshotter::Build { mut upto, done } => {
+                    built.extend(done);
                     while next.is_none() {
                         match self.rx.try_recv() {
-                            Ok(ToSnapshotter::Build { upto: later }) => upto = upto.max(later),
+                            Ok(ToSnapshotter::Build { upto: later, done }) => {
+                                upto = upto.max(later);
+                                built.extend(done);
+                            }
                             Ok(save) => next = Some(save),
                             Err(_) => break,
                         }
                     }
-                    ToSnapshotter::Build { upto }
+                    ToSnapshotter::Build { upto, done: None }
                 }
                 save => save,
             };
             let began = Instant::now();
             let (result, done) = match msg {
-                ToSnapshotter::Build { upto } => {
+                ToSnapshotter::Build { upto, .. } => {
                     if self.figures.snapshot_covers(upto) {
+                        built.into_iter().for_each(|d| {
+                            let _ = d.send(true);
+                        });
                         continue;
                     }
                     let (alive, _guard) = alive();
@@ -149,6 +162,10 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                     Err(e)
                 }
             };
+            let covered = reported.is_ok() && !self.engine_stopping.load(Relaxed);
+            for d in built {
+                let _ = d.send(covered);
+            }
             if let Some(done) = done {
                 let _ = done.send(reported);
             }
@@ -166,6 +183,7 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
         info!(lsn = s.lsn, bytes = s.bytes, secs, path = %s.path.display(), "snapshot written");
         if let Some(older) = s.older_kept {
             self.segments.delete_through(older).await;
+            self.figures.deletable_lsn.store(older, Relaxed);
         }
     }
 }
@@ -410,7 +428,12 @@ mod tests {
             let (done, saved) = oneshot::channel();
             // Bytes that would be told apart from the build's on disk.
             let empty = codec::encode_queue_snapshot(&Core::new(Config::default()));
-            tx.send(ToSnapshotter::Build { upto: 2 }).await.unwrap();
+            tx.send(ToSnapshotter::Build {
+                upto: 2,
+                done: None,
+            })
+            .await
+            .unwrap();
             tx.send(ToSnapshotter::Save {
                 lsn: 2,
                 bytes: empty,

@@ -111,6 +111,19 @@ pub struct Plan {
     pub faults: FaultProfile,
     /// External worker nodes, if the run has them.
     pub external: Option<crate::external::ExtPlan>,
+    /// A disk that stays nearly full while the jobs drain, if the run has one.
+    pub squeeze: Option<Squeeze>,
+}
+
+/// The convergence phase on a disk that stays nearly full: when the
+/// faults stop, the capacity is cut to a little above what the server
+/// needs (its files now, the space reserve, and room for the drained
+/// log's segments and snapshots) and stays there. Once the jobs finish,
+/// the engine must free its own log and accept an enqueue again.
+#[derive(Debug, Clone)]
+pub struct Squeeze {
+    /// Bytes left free beyond the estimated reserve when the capacity is cut.
+    pub room_bytes: u64,
 }
 
 fn pick<T: Copy>(rng: &mut DetRng, xs: &[T]) -> T {
@@ -225,12 +238,17 @@ impl Plan {
         let external = r
             .chance(0.25)
             .then(|| crate::external::ExtPlan::draw(r, &mut engine.queue));
+        // Drawn after the external workers, for the same reason.
+        let squeeze = r.chance(0.1).then(|| Squeeze {
+            room_bytes: r.below(2 * segment_bytes),
+        });
         Plan {
             seed,
             engine,
             workload,
             faults,
             external,
+            squeeze,
         }
     }
 }

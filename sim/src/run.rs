@@ -18,6 +18,8 @@ use crate::plan::{FaultKind, Plan};
 use crate::tap::TapDisk;
 use crate::world::{Marks, Shared, SimObserver, World};
 
+mod squeeze;
+
 /// What one seed's run produced.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -108,6 +110,8 @@ struct Sim {
     enospc_until: Option<tokio::time::Instant>,
     /// The external workers, while the chaos task does not hold them.
     ext: Option<ExtRun>,
+    /// The convergence phase's squeezed disk, if the plan has one.
+    squeezed: Option<squeeze::Squeezed>,
 }
 
 impl Sim {
@@ -133,6 +137,7 @@ impl Sim {
             corruption: None,
             enospc_until: None,
             ext: None,
+            squeezed: None,
         }
     }
 
@@ -916,52 +921,15 @@ impl Sim {
         }
         let bound_ms =
             10_000 + submitted * 4 * per_attempt / u64::from(parallel.max(1)) + 4 * per_attempt;
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(bound_ms);
-        loop {
-            if self.violated() {
+        self.squeeze_begin();
+        if !self.settle(bound_ms).await {
+            return;
+        }
+        if self.plan.squeeze.is_some() {
+            // The probe's job must finish too.
+            if !self.squeeze_check().await || !self.settle(bound_ms).await {
                 return;
             }
-            if let Ok(n) = self.died.try_recv() {
-                self.on_crasher(n).await;
-                continue;
-            }
-            if let Ok(ev) = self.events.try_recv() {
-                // A fail-stop from an EIO injected before the faults
-                // stopped restarts the node; any other stop is a violation.
-                let NodeEvent::Stopped(n, r) = &ev;
-                if *n == self.incarnation && r.is_ok() {
-                    self.violate("the engine stopped by itself in the convergence phase");
-                    return;
-                }
-                self.on_event(ev).await;
-                continue;
-            }
-            let Some(client) = slot_get(&self.slot) else {
-                self.violate("no engine in the convergence phase");
-                return;
-            };
-            if let Some(ext) = self.ext.as_mut() {
-                ext.settle(&self.slot).await;
-            }
-            if let Ok(Ok(st)) = tokio::time::timeout(Duration::from_secs(5), client.status()).await
-            {
-                let s = &st.queue.stats;
-                let model_at = self.world.lock().model.applied;
-                if s.jobs.pending == 0
-                    && s.jobs.in_flight == 0
-                    && s.proposed_lsn == s.applied_lsn
-                    && model_at == s.applied_lsn
-                {
-                    break;
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                self.violate(format!(
-                    "liveness: jobs still unfinished {bound_ms} ms after the faults stopped"
-                ));
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let Some(client) = slot_get(&self.slot) else {
             return;
@@ -995,6 +963,59 @@ impl Sim {
                     self.violate("the clean restart lost records");
                 }
             }
+        }
+    }
+
+    /// Waits (at most `bound_ms`) until every job is final and the log
+    /// is applied as the model folded it; false after a violation.
+    async fn settle(&mut self, bound_ms: u64) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(bound_ms);
+        loop {
+            if self.violated() {
+                return false;
+            }
+            if let Ok(n) = self.died.try_recv() {
+                self.on_crasher(n).await;
+                continue;
+            }
+            if let Ok(ev) = self.events.try_recv() {
+                // A fail-stop from an EIO injected before the faults
+                // stopped restarts the node; any other stop is a violation.
+                let NodeEvent::Stopped(n, r) = &ev;
+                if *n == self.incarnation && r.is_ok() {
+                    self.violate("the engine stopped by itself in the convergence phase");
+                    return false;
+                }
+                self.on_event(ev).await;
+                continue;
+            }
+            let Some(client) = slot_get(&self.slot) else {
+                self.violate("no engine in the convergence phase");
+                return false;
+            };
+            if let Some(ext) = self.ext.as_mut() {
+                ext.settle(&self.slot).await;
+            }
+            if let Ok(Ok(st)) = tokio::time::timeout(Duration::from_secs(5), client.status()).await
+            {
+                let s = &st.queue.stats;
+                self.squeeze_seen(&st);
+                let model_at = self.world.lock().model.applied;
+                if s.jobs.pending == 0
+                    && s.jobs.in_flight == 0
+                    && s.proposed_lsn == s.applied_lsn
+                    && model_at == s.applied_lsn
+                {
+                    return true;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.violate(format!(
+                    "liveness: jobs still unfinished {bound_ms} ms after the faults stopped"
+                ));
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

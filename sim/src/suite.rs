@@ -50,6 +50,7 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "job: purged by retention",
     "client: duplicate enqueue acknowledged",
     "client: requeue of dead jobs acknowledged",
+    "liveness: disk freed itself after a full phase",
     // External workers (see `external`).
     "ext: lease granted",
     "ext: batch lease (several jobs)",

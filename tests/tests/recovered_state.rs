@@ -167,10 +167,15 @@ fn fill(rt: &Runtime, e: &Engine, prefix: &str) {
     }
 }
 
-/// Takes a snapshot and waits until it is written.
+/// Asks for a snapshot and waits until it is over: it is a compaction (a
+/// checkpoint and a snapshot at it, twice if that lets more of the log
+/// go), and the segments it lets go are deleted.
 fn snap(rt: &Runtime, e: &Engine) {
+    let before = rt.block_on(e.client.status()).unwrap().engine.compactions;
     let lsn = rt.block_on(e.client.snapshot()).unwrap();
-    wait_for(rt, e, "the snapshot", |s| s.engine.snapshot_lsn >= lsn);
+    wait_for(rt, e, "the compaction", |s| {
+        s.engine.compactions > before && s.engine.snapshot_lsn >= lsn
+    });
 }
 
 /// Starts on `dir`, checks what its recovery found, and stops gracefully.
@@ -307,6 +312,10 @@ fn crash_between_snapshot_and_segment_deletion() {
     let e = start(&rt, dir.path(), ExecutorConfig::Noop);
     fill(&rt, &e, "a");
     snap(&rt, &e);
+    fill(&rt, &e, "b");
+    // A snapshot is a compaction: checkpoint, snapshot, twice; each
+    // round deletes what the older kept snapshot covers. Keep the log as
+    // it is before the last one, to put back what it deletes.
     let segments_before: Vec<_> = std::fs::read_dir(&wal)
         .unwrap()
         .map(|d| d.unwrap().path())
@@ -319,12 +328,12 @@ fn crash_between_snapshot_and_segment_deletion() {
         .iter()
         .map(|p| (p.clone(), std::fs::read(p).unwrap()))
         .collect();
-    fill(&rt, &e, "b");
     snap(&rt, &e);
-    std::thread::sleep(Duration::from_millis(300));
     crash(rt, e);
-    // The crash came after the second snapshot was durable but before the
-    // segments the first one covers were deleted: put back any that went.
+    // The crash came after the newest snapshot was durable but before
+    // the segments the older one covers were deleted: put back those
+    // that went (the log stays one run of segments: deletion goes oldest
+    // first, and every one deleted is put back).
     let mut restored = 0;
     for (p, bytes) in saved {
         if !p.exists() {

@@ -74,7 +74,8 @@ pub struct SpaceStatus {
     pub free_bytes: u64,
     /// Two segments plus one snapshot.
     pub reserve_bytes: u64,
-    /// `free_bytes < reserve_bytes`: refuse new enqueues, keep logging transitions.
+    /// `free_bytes < reserve_bytes` (plus a segment when the next one is
+    /// due and not begun): refuse new enqueues, keep logging transitions.
     pub pressure: bool,
 }
 
@@ -616,6 +617,13 @@ impl<D: Disk> Wal<D> {
     /// Free space against the reserve of two segments plus one snapshot of
     /// `snapshot_bytes` (the caller's estimate). Under pressure, refuse new
     /// enqueues but keep logging transitions and snapshotting.
+    ///
+    /// A next segment that is due but not begun yet counts as allocated:
+    /// pressure means the next allocation *would* eat into the reserve.
+    /// Otherwise the moment pressure begins would depend on when the
+    /// preparation ahead runs, and a whole segment of enqueues could go
+    /// into the reserve that the drain's transitions and the compaction's
+    /// snapshots need.
     pub async fn space_status(&self, snapshot_bytes: u64) -> Result<SpaceStatus> {
         let free_bytes = self.disk.free_space(&self.dir).await?;
         let reserve_bytes = self
@@ -623,10 +631,15 @@ impl<D: Disk> Wal<D> {
             .segment_bytes
             .saturating_mul(2)
             .saturating_add(snapshot_bytes);
+        let owed_bytes = if self.next_segment_wanted() {
+            self.opts.segment_bytes
+        } else {
+            0
+        };
         Ok(SpaceStatus {
             free_bytes,
             reserve_bytes,
-            pressure: free_bytes < reserve_bytes,
+            pressure: free_bytes < reserve_bytes.saturating_add(owed_bytes),
         })
     }
 
@@ -676,6 +689,11 @@ impl<D: Disk> Wal<D> {
     /// How many closed segments there are (without listing them).
     pub fn closed_segment_count(&self) -> usize {
         self.closed.len()
+    }
+
+    /// The last LSN of the newest closed segment (`None`: none is closed).
+    pub fn closed_segments_last_lsn(&self) -> Option<u64> {
+        self.closed.last().map(|c| c.last_lsn)
     }
 
     /// The sequence numbers and last LSNs of the closed segments, oldest first.

@@ -139,7 +139,7 @@ impl<D: Disk, R: LogEntry, H: CommitHooks> GroupCommit<D, R, H> {
         if !log.idle_for(self.sent, first.lsn()) {
             return Ok(records);
         }
-        let had_next_segment = !log.wal.next_segment_wanted();
+        let closed_before = log.wal.closed_segment_count();
         let mut events = Vec::new();
         log.write(&records, &mut events).await?;
         for ev in events.drain(..) {
@@ -149,9 +149,12 @@ impl<D: Disk, R: LogEntry, H: CommitHooks> GroupCommit<D, R, H> {
             log.hooks.committed_in_place();
         }
         log.housekeeping(&mut events);
-        let used_next_segment = had_next_segment && log.wal.next_segment_wanted();
+        // A new segment (the prepared one, or one made inline): the WAL task
+        // prepares the next and checks the reserve before more enqueues go
+        // in, not at its next tick.
+        let rotated = log.wal.closed_segment_count() != closed_before;
         drop(log);
-        if used_next_segment {
+        if rotated {
             let _ = send(&self.to_wal, ToWal::Wake).await;
         }
         self.lone.committed_in_place(proposer.others_waiting());

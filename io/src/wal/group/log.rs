@@ -170,6 +170,8 @@ impl<D: Disk, H: CommitHooks> Log<D, H> {
             + u64::from(self.wal.active_segment().is_some())
             + u64::from(self.wal.next_segment_ready());
         self.hooks.segments(segments, self.wal.segment_bytes());
+        let closed = self.wal.closed_segments_last_lsn().unwrap_or(0);
+        self.hooks.closed_through(closed);
         let interval_due = snapshot_interval_ms > 0
             && self.last_snapshot_at.elapsed() >= Duration::from_millis(snapshot_interval_ms)
             && self.since_snapshot > 0;

@@ -92,6 +92,11 @@ pub trait CommitHooks: Send + Sync + 'static {
     fn committed_in_place(&self) {}
     /// The log holds `count` segment files of `bytes` each.
     fn segments(&self, _count: u64, _bytes: u64) {}
+    /// The last LSN of the newest closed segment (0: none is closed): a
+    /// snapshot must cover it before every closed segment can be deleted.
+    fn closed_through(&self, _lsn: u64) {}
+    /// The space check found `free_bytes` free on the log's volume.
+    fn space_checked(&self, _free_bytes: u64) {}
     /// The size of the next snapshot, as estimated: part of the space
     /// reserve.
     fn snapshot_bytes(&self) -> u64 {
@@ -162,7 +167,8 @@ pub(crate) enum ToWal<R> {
     /// Delete segments the given LSN covers entirely (the older kept
     /// snapshot's); answer when done.
     DeleteThrough(u64, oneshot::Sender<()>),
-    /// The proposer's own commit used the prepared segment: prepare the next.
+    /// The proposer's own commit moved to a new segment: prepare the next,
+    /// and check the space reserve now (the log's use of the disk changed).
     Wake,
 }
 

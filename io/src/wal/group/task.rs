@@ -62,6 +62,10 @@ struct Running<D: Disk, R> {
     pressure: bool,
     space_check: Instant,
     space_every: Duration,
+    /// The log's own use of the disk changed (a segment allocated or
+    /// deleted): check the reserve at the end of this turn, not at the next
+    /// tick, so new jobs are refused (or accepted again) at once.
+    space_changed: bool,
 }
 
 impl<D: Disk, R: LogEntry, H: CommitHooks> WalTask<D, R, H> {
@@ -94,6 +98,7 @@ impl<D: Disk, R: LogEntry, H: CommitHooks> WalTask<D, R, H> {
             pressure: false,
             space_check: Instant::now(),
             space_every: Duration::from_millis(self.space_check_interval_ms.max(1)),
+            space_changed: false,
         };
         loop {
             if let Err(e) = self.begin_work(&mut t).await {
@@ -168,6 +173,8 @@ impl<D: Disk, R: LogEntry, H: CommitHooks> WalTask<D, R, H> {
             // Wait before the next try, or a full disk makes this a hot loop.
             t.prepare_after = Instant::now() + t.space_every;
             warn!(error = %e, "could not prepare the next WAL segment ahead of need");
+        } else {
+            t.space_changed = true;
         }
         Ok(Turn::Go)
     }
@@ -199,16 +206,22 @@ impl<D: Disk, R: LogEntry, H: CommitHooks> WalTask<D, R, H> {
                 ToWal::DeleteThrough(lsn, done) => {
                     deletions.push((lsn, log.wal.begin_delete_through(lsn)?, done));
                 }
-                ToWal::Wake => {}
+                ToWal::Wake => t.space_changed = true,
             }
         }
         log.write(&records, &mut t.out).await?;
+        if !deletions.is_empty() {
+            // Before the deleter is answered: it then learns what is left.
+            let closed = log.wal.closed_segments_last_lsn().unwrap_or(0);
+            self.hooks.closed_through(closed);
+        }
         // File removals and their directory fsync need nothing of the log:
         // the proposer may commit in place meanwhile.
         drop(log);
         for (lsn, job, done) in deletions {
             if let Some(job) = job {
                 delete(lsn, job).await;
+                t.space_changed = true;
             }
             let _ = done.send(());
         }
@@ -226,10 +239,14 @@ impl<D: Disk, R: LogEntry, H: CommitHooks> WalTask<D, R, H> {
         if !self.report(&mut t.out).await {
             return false;
         }
-        if t.space_check.elapsed() >= t.space_every {
+        if t.space_changed || t.space_check.elapsed() >= t.space_every {
+            t.space_changed = false;
             t.space_check = Instant::now();
             let estimate = self.hooks.snapshot_bytes();
             let status = self.log.lock().await.wal.space_status(estimate).await;
+            if let Ok(s) = &status {
+                self.hooks.space_checked(s.free_bytes);
+            }
             match status {
                 Ok(s) if s.pressure != t.pressure => {
                     t.pressure = s.pressure;

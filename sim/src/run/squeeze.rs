@@ -1,0 +1,183 @@
+//! The convergence phase on a disk that stays nearly full (issue 21.2,
+//! [`crate::plan::Squeeze`]): when the faults stop, the capacity is cut to
+//! a little above what the server needs and is never given back. Once the
+//! jobs finish, the engine must free its own log and accept an enqueue
+//! again, without a person, within [`FREED_WITHIN`].
+
+use std::time::Duration;
+
+use beaver_core::{JobId, JobSpec, Payload};
+use beaver_runtime::{Client, EngineStatus};
+
+use super::{NodeEvent, Sim, slot_get};
+
+/// How long after the last job finished an enqueue must be accepted: a
+/// compaction held back by failures (while the jobs still held their
+/// payloads) waits up to 30 s before it is tried again.
+const FREED_WITHIN: Duration = Duration::from_secs(45);
+/// A bound on one final job's share of a snapshot beside its id: queue,
+/// counters, times, an error text.
+const JOB_BYTES: u64 = 192;
+/// A bound on one remembered id's share of a snapshot.
+const ID_BYTES: u64 = 64;
+/// Room beside the estimate: snapshot headers, sector rounding, the
+/// directory's own entries.
+const SLACK_BYTES: u64 = 8 << 10;
+/// The smallest write to the log: a batch takes whole sectors.
+const SECTOR: u64 = 512;
+
+/// What the phase saw while the jobs drained.
+#[derive(Debug, Default)]
+pub(super) struct Squeezed {
+    /// The capacity set.
+    capacity: u64,
+    /// The engine reported its disk full (in the reserve) at least once.
+    saw_full: bool,
+    /// The largest WAL the engine reported.
+    wal_max: u64,
+}
+
+impl Sim {
+    /// If the plan squeezes: cuts the disk's capacity to what the server
+    /// has now, plus its reserve (two segments and a snapshot of the
+    /// state now, or room for the two snapshots of the drained state a
+    /// compaction writes, whichever is more), the drain's records at
+    /// worst (see `drain`) and the plan's room, and at
+    /// least to what the drained log needs: three segments, two kept
+    /// snapshots and one being written, with the reserve and the segment
+    /// it may owe beside them. Snapshots are bounded from the model (final
+    /// jobs keep no payload), so the engine is never asked to fit in less
+    /// than its own reserve promises.
+    pub(super) fn squeeze_begin(&mut self) {
+        let Some(room) = self.plan.squeeze.as_ref().map(|s| s.room_bytes) else {
+            return;
+        };
+        let seg = self.plan.engine.segment_bytes;
+        let (drained, now, drain) = {
+            let w = self.world.lock();
+            let jobs: u64 = w
+                .model
+                .jobs
+                .keys()
+                .map(|id| id.len() as u64 + JOB_BYTES)
+                .sum();
+            let drained = jobs + w.model.remembered.len() as u64 * ID_BYTES + SLACK_BYTES;
+            // Each attempt left: a dispatch, a start and an outcome, a
+            // sector each at worst (a lone record is a batch of its own).
+            let drain: u64 = w
+                .model
+                .jobs
+                .values()
+                .filter(|j| !j.state.is_final())
+                .map(|j| u64::from(j.max_attempts.saturating_sub(j.attempt).max(1)) * 3 * SECTOR)
+                .sum();
+            (drained, drained + w.model.pending_payload_bytes(), drain)
+        };
+        let used = self.disk.used_bytes();
+        // The drain's records go to new segments: whole ones.
+        let drain = drain.div_ceil(seg) * seg;
+        let reserve = 2 * seg + drain + now.max(2 * drained);
+        let capacity = (used + reserve + room).max(6 * seg + 3 * drained + now);
+        self.log(format!(
+            "squeeze: capacity {capacity} B for good ({used} B used, snapshot now at most {now} B, drained {drained} B)"
+        ));
+        self.disk.set_capacity(capacity);
+        self.squeezed = Some(Squeezed {
+            capacity,
+            ..Squeezed::default()
+        });
+    }
+
+    /// Notes what a status read in the convergence phase says of the disk.
+    pub(super) fn squeeze_seen(&mut self, st: &EngineStatus) {
+        if let Some(s) = self.squeezed.as_mut() {
+            s.saw_full |= st.queue.stats.disk_full;
+            s.wal_max = s.wal_max.max(st.engine.wal_bytes);
+        }
+    }
+
+    /// The jobs are final: within [`FREED_WITHIN`], the engine leaves its
+    /// reserve and an enqueue is accepted (the probe's job is then
+    /// submitted and acknowledged like any other). True at once if the
+    /// plan does not squeeze; false after a violation.
+    pub(super) async fn squeeze_check(&mut self) -> bool {
+        let Some(mut s) = self.squeezed.take() else {
+            return true;
+        };
+        let deadline = tokio::time::Instant::now() + FREED_WITHIN;
+        let mut probes = 0u32;
+        let mut last = None;
+        loop {
+            if self.violated() {
+                return false;
+            }
+            if let Ok(NodeEvent::Stopped(_, r)) = self.events.try_recv() {
+                self.violate(format!("the engine stopped on the squeezed disk: {r:?}"));
+                return false;
+            }
+            let Some(client) = slot_get(&self.slot) else {
+                self.violate("no engine on the squeezed disk");
+                return false;
+            };
+            if let Ok(Ok(st)) = tokio::time::timeout(Duration::from_secs(5), client.status()).await
+            {
+                s.saw_full |= st.queue.stats.disk_full;
+                s.wal_max = s.wal_max.max(st.engine.wal_bytes);
+                if !st.queue.stats.disk_full && self.probe(&client, probes).await {
+                    self.squeeze_freed(&s, &st);
+                    return true;
+                }
+                probes += 1;
+                last = Some(st);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let used = self.disk.used_bytes();
+                self.violate(format!(
+                    "liveness: the disk did not free itself: no enqueue accepted {} s after the jobs finished on a disk of {} B ({used} B used); the engine: {:?}",
+                    FREED_WITHIN.as_secs(),
+                    s.capacity,
+                    last.map(|st| (st.queue.stats.disk_full, st.engine)),
+                ));
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// An enqueue was accepted: marks the phase if the disk had been full
+    /// and the log shrank since.
+    fn squeeze_freed(&self, s: &Squeezed, st: &EngineStatus) {
+        let now = st.engine.wal_bytes;
+        self.log(format!(
+            "squeeze: enqueue accepted; the disk was {}full, WAL {now} B (at most {} B)",
+            if s.saw_full { "" } else { "never " },
+            s.wal_max
+        ));
+        if s.saw_full && now < s.wal_max {
+            self.mark("liveness: disk freed itself after a full phase");
+        }
+    }
+
+    /// Enqueues one small job (`squeeze-N`); whether it was accepted.
+    async fn probe(&mut self, client: &Client, n: u32) -> bool {
+        let id = format!("squeeze-{n}");
+        let (Ok(payload), Ok(jid)) = (Payload::from_json(b"{}"), JobId::from_client(&id)) else {
+            return false;
+        };
+        let mut spec = JobSpec::new(payload);
+        spec.id = Some(jid);
+        self.world.lock().submitted.insert(id.clone());
+        let r = tokio::time::timeout(Duration::from_secs(10), client.enqueue(vec![spec])).await;
+        let mut w = self.world.lock();
+        w.log(format!("squeeze: enqueue {id} -> {r:?}"));
+        match r {
+            Ok(Ok(answers)) => {
+                for a in answers {
+                    w.acked.insert(a.id.to_string());
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
