@@ -62,7 +62,9 @@ impl<O: Observer> CommitHooks for Hooks<O> {
         self.figures.free_bytes.store(free_bytes, Relaxed);
     }
 
+    /// The reserve beyond its segments: the newest snapshot or two of the
+    /// drained state, and the drain's records (see `reserve.rs`).
     fn snapshot_bytes(&self) -> u64 {
-        self.snapshot_estimate_bytes.load(Relaxed)
+        crate::reserve::variable_bytes(self.snapshot_estimate_bytes.load(Relaxed), &self.figures)
     }
 }

@@ -25,6 +25,7 @@ use crate::error::EngineError;
 use crate::executor::Executor;
 use crate::figures::Figures;
 use crate::observer::Observer;
+use crate::reserve;
 use crate::snapshotter::ToSnapshotter;
 
 /// Requests taken per turn, at most.
@@ -102,8 +103,16 @@ pub(crate) struct Driver<E: Executor, C: Clock, O: Observer> {
     appends: Vec<Logged>,
     /// The disk is in its space reserve (as the WAL task last reported).
     disk_full: bool,
+    /// The disk was in its reserve since the log last had nothing to
+    /// free: the drain's share of the reserve may have let the disk out
+    /// of it, but the log the full phase left is still to be freed.
+    was_full: bool,
     /// The engine's own work toward space (see `compaction.rs`).
     compaction: Compaction,
+    /// When the queue's share of the reserve was last measured (see
+    /// `reserve.rs`): the closed LSN, the disk's state, the applied LSN
+    /// and the time then; `None` before the first.
+    measured: Option<(u64, bool, u64, Instant)>,
 }
 
 impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
@@ -152,7 +161,9 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
             out: Vec::with_capacity(256),
             appends: Vec::new(),
             disk_full: false,
+            was_full: false,
             compaction: Compaction::new(retry_min),
+            measured: None,
         }
     }
 }
@@ -219,6 +230,7 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
                 _ = sleep_until_opt(compact_at), if compact_at.is_some() => Ok(()),
             };
             if turn.is_ok() {
+                self.core.measure_reserve_if_due();
                 self.core.compact_if_due();
             }
             let compactions = self.core.compaction.ended();
@@ -282,6 +294,7 @@ impl<E: Executor, C: Clock, O: Observer> Proposer<Logged> for Driver<E, C, O> {
             }),
             CommitEvent::DiskFull(full) => {
                 self.disk_full = full;
+                self.was_full |= full;
                 self.step(Input::DiskFull(full));
             }
             CommitEvent::SnapshotDue(upto) => {
@@ -398,14 +411,40 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
         self.step(input);
     }
 
-    /// Whether the disk is in its reserve and a closed segment holds
-    /// records the older kept snapshot does not cover.
+    /// Whether the disk is (or was, since the log last had nothing to
+    /// free) in its reserve and a closed segment holds records the older
+    /// kept snapshot does not cover.
     fn pressure(&self) -> bool {
-        self.disk_full && self.figures.log_to_free()
+        (self.disk_full || self.was_full) && self.figures.log_to_free()
+    }
+
+    /// Measures the queue's share of the disk reserve (see `reserve.rs`)
+    /// when the log closed a segment or the disk entered or left its
+    /// reserve since the last time, or, in the reserve, when records were
+    /// applied and a space check interval has passed.
+    fn measure_reserve_if_due(&mut self) {
+        let closed = self.figures.closed_lsn.load(Relaxed);
+        let applied = self.queue.applied_lsn();
+        let every = std::time::Duration::from_millis(self.config.space_check_interval_ms);
+        let due = match self.measured {
+            None => true,
+            Some((c, full, a, at)) => {
+                c != closed
+                    || full != self.disk_full
+                    || (self.disk_full && a != applied && at.elapsed() >= every)
+            }
+        };
+        if due {
+            reserve::measure(&self.queue, self.config.segment_bytes, &self.figures);
+            self.measured = Some((closed, self.disk_full, applied, Instant::now()));
+        }
     }
 
     /// Begins a compaction if one is due (see [`Compaction::due`]).
     fn compact_if_due(&mut self) {
+        if !self.disk_full && !self.figures.log_to_free() {
+            self.was_full = false;
+        }
         if !self.stopping && self.compaction.due(self.pressure(), Instant::now()) {
             self.compaction_round(true);
         }

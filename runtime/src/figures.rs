@@ -27,6 +27,10 @@ pub(crate) struct Figures {
     pub free_bytes: AtomicU64,
     /// Compactions ended since start (see `EngineFigures::compactions`).
     pub compactions: AtomicU64,
+    /// The reserve's share for the drain's records (see `reserve.rs`).
+    pub drain_bytes: AtomicU64,
+    /// Two snapshots of the drained state, as last measured.
+    pub drained_snapshots_bytes: AtomicU64,
 }
 
 impl Figures {

@@ -27,6 +27,7 @@ mod figures;
 pub mod observer;
 mod pace;
 mod replay;
+mod reserve;
 mod snapshotter;
 #[cfg(test)]
 mod testing;

@@ -102,6 +102,20 @@ impl Core {
         Ok(page)
     }
 
+    /// The most log records the unfinished jobs can still make before
+    /// each is final, if nothing new is asked: per attempt left (at least
+    /// one, for a cancel or the last outcome) a dispatch, a start and an
+    /// outcome. A pure function of the durable state, linear in the jobs
+    /// held: the runtime sizes its disk reserve with it.
+    pub fn records_to_finish(&self) -> u64 {
+        self.state
+            .table
+            .iter()
+            .filter(|(_, e)| !e.state.is_final())
+            .map(|(_, e)| u64::from(e.max_attempts.saturating_sub(e.attempt).max(1)) * 3)
+            .sum()
+    }
+
     /// Figures about the core, cheap enough for every step.
     pub fn stats(&self) -> Stats {
         let s = &self.state;
