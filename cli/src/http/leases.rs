@@ -110,9 +110,7 @@ fn queue_name(f: &Fields, field: &str, v: &Value) -> Result<QueueName, ApiError>
     request_body = crate::openapi::workers::LeaseRequest,
     responses(
         (status = 200, description = "The jobs leased, each with its lease id and deadline; their dispatch is durable. Empty when nothing was ready within `wait_ms`", body = LeasesDoc),
-        (status = 400, description = "`invalid`: the body is not JSON, or a field is unknown, of the wrong type or out of the server's limits (`field` names it); nothing was applied", body = ErrorDoc),
-        (status = 408, description = "`timeout`: the body took longer than `http.body_timeout_ms` to arrive", body = ErrorDoc),
-        (status = 413, description = "`too_large`: the body is over `http.body_bytes_max`", body = ErrorDoc),
+        crate::openapi::workers::BodyRefusals,
     ),
 )]
 pub(super) async fn lease(
@@ -152,9 +150,7 @@ fn extend_ms(app: &AppState, f: &Fields) -> Result<Option<u64>, ApiError> {
     request_body(content = Option<crate::openapi::workers::HeartbeatRequest>, description = "May be left out"),
     responses(
         (status = 200, description = "The lease's new deadline", body = HeartbeatDoc),
-        (status = 400, description = "`invalid`: the body is not JSON, or a field is unknown, of the wrong type or out of the server's limits (`field` names it); nothing was applied", body = ErrorDoc),
-        (status = 408, description = "`timeout`: the body took longer than `http.body_timeout_ms` to arrive", body = ErrorDoc),
-        (status = 413, description = "`too_large`: the body is over `http.body_bytes_max`", body = ErrorDoc),
+        crate::openapi::workers::BodyRefusals,
         (status = 409, description = "`lease_lost`: the lease is not current (it expired, its job was leased again, or it never was); nothing changed", body = ErrorDoc),
     ),
 )]
@@ -194,9 +190,7 @@ fn ended(lease: LeaseId, state: &str) -> Response {
     request_body(content = Option<crate::openapi::workers::EmptyRequest>, description = "May be left out"),
     responses(
         (status = 200, description = "The job is completed, durably (also when this lease's complete was already applied)", body = LeaseEndedDoc),
-        (status = 400, description = "`invalid`: the body is not JSON, or a field is unknown, of the wrong type or out of the server's limits (`field` names it); nothing was applied", body = ErrorDoc),
-        (status = 408, description = "`timeout`: the body took longer than `http.body_timeout_ms` to arrive", body = ErrorDoc),
-        (status = 413, description = "`too_large`: the body is over `http.body_bytes_max`", body = ErrorDoc),
+        crate::openapi::workers::BodyRefusals,
         (status = 409, description = "`lease_lost`: the lease is not current (it expired, its job was leased again, or it never was); nothing changed", body = ErrorDoc),
     ),
 )]
@@ -250,9 +244,7 @@ pub(crate) const BATCH_FIELDS: [&str; 1] = ["leases"];
     request_body = crate::openapi::workers::FailRequest,
     responses(
         (status = 200, description = "The attempt failed, durably; the job retries or is dead", body = LeaseEndedDoc),
-        (status = 400, description = "`invalid`: the body is not JSON, or a field is unknown, of the wrong type or out of the server's limits (`field` names it); nothing was applied", body = ErrorDoc),
-        (status = 408, description = "`timeout`: the body took longer than `http.body_timeout_ms` to arrive", body = ErrorDoc),
-        (status = 413, description = "`too_large`: the body is over `http.body_bytes_max`", body = ErrorDoc),
+        crate::openapi::workers::BodyRefusals,
         (status = 409, description = "`lease_lost`: the lease is not current (it expired, its job was leased again, or it never was); nothing changed", body = ErrorDoc),
     ),
 )]
@@ -301,7 +293,20 @@ fn result_of(lease: LeaseId, r: Result<Option<u64>, Rejection>) -> BatchResultDo
     }
 }
 
-fn batch(results: Vec<BatchResultDoc>) -> Response {
+/// Awaits every ask (all sent before any is awaited, so the engine takes
+/// them in one go) and answers one result per lease, in request order;
+/// `until` reads a heartbeat's new deadline from an answer.
+async fn batch<T>(
+    leases: &[LeaseId],
+    asks: impl IntoIterator<Item = impl Future<Output = Result<T, Rejection>>>,
+    until: impl Fn(T) -> Option<u64>,
+) -> Response {
+    let answers = futures_util::future::join_all(asks).await;
+    let results = leases
+        .iter()
+        .zip(answers)
+        .map(|(&l, r)| result_of(l, r.map(&until)))
+        .collect();
     let doc = BatchDoc {
         schema_version: SCHEMA_VERSION,
         results,
@@ -326,9 +331,7 @@ fn lease_ids(items: &[Value]) -> Result<Vec<LeaseId>, ApiError> {
     request_body = crate::openapi::workers::HeartbeatBatchRequest,
     responses(
         (status = 200, description = "One result per lease, in order: `lease_lost` and the like are per item", body = BatchDoc),
-        (status = 400, description = "`invalid`: the body is not JSON, or a field is unknown, of the wrong type or out of the server's limits (`field` names it, `index` the item); nothing was applied", body = ErrorDoc),
-        (status = 408, description = "`timeout`: the body took longer than `http.body_timeout_ms` to arrive", body = ErrorDoc),
-        (status = 413, description = "`too_large`: the body is over `http.body_bytes_max`", body = ErrorDoc),
+        crate::openapi::workers::BodyRefusals,
     ),
 )]
 pub(super) async fn heartbeat_batch(
@@ -339,15 +342,8 @@ pub(super) async fn heartbeat_batch(
     let mut f = Fields::parse(&bytes, &HEARTBEAT_BATCH_FIELDS)?;
     let extend = extend_ms(&app, &f)?;
     let leases = lease_ids(&batch_items(&app, &mut f)?)?;
-    // All are sent before any is awaited, so the engine takes them in one go.
     let asks = leases.iter().map(|&l| app.client.heartbeat(l, extend));
-    let answers = futures_util::future::join_all(asks).await;
-    let results = leases
-        .iter()
-        .zip(answers)
-        .map(|(&l, r)| result_of(l, r.map(Some)))
-        .collect();
-    Ok(batch(results))
+    Ok(batch(&leases, asks, Some).await)
 }
 
 /// `POST /v1/leases/complete`: completes many leases, each answered alone
@@ -359,9 +355,7 @@ pub(super) async fn heartbeat_batch(
     request_body = crate::openapi::workers::CompleteBatchRequest,
     responses(
         (status = 200, description = "One result per lease, in order; each `ok` one is durable", body = BatchDoc),
-        (status = 400, description = "`invalid`: the body is not JSON, or a field is unknown, of the wrong type or out of the server's limits (`field` names it, `index` the item); nothing was applied", body = ErrorDoc),
-        (status = 408, description = "`timeout`: the body took longer than `http.body_timeout_ms` to arrive", body = ErrorDoc),
-        (status = 413, description = "`too_large`: the body is over `http.body_bytes_max`", body = ErrorDoc),
+        crate::openapi::workers::BodyRefusals,
     ),
 )]
 pub(super) async fn complete_batch(
@@ -372,13 +366,7 @@ pub(super) async fn complete_batch(
     let mut f = Fields::parse(&bytes, &BATCH_FIELDS)?;
     let leases = lease_ids(&batch_items(&app, &mut f)?)?;
     let asks = leases.iter().map(|&l| app.client.complete(l));
-    let answers = futures_util::future::join_all(asks).await;
-    let results = leases
-        .iter()
-        .zip(answers)
-        .map(|(&l, r)| result_of(l, r.map(|()| None)))
-        .collect();
-    Ok(batch(results))
+    Ok(batch(&leases, asks, |()| None).await)
 }
 
 /// `POST /v1/leases/fail`: fails many leases, each answered alone once
@@ -390,9 +378,7 @@ pub(super) async fn complete_batch(
     request_body = crate::openapi::workers::FailBatchRequest,
     responses(
         (status = 200, description = "One result per lease, in order; each `ok` one is durable", body = BatchDoc),
-        (status = 400, description = "`invalid`: the body is not JSON, or a field is unknown, of the wrong type or out of the server's limits (`field` names it, `index` the item); nothing was applied", body = ErrorDoc),
-        (status = 408, description = "`timeout`: the body took longer than `http.body_timeout_ms` to arrive", body = ErrorDoc),
-        (status = 413, description = "`too_large`: the body is over `http.body_bytes_max`", body = ErrorDoc),
+        crate::openapi::workers::BodyRefusals,
     ),
 )]
 pub(super) async fn fail_batch(
@@ -417,13 +403,7 @@ pub(super) async fn fail_batch(
     let asks = items
         .into_iter()
         .map(|(l, error, retry)| app.client.fail(l, error, retry));
-    let answers = futures_util::future::join_all(asks).await;
-    let results = leases
-        .iter()
-        .zip(answers)
-        .map(|(&l, r)| result_of(l, r.map(|()| None)))
-        .collect();
-    Ok(batch(results))
+    Ok(batch(&leases, asks, |()| None).await)
 }
 
 /// `GET /v1/leases`: the current leases (the lowest ids, at most 1,000)

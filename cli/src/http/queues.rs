@@ -103,9 +103,7 @@ async fn pause_answer(app: &AppState, queue: &QueueName) -> Result<Response, Api
     request_body(content = Option<crate::openapi::workers::PauseRequest>, description = "May be left out"),
     responses(
         (status = 200, description = "The queue is paused, durably (a queue may be paused before its first job)", body = QueuePauseDoc),
-        (status = 400, description = "`invalid`: a bad queue name, or the body is not JSON or has an unknown or out-of-limit field; nothing was applied", body = ErrorDoc),
-        (status = 408, description = "`timeout`: the body took longer than `http.body_timeout_ms` to arrive", body = ErrorDoc),
-        (status = 413, description = "`too_large`: the body is over `http.body_bytes_max`", body = ErrorDoc),
+        crate::openapi::workers::BodyRefusals,
     ),
 )]
 pub(super) async fn pause(
@@ -133,9 +131,7 @@ pub(super) async fn pause(
     request_body(content = Option<crate::openapi::workers::EmptyRequest>, description = "May be left out"),
     responses(
         (status = 200, description = "The queue hands out jobs again, durably", body = QueuePauseDoc),
-        (status = 400, description = "`invalid`: a bad queue name, or the body is not JSON or has an unknown or out-of-limit field; nothing was applied", body = ErrorDoc),
-        (status = 408, description = "`timeout`: the body took longer than `http.body_timeout_ms` to arrive", body = ErrorDoc),
-        (status = 413, description = "`too_large`: the body is over `http.body_bytes_max`", body = ErrorDoc),
+        crate::openapi::workers::BodyRefusals,
     ),
 )]
 pub(super) async fn resume(
@@ -162,9 +158,7 @@ pub(super) async fn resume(
     request_body(content = Option<crate::openapi::workers::EmptyRequest>, description = "May be left out"),
     responses(
         (status = 200, description = "Every pending job of the queue is cancelled, durably", body = QueuePurgedDoc),
-        (status = 400, description = "`invalid`: a bad queue name, or the body is not JSON or has an unknown or out-of-limit field; nothing was applied", body = ErrorDoc),
-        (status = 408, description = "`timeout`: the body took longer than `http.body_timeout_ms` to arrive", body = ErrorDoc),
-        (status = 413, description = "`too_large`: the body is over `http.body_bytes_max`", body = ErrorDoc),
+        crate::openapi::workers::BodyRefusals,
         (status = 404, description = "`not_found`: no queue of that name holds jobs or is paused", body = ErrorDoc),
     ),
 )]

@@ -4,15 +4,18 @@
 //! `null` taken as absent), so these types only describe; a test keeps each
 //! one's fields equal to the keys its route takes. Bounds the server's
 //! configuration sets (`[engine.queue.limits]`) are said, not encoded: the
-//! schema is never stricter than the server.
+//! schema is never stricter than the server. [`BodyRefusals`] gives the
+//! refusals every route with a body shares.
+
+use std::collections::BTreeMap;
 
 use beaver_core::job::QUEUE_NAME_BYTES_MAX;
 use beaver_core::protocol::{HOLDER_BYTES_MAX, LEASE_QUEUES_MAX, LIST_JOBS_MAX};
 use serde::Deserialize;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
-use utoipa::openapi::{RefOr, Required};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBuilder};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 /// A lease id as answers give it: a decimal string (u64).
 fn lease_id_schema() -> ObjectBuilder {
@@ -258,5 +261,42 @@ impl IntoParams for JobsQuery {
                     .default(Some(100.into())),
             ),
         ]
+    }
+}
+
+/// The refusals of a route that reads a JSON body (400, 408, 413), each
+/// with the error body; every such route lists them once by this name.
+pub struct BodyRefusals;
+
+impl IntoResponses for BodyRefusals {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let error = |description: &str| -> RefOr<Response> {
+            let body = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorDoc")))
+                .build();
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", body)
+                .build()
+                .into()
+        };
+        BTreeMap::from([
+            (
+                "400".to_owned(),
+                error(
+                    "`invalid`: a bad path parameter, or the body is not JSON, or a field is \
+                     unknown, of the wrong type or out of the server's limits (`field` names \
+                     it; in a batch, `index` the item); nothing was applied",
+                ),
+            ),
+            (
+                "408".to_owned(),
+                error("`timeout`: the body took longer than `http.body_timeout_ms` to arrive"),
+            ),
+            (
+                "413".to_owned(),
+                error("`too_large`: the body is over `http.body_bytes_max`"),
+            ),
+        ])
     }
 }
