@@ -27,6 +27,15 @@ pub struct Load {
 }
 
 impl Load {
+    /// (p50, p99, max) latency in ms, as a row shows them.
+    pub fn latency_ms(&self) -> Option<(f64, f64, f64)> {
+        Some((
+            self.quantile_ms(0.5),
+            self.quantile_ms(0.99),
+            self.quantile_ms(1.0),
+        ))
+    }
+
     /// The `q` quantile (0..=1) of latency in ms.
     pub fn quantile_ms(&self, q: f64) -> f64 {
         if self.latency_ns.is_empty() {
@@ -37,65 +46,59 @@ impl Load {
     }
 }
 
-/// Sends `requests` requests from `clients` connections; request `i` is
-/// `pool[i % pool.len()]`. Fails on a connection error or an answer other
-/// than 200 or 503, or after `within`.
-pub async fn drive(
-    addr: SocketAddr,
+/// What one call of a [`Client`] came to.
+pub enum Step {
+    /// Answered: its latency counts.
+    Done,
+    /// Refused for now (busy): the same request is sent again.
+    Retry,
+}
+
+/// One connection of a closed-loop load: opened before the clock starts,
+/// then asked for request after request.
+pub trait Client: Send + 'static {
+    /// Connects (not timed).
+    fn open(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+    /// Sends request `i` and reads its whole answer.
+    fn call(&mut self, i: u64) -> impl Future<Output = Result<Step, String>> + Send;
+}
+
+/// Runs `requests` requests from `clients` connections made by `connect`,
+/// each taking the next request number from a shared counter until all
+/// are sent; fails on the first error, or after `within`. Latency is of
+/// each answered call (a retried one from its last send).
+pub async fn drive_clients<C: Client>(
     clients: usize,
     requests: u64,
-    pool: Arc<Vec<Vec<u8>>>,
     within: Duration,
+    mut connect: impl FnMut() -> C,
 ) -> Result<Load, String> {
-    if pool.is_empty() || clients == 0 {
+    if clients == 0 {
         return Err("nothing to send".into());
     }
     let next = Arc::new(AtomicU64::new(0));
-    let busy = Arc::new(AtomicU64::new(0));
     let start = Arc::new(Barrier::new(clients + 1));
     let mut tasks = Vec::with_capacity(clients);
+    let per_client = usize::try_from(requests / clients as u64 + 1).unwrap_or(0);
     for _ in 0..clients {
-        let (next, busy, start, pool) = (next.clone(), busy.clone(), start.clone(), pool.clone());
-        let per_client = usize::try_from(requests / clients as u64 + 1).unwrap_or(0);
+        let (next, start, mut client) = (next.clone(), start.clone(), connect());
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::new(addr);
-            let opened = conn.open().await;
+            let opened = client.open().await;
             // Always reach the barrier, or the others would wait forever.
             start.wait().await;
-            opened.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            opened?;
             let mut latency = Vec::with_capacity(per_client);
             loop {
                 let i = next.fetch_add(1, Relaxed);
                 if i >= requests {
                     break;
                 }
-                let req = &pool[(i % pool.len() as u64) as usize];
+                // Bounded: a client's retries are bounded by the client.
                 loop {
                     let t = Instant::now();
-                    let a = conn
-                        .call(req)
-                        .await
-                        .map_err(|e| format!("request to {addr} failed: {e}"))?;
-                    match a.status {
-                        200 => {
-                            latency.push(t.elapsed().as_nanos() as u64);
-                            break;
-                        }
-                        503 => {
-                            if busy.fetch_add(1, Relaxed) >= BUSY_RETRIES_MAX {
-                                return Err(format!(
-                                    "the server answered 503 more than {BUSY_RETRIES_MAX} times: {}",
-                                    String::from_utf8_lossy(a.body).trim()
-                                ));
-                            }
-                            tokio::time::sleep(Duration::from_millis(2)).await;
-                        }
-                        s => {
-                            return Err(format!(
-                                "the server answered {s}: {}",
-                                String::from_utf8_lossy(a.body).trim()
-                            ));
-                        }
+                    if let Step::Done = client.call(i).await? {
+                        latency.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                        break;
                     }
                 }
             }
@@ -132,8 +135,78 @@ pub async fn drive(
         requests: latency_ns.len() as u64,
         secs,
         latency_ns,
-        busy: busy.load(Relaxed),
+        busy: 0,
     })
+}
+
+/// An HTTP client of [`drive`]: request `i` is `pool[i % pool.len()]`.
+struct Http {
+    conn: Conn,
+    addr: SocketAddr,
+    pool: Arc<Vec<Vec<u8>>>,
+    busy: Arc<AtomicU64>,
+}
+
+impl Client for Http {
+    async fn open(&mut self) -> Result<(), String> {
+        let addr = self.addr;
+        self.conn
+            .open()
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))
+    }
+
+    async fn call(&mut self, i: u64) -> Result<Step, String> {
+        let (addr, n) = (self.addr, self.pool.len() as u64);
+        let req = &self.pool[(i % n) as usize];
+        let a = self
+            .conn
+            .call(req)
+            .await
+            .map_err(|e| format!("request to {addr} failed: {e}"))?;
+        match a.status {
+            200 => Ok(Step::Done),
+            503 => {
+                if self.busy.fetch_add(1, Relaxed) >= BUSY_RETRIES_MAX {
+                    return Err(format!(
+                        "the server answered 503 more than {BUSY_RETRIES_MAX} times: {}",
+                        String::from_utf8_lossy(a.body).trim()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                Ok(Step::Retry)
+            }
+            s => Err(format!(
+                "the server answered {s}: {}",
+                String::from_utf8_lossy(a.body).trim()
+            )),
+        }
+    }
+}
+
+/// Sends `requests` requests from `clients` connections; request `i` is
+/// `pool[i % pool.len()]`. Fails on a connection error or an answer other
+/// than 200 or 503, or after `within`.
+pub async fn drive(
+    addr: SocketAddr,
+    clients: usize,
+    requests: u64,
+    pool: Arc<Vec<Vec<u8>>>,
+    within: Duration,
+) -> Result<Load, String> {
+    if pool.is_empty() {
+        return Err("nothing to send".into());
+    }
+    let busy = Arc::new(AtomicU64::new(0));
+    let mut load = drive_clients(clients, requests, within, || Http {
+        conn: Conn::new(addr),
+        addr,
+        pool: pool.clone(),
+        busy: busy.clone(),
+    })
+    .await?;
+    load.busy = busy.load(Relaxed);
+    Ok(load)
 }
 
 /// A small deterministic generator for payload text (splitmix64): the

@@ -3,13 +3,16 @@
 //! 127.0.0.1 ports it picks), drives their HTTP API from keep-alive clients
 //! on loopback (one request in flight each), and prints one line per
 //! workload and a table for the README with the targets and whether each
-//! was met.
+//! was met. The Wb workloads drive `beaver beanstalkd` and Debian's
+//! `beanstalkd` with the same beanstalk client instead.
 //!
 //! Every figure stands beside the disk probe (W5) of the same run, taken
 //! first and last: the disk's fdatasync rate swings by more than 10x, and
 //! below [`probe::FAST_DISK_SYNCS_PER_SEC`] the run says its figures do not
 //! count. Timing is only ever reported, never asserted.
 
+mod beanstalk;
+mod bs_conn;
 pub(crate) mod conn;
 mod external;
 mod load;
@@ -24,9 +27,13 @@ use std::time::Instant;
 
 pub use report::Row;
 
+/// A beanstalkd workload: its rows (beanstalkd's, then beaver's).
+type BsWorkload = fn(&mut workloads::Ctx) -> Result<Vec<Row>, String>;
+
 /// The workloads, in the order they run (W5 runs first and again last).
-pub const WORKLOADS: [&str; 11] = [
-    "W5", "W0", "W1", "W2", "W2b", "W4", "snap", "W3", "W3x", "W3x1", "W2x",
+pub const WORKLOADS: [&str; 15] = [
+    "W5", "W0", "W1", "W2", "W2b", "W4", "snap", "W3", "W3x", "W3x1", "W2x", "Wb1", "Wb2", "Wb3",
+    "Wbmem",
 ];
 
 /// The flags of `beaver bench`.
@@ -35,7 +42,7 @@ pub struct BenchArgs {
     /// Where the temp data dirs go (on the disk to measure); removed at the end
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
-    /// Run only these workloads (comma-separated): W0, W1, W2, W2b, W3, W3x, W3x1, W2x, W4, W5, snap
+    /// Run only these workloads (comma-separated): W0, W1, W2, W2b, W3, W3x, W3x1, W2x, W4, W5, snap, Wb1, Wb2, Wb3, Wbmem
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub only: Vec<String>,
     /// Counts scaled down 10x: a smoke run (figures are not comparable with the targets)
@@ -146,6 +153,19 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     if on("W2x") {
         for r in external::w2x(&mut ctx)? {
             emit(r);
+        }
+    }
+    let beanstalk: [(&str, BsWorkload); 4] = [
+        ("Wb1", beanstalk::wb1),
+        ("Wb2", beanstalk::wb2),
+        ("Wb3", beanstalk::wb3),
+        ("Wbmem", beanstalk::wbmem),
+    ];
+    for (name, workload) in beanstalk {
+        if on(name) {
+            for r in workload(&mut ctx)? {
+                emit(r);
+            }
         }
     }
     if on("W5") {

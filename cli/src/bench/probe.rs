@@ -70,7 +70,12 @@ fn pin(cpu: usize) {
 /// Bytes the files under `dir` occupy on disk (allocated blocks, as `du`
 /// counts them: preallocated WAL segments count whole).
 pub fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
+    dir_usage(dir).0
+}
+
+/// The files under `dir`: (bytes allocated on disk, the sum of their sizes).
+pub fn dir_usage(dir: &Path) -> (u64, u64) {
+    let (mut allocated, mut sizes) = (0, 0);
     let mut stack = vec![dir.to_path_buf()];
     // Bounded: a data dir holds a few dozen files.
     let mut visited = 0;
@@ -87,9 +92,10 @@ pub fn dir_bytes(dir: &Path) -> u64 {
             if m.is_dir() {
                 stack.push(e.path());
             } else {
-                total += m.blocks() * 512;
+                allocated += m.blocks() * 512;
+                sizes += m.len();
             }
         }
     }
-    total
+    (allocated, sizes)
 }

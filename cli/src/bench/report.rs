@@ -118,9 +118,52 @@ fn w2_estimate(w0: &Row, w5: Option<&Row>) -> String {
     )
 }
 
+/// The target of a beanstalkd workload's beaver row (`Wb1 beaver`...):
+/// beaver's rate at least this many times the reference's; Wbmem only
+/// reports its ratios.
+fn beanstalk_target(rows: &[Row], r: &Row) -> Option<(String, Option<bool>)> {
+    let workload = r.name.strip_suffix(" beaver")?;
+    let reference = rows
+        .iter()
+        .find(|x| x.name == format!("{workload} beanstalkd"));
+    if workload == "Wbmem" {
+        let b = reference?;
+        let ratio = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0 => format!("{:.2}x", a as f64 / b as f64),
+            _ => "-".into(),
+        };
+        let text = format!(
+            "report: RSS {}, data {}, rate {:.2}x of beanstalkd's",
+            ratio(r.rss_peak, b.rss_peak),
+            ratio(r.data_bytes, b.data_bytes),
+            r.rate() / b.rate().max(1e-9)
+        );
+        return Some((text, None));
+    }
+    let factor = match workload {
+        "Wb1" => 1.0,
+        "Wb2" => 8.0,
+        "Wb3" => 4.0,
+        _ => return None,
+    };
+    Some(match reference {
+        Some(b) => {
+            let ratio = r.rate() / b.rate().max(1e-9);
+            (
+                format!(">= {factor:.1}x beanstalkd: {ratio:.2}x"),
+                Some(ratio >= factor),
+            )
+        }
+        None => (format!(">= {factor:.1}x beanstalkd"), None),
+    })
+}
+
 /// A target: its text, and whether it was met (`None`: what it compares
 /// with did not run).
 fn target(rows: &[Row], r: &Row) -> (String, Option<bool>) {
+    if let Some(t) = beanstalk_target(rows, r) {
+        return t;
+    }
     let find = |name: &str| rows.iter().find(|x| x.name == name);
     let p99 = r.latency_ms.map_or(f64::INFINITY, |l| l.1);
     match r.name.as_str() {
@@ -351,6 +394,39 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn beanstalk_rows_compare_beaver_with_beanstalkd() {
+        let rows = vec![
+            row("Wb1 beanstalkd", 1_000, 1.0, 1.0),
+            row("Wb1 beaver", 900, 1.0, 1.0),
+            row("Wb2 beanstalkd", 1_000, 1.0, 1.0),
+            row("Wb2 beaver", 8_000, 1.0, 1.0),
+            Row {
+                rss_peak: Some(10 << 20),
+                data_bytes: Some(100),
+                ..row("Wbmem beanstalkd", 1_000, 1.0, 1.0)
+            },
+            Row {
+                rss_peak: Some(20 << 20),
+                data_bytes: Some(150),
+                ..row("Wbmem beaver", 2_000, 1.0, 1.0)
+            },
+        ];
+        let t = |i: usize| target(&rows, &rows[i]);
+        assert_eq!(t(0), (String::new(), None));
+        assert_eq!(t(1), (">= 1.0x beanstalkd: 0.90x".into(), Some(false)));
+        assert_eq!(t(3), (">= 8.0x beanstalkd: 8.00x".into(), Some(true)));
+        assert_eq!(
+            t(5),
+            (
+                "report: RSS 2.00x, data 1.50x, rate 2.00x of beanstalkd's".into(),
+                None
+            )
+        );
+        // Without the reference's row: no verdict.
+        assert_eq!(target(&rows[1..2], &rows[1]).1, None);
     }
 
     #[test]

@@ -31,10 +31,7 @@ impl Ports {
     /// Two free loopback ports (the OS picks them; they are released at
     /// once for the server to bind).
     pub fn free() -> Result<Ports, String> {
-        let pick = || -> Result<SocketAddr, String> {
-            let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-            l.local_addr().map_err(|e| format!("no free port: {e}"))
-        };
+        let pick = free_port;
         let api = pick()?;
         let mut metrics = pick()?;
         // Both listeners were dropped: the OS could hand out the same port twice.
@@ -45,6 +42,13 @@ impl Ports {
         }
         Ok(Ports { api, metrics })
     }
+}
+
+/// A free loopback port (the OS picks it; it is released at once for a
+/// server to bind).
+pub fn free_port() -> Result<SocketAddr, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    l.local_addr().map_err(|e| format!("no free port: {e}"))
 }
 
 /// A running `beaver run`.
@@ -93,21 +97,7 @@ impl ServerProc {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
-        // If the benchmark dies (killed, or a panic on this thread), its
-        // server must not outlive it: the child gets SIGKILL when the
-        // thread that spawned it ends (the benchmark spawns from its main
-        // thread, which lives for the whole run).
-        // SAFETY: the closure runs in the child between fork and exec and
-        // calls only prctl(2), which is async-signal-safe.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd);
         let spawned = Instant::now();
         let mut child = cmd
             .spawn()
@@ -238,18 +228,7 @@ impl ServerProc {
 
     /// Peak and current resident memory (`VmHWM`, `VmRSS`) in bytes.
     pub fn memory(&self) -> Option<(u64, u64)> {
-        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        let kib = |key: &str| -> Option<u64> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key))?
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .map(|k| k * 1024)
-        };
-        Some((kib("VmHWM:")?, kib("VmRSS:")?))
+        memory(self.pid)
     }
 
     /// SIGKILL (by pid, through the child handle), then reap.
@@ -262,28 +241,9 @@ impl ServerProc {
 
     /// SIGTERM, wait (bounded) for a clean exit, SIGKILL if it does not come.
     pub fn stop(&mut self) -> Result<(), String> {
-        let Some(mut c) = self.child.take() else {
-            return Ok(());
-        };
-        let pid = libc::pid_t::try_from(c.id()).map_err(|e| e.to_string())?;
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + STOP_WITHIN;
-        loop {
-            match c.try_wait() {
-                Ok(Some(st)) if st.success() => return Ok(()),
-                Ok(Some(st)) => return Err(format!("the server (pid {pid}) exited with {st}")),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Ok(None) | Err(_) => {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    return Err(format!(
-                        "the server (pid {pid}) did not stop within {STOP_WITHIN:?} of SIGTERM; killed"
-                    ));
-                }
-            }
+        match self.child.take() {
+            Some(c) => stop_child(c, false),
+            None => Ok(()),
         }
     }
 }
@@ -292,6 +252,69 @@ impl Drop for ServerProc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Makes a server the benchmark spawns die with it: if the benchmark dies
+/// (killed, or a panic on this thread), the child gets SIGKILL when the
+/// thread that spawned it ends (the benchmark spawns from its main
+/// thread, which lives for the whole run).
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec and
+    // calls only prctl(2), which is async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// SIGTERM to `c` by its pid, a bounded wait for its exit, SIGKILL if it
+/// does not come. A clean exit is status 0, or death by that SIGTERM
+/// when `sigterm_kills` (a server that keeps the signal's default action).
+pub fn stop_child(mut c: Child, sigterm_kills: bool) -> Result<(), String> {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = libc::pid_t::try_from(c.id()).map_err(|e| e.to_string())?;
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + STOP_WITHIN;
+    loop {
+        match c.try_wait() {
+            Ok(Some(st)) if st.success() => return Ok(()),
+            Ok(Some(st)) if sigterm_kills && st.signal() == Some(libc::SIGTERM) => return Ok(()),
+            Ok(Some(st)) => return Err(format!("the server (pid {pid}) exited with {st}")),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(None) | Err(_) => {
+                let _ = c.kill();
+                let _ = c.wait();
+                return Err(format!(
+                    "the server (pid {pid}) did not stop within {STOP_WITHIN:?} of SIGTERM; killed"
+                ));
+            }
+        }
+    }
+}
+
+/// Peak and current resident memory (`VmHWM`, `VmRSS`) of process `pid`
+/// in bytes, from `/proc/<pid>/status`.
+pub fn memory(pid: u32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|k| k * 1024)
+    };
+    Some((kib("VmHWM:")?, kib("VmRSS:")?))
 }
 
 /// User + system CPU seconds from a `/proc/.../stat` file.

@@ -79,7 +79,7 @@ impl Ctx {
             Arc::new(pool),
             LOAD_WITHIN,
         ))?;
-        let cores = cores(server, cpu_before, load.secs);
+        let cores = cores(server.cpu_secs(), cpu_before, load.secs);
         let after = server.fsyncs()?;
         let row = Row {
             name: name.into(),
@@ -91,11 +91,7 @@ impl Ctx {
             },
             count: load.requests * jobs_per_request.max(1),
             secs: load.secs,
-            latency_ms: Some((
-                load.quantile_ms(0.5),
-                load.quantile_ms(0.99),
-                load.quantile_ms(1.0),
-            )),
+            latency_ms: load.latency_ms(),
             fsyncs: Some(after - before),
             cores,
             rss_peak: server.memory().map(|m| m.0),
@@ -115,18 +111,19 @@ pub(super) fn bench_cpu_secs() -> Option<f64> {
     super::server::cpu_secs("/proc/self/stat")
 }
 
-/// (server, benchmark) cores busy since `before`, over `secs` of wall time.
+/// (server, benchmark) cores busy since `before`, over `secs` of wall
+/// time; `server_now`: the server's CPU seconds now.
 pub(super) fn cores(
-    server: &ServerProc,
+    server_now: Option<f64>,
     before: (Option<f64>, Option<f64>),
     secs: f64,
 ) -> Option<(f64, f64)> {
-    let s = server.cpu_secs()? - before.0?;
+    let s = server_now? - before.0?;
     let b = bench_cpu_secs()? - before.1?;
     Some((s / secs.max(1e-9), b / secs.max(1e-9)))
 }
 
-fn seed() -> u64 {
+pub(super) fn seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(7, |d| d.as_nanos() as u64)
@@ -440,7 +437,7 @@ pub fn w3(ctx: &mut Ctx) -> Result<Row, String> {
         std::thread::sleep(Duration::from_millis(2));
     }
     row.secs = load.secs + enqueued.elapsed().as_secs_f64();
-    row.cores = cores(&s, cpu_before, row.secs);
+    row.cores = cores(s.cpu_secs(), cpu_before, row.secs);
     // Dispatch and completion records count too.
     row.fsyncs = Some(s.fsyncs()? - before);
     row.note = format!(
