@@ -198,7 +198,13 @@ fn run_beanstalkd(args: &beaver_cli::beanstalkd::BeanstalkdArgs) -> Result<(), F
         message: m,
         code: 2,
     })?;
+    // As many runtime threads as `beaver run` takes by default (all CPUs
+    // but one): on 2 CPUs a second thread made each put cross threads
+    // twice, Wb1 0.44-0.52x beanstalkd against 0.73-0.76x with one
+    // (docs/performance.md).
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(beaver_cli::settings::default_threads(cpus))
         .enable_all()
         .build()
         .map_err(|e| Failure {

@@ -265,7 +265,11 @@ async fn put(
     match shared.client.enqueue(vec![spec]).await {
         Ok(done) => match done.first().and_then(|e| e.id.assigned_number()) {
             Some(n) => {
-                shared.bump(n, |c| c.delay_s = u64::from(delay_s));
+                // A new number has no counters yet: all read 0 until one
+                // changes, so a put without a delay adds no entry.
+                if delay_s > 0 {
+                    shared.bump(n, |c| c.delay_s = u64::from(delay_s));
+                }
                 shared.tube(&conn.used, |f| f.total_jobs += 1);
                 Reply::Inserted(n).to_bytes()
             }

@@ -33,7 +33,10 @@ pub fn job_yaml(shared: &Shared, j: &JobView) -> Vec<u8> {
         age_s: now.saturating_sub(j.created_at) / 1_000,
         delay_s: c.delay_s,
         ttr_s: j.timeout_ms / 1_000,
-        time_left_s: time_left_ms / 1_000,
+        // Whole seconds strictly left, as beanstalkd's nanosecond clock
+        // gives them: a reservation touched within this millisecond has
+        // 2.999... of its 3 s left, not 3.
+        time_left_s: time_left_ms.saturating_sub(1) / 1_000,
         file: 0,
         reserves: c.reserves,
         timeouts: c.timeouts,
