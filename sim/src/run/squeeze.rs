@@ -35,6 +35,30 @@ pub(super) struct Squeezed {
     saw_full: bool,
     /// The largest WAL the engine reported.
     wal_max: u64,
+    /// The WAL at the last status read that found the disk full.
+    full_wal: u64,
+    /// The smallest WAL reported since that read.
+    low_since_full: u64,
+    /// A WAL larger than this must shrink after a full phase: two
+    /// segments (the one written and the one prepared) and two snapshots
+    /// of the drained state at most (a compaction under pressure runs
+    /// whenever two of its snapshots take less than the closed segments
+    /// they let go, and the reserve keeps room for them).
+    wal_freeable: u64,
+}
+
+impl Squeezed {
+    /// Notes what a status read says of the disk and the log.
+    fn seen(&mut self, st: &EngineStatus) {
+        let wal = st.engine.wal_bytes;
+        self.wal_max = self.wal_max.max(wal);
+        self.low_since_full = self.low_since_full.min(wal);
+        if st.queue.stats.disk_full {
+            self.saw_full = true;
+            self.full_wal = wal;
+            self.low_since_full = wal;
+        }
+    }
 }
 
 impl Sim {
@@ -84,6 +108,7 @@ impl Sim {
         self.disk.set_capacity(capacity);
         self.squeezed = Some(Squeezed {
             capacity,
+            wal_freeable: 3 * seg + 2 * drained,
             ..Squeezed::default()
         });
     }
@@ -91,8 +116,7 @@ impl Sim {
     /// Notes what a status read in the convergence phase says of the disk.
     pub(super) fn squeeze_seen(&mut self, st: &EngineStatus) {
         if let Some(s) = self.squeezed.as_mut() {
-            s.saw_full |= st.queue.stats.disk_full;
-            s.wal_max = s.wal_max.max(st.engine.wal_bytes);
+            s.seen(st);
         }
     }
 
@@ -122,8 +146,7 @@ impl Sim {
             };
             if let Ok(Ok(st)) = tokio::time::timeout(Duration::from_secs(5), client.status()).await
             {
-                s.saw_full |= st.queue.stats.disk_full;
-                s.wal_max = s.wal_max.max(st.engine.wal_bytes);
+                s.seen(&st);
                 if !accepted && !st.queue.stats.disk_full && self.probe(&client, probes).await {
                     accepted = true;
                 }
@@ -137,8 +160,7 @@ impl Sim {
                 last = Some(st);
             }
             if tokio::time::Instant::now() >= deadline && accepted {
-                self.log("squeeze: enqueue accepted; the log did not shrink");
-                return true;
+                return self.squeeze_unshrunk(&s, last.as_ref());
             }
             if tokio::time::Instant::now() >= deadline {
                 let used = self.disk.used_bytes();
@@ -167,6 +189,28 @@ impl Sim {
         if s.saw_full && now < s.wal_max {
             self.mark("liveness: disk freed itself after a full phase");
         }
+    }
+
+    /// The enqueue was accepted but the log did not shrink within
+    /// [`FREED_WITHIN`]: a violation if the disk had been full and the
+    /// WAL is still past what a compaction would free (see
+    /// `Squeezed::wal_freeable`).
+    fn squeeze_unshrunk(&mut self, s: &Squeezed, last: Option<&EngineStatus>) -> bool {
+        let wal = last.map_or(0, |st| st.engine.wal_bytes);
+        if s.saw_full && s.low_since_full >= s.full_wal && s.full_wal > s.wal_freeable {
+            self.violate(format!(
+                "liveness: the log never shrank after a full phase: WAL {wal} B {} s after the jobs finished, {} B when the disk was last full (past {} B a compaction frees it)",
+                FREED_WITHIN.as_secs(),
+                s.full_wal,
+                s.wal_freeable,
+            ));
+            return false;
+        }
+        self.log(format!(
+            "squeeze: enqueue accepted; the log did not shrink (WAL {wal} B, the disk was {}full)",
+            if s.saw_full { "" } else { "never " },
+        ));
+        true
     }
 
     /// Enqueues one small job (`squeeze-N`); whether it was accepted.
