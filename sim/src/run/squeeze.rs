@@ -39,6 +39,10 @@ pub(super) struct Squeezed {
     full_wal: u64,
     /// The smallest WAL reported since that read.
     low_since_full: u64,
+    /// The engine's incarnation at that read: a restart forgets that the
+    /// disk was full (the restarted engine compacts when it finds its
+    /// disk in the reserve itself).
+    full_incarnation: u32,
     /// A WAL larger than this must shrink after a full phase: three
     /// segments (the one written, the one prepared, one closed) and two snapshots
     /// of the drained state at most (a compaction under pressure runs
@@ -54,7 +58,7 @@ impl Squeezed {
     }
 
     /// Notes what a status read says of the disk and the log.
-    fn seen(&mut self, st: &EngineStatus) {
+    fn seen(&mut self, st: &EngineStatus, incarnation: u32) {
         let wal = st.engine.wal_bytes;
         self.wal_max = self.wal_max.max(wal);
         self.low_since_full = self.low_since_full.min(wal);
@@ -62,6 +66,7 @@ impl Squeezed {
             self.saw_full = true;
             self.full_wal = wal;
             self.low_since_full = wal;
+            self.full_incarnation = incarnation;
         }
     }
 }
@@ -121,7 +126,7 @@ impl Sim {
     /// Notes what a status read in the convergence phase says of the disk.
     pub(super) fn squeeze_seen(&mut self, st: &EngineStatus) {
         if let Some(s) = self.squeezed.as_mut() {
-            s.seen(st);
+            s.seen(st, self.incarnation);
         }
     }
 
@@ -151,7 +156,7 @@ impl Sim {
             };
             if let Ok(Ok(st)) = tokio::time::timeout(Duration::from_secs(5), client.status()).await
             {
-                s.seen(&st);
+                s.seen(&st, self.incarnation);
                 if !accepted && !st.queue.stats.disk_full && self.probe(&client, probes).await {
                     accepted = true;
                 }
@@ -197,12 +202,13 @@ impl Sim {
     }
 
     /// The enqueue was accepted but the log did not shrink within
-    /// [`FREED_WITHIN`]: a violation if the disk had been full and the
-    /// WAL is still past what a compaction would free (see
-    /// `Squeezed::wal_freeable`).
+    /// [`FREED_WITHIN`]: a violation if the disk had been full (for the
+    /// engine running now) and the WAL then was past what a compaction
+    /// would free (see `Squeezed::wal_freeable`).
     fn squeeze_unshrunk(&mut self, s: &Squeezed, last: Option<&EngineStatus>) -> bool {
         let wal = last.map_or(0, |st| st.engine.wal_bytes);
-        if s.saw_full && !s.shrank() && s.full_wal > s.wal_freeable {
+        let same_engine = s.full_incarnation == self.incarnation;
+        if s.saw_full && same_engine && !s.shrank() && s.full_wal > s.wal_freeable {
             self.violate(format!(
                 "liveness: the log never shrank after a full phase: WAL {wal} B {} s after the jobs finished, {} B when the disk was last full (past {} B a compaction frees it)",
                 FREED_WITHIN.as_secs(),
