@@ -63,11 +63,15 @@ pub enum Mutant {
     /// core: a lease request is answered as soon as its dispatches are
     /// proposed, before they are durable.
     LeaseBeforeDurable,
+    /// runtime: the disk's reserve never makes a compaction due (neither
+    /// while the disk is in it nor after it left), so only a person's ask
+    /// or the size and time snapshots free the log.
+    NoCompactionOnPressure,
 }
 
 impl Mutant {
     /// Every planted bug.
-    pub const ALL: [Mutant; 18] = [
+    pub const ALL: [Mutant; 19] = [
         Mutant::AckBeforeFsync,
         Mutant::RetryFailedFsync,
         Mutant::SkipSnapshotDirFsync,
@@ -86,6 +90,7 @@ impl Mutant {
         Mutant::StaleLeaseCompletes,
         Mutant::HeartbeatIgnoresAttempt,
         Mutant::LeaseBeforeDurable,
+        Mutant::NoCompactionOnPressure,
     ];
 
     /// The name used on the command line (`BEAVER_MUTANT=...`).
@@ -109,6 +114,7 @@ impl Mutant {
             Mutant::StaleLeaseCompletes => "stale-lease-completes",
             Mutant::HeartbeatIgnoresAttempt => "heartbeat-ignores-attempt",
             Mutant::LeaseBeforeDurable => "lease-before-durable",
+            Mutant::NoCompactionOnPressure => "no-compaction-on-pressure",
         }
     }
 

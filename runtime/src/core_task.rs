@@ -415,6 +415,10 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
     /// free) in its reserve and a closed segment holds records the older
     /// kept snapshot does not cover.
     fn pressure(&self) -> bool {
+        #[cfg(feature = "mutants")]
+        if beaver_core::mutants::active(beaver_core::mutants::Mutant::NoCompactionOnPressure) {
+            return false;
+        }
         (self.disk_full || self.was_full) && self.figures.log_to_free()
     }
 

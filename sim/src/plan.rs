@@ -124,6 +124,10 @@ pub struct Plan {
 pub struct Squeeze {
     /// Bytes left free beyond the estimated reserve when the capacity is cut.
     pub room_bytes: u64,
+    /// No size or time snapshot in the run (`snapshot_wal_bytes` beyond
+    /// what it writes, none by time): only a compaction under pressure
+    /// frees the log.
+    pub pressure_only: bool,
 }
 
 fn pick<T: Copy>(rng: &mut DetRng, xs: &[T]) -> T {
@@ -239,9 +243,20 @@ impl Plan {
             .chance(0.25)
             .then(|| crate::external::ExtPlan::draw(r, &mut engine.queue));
         // Drawn after the external workers, for the same reason.
-        let squeeze = r.chance(0.1).then(|| Squeeze {
+        let mut squeeze = r.chance(0.1).then(|| Squeeze {
             room_bytes: r.below(2 * segment_bytes),
+            pressure_only: false,
         });
+        // Drawn after the squeeze, for the same reason: in half the
+        // squeezed seeds the size and time snapshots are out of the run's
+        // reach, so only a compaction under pressure can free the log.
+        if let Some(s) = squeeze.as_mut() {
+            s.pressure_only = r.chance(0.5);
+            if s.pressure_only {
+                engine.snapshot_wal_bytes = 1 << 30;
+                engine.snapshot_interval_ms = 0;
+            }
+        }
         Plan {
             seed,
             engine,

@@ -35,6 +35,40 @@ pub(super) struct Squeezed {
     saw_full: bool,
     /// The largest WAL the engine reported.
     wal_max: u64,
+    /// The WAL at the last status read that found the disk full.
+    full_wal: u64,
+    /// The smallest WAL reported since that read.
+    low_since_full: u64,
+    /// The engine's incarnation at that read: a restart forgets that the
+    /// disk was full (the restarted engine compacts when it finds its
+    /// disk in the reserve itself).
+    full_incarnation: u32,
+    /// A WAL larger than this must shrink after a full phase: three
+    /// segments (the one written, the one prepared, one closed) and two snapshots
+    /// of the drained state at most (a compaction under pressure runs
+    /// whenever two of its snapshots take less than the closed segments
+    /// they let go, and the reserve keeps room for them).
+    wal_freeable: u64,
+}
+
+impl Squeezed {
+    /// Whether the log shrank since the disk was last seen full.
+    fn shrank(&self) -> bool {
+        self.low_since_full < self.full_wal
+    }
+
+    /// Notes what a status read says of the disk and the log.
+    fn seen(&mut self, st: &EngineStatus, incarnation: u32) {
+        let wal = st.engine.wal_bytes;
+        self.wal_max = self.wal_max.max(wal);
+        self.low_since_full = self.low_since_full.min(wal);
+        if st.queue.stats.disk_full {
+            self.saw_full = true;
+            self.full_wal = wal;
+            self.low_since_full = wal;
+            self.full_incarnation = incarnation;
+        }
+    }
 }
 
 impl Sim {
@@ -84,6 +118,7 @@ impl Sim {
         self.disk.set_capacity(capacity);
         self.squeezed = Some(Squeezed {
             capacity,
+            wal_freeable: 3 * seg + 2 * drained,
             ..Squeezed::default()
         });
     }
@@ -91,8 +126,7 @@ impl Sim {
     /// Notes what a status read in the convergence phase says of the disk.
     pub(super) fn squeeze_seen(&mut self, st: &EngineStatus) {
         if let Some(s) = self.squeezed.as_mut() {
-            s.saw_full |= st.queue.stats.disk_full;
-            s.wal_max = s.wal_max.max(st.engine.wal_bytes);
+            s.seen(st, self.incarnation);
         }
     }
 
@@ -122,14 +156,13 @@ impl Sim {
             };
             if let Ok(Ok(st)) = tokio::time::timeout(Duration::from_secs(5), client.status()).await
             {
-                s.saw_full |= st.queue.stats.disk_full;
-                s.wal_max = s.wal_max.max(st.engine.wal_bytes);
+                s.seen(&st, self.incarnation);
                 if !accepted && !st.queue.stats.disk_full && self.probe(&client, probes).await {
                     accepted = true;
                 }
                 // After a full phase, the log shrinks too (the mark), if
                 // not by the time the enqueue is accepted then soon after.
-                if accepted && (!s.saw_full || st.engine.wal_bytes < s.wal_max) {
+                if accepted && (!s.saw_full || s.shrank()) {
                     self.squeeze_freed(&s, &st);
                     return true;
                 }
@@ -137,8 +170,7 @@ impl Sim {
                 last = Some(st);
             }
             if tokio::time::Instant::now() >= deadline && accepted {
-                self.log("squeeze: enqueue accepted; the log did not shrink");
-                return true;
+                return self.squeeze_unshrunk(&s, last.as_ref());
             }
             if tokio::time::Instant::now() >= deadline {
                 let used = self.disk.used_bytes();
@@ -164,9 +196,32 @@ impl Sim {
             if s.saw_full { "" } else { "never " },
             s.wal_max
         ));
-        if s.saw_full && now < s.wal_max {
+        if s.saw_full && s.shrank() {
             self.mark("liveness: disk freed itself after a full phase");
         }
+    }
+
+    /// The enqueue was accepted but the log did not shrink within
+    /// [`FREED_WITHIN`]: a violation if the disk had been full (for the
+    /// engine running now) and the WAL then was past what a compaction
+    /// would free (see `Squeezed::wal_freeable`).
+    fn squeeze_unshrunk(&mut self, s: &Squeezed, last: Option<&EngineStatus>) -> bool {
+        let wal = last.map_or(0, |st| st.engine.wal_bytes);
+        let same_engine = s.full_incarnation == self.incarnation;
+        if s.saw_full && same_engine && !s.shrank() && s.full_wal > s.wal_freeable {
+            self.violate(format!(
+                "liveness: the log never shrank after a full phase: WAL {wal} B {} s after the jobs finished, {} B when the disk was last full (past {} B a compaction frees it)",
+                FREED_WITHIN.as_secs(),
+                s.full_wal,
+                s.wal_freeable,
+            ));
+            return false;
+        }
+        self.log(format!(
+            "squeeze: enqueue accepted; the log did not shrink (WAL {wal} B, the disk was {}full)",
+            if s.saw_full { "" } else { "never " },
+        ));
+        true
     }
 
     /// Enqueues one small job (`squeeze-N`); whether it was accepted.
