@@ -83,6 +83,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(shared: &Shared, mut strea
     for t in &conn.watched {
         shared.tube(t, |f| f.watching = f.watching.saturating_sub(1));
     }
+    let mut referenced = conn.watched.clone();
+    referenced.push(conn.used.clone());
+    shared.drop_idle_tubes(&referenced).await;
     if conn.producer {
         shared.producers.fetch_sub(1, Relaxed);
     }
@@ -167,7 +170,7 @@ async fn execute<S: AsyncRead + Unpin>(
             ttr_s,
             body,
         } => put(shared, conn, pri, delay_s, ttr_s, &body).await,
-        Command::Use(tube) => use_tube(shared, conn, tube),
+        Command::Use(tube) => use_tube(shared, conn, tube).await,
         Command::Reserve => reserve(shared, conn, None, stream).await,
         Command::ReserveWithTimeout { timeout_s } => {
             let timeout = Some(Duration::from_secs(timeout_s.into()));
@@ -179,7 +182,7 @@ async fn execute<S: AsyncRead + Unpin>(
         Command::Bury { id, pri } => bury(shared, conn, id, pri).await,
         Command::Touch { id } => touch(shared, conn, id).await,
         Command::Watch(tube) => watch(shared, conn, tube),
-        Command::Ignore(tube) => ignore(shared, conn, &tube),
+        Command::Ignore(tube) => ignore(shared, conn, &tube).await,
         Command::Peek { id } => match live_job(shared, id).await {
             Some(j) => found(&j),
             None => Reply::NotFound.to_bytes(),
@@ -510,12 +513,13 @@ async fn touch(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
     }
 }
 
-fn use_tube(shared: &Shared, conn: &mut Conn, tube: TubeName) -> Vec<u8> {
+async fn use_tube(shared: &Shared, conn: &mut Conn, tube: TubeName) -> Vec<u8> {
     if !shared.tube(&tube, |f| f.using += 1) {
         return Reply::OutOfMemory.to_bytes();
     }
     let old = std::mem::replace(&mut conn.used, tube);
     shared.tube(&old, |f| f.using = f.using.saturating_sub(1));
+    shared.drop_idle_tubes(&[old]).await;
     Reply::Using(&conn.used).to_bytes()
 }
 
@@ -529,7 +533,7 @@ fn watch(shared: &Shared, conn: &mut Conn, tube: TubeName) -> Vec<u8> {
     Reply::Watching(conn.watched.len() as u64).to_bytes()
 }
 
-fn ignore(shared: &Shared, conn: &mut Conn, tube: &TubeName) -> Vec<u8> {
+async fn ignore(shared: &Shared, conn: &mut Conn, tube: &TubeName) -> Vec<u8> {
     if conn.watched.len() == 1 && conn.watched[0] == *tube {
         return Reply::NotIgnored.to_bytes();
     }
@@ -537,6 +541,7 @@ fn ignore(shared: &Shared, conn: &mut Conn, tube: &TubeName) -> Vec<u8> {
         // beanstalkd fills the gap with the last tube watched.
         conn.watched.swap_remove(i);
         shared.tube(tube, |f| f.watching = f.watching.saturating_sub(1));
+        shared.drop_idle_tubes(std::slice::from_ref(tube)).await;
     }
     Reply::Watching(conn.watched.len() as u64).to_bytes()
 }

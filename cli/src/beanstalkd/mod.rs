@@ -194,6 +194,39 @@ impl Shared {
 
     /// Changes a tube's figures (creating the tube); `false` when no more
     /// tubes fit.
+    /// Drops those of `names` that no connection uses, watches or waits
+    /// on and that hold no job, at once, as beanstalkd frees a tube when
+    /// its last reference goes (made again later, it is listed last).
+    async fn drop_idle_tubes(&self, names: &[TubeName]) {
+        let idle = |t: &TubeName| {
+            *t != TubeName::default_tube()
+                && self.tubes.lock().is_ok_and(|all| {
+                    let f = all.get(t);
+                    f.using == 0 && f.watching == 0 && f.waiting == 0
+                })
+        };
+        let candidates: Vec<&TubeName> = names.iter().filter(|t| idle(t)).collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let Ok(status) = self.client.status().await else {
+            return;
+        };
+        let holds_jobs = |t: &TubeName| {
+            let q = tubes::queue_of(t);
+            status
+                .queue
+                .queues
+                .iter()
+                .any(|s| s.name == q && stats::has_jobs(s))
+        };
+        if let Ok(mut all) = self.tubes.lock() {
+            // Only the candidates may go; prune checks them idle again
+            // under the lock (another connection may have come).
+            all.prune(|t| !candidates.contains(&t) || holds_jobs(t));
+        }
+    }
+
     fn tube(&self, tube: &TubeName, change: impl FnOnce(&mut tubes::TubeFigures)) -> bool {
         let Ok(mut all) = self.tubes.lock() else {
             return false;

@@ -58,7 +58,7 @@ fn counts_of(q: &QueueStatus) -> JobCounts {
 }
 
 /// Whether a queue holds jobs beanstalkd would count (not deleted ones).
-fn has_jobs(q: &QueueStatus) -> bool {
+pub(super) fn has_jobs(q: &QueueStatus) -> bool {
     q.pending + q.in_flight + q.dead > 0
 }
 

@@ -451,6 +451,12 @@ fn compare(
             // beanstalkd answers nothing else on a waiting connection.
             continue;
         }
+        if matches!(op, Op::ReserveJob { .. }) && a.waiting.iter().any(|&w| w) {
+            // beaver reserves a buried job in two steps (kick, then reserve
+            // by id): a connection waiting on its tube may take it in
+            // between (README: what differs).
+            continue;
+        }
         if matches!(op, Op::ReserveWait { .. }) && a.waiting.iter().any(|&w| w) {
             // One waiting connection at a time: with several, beaver serves
             // them first come first served while beanstalkd takes from its
