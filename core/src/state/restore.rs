@@ -159,11 +159,14 @@ impl Restorer<'_> {
         s.table
             .index_bulk(self.keys)
             .map_err(|id| format!("job {id} appears twice"))?;
-        let seqs = self.by_seq.len();
-        s.by_seq = self.by_seq.into_iter().collect();
-        if s.by_seq.len() != seqs {
+        // The index holds (number, slot) pairs: two jobs with one number
+        // are two pairs, so the numbers themselves are compared.
+        let mut numbers: Vec<u64> = self.by_seq.iter().map(|&(seq, _)| seq).collect();
+        numbers.sort_unstable();
+        if numbers.windows(2).any(|w| w[0] == w[1]) {
             return Err("two jobs have one sequence number".into());
         }
+        s.by_seq = self.by_seq.into_iter().collect();
         for (q, keys) in s.queues.iter_mut().zip(self.ready) {
             q.ready = keys.into_iter().collect();
         }
