@@ -19,8 +19,8 @@ use serde_json::Value;
 use super::body::{Fields, invalid, lease_id, lease_id_value};
 use super::{ApiError, AppState, json, read_body};
 use crate::schema::{
-    BatchDoc, BatchResultDoc, ErrorDoc, HeartbeatDoc, JobDoc, LeaseEndedDoc, LeaseListDoc,
-    LeaseViewDoc, LeasedDoc, LeasesDoc, SCHEMA_VERSION,
+    BatchDoc, BatchResultDoc, HeartbeatDoc, JobDoc, LeaseEndedDoc, LeaseListDoc, LeaseViewDoc,
+    LeasedDoc, LeasesDoc, SCHEMA_VERSION,
 };
 
 /// What a lease request asks, checked.
@@ -151,7 +151,7 @@ fn extend_ms(app: &AppState, f: &Fields) -> Result<Option<u64>, ApiError> {
     responses(
         (status = 200, description = "The lease's new deadline", body = HeartbeatDoc),
         crate::openapi::workers::BodyRefusals,
-        (status = 409, description = "`lease_lost`: the lease is not current (it expired, its job was leased again, or it never was); nothing changed", body = ErrorDoc),
+        crate::openapi::workers::LeaseLost,
     ),
 )]
 pub(super) async fn heartbeat(
@@ -191,7 +191,7 @@ fn ended(lease: LeaseId, state: &str) -> Response {
     responses(
         (status = 200, description = "The job is completed, durably (also when this lease's complete was already applied)", body = LeaseEndedDoc),
         crate::openapi::workers::BodyRefusals,
-        (status = 409, description = "`lease_lost`: the lease is not current (it expired, its job was leased again, or it never was); nothing changed", body = ErrorDoc),
+        crate::openapi::workers::LeaseLost,
     ),
 )]
 pub(super) async fn complete(
@@ -245,7 +245,7 @@ pub(crate) const BATCH_FIELDS: [&str; 1] = ["leases"];
     responses(
         (status = 200, description = "The attempt failed, durably; the job retries or is dead", body = LeaseEndedDoc),
         crate::openapi::workers::BodyRefusals,
-        (status = 409, description = "`lease_lost`: the lease is not current (it expired, its job was leased again, or it never was); nothing changed", body = ErrorDoc),
+        crate::openapi::workers::LeaseLost,
     ),
 )]
 pub(super) async fn fail(

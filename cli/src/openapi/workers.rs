@@ -268,18 +268,36 @@ impl IntoParams for JobsQuery {
 /// with the error body; every such route lists them once by this name.
 pub struct BodyRefusals;
 
+/// An answer with the error body.
+fn error(description: &str) -> RefOr<Response> {
+    let body = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("ErrorDoc")))
+        .build();
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", body)
+        .build()
+        .into()
+}
+
+/// The 409 of a route that names one lease; every such route lists it once
+/// by this name.
+pub struct LeaseLost;
+
+impl IntoResponses for LeaseLost {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([(
+            "409".to_owned(),
+            error(
+                "`lease_lost`: the lease is not current (it expired, its job was leased \
+                 again, or it never was); nothing changed",
+            ),
+        )])
+    }
+}
+
 impl IntoResponses for BodyRefusals {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        let error = |description: &str| -> RefOr<Response> {
-            let body = ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("ErrorDoc")))
-                .build();
-            ResponseBuilder::new()
-                .description(description)
-                .content("application/json", body)
-                .build()
-                .into()
-        };
         BTreeMap::from([
             (
                 "400".to_owned(),
