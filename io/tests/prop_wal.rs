@@ -166,3 +166,18 @@ proptest! {
         run(seed, steps);
     }
 }
+
+/// CI found it: nothing synced, the writes crossed into a second segment,
+/// and a power loss kept the second segment's pages but not the first's.
+#[test]
+fn power_loss_keeping_only_the_later_unsynced_segment() {
+    let steps = vec![
+        Step::Write(vec![259, 524, 639]),
+        Step::Write(vec![432]),
+        Step::Write(vec![0]),
+        Step::Write(vec![205, 661, 556]),
+        Step::Write(vec![394, 632, 483, 408]),
+        Step::PowerLoss,
+    ];
+    run(9678101599280259983, steps);
+}

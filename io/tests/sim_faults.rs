@@ -1050,3 +1050,76 @@ fn the_start_up_volume_check_matches_the_logs_reserve() {
         assert!(wal.space_status(snapshot).await.unwrap().pressure);
     });
 }
+
+/// Nothing synced, the writes rotated into segment 2, and a power loss kept
+/// segment 2's pages but none of segment 1's: the log after the gap follows
+/// records that never reached the disk and that no watermark vouches for.
+/// It is a torn tail: recovery discards it and starts (CI's prop_wal found
+/// a start-up refused with "records are missing").
+#[test]
+fn a_later_unsynced_segment_kept_by_a_power_loss_is_a_torn_tail() {
+    rt().block_on(async {
+        let disk = SimDisk::new(5, SimDiskConfig::default());
+        let dir = Path::new(DIR);
+        let (mut wal, _) = recover(&disk, dir, opts(SEG, 1), 0).await.unwrap();
+        let mut first_of_2 = 1;
+        while wal.active_segment() != Some(segment(2).as_path()) {
+            first_of_2 = write(&mut wal, 1, 1900).await.unwrap();
+        }
+        write(&mut wal, 2, 1900).await.unwrap();
+        drop(wal);
+        disk.open(&segment(2))
+            .await
+            .unwrap()
+            .sync_data()
+            .await
+            .unwrap();
+        disk.power_loss();
+        let ins = inspect(&disk, dir, 0).await.unwrap();
+        let LogEnd::Torn {
+            path,
+            offset: 0,
+            reason,
+            ..
+        } = &ins.end
+        else {
+            panic!("{:?}", ins.end);
+        };
+        assert_eq!(*path, segment(2));
+        assert!(
+            reason.contains(&format!("the log starts at LSN {first_of_2}")),
+            "{reason}"
+        );
+        let (mut wal, got) = recover(&disk, dir, opts(SEG, 2), 0).await.unwrap();
+        assert!(got.is_empty(), "{got:?}");
+        assert_eq!(wal.next_lsn(), 1);
+        write(&mut wal, 3, 100).await.unwrap();
+        wal.sync().await.unwrap();
+        drop(wal);
+        disk.power_loss();
+        let (_, got) = recover(&disk, dir, opts(SEG, 3), 0).await.unwrap();
+        assert_dense(&got, 1, 3, 100);
+    });
+}
+
+/// The same gap with a later batch that vouches for the missing records is
+/// corruption: acknowledged records are gone.
+#[test]
+fn a_gap_before_the_log_that_a_watermark_vouches_for_is_corruption() {
+    rt().block_on(async {
+        let disk = SimDisk::new(6, SimDiskConfig::default());
+        drop(synced_log(&disk, 20, 1, 1900).await);
+        let size = disk.durable_contents(&segment(1)).unwrap().len();
+        let f = disk.open(&segment(1)).await.unwrap();
+        f.write_at(0, &vec![0u8; size]).await.unwrap();
+        f.sync_data().await.unwrap();
+        match recover(&disk, Path::new(DIR), opts(SEG, 2), 0).await.err() {
+            Some(Error::Corruption { path, detail, .. }) => {
+                assert_eq!(path, segment(2));
+                assert!(detail.contains("the log starts at LSN"), "{detail}");
+                assert!(detail.contains("were acknowledged"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}

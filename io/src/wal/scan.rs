@@ -261,6 +261,15 @@ impl Scanner {
     ) {
         let continues = match (header, self.last) {
             (Ok(h), _) if h.seq != seq => Err("header names another sequence number".into()),
+            // The first segment of the log must reach back to the
+            // snapshot. One that starts later follows records that are not
+            // on the disk: never made durable (a power loss kept a later
+            // segment's pages but not an earlier one's), unless a watermark
+            // vouches for them (decided where the end is classified).
+            (Ok(h), None) if h.first_lsn > self.after_lsn + 1 => Err(format!(
+                "the log starts at LSN {} but the snapshot covers only up to LSN {}: the records between are not on the disk",
+                h.first_lsn, self.after_lsn
+            )),
             (Ok(_), None) => Ok(()),
             (Ok(h), Some((lsn, crc))) if h.first_lsn == lsn + 1 && h.prev_chain == crc => Ok(()),
             (Ok(_), Some(_)) => Err("segment header does not continue the chain".to_string()),
@@ -422,23 +431,10 @@ impl Scanner {
             None => (Vec::new(), 0),
             Some(b) => torn_window(&files, &self.sizes, b),
         };
-        let mut end = match &brk {
+        let end = match &brk {
             None => LogEnd::Clean,
             Some(b) => self.end_at(b, last_lsn, torn_bytes),
         };
-        // The valid log must reach back to the snapshot: a gap means lost records.
-        if let (Some(first), Some(seg)) = (self.first_lsn, self.chain.first()) {
-            if first > self.after_lsn + 1 && !matches!(end, LogEnd::Corrupt { .. }) {
-                end = LogEnd::Corrupt {
-                    path: seg.path.clone(),
-                    offset: 0,
-                    detail: format!(
-                        "the log starts at LSN {first} but the snapshot covers only up to LSN {}: records are missing",
-                        self.after_lsn
-                    ),
-                };
-            }
-        }
         if !matches!(end, LogEnd::Torn { .. }) {
             torn.clear();
             torn_bytes = 0;
@@ -473,7 +469,9 @@ impl Scanner {
         };
         #[cfg(not(feature = "mutants"))]
         let watermark = self.watermark;
-        if watermark > last_lsn.unwrap_or(0) {
+        // What the snapshot holds is part of the valid state too.
+        let valid_end = last_lsn.unwrap_or(0).max(self.after_lsn);
+        if watermark > valid_end {
             let (wp, wo) = self
                 .watermark_at
                 .clone()
@@ -482,9 +480,8 @@ impl Scanner {
                 path: b.path.clone(),
                 offset: b.bad_at,
                 detail: format!(
-                    "{}; the valid log ends at LSN {} but LSNs up to {watermark} were acknowledged (watermark of the batch at {} offset {wo})",
+                    "{}; the valid log ends at LSN {valid_end} but LSNs up to {watermark} were acknowledged (watermark of the batch at {} offset {wo})",
                     b.reason,
-                    last_lsn.unwrap_or(0),
                     wp.display()
                 ),
             }
