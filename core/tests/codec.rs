@@ -348,6 +348,20 @@ fn a_snapshot_naming_one_id_twice_is_refused_not_restored() {
     assert!(Core::recover(Config::default(), Some(snap), []).is_err());
 }
 
+/// Found by the `snapshot` fuzz target: the check compared (number, slot)
+/// pairs, and two jobs of one number are two pairs.
+#[test]
+fn a_snapshot_giving_two_jobs_one_number_is_refused_not_restored() {
+    let mut snap = golden_snapshot();
+    snap.jobs[1].seq = snap.jobs[0].seq;
+    let bytes = codec::encode_snapshot(&snap);
+    let e = Core::recover_encoded(Config::default(), &bytes, [])
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("one sequence number"), "{e}");
+    assert!(Core::recover(Config::default(), Some(snap), []).is_err());
+}
+
 #[test]
 fn a_snapshot_that_would_overflow_a_counter_is_refused_not_restored() {
     // Each would panic (debug) or wrap (release) on the next record: a job

@@ -83,6 +83,32 @@ fn a_record_naming_a_client_id_indexes_what_waits_and_refuses_a_duplicate() {
     q.check_invariants().unwrap();
 }
 
+/// Found by the `record` fuzz target: an id of digits only is an assigned id
+/// at its own sequence number, and the same spelling later in the record is
+/// a client's id; the two must not both be taken in.
+#[test]
+fn a_record_naming_a_digit_id_twice_is_refused() {
+    let jobs = vec![
+        new_job("order-1", 10),
+        new_job("2", 10),
+        new_job("report:7", 10),
+        new_job("2", 10),
+    ];
+    let Err(e) = Core::recover(config(), None, vec![enqueue_record(1, jobs)]) else {
+        panic!("a record naming job 2 twice was taken in");
+    };
+    assert!(e.reason.contains("job 2 is enqueued twice"), "{e}");
+    let mut q = Core::new(config());
+    let jobs = vec![new_job("1", 10), new_job("1", 10)];
+    let e = q.apply_owned(enqueue_record(1, jobs)).unwrap_err();
+    assert!(e.reason.contains("job 1 is enqueued twice"), "{e}");
+    q.check_invariants().unwrap();
+    assert!(
+        q.job("1").is_none(),
+        "nothing of the refused record is applied"
+    );
+}
+
 /// The log of [`with_one_attempt`]: `a` enqueued, then dispatched.
 fn one_attempt_log() -> Vec<Record> {
     vec![

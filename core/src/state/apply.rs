@@ -469,6 +469,12 @@ impl State {
         let mut seen = BTreeSet::new();
         for (seq, job) in (self.next_seq..).zip(jobs) {
             let id = job.id.as_str();
+            // Twice in one record is checked for every id: an id of digits
+            // only is an assigned id at its own sequence number and a
+            // client's anywhere else, so one spelling can be both.
+            if jobs.len() > 1 && !seen.insert(id) {
+                return Some(format!("job {id} is enqueued twice"));
+            }
             if job.id.assigned_number() == Some(seq) {
                 // An assigned id is unique by construction: the job's own
                 // sequence number, which only grows, plain or after `~`.
@@ -483,10 +489,7 @@ impl State {
                 return Some(format!(
                     "assigned id {id} does not match its sequence number {seq}"
                 ));
-            } else if self.table.slot_of(id).is_some()
-                || self.remembered.contains(id)
-                || (jobs.len() > 1 && !seen.insert(id))
-            {
+            } else if self.table.slot_of(id).is_some() || self.remembered.contains(id) {
                 return Some(format!("job {id} is enqueued twice"));
             }
             if job.max_attempts == 0 {
