@@ -217,7 +217,7 @@ pub mod job;
 mod legacy;
 mod machine;
 #[cfg(feature = "mutants")]
-pub mod mutants;
+pub use beaver_planted as mutants;
 pub mod protocol;
 pub mod record;
 pub mod record_size;

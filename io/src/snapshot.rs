@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::disk::{Disk, DiskFile};
 use crate::error::{Error, Result};
 #[cfg(feature = "mutants")]
-use beaver_core::mutants::{Mutant::*, active as mutant};
+use beaver_planted::{Mutant::*, active as mutant};
 
 /// The snapshot format version this build writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -289,13 +289,7 @@ impl<D: Disk> SnapshotStore<D> {
         f.write_at(at, &trailer).await?;
         f.sync_all().await?;
         self.disk.rename(tmp, &path).await?;
-        #[cfg(feature = "mutants")]
-        let skip_dir_fsync = mutant(SkipSnapshotDirFsync);
-        #[cfg(not(feature = "mutants"))]
-        let skip_dir_fsync = false;
-        if !skip_dir_fsync {
-            self.disk.sync_dir(&self.dir).await?;
-        }
+        self.disk.sync_dir(&self.dir).await?;
         if let Err(i) = self.kept.binary_search(&lsn) {
             self.kept.insert(i, lsn);
         }
@@ -304,9 +298,7 @@ impl<D: Disk> SnapshotStore<D> {
             for l in old {
                 self.disk.remove(&self.dir.join(snapshot_name(l))).await?;
             }
-            if !skip_dir_fsync {
-                self.disk.sync_dir(&self.dir).await?;
-            }
+            self.disk.sync_dir(&self.dir).await?;
         }
         let bytes = at + TRAILER_LEN as u64;
         info!(lsn, bytes, "snapshot saved");
@@ -389,7 +381,7 @@ impl<D: Disk> SnapshotStore<D> {
     }
 }
 
-/// The planted bug [`beaver_core::mutants::Mutant::LengthOutsideChecksum`].
+/// The planted bug [`beaver_planted::Mutant::LengthOutsideChecksum`].
 #[cfg(feature = "mutants")]
 mod planted {
     use super::{HEADER_LEN, Invalid, TRAILER_LEN};

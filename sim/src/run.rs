@@ -510,6 +510,8 @@ impl Sim {
             let disk = TapDisk {
                 inner: self.disk.clone(),
                 world: self.world.clone(),
+                #[cfg(feature = "mutants")]
+                planted: crate::suite::active_mutant(),
             };
             let crasher = self.plan.workload.crasher.clone().map(|id| Crasher {
                 id,

@@ -2,7 +2,12 @@
 //! written (the shadow log), so the harness can fold the durable records
 //! itself instead of trusting the engine's recovery.
 //!
-//! It only watches: no latency, no faults, no change to any byte.
+//! It only watches: no latency, no faults, no change to any byte. The one
+//! exception is the planted bugs that are disk-level (with the `mutants`
+//! feature, named by the node's [`TapDisk::planted`]): a failed fdatasync of
+//! a WAL segment retried and its success believed, and the snapshot
+//! directory's fsyncs skipped. They live here, beside the disk, not in the
+//! storage code people read.
 
 use std::path::Path;
 
@@ -19,6 +24,9 @@ pub struct TapDisk {
     pub inner: SimDisk,
     /// Where the records go.
     pub world: Shared,
+    /// The planted bug this node runs with, if any.
+    #[cfg(feature = "mutants")]
+    pub planted: Option<beaver_core::mutants::Mutant>,
 }
 
 /// A file of a [`TapDisk`].
@@ -27,6 +35,8 @@ pub struct TapFile {
     inner: SimFile,
     world: Shared,
     wal: bool,
+    #[cfg(feature = "mutants")]
+    planted: Option<beaver_core::mutants::Mutant>,
 }
 
 fn is_wal(path: &Path) -> bool {
@@ -46,7 +56,20 @@ impl TapDisk {
             inner: f,
             world: self.world.clone(),
             wal,
+            #[cfg(feature = "mutants")]
+            planted: self.planted,
         }
+    }
+
+    /// The planted bug `skip-snapshot-dir-fsync`: a sync of the snapshot
+    /// directory (after a rename or removal there) is skipped.
+    fn skips_dir_sync(&self, dir: &Path) -> bool {
+        #[cfg(feature = "mutants")]
+        if self.planted == Some(beaver_core::mutants::Mutant::SkipSnapshotDirFsync) {
+            return dir.file_name().is_some_and(|n| n == "snapshots");
+        }
+        let _ = dir;
+        false
     }
 }
 
@@ -76,6 +99,9 @@ impl Disk for TapDisk {
         self.inner.list(dir).await
     }
     async fn sync_dir(&self, dir: &Path) -> Result<()> {
+        if self.skips_dir_sync(dir) {
+            return Ok(());
+        }
         self.inner.sync_dir(dir).await
     }
     async fn create_dir_all(&self, dir: &Path) -> Result<()> {
@@ -119,6 +145,17 @@ impl TapFile {
         }
     }
 
+    /// The planted bug `retry-failed-fsync`: a failed fdatasync of a WAL
+    /// segment is retried, and the retry's success believed (the pages the
+    /// failure marked clean never reach the disk).
+    fn retries_failed_sync(&self) -> bool {
+        #[cfg(feature = "mutants")]
+        if self.planted == Some(beaver_core::mutants::Mutant::RetryFailedFsync) {
+            return self.wal;
+        }
+        false
+    }
+
     fn synced(&self) {
         let mut w = self.world.lock();
         let k = key(self.inner.path());
@@ -151,7 +188,12 @@ impl DiskFile for TapFile {
         self.inner.allocate(len).await
     }
     async fn sync_data(&self) -> Result<()> {
-        self.inner.sync_data().await?;
+        let r = self.inner.sync_data().await;
+        let r = match r {
+            Err(_) if self.retries_failed_sync() => self.inner.sync_data().await,
+            r => r,
+        };
+        r?;
         if self.wal {
             self.synced();
         }

@@ -20,7 +20,7 @@
 //! verified it, and is bounded by the bytes left in the file.
 
 #[cfg(feature = "mutants")]
-use beaver_core::mutants::{Mutant::*, active as mutant};
+use beaver_planted::{Mutant::*, active as mutant};
 
 /// Sector size: batches start on and are padded to this boundary.
 pub const SECTOR: u64 = 512;

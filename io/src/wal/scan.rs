@@ -14,7 +14,7 @@ use crate::wal::format::{
 use crate::wal::inspect::{BatchReport, Inspection, LogEnd, SegmentReport};
 use crate::wal::segment::list_segments;
 #[cfg(feature = "mutants")]
-use beaver_core::mutants::{Mutant::*, active as mutant};
+use beaver_planted::{Mutant::*, active as mutant};
 
 /// A segment that holds part of the valid log.
 #[derive(Debug, Clone)]

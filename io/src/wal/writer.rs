@@ -10,7 +10,7 @@ use crate::rng::DetRng;
 use crate::wal::format::{SEGMENT_HEADER_LEN, SegmentHeader, encode_batch, framed_batch_len};
 use crate::wal::segment::segment_name;
 #[cfg(feature = "mutants")]
-use beaver_core::mutants::{Mutant::*, active as mutant};
+use beaver_planted::{Mutant::*, active as mutant};
 
 mod recover;
 
@@ -106,10 +106,6 @@ impl<F: DiskFile> SyncJob<F> {
     pub async fn run(self) -> SyncOutcome {
         for f in &self.files {
             if let Err(e) = f.sync_data().await {
-                #[cfg(feature = "mutants")]
-                if mutant(RetryFailedFsync) && f.sync_data().await.is_ok() {
-                    continue;
-                }
                 return SyncOutcome {
                     upto: self.upto,
                     result: Err(e),

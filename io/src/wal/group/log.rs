@@ -14,7 +14,7 @@ use crate::wal::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN, pad_to_sector};
 use crate::wal::group::{CommitEvent, CommitHooks, CommitSettings, LogEntry};
 use crate::wal::writer::{SyncJob, SyncOutcome, Wal};
 #[cfg(feature = "mutants")]
-use beaver_core::mutants::{Mutant::*, active as mutant};
+use beaver_planted::{Mutant::*, active as mutant};
 
 /// A sync begun, and how many records it makes durable.
 pub(crate) type BegunSync<F> = (SyncJob<F>, u64);

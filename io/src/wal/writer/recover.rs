@@ -15,7 +15,7 @@ use crate::wal::format::{MAX_LSN, segment_bytes_problem};
 use crate::wal::rewrite::{self, Piece};
 use crate::wal::scan::{self, ScanOutcome};
 #[cfg(feature = "mutants")]
-use beaver_core::mutants::{Mutant::*, active as mutant};
+use beaver_planted::{Mutant::*, active as mutant};
 
 /// A blank segment kept for the next rotation: sequence number, path, file.
 type NextSegment<F> = (u64, PathBuf, F);

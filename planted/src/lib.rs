@@ -1,9 +1,11 @@
-//! Planted bugs for the simulator's own test (only with the `mutants` feature).
+//! Planted bugs for the simulator's own test.
 //!
 //! Each [`Mutant`] names one deliberate bug. The hooks that plant them are
-//! one-line `#[cfg(feature = "mutants")]` checks of [`active`] in core, io
-//! and runtime; without the feature this module and every hook are compiled
-//! out, so production builds contain none of it.
+//! small `#[cfg(feature = "mutants")]` checks of [`active`] in core, io and
+//! runtime; without that feature this crate is not linked and every hook is
+//! compiled out, so the `beaver` binary contains none of it (CI's
+//! `no-planted-bugs` stage checks the built binary). It is a crate of its
+//! own so that io and runtime need not depend on the core for it.
 //!
 //! Why a thread-local: one build must serve every mutant, chosen at run
 //! time, and the hooks sit deep inside code that takes no such parameter.
@@ -20,9 +22,11 @@ use std::cell::Cell;
 pub enum Mutant {
     /// runtime: the WAL task reports records durable as soon as they are written.
     AckBeforeFsync,
-    /// io: a failed fdatasync is retried (and its success believed).
+    /// sim's disk wrapper: a failed fdatasync of a WAL segment is retried
+    /// (and its success believed).
     RetryFailedFsync,
-    /// io: saving a snapshot skips the directory fsyncs after rename and removal.
+    /// sim's disk wrapper: the snapshot directory's fsyncs (after a rename
+    /// or a removal there) are skipped.
     SkipSnapshotDirFsync,
     /// io: recovery serves what it read without rewriting and syncing it.
     ServeBeforeRecoverySync,
