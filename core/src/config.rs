@@ -36,6 +36,11 @@ pub struct Config {
     /// Seed of the id hash. The driver should pick it at random at start-up
     /// (so clients cannot craft colliding ids); it never affects behaviour.
     pub hash_seed: u64,
+    /// The planted bug this node runs with (the simulator's own test; the
+    /// driver hands it on to the storage and the runtime).
+    #[cfg(feature = "mutants")]
+    #[serde(skip)]
+    pub planted: Option<crate::mutants::Mutant>,
 }
 
 impl Default for Config {
@@ -55,6 +60,8 @@ impl Default for Config {
             dedup: Dedup::default(),
             limits: Limits::default(),
             hash_seed: 0,
+            #[cfg(feature = "mutants")]
+            planted: None,
         }
     }
 }

@@ -293,6 +293,7 @@ fn wal_seeds(records: &[Record]) -> Vec<Seed> {
     let opts = WalOptions {
         segment_bytes: MIN_SEGMENT_BYTES,
         salt_seed: 11,
+        ..WalOptions::default()
     };
     let (clean, torn, rotted) = block_on(async {
         let (mut wal, _) = Wal::open(disk.clone(), dir, opts.clone(), 0, |_, _| {})

@@ -282,6 +282,7 @@ fn recover(disk: &SimDisk, after_lsn: u64) -> beaver_io::Result<Vec<(u64, Vec<u8
     let opts = WalOptions {
         segment_bytes: MIN_SEGMENT_BYTES,
         salt_seed: 7,
+        ..WalOptions::default()
     };
     let mut got = Vec::new();
     block_on(Wal::open(

@@ -15,6 +15,7 @@ pub mod disk;
 pub mod error;
 #[cfg(not(madsim))]
 pub mod file_disk;
+pub mod planted;
 #[cfg(not(madsim))]
 pub mod probe;
 pub mod rng;
@@ -27,6 +28,7 @@ pub use disk::{Disk, DiskFile};
 pub use error::{Error, Op, Result};
 #[cfg(not(madsim))]
 pub use file_disk::{FileDisk, RealFile};
+pub use planted::Planted;
 pub use rng::{DetRng, entropy_seed};
 pub use sim_disk::{SimDisk, SimDiskConfig, SimDiskStats, SimFile};
 pub use snapshot::{LoadedSnapshot, SavedSnapshot, SnapshotStore};

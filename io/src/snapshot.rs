@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
+use crate::Planted;
 use crate::disk::{Disk, DiskFile};
 use crate::error::{Error, Result};
 #[cfg(feature = "mutants")]
-use beaver_planted::{Mutant::*, active as mutant};
+use beaver_planted::Mutant::*;
 
 /// The snapshot format version this build writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -76,13 +77,14 @@ pub struct SnapshotStore<D: Disk> {
     dir: PathBuf,
     /// LSNs of the snapshot files present, ascending.
     kept: Vec<u64>,
+    planted: Planted,
 }
 
 /// Encodes a snapshot file.
 pub fn encode_snapshot(lsn: u64, body: &[u8]) -> Vec<u8> {
     let mut crc = crc32fast::Hasher::new();
     crc.update(body);
-    let (header, trailer) = frame(lsn, body.len() as u64, &crc);
+    let (header, trailer) = frame(lsn, body.len() as u64, &crc, Planted::default());
     let mut out = Vec::with_capacity(HEADER_LEN + body.len() + TRAILER_LEN);
     out.extend_from_slice(&header);
     out.extend_from_slice(body);
@@ -98,6 +100,7 @@ fn frame(
     lsn: u64,
     body_len: u64,
     body_crc: &crc32fast::Hasher,
+    planted: Planted,
 ) -> ([u8; HEADER_LEN], [u8; TRAILER_LEN]) {
     let mut header = [0u8; HEADER_LEN];
     header[..8].copy_from_slice(MAGIC);
@@ -106,12 +109,13 @@ fn frame(
     header[16..24].copy_from_slice(&lsn.to_le_bytes());
     header[24..32].copy_from_slice(&body_len.to_le_bytes());
     #[cfg(feature = "mutants")]
-    if mutant(LengthOutsideChecksum) {
+    if planted.is(LengthOutsideChecksum) {
         return (
             header,
             planted::crc_without_length(&header, body_crc).to_le_bytes(),
         );
     }
+    let _ = planted;
     let mut crc = crc32fast::Hasher::new();
     crc.update(&header);
     crc.combine(body_crc);
@@ -122,7 +126,7 @@ fn frame(
 /// well-formed file of another format version.
 type Invalid = (&'static str, Option<u32>);
 
-fn decode_snapshot(b: &[u8]) -> std::result::Result<(u64, &[u8]), Invalid> {
+fn decode_snapshot(b: &[u8], planted: Planted) -> std::result::Result<(u64, &[u8]), Invalid> {
     if b.len() < HEADER_LEN + TRAILER_LEN {
         return Err(("shorter than a snapshot header", None));
     }
@@ -135,8 +139,9 @@ fn decode_snapshot(b: &[u8]) -> std::result::Result<(u64, &[u8]), Invalid> {
         u64::from_le_bytes(a)
     };
     let body_len = word(24);
+    let _ = planted;
     #[cfg(feature = "mutants")]
-    if mutant(LengthOutsideChecksum) {
+    if planted.is(LengthOutsideChecksum) {
         return planted::decode_length_outside_checksum(b, body_len);
     }
     // Bound the length by the file before using it; then the checksum decides.
@@ -188,7 +193,7 @@ impl std::fmt::Display for SnapshotFileError {
 /// without touching any file, and returns the LSN it covers and the
 /// caller's body. For read-only inspection (`beaver status --data-dir`).
 pub fn decode_snapshot_file(bytes: &[u8]) -> std::result::Result<(u64, &[u8]), SnapshotFileError> {
-    decode_snapshot(bytes).map_err(|(why, version)| match version {
+    decode_snapshot(bytes, Planted::default()).map_err(|(why, version)| match version {
         Some(v) => SnapshotFileError::Version(v),
         None => SnapshotFileError::Damaged(why),
     })
@@ -216,7 +221,15 @@ impl<D: Disk> SnapshotStore<D> {
             disk,
             dir: dir.to_path_buf(),
             kept,
+            planted: Planted::default(),
         })
+    }
+
+    /// The same store, running with the planted bug `planted` (the
+    /// simulator's own test; a no-op without the `mutants` feature).
+    pub fn with_planted(mut self, planted: Planted) -> Self {
+        self.planted = planted;
+        self
     }
 
     /// Writes a snapshot covering `lsn` durably (temp, fsync, rename,
@@ -284,7 +297,7 @@ impl<D: Disk> SnapshotStore<D> {
         }
         drop(piece);
         let body_len = at - HEADER_LEN as u64;
-        let (header, trailer) = frame(lsn, body_len, &crc);
+        let (header, trailer) = frame(lsn, body_len, &crc, self.planted);
         f.write_at(0, &header).await?;
         f.write_at(at, &trailer).await?;
         f.sync_all().await?;
@@ -317,7 +330,7 @@ impl<D: Disk> SnapshotStore<D> {
             let size = f.size().await?;
             let bytes = crate::disk::read_whole(&f, size, Vec::new()).await?;
             // Where the body sits in the file's bytes (no borrow kept).
-            let decoded = decode_snapshot(&bytes).map(|(l, body)| {
+            let decoded = decode_snapshot(&bytes, self.planted).map(|(l, body)| {
                 let at = (body.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
                 (l, at..at + body.len())
             });
@@ -364,7 +377,7 @@ impl<D: Disk> SnapshotStore<D> {
     /// deleted only up to it. `None` with fewer than two (delete nothing).
     pub fn older_kept_lsn(&self) -> Option<u64> {
         #[cfg(feature = "mutants")]
-        if mutant(DeleteSegmentOlderSnapshotNeeds) {
+        if self.planted.is(DeleteSegmentOlderSnapshotNeeds) {
             return self.newest_lsn();
         }
         (self.kept.len() >= 2).then(|| self.kept[self.kept.len() - 2])
@@ -427,13 +440,19 @@ mod tests {
     #[test]
     fn round_trip_and_every_flip_caught() {
         let b = encode_snapshot(42, b"state");
-        assert_eq!(decode_snapshot(&b), Ok((42, &b"state"[..])));
+        assert_eq!(
+            decode_snapshot(&b, Planted::default()),
+            Ok((42, &b"state"[..]))
+        );
         for i in 0..b.len() {
             let mut c = b.clone();
             c[i] ^= 0x10;
-            assert!(decode_snapshot(&c).is_err(), "flip at {i}");
+            assert!(
+                decode_snapshot(&c, Planted::default()).is_err(),
+                "flip at {i}"
+            );
         }
-        assert!(decode_snapshot(&b[..b.len() - 1]).is_err());
+        assert!(decode_snapshot(&b[..b.len() - 1], Planted::default()).is_err());
         assert_eq!(parse_name(&snapshot_name(9)), Some(9));
         assert_eq!(parse_name("snap-1.snap"), None);
     }

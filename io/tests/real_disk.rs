@@ -91,6 +91,7 @@ fn child_writer_under_load() {
         let o = WalOptions {
             segment_bytes: 256 << 10,
             salt_seed: beaver_io::entropy_seed(),
+            ..WalOptions::default()
         };
         let (wal, _) = Wal::open(FileDisk::new(), Path::new(&dir), o, 0, |_, _| {})
             .await

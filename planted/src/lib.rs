@@ -1,26 +1,21 @@
 //! Planted bugs for the simulator's own test.
 //!
-//! Each [`Mutant`] names one deliberate bug. The hooks that plant them are
-//! small `#[cfg(feature = "mutants")]` checks of [`active`] in core, io and
-//! runtime; without that feature this crate is not linked and every hook is
-//! compiled out, so the `beaver` binary contains none of it (CI's
-//! `no-planted-bugs` stage checks the built binary). It is a crate of its
-//! own so that io and runtime need not depend on the core for it.
-//!
-//! Why a thread-local: one build must serve every mutant, chosen at run
-//! time, and the hooks sit deep inside code that takes no such parameter.
-//! madsim runs a whole simulation (every node and task of one seed) on one
-//! thread, so the harness sets the active mutant on that thread when the
-//! node starts, and concurrent seeds on other threads never see it. This is
-//! the one piece of global state in the core, and it exists only under this
-//! test-only feature.
-
-use std::cell::Cell;
+//! Each [`Mutant`] names one deliberate bug. Which one a simulated node
+//! runs with is part of its configuration: the core's `Config::planted`,
+//! handed on by the runtime to the WAL (`WalOptions::planted`), the
+//! snapshot store and the client; the simulator's disk wrapper carries the
+//! two disk-level ones. Each hook is one small, named check of that value,
+//! compiled only with the `mutants` feature of core, io and runtime.
+//! Without it this crate is not linked and every hook is compiled out, so
+//! the `beaver` binary contains none of it (CI's `no-planted-bugs` stage
+//! checks the built binary). No global or thread-local state: one build
+//! serves every planted bug, each node naming its own. It is a crate of its
+//! own so that io need not depend on the core for it.
 
 /// A planted bug. See each variant for where it lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Mutant {
-    /// runtime: the WAL task reports records durable as soon as they are written.
+    /// io (group commit): records are reported durable as soon as they are written.
     AckBeforeFsync,
     /// sim's disk wrapper: a failed fdatasync of a WAL segment is retried
     /// (and its success believed).
@@ -42,7 +37,7 @@ pub enum Mutant {
     DurableBeforeOwnSync,
     /// core: an attempt interrupted by a crash is released, not counted.
     ForgetOrphanAttempt,
-    /// runtime: WAL segments are deleted up to the newer snapshot.
+    /// io (snapshot store): WAL segments are deleted up to the newer snapshot.
     DeleteSegmentOlderSnapshotNeeds,
     /// core: a job is executed as soon as its dispatch is proposed.
     DispatchBeforeDurable,
@@ -126,18 +121,4 @@ impl Mutant {
     pub fn from_name(name: &str) -> Option<Mutant> {
         Mutant::ALL.into_iter().find(|m| m.name() == name)
     }
-}
-
-thread_local! {
-    static ACTIVE: Cell<Option<Mutant>> = const { Cell::new(None) };
-}
-
-/// Makes `m` the planted bug of this thread (`None`: no bug).
-pub fn set_active(m: Option<Mutant>) {
-    ACTIVE.with(|a| a.set(m));
-}
-
-/// Whether `m` is the planted bug of this thread.
-pub fn active(m: Mutant) -> bool {
-    ACTIVE.with(|a| a.get() == Some(m))
 }

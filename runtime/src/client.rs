@@ -88,14 +88,23 @@ pub struct Client {
     tx: mpsc::Sender<Request>,
     figures: Arc<Figures>,
     workers: u32,
+    /// The planted bug the node runs with (the simulator's own test).
+    #[cfg_attr(not(feature = "mutants"), allow(dead_code))]
+    planted: beaver_io::Planted,
 }
 
 impl Client {
-    pub(crate) fn new(tx: mpsc::Sender<Request>, figures: Arc<Figures>, workers: u32) -> Client {
+    pub(crate) fn new(
+        tx: mpsc::Sender<Request>,
+        figures: Arc<Figures>,
+        workers: u32,
+        planted: beaver_io::Planted,
+    ) -> Client {
         Client {
             tx,
             figures,
             workers,
+            planted,
         }
     }
 
@@ -118,7 +127,10 @@ impl Client {
     /// Enqueues jobs, all or nothing; resolves once they are durable.
     pub async fn enqueue(&self, jobs: Vec<JobSpec>) -> Result<Vec<Enqueued>, Rejection> {
         #[cfg(feature = "mutants")]
-        if beaver_core::mutants::active(beaver_core::mutants::Mutant::ClientResolvesEarly) {
+        if self
+            .planted
+            .is(beaver_core::mutants::Mutant::ClientResolvesEarly)
+        {
             return self.enqueue_resolving_early(jobs);
         }
         match self.ask(Ask::Enqueue(jobs)).await? {

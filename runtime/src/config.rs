@@ -67,4 +67,22 @@ impl EngineConfig {
     pub fn snapshot_dir(&self) -> PathBuf {
         self.data_dir.join("snapshots")
     }
+
+    /// The planted bug the node runs with, named by the core's
+    /// configuration (always none without the `mutants` feature).
+    pub fn planted(&self) -> beaver_io::Planted {
+        planted_of(&self.queue)
+    }
+}
+
+/// The planted bug a core configuration names, for the storage (always
+/// none without the `mutants` feature).
+pub(crate) fn planted_of(config: &beaver_core::Config) -> beaver_io::Planted {
+    #[cfg(feature = "mutants")]
+    return beaver_io::Planted(config.planted);
+    #[cfg(not(feature = "mutants"))]
+    {
+        let _ = config;
+        beaver_io::Planted::default()
+    }
 }

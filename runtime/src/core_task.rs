@@ -416,7 +416,7 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
     /// kept snapshot does not cover.
     fn pressure(&self) -> bool {
         #[cfg(feature = "mutants")]
-        if beaver_core::mutants::active(beaver_core::mutants::Mutant::NoCompactionOnPressure) {
+        if self.config.queue.planted == Some(beaver_core::mutants::Mutant::NoCompactionOnPressure) {
             return false;
         }
         (self.disk_full || self.was_full) && self.figures.log_to_free()

@@ -212,7 +212,9 @@ async fn recover<D: Disk>(
     salt_seed: u64,
 ) -> Result<Recovered<D>, EngineError> {
     disk.create_dir_all(&config.data_dir).await?;
-    let mut store = SnapshotStore::open(disk.clone(), &config.snapshot_dir()).await?;
+    let mut store = SnapshotStore::open(disk.clone(), &config.snapshot_dir())
+        .await?
+        .with_planted(config.planted());
     let loaded = store.load().await?;
     let snapshot_lsn = loaded.as_ref().map(|l| l.lsn);
     let snapshot_bytes = loaded.as_ref().map_or(0, |l| l.body().len() as u64);
@@ -220,6 +222,7 @@ async fn recover<D: Disk>(
     let opts = WalOptions {
         segment_bytes: config.segment_bytes,
         salt_seed,
+        planted: config.planted(),
     };
     // The WAL gets a handle whose calls block the calling thread instead of
     // hopping to a thread pool: it runs on a thread of its own (see
@@ -361,6 +364,7 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> Tasks<D, E, C, O> {
         // A watch holds only the latest value: stop or not.
         let (stop_tx, stop_rx) = watch::channel(false);
         let workers = self.config.queue.workers;
+        let planted = self.config.planted();
         let figures = self.figures.clone();
         let core = CoreTask {
             commit,
@@ -386,7 +390,7 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> Tasks<D, E, C, O> {
             result
         });
         Engine {
-            client: Client::new(req_tx, figures, workers),
+            client: Client::new(req_tx, figures, workers, planted),
             handle: EngineHandle {
                 stop: stop_tx,
                 task,

@@ -141,8 +141,8 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                     let job = save(
                         self.disk.dedicated(),
                         self.snapshot_dir.clone(),
-                        lsn,
-                        bytes,
+                        crate::config::planted_of(&self.config),
+                        (lsn, bytes),
                         alive,
                     );
                     (off_task(job).await, Some(done))
@@ -200,7 +200,8 @@ async fn build_and_save<D: Disk>(
 ) -> Result<Option<Saved>, String> {
     let mut store = SnapshotStore::open(disk.clone(), &snapshot_dir)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_planted(crate::config::planted_of(&config));
     let prev = store.load().await.map_err(|e| e.to_string())?;
     let after = prev.as_ref().map_or(0, |p| p.lsn);
     if after >= upto {
@@ -256,13 +257,14 @@ async fn build_and_save<D: Disk>(
 async fn save<D: Disk>(
     disk: D,
     snapshot_dir: PathBuf,
-    lsn: u64,
-    bytes: Vec<u8>,
+    planted: beaver_io::Planted,
+    (lsn, bytes): (u64, Vec<u8>),
     alive: Alive,
 ) -> Result<Option<Saved>, String> {
     let mut store = SnapshotStore::open(disk, &snapshot_dir)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_planted(planted);
     alive.check()?;
     save_into(&mut store, lsn, bytes).await.map(Some)
 }
@@ -399,6 +401,7 @@ mod tests {
             let opts = WalOptions {
                 segment_bytes: 1 << 20,
                 salt_seed: 7,
+                ..WalOptions::default()
             };
             let (mut wal, _) = Wal::open(FileDisk::new(), &wal_dir, opts, 0, |_, _| {})
                 .await

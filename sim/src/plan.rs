@@ -171,6 +171,9 @@ impl Plan {
                 ..Limits::default()
             },
             hash_seed: r.next_u64(),
+            // Set per run by the harness (`run`), on the node's copy only.
+            #[cfg(feature = "mutants")]
+            planted: None,
         };
         let segment_bytes = 512 * pick(r, &[8, 16, 32, 128]);
         let mut engine = EngineConfig {

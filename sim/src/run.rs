@@ -506,7 +506,13 @@ impl Sim {
                 .external
                 .as_ref()
                 .map(|_| (self.slot.clone(), self.world.clone(), server_ip(n)));
-            let cfg = self.plan.engine.clone();
+            #[cfg_attr(not(feature = "mutants"), allow(unused_mut))]
+            let mut cfg = self.plan.engine.clone();
+            // The node's configuration names the planted bug (if any).
+            #[cfg(feature = "mutants")]
+            {
+                cfg.queue.planted = crate::suite::active_mutant();
+            }
             let disk = TapDisk {
                 inner: self.disk.clone(),
                 world: self.world.clone(),
@@ -528,12 +534,7 @@ impl Sim {
             let observer = SimObserver(self.world.clone());
             let salt = self.rng.next_u64();
             let events = self.events_tx.clone();
-            #[cfg(feature = "mutants")]
-            let mutant = crate::suite::active_mutant();
             node.spawn(async move {
-                // The node's configuration names the planted bug (if any).
-                #[cfg(feature = "mutants")]
-                beaver_core::mutants::set_active(mutant);
                 match beaver_runtime::start(cfg, disk, exec, SystemClock::new(), observer, salt)
                     .await
                 {

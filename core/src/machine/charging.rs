@@ -75,7 +75,7 @@ impl Core {
                     let text = "interrupted: beaver stopped while this attempt ran";
                     let op = self.fail_op(e, e.attempt, text);
                     #[cfg(feature = "mutants")]
-                    let op = super::planted::uncounted(
+                    let op = self.uncounted(
                         crate::mutants::Mutant::ForgetOrphanAttempt,
                         e,
                         e.attempt,

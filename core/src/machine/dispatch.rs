@@ -78,7 +78,7 @@ impl Core {
         let &(_, _, slot) = self.state.queues[q as usize].ready.first()?;
         let suspect = self.state.table.get(slot).suspect;
         #[cfg(feature = "mutants")]
-        let suspect = super::planted::suspect_waits(suspect);
+        let suspect = self.suspect_waits(suspect);
         // A suspect at the head waits for a free worker, and the jobs
         // behind it with it: the order stays priority, then age.
         (started || !suspect).then_some(slot)
@@ -99,7 +99,7 @@ impl Core {
             started,
         };
         #[cfg(feature = "mutants")]
-        super::planted::execute_at_once(e, &op, out);
+        self.execute_at_once(e, &op, out);
         self.propose(op, Origin::Dispatch, out);
     }
 
@@ -115,7 +115,7 @@ impl Core {
             Holder::Lease => self.lease_granted(lsn, slot),
             Holder::Pool => {
                 #[cfg(feature = "mutants")]
-                if crate::mutants::active(crate::mutants::Mutant::DispatchBeforeDurable) {
+                if self.planted(crate::mutants::Mutant::DispatchBeforeDurable) {
                     return; // it already ran at proposal
                 }
                 out.push(Effect::Execute(execution(id, attempt, e)));

@@ -406,7 +406,7 @@ impl Core {
             x.expiries.insert((expiry, lsn));
             x.counters.active = x.current.len() as u64;
             #[cfg(feature = "mutants")]
-            super::planted::delivered(lsn, &e.id);
+            self.delivered(lsn, slot);
             jobs.push(LeasedJob {
                 job: self.view(slot),
                 lease_id: lsn,

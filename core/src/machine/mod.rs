@@ -67,6 +67,9 @@ pub use recovery::RecoverError;
 /// driving method; recovery builds a `Core` from the log (see
 /// [`Core::recover_encoded`]).
 pub struct Core {
+    /// Leases delivered, for the planted fencing bugs (`planted`).
+    #[cfg(feature = "mutants")]
+    delivered: planted::Delivered,
     config: Config,
     /// The durable state: exactly the fold of the durable log.
     state: State,
@@ -120,9 +123,17 @@ impl Core {
     /// An empty core: no jobs, LSN 1 next.
     pub fn new(config: Config) -> Core {
         let seed = config.hash_seed;
+        #[cfg_attr(not(feature = "mutants"), allow(unused_mut))]
+        let mut state = State::new(seed);
+        #[cfg(feature = "mutants")]
+        {
+            state.planted = config.planted;
+        }
         Core {
+            #[cfg(feature = "mutants")]
+            delivered: planted::Delivered::default(),
             config,
-            state: State::new(seed),
+            state,
             proposals: Proposals::new(),
             enqueuing: Enqueuing::new(seed),
             attempts_held: 0,

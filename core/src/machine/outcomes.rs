@@ -59,7 +59,7 @@ impl Core {
         #[cfg(feature = "mutants")]
         let op = match outcome {
             Outcome::TimedOut => {
-                super::planted::uncounted(crate::mutants::Mutant::TimeoutNotCounted, e, attempt, op)
+                self.uncounted(crate::mutants::Mutant::TimeoutNotCounted, e, attempt, op)
             }
             _ => op,
         };

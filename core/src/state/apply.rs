@@ -20,7 +20,7 @@ impl State {
     pub(crate) fn apply(&mut self, record: &Record) -> Result<Applied, ApplyError> {
         let lsn = record.lsn;
         #[cfg(feature = "mutants")]
-        let lsn = match crate::mutants::active(crate::mutants::Mutant::NonIdempotentReplay) {
+        let lsn = match self.planted == Some(crate::mutants::Mutant::NonIdempotentReplay) {
             true => lsn.max(self.applied_lsn + 1), // applies an old record again
             false => lsn,
         };

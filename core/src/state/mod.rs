@@ -76,6 +76,9 @@ pub(crate) enum Applied {
 
 #[derive(Clone)]
 pub(crate) struct State {
+    /// The planted bug of the simulator's own test, from [`crate::Config`].
+    #[cfg(feature = "mutants")]
+    pub planted: Option<crate::mutants::Mutant>,
     pub table: Table,
     pub queues: Vec<QueueSlot>,
     pub queue_ix: BTreeMap<QueueName, u32>,
@@ -112,6 +115,8 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn new(seed: u64) -> State {
         State {
+            #[cfg(feature = "mutants")]
+            planted: None,
             table: Table::new(seed),
             queues: Vec::new(),
             queue_ix: BTreeMap::new(),

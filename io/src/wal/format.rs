@@ -19,9 +19,6 @@
 //! segments too). A length is used only after the header checksum has
 //! verified it, and is bounded by the bytes left in the file.
 
-#[cfg(feature = "mutants")]
-use beaver_planted::{Mutant::*, active as mutant};
-
 /// Sector size: batches start on and are padded to this boundary.
 pub const SECTOR: u64 = 512;
 /// Bytes reserved for the segment header (one sector).
@@ -292,12 +289,6 @@ pub fn decode_batch(
     after_lsn: u64,
     mut each: impl FnMut(u64, &[u8]),
 ) -> Result<BatchHeader, BatchProblem> {
-    #[cfg(feature = "mutants")]
-    let after_lsn = if mutant(NonIdempotentReplay) {
-        0
-    } else {
-        after_lsn
-    };
     let Some(h) = b.get(..BATCH_HEADER_LEN) else {
         return Err(BatchProblem::Invalid("no room for a batch header"));
     };

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Planted;
 use crate::disk::Disk;
 use crate::error::Result;
 use crate::wal::scan::scan;
@@ -96,7 +97,7 @@ pub struct Inspection {
 /// (records are missing), while segments a snapshot made unnecessary and
 /// removed are no gap.
 pub async fn inspect<D: Disk>(disk: &D, dir: &Path, after_lsn: u64) -> Result<Inspection> {
-    let s = scan(disk, dir, after_lsn, true, |_, _| {}).await?;
+    let s = scan(disk, dir, after_lsn, true, Planted::default(), |_, _| {}).await?;
     Ok(s.report)
 }
 
@@ -114,12 +115,19 @@ pub async fn read_records<D: Disk>(
     mut each: impl FnMut(u64, &[u8]),
 ) -> Result<u64> {
     let mut next = after_lsn + 1;
-    let s = scan(disk, dir, after_lsn, false, |lsn, body| {
-        if lsn == next && lsn <= upto_lsn {
-            each(lsn, body);
-            next += 1;
-        }
-    })
+    let s = scan(
+        disk,
+        dir,
+        after_lsn,
+        false,
+        Planted::default(),
+        |lsn, body| {
+            if lsn == next && lsn <= upto_lsn {
+                each(lsn, body);
+                next += 1;
+            }
+        },
+    )
     .await?;
     if let LogEnd::Corrupt {
         path,

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Planted;
 use crate::disk::{Disk, DiskFile, read_whole};
 use crate::error::{Error, Result};
 use crate::wal::format::{
@@ -14,7 +15,7 @@ use crate::wal::format::{
 use crate::wal::inspect::{BatchReport, Inspection, LogEnd, SegmentReport};
 use crate::wal::segment::list_segments;
 #[cfg(feature = "mutants")]
-use beaver_planted::{Mutant::*, active as mutant};
+use beaver_planted::Mutant::*;
 
 /// A segment that holds part of the valid log.
 #[derive(Debug, Clone)]
@@ -109,15 +110,18 @@ fn sweep(buf: &[u8], salt: Option<u64>, from: u64, out: &mut Vec<BatchReport>) {
 /// Scans the WAL in `dir`. Records of the valid log with an LSN above
 /// `after_lsn` go to `each` in order, each only after its batch verified.
 /// With `keep_batches`, every batch is listed in the report (inspection).
+/// `planted`: the planted bug recovery runs with (none for inspection).
 pub(crate) async fn scan<D: Disk>(
     disk: &D,
     dir: &Path,
     after_lsn: u64,
     keep_batches: bool,
+    planted: Planted,
     mut each: impl FnMut(u64, &[u8]),
 ) -> Result<ScanOutcome> {
     let files = list_segments(disk, dir).await?;
     let mut scanner = Scanner::new(after_lsn, keep_batches, files.len());
+    scanner.planted = planted;
     let mut buf: Vec<u8> = Vec::new();
     for (i, (seq, path)) in files.iter().enumerate() {
         let size;
@@ -147,6 +151,7 @@ async fn load<D: Disk>(disk: &D, path: &Path, buf: Vec<u8>) -> Result<(u64, Vec<
 /// What the scan has learned so far, segment by segment.
 struct Scanner {
     after_lsn: u64,
+    planted: Planted,
     keep_batches: bool,
     segments: Vec<SegmentReport>,
     chain: Vec<ChainSegment>,
@@ -173,6 +178,7 @@ impl Scanner {
     fn new(after_lsn: u64, keep_batches: bool, files: usize) -> Scanner {
         Scanner {
             after_lsn,
+            planted: Planted::default(),
             keep_batches,
             segments: Vec::with_capacity(files),
             chain: Vec::new(),
@@ -325,22 +331,14 @@ impl Scanner {
             // A file cut short inside the padding of its last batch
             // leaves nothing here: the log ends.
             let at = buf.get(off as usize..).unwrap_or_default();
-            match decode_batch(at, h.salt, Some(expect), self.after_lsn, &mut *each) {
+            match decode_batch(at, h.salt, Some(expect), self.replay_after(), &mut *each) {
                 Ok(b) => {
                     self.in_log(path, off, &b, found);
                     seg_last = Some(b.last_lsn);
                     off += b.framed_len();
                 }
                 Err(problem) => {
-                    #[cfg(feature = "mutants")]
-                    if matches!(problem, BatchProblem::CutShort) && mutant(TrustPreallocatedLength)
-                    {
-                        return Err(Error::Corruption {
-                            path: path.to_path_buf(),
-                            offset: off,
-                            detail: cut_short(size, off),
-                        });
-                    }
+                    self.planted_refuses_cut(&problem, path, size, off)?;
                     let reason = match problem {
                         BatchProblem::CutShort => cut_short(size, off),
                         r => r.to_string(),
@@ -362,6 +360,46 @@ impl Scanner {
         }
         sweep(buf, Some(h.salt), off, found);
         Ok(())
+    }
+
+    /// Records above this LSN are handed out: the snapshot's LSN, or with
+    /// the planted bug `non-idempotent-replay`, 0 (the whole log again).
+    fn replay_after(&self) -> u64 {
+        #[cfg(feature = "mutants")]
+        if self.planted.is(NonIdempotentReplay) {
+            return 0;
+        }
+        self.after_lsn
+    }
+
+    /// The planted bug `trust-preallocated-length`: any segment cut inside
+    /// a batch is refused as corrupt. Nothing without it.
+    fn planted_refuses_cut(
+        &self,
+        _problem: &BatchProblem,
+        _path: &Path,
+        _size: u64,
+        _off: u64,
+    ) -> Result<()> {
+        #[cfg(feature = "mutants")]
+        if matches!(_problem, BatchProblem::CutShort) && self.planted.is(TrustPreallocatedLength) {
+            return Err(Error::Corruption {
+                path: _path.to_path_buf(),
+                offset: _off,
+                detail: cut_short(_size, _off),
+            });
+        }
+        Ok(())
+    }
+
+    /// The highest watermark found, or with the planted bug
+    /// `truncate-vouched-corruption`, 0 (so corruption reads as torn).
+    fn vouched_watermark(&self) -> u64 {
+        #[cfg(feature = "mutants")]
+        if self.planted.is(TruncateVouchedCorruption) {
+            return 0;
+        }
+        self.watermark
     }
 
     /// Where the log stops at the invalid batch at `off` of segment `i`
@@ -461,14 +499,7 @@ impl Scanner {
     /// How a log that breaks at `b` ends: corrupt if a watermark vouches
     /// for LSNs beyond its valid end, else torn (or clean: only zeros).
     fn end_at(&self, b: &Break, last_lsn: Option<u64>, torn_bytes: u64) -> LogEnd {
-        #[cfg(feature = "mutants")]
-        let watermark = if mutant(TruncateVouchedCorruption) {
-            0
-        } else {
-            self.watermark
-        };
-        #[cfg(not(feature = "mutants"))]
-        let watermark = self.watermark;
+        let watermark = self.vouched_watermark();
         // What the snapshot holds is part of the valid state too.
         let valid_end = last_lsn.unwrap_or(0).max(self.after_lsn);
         if watermark > valid_end {

@@ -9,8 +9,6 @@ use crate::error::{Error, Result};
 use crate::rng::DetRng;
 use crate::wal::format::{SEGMENT_HEADER_LEN, SegmentHeader, encode_batch, framed_batch_len};
 use crate::wal::segment::segment_name;
-#[cfg(feature = "mutants")]
-use beaver_planted::{Mutant::*, active as mutant};
 
 mod recover;
 
@@ -27,6 +25,9 @@ pub struct WalOptions {
     /// seeded RNG under simulation), so that bytes of an older incarnation
     /// can never carry a current salt.
     pub salt_seed: u64,
+    /// The planted bug the WAL runs with (none outside the simulator's
+    /// own test).
+    pub planted: crate::Planted,
 }
 
 impl Default for WalOptions {
@@ -34,6 +35,7 @@ impl Default for WalOptions {
         WalOptions {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             salt_seed: 0,
+            planted: crate::Planted::default(),
         }
     }
 }
@@ -282,7 +284,7 @@ struct Closed {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let disk = SimDisk::new(1, SimDiskConfig::default());
 /// let dir = std::path::Path::new("/data/wal");
-/// let opts = WalOptions { segment_bytes: 64 << 10, salt_seed: 7 };
+/// let opts = WalOptions { segment_bytes: 64 << 10, salt_seed: 7, ..WalOptions::default() };
 /// let (mut wal, rec) = Wal::open(disk.clone(), dir, opts.clone(), 0, |_, _| {}).await?;
 /// assert_eq!((rec.last_lsn, wal.next_lsn()), (0, 1));
 /// wal.write_batch(&[(1, b"a".as_slice()), (2, b"b".as_slice())]).await?;
@@ -526,20 +528,32 @@ impl<D: Disk> Wal<D> {
         self.check_live()?;
         match outcome.result {
             Ok(()) => {
-                #[cfg(feature = "mutants")]
-                let outcome = SyncOutcome {
-                    upto: if mutant(DurableBeforeOwnSync) {
-                        self.written_lsn
-                    } else {
-                        outcome.upto
-                    },
-                    ..outcome
-                };
-                self.durable_lsn = self.durable_lsn.max(outcome.upto);
+                let upto = self.planted_durable_upto(outcome.upto);
+                self.durable_lsn = self.durable_lsn.max(upto);
                 Ok(self.durable_lsn)
             }
             Err(e) => Err(self.stop(e)),
         }
+    }
+
+    /// What a successful sync covering `upto` makes durable: `upto`, or
+    /// with the planted bug `durable-before-own-sync`, everything written.
+    fn planted_durable_upto(&self, upto: u64) -> u64 {
+        #[cfg(feature = "mutants")]
+        if self
+            .opts
+            .planted
+            .is(beaver_planted::Mutant::DurableBeforeOwnSync)
+        {
+            return self.written_lsn;
+        }
+        upto
+    }
+
+    /// The planted bug the WAL runs with.
+    #[cfg(feature = "mutants")]
+    pub(crate) fn planted(&self) -> crate::Planted {
+        self.opts.planted
     }
 
     /// Syncs everything written so far and returns the durable LSN (no

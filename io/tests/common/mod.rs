@@ -13,6 +13,7 @@ pub fn opts(segment_bytes: u64, salt_seed: u64) -> WalOptions {
     WalOptions {
         segment_bytes,
         salt_seed,
+        ..WalOptions::default()
     }
 }
 

@@ -13,8 +13,6 @@ use crate::error::{Error, Result};
 use crate::wal::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN, pad_to_sector};
 use crate::wal::group::{CommitEvent, CommitHooks, CommitSettings, LogEntry};
 use crate::wal::writer::{SyncJob, SyncOutcome, Wal};
-#[cfg(feature = "mutants")]
-use beaver_planted::{Mutant::*, active as mutant};
 
 /// A sync begun, and how many records it makes durable.
 pub(crate) type BegunSync<F> = (SyncJob<F>, u64);
@@ -92,12 +90,22 @@ impl<D: Disk, H: CommitHooks> Log<D, H> {
         if written > 0 {
             self.since_snapshot += written;
             self.hooks.written(written);
-            #[cfg(feature = "mutants")]
-            if mutant(AckBeforeFsync) {
-                events.push(CommitEvent::Durable(self.wal.written_lsn()));
-            }
+            self.planted_ack_before_fsync(events);
         }
         Ok(())
+    }
+
+    /// The planted bug `ack-before-fsync`: what was written is reported
+    /// durable at once. Nothing without it.
+    fn planted_ack_before_fsync(&self, _events: &mut Vec<CommitEvent>) {
+        #[cfg(feature = "mutants")]
+        if self
+            .wal
+            .planted()
+            .is(beaver_planted::Mutant::AckBeforeFsync)
+        {
+            _events.push(CommitEvent::Durable(self.wal.written_lsn()));
+        }
     }
 
     /// Encodes the records that continue the log into `encoded`/`ends`;

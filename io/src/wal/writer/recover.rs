@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use tracing::{debug, warn};
 
 use super::{Active, Closed, Recovered, Wal, WalOptions};
+use crate::Planted;
 use crate::disk::{Disk, DiskFile};
 use crate::error::{Error, Result};
 use crate::rng::DetRng;
@@ -15,7 +16,7 @@ use crate::wal::format::{MAX_LSN, segment_bytes_problem};
 use crate::wal::rewrite::{self, Piece};
 use crate::wal::scan::{self, ScanOutcome};
 #[cfg(feature = "mutants")]
-use beaver_planted::{Mutant::*, active as mutant};
+use beaver_planted::Mutant::*;
 
 /// A blank segment kept for the next rotation: sequence number, path, file.
 type NextSegment<F> = (u64, PathBuf, F);
@@ -46,15 +47,15 @@ impl<D: Disk> Wal<D> {
         // finished first: the log is read as it was meant to be.
         rewrite::finish_interrupted(&disk, dir).await?;
         let mut records = 0u64;
-        let scan = scan::scan(&disk, dir, after_lsn, false, |lsn, body| {
+        let scan = scan::scan(&disk, dir, after_lsn, false, opts.planted, |lsn, body| {
             records += 1;
             each(lsn, body)
         })
         .await?;
         let last_lsn = valid_end(&scan, after_lsn)?;
         discard_torn_window(&disk, &scan).await?;
-        rewrite_unvouched(&disk, dir, &scan).await?;
-        let (mut active, closed) = reopen_chain(&disk, &scan).await?;
+        rewrite_unvouched(&disk, dir, &scan, opts.planted).await?;
+        let (mut active, closed) = reopen_chain(&disk, &scan, opts.planted).await?;
         let active_seq = active.as_ref().map(|a| a.seq);
         let (mut next, max_seq) = keep_one_blank(&disk, &scan, active_seq, &opts).await?;
         disk.sync_dir(dir).await?;
@@ -174,13 +175,18 @@ async fn discard_torn_window<D: Disk>(disk: &D, scan: &ScanOutcome) -> Result<()
 /// plain fdatasync would skip those). So they are rewritten, then synced.
 /// Some of them may be durable already, and a torn in-place write must not
 /// lose them: the rewrite goes through a side file.
-async fn rewrite_unvouched<D: Disk>(disk: &D, dir: &Path, scan: &ScanOutcome) -> Result<()> {
-    let mut pieces = Vec::with_capacity(scan.unvouched.len());
-    for r in &scan.unvouched {
-        #[cfg(feature = "mutants")]
-        if mutant(ServeBeforeRecoverySync) {
-            break;
-        }
+async fn rewrite_unvouched<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    scan: &ScanOutcome,
+    planted: Planted,
+) -> Result<()> {
+    let unvouched = match skips_recovery_sync(planted) {
+        true => &[][..],
+        false => &scan.unvouched[..],
+    };
+    let mut pieces = Vec::with_capacity(unvouched.len());
+    for r in unvouched {
         let f = disk.open(&r.path).await?;
         let bytes = f
             .read_at(r.start, vec![0u8; (r.end - r.start) as usize])
@@ -199,21 +205,17 @@ async fn rewrite_unvouched<D: Disk>(disk: &D, dir: &Path, scan: &ScanOutcome) ->
 async fn reopen_chain<D: Disk>(
     disk: &D,
     scan: &ScanOutcome,
+    planted: Planted,
 ) -> Result<(Option<Active<D::File>>, Vec<Closed>)> {
     let mut active = None;
     let mut closed = Vec::new();
     for (i, seg) in scan.chain.iter().enumerate() {
         let f = disk.open(&seg.path).await?;
-        #[cfg(feature = "mutants")]
-        let f = if mutant(ServeBeforeRecoverySync) {
-            f
-        } else {
-            f.sync_data().await.map(|()| f)?
-        };
-        #[cfg(not(feature = "mutants"))]
-        f.sync_data().await?;
+        if !skips_recovery_sync(planted) {
+            f.sync_data().await?;
+        }
         if i + 1 == scan.chain.len() {
-            make_length_durable(&f, seg.size).await?;
+            make_length_durable(&f, seg.size, planted).await?;
             active = Some(Active {
                 seq: seg.seq,
                 path: seg.path.clone(),
@@ -263,7 +265,7 @@ async fn keep_one_blank<D: Disk>(
             // Its preparation may have been cut short by the crash
             // before it synced: the length read here may be the page
             // cache's only.
-            make_length_durable(&f, opts.segment_bytes).await?;
+            make_length_durable(&f, opts.segment_bytes, opts.planted).await?;
             next = Some((*seq, path.clone(), f));
         } else {
             disk.remove(path).await?;
@@ -279,11 +281,34 @@ async fn keep_one_blank<D: Disk>(
 /// allocation clean without writing it. A power loss would then shorten
 /// the file under batches written later. Setting the same length again
 /// dirties the inode, and the fsync writes it.
-async fn make_length_durable<F: DiskFile>(f: &F, len: u64) -> Result<()> {
-    #[cfg(feature = "mutants")]
-    if mutant(TrustPreallocatedLength) {
+async fn make_length_durable<F: DiskFile>(f: &F, len: u64, planted: Planted) -> Result<()> {
+    if trusts_preallocated_length(planted) {
         return Ok(());
     }
     f.set_len(len).await?;
     f.sync_all().await
+}
+
+/// The planted bug `serve-before-recovery-sync`: recovery serves what it
+/// read without rewriting and syncing it. Always false without it.
+fn skips_recovery_sync(planted: Planted) -> bool {
+    #[cfg(feature = "mutants")]
+    return planted.is(ServeBeforeRecoverySync);
+    #[cfg(not(feature = "mutants"))]
+    {
+        let _ = planted;
+        false
+    }
+}
+
+/// The planted bug `trust-preallocated-length`: a recovered segment's
+/// length is not made durable. Always false without it.
+fn trusts_preallocated_length(planted: Planted) -> bool {
+    #[cfg(feature = "mutants")]
+    return planted.is(TrustPreallocatedLength);
+    #[cfg(not(feature = "mutants"))]
+    {
+        let _ = planted;
+        false
+    }
 }
