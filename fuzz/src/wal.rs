@@ -184,7 +184,11 @@ fn verify_batch(file: &[u8], off: u64) -> Result<Verified, String> {
 
 /// Checks an inspection against the files and returns the records of the
 /// log (every in-log batch's, in order), verified here.
-fn check_inspection(ins: &Inspection, files: &[(PathBuf, Vec<u8>)]) -> Vec<(u64, Vec<u8>)> {
+fn check_inspection(
+    ins: &Inspection,
+    files: &[(PathBuf, Vec<u8>)],
+    after_lsn: u64,
+) -> Vec<(u64, Vec<u8>)> {
     let mut log: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut prev: Option<(u64, u32)> = None;
     let mut watermark = 0u64;
@@ -265,9 +269,10 @@ fn check_inspection(ins: &Inspection, files: &[(PathBuf, Vec<u8>)]) -> Vec<(u64,
         ins.watermark, watermark,
         "watermark is the highest of the batches'"
     );
+    // The snapshot (LSNs up to `after_lsn`) holds part of the state too.
     if !matches!(ins.end, LogEnd::Corrupt { .. }) {
         assert!(
-            ins.watermark <= ins.last_lsn.unwrap_or(0),
+            ins.watermark <= ins.last_lsn.unwrap_or(0).max(after_lsn),
             "a log not called corrupt lacks LSNs its watermark vouches for: {ins:?}"
         );
     }
@@ -337,7 +342,7 @@ pub fn check_scan(data: &[u8]) {
             return;
         }
     };
-    let log = check_inspection(&ins, &placed);
+    let log = check_inspection(&ins, &placed, after_lsn);
     if flags & 1 == 0 {
         return;
     }
@@ -362,7 +367,7 @@ pub fn check_scan(data: &[u8]) {
         "after recovery: {:?}",
         again.end
     );
-    let log_again = check_inspection(&again, &files_now(&disk));
+    let log_again = check_inspection(&again, &files_now(&disk), after_lsn);
     let expected_again: Vec<(u64, Vec<u8>)> =
         log_again.into_iter().filter(|r| r.0 > after_lsn).collect();
     assert_eq!(

@@ -1123,3 +1123,34 @@ fn a_gap_before_the_log_that_a_watermark_vouches_for_is_corruption() {
         }
     });
 }
+
+/// A damaged log whose every vouched record the snapshot already holds is
+/// a torn tail, not corruption: nothing acknowledged is missing from the
+/// state (snapshot plus log). The same log restarted from an older
+/// snapshot is corruption. (Found by the `wal_scan` fuzz target once the
+/// scan counted the snapshot into the valid state.)
+#[test]
+fn damage_vouched_only_below_the_snapshot_is_a_torn_tail() {
+    rt().block_on(async {
+        let disk = SimDisk::new(8, SimDiskConfig::default());
+        // LSNs 1-3, each synced: the last batch carries watermark 2.
+        drop(synced_log(&disk, 3, 1, 100).await);
+        disk.flip_bit(&segment(1), 20, 0).unwrap();
+        let dir = Path::new(DIR);
+        let from_1 = inspect(&disk, dir, 1).await.unwrap();
+        assert!(
+            matches!(&from_1.end, LogEnd::Corrupt { detail, .. } if detail.contains("up to 2 were acknowledged")),
+            "{:?}",
+            from_1.end
+        );
+        let from_2 = inspect(&disk, dir, 2).await.unwrap();
+        assert!(
+            matches!(from_2.end, LogEnd::Torn { offset: 0, .. }),
+            "{:?}",
+            from_2.end
+        );
+        let (wal, got) = recover(&disk, dir, opts(SEG, 2), 2).await.unwrap();
+        assert!(got.is_empty(), "{got:?}");
+        assert_eq!(wal.next_lsn(), 3);
+    });
+}

@@ -93,9 +93,10 @@ pub struct Inspection {
 
 /// Reads the WAL in `dir` without changing anything and reports it, as a
 /// restart from the snapshot at `after_lsn` (0: none) would find it: a log
-/// that does not reach back to `after_lsn + 1` ends [`LogEnd::Corrupt`]
-/// (records are missing), while segments a snapshot made unnecessary and
-/// removed are no gap.
+/// that does not reach back to `after_lsn + 1` breaks there, and ends
+/// [`LogEnd::Corrupt`] (records are missing) if a watermark vouches for an
+/// LSN beyond both the valid log and the snapshot, else [`LogEnd::Torn`];
+/// segments a snapshot made unnecessary and removed are no gap.
 pub async fn inspect<D: Disk>(disk: &D, dir: &Path, after_lsn: u64) -> Result<Inspection> {
     let s = scan(disk, dir, after_lsn, true, Planted::default(), |_, _| {}).await?;
     Ok(s.report)
