@@ -190,6 +190,10 @@ impl Session {
     /// that may pass is asked again for up to [`CLOSE_RETRY_FOR`].
     /// Resolves once every give-back was answered.
     pub async fn close(self, mut before_each: impl FnMut(u64, &Reservation)) -> Vec<Returned> {
+        #[cfg(feature = "mutants")]
+        if planted_keeps_reservations() {
+            return Vec::new();
+        }
         let mut out = Vec::with_capacity(self.held.len());
         for (&job, r) in &self.held {
             before_each(job, r);
@@ -219,6 +223,13 @@ async fn give_back(client: &Client, lease: LeaseId) -> Result<(), Rejection> {
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(CLOSE_RETRY_WAIT_MAX);
     }
+}
+
+/// The planted bug [`beaver_core::mutants::Mutant::ReservationsKeptOnClose`]:
+/// a closing session forgets its reservations instead of giving them back.
+#[cfg(feature = "mutants")]
+fn planted_keeps_reservations() -> bool {
+    beaver_core::mutants::active(beaver_core::mutants::Mutant::ReservationsKeptOnClose)
 }
 
 /// How [`Session::end`] ends a lease.
