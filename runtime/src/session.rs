@@ -15,8 +15,8 @@ use beaver_core::{JobId, LeaseId, LeasedJob, QueueName, Rejection, UnixMillis};
 
 use crate::client::Client;
 
-/// How long [`Session::close`] keeps asking again when the engine
-/// refuses one give-back for a reason that may pass: too many requests
+/// How long [`Session::close`] keeps asking again, in all, when the
+/// engine refuses give-backs for a reason that may pass: too many requests
 /// waiting ([`Rejection::Busy`]) or a log write that failed, such as a
 /// full disk ([`Rejection::Storage`]). Past it the job waits for its lease
 /// to expire, as it would have without a close.
@@ -187,30 +187,34 @@ impl Session {
     /// counted; `before_each(job, reservation)` is called just before
     /// each is asked (so a caller can note the end before another
     /// connection may reserve the job). Each answer is returned; a refusal
-    /// that may pass is asked again for up to [`CLOSE_RETRY_FOR`].
-    /// Resolves once every give-back was answered.
+    /// that may pass is asked again until [`CLOSE_RETRY_FOR`] after the
+    /// close began. Resolves once every give-back was answered.
     pub async fn close(self, mut before_each: impl FnMut(u64, &Reservation)) -> Vec<Returned> {
         #[cfg(feature = "mutants")]
         if planted_keeps_reservations() {
             return Vec::new();
         }
+        let give_up = tokio::time::Instant::now() + CLOSE_RETRY_FOR;
         let mut out = Vec::with_capacity(self.held.len());
         for (&job, r) in &self.held {
             before_each(job, r);
             out.push(Returned {
                 job,
                 lease: r.lease,
-                result: give_back(&self.client, r.lease).await,
+                result: give_back(&self.client, r.lease, give_up).await,
             });
         }
         out
     }
 }
 
-/// Releases `lease` at once with its priority kept, asking again for up
-/// to [`CLOSE_RETRY_FOR`] while the refusal may pass.
-async fn give_back(client: &Client, lease: LeaseId) -> Result<(), Rejection> {
-    let give_up = tokio::time::Instant::now() + CLOSE_RETRY_FOR;
+/// Releases `lease` at once with its priority kept, asking again until
+/// `give_up` while the refusal may pass.
+async fn give_back(
+    client: &Client,
+    lease: LeaseId,
+    give_up: tokio::time::Instant,
+) -> Result<(), Rejection> {
     let mut wait = CLOSE_RETRY_WAIT_FIRST;
     loop {
         let r = client.release(lease, None, 0).await;
