@@ -66,11 +66,14 @@ pub enum Mutant {
     /// while the disk is in it nor after it left), so only a person's ask
     /// or the size and time snapshots free the log.
     NoCompactionOnPressure,
+    /// runtime: a closed connection's session forgets its reservations
+    /// without giving them back, so their jobs wait for their TTR.
+    ReservationsKeptOnClose,
 }
 
 impl Mutant {
     /// Every planted bug.
-    pub const ALL: [Mutant; 19] = [
+    pub const ALL: [Mutant; 20] = [
         Mutant::AckBeforeFsync,
         Mutant::RetryFailedFsync,
         Mutant::SkipSnapshotDirFsync,
@@ -90,6 +93,7 @@ impl Mutant {
         Mutant::HeartbeatIgnoresAttempt,
         Mutant::LeaseBeforeDurable,
         Mutant::NoCompactionOnPressure,
+        Mutant::ReservationsKeptOnClose,
     ];
 
     /// The name used on the command line (`BEAVER_MUTANT=...`).
@@ -114,6 +118,7 @@ impl Mutant {
             Mutant::HeartbeatIgnoresAttempt => "heartbeat-ignores-attempt",
             Mutant::LeaseBeforeDurable => "lease-before-durable",
             Mutant::NoCompactionOnPressure => "no-compaction-on-pressure",
+            Mutant::ReservationsKeptOnClose => "reservations-kept-on-close",
         }
     }
 

@@ -108,6 +108,12 @@ impl Client {
         }
     }
 
+    /// The planted bug the node runs with (the simulator's own test).
+    #[cfg(feature = "mutants")]
+    pub(crate) fn planted(&self) -> beaver_io::Planted {
+        self.planted
+    }
+
     fn send(&self, ask: Ask) -> Result<oneshot::Receiver<Reply>, Rejection> {
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Request { ask, reply }) {

@@ -13,6 +13,10 @@
 //! the snapshot task (folds snapshots off the core's task; the core task
 //! has it free the log when the disk is in its reserve), and one task per
 //! attempt (bounded by the worker count).
+//!
+//! [`Session`] is a protocol connection's reservations (external leases)
+//! and the rule that a closed connection gives them all back at once; the
+//! beanstalkd server and the simulator both use it.
 
 pub mod client;
 pub mod clock;
@@ -28,6 +32,7 @@ pub mod observer;
 mod pace;
 mod replay;
 mod reserve;
+pub mod session;
 mod snapshotter;
 #[cfg(test)]
 mod testing;
@@ -40,3 +45,4 @@ pub use error::EngineError;
 pub use executor::{AnyExecutor, Executor, ExecutorConfig};
 pub use figures::{EngineFigures, EngineStatus};
 pub use observer::{NoObserver, Observer};
+pub use session::{Finish, Reservation, Returned, Session};

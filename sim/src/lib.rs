@@ -15,6 +15,8 @@
 //! - [`executor`]: a seeded executor (success, failure, hang past timeout).
 //! - [`external`]: external worker nodes over the simulated network, the
 //!   engine's request shim, partitions, and their oracles.
+//! - [`sessions`]: beanstalk-style connections through the runtime's
+//!   `Session` (the beanstalkd server's own type), and their oracle.
 //! - [`run`]: one seed: node start/kill/restart, faults, final phase.
 //! - [`suite`]: ranges of seeds in parallel, coverage, determinism, mutants.
 //! - [`rerun`]: how `cargo test --features sim` turns the simulator on.
@@ -33,6 +35,8 @@ pub mod model;
 pub mod plan;
 #[cfg(madsim)]
 pub mod run;
+#[cfg(madsim)]
+pub mod sessions;
 #[cfg(madsim)]
 pub mod suite;
 #[cfg(madsim)]

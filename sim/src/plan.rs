@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use beaver_core::{Config, Dedup, Limits, Retention, RetryPolicy};
+use beaver_core::{Config, Dedup, Limits, QueueName, Retention, RetryPolicy};
 use beaver_io::{DetRng, SimDiskConfig};
 use beaver_runtime::EngineConfig;
 
@@ -113,6 +113,8 @@ pub struct Plan {
     pub external: Option<crate::external::ExtPlan>,
     /// A disk that stays nearly full while the jobs drain, if the run has one.
     pub squeeze: Option<Squeeze>,
+    /// Beanstalk-style connections, if the run has them.
+    pub sessions: Option<crate::sessions::SessionPlan>,
 }
 
 /// The convergence phase on a disk that stays nearly full: when the
@@ -260,6 +262,15 @@ impl Plan {
                 engine.snapshot_interval_ms = 0;
             }
         }
+        // Drawn after the squeeze, for the same reason. The connections'
+        // tube is one the built-in pool does not serve.
+        let sessions = r
+            .chance(0.25)
+            .then(|| crate::sessions::SessionPlan::draw(r));
+        if sessions.is_some() && engine.queue.pool_queues.is_none() {
+            let all = ["default", "q1", "q2"].iter();
+            engine.queue.pool_queues = Some(all.filter_map(|q| QueueName::parse(q).ok()).collect());
+        }
         Plan {
             seed,
             engine,
@@ -267,6 +278,7 @@ impl Plan {
             faults,
             external,
             squeeze,
+            sessions,
         }
     }
 }

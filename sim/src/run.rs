@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::executor::{Crasher, SimExecutor};
 use crate::external::{ExtRun, server_ip};
 use crate::plan::{FaultKind, Plan};
+use crate::sessions::SessionRun;
 use crate::tap::TapDisk;
 use crate::world::{Marks, Shared, SimObserver, World};
 
@@ -112,6 +113,8 @@ struct Sim {
     ext: Option<ExtRun>,
     /// The convergence phase's squeezed disk, if the plan has one.
     squeezed: Option<squeeze::Squeezed>,
+    /// The beanstalk-style connections, if the plan has them.
+    sessions: Option<SessionRun>,
 }
 
 impl Sim {
@@ -138,6 +141,7 @@ impl Sim {
             enospc_until: None,
             ext: None,
             squeezed: None,
+            sessions: None,
         }
     }
 
@@ -191,6 +195,11 @@ impl Sim {
             };
             clients.push(tokio::spawn(w.run()));
         }
+        self.sessions = self.plan.sessions.clone().map(|p| {
+            self.log(format!("plan: beanstalk-style connections {p:?}"));
+            self.mark("bs: a seed with connections");
+            SessionRun::start(self.plan.seed, p, self.world.clone(), self.slot.clone())
+        });
         let done = Arc::new(AtomicBool::new(false));
         let chaos = self.plan.external.clone().map(|p| {
             let ext = ExtRun::start(self.plan.seed, p, self.world.clone());
@@ -207,6 +216,7 @@ impl Sim {
         if !self.violated() {
             self.converge().await;
         }
+        self.stop_sessions().await;
         if let Some(ext) = self.ext.as_mut() {
             ext.stop();
         }
@@ -581,6 +591,7 @@ impl Sim {
                         self.log("fault: random fsync EIO resumes");
                     }
                     self.recovered(&client, report).await;
+                    self.world.lock().engine_starts += 1;
                     slot_set(&self.slot, Some(client));
                     self.stopped = false;
                     return;
@@ -925,6 +936,9 @@ impl Sim {
         let bound_ms =
             10_000 + submitted * 4 * per_attempt / u64::from(parallel.max(1)) + 4 * per_attempt;
         self.squeeze_begin();
+        if let Some(s) = &self.sessions {
+            s.settle();
+        }
         if !self.settle(bound_ms).await {
             return;
         }
@@ -933,6 +947,14 @@ impl Sim {
             if !self.squeeze_check().await || !self.settle(bound_ms).await {
                 return;
             }
+        }
+        // The connections close (holding nothing now) and let go of
+        // their client handles, so the clean stop below can happen; then
+        // the checks start from a settled engine again (retention may
+        // have purged meanwhile).
+        if self.sessions.is_some() && (!self.stop_sessions().await || !self.settle(bound_ms).await)
+        {
+            return;
         }
         let Some(client) = slot_get(&self.slot) else {
             return;
@@ -967,6 +989,19 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// Stops the beanstalk-style connections, if any; false (a
+    /// violation) if they did not stop.
+    async fn stop_sessions(&mut self) -> bool {
+        let Some(mut s) = self.sessions.take() else {
+            return true;
+        };
+        if !s.stop().await {
+            self.violate("harness: the beanstalk-style connections did not stop");
+            return false;
+        }
+        true
     }
 
     /// Waits (at most `bound_ms`) until every job is final and the log

@@ -70,6 +70,15 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "ext: queue paused for a while",
     "ext: queue resumed",
     "ext: queue purged",
+    // Beanstalk-style connections (see `sessions`).
+    "bs: reserved",
+    "bs: deleted a reserved job",
+    "bs: released",
+    "bs: buried",
+    "bs: touched",
+    "bs: a job another connection held was reserved again",
+    "bs: closed holding jobs, each ready again at once",
+    "bs: server gone while a connection held reservations",
 ];
 
 /// Seeds that once found a bug (outside the default range, or kept as

@@ -55,6 +55,10 @@ pub struct World {
     pub salts: BTreeMap<String, u64>,
     /// What the external-worker oracles remember.
     pub ext: crate::external::ExtWorld,
+    /// Engines started so far (each start hands clients a new handle).
+    pub engine_starts: u64,
+    /// What the beanstalk-style connections' oracle remembers.
+    pub sessions: crate::sessions::SessionWorld,
 }
 
 impl World {
@@ -78,6 +82,8 @@ impl World {
             live: std::env::var("BEAVER_SIM_TRACE").is_ok_and(|v| v == "live"),
             salts: BTreeMap::new(),
             ext: crate::external::ExtWorld::default(),
+            engine_starts: 0,
+            sessions: crate::sessions::SessionWorld::default(),
         })))
     }
 

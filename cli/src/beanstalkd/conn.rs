@@ -3,11 +3,10 @@
 //! reports a change comes from a client future, which resolves only once
 //! the change is durable.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use beaver_core::{JobId, JobSpec, JobState, JobView, Rejection};
-use beaver_runtime::QueuePause;
+use beaver_runtime::{Finish, QueuePause, Session};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::tubes::queue_of;
@@ -28,13 +27,6 @@ const READ_AHEAD_MAX: usize = 256 * 1024;
 /// The most jobs one `kick` kicks (one durable step each).
 const KICK_MAX: usize = 10_000;
 
-/// A job this connection reserved.
-#[derive(Debug, Clone, Copy)]
-pub struct Held {
-    pub lease: u64,
-    pub lease_until: u64,
-}
-
 /// Bytes read ahead while a reserve waited, and whether the peer has
 /// closed its sending side.
 #[derive(Default)]
@@ -45,10 +37,10 @@ pub struct ReadAhead {
 
 /// What one connection has chosen and holds.
 pub struct Conn {
-    pub id: u64,
     pub used: TubeName,
     pub watched: Vec<TubeName>,
-    pub reserved: BTreeMap<u64, Held>,
+    /// The jobs it reserved (given back when it closes).
+    pub session: Session,
     pub ahead: ReadAhead,
     pub producer: bool,
     pub worker: bool,
@@ -58,10 +50,9 @@ pub struct Conn {
 /// stops; then gives its reservations back.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(shared: &Shared, mut stream: S, id: u64) {
     let mut conn = Conn {
-        id,
         used: TubeName::default_tube(),
         watched: vec![TubeName::default_tube()],
-        reserved: BTreeMap::new(),
+        session: Session::new(shared.client.clone(), format!("beanstalk connection {id}")),
         ahead: ReadAhead::default(),
         producer: false,
         worker: false,
@@ -74,11 +65,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(shared: &Shared, mut strea
         f.watching += 1;
     });
     let _ = run(shared, &mut stream, &mut conn).await;
-    for (&id, held) in &conn.reserved {
-        // The job is ready again at once, its priority kept.
-        end_reservation(shared, id, held.lease);
-        let _ = shared.client.release(held.lease, None, 0).await;
-    }
+    // Every job is ready again at once, its priority kept.
+    conn.session
+        .close(|job, r| end_reservation(shared, job, r.lease))
+        .await;
     shared.tube(&conn.used, |f| f.using = f.using.saturating_sub(1));
     for t in &conn.watched {
         shared.tube(t, |f| f.watching = f.watching.saturating_sub(1));
@@ -180,7 +170,7 @@ async fn execute<S: AsyncRead + Unpin>(
         Command::Delete { id } => delete(shared, conn, id).await,
         Command::Release { id, pri, delay_s } => release(shared, conn, id, pri, delay_s).await,
         Command::Bury { id, pri } => bury(shared, conn, id, pri).await,
-        Command::Touch { id } => touch(shared, conn, id).await,
+        Command::Touch { id } => touch(conn, id).await,
         Command::Watch(tube) => watch(shared, conn, tube),
         Command::Ignore(tube) => ignore(shared, conn, &tube).await,
         Command::Peek { id } => match live_job(shared, id).await {
@@ -283,11 +273,6 @@ async fn put(
     }
 }
 
-/// The earliest deadline among this connection's reservations.
-fn soonest_deadline(conn: &Conn) -> Option<u64> {
-    conn.reserved.values().map(|h| h.lease_until).min()
-}
-
 /// Counts the connection among `current-workers`, once.
 fn become_worker(shared: &Shared, conn: &mut Conn) {
     if !conn.worker {
@@ -305,7 +290,7 @@ async fn reserve<S: AsyncRead + Unpin>(
     stream: &mut S,
 ) -> Vec<u8> {
     become_worker(shared, conn);
-    if conn.reserved.len() >= RESERVED_PER_CONNECTION_MAX {
+    if conn.session.len() >= RESERVED_PER_CONNECTION_MAX {
         return Reply::OutOfMemory.to_bytes();
     }
     for t in &conn.watched {
@@ -336,7 +321,10 @@ async fn reserve_waiting<S: AsyncRead + Unpin>(
     loop {
         let now = now_ms();
         // A reservation in its last second is said at once, and ends a wait.
-        let soon = soonest_deadline(conn).map(|d| d.saturating_sub(1_000));
+        let soon = conn
+            .session
+            .soonest_deadline()
+            .map(|d| d.saturating_sub(1_000));
         if soon.is_some_and(|s| s <= now) {
             return Reply::DeadlineSoon.to_bytes();
         }
@@ -349,7 +337,7 @@ async fn reserve_waiting<S: AsyncRead + Unpin>(
         }
         let wait = wait.min(shared.lease_wait_max);
         match lease_one(shared, conn, wait, stream).await {
-            Waited::Job(leased) => return reserved(shared, conn, leased),
+            Waited::Job(leased) => return reserved(shared, leased),
             // beanstalkd answers a reserve of a half-closed connection at once.
             Waited::PeerClosed => return Reply::TimedOut.to_bytes(),
             Waited::Refused => return Reply::OutOfMemory.to_bytes(),
@@ -375,9 +363,8 @@ async fn lease_one<S: AsyncRead + Unpin>(
         1 => vec![queue_of(&conn.watched[0])],
         _ => peek::best_first(shared, &conn.watched).await,
     };
-    let holder = format!("beanstalk connection {}", conn.id);
     let asked = (!wait.is_zero()).then_some(wait);
-    let lease = shared.client.lease(queues, 1, asked, &holder);
+    let lease = conn.session.reserve(queues, asked);
     tokio::pin!(lease);
     let mut buf = [0u8; 4096];
     loop {
@@ -385,7 +372,7 @@ async fn lease_one<S: AsyncRead + Unpin>(
         tokio::select! {
             biased;
             r = &mut lease => return match r {
-                Ok(jobs) => jobs.into_iter().next().map_or(Waited::Nothing, Waited::Job),
+                Ok(job) => job.map_or(Waited::Nothing, Waited::Job),
                 Err(_) => Waited::Refused,
             },
             n = stream.read(&mut buf), if reading => match n {
@@ -410,14 +397,9 @@ fn end_reservation(shared: &Shared, id: u64, lease: u64) {
     });
 }
 
-/// Notes a job this connection reserved and answers `RESERVED`.
-fn reserved(shared: &Shared, conn: &mut Conn, leased: beaver_core::LeasedJob) -> Vec<u8> {
+/// Counts a job this connection's session reserved and answers `RESERVED`.
+fn reserved(shared: &Shared, leased: beaver_core::LeasedJob) -> Vec<u8> {
     let id = leased.job.seq;
-    let held = Held {
-        lease: leased.lease_id,
-        lease_until: leased.lease_until,
-    };
-    conn.reserved.insert(id, held);
     shared.bump(id, |c| {
         // A reservation nobody ended: its TTR ran out.
         if c.open_lease.is_some() {
@@ -439,11 +421,9 @@ async fn delete(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
     let Some(job) = live_job(shared, id).await else {
         return Reply::NotFound.to_bytes();
     };
-    let done = match conn.reserved.remove(&id) {
-        Some(held) => {
-            end_reservation(shared, id, held.lease);
-            shared.client.complete(held.lease).await
-        }
+    let ended = |lease| end_reservation(shared, id, lease);
+    let done = match conn.session.end(id, Finish::Complete, ended).await {
+        Some(r) => r,
         None => shared.client.delete(job.id).await,
     };
     if done.is_err() {
@@ -457,32 +437,31 @@ async fn delete(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
 }
 
 async fn release(shared: &Shared, conn: &mut Conn, id: u64, pri: u32, delay_s: u32) -> Vec<u8> {
-    let Some(held) = conn.reserved.remove(&id) else {
-        return Reply::NotFound.to_bytes();
-    };
     let priority = Some(beaver_core::priority_from_beanstalk(pri));
     let delay_ms = u64::from(delay_s) * 1_000;
-    end_reservation(shared, id, held.lease);
-    match shared.client.release(held.lease, priority, delay_ms).await {
-        Ok(()) => {
+    let how = Finish::Release { priority, delay_ms };
+    let ended = |lease| end_reservation(shared, id, lease);
+    match conn.session.end(id, how, ended).await {
+        None => Reply::NotFound.to_bytes(),
+        Some(Ok(())) => {
             shared.bump(id, |c| {
                 c.releases += 1;
                 c.delay_s = u64::from(delay_s);
             });
             Reply::Released.to_bytes()
         }
-        Err(_) => Reply::NotFound.to_bytes(),
+        Some(Err(_)) => Reply::NotFound.to_bytes(),
     }
 }
 
 async fn bury(shared: &Shared, conn: &mut Conn, id: u64, pri: u32) -> Vec<u8> {
-    let Some(held) = conn.reserved.remove(&id) else {
-        return Reply::NotFound.to_bytes();
+    let how = Finish::Bury {
+        priority: Some(beaver_core::priority_from_beanstalk(pri)),
     };
-    let priority = Some(beaver_core::priority_from_beanstalk(pri));
-    end_reservation(shared, id, held.lease);
-    match shared.client.bury(held.lease, priority).await {
-        Ok(()) => {
+    let ended = |lease| end_reservation(shared, id, lease);
+    match conn.session.end(id, how, ended).await {
+        None => Reply::NotFound.to_bytes(),
+        Some(Ok(())) => {
             let order = shared
                 .buries
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -493,23 +472,16 @@ async fn bury(shared: &Shared, conn: &mut Conn, id: u64, pri: u32) -> Vec<u8> {
             });
             Reply::Buried.to_bytes()
         }
-        Err(_) => Reply::NotFound.to_bytes(),
+        Some(Err(_)) => Reply::NotFound.to_bytes(),
     }
 }
 
-async fn touch(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
-    let Some(held) = conn.reserved.get_mut(&id) else {
-        return Reply::NotFound.to_bytes();
-    };
-    match shared.client.heartbeat(held.lease, None).await {
-        Ok(until) => {
-            held.lease_until = until;
-            Reply::Touched.to_bytes()
-        }
-        Err(_) => {
-            conn.reserved.remove(&id);
-            Reply::NotFound.to_bytes()
-        }
+async fn touch(conn: &mut Conn, id: u64) -> Vec<u8> {
+    match conn.session.touch(id).await {
+        Some(Ok(_)) => Reply::Touched.to_bytes(),
+        // Not held, or refused (no longer held unless the lease is
+        // still current).
+        Some(Err(_)) | None => Reply::NotFound.to_bytes(),
     }
 }
 
@@ -582,7 +554,7 @@ async fn kick_job(shared: &Shared, id: u64) -> Vec<u8> {
 /// `reserve-job`: reserves a ready, delayed or buried job by id (a buried
 /// one is requeued first: two durable steps, not one).
 async fn reserve_job(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
-    if conn.reserved.len() >= RESERVED_PER_CONNECTION_MAX {
+    if conn.session.len() >= RESERVED_PER_CONNECTION_MAX {
         return Reply::OutOfMemory.to_bytes();
     }
     let Some(j) = live_job(shared, id).await else {
@@ -591,12 +563,11 @@ async fn reserve_job(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
     if j.state == JobState::Dead && shared.client.kick(j.id.clone()).await.is_err() {
         return Reply::NotFound.to_bytes();
     }
-    let holder = format!("beanstalk connection {}", conn.id);
-    match shared.client.lease_job(j.id, &holder).await {
+    match conn.session.reserve_job(j.id).await {
         Ok(leased) => {
             // As in beanstalkd: a reserve-job that reserves makes a worker.
             become_worker(shared, conn);
-            reserved(shared, conn, leased)
+            reserved(shared, leased)
         }
         Err(_) => Reply::NotFound.to_bytes(),
     }
