@@ -556,3 +556,28 @@ fn torn_window(files: &[(u64, PathBuf)], sizes: &[u64], b: &Break) -> (Vec<ZeroR
     }
     (torn, torn_bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::nonzero_end;
+
+    /// Whole zero blocks are skipped by a fold of each block: it must see
+    /// any non-zero byte, the block's first too (mutation testing found
+    /// both unchecked).
+    #[test]
+    fn nonzero_end_finds_the_last_non_zero_byte_in_any_block() {
+        const BLOCK: usize = 4096;
+        let mut b = vec![0u8; 3 * BLOCK];
+        assert_eq!(nonzero_end(&b), 0);
+        // Two equal bytes: their XOR is zero, their OR is not.
+        b[2 * BLOCK + 10] = 1;
+        b[2 * BLOCK + 20] = 1;
+        assert_eq!(nonzero_end(&b), (2 * BLOCK + 21) as u64);
+        let mut one_block = vec![0u8; BLOCK];
+        one_block[0] = 9;
+        assert_eq!(nonzero_end(&one_block), 1);
+        let mut short = vec![0u8; 100];
+        short[41] = 3;
+        assert_eq!(nonzero_end(&short), 42);
+    }
+}
