@@ -1225,6 +1225,15 @@ fn a_torn_window_is_reported_where_it_starts_with_its_size() {
             assert_eq!(batches.len(), tear + 1);
             let off = batches[tear].offset;
             disk.flip_bit(&segment(2), off + 100, 3).unwrap();
+            // A stray byte in the padding of segment 1's last batch (outside
+            // every checksum): segment 1 now has bytes right up to where its
+            // log ends, and the window still starts in segment 2.
+            let last = batches_of(&disk, 1).await.pop().unwrap();
+            let f = disk.open(&segment(1)).await.unwrap();
+            f.write_at(last.offset + last.len - 1, &[0x5a])
+                .await
+                .unwrap();
+            f.sync_data().await.unwrap();
             let start = if tear == 0 { 0 } else { off };
             let expect_bytes = nonzero_len(&disk, 2) - start;
             let ins = inspect(&disk, Path::new(DIR), 0).await.unwrap();
