@@ -272,7 +272,7 @@ impl Scanner {
             // on the disk: never made durable (a power loss kept a later
             // segment's pages but not an earlier one's), unless a watermark
             // vouches for them (decided where the end is classified).
-            (Ok(h), None) if h.first_lsn > self.after_lsn + 1 => Err(format!(
+            (Ok(h), None) if h.first_lsn > self.after_lsn.saturating_add(1) => Err(format!(
                 "the log starts at LSN {} but the snapshot covers only up to LSN {}: the records between are not on the disk",
                 h.first_lsn, self.after_lsn
             )),
