@@ -1,0 +1,181 @@
+//! The storage's limits and counters at their exact boundaries: each test
+//! here was written for a mutant that cargo-mutants found no test noticed
+//! (docs/mutation-testing.md).
+// Test helpers outside #[test] functions panic on purpose too.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use beaver_io::snapshot::{SnapshotFileError, decode_snapshot_file, encode_snapshot};
+use beaver_io::wal::format::{
+    BatchProblem, HeaderProblem, MAX_LSN, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, SegmentHeader,
+    decode_batch, encode_batch, segment_bytes_problem,
+};
+use beaver_io::{Error, SimDisk, SimDiskConfig, SnapshotStore, Wal};
+use common::{DIR, opts, rt, write};
+
+#[test]
+fn a_snapshot_file_of_an_empty_body_decodes_and_a_shorter_file_is_damaged() {
+    let empty = encode_snapshot(5, b"");
+    assert_eq!(decode_snapshot_file(&empty), Ok((5, &b""[..])));
+    let one = encode_snapshot(6, b"x");
+    assert_eq!(decode_snapshot_file(&one), Ok((6, &b"x"[..])));
+    for short in [&empty[..empty.len() - 1], &[1, 2, 3][..], &[][..]] {
+        assert!(
+            matches!(
+                decode_snapshot_file(short),
+                Err(SnapshotFileError::Damaged(_))
+            ),
+            "{short:?}"
+        );
+    }
+}
+
+#[test]
+fn a_snapshot_file_may_cover_the_largest_lsn_and_no_more() {
+    let last = encode_snapshot(MAX_LSN, b"state");
+    assert_eq!(decode_snapshot_file(&last), Ok((MAX_LSN, &b"state"[..])));
+    let beyond = encode_snapshot(MAX_LSN + 1, b"state");
+    assert!(matches!(
+        decode_snapshot_file(&beyond),
+        Err(SnapshotFileError::Damaged(_))
+    ));
+}
+
+#[test]
+fn the_store_names_its_newest_snapshot() {
+    rt().block_on(async {
+        let disk = SimDisk::new(1, SimDiskConfig::default());
+        let dir = Path::new("/data/snapshots");
+        let mut store = SnapshotStore::open(disk.clone(), dir).await.unwrap();
+        assert_eq!(store.newest_lsn(), None);
+        store.save(5, b"five").await.unwrap();
+        store.save(9, b"nine").await.unwrap();
+        assert_eq!(store.newest_lsn(), Some(9));
+        assert_eq!(store.older_kept_lsn(), Some(5));
+        let reopened = SnapshotStore::open(disk, dir).await.unwrap();
+        assert_eq!(reopened.newest_lsn(), Some(9));
+    });
+}
+
+#[test]
+fn segment_sizes_are_accepted_exactly_within_their_bounds() {
+    assert_eq!(segment_bytes_problem(MIN_SEGMENT_BYTES), None);
+    assert_eq!(segment_bytes_problem(MAX_SEGMENT_BYTES), None);
+    for bad in [MIN_SEGMENT_BYTES - 1, MAX_SEGMENT_BYTES + 1, 0] {
+        let why = segment_bytes_problem(bad).unwrap();
+        assert!(why.contains(&format!("segment_bytes is {bad}")), "{why}");
+    }
+    rt().block_on(async {
+        let disk = SimDisk::new(2, SimDiskConfig::default());
+        let refused = Wal::open(disk, Path::new(DIR), opts(100, 1), 0, |_, _| {}).await;
+        assert!(
+            matches!(&refused, Err(Error::Usage(why)) if why.contains("segment_bytes is 100")),
+            "{:?}",
+            refused.err()
+        );
+    });
+}
+
+#[test]
+fn recovery_counts_what_it_hands_out_and_accepts_a_snapshot_at_the_logs_end() {
+    rt().block_on(async {
+        let disk = SimDisk::new(3, SimDiskConfig::default());
+        let dir = Path::new(DIR);
+        let (mut wal, _) = Wal::open(disk.clone(), dir, opts(16 << 10, 1), 0, |_, _| {})
+            .await
+            .unwrap();
+        write(&mut wal, 5, 40).await.unwrap();
+        wal.sync().await.unwrap();
+        drop(wal);
+        let (_, rec) = Wal::open(disk.clone(), dir, opts(16 << 10, 2), 2, |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!((rec.last_lsn, rec.records), (5, 3));
+        // A snapshot that covers the whole log: nothing to replay.
+        let mut got = 0;
+        let (wal, rec) = Wal::open(disk.clone(), dir, opts(16 << 10, 3), 5, |_, _| got += 1)
+            .await
+            .unwrap();
+        assert_eq!((rec.records, got, wal.next_lsn()), (0, 0, 6));
+        drop(wal);
+        // One beyond the log's end: records are missing.
+        let beyond = Wal::open(disk, dir, opts(16 << 10, 4), 6, |_, _| {}).await;
+        assert!(matches!(beyond, Err(Error::Usage(_))), "{:?}", beyond.err());
+    });
+}
+
+#[test]
+fn a_short_segment_header_is_blank_only_if_all_zeros() {
+    assert_eq!(SegmentHeader::decode(&[0; 10]), Err(HeaderProblem::Blank));
+    assert!(matches!(
+        SegmentHeader::decode(&[0, 0, 1]),
+        Err(HeaderProblem::Invalid(_))
+    ));
+}
+
+/// A batch of `n` one-byte records from `first`, with `watermark`.
+fn batch(first: u64, n: u64, watermark: u64) -> Vec<u8> {
+    let bodies: Vec<(u64, &[u8])> = (first..first + n).map(|l| (l, &b"r"[..])).collect();
+    let mut out = Vec::new();
+    encode_batch(&mut out, 7, 0, watermark, &bodies);
+    out
+}
+
+/// Rewrites a batch header's field at `at` (8 bytes) and its checksum.
+fn with_field(mut b: Vec<u8>, at: usize, value: u64) -> Vec<u8> {
+    b[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    let crc = crc32fast::hash(&b[8..64]);
+    b[4..8].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+#[test]
+fn a_batch_may_reach_the_largest_lsn_and_vouch_for_no_more() {
+    let last = batch(MAX_LSN, 1, 0);
+    assert!(decode_batch(&last, 7, None, 0, |_, _| {}).is_ok());
+    let beyond = with_field(batch(1, 1, 0), 32, MAX_LSN + 1); // watermark
+    assert!(matches!(
+        decode_batch(&beyond, 7, None, 0, |_, _| {}),
+        Err(BatchProblem::Invalid(_))
+    ));
+}
+
+#[test]
+fn a_batch_whose_lsn_range_disagrees_with_its_count_is_refused_for_that() {
+    let wm_last = batch(1, 1, MAX_LSN);
+    assert!(decode_batch(&wm_last, 7, None, 0, |_, _| {}).is_ok());
+    let b = with_field(batch(1, 2, 0), 24, 5); // LSNs 1-5, two records
+    assert_eq!(
+        decode_batch(&b, 7, None, 0, |_, _| {}).err(),
+        Some(BatchProblem::Invalid(
+            "batch LSN range does not match its record count"
+        ))
+    );
+}
+
+#[test]
+fn a_batch_claiming_more_records_than_it_holds_hands_out_none() {
+    // Two records, a header claiming three (count and last LSN agree).
+    let b = batch(1, 2, 0);
+    let mut b = with_field(b, 24, 3); // last LSN
+    b[44..48].copy_from_slice(&3u32.to_le_bytes()); // count
+    let crc = crc32fast::hash(&b[8..64]);
+    b[4..8].copy_from_slice(&crc.to_le_bytes());
+    let mut handed = Vec::new();
+    let r = decode_batch(&b, 7, None, 0, |lsn, _| handed.push(lsn));
+    assert!(matches!(r, Err(BatchProblem::Invalid(_))), "{r:?}");
+    assert!(handed.is_empty(), "records of an invalid batch: {handed:?}");
+}
+
+#[test]
+fn problems_read_as_what_went_wrong() {
+    assert_eq!(
+        HeaderProblem::Invalid("file shorter than a segment header").to_string(),
+        "file shorter than a segment header"
+    );
+    let torn = BatchProblem::Invalid("batch LSN range does not match its record count");
+    assert!(torn.to_string().contains("record count"), "{torn}");
+}
