@@ -469,12 +469,6 @@ impl State {
         let mut seen = BTreeSet::new();
         for (seq, job) in (self.next_seq..).zip(jobs) {
             let id = job.id.as_str();
-            // Twice in one record is checked for every id: an id of digits
-            // only is an assigned id at its own sequence number and a
-            // client's anywhere else, so one spelling can be both.
-            if jobs.len() > 1 && !seen.insert(id) {
-                return Some(format!("job {id} is enqueued twice"));
-            }
             if job.id.assigned_number() == Some(seq) {
                 // An assigned id is unique by construction: the job's own
                 // sequence number, which only grows, plain or after `~`.
@@ -489,7 +483,11 @@ impl State {
                 return Some(format!(
                     "assigned id {id} does not match its sequence number {seq}"
                 ));
-            } else if self.table.slot_of(id).is_some() || self.remembered.contains(id) {
+            } else if self.table.slot_of(id).is_some()
+                || self.remembered.contains(id)
+                || (jobs.len() > 1 && !seen.insert(id))
+                || self.assigned_in_record(jobs, &job.id)
+            {
                 return Some(format!("job {id} is enqueued twice"));
             }
             if job.max_attempts == 0 {
@@ -497,6 +495,21 @@ impl State {
             }
         }
         None
+    }
+
+    /// Whether `id` (a client's id) is the assigned id of another job of the
+    /// same enqueue record `jobs`: an id of digits only is the assigned id
+    /// of the job at that sequence number, and a client's id anywhere else,
+    /// so one spelling can be both. Checked without a set: the record's jobs
+    /// take sequence numbers from `next_seq` on.
+    fn assigned_in_record(&self, jobs: &[NewJob], id: &JobId) -> bool {
+        let Some(at) = id.number().and_then(|n| n.checked_sub(self.next_seq)) else {
+            return false;
+        };
+        usize::try_from(at)
+            .ok()
+            .and_then(|i| jobs.get(i))
+            .is_some_and(|other| other.id == *id)
     }
 
     /// `Err` if a requeue of `ids` does not fit.
