@@ -396,7 +396,8 @@ fn ended(w: &mut World, lease: u64, how: Ended, r: &Result<(), Rejection>) {
     }
 }
 
-fn now_ms() -> u64 {
+/// The simulated wall clock, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

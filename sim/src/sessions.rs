@@ -21,13 +21,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use beaver_core::{JobId, JobSpec, JobState, LeaseView, LeasedJob, Payload, QueueName, Rejection};
 use beaver_io::DetRng;
 use beaver_runtime::{Client, Finish, Returned, Session};
 use tokio::task::JoinHandle;
 
+use crate::external::now_ms;
 use crate::run::{Slot, slot_get};
 use crate::world::Shared;
 
@@ -94,12 +95,6 @@ impl SessionPlan {
 pub struct SessionWorld {
     /// The holder of each job's latest reservation, by job id.
     pub last_holder: BTreeMap<String, String>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Everything one connection task needs (cheap to clone).

@@ -120,8 +120,7 @@ pub(crate) async fn scan<D: Disk>(
     mut each: impl FnMut(u64, &[u8]),
 ) -> Result<ScanOutcome> {
     let files = list_segments(disk, dir).await?;
-    let mut scanner = Scanner::new(after_lsn, keep_batches, files.len());
-    scanner.planted = planted;
+    let mut scanner = Scanner::new(after_lsn, keep_batches, planted, files.len());
     let mut buf: Vec<u8> = Vec::new();
     for (i, (seq, path)) in files.iter().enumerate() {
         let size;
@@ -151,6 +150,8 @@ async fn load<D: Disk>(disk: &D, path: &Path, buf: Vec<u8>) -> Result<(u64, Vec<
 /// What the scan has learned so far, segment by segment.
 struct Scanner {
     after_lsn: u64,
+    /// The planted bug recovery runs with (read only by its hooks).
+    #[cfg_attr(not(feature = "mutants"), allow(dead_code))]
     planted: Planted,
     keep_batches: bool,
     segments: Vec<SegmentReport>,
@@ -175,10 +176,10 @@ struct Scanner {
 }
 
 impl Scanner {
-    fn new(after_lsn: u64, keep_batches: bool, files: usize) -> Scanner {
+    fn new(after_lsn: u64, keep_batches: bool, planted: Planted, files: usize) -> Scanner {
         Scanner {
             after_lsn,
-            planted: Planted::default(),
+            planted,
             keep_batches,
             segments: Vec::with_capacity(files),
             chain: Vec::new(),
