@@ -173,19 +173,30 @@ fn init_tracing(default: &str) {
         .try_init();
 }
 
+/// A server's runtime with `threads` threads running tasks. One thread is
+/// tokio's current-thread scheduler: the multi-thread one with a single
+/// worker has nobody to share work with, yet times every poll (clock reads,
+/// a moving average) and wakes its driver through an eventfd.
+fn server_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Failure> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder.enable_all().build().map_err(|e| Failure {
+        message: format!("cannot start the runtime: {e}"),
+        code: 1,
+    })
+}
+
 fn run_server(args: &RunArgs) -> Result<(), Failure> {
     let settings = resolve(args).map_err(|m| Failure {
         message: m,
         code: 2,
     })?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(settings.threads)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure {
-            message: format!("cannot start the runtime: {e}"),
-            code: 1,
-        })?;
+    let rt = server_runtime(settings.threads)?;
     rt.block_on(beaver_cli::server::run(settings))
         .map_err(|m| Failure {
             message: m,
@@ -203,14 +214,7 @@ fn run_beanstalkd(args: &beaver_cli::beanstalkd::BeanstalkdArgs) -> Result<(), F
     // twice, Wb1 0.44-0.52x beanstalkd against 0.73-0.76x with one
     // (docs/performance.md).
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(beaver_cli::settings::default_threads(cpus))
-        .enable_all()
-        .build()
-        .map_err(|e| Failure {
-            message: format!("cannot start the runtime: {e}"),
-            code: 1,
-        })?;
+    let rt = server_runtime(beaver_cli::settings::default_threads(cpus))?;
     rt.block_on(beaver_cli::beanstalkd::run(opts))
         .map_err(|m| Failure {
             message: m,

@@ -18,15 +18,13 @@ pub fn payload_bytes_max(body_bytes_max: u32) -> u64 {
 
 /// The payload that keeps `body`.
 pub fn to_payload(body: &[u8]) -> Result<Payload, String> {
-    let json = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::to_vec(text),
+    match std::str::from_utf8(body) {
+        Ok(text) => Payload::from_text(text),
         Err(_) => {
             let hex: String = body.iter().map(|b| format!("{b:02x}")).collect();
-            serde_json::to_vec(&serde_json::json!({ HEX_KEY: hex }))
+            Payload::from_value(&serde_json::json!({ HEX_KEY: hex }))
         }
     }
-    .map_err(|e| e.to_string())?;
-    Payload::from_json(&json)
 }
 
 /// The body a payload keeps (see the module docs).

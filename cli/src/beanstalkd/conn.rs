@@ -97,16 +97,16 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let mut framer = Framer::new(shared.job_bytes_max);
     let mut buf = vec![0u8; 16 * 1024];
     let mut out = Vec::new();
+    let mut idle = IdleLimit::new(shared.idle_timeout);
     loop {
         let chunk = match std::mem::take(&mut conn.ahead.bytes) {
             ahead if !ahead.is_empty() => ahead,
             _ if conn.ahead.eof => return Ok(()),
             _ => {
-                let read = tokio::time::timeout(shared.idle_timeout, stream.read(&mut buf)).await;
-                let n = match read {
-                    Ok(r) => r?,
-                    Err(_) => return Ok(()), // idle too long
+                let Some(read) = idle.read(stream, &mut buf).await else {
+                    return Ok(()); // idle too long
                 };
+                let n = read?;
                 if n == 0 {
                     return Ok(());
                 }
@@ -134,6 +134,48 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             if !out.is_empty() {
                 stream.write_all(&out).await?;
                 out.clear();
+            }
+        }
+    }
+}
+
+/// A connection's idle limit, kept in one timer for its whole life: each
+/// read notes when it began to wait, and the timer, when it fires early,
+/// moves to that wait's deadline. A timer made and dropped per command
+/// cost timer-wheel work and a wake-up of the runtime's driver per put.
+struct IdleLimit {
+    limit: Duration,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    waiting_since: tokio::time::Instant,
+}
+
+impl IdleLimit {
+    fn new(limit: Duration) -> IdleLimit {
+        IdleLimit {
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            waiting_since: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Reads into `buf`; `None` when nothing arrives for `limit`.
+    async fn read<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        buf: &mut [u8],
+    ) -> Option<std::io::Result<usize>> {
+        self.waiting_since = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                read = stream.read(buf) => return Some(read),
+                () = self.timer.as_mut() => {
+                    let deadline = self.waiting_since + self.limit;
+                    if tokio::time::Instant::now() >= deadline {
+                        return None;
+                    }
+                    self.timer.as_mut().reset(deadline);
+                }
             }
         }
     }
@@ -591,5 +633,44 @@ async fn pause(shared: &Shared, tube: &TubeName, delay_s: u32) -> Vec<u8> {
             Reply::Paused.to_bytes()
         }
         Err(_) => Reply::NotFound.to_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::time::{Instant, sleep};
+
+    const LIMIT: Duration = Duration::from_millis(600);
+
+    #[tokio::test]
+    async fn a_connection_silent_for_the_limit_is_idle() {
+        let (mut ours, _theirs) = tokio::io::duplex(64);
+        let mut idle = IdleLimit::new(LIMIT);
+        let start = Instant::now();
+        let mut buf = [0u8; 8];
+        assert!(idle.read(&mut ours, &mut buf).await.is_none());
+        assert!(start.elapsed() >= LIMIT);
+    }
+
+    #[tokio::test]
+    async fn the_limit_counts_from_each_read_not_from_the_connection_start() {
+        let (mut ours, mut theirs) = tokio::io::duplex(64);
+        let mut idle = IdleLimit::new(LIMIT);
+        let mut buf = [0u8; 8];
+        // Longer than the limit spent elsewhere (a reserve waiting), and
+        // then reads that each wait less than the limit, together more.
+        sleep(LIMIT + LIMIT / 2).await;
+        for round in 0..3u8 {
+            let writer = async {
+                sleep(LIMIT / 3).await;
+                theirs.write_all(&[round]).await
+            };
+            let (read, wrote) = tokio::join!(idle.read(&mut ours, &mut buf), writer);
+            wrote.expect("the pipe takes a byte");
+            assert_eq!(read.map(|r| r.ok()), Some(Some(1)), "round {round}");
+            assert_eq!(buf[0], round);
+        }
     }
 }

@@ -72,8 +72,9 @@ impl Tubes {
                 return None;
             }
             self.order.push(tube.clone());
+            self.figures.insert(tube.clone(), TubeFigures::default());
         }
-        Some(self.figures.entry(tube.clone()).or_default())
+        self.figures.get_mut(tube)
     }
 
     /// The figures of a tube (all 0 if unknown).

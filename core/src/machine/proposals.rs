@@ -142,8 +142,19 @@ impl Proposals {
 
     /// The replies whose records are applied (up to `applied`), in order.
     pub(super) fn take_released(&mut self, applied: Lsn) -> Vec<Waiting> {
-        let later = self.waiting.split_off(&(applied + 1));
-        let done = std::mem::replace(&mut self.waiting, later);
+        // The usual cases without splitting the map: every reply released
+        // (one request at a time) or none.
+        let done = match (
+            self.waiting.first_key_value(),
+            self.waiting.last_key_value(),
+        ) {
+            (Some((first, _)), _) if *first > applied => return Vec::new(),
+            (_, Some((last, _))) if *last <= applied => std::mem::take(&mut self.waiting),
+            _ => {
+                let later = self.waiting.split_off(&(applied + 1));
+                std::mem::replace(&mut self.waiting, later)
+            }
+        };
         done.into_values().flatten().collect()
     }
 
