@@ -27,13 +27,16 @@ const CLOSE_RETRY_WAIT_FIRST: Duration = Duration::from_millis(50);
 /// The longest wait between two tries of one give-back.
 const CLOSE_RETRY_WAIT_MAX: Duration = Duration::from_secs(1);
 
-/// One job a session holds: its lease and the lease's deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One job a session holds: its lease, the lease's deadline and the
+/// job's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     /// The lease (one attempt of the job).
     pub lease: LeaseId,
     /// Report by then, or renew ([`Session::touch`]).
     pub lease_until: UnixMillis,
+    /// The queue the job was leased from (a job's queue never changes).
+    pub queue: QueueName,
 }
 
 /// What [`Session::close`] did with one reservation.
@@ -89,13 +92,13 @@ impl Session {
     }
 
     /// Its reservation of job number `job`, if it holds it.
-    pub fn get(&self, job: u64) -> Option<Reservation> {
-        self.held.get(&job).copied()
+    pub fn get(&self, job: u64) -> Option<&Reservation> {
+        self.held.get(&job)
     }
 
     /// Every reservation it holds, by job number.
-    pub fn reservations(&self) -> impl Iterator<Item = (u64, Reservation)> + '_ {
-        self.held.iter().map(|(&job, &r)| (job, r))
+    pub fn reservations(&self) -> impl Iterator<Item = (u64, &Reservation)> + '_ {
+        self.held.iter().map(|(&job, r)| (job, r))
     }
 
     /// The earliest deadline among its reservations.
@@ -132,6 +135,7 @@ impl Session {
         let r = Reservation {
             lease: j.lease_id,
             lease_until: j.lease_until,
+            queue: j.job.queue.clone(),
         };
         self.held.insert(j.job.seq, r);
     }

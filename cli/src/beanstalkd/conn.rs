@@ -460,19 +460,24 @@ fn reserved(shared: &Shared, leased: beaver_core::LeasedJob) -> Vec<u8> {
 }
 
 async fn delete(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
-    let Some(job) = live_job(shared, id).await else {
-        return Reply::NotFound.to_bytes();
-    };
-    let ended = |lease| end_reservation(shared, id, lease);
-    let done = match conn.session.end(id, Finish::Complete, ended).await {
-        Some(r) => r,
-        None => shared.client.delete(job.id).await,
+    // A job this connection holds is completed through its lease (a stale
+    // lease is refused: NOT_FOUND); any other live job is cancelled.
+    let (done, queue) = match conn.session.get(id).map(|r| r.queue.clone()) {
+        Some(queue) => {
+            let ended = |lease| end_reservation(shared, id, lease);
+            let done = conn.session.end(id, Finish::Complete, ended).await;
+            (done.unwrap_or(Err(Rejection::Stopping)), queue)
+        }
+        None => match live_job(shared, id).await {
+            Some(job) => (shared.client.delete(job.id).await, job.queue),
+            None => return Reply::NotFound.to_bytes(),
+        },
     };
     if done.is_err() {
         return Reply::NotFound.to_bytes();
     }
     shared.forget(id);
-    if let Some(tube) = shared.tube_of(&job.queue) {
+    if let Some(tube) = shared.tube_of(&queue) {
         shared.tube(&tube, |f| f.cmd_delete += 1);
     }
     Reply::Deleted.to_bytes()

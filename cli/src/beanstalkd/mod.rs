@@ -252,7 +252,7 @@ impl Shared {
             .tubes
             .lock()
             .ok()
-            .and_then(|t| t.names().into_iter().find(|n| tubes::queue_of(n) == *queue));
+            .and_then(|t| t.find(|n| tubes::queue_of(n) == *queue));
         known.or_else(|| TubeName::new(queue.as_str().as_bytes()))
     }
 

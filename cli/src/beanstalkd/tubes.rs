@@ -82,6 +82,11 @@ impl Tubes {
         self.figures.get(tube).copied().unwrap_or_default()
     }
 
+    /// The first tube, in creation order, that `wanted` accepts.
+    pub fn find(&self, wanted: impl Fn(&TubeName) -> bool) -> Option<TubeName> {
+        self.order.iter().find(|t| wanted(t)).cloned()
+    }
+
     /// Tubes in creation order.
     pub fn names(&self) -> Vec<TubeName> {
         self.order.clone()
