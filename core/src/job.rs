@@ -407,6 +407,13 @@ pub struct NewJob {
     pub run_at: UnixMillis,
 }
 
+/// The attempts of a job that is never given up (beanstalkd's jobs): as
+/// many as a `u32` holds, more than any deployment makes at one attempt a
+/// second. Such a job ends only by a client's delete or bury, so the disk
+/// reserve counts one more attempt for it, not all of them (see
+/// [`crate::Core::records_to_finish`]).
+pub const UNLIMITED_ATTEMPTS: u32 = u32::MAX;
+
 /// beaver's priority (`i32`, higher first) of beanstalkd's priority `pri`
 /// (`u32`, lower first): `i32::MAX - pri`. A bijection, so every
 /// beanstalkd priority survives the round trip and their order is kept.

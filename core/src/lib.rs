@@ -235,8 +235,8 @@ pub mod time;
 pub use codec::{DecodeError, decode_record, decode_snapshot, encode_record, encode_snapshot};
 pub use config::{Config, Dedup, Limits, Retention, RetryPolicy};
 pub use job::{
-    JobId, JobSpec, JobState, JobView, NewJob, Payload, QueueName, priority_from_beanstalk,
-    priority_to_beanstalk,
+    JobId, JobSpec, JobState, JobView, NewJob, Payload, QueueName, UNLIMITED_ATTEMPTS,
+    priority_from_beanstalk, priority_to_beanstalk,
 };
 pub use machine::{Core, RecoverError};
 pub use protocol::{

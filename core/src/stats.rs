@@ -41,6 +41,18 @@ pub struct Totals {
     pub dedup_early_expiries: u64,
 }
 
+/// What the unfinished jobs still make and free before each is final, if
+/// nothing new is asked ([`crate::Core::drain`]): an upper bound on their
+/// log records, and the payload bytes they let go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drain {
+    /// The most log records they can still make.
+    pub records: u64,
+    /// The payload bytes they hold and let go once final (the jobs with
+    /// unlimited attempts keep theirs: they may never be final).
+    pub payload_bytes_freed: u64,
+}
+
 /// A light summary of the core, cheap to compute at every step.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {

@@ -23,7 +23,10 @@
 //! The drained state's snapshot is measured, not guessed: the snapshot
 //! of the state now, less the payloads of the unfinished jobs (a final
 //! job keeps none), plus [`FINAL_JOB_BYTES`] for each of them (times,
-//! counters, an error text). It is measured again when the log closes a
+//! counters, an error text). A job with unlimited attempts (beanstalkd's)
+//! has no drain of its own: it counts for one attempt's records and keeps
+//! its payload in the drained state, so the compactions that free what
+//! its later attempts write always fit (`Core::drain`). It is measured again when the log closes a
 //! segment and, while the disk is in its reserve, at most once a space
 //! check interval while records are applied; in between, at most a
 //! segment of work goes in under the old figure, which the drain's share,
@@ -48,15 +51,16 @@ const PIECE_BYTES: usize = 64 << 10;
 /// Measures the queue's share of the reserve and publishes it in
 /// `figures` (read by the WAL task's space check).
 pub(crate) fn measure(queue: &Core, segment_bytes: u64, figures: &Figures) {
-    let records = queue.records_to_finish();
-    let drain = records
+    let forecast = queue.drain();
+    let drain = forecast
+        .records
         .saturating_mul(SECTOR_BYTES)
         .div_ceil(segment_bytes.max(1))
         .saturating_mul(segment_bytes);
     let stats = queue.stats();
     let unfinished = stats.jobs.pending + stats.jobs.in_flight;
     let drained = snapshot_bytes(queue)
-        .saturating_sub(stats.pending_payload_bytes)
+        .saturating_sub(forecast.payload_bytes_freed)
         .saturating_add(unfinished.saturating_mul(FINAL_JOB_BYTES))
         .saturating_add(SNAPSHOT_SLACK_BYTES);
     figures.drain_bytes.store(drain, Relaxed);

@@ -31,10 +31,10 @@ pub use conn::{RESERVED_PER_CONNECTION_MAX, WATCHED_MAX};
 pub use listen::{Listen, Listener, check_loopback, serve};
 
 /// The attempts a job put through beanstalkd gets: beanstalkd never gives
-/// a job up, so as many as a `u32` holds (0 is refused by every record
-/// check and means "none"; `u32::MAX` needs no special case anywhere and
-/// outlasts any deployment at one attempt per second).
-pub const UNLIMITED_ATTEMPTS: u32 = u32::MAX;
+/// a job up, so the core's unlimited attempts (as many as a `u32` holds,
+/// more than any deployment makes at one attempt a second; the disk
+/// reserve counts one attempt of such a job, not all of them).
+pub const UNLIMITED_ATTEMPTS: u32 = beaver_core::UNLIMITED_ATTEMPTS;
 /// The most connections served at once; more wait to be accepted.
 pub const CONNECTIONS_MAX: usize = 1_024;
 /// A connection that sends nothing for this long (and waits for no

@@ -8,7 +8,7 @@ use crate::job::{JobState, JobView, QueueName, canonical_number};
 use crate::protocol::{LIST_JOBS_MAX, LIST_SCAN_MAX, Rejection};
 use crate::record::{Lsn, Record};
 use crate::snapshot::Snapshot;
-use crate::stats::{JobPage, Lease, QueueStatus, STATUS_LIST_MAX, Stats, Status};
+use crate::stats::{Drain, JobPage, Lease, QueueStatus, STATUS_LIST_MAX, Stats, Status};
 use crate::time::UnixMillis;
 
 impl Core {
@@ -103,17 +103,34 @@ impl Core {
     }
 
     /// The most log records the unfinished jobs can still make before
-    /// each is final, if nothing new is asked: per attempt left (at least
-    /// one, for a cancel or the last outcome) a dispatch, a start and an
-    /// outcome. A pure function of the durable state, linear in the jobs
-    /// held: the runtime sizes its disk reserve with it.
+    /// each is final, if nothing new is asked (see [`Core::drain`]).
     pub fn records_to_finish(&self) -> u64 {
-        self.state
-            .table
-            .iter()
-            .filter(|(_, e)| !e.state.is_final())
-            .map(|(_, e)| u64::from(e.max_attempts.saturating_sub(e.attempt).max(1)) * 3)
-            .sum()
+        self.drain().records
+    }
+
+    /// What the unfinished jobs still make and free on their way to final,
+    /// if nothing new is asked: per attempt left (at least one, for a
+    /// cancel or the last outcome) a dispatch, a start and an outcome, and
+    /// the payloads they let go. A job with [`crate::UNLIMITED_ATTEMPTS`]
+    /// never runs out of attempts, so it has no such bound: it counts for
+    /// one attempt (its current or next one) and keeps its payload, and
+    /// what its later attempts write is freed by the compactions the
+    /// reserve keeps room for. A pure function of the durable state,
+    /// linear in the jobs held: the runtime sizes its disk reserve with it.
+    pub fn drain(&self) -> Drain {
+        let mut drain = Drain::default();
+        for (_, e) in self.state.table.iter().filter(|(_, e)| !e.state.is_final()) {
+            let attempts = match e.max_attempts {
+                crate::UNLIMITED_ATTEMPTS => 1,
+                max => {
+                    let payload = e.payload.as_ref().map_or(0, |p| p.len() as u64);
+                    drain.payload_bytes_freed += payload;
+                    max.saturating_sub(e.attempt).max(1)
+                }
+            };
+            drain.records += u64::from(attempts) * 3;
+        }
+        drain
     }
 
     /// Figures about the core, cheap enough for every step.
