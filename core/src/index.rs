@@ -179,4 +179,34 @@ mod tests {
             .unwrap_err();
         assert_eq!(twice[dup as usize].as_str(), "job-4321");
     }
+
+    #[test]
+    fn two_ids_whose_hashes_collide_are_both_kept_in_a_bulk_insert() {
+        // 32-bit hashes: among 300,000 ids two collide (a birthday pair)
+        // with near certainty; the seed is fixed, so the pair is too.
+        let index = IdIndex::new(3);
+        let mut seen = std::collections::HashMap::new();
+        let pair = (0..300_000u32).find_map(|i| {
+            let id = format!("job-{i}");
+            seen.insert(index.hash(&id), i).map(|j| (j, i))
+        });
+        let (a, b) = pair.expect("a colliding pair among 300,000 ids");
+        let jobs: Vec<JobId> = [a, b, a + 1]
+            .iter()
+            .map(|i| JobId::parse(&format!("job-{i}")).unwrap())
+            .collect();
+        assert_eq!(index.hash(jobs[0].as_str()), index.hash(jobs[1].as_str()));
+        let keys: Vec<(u32, u32)> = (0..3)
+            .map(|pos| (index.hash(jobs[pos].as_str()), pos as u32))
+            .collect();
+        let mut bulk = IdIndex::new(3);
+        bulk.insert_bulk(keys, |p| &jobs[p as usize])
+            .expect("different ids are no duplicates, whatever their hashes");
+        for (pos, id) in jobs.iter().enumerate() {
+            assert_eq!(
+                bulk.get(id.as_str(), |p| &jobs[p as usize]),
+                Some(pos as u32)
+            );
+        }
+    }
 }
