@@ -170,6 +170,9 @@ impl Plan {
             limits: Limits {
                 pending_jobs_max: pick(r, &[40, 1_000, 5_000_000]),
                 batch_jobs_max: pick(r, &[4, 10_000]),
+                // The beanstalk-style connections put jobs with unlimited
+                // attempts, as `beaver beanstalkd` allows.
+                attempts_max: beaver_core::UNLIMITED_ATTEMPTS,
                 ..Limits::default()
             },
             hash_seed: r.next_u64(),

@@ -23,7 +23,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use beaver_core::{JobId, JobSpec, JobState, LeaseView, LeasedJob, Payload, QueueName, Rejection};
+use beaver_core::{
+    JobId, JobSpec, JobState, LeaseView, LeasedJob, Payload, QueueName, Rejection,
+    UNLIMITED_ATTEMPTS,
+};
 use beaver_io::DetRng;
 use beaver_runtime::{Client, Finish, Returned, Session};
 use tokio::task::JoinHandle;
@@ -317,7 +320,8 @@ async fn put_job(ctx: &Ctx, c: &Conn, id: String, rng: &mut DetRng) -> Result<()
     spec.queue = QueueName::parse(TUBE).ok();
     spec.priority = rng.below(4) as i32;
     spec.timeout_ms = Some(TTR_MS);
-    spec.max_attempts = Some(20);
+    // As `beaver beanstalkd` puts them: a job is never given up.
+    spec.max_attempts = Some(UNLIMITED_ATTEMPTS);
     if rng.chance(0.2) {
         spec.delay_ms = rng.below(300);
     }

@@ -118,15 +118,15 @@ impl Core {
     /// reserve keeps room for. A pure function of the durable state,
     /// linear in the jobs held: the runtime sizes its disk reserve with it.
     pub fn drain(&self) -> Drain {
+        let unlimited = |max: u32| max == crate::UNLIMITED_ATTEMPTS;
         let mut drain = Drain::default();
         for (_, e) in self.state.table.iter().filter(|(_, e)| !e.state.is_final()) {
-            let attempts = match e.max_attempts {
-                crate::UNLIMITED_ATTEMPTS => 1,
-                max => {
-                    let payload = e.payload.as_ref().map_or(0, |p| p.len() as u64);
-                    drain.payload_bytes_freed += payload;
-                    max.saturating_sub(e.attempt).max(1)
-                }
+            let attempts = if unlimited(e.max_attempts) {
+                1
+            } else {
+                let payload = e.payload.as_ref().map_or(0, |p| p.len() as u64);
+                drain.payload_bytes_freed += payload;
+                e.max_attempts.saturating_sub(e.attempt).max(1)
             };
             drain.records += u64::from(attempts) * 3;
         }

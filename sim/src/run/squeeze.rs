@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use beaver_core::{JobId, JobSpec, Payload};
+use beaver_core::{JobId, JobSpec, Payload, UNLIMITED_ATTEMPTS};
 use beaver_runtime::{Client, EngineStatus};
 
 use super::{NodeEvent, Sim, slot_get};
@@ -95,17 +95,26 @@ impl Sim {
                 .keys()
                 .map(|id| id.len() as u64 + JOB_BYTES)
                 .sum();
-            let drained = jobs + w.model.remembered.len() as u64 * ID_BYTES + SLACK_BYTES;
-            // Each attempt left: a dispatch, a start and an outcome, a
-            // sector each at worst (a lone record is a batch of its own).
-            let drain: u64 = w
-                .model
-                .jobs
-                .values()
-                .filter(|j| !j.state.is_final())
-                .map(|j| u64::from(j.max_attempts.saturating_sub(j.attempt).max(1)) * 3 * SECTOR)
+            // A job with unlimited attempts may never be final: it keeps
+            // its payload in the drained state.
+            let unfinished = || w.model.jobs.values().filter(|j| !j.state.is_final());
+            let kept: u64 = unfinished()
+                .filter(|j| j.max_attempts == UNLIMITED_ATTEMPTS)
+                .map(|j| j.payload.unwrap_or(0) as u64)
                 .sum();
-            (drained, drained + w.model.pending_payload_bytes(), drain)
+            let base = jobs + w.model.remembered.len() as u64 * ID_BYTES + SLACK_BYTES;
+            let drained = base + kept;
+            // Each attempt left (one for a job with unlimited attempts): a
+            // dispatch, a start and an outcome, a sector each at worst (a
+            // lone record is a batch of its own).
+            let attempts = |j: &crate::model::MJob| match j.max_attempts {
+                UNLIMITED_ATTEMPTS => 1,
+                max => max.saturating_sub(j.attempt).max(1),
+            };
+            let drain: u64 = unfinished()
+                .map(|j| u64::from(attempts(j)) * 3 * SECTOR)
+                .sum();
+            (drained, base + w.model.pending_payload_bytes(), drain)
         };
         let used = self.disk.used_bytes();
         // The drain's records go to new segments: whole ones.
