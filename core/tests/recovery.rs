@@ -109,6 +109,21 @@ fn a_record_naming_a_digit_id_twice_is_refused() {
     );
 }
 
+/// A client's id (not of digits, so not an assigned id anywhere) named
+/// twice by one enqueue record: only the record's own list of ids can tell.
+#[test]
+fn a_record_naming_a_client_id_twice_is_refused() {
+    let mut q = Core::new(config());
+    let jobs = vec![new_job("a", 10), new_job("b", 10), new_job("a", 10)];
+    let e = q.apply_owned(enqueue_record(1, jobs)).unwrap_err();
+    assert!(e.reason.contains("job a is enqueued twice"), "{e}");
+    q.check_invariants().unwrap();
+    assert!(
+        q.job("a").is_none() && q.job("b").is_none(),
+        "nothing of the refused record is applied"
+    );
+}
+
 /// The log of [`with_one_attempt`]: `a` enqueued, then dispatched.
 fn one_attempt_log() -> Vec<Record> {
     vec![
