@@ -543,6 +543,7 @@ mod tests {
         assert!(JobId::from_client("~1").unwrap_err().contains("reserved"));
         assert!(JobId::from_client("a b").unwrap_err().contains("' '"));
         assert!(JobId::from_client("a/b").unwrap_err().contains("'/'"));
+        assert!(JobId::from_client(&"x".repeat(JOB_ID_BYTES_MAX)).is_ok());
         assert!(
             JobId::from_client(&"x".repeat(129))
                 .unwrap_err()
