@@ -519,6 +519,14 @@ mod tests {
         }
     }
 
+    /// Read from a format that says what it holds, a payload of another
+    /// shape is refused naming what was expected.
+    #[test]
+    fn a_payload_of_another_shape_is_refused_naming_payload_bytes() {
+        let e = serde_json::from_str::<Payload>("true").unwrap_err();
+        assert!(e.to_string().contains("expected JSON payload bytes"), "{e}");
+    }
+
     #[test]
     fn beanstalk_priorities_map_onto_beaver_priorities_exactly() {
         assert_eq!(priority_from_beanstalk(0), i32::MAX);
