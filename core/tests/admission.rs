@@ -238,6 +238,45 @@ fn more_unfinished_jobs_than_the_limit_are_refused_as_busy() {
 }
 
 #[test]
+fn jobs_in_flight_count_toward_the_unfinished_limit() {
+    let mut d = limited();
+    d.at(1).enqueue(1, vec![spec("a"), spec("b")]);
+    d.sync_all();
+    d.sync_all();
+    assert_eq!(d.core().job("a").map(|j| j.state), Some(JobState::InFlight));
+    let r = rejection(d.enqueue(2, vec![spec("c")]));
+    assert!(
+        matches!(&r, Rejection::Busy { reason, .. } if reason.contains("holds 2 unfinished jobs")),
+        "{r:?}"
+    );
+}
+
+/// No workers; unfinished jobs may hold 10 payload bytes in all.
+fn ten_payload_bytes() -> Driver {
+    let limits = Limits {
+        pending_payload_bytes_max: 10,
+        ..Limits::default()
+    };
+    Driver::new(Config {
+        workers: 0,
+        limits,
+        ..config()
+    })
+}
+
+#[test]
+fn payload_bytes_on_their_way_to_the_log_count_toward_their_limit() {
+    let six_bytes = |i: &str| JobSpec::new(payload("\"abcd\"")).with_id(id(i));
+    let mut d = ten_payload_bytes();
+    d.at(1).enqueue(1, vec![six_bytes("a")]);
+    let r = rejection(d.enqueue(2, vec![six_bytes("b")]));
+    assert!(
+        matches!(&r, Rejection::Busy { reason, .. } if reason.contains("hold 6 payload bytes")),
+        "{r:?}"
+    );
+}
+
+#[test]
 fn a_full_disk_refuses_new_jobs_until_it_has_room_again() {
     let mut d = limited();
     d.at(1).disk_full(true);
