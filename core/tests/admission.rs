@@ -28,6 +28,22 @@ fn enqueue_is_acknowledged_only_after_durable_then_dispatched() {
 }
 
 #[test]
+fn each_enqueue_is_acknowledged_when_its_own_record_is_durable() {
+    let mut d = Driver::new(Config {
+        workers: 0,
+        ..config()
+    });
+    d.at(10).enqueue(1, vec![spec("a")]);
+    d.enqueue(2, vec![spec("b")]);
+    assert_eq!(
+        d.at(11).durable(1),
+        vec![ok(1, &[("a", false)])],
+        "the second record is not durable yet"
+    );
+    assert_eq!(d.at(12).durable(2), vec![ok(2, &[("b", false)])]);
+}
+
+#[test]
 fn duplicate_before_durable_waits_for_the_original() {
     let mut d = Driver::new(config());
     d.at(10).enqueue(1, vec![spec("a")]);
