@@ -300,7 +300,8 @@ mod tests {
 
     use super::*;
     use crate::Config;
-    use crate::job::{JobId, NewJob, Payload, QueueName};
+    use crate::job::{JobId, JobSpec, NewJob, Payload, QueueName};
+    use crate::protocol::{Input, RequestId};
     use crate::record::{Op, Record};
 
     /// A rebuilt core holding one pending job `a`, due at once.
@@ -339,6 +340,22 @@ mod tests {
         };
         let e = check_figures(&broken, &recount).unwrap_err();
         assert!(e.contains("state counts"), "{e}");
+    }
+
+    /// The checker's view of the ids on their way to the log (it reports
+    /// a job both live and being enqueued) holds them.
+    #[test]
+    fn the_checker_sees_the_ids_on_their_way_to_the_log() {
+        let mut q = one_pending();
+        let b = JobId::parse("b").unwrap();
+        let spec = JobSpec::new(Payload::from_json(b"1").unwrap()).with_id(b.clone());
+        let enqueue = Input::Enqueue {
+            req: RequestId(1),
+            jobs: vec![spec],
+        };
+        q.step(20, enqueue, &mut Vec::new());
+        assert!(q.parts().enqueuing.contains_key(&b));
+        check_full(&q).unwrap();
     }
 
     #[test]
