@@ -528,6 +528,15 @@ mod tests {
     }
 
     #[test]
+    fn a_validated_payload_is_never_empty() {
+        for json in ["1", "\"\"", "[]", "null"] {
+            let p = Payload::from_json(json.as_bytes()).unwrap();
+            assert!(!p.is_empty(), "{json}");
+            assert_eq!(p.len(), json.len());
+        }
+    }
+
+    #[test]
     fn beanstalk_priorities_map_onto_beaver_priorities_exactly() {
         assert_eq!(priority_from_beanstalk(0), i32::MAX);
         assert_eq!(priority_from_beanstalk(u32::MAX), i32::MIN);
