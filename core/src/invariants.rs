@@ -292,3 +292,82 @@ fn check_proposals(p: &CoreParts<'_>) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The checker itself: every core test leans on it after each step, so
+    //! a check that cannot fail would weaken all of them unseen.
+
+    use super::*;
+    use crate::Config;
+    use crate::job::{JobId, JobSpec, NewJob, Payload, QueueName};
+    use crate::protocol::{Input, RequestId};
+    use crate::record::{Op, Record};
+
+    /// A rebuilt core holding one pending job `a`, due at once.
+    fn one_pending() -> Core {
+        let job = NewJob {
+            id: JobId::parse("a").unwrap(),
+            queue: QueueName::default(),
+            payload: Payload::from_json(b"1").unwrap(),
+            priority: 0,
+            max_attempts: 1,
+            timeout_ms: 100,
+            run_at: 10,
+        };
+        let op = Op::Enqueue { jobs: vec![job] };
+        let q = Core::recover(Config::default(), None, [Record { lsn: 1, at: 10, op }]).unwrap();
+        check_full(&q).unwrap();
+        q
+    }
+
+    #[test]
+    fn figures_out_of_step_with_the_jobs_are_reported() {
+        let q = one_pending();
+        let parts = q.parts();
+        let mut recount = Recount {
+            queues: vec![(StateCounts::default(), 0); parts.state.queues.len()],
+            ..Recount::default()
+        };
+        for (slot, e) in parts.state.table.iter() {
+            check_job(&parts, slot, e, &mut recount).unwrap();
+        }
+        let mut state = parts.state.clone();
+        state.counts.pending += 1;
+        let broken = CoreParts {
+            state: &state,
+            ..parts
+        };
+        let e = check_figures(&broken, &recount).unwrap_err();
+        assert!(e.contains("state counts"), "{e}");
+    }
+
+    /// The checker's view of the ids on their way to the log (it reports
+    /// a job both live and being enqueued) holds them.
+    #[test]
+    fn the_checker_sees_the_ids_on_their_way_to_the_log() {
+        let mut q = one_pending();
+        let b = JobId::parse("b").unwrap();
+        let spec = JobSpec::new(Payload::from_json(b"1").unwrap()).with_id(b.clone());
+        let enqueue = Input::Enqueue {
+            req: RequestId(1),
+            jobs: vec![spec],
+        };
+        q.step(20, enqueue, &mut Vec::new());
+        assert!(q.parts().enqueuing.contains_key(&b));
+        check_full(&q).unwrap();
+    }
+
+    #[test]
+    fn a_due_job_filed_anywhere_but_ready_is_reported() {
+        let q = one_pending();
+        let s = q.state();
+        let (slot, e) = s.table.iter().next().unwrap();
+        assert_eq!(e.place, Place::Ready);
+        for place in [Place::Nowhere, Place::Leased, Place::Finished] {
+            let misfiled = Entry { place, ..e.clone() };
+            let broken = check_place(s, slot, &misfiled).unwrap_err();
+            assert!(broken.contains("expected Ready"), "{broken}");
+        }
+    }
+}

@@ -519,6 +519,23 @@ mod tests {
         }
     }
 
+    /// Read from a format that says what it holds, a payload of another
+    /// shape is refused naming what was expected.
+    #[test]
+    fn a_payload_of_another_shape_is_refused_naming_payload_bytes() {
+        let e = serde_json::from_str::<Payload>("true").unwrap_err();
+        assert!(e.to_string().contains("expected JSON payload bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_validated_payload_is_never_empty() {
+        for json in ["1", "\"\"", "[]", "null"] {
+            let p = Payload::from_json(json.as_bytes()).unwrap();
+            assert!(!p.is_empty(), "{json}");
+            assert_eq!(p.len(), json.len());
+        }
+    }
+
     #[test]
     fn beanstalk_priorities_map_onto_beaver_priorities_exactly() {
         assert_eq!(priority_from_beanstalk(0), i32::MAX);
@@ -543,6 +560,7 @@ mod tests {
         assert!(JobId::from_client("~1").unwrap_err().contains("reserved"));
         assert!(JobId::from_client("a b").unwrap_err().contains("' '"));
         assert!(JobId::from_client("a/b").unwrap_err().contains("'/'"));
+        assert!(JobId::from_client(&"x".repeat(JOB_ID_BYTES_MAX)).is_ok());
         assert!(
             JobId::from_client(&"x".repeat(129))
                 .unwrap_err()

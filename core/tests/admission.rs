@@ -28,6 +28,22 @@ fn enqueue_is_acknowledged_only_after_durable_then_dispatched() {
 }
 
 #[test]
+fn each_enqueue_is_acknowledged_when_its_own_record_is_durable() {
+    let mut d = Driver::new(Config {
+        workers: 0,
+        ..config()
+    });
+    d.at(10).enqueue(1, vec![spec("a")]);
+    d.enqueue(2, vec![spec("b")]);
+    assert_eq!(
+        d.at(11).durable(1),
+        vec![ok(1, &[("a", false)])],
+        "the second record is not durable yet"
+    );
+    assert_eq!(d.at(12).durable(2), vec![ok(2, &[("b", false)])]);
+}
+
+#[test]
 fn duplicate_before_durable_waits_for_the_original() {
     let mut d = Driver::new(config());
     d.at(10).enqueue(1, vec![spec("a")]);
@@ -233,6 +249,45 @@ fn more_unfinished_jobs_than_the_limit_are_refused_as_busy() {
     let r = refused(&mut limited(), vec![spec("a"), spec("b"), spec("c")]);
     assert!(
         matches!(&r, Rejection::Busy { reason, .. } if reason.contains("limit is 2")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn jobs_in_flight_count_toward_the_unfinished_limit() {
+    let mut d = limited();
+    d.at(1).enqueue(1, vec![spec("a"), spec("b")]);
+    d.sync_all();
+    d.sync_all();
+    assert_eq!(d.core().job("a").map(|j| j.state), Some(JobState::InFlight));
+    let r = rejection(d.enqueue(2, vec![spec("c")]));
+    assert!(
+        matches!(&r, Rejection::Busy { reason, .. } if reason.contains("holds 2 unfinished jobs")),
+        "{r:?}"
+    );
+}
+
+/// No workers; unfinished jobs may hold 10 payload bytes in all.
+fn ten_payload_bytes() -> Driver {
+    let limits = Limits {
+        pending_payload_bytes_max: 10,
+        ..Limits::default()
+    };
+    Driver::new(Config {
+        workers: 0,
+        limits,
+        ..config()
+    })
+}
+
+#[test]
+fn payload_bytes_on_their_way_to_the_log_count_toward_their_limit() {
+    let six_bytes = |i: &str| JobSpec::new(payload("\"abcd\"")).with_id(id(i));
+    let mut d = ten_payload_bytes();
+    d.at(1).enqueue(1, vec![six_bytes("a")]);
+    let r = rejection(d.enqueue(2, vec![six_bytes("b")]));
+    assert!(
+        matches!(&r, Rejection::Busy { reason, .. } if reason.contains("hold 6 payload bytes")),
         "{r:?}"
     );
 }

@@ -149,6 +149,27 @@ fn a_suspect_job_is_not_handed_out_ahead_of_a_free_worker() {
     );
 }
 
+/// Giving back is proposed again when the log refused it; a job given
+/// back a second time is still suspect.
+#[test]
+fn a_job_given_back_again_after_a_refused_append_is_still_suspect() {
+    let mut d = handed_out(&["a", "b", "c"]);
+    d.at(13).outcome("a", 1, Outcome::Succeeded);
+    d.sync_all();
+    d.crash();
+    d.at(20).tick();
+    assert_eq!(d.at(21).append_failed(6, "no space"), vec![]);
+    assert_eq!(
+        d.at(1_021).tick(),
+        vec![release(6, 1_021, "c", 1), release(7, 1_021, "b", 1)]
+    );
+    assert_eq!(
+        d.at(1_022).sync_all(),
+        vec![dispatch(8, 1_022, "b", 1)],
+        "the free worker's attempt only: `c` waits"
+    );
+}
+
 #[test]
 fn a_suspect_job_gets_the_next_free_worker_and_its_dispatch_counts_it() {
     let mut d = two_suspects();

@@ -290,6 +290,18 @@ fn a_lease_waiting_longer_than_the_limit_is_refused() {
 }
 
 #[test]
+fn a_lease_may_wait_exactly_the_limit() {
+    let mut d = ready(&[]);
+    assert_eq!(
+        d.at(12).lease(2, &["default"], 1, Some(12 + 300_000), "w"),
+        vec![],
+        "it waits"
+    );
+    assert_eq!(d.core().stats().leases.waiting, 1);
+    assert_eq!(d.core().next_deadline(), Some(12 + 300_000));
+}
+
+#[test]
 fn a_paused_queue_hands_nothing_to_a_lease() {
     let mut d = ready(&["a"]);
     d.at(12).pause_queue(2, "default", u64::MAX);

@@ -96,3 +96,20 @@ fn the_late_outcome_of_an_aborted_attempt_is_ignored() {
     let mut d = expired();
     assert_eq!(d.at(122).outcome("a", 1, Outcome::Succeeded), vec![]);
 }
+
+/// Once the log takes records again, an expiry it refused is proposed
+/// again: the attempt is held by nobody now, so nothing is aborted.
+#[test]
+fn an_expiry_the_log_refused_is_proposed_again() {
+    let mut d = waiting_long();
+    d.at(50_000).started("a", 1);
+    d.at(50_110).tick();
+    assert_eq!(d.at(50_111).append_failed(3, "no space"), vec![]);
+    assert_eq!(d.core().next_deadline(), Some(51_111), "after the pause");
+    let expired = "lease expired: no outcome within 110 ms";
+    let retry_at = 51_111 + backoff("a", 1);
+    assert_eq!(
+        d.at(51_111).tick(),
+        vec![fail(3, 51_111, "a", 1, expired, Some(retry_at))]
+    );
+}

@@ -6,7 +6,9 @@
 mod common;
 
 use beaver_core::testing::{Driver, queue_name};
-use beaver_core::{Config, Effect, JobSpec, JobState, Limits, Op, Rejection, Reply};
+use beaver_core::{
+    Config, Core, Effect, JobSpec, JobState, Limits, Op, Rejection, Reply, Snapshot,
+};
 use common::*;
 
 fn pause(lsn: u64, at: u64, queue: &str, until: u64) -> Effect {
@@ -112,6 +114,35 @@ fn a_pause_survives_a_restart_from_the_log_and_from_a_snapshot() {
     assert_eq!(d.at(21).tick(), vec![], "from the snapshot");
     let st = d.core().status();
     assert_eq!(st.queues[0].paused_until, Some(u64::MAX));
+}
+
+#[test]
+fn a_snapshot_pausing_a_queue_until_zero_or_twice_is_refused() {
+    let d = paused_with_a();
+    let good = d.core().snapshot();
+    assert_eq!(good.paused, [(queue_name("default"), u64::MAX)]);
+    let until_zero = Snapshot {
+        paused: vec![(queue_name("default"), 0)],
+        ..good.clone()
+    };
+    let twice = Snapshot {
+        paused: vec![
+            (queue_name("default"), 5_000),
+            (queue_name("default"), u64::MAX),
+        ],
+        ..good.clone()
+    };
+    for bad in [until_zero, twice] {
+        let Err(e) = Core::recover(config(), Some(bad), []) else {
+            panic!("a snapshot with a pause until 0, or paused twice, was taken in");
+        };
+        assert!(
+            e.reason
+                .contains("queue default is paused until 0, or twice"),
+            "{e}"
+        );
+    }
+    assert!(Core::recover(config(), Some(good), []).is_ok());
 }
 
 #[test]

@@ -124,6 +124,22 @@ fn dead_jobs_are_purged_and_forgotten_in_records_that_each_fit() {
 }
 
 #[test]
+fn a_purge_record_of_finished_jobs_names_as_many_as_fit() {
+    let mut d = forty_one_dead_jobs();
+    let out = d.at(1_000_100).tick();
+    let [Effect::Append(r)] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(r.op.name(), "purge");
+    let bound = r.op.encoded_bytes_max();
+    let one_more = 120 + 10; // a 120-byte id and its length
+    assert!(
+        bound <= RECORD_BYTES_MIN && bound + one_more > RECORD_BYTES_MIN,
+        "a purge record of {bound} bytes at most has room for another id"
+    );
+}
+
+#[test]
 fn a_log_that_holds_enqueue_bytes_max_takes_every_batch_the_limits_allow() {
     let mut limits = Limits {
         batch_jobs_max: 5,

@@ -109,6 +109,21 @@ fn a_record_naming_a_digit_id_twice_is_refused() {
     );
 }
 
+/// A client's id (not of digits, so not an assigned id anywhere) named
+/// twice by one enqueue record: only the record's own list of ids can tell.
+#[test]
+fn a_record_naming_a_client_id_twice_is_refused() {
+    let mut q = Core::new(config());
+    let jobs = vec![new_job("a", 10), new_job("b", 10), new_job("a", 10)];
+    let e = q.apply_owned(enqueue_record(1, jobs)).unwrap_err();
+    assert!(e.reason.contains("job a is enqueued twice"), "{e}");
+    q.check_invariants().unwrap();
+    assert!(
+        q.job("a").is_none() && q.job("b").is_none(),
+        "nothing of the refused record is applied"
+    );
+}
+
 /// The log of [`with_one_attempt`]: `a` enqueued, then dispatched.
 fn one_attempt_log() -> Vec<Record> {
     vec![
@@ -124,6 +139,51 @@ fn one_attempt_log() -> Vec<Record> {
             },
         },
     ]
+}
+
+/// [`one_attempt_log`], then `a`'s attempt failing for good: `a` is dead.
+fn a_dead_log() -> Vec<Record> {
+    let mut log = one_attempt_log();
+    let op = Op::Fail {
+        id: id("a"),
+        attempt: 1,
+        error: "x".into(),
+        retry_at: None,
+    };
+    log.push(Record { lsn: 3, at: 12, op });
+    log
+}
+
+#[test]
+fn a_requeue_record_naming_a_dead_job_twice_is_refused_and_changes_nothing() {
+    let mut q = Core::recover(config(), None, a_dead_log()).unwrap();
+    let ids = vec![id("a"), id("a")];
+    let e = q
+        .apply_owned(Record {
+            lsn: 4,
+            at: 13,
+            op: Op::Requeue { ids },
+        })
+        .unwrap_err();
+    assert!(e.reason.contains("job a is requeued twice"), "{e}");
+    assert_eq!(q.job("a").map(|j| j.state), Some(JobState::Dead));
+    q.check_invariants().unwrap();
+}
+
+#[test]
+fn a_purge_record_forgetting_an_id_not_remembered_is_refused() {
+    let mut q = Core::new(config());
+    let op = Op::Purge {
+        jobs: vec![],
+        forget: vec![id("never")],
+    };
+    let e = q.apply_owned(Record { lsn: 1, at: 10, op }).unwrap_err();
+    assert!(e.reason.contains("id never is not remembered"), "{e}");
+    assert_eq!(
+        q.applied_lsn(),
+        0,
+        "nothing of the refused record is applied"
+    );
 }
 
 fn interrupted() -> beaver_core::Effect {

@@ -134,6 +134,15 @@ fn the_cap_on_remembered_ids_forgets_the_oldest_early_and_counts_it() {
     assert_eq!(d.core().stats().totals.dedup_early_expiries, 1);
 }
 
+/// At the cap is not over it: the one remembered id waits for its window
+/// (a deadline of now would have a driver tick in a loop, forgetting nothing).
+#[test]
+fn remembered_ids_at_the_cap_wait_for_their_window() {
+    let d = a_forgotten_b_remembered();
+    assert_eq!(d.core().stats().remembered_ids, 1);
+    assert_eq!(d.core().next_deadline(), Some(11 + 5_000));
+}
+
 #[test]
 fn a_remembered_id_is_forgotten_after_the_window() {
     let mut d = a_forgotten_b_remembered();

@@ -6,7 +6,7 @@
 mod common;
 
 use beaver_core::testing::{Driver, queue_name};
-use beaver_core::{Config, Effect, JobSpec, JobState, Rejection, Reply, RequestId};
+use beaver_core::{Config, Effect, JobSpec, JobState, Outcome, Rejection, Reply, RequestId};
 use common::*;
 
 #[test]
@@ -236,4 +236,23 @@ fn the_status_shows_each_queue_s_figures() {
             ("paused", 0, 0, 0, Some(u64::MAX))
         ]
     );
+}
+
+#[test]
+fn a_queue_whose_jobs_are_all_in_flight_or_all_completed_is_in_the_status() {
+    let mut d = Driver::new(config());
+    d.at(10).enqueue(1, vec![spec("a")]);
+    d.sync_all();
+    d.sync_all(); // its dispatch
+    let rows = |d: &Driver| -> Vec<(String, u64, u64)> {
+        let st = d.core().status();
+        st.queues
+            .iter()
+            .map(|q| (q.name.as_str().to_owned(), q.in_flight, q.completed))
+            .collect()
+    };
+    assert_eq!(rows(&d), [("default".to_owned(), 1, 0)]);
+    d.at(11).outcome("a", 1, Outcome::Succeeded);
+    d.sync_all();
+    assert_eq!(rows(&d), [("default".to_owned(), 0, 1)]);
 }
