@@ -827,3 +827,93 @@ impl DiskFile for SimFile {
         self.sync(Op::SyncAll).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    /// The sectors of the one write [`unsynced_write_then_power_loss`] makes.
+    const SECTORS: usize = 8;
+    /// The byte that write fills them with.
+    const WRITTEN: u8 = 0xab;
+
+    /// Writes [`SECTORS`] sectors of [`WRITTEN`] to a new file of a disk
+    /// with `cfg`, never syncs them, and cuts the power: what the file then
+    /// holds, and the disk's counters.
+    fn unsynced_write_then_power_loss(seed: u64, cfg: SimDiskConfig) -> (Vec<u8>, SimDiskStats) {
+        block_on(async {
+            let disk = SimDisk::new(seed, cfg);
+            let dir = Path::new("/d");
+            let path = dir.join("f");
+            disk.create_dir_all(dir)
+                .await
+                .expect("create the directory");
+            let f = disk.create(&path).await.expect("create the file");
+            let bytes = vec![WRITTEN; SECTORS * SECTOR as usize];
+            f.write_at(0, &bytes).await.expect("write");
+            disk.power_loss();
+            let left = disk.durable_contents(&path).expect("the name survives");
+            (left, disk.stats())
+        })
+    }
+
+    /// How many sectors of `left` hold the write whole.
+    fn sectors_kept(left: &[u8]) -> usize {
+        left.chunks(SECTOR as usize)
+            .filter(|s| s.len() == SECTOR as usize && s.iter().all(|&b| b == WRITTEN))
+            .count()
+    }
+
+    #[test]
+    fn torn_sectors_hold_zeros_when_garbage_is_not_configured() {
+        let cfg = SimDiskConfig {
+            torn_prefix: true,
+            reorder_sectors: true,
+            ..SimDiskConfig::default()
+        };
+        let mut zeroed = 0;
+        for seed in 0..32 {
+            let (left, stats) = unsynced_write_then_power_loss(seed, cfg.clone());
+            for sector in left.chunks(SECTOR as usize) {
+                let whole = sector.iter().all(|&b| b == WRITTEN);
+                let zeros = sector.iter().all(|&b| b == 0);
+                assert!(whole || zeros, "seed {seed}: a sector of {sector:?}");
+            }
+            assert_eq!(stats.torn_sectors_garbage, 0, "seed {seed}");
+            zeroed += stats.torn_sectors_zeroed;
+        }
+        assert!(zeroed > 0, "no seed tore a sector");
+    }
+
+    #[test]
+    fn a_power_loss_counts_as_lost_exactly_the_sectors_that_did_not_survive() {
+        let cfg = SimDiskConfig {
+            torn_prefix: true,
+            reorder_sectors: true,
+            ..SimDiskConfig::default()
+        };
+        let (mut reordered_partly, mut torn_partly) = (false, false);
+        for seed in 0..32 {
+            let (left, stats) = unsynced_write_then_power_loss(seed, cfg.clone());
+            let kept = sectors_kept(&left);
+            let lost = ((SECTORS - kept) as u64) * SECTOR;
+            assert_eq!(stats.unsynced_bytes_lost, lost, "seed {seed}: {stats:?}");
+            let partly = (1..SECTORS).contains(&kept);
+            reordered_partly |= partly && stats.files_reordered == 1;
+            torn_partly |= partly && stats.files_torn_prefix == 1;
+        }
+        assert!(
+            reordered_partly && torn_partly,
+            "no seed kept only some sectors in both modes"
+        );
+    }
+}
