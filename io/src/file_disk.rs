@@ -272,3 +272,55 @@ pub(crate) fn fallocate(f: &File, len: u64) -> io::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn allocate_extends_a_file_to_that_length_and_never_shrinks_it() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        block_on(async {
+            let f = FileDisk::new()
+                .create(&tmp.path().join("f"))
+                .await
+                .expect("create");
+            f.allocate(8192).await.expect("allocate");
+            assert_eq!(f.size().await.expect("size"), 8192);
+            f.write_at(0, b"kept").await.expect("write");
+            f.allocate(100).await.expect("allocate less");
+            assert_eq!(f.size().await.expect("size"), 8192);
+            let head = f.read_at(0, vec![0; 4]).await.expect("read");
+            assert_eq!(head, b"kept");
+        });
+    }
+
+    #[test]
+    fn a_read_past_the_end_returns_only_the_bytes_the_file_holds() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        block_on(async {
+            let f = FileDisk::new()
+                .create(&tmp.path().join("f"))
+                .await
+                .expect("create");
+            f.write_at(0, b"0123456789").await.expect("write");
+            let tail = f
+                .read_at(4, vec![0; 16])
+                .await
+                .expect("read across the end");
+            assert_eq!(tail, b"456789");
+            let last = f.read_at(8, vec![0; 4]).await.expect("read the last bytes");
+            assert_eq!(last, b"89");
+            let none = f.read_at(12, vec![0; 16]).await.expect("read past the end");
+            assert!(none.is_empty(), "{none:?}");
+        });
+    }
+}
