@@ -916,4 +916,92 @@ mod tests {
             "no seed kept only some sectors in both modes"
         );
     }
+
+    #[test]
+    fn the_counters_count_each_operation_once() {
+        let stats = block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            let dir = Path::new("/d");
+            let path = dir.join("f");
+            disk.create_dir_all(dir)
+                .await
+                .expect("create the directory");
+            let f = disk.create(&path).await.expect("create the file");
+            for at in [0, 100, 200] {
+                f.write_at(at, &[1; 100]).await.expect("write");
+            }
+            for _ in 0..2 {
+                f.read_at(0, vec![0; 10]).await.expect("read");
+            }
+            f.sync_data().await.expect("sync");
+            disk.sync_dir(dir).await.expect("sync the directory");
+            disk.flip_bit(&path, 5, 0).expect("flip a bit");
+            disk.lose_write(&path, 0, 10).expect("lose a write");
+            disk.set_capacity(300);
+            assert!(
+                f.write_at(300, &[1]).await.is_err(),
+                "a write past the capacity"
+            );
+            disk.set_capacity(u64::MAX);
+            disk.fail_next_syncs(1);
+            f.write_at(0, &[2]).await.expect("write");
+            assert!(f.sync_data().await.is_err(), "an armed EIO");
+            disk.crash_process();
+            assert!(
+                f.write_at(0, &[3]).await.is_err(),
+                "a handle from before the crash"
+            );
+            let g = disk.open(&path).await.expect("reopen");
+            g.write_at(0, &[4; 10]).await.expect("write");
+            disk.power_loss();
+            disk.stats()
+        });
+        let expected = SimDiskStats {
+            writes: 5,
+            reads: 2,
+            syncs: 1,
+            dir_syncs: 1,
+            process_crashes: 1,
+            power_losses: 1,
+            files_unsynced_dropped: 1,
+            unsynced_bytes_lost: 10,
+            eio_injected: 1,
+            enospc: 1,
+            bit_flips: 1,
+            lost_writes: 1,
+            stale_handle_ops: 1,
+            ..SimDiskStats::default()
+        };
+        assert_eq!(stats, expected);
+    }
+
+    #[test]
+    fn a_directory_sync_across_a_crash_fails_stale_and_is_counted() {
+        block_on(async {
+            let cfg = SimDiskConfig {
+                sync_latency_mean: Duration::from_millis(1),
+                ..SimDiskConfig::default()
+            };
+            let disk = SimDisk::new(1, cfg);
+            let dir = Path::new("/d");
+            disk.create_dir_all(dir)
+                .await
+                .expect("create the directory");
+            disk.create(&dir.join("f")).await.expect("create the file");
+            let syncing = tokio::spawn({
+                let disk = disk.clone();
+                async move { disk.sync_dir(Path::new("/d")).await }
+            });
+            tokio::task::yield_now().await; // the sync is now in its latency
+            disk.crash_process();
+            let result = syncing.await.expect("the sync's task");
+            assert!(
+                matches!(&result, Err(Error::Io { op: Op::SyncDir, source, .. })
+                    if source.raw_os_error() == Some(libc::ESTALE)),
+                "{result:?}"
+            );
+            let stats = disk.stats();
+            assert_eq!((stats.stale_handle_ops, stats.dir_syncs), (1, 0));
+        });
+    }
 }
