@@ -218,3 +218,60 @@ fn next_batch<'a>(
     }
     j
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` record bodies of `len` bytes back to back, and where each ends.
+    fn records(n: usize, len: usize) -> (Vec<u8>, Vec<(u64, usize)>) {
+        let encoded = vec![7; n * len];
+        let ends = (1..=n).map(|i| (i as u64, i * len)).collect();
+        (encoded, ends)
+    }
+
+    /// The batches `next_batch` cuts, as the LSNs of each.
+    fn batches(encoded: &[u8], ends: &[(u64, usize)], max: u64) -> Vec<Vec<u64>> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < ends.len() {
+            let mut slices = Vec::new();
+            let after = next_batch(encoded, ends, i, max, &mut slices);
+            assert!(after > i, "no record taken from record {i} on");
+            i = after;
+            out.push(slices.iter().map(|(lsn, _)| *lsn).collect());
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_takes_records_until_the_next_would_not_fit() {
+        // 64 + 3 × (17 + 100) = 415 bytes pad to one sector; a fourth
+        // record would need two.
+        let (encoded, ends) = records(7, 100);
+        let cut = batches(&encoded, &ends, 512);
+        assert_eq!(cut, [vec![1, 2, 3], vec![4, 5, 6], vec![7]]);
+    }
+
+    #[test]
+    fn a_batch_may_fill_its_room_exactly() {
+        // 64 + 4 × (17 + 95) = 512 bytes: one sector, exactly.
+        let (encoded, ends) = records(5, 95);
+        let cut = batches(&encoded, &ends, 512);
+        assert_eq!(cut, [vec![1, 2, 3, 4], vec![5]]);
+    }
+
+    #[test]
+    fn a_record_larger_than_a_batch_goes_alone() {
+        let (mut encoded, mut ends) = records(1, 100);
+        encoded.extend([8; 1000]);
+        ends.push((2, 1100));
+        encoded.extend([9; 100]);
+        ends.push((3, 1200));
+        let mut slices = Vec::new();
+        let after = next_batch(&encoded, &ends, 1, 512, &mut slices);
+        assert_eq!(after, 2);
+        assert_eq!(slices, [(2, &[8; 1000][..])]);
+        assert_eq!(batches(&encoded, &ends, 512), [vec![1], vec![2], vec![3]]);
+    }
+}
