@@ -8,8 +8,10 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use beaver_io::wal::{CommitSettings, GroupCommit, LogEntry, LoneClient, NoHooks};
 use beaver_io::{Appender, Error, SimDisk, SimDiskConfig};
 use common::{DIR, opts, recover, rt};
 use tokio::task::JoinHandle;
@@ -233,5 +235,42 @@ fn an_append_given_up_during_its_in_place_commit_leaves_the_log_whole() {
         drop(appender);
         tasks.ended().await.unwrap();
         survive_power_loss(&disk, 64 << 10, &acked).await;
+    });
+}
+
+/// A record of the group commit in [`handles_name_themselves_in_debug_output`].
+struct Record(u64);
+
+impl LogEntry for Record {
+    fn lsn(&self) -> u64 {
+        self.0
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0.to_le_bytes());
+    }
+}
+
+#[test]
+fn handles_name_themselves_in_debug_output() {
+    rt().block_on(async {
+        let disk = SimDisk::new(31, SimDiskConfig::default());
+        let (wal, _) = recover(&disk, Path::new(DIR), opts(64 << 10, 1), 0)
+            .await
+            .unwrap();
+        let (commit, task) =
+            GroupCommit::<_, Record, _>::new(wal, CommitSettings::default(), Arc::new(NoHooks));
+        let lone = format!("{:?}", LoneClient::default());
+        assert_eq!(
+            format!("{commit:?}"),
+            format!("GroupCommit {{ sent: 0, lone: {lone}, .. }}")
+        );
+        assert_eq!(format!("{:?}", commit.deleter()), "SegmentDeleter { .. }");
+        assert_eq!(format!("{task:?}"), "WalTask { .. }");
+        let (wal, _) = recover(&disk, Path::new("/data/other"), opts(64 << 10, 1), 0)
+            .await
+            .unwrap();
+        let (appender, _, _) = Appender::start(wal, 1);
+        assert_eq!(format!("{appender:?}"), "Appender { .. }");
     });
 }
