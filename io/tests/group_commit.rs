@@ -11,9 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use beaver_io::wal::segment::segment_name;
 use beaver_io::wal::{CommitSettings, GroupCommit, LogEntry, LoneClient, NoHooks};
-use beaver_io::{Appender, Error, SimDisk, SimDiskConfig};
-use common::{DIR, opts, recover, rt};
+use beaver_io::{Appender, Disk, Error, SimDisk, SimDiskConfig};
+use common::{DIR, opts, recover, rt, write};
 use tokio::task::JoinHandle;
 
 /// The proposer task and the WAL task of an [`Appender`].
@@ -272,5 +273,34 @@ fn handles_name_themselves_in_debug_output() {
             .unwrap();
         let (appender, _, _) = Appender::start(wal, 1);
         assert_eq!(format!("{appender:?}"), "Appender { .. }");
+    });
+}
+
+#[test]
+fn a_segment_deleter_has_the_wal_task_delete_the_covered_segments() {
+    rt().block_on(async {
+        let disk = SimDisk::new(41, SimDiskConfig::default());
+        let dir = Path::new(DIR);
+        let (mut wal, _) = recover(&disk, dir, opts(16 << 10, 1), 0).await.unwrap();
+        for _ in 0..40 {
+            write(&mut wal, 2, 700).await.unwrap();
+            wal.sync().await.unwrap();
+        }
+        let closed = wal.closed_segments();
+        assert!(closed.len() >= 3, "{closed:?}");
+        let (_, last1) = closed[1];
+        let (commit, task) =
+            GroupCommit::<_, Record, _>::new(wal, CommitSettings::default(), Arc::new(NoHooks));
+        let task = tokio::spawn(task.run());
+        commit.deleter().delete_through(last1).await;
+        let listed = disk.list(dir).await.unwrap();
+        let name = |i: usize| segment_name(closed[i].0);
+        assert!(
+            !listed.contains(&name(0)) && !listed.contains(&name(1)),
+            "{listed:?}"
+        );
+        assert!(listed.contains(&name(2)), "{listed:?}");
+        drop(commit);
+        task.await.unwrap();
     });
 }
