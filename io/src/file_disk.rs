@@ -323,4 +323,120 @@ mod tests {
             assert!(none.is_empty(), "{none:?}");
         });
     }
+
+    #[test]
+    fn free_space_is_counted_in_bytes() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let free = block_on(FileDisk::new().free_space(tmp.path())).expect("free space");
+        // The volume the tests were built on has far more than a MiB free.
+        assert!(free > 1 << 20, "{free} bytes free");
+        let missing = block_on(FileDisk::new().free_space(&tmp.path().join("missing")));
+        assert!(
+            matches!(
+                &missing,
+                Err(Error::Io {
+                    op: Op::FreeSpace,
+                    ..
+                })
+            ),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn remove_and_set_len_change_the_file_and_its_path_is_kept() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let path = tmp.path().join("f");
+        block_on(async {
+            let disk = FileDisk::new();
+            let f = disk.create(&path).await.expect("create");
+            assert_eq!(f.path(), path);
+            f.set_len(1000).await.expect("extend");
+            assert_eq!(f.size().await.expect("size"), 1000);
+            f.set_len(10).await.expect("truncate");
+            assert_eq!(f.size().await.expect("size"), 10);
+            disk.remove(&path).await.expect("remove");
+            assert!(!path.exists());
+        });
+    }
+
+    #[test]
+    fn syncs_report_their_failures_naming_the_operation() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        block_on(async {
+            let disk = FileDisk::new();
+            let missing = disk.sync_dir(&tmp.path().join("missing")).await;
+            assert!(
+                matches!(
+                    &missing,
+                    Err(Error::Io {
+                        op: Op::SyncDir,
+                        ..
+                    })
+                ),
+                "{missing:?}"
+            );
+            // A character device cannot be synced: fsync and fdatasync fail.
+            let null = disk.open(Path::new("/dev/null")).await.expect("open");
+            let data = null.sync_data().await;
+            assert!(
+                matches!(
+                    &data,
+                    Err(Error::Io {
+                        op: Op::SyncData,
+                        ..
+                    })
+                ),
+                "{data:?}"
+            );
+            let all = null.sync_all().await;
+            assert!(
+                matches!(
+                    &all,
+                    Err(Error::Io {
+                        op: Op::SyncAll,
+                        ..
+                    })
+                ),
+                "{all:?}"
+            );
+        });
+    }
+
+    /// Polls `f` once, outside any runtime.
+    fn poll_once<F: std::future::Future>(f: F) -> std::task::Poll<F::Output> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        std::pin::pin!(f).poll(&mut cx)
+    }
+
+    #[test]
+    fn a_dedicated_handle_runs_its_calls_on_the_calling_thread() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let path = tmp.path().join("f");
+        // No runtime, no thread pool: each call is done when first polled.
+        let disk = FileDisk::new().dedicated();
+        let std::task::Poll::Ready(created) = poll_once(disk.create(&path)) else {
+            panic!("a dedicated handle's create waited");
+        };
+        let f = created.expect("create");
+        assert!(matches!(
+            poll_once(f.allocate(4096)),
+            std::task::Poll::Ready(Ok(()))
+        ));
+        assert_eq!(std::fs::metadata(&path).expect("metadata").len(), 4096);
+    }
+
+    #[test]
+    fn a_failed_read_is_an_error_naming_the_file() {
+        // Address 0 of a process is never mapped: reading it fails (EIO).
+        let memory = Path::new("/proc/self/mem");
+        block_on(async {
+            let f = FileDisk::new().open(memory).await.expect("open");
+            let read = f.read_at(0, vec![0; 16]).await;
+            assert!(
+                matches!(&read, Err(Error::Io { op: Op::Read, path, .. }) if path == memory),
+                "{read:?}"
+            );
+        });
+    }
 }
