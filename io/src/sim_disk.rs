@@ -918,6 +918,29 @@ mod tests {
     }
 
     #[test]
+    fn a_torn_prefix_keeps_the_first_sectors_anywhere_from_none_to_all() {
+        let cfg = SimDiskConfig {
+            torn_prefix: true,
+            ..SimDiskConfig::default()
+        };
+        let mut prefixes = BTreeSet::new();
+        for seed in 0..64 {
+            let (left, stats) = unsynced_write_then_power_loss(seed, cfg.clone());
+            if stats.files_torn_prefix == 0 {
+                continue;
+            }
+            let kept = sectors_kept(&left);
+            let rest = &left[(kept * SECTOR as usize).min(left.len())..];
+            assert!(rest.iter().all(|&b| b == 0), "seed {seed}: not a prefix");
+            prefixes.insert(kept);
+        }
+        assert!(
+            prefixes.contains(&0) && prefixes.contains(&SECTORS),
+            "{prefixes:?}"
+        );
+    }
+
+    #[test]
     fn the_counters_count_each_operation_once() {
         let stats = block_on(async {
             let disk = SimDisk::new(1, SimDiskConfig::default());
