@@ -1341,3 +1341,21 @@ fn a_segment_prepared_while_rotation_went_ahead_inline_is_removed() {
         assert_eq!(listed, [name(1), name(3)]);
     });
 }
+
+#[test]
+fn a_stopped_wal_removes_the_segment_it_was_preparing_and_prepares_no_more() {
+    rt().block_on(async {
+        let disk = SimDisk::new(8, SimDiskConfig::default());
+        let dir = Path::new(DIR);
+        let mut wal = log_in_its_first_segment(&disk).await;
+        let job = wal.begin_prepare().expect("a next segment is wanted"); // segment 2
+        disk.fail_next_syncs(1);
+        assert!(wal.sync().await.is_err());
+        assert!(wal.is_stopped());
+        wal.finish_prepare(job.run().await).await.unwrap();
+        assert!(!wal.next_segment_ready());
+        let listed = disk.list(dir).await.unwrap();
+        assert_eq!(listed, [beaver_io::wal::segment::segment_name(1)]);
+        assert!(wal.begin_prepare().is_none() && !wal.next_segment_wanted());
+    });
+}
