@@ -13,8 +13,8 @@ use beaver_io::wal::format::{
     BatchProblem, HeaderProblem, MAX_LSN, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, SegmentHeader,
     decode_batch, encode_batch, segment_bytes_problem,
 };
-use beaver_io::wal::read_records;
-use beaver_io::{Error, SimDisk, SimDiskConfig, SnapshotStore, Wal};
+use beaver_io::wal::{BatchInfo, DEFAULT_SEGMENT_BYTES, read_records};
+use beaver_io::{Error, SimDisk, SimDiskConfig, SnapshotStore, Wal, WalOptions, record_bytes_max};
 use common::{DIR, body, opts, rt, write};
 
 #[test]
@@ -250,5 +250,82 @@ fn read_records_refuses_a_corrupt_log_naming_the_file_and_offset() {
             matches!(&r, Err(Error::Corruption { path, offset: 1024, .. }) if *path == seg),
             "{r:?}"
         );
+    });
+}
+
+#[test]
+fn the_default_segment_size_is_64_mib_and_valid() {
+    assert_eq!(DEFAULT_SEGMENT_BYTES, 64 << 20);
+    assert_eq!(segment_bytes_problem(DEFAULT_SEGMENT_BYTES), None);
+    assert_eq!(WalOptions::default().segment_bytes, DEFAULT_SEGMENT_BYTES);
+}
+
+#[test]
+fn a_record_of_the_largest_size_is_written_and_one_byte_more_is_refused() {
+    rt().block_on(async {
+        let disk = SimDisk::new(7, SimDiskConfig::default());
+        let seg = 8192;
+        let (mut wal, _) = Wal::open(disk.clone(), Path::new(DIR), opts(seg, 1), 0, |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(wal.max_batch_bytes(), seg - 512);
+        let max = record_bytes_max(seg) as usize;
+        let refused = wal.write_batch(&[(1, &vec![7; max + 1])]).await;
+        assert!(
+            matches!(refused, Err(Error::RecordTooLarge { capacity: 7680, .. })),
+            "{refused:?}"
+        );
+        assert_eq!(wal.append(&[(1, &vec![7; max])]).await.unwrap(), 1);
+        // It fills a segment of its own: the next record opens another.
+        wal.write_batch(&[(2, b"x")]).await.unwrap();
+        assert_eq!(wal.closed_segments(), [(1, 1)]);
+        assert_eq!(wal.append(&[(3, b"y")]).await.unwrap(), 3);
+    });
+}
+
+#[test]
+fn a_written_batch_says_where_it_went() {
+    rt().block_on(async {
+        let disk = SimDisk::new(8, SimDiskConfig::default());
+        let (mut wal, _) = Wal::open(disk, Path::new(DIR), opts(16 << 10, 1), 0, |_, _| {})
+            .await
+            .unwrap();
+        let first = wal.write_batch(&[(1, b"a"), (2, b"b")]).await.unwrap();
+        let expected = BatchInfo {
+            first_lsn: 1,
+            last_lsn: 2,
+            segment_seq: 1,
+            offset: 512, // after the segment header
+            bytes: 1024, // the segment header and one sector of batch
+        };
+        assert_eq!(first, expected);
+        let second = wal.write_batch(&[(3, b"c")]).await.unwrap();
+        let expected = BatchInfo {
+            first_lsn: 3,
+            last_lsn: 3,
+            segment_seq: 1,
+            offset: 1024,
+            bytes: 512,
+        };
+        assert_eq!(second, expected);
+    });
+}
+
+#[test]
+fn one_sync_at_a_time_and_none_without_anything_to_sync() {
+    rt().block_on(async {
+        let disk = SimDisk::new(9, SimDiskConfig::default());
+        let (mut wal, _) = Wal::open(disk, Path::new(DIR), opts(16 << 10, 1), 0, |_, _| {})
+            .await
+            .unwrap();
+        assert!(wal.begin_sync().unwrap().is_none(), "nothing written");
+        write(&mut wal, 2, 10).await.unwrap();
+        let job = wal.begin_sync().unwrap().expect("a sync");
+        assert_eq!(job.upto(), 2);
+        write(&mut wal, 1, 10).await.unwrap();
+        assert!(wal.begin_sync().unwrap().is_none(), "one in flight");
+        assert_eq!(wal.complete_sync(job.run().await).unwrap(), 2);
+        assert_eq!(wal.sync().await.unwrap(), 3);
+        assert!(wal.begin_sync().unwrap().is_none(), "all durable");
     });
 }
