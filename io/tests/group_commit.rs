@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beaver_io::wal::segment::segment_name;
-use beaver_io::wal::{CommitSettings, GroupCommit, LogEntry, LoneClient, NoHooks};
+use beaver_io::wal::{
+    CommitEvent, CommitHooks, CommitSettings, GroupCommit, LogEntry, LoneClient, NoHooks,
+};
 use beaver_io::{Appender, Disk, Error, SimDisk, SimDiskConfig};
 use common::{DIR, opts, recover, rt, write};
 use tokio::task::JoinHandle;
@@ -300,6 +302,86 @@ fn a_segment_deleter_has_the_wal_task_delete_the_covered_segments() {
             "{listed:?}"
         );
         assert!(listed.contains(&name(2)), "{listed:?}");
+        drop(commit);
+        task.await.unwrap();
+    });
+}
+
+/// Every report the group commit makes within `window` (simulated time).
+async fn reports_within<H: CommitHooks>(
+    commit: &mut GroupCommit<SimDisk, Record, H>,
+    window: Duration,
+) -> Vec<CommitEvent> {
+    let deadline = tokio::time::Instant::now() + window;
+    let mut got = Vec::new();
+    while let Ok(n) = tokio::time::timeout_at(deadline, commit.reports(&mut got, 64)).await {
+        if n == 0 {
+            break; // the WAL task ended
+        }
+    }
+    got
+}
+
+#[test]
+fn the_wal_task_prepares_ahead_and_reports_the_reserve_only_when_entered_or_left() {
+    rt().block_on(async {
+        let disk = SimDisk::new(51, SimDiskConfig::default());
+        let dir = Path::new(DIR);
+        let (wal, _) = recover(&disk, dir, opts(4096, 1), 0).await.unwrap();
+        let settings = CommitSettings {
+            space_check_interval_ms: 10,
+            ..CommitSettings::default()
+        };
+        let (mut commit, task) = GroupCommit::<_, Record, _>::new(wal, settings, Arc::new(NoHooks));
+        let task = tokio::spawn(task.run());
+        let second = Duration::from_secs(1);
+        // A hundred space checks, nothing to report; the first segment is
+        // prepared ahead of the first write meanwhile.
+        let quiet = reports_within(&mut commit, second).await;
+        assert!(quiet.is_empty(), "{quiet:?}");
+        assert_eq!(disk.list(dir).await.unwrap(), [segment_name(1)]);
+        disk.set_capacity(disk.used_bytes());
+        let full = reports_within(&mut commit, second).await;
+        assert!(
+            matches!(full.as_slice(), [CommitEvent::DiskFull(true)]),
+            "{full:?}"
+        );
+        disk.set_capacity(u64::MAX);
+        let freed = reports_within(&mut commit, second).await;
+        assert!(
+            matches!(freed.as_slice(), [CommitEvent::DiskFull(false)]),
+            "{freed:?}"
+        );
+        drop(commit);
+        task.await.unwrap();
+    });
+}
+
+#[test]
+fn on_a_full_disk_the_wal_task_retries_its_preparation_once_per_space_check() {
+    rt().block_on(async {
+        let disk = SimDisk::new(52, SimDiskConfig::default());
+        let (mut wal, _) = recover(&disk, Path::new(DIR), opts(4096, 1), 0)
+            .await
+            .unwrap();
+        write(&mut wal, 1, 10).await.unwrap();
+        wal.sync().await.unwrap();
+        assert!(wal.next_segment_wanted());
+        disk.set_capacity(disk.used_bytes());
+        let settings = CommitSettings {
+            space_check_interval_ms: 10,
+            ..CommitSettings::default()
+        };
+        let (mut commit, task) = GroupCommit::<_, Record, _>::new(wal, settings, Arc::new(NoHooks));
+        let task = tokio::spawn(task.run());
+        let full = reports_within(&mut commit, Duration::from_secs(1)).await;
+        assert!(
+            matches!(full.as_slice(), [CommitEvent::DiskFull(true)]),
+            "{full:?}"
+        );
+        // A hundred space checks in that second: as many tries at most.
+        let tries = disk.stats().enospc;
+        assert!((1..=101).contains(&tries), "{tries} tries");
         drop(commit);
         task.await.unwrap();
     });
