@@ -1027,4 +1027,157 @@ mod tests {
             assert_eq!((stats.stale_handle_ops, stats.dir_syncs), (1, 0));
         });
     }
+
+    #[test]
+    fn a_bit_flip_changes_exactly_that_bit_of_synced_bytes_and_nothing_unsynced() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            let path = Path::new("/d/f");
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(path).await.expect("create");
+            disk.sync_dir(Path::new("/d")).await.expect("sync the name");
+            f.write_at(0, &[0b1010_1010; 8]).await.expect("write");
+            f.sync_data().await.expect("sync");
+            f.write_at(8, &[0; 8]).await.expect("write, not synced");
+            disk.flip_bit(path, 2, 3).expect("flip");
+            let durable = disk.durable_contents(path).expect("durable");
+            assert_eq!(durable[2], 0b1010_0010);
+            let read = f.read_at(0, vec![0; 8]).await.expect("read");
+            assert_eq!(read[2], 0b1010_0010);
+            assert!(
+                durable
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| i == 2 || b == 0b1010_1010)
+            );
+            // Unsynced bytes are not on the platter yet: nothing to flip.
+            assert!(disk.flip_bit(path, 10, 0).is_err());
+            assert!(disk.flip_bit(path, 16, 0).is_err());
+        });
+    }
+
+    #[test]
+    fn a_lost_write_zeroes_exactly_its_range() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            let path = Path::new("/d/f");
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(path).await.expect("create");
+            disk.sync_dir(Path::new("/d")).await.expect("sync the name");
+            f.write_at(0, &[9; 300]).await.expect("write");
+            f.sync_data().await.expect("sync");
+            disk.lose_write(path, 100, 50).expect("lose");
+            let durable = disk.durable_contents(path).expect("durable");
+            let zeros: Vec<usize> = (0..300).filter(|&i| durable[i] == 0).collect();
+            assert_eq!(zeros, (100..150).collect::<Vec<_>>());
+            assert_eq!(f.read_at(0, vec![0; 300]).await.expect("read"), durable);
+        });
+    }
+
+    #[test]
+    fn a_new_configuration_takes_effect_at_once() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            assert_eq!(disk.config(), SimDiskConfig::default());
+            let failing = SimDiskConfig {
+                eio_probability: 1.0,
+                ..SimDiskConfig::power_faults()
+            };
+            disk.set_config(failing.clone());
+            assert_eq!(disk.config(), failing);
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            f.write_at(0, b"x").await.expect("write");
+            assert!(f.sync_data().await.is_err(), "every sync fails now");
+        });
+    }
+
+    #[test]
+    fn space_and_unsynced_bytes_are_counted_per_named_file() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            let g = disk.create(Path::new("/d/g")).await.expect("create");
+            f.write_at(0, &[1; 100]).await.expect("write");
+            g.write_at(50, &[1; 10]).await.expect("write");
+            assert_eq!((disk.used_bytes(), disk.unsynced_bytes()), (160, 110));
+            f.sync_data().await.expect("sync");
+            assert_eq!(disk.unsynced_bytes(), 10);
+            disk.remove(Path::new("/d/f")).await.expect("remove");
+            assert_eq!(disk.used_bytes(), 60);
+            assert_eq!(
+                disk.free_space(Path::new("/d")).await.expect("free"),
+                u64::MAX - 60
+            );
+        });
+    }
+
+    #[test]
+    fn an_armed_eio_fails_that_many_syncs_then_syncs_work_again() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            disk.fail_next_syncs(2);
+            assert!(f.sync_data().await.is_err());
+            assert!(f.sync_all().await.is_err());
+            f.sync_data().await.expect("the third sync works");
+        });
+    }
+
+    #[test]
+    fn handles_from_before_a_power_loss_are_stale() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            disk.power_loss();
+            assert!(f.write_at(0, b"x").await.is_err());
+            assert_eq!(disk.stats().stale_handle_ops, 1);
+        });
+    }
+
+    #[test]
+    fn a_directory_lists_and_syncs_only_its_own_files() {
+        block_on(async {
+            let cfg = SimDiskConfig {
+                lose_unsynced_dir_entries: true,
+                ..SimDiskConfig::default()
+            };
+            let disk = SimDisk::new(1, cfg);
+            for dir in ["/a", "/b"] {
+                disk.create_dir_all(Path::new(dir)).await.expect("mkdir");
+            }
+            disk.create(Path::new("/a/1")).await.expect("create");
+            disk.sync_dir(Path::new("/a")).await.expect("sync /a");
+            disk.create(Path::new("/b/2")).await.expect("create");
+            disk.sync_dir(Path::new("/b")).await.expect("sync /b");
+            disk.create(Path::new("/b/3"))
+                .await
+                .expect("create, not synced");
+            assert_eq!(disk.list(Path::new("/a")).await.expect("list"), ["1"]);
+            assert_eq!(disk.list(Path::new("/b")).await.expect("list"), ["2", "3"]);
+            disk.power_loss();
+            assert_eq!(disk.stats().dir_entries_lost, 1);
+            assert_eq!(disk.list(Path::new("/a")).await.expect("list"), ["1"]);
+            assert_eq!(disk.list(Path::new("/b")).await.expect("list"), ["2"]);
+            assert!(disk.list(Path::new("/c")).await.is_err());
+        });
+    }
+
+    #[test]
+    fn a_read_past_the_end_returns_only_the_bytes_the_file_holds() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            f.write_at(0, b"0123456789").await.expect("write");
+            assert_eq!(f.read_at(4, vec![0; 16]).await.expect("read"), b"456789");
+            assert_eq!(f.read_at(8, vec![0; 1]).await.expect("read"), b"8");
+            assert!(f.read_at(12, vec![0; 4]).await.expect("read").is_empty());
+            f.set_len(4).await.expect("truncate");
+            assert_eq!(f.size().await.expect("size"), 4);
+        });
+    }
 }
