@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use beaver_io::wal::segment::segment_name;
 use beaver_io::wal::{
-    CommitEvent, CommitHooks, CommitSettings, GroupCommit, LogEntry, LoneClient, NoHooks,
+    CommitEvent, CommitHooks, CommitSettings, GroupCommit, LogEntry, LoneClient, NoHooks, Proposer,
 };
 use beaver_io::{Appender, Disk, Error, SimDisk, SimDiskConfig};
 use common::{DIR, opts, recover, rt, write};
@@ -384,5 +384,63 @@ fn on_a_full_disk_the_wal_task_retries_its_preparation_once_per_space_check() {
         assert!((1..=101).contains(&tries), "{tries} tries");
         drop(commit);
         task.await.unwrap();
+    });
+}
+
+/// A proposer that is never alone (its records always go to the WAL task).
+#[derive(Default)]
+struct Crowd {
+    proposed: Vec<Record>,
+    next_lsn: u64,
+}
+
+impl Proposer<Record> for Crowd {
+    type Error = Error;
+
+    fn take_proposed(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.proposed)
+    }
+
+    fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    fn others_waiting(&self) -> bool {
+        true
+    }
+
+    fn report(&mut self, _event: CommitEvent) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_sync_of_the_wal_task_is_reported_as_fatal_and_ends_it() {
+    rt().block_on(async {
+        let disk = SimDisk::new(53, SimDiskConfig::default());
+        let (wal, _) = recover(&disk, Path::new(DIR), opts(4096, 1), 0)
+            .await
+            .unwrap();
+        let settings = CommitSettings::default();
+        let (mut commit, task) = GroupCommit::<_, Record, _>::new(wal, settings, Arc::new(NoHooks));
+        let task = tokio::spawn(task.run());
+        // The first segment is prepared (synced) ahead; the next sync fails.
+        assert!(
+            reports_within(&mut commit, Duration::from_secs(1))
+                .await
+                .is_empty()
+        );
+        disk.fail_next_syncs(1);
+        let mut crowd = Crowd {
+            proposed: vec![Record(1)],
+            next_lsn: 2,
+        };
+        commit.commit(1, &mut crowd).await.unwrap();
+        let reports = reports_within(&mut commit, Duration::from_secs(1)).await;
+        assert!(
+            matches!(reports.as_slice(), [CommitEvent::Fatal(Error::Io { .. })]),
+            "{reports:?}"
+        );
+        assert!(task.is_finished());
     });
 }
