@@ -1359,3 +1359,31 @@ fn a_stopped_wal_removes_the_segment_it_was_preparing_and_prepares_no_more() {
         assert!(wal.begin_prepare().is_none() && !wal.next_segment_wanted());
     });
 }
+
+/// A removal counts as a directory change: a directory sync that began
+/// before a file was removed and another created must not be taken for as
+/// new as the sync that saw the new file (a power loss would lose it).
+#[test]
+fn a_sync_from_before_a_removal_never_undoes_a_later_one() {
+    for seed in 0..64 {
+        rt().block_on(async {
+            let (disk, dir) = (slow_dir_sync_disk(seed).await, Path::new(DIR));
+            disk.create(&dir.join("a")).await.unwrap();
+            let slow = disk.sync_dir(dir);
+            let other = async {
+                disk.remove(&dir.join("a")).await.unwrap();
+                let file = disk.create(&dir.join("b")).await.unwrap();
+                file.write_at(0, b"y").await.unwrap();
+                file.sync_data().await.unwrap();
+                disk.sync_dir(dir).await.unwrap();
+            };
+            let _ = tokio::join!(slow, other);
+            disk.power_loss();
+            assert_eq!(
+                disk.list(dir).await.unwrap(),
+                vec!["b".to_string()],
+                "seed {seed}"
+            );
+        });
+    }
+}
