@@ -1180,4 +1180,31 @@ mod tests {
             assert_eq!(f.size().await.expect("size"), 4);
         });
     }
+
+    #[test]
+    fn a_sync_makes_durable_only_what_was_written_before_it_began() {
+        block_on(async {
+            let cfg = SimDiskConfig {
+                sync_latency_mean: Duration::from_millis(1),
+                ..SimDiskConfig::default()
+            };
+            let disk = SimDisk::new(1, cfg);
+            let path = Path::new("/d/f");
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(path).await.expect("create");
+            f.write_at(0, &[1; 512]).await.expect("write");
+            let syncing = tokio::spawn({
+                let f = f.clone();
+                async move { f.sync_data().await }
+            });
+            tokio::task::yield_now().await; // the sync is now in its latency
+            f.write_at(512, &[2; 512])
+                .await
+                .expect("write during the sync");
+            syncing.await.expect("the sync's task").expect("sync");
+            disk.power_loss();
+            let left = disk.durable_contents(path).expect("the name survives");
+            assert_eq!(left, [1; 512]);
+        });
+    }
 }
