@@ -1207,4 +1207,138 @@ mod tests {
             assert_eq!(left, [1; 512]);
         });
     }
+
+    /// The byte [`overwrite_then_power_loss`] synced first.
+    const OLD: u8 = 0x11;
+
+    /// Syncs [`SECTORS`] sectors of [`OLD`] to a new file, overwrites
+    /// `len` bytes at `offset` with [`WRITTEN`] without syncing, and cuts
+    /// the power: what the file then holds, and the disk's counters.
+    fn overwrite_then_power_loss(
+        seed: u64,
+        cfg: SimDiskConfig,
+        offset: u64,
+        len: usize,
+    ) -> (Vec<u8>, SimDiskStats) {
+        block_on(async {
+            let disk = SimDisk::new(seed, cfg);
+            let path = Path::new("/d/f");
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(path).await.expect("create");
+            f.write_at(0, &vec![OLD; SECTORS * SECTOR as usize])
+                .await
+                .expect("write");
+            f.sync_data().await.expect("sync");
+            f.write_at(offset, &vec![WRITTEN; len])
+                .await
+                .expect("write");
+            disk.power_loss();
+            let left = disk.durable_contents(path).expect("the name survives");
+            (left, disk.stats())
+        })
+    }
+
+    #[test]
+    fn a_tear_destroys_exactly_one_sector_of_what_was_there() {
+        let mut torn = 0;
+        for seed in 0..32 {
+            let cfg = SimDiskConfig {
+                torn_prefix: true,
+                reorder_sectors: true,
+                ..SimDiskConfig::default()
+            };
+            let len = SECTORS * SECTOR as usize;
+            let (left, stats) = overwrite_then_power_loss(seed, cfg, 0, len);
+            assert_eq!(left.len(), len, "seed {seed}");
+            let mut zeroed = 0;
+            for sector in left.chunks(SECTOR as usize) {
+                let all = |b: u8| sector.iter().all(|&x| x == b);
+                assert!(
+                    all(OLD) || all(WRITTEN) || all(0),
+                    "seed {seed}: {sector:?}"
+                );
+                zeroed += u64::from(all(0));
+            }
+            assert_eq!(zeroed, stats.torn_sectors_zeroed, "seed {seed}");
+            torn += zeroed;
+        }
+        assert!(torn > 0, "no seed tore a sector");
+    }
+
+    #[test]
+    fn torn_sectors_hold_garbage_half_the_time_when_configured() {
+        let (mut garbage, mut zeroed) = (0, 0);
+        for seed in 0..32 {
+            let len = SECTORS * SECTOR as usize;
+            let cfg = SimDiskConfig {
+                lose_unsynced_dir_entries: false,
+                ..SimDiskConfig::power_faults()
+            };
+            let (left, stats) = overwrite_then_power_loss(seed, cfg, 0, len);
+            let random = left
+                .chunks(SECTOR as usize)
+                .filter(|s| !s.iter().all(|&x| x == OLD || x == WRITTEN || x == 0))
+                .count() as u64;
+            assert_eq!(random, stats.torn_sectors_garbage, "seed {seed}");
+            garbage += stats.torn_sectors_garbage;
+            zeroed += stats.torn_sectors_zeroed;
+        }
+        assert!(
+            garbage > 0 && zeroed > 0,
+            "{garbage} garbage, {zeroed} zeroed"
+        );
+    }
+
+    #[test]
+    fn an_unaligned_write_survives_or_tears_by_whole_sectors() {
+        let cfg = SimDiskConfig {
+            torn_prefix: true,
+            reorder_sectors: true,
+            ..SimDiskConfig::default()
+        };
+        let (offset, len) = (100usize, 1000usize);
+        let mut kinds = BTreeSet::new();
+        for seed in 0..64 {
+            let (left, _) = overwrite_then_power_loss(seed, cfg.clone(), offset as u64, len);
+            for (i, sector) in left.chunks(SECTOR as usize).enumerate() {
+                let start = i * SECTOR as usize;
+                let new = |at: usize| (offset..offset + len).contains(&(start + at));
+                let old_here = sector.iter().all(|&x| x == OLD);
+                let new_here = sector
+                    .iter()
+                    .enumerate()
+                    .all(|(at, &x)| x == if new(at) { WRITTEN } else { OLD });
+                let torn = sector.iter().all(|&x| x == 0);
+                assert!(old_here || new_here || torn, "seed {seed}, sector {i}");
+                if (1..3).contains(&i) {
+                    kinds.insert((i, new_here && !old_here));
+                }
+            }
+        }
+        // The sectors the write spans partly kept it, partly not.
+        assert_eq!(kinds.len(), 4, "{kinds:?}");
+    }
+
+    #[test]
+    fn a_power_loss_never_leaves_a_file_longer_than_what_was_written() {
+        let cfg = SimDiskConfig {
+            torn_prefix: true,
+            reorder_sectors: true,
+            ..SimDiskConfig::default()
+        };
+        let (mut torn_in_prefix, mut torn_in_reorder) = (false, false);
+        for seed in 0..64 {
+            let (left, stats) = unsynced_write_then_power_loss(seed, cfg.clone());
+            assert!(left.len() <= SECTORS * SECTOR as usize, "seed {seed}");
+            if stats.files_torn_prefix == 1 {
+                // The kept sectors, then the torn one if any.
+                let kept = sectors_kept(&left) as u64;
+                let len = (kept + stats.torn_sectors_zeroed) * SECTOR;
+                assert_eq!(left.len() as u64, len, "seed {seed}");
+                torn_in_prefix |= stats.torn_sectors_zeroed > 0;
+            }
+            torn_in_reorder |= stats.files_reordered == 1 && stats.torn_sectors_zeroed > 0;
+        }
+        assert!(torn_in_prefix && torn_in_reorder);
+    }
 }
