@@ -102,3 +102,63 @@ pub(crate) async fn read_whole<F: DiskFile>(
     buf.resize(len, 0);
     file.read_at(0, buf).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Error, Op};
+    use crate::sim_disk::{SimDisk, SimDiskConfig};
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    /// A simulated file holding `len` bytes counting up from 0 (mod 251).
+    async fn file_of(len: usize) -> crate::SimFile {
+        let disk = SimDisk::new(1, SimDiskConfig::default());
+        disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+        let f = disk.create(Path::new("/d/f")).await.expect("create");
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        f.write_at(0, &bytes).await.expect("write");
+        f
+    }
+
+    #[test]
+    fn a_whole_file_is_read_into_exactly_its_length_of_memory() {
+        block_on(async {
+            let f = file_of(150).await;
+            let got = read_whole(&f, 150, vec![9; 100]).await.expect("read");
+            assert_eq!(got.len(), 150);
+            assert!(got.iter().enumerate().all(|(i, &b)| b == i as u8));
+            assert_eq!(got.capacity(), 150, "reserved exactly what was missing");
+        });
+    }
+
+    #[test]
+    fn a_larger_buffer_is_reused_for_a_shorter_file() {
+        block_on(async {
+            let f = file_of(10).await;
+            let got = read_whole(&f, 10, vec![9; 100]).await.expect("read");
+            assert_eq!(got, (0..10).collect::<Vec<u8>>());
+            assert_eq!(got.capacity(), 100);
+        });
+    }
+
+    #[test]
+    fn a_file_too_large_for_memory_is_an_error_naming_it() {
+        block_on(async {
+            let f = file_of(10).await;
+            let r = read_whole(&f, u64::MAX, Vec::new()).await;
+            assert!(
+                matches!(&r, Err(Error::Io { op: Op::Read, path, source })
+                    if path == Path::new("/d/f")
+                        && source.kind() == std::io::ErrorKind::OutOfMemory),
+                "{r:?}"
+            );
+        });
+    }
+}

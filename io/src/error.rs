@@ -212,3 +212,68 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_read_as_what_was_done() {
+        let names = [
+            (Op::Create, "create"),
+            (Op::Open, "open"),
+            (Op::Write, "write"),
+            (Op::Read, "read"),
+            (Op::SetLen, "set_len"),
+            (Op::Allocate, "allocate"),
+            (Op::SyncData, "fdatasync"),
+            (Op::SyncAll, "fsync"),
+            (Op::Rename, "rename"),
+            (Op::Remove, "remove"),
+            (Op::List, "list"),
+            (Op::SyncDir, "fsync directory"),
+            (Op::CreateDir, "create directory"),
+            (Op::FreeSpace, "free space"),
+            (Op::Len, "length"),
+        ];
+        for (op, name) in names {
+            assert_eq!(op.to_string(), name);
+        }
+        let e = Error::io(
+            Op::SyncData,
+            "/w/f",
+            io::Error::from_raw_os_error(libc::EIO),
+        );
+        assert!(e.to_string().starts_with("fdatasync /w/f: "), "{e}");
+    }
+
+    fn os(errno: i32) -> Error {
+        Error::io(Op::Write, "/w/f", io::Error::from_raw_os_error(errno))
+    }
+
+    #[test]
+    fn no_space_is_enospc_or_edquot_directly_or_behind_a_segment_allocation() {
+        assert!(os(libc::ENOSPC).is_no_space());
+        assert!(os(libc::EDQUOT).is_no_space());
+        assert!(!os(libc::EIO).is_no_space());
+        let kind_only = io::Error::new(io::ErrorKind::StorageFull, "full");
+        assert!(Error::io(Op::Write, "/w/f", kind_only).is_no_space());
+        let segment = Error::NoSpace {
+            path: "/w/seg".into(),
+            source: Box::new(os(libc::ENOSPC)),
+        };
+        assert!(segment.is_no_space());
+        assert!(!Error::Usage("no".into()).is_no_space());
+    }
+
+    #[test]
+    fn only_a_corruption_report_is_corruption() {
+        let corrupt = Error::Corruption {
+            path: "/w/seg".into(),
+            offset: 512,
+            detail: "bad checksum".into(),
+        };
+        assert!(corrupt.is_corruption());
+        assert!(!os(libc::EIO).is_corruption());
+    }
+}

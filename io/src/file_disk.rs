@@ -272,3 +272,171 @@ pub(crate) fn fallocate(f: &File, len: u64) -> io::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn allocate_extends_a_file_to_that_length_and_never_shrinks_it() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        block_on(async {
+            let f = FileDisk::new()
+                .create(&tmp.path().join("f"))
+                .await
+                .expect("create");
+            f.allocate(8192).await.expect("allocate");
+            assert_eq!(f.size().await.expect("size"), 8192);
+            f.write_at(0, b"kept").await.expect("write");
+            f.allocate(100).await.expect("allocate less");
+            assert_eq!(f.size().await.expect("size"), 8192);
+            let head = f.read_at(0, vec![0; 4]).await.expect("read");
+            assert_eq!(head, b"kept");
+        });
+    }
+
+    #[test]
+    fn a_read_past_the_end_returns_only_the_bytes_the_file_holds() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        block_on(async {
+            let f = FileDisk::new()
+                .create(&tmp.path().join("f"))
+                .await
+                .expect("create");
+            f.write_at(0, b"0123456789").await.expect("write");
+            let tail = f
+                .read_at(4, vec![0; 16])
+                .await
+                .expect("read across the end");
+            assert_eq!(tail, b"456789");
+            let last = f.read_at(8, vec![0; 4]).await.expect("read the last bytes");
+            assert_eq!(last, b"89");
+            let none = f.read_at(12, vec![0; 16]).await.expect("read past the end");
+            assert!(none.is_empty(), "{none:?}");
+        });
+    }
+
+    #[test]
+    fn free_space_is_counted_in_bytes() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let free = block_on(FileDisk::new().free_space(tmp.path())).expect("free space");
+        // The volume the tests were built on has far more than a MiB free.
+        assert!(free > 1 << 20, "{free} bytes free");
+        let missing = block_on(FileDisk::new().free_space(&tmp.path().join("missing")));
+        assert!(
+            matches!(
+                &missing,
+                Err(Error::Io {
+                    op: Op::FreeSpace,
+                    ..
+                })
+            ),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn remove_and_set_len_change_the_file_and_its_path_is_kept() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let path = tmp.path().join("f");
+        block_on(async {
+            let disk = FileDisk::new();
+            let f = disk.create(&path).await.expect("create");
+            assert_eq!(f.path(), path);
+            f.set_len(1000).await.expect("extend");
+            assert_eq!(f.size().await.expect("size"), 1000);
+            f.set_len(10).await.expect("truncate");
+            assert_eq!(f.size().await.expect("size"), 10);
+            disk.remove(&path).await.expect("remove");
+            assert!(!path.exists());
+        });
+    }
+
+    #[test]
+    fn syncs_report_their_failures_naming_the_operation() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        block_on(async {
+            let disk = FileDisk::new();
+            let missing = disk.sync_dir(&tmp.path().join("missing")).await;
+            assert!(
+                matches!(
+                    &missing,
+                    Err(Error::Io {
+                        op: Op::SyncDir,
+                        ..
+                    })
+                ),
+                "{missing:?}"
+            );
+            // A character device cannot be synced: fsync and fdatasync fail.
+            let null = disk.open(Path::new("/dev/null")).await.expect("open");
+            let data = null.sync_data().await;
+            assert!(
+                matches!(
+                    &data,
+                    Err(Error::Io {
+                        op: Op::SyncData,
+                        ..
+                    })
+                ),
+                "{data:?}"
+            );
+            let all = null.sync_all().await;
+            assert!(
+                matches!(
+                    &all,
+                    Err(Error::Io {
+                        op: Op::SyncAll,
+                        ..
+                    })
+                ),
+                "{all:?}"
+            );
+        });
+    }
+
+    /// Polls `f` once, outside any runtime.
+    fn poll_once<F: std::future::Future>(f: F) -> std::task::Poll<F::Output> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        std::pin::pin!(f).poll(&mut cx)
+    }
+
+    #[test]
+    fn a_dedicated_handle_runs_its_calls_on_the_calling_thread() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let path = tmp.path().join("f");
+        // No runtime, no thread pool: each call is done when first polled.
+        let disk = FileDisk::new().dedicated();
+        let std::task::Poll::Ready(created) = poll_once(disk.create(&path)) else {
+            panic!("a dedicated handle's create waited");
+        };
+        let f = created.expect("create");
+        assert!(matches!(
+            poll_once(f.allocate(4096)),
+            std::task::Poll::Ready(Ok(()))
+        ));
+        assert_eq!(std::fs::metadata(&path).expect("metadata").len(), 4096);
+    }
+
+    #[test]
+    fn a_failed_read_is_an_error_naming_the_file() {
+        // Address 0 of a process is never mapped: reading it fails (EIO).
+        let memory = Path::new("/proc/self/mem");
+        block_on(async {
+            let f = FileDisk::new().open(memory).await.expect("open");
+            let read = f.read_at(0, vec![0; 16]).await;
+            assert!(
+                matches!(&read, Err(Error::Io { op: Op::Read, path, .. }) if path == memory),
+                "{read:?}"
+            );
+        });
+    }
+}

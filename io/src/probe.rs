@@ -3,6 +3,7 @@
 //! from one thread. The most a single appender waiting for each
 //! acknowledgement could get from this disk.
 
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -54,6 +55,33 @@ fn thread_cpu_secs() -> Option<f64> {
     (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
 }
 
+/// A probe error: what failed, on which file, and why.
+fn failure(what: &str, path: &Path, e: std::io::Error) -> String {
+    format!("disk probe: {what} {}: {e}", path.display())
+}
+
+/// Creates the probe's file at `path` with room for `syncs` probe writes
+/// (at least one), prepared as `prepared` says and synced.
+fn prepared_file(path: &Path, syncs: u64, prepared: Prepared) -> Result<File, String> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| failure("cannot create", path, e))?;
+    let bytes = PROBE_WRITE * syncs.max(1);
+    match prepared {
+        Prepared::Written => f
+            .write_all_at(&vec![0u8; usize::try_from(bytes).unwrap_or(8 << 20)], 0)
+            .map_err(|e| failure("cannot preallocate", path, e))?,
+        Prepared::Allocated => crate::file_disk::fallocate(&f, bytes)
+            .map_err(|e| failure("cannot preallocate", path, e))?,
+    }
+    f.sync_all().map_err(|e| failure("cannot sync", path, e))?;
+    Ok(f)
+}
+
 /// Runs the probe in `dir`: `syncs` write+fdatasync pairs, or fewer if
 /// `within` runs out first. The probe file is removed afterwards.
 pub fn disk_probe(
@@ -63,42 +91,12 @@ pub fn disk_probe(
     prepared: Prepared,
 ) -> Result<Probe, String> {
     let path = dir.join("probe");
-    let fail =
-        |what: &str, e: std::io::Error| format!("disk probe: {what} {}: {e}", path.display());
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| fail("cannot create", e))?;
-    let bytes = PROBE_WRITE * syncs.max(1);
-    match prepared {
-        Prepared::Written => f
-            .write_all_at(&vec![0u8; usize::try_from(bytes).unwrap_or(8 << 20)], 0)
-            .map_err(|e| fail("cannot preallocate", e))?,
-        Prepared::Allocated => {
-            crate::file_disk::fallocate(&f, bytes).map_err(|e| fail("cannot preallocate", e))?
-        }
-    }
-    f.sync_all().map_err(|e| fail("cannot sync", e))?;
-    let buf = [b'p'; PROBE_WRITE as usize];
+    let f = prepared_file(&path, syncs, prepared)?;
     let t = Instant::now();
     let cpu = thread_cpu_secs();
-    let mut done = 0;
-    while done < syncs {
-        f.write_all_at(&buf, done * PROBE_WRITE)
-            .map_err(|e| fail("cannot write", e))?;
-        f.sync_data().map_err(|e| fail("cannot fdatasync", e))?;
-        done += 1;
-        if done % 64 == 0 && t.elapsed() > within {
-            break;
-        }
-    }
+    let done = probe_writes(&f, &path, syncs, within, t)?;
     let secs = t.elapsed().as_secs_f64();
-    let cpu_secs = thread_cpu_secs()
-        .zip(cpu)
-        .map(|(end, start)| (end - start).max(0.0));
+    let cpu_secs = cpu_between(cpu, thread_cpu_secs());
     drop(f);
     let _ = std::fs::remove_file(&path);
     Ok(Probe {
@@ -106,6 +104,37 @@ pub fn disk_probe(
         secs,
         cpu_secs,
     })
+}
+
+/// Writes probe writes back to back from the start of `f` (the file at
+/// `path`), each followed by an fdatasync, until `syncs` are done or,
+/// looking every 64, `within` has passed since `start`. How many were done.
+fn probe_writes(
+    f: &File,
+    path: &Path,
+    syncs: u64,
+    within: Duration,
+    start: Instant,
+) -> Result<u64, String> {
+    let buf = [b'p'; PROBE_WRITE as usize];
+    let mut done = 0;
+    while done < syncs {
+        f.write_all_at(&buf, done * PROBE_WRITE)
+            .map_err(|e| failure("cannot write", path, e))?;
+        f.sync_data()
+            .map_err(|e| failure("cannot fdatasync", path, e))?;
+        done += 1;
+        if done % 64 == 0 && start.elapsed() > within {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// The CPU time between two readings of [`thread_cpu_secs`], if both were
+/// taken (never negative).
+fn cpu_between(start: Option<f64>, end: Option<f64>) -> Option<f64> {
+    end.zip(start).map(|(end, start)| (end - start).max(0.0))
 }
 
 #[cfg(test)]
@@ -125,6 +154,71 @@ mod tests {
             assert!(p.cpu_us_per_sync().is_some_and(|us| us > 0.0), "{p:?}");
             assert!(!dir.path().join("probe").exists());
         }
+    }
+
+    #[test]
+    fn the_probe_file_is_prepared_with_room_for_every_probe_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("probe");
+        for prepared in [Prepared::Written, Prepared::Allocated] {
+            for (syncs, len) in [(5, 5 * PROBE_WRITE), (0, PROBE_WRITE)] {
+                let f = prepared_file(&path, syncs, prepared).expect("prepare");
+                let got = f.metadata().expect("metadata").len();
+                assert_eq!(got, len, "{prepared:?}, {syncs} syncs");
+            }
+        }
+    }
+
+    #[test]
+    fn cpu_time_per_sync_is_the_cpu_time_over_the_syncs_in_microseconds() {
+        let probe = |syncs, cpu_secs| Probe {
+            syncs,
+            secs: 1.0,
+            cpu_secs,
+        };
+        assert_eq!(probe(4, Some(0.002)).cpu_us_per_sync(), Some(500.0));
+        assert_eq!(probe(0, Some(0.002)).cpu_us_per_sync(), Some(2000.0));
+        assert_eq!(probe(4, None).cpu_us_per_sync(), None);
+    }
+
+    #[test]
+    fn the_rate_is_syncs_per_second() {
+        let probe = Probe {
+            syncs: 10,
+            secs: 2.0,
+            cpu_secs: None,
+        };
+        assert_eq!(probe.rate(), 5.0);
+    }
+
+    #[test]
+    fn probe_writes_go_back_to_back_from_the_start_of_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("probe");
+        let f = prepared_file(&path, 4, Prepared::Written).expect("prepare");
+        let done = probe_writes(&f, &path, 3, Duration::from_secs(60), Instant::now());
+        assert_eq!(done, Ok(3));
+        let bytes = std::fs::read(&path).expect("read the probe file");
+        let written = 3 * PROBE_WRITE as usize;
+        assert!(bytes[..written].iter().all(|&b| b == b'p'), "{bytes:?}");
+        assert!(bytes[written..].iter().all(|&b| b == 0), "{bytes:?}");
+    }
+
+    #[test]
+    fn probe_writes_past_their_time_stop_at_the_next_64() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("probe");
+        let f = prepared_file(&path, 200, Prepared::Written).expect("prepare");
+        let done = probe_writes(&f, &path, 200, Duration::ZERO, Instant::now());
+        assert_eq!(done, Ok(64));
+    }
+
+    #[test]
+    fn cpu_time_between_two_readings_is_their_difference_never_negative() {
+        assert_eq!(cpu_between(Some(1.0), Some(3.5)), Some(2.5));
+        assert_eq!(cpu_between(Some(3.0), Some(1.0)), Some(0.0));
+        assert_eq!(cpu_between(None, Some(1.0)), None);
+        assert_eq!(cpu_between(Some(1.0), None), None);
     }
 
     #[test]

@@ -827,3 +827,518 @@ impl DiskFile for SimFile {
         self.sync(Op::SyncAll).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    /// The sectors of the one write [`unsynced_write_then_power_loss`] makes.
+    const SECTORS: usize = 8;
+    /// The byte that write fills them with.
+    const WRITTEN: u8 = 0xab;
+
+    /// Writes [`SECTORS`] sectors of [`WRITTEN`] to a new file of a disk
+    /// with `cfg`, never syncs them, and cuts the power: what the file then
+    /// holds, and the disk's counters.
+    fn unsynced_write_then_power_loss(seed: u64, cfg: SimDiskConfig) -> (Vec<u8>, SimDiskStats) {
+        block_on(async {
+            let disk = SimDisk::new(seed, cfg);
+            let dir = Path::new("/d");
+            let path = dir.join("f");
+            disk.create_dir_all(dir)
+                .await
+                .expect("create the directory");
+            let f = disk.create(&path).await.expect("create the file");
+            let bytes = vec![WRITTEN; SECTORS * SECTOR as usize];
+            f.write_at(0, &bytes).await.expect("write");
+            disk.power_loss();
+            let left = disk.durable_contents(&path).expect("the name survives");
+            (left, disk.stats())
+        })
+    }
+
+    /// How many sectors of `left` hold the write whole.
+    fn sectors_kept(left: &[u8]) -> usize {
+        left.chunks(SECTOR as usize)
+            .filter(|s| s.len() == SECTOR as usize && s.iter().all(|&b| b == WRITTEN))
+            .count()
+    }
+
+    #[test]
+    fn torn_sectors_hold_zeros_when_garbage_is_not_configured() {
+        let cfg = SimDiskConfig {
+            torn_prefix: true,
+            reorder_sectors: true,
+            ..SimDiskConfig::default()
+        };
+        let mut zeroed = 0;
+        for seed in 0..32 {
+            let (left, stats) = unsynced_write_then_power_loss(seed, cfg.clone());
+            for sector in left.chunks(SECTOR as usize) {
+                let whole = sector.iter().all(|&b| b == WRITTEN);
+                let zeros = sector.iter().all(|&b| b == 0);
+                assert!(whole || zeros, "seed {seed}: a sector of {sector:?}");
+            }
+            assert_eq!(stats.torn_sectors_garbage, 0, "seed {seed}");
+            zeroed += stats.torn_sectors_zeroed;
+        }
+        assert!(zeroed > 0, "no seed tore a sector");
+    }
+
+    #[test]
+    fn a_power_loss_counts_as_lost_exactly_the_sectors_that_did_not_survive() {
+        let cfg = SimDiskConfig {
+            torn_prefix: true,
+            reorder_sectors: true,
+            ..SimDiskConfig::default()
+        };
+        let (mut reordered_partly, mut torn_partly) = (false, false);
+        for seed in 0..32 {
+            let (left, stats) = unsynced_write_then_power_loss(seed, cfg.clone());
+            let kept = sectors_kept(&left);
+            let lost = ((SECTORS - kept) as u64) * SECTOR;
+            assert_eq!(stats.unsynced_bytes_lost, lost, "seed {seed}: {stats:?}");
+            let partly = (1..SECTORS).contains(&kept);
+            reordered_partly |= partly && stats.files_reordered == 1;
+            torn_partly |= partly && stats.files_torn_prefix == 1;
+        }
+        assert!(
+            reordered_partly && torn_partly,
+            "no seed kept only some sectors in both modes"
+        );
+    }
+
+    #[test]
+    fn a_torn_prefix_keeps_the_first_sectors_anywhere_from_none_to_all() {
+        let cfg = SimDiskConfig {
+            torn_prefix: true,
+            ..SimDiskConfig::default()
+        };
+        let mut prefixes = BTreeSet::new();
+        for seed in 0..64 {
+            let (left, stats) = unsynced_write_then_power_loss(seed, cfg.clone());
+            if stats.files_torn_prefix == 0 {
+                continue;
+            }
+            let kept = sectors_kept(&left);
+            let rest = &left[(kept * SECTOR as usize).min(left.len())..];
+            assert!(rest.iter().all(|&b| b == 0), "seed {seed}: not a prefix");
+            prefixes.insert(kept);
+        }
+        assert!(
+            prefixes.contains(&0) && prefixes.contains(&SECTORS),
+            "{prefixes:?}"
+        );
+    }
+
+    #[test]
+    fn the_counters_count_each_operation_once() {
+        let stats = block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            let dir = Path::new("/d");
+            let path = dir.join("f");
+            disk.create_dir_all(dir)
+                .await
+                .expect("create the directory");
+            let f = disk.create(&path).await.expect("create the file");
+            for at in [0, 100, 200] {
+                f.write_at(at, &[1; 100]).await.expect("write");
+            }
+            for _ in 0..2 {
+                f.read_at(0, vec![0; 10]).await.expect("read");
+            }
+            f.sync_data().await.expect("sync");
+            disk.sync_dir(dir).await.expect("sync the directory");
+            disk.flip_bit(&path, 5, 0).expect("flip a bit");
+            disk.lose_write(&path, 0, 10).expect("lose a write");
+            disk.set_capacity(300);
+            assert!(
+                f.write_at(300, &[1]).await.is_err(),
+                "a write past the capacity"
+            );
+            disk.set_capacity(u64::MAX);
+            disk.fail_next_syncs(1);
+            f.write_at(0, &[2]).await.expect("write");
+            assert!(f.sync_data().await.is_err(), "an armed EIO");
+            disk.crash_process();
+            assert!(
+                f.write_at(0, &[3]).await.is_err(),
+                "a handle from before the crash"
+            );
+            let g = disk.open(&path).await.expect("reopen");
+            g.write_at(0, &[4; 10]).await.expect("write");
+            disk.power_loss();
+            disk.stats()
+        });
+        let expected = SimDiskStats {
+            writes: 5,
+            reads: 2,
+            syncs: 1,
+            dir_syncs: 1,
+            process_crashes: 1,
+            power_losses: 1,
+            files_unsynced_dropped: 1,
+            unsynced_bytes_lost: 10,
+            eio_injected: 1,
+            enospc: 1,
+            bit_flips: 1,
+            lost_writes: 1,
+            stale_handle_ops: 1,
+            ..SimDiskStats::default()
+        };
+        assert_eq!(stats, expected);
+    }
+
+    #[test]
+    fn a_directory_sync_across_a_crash_fails_stale_and_is_counted() {
+        block_on(async {
+            let cfg = SimDiskConfig {
+                sync_latency_mean: Duration::from_millis(1),
+                ..SimDiskConfig::default()
+            };
+            let disk = SimDisk::new(1, cfg);
+            let dir = Path::new("/d");
+            disk.create_dir_all(dir)
+                .await
+                .expect("create the directory");
+            disk.create(&dir.join("f")).await.expect("create the file");
+            let syncing = tokio::spawn({
+                let disk = disk.clone();
+                async move { disk.sync_dir(Path::new("/d")).await }
+            });
+            tokio::task::yield_now().await; // the sync is now in its latency
+            disk.crash_process();
+            let result = syncing.await.expect("the sync's task");
+            assert!(
+                matches!(&result, Err(Error::Io { op: Op::SyncDir, source, .. })
+                    if source.raw_os_error() == Some(libc::ESTALE)),
+                "{result:?}"
+            );
+            let stats = disk.stats();
+            assert_eq!((stats.stale_handle_ops, stats.dir_syncs), (1, 0));
+        });
+    }
+
+    #[test]
+    fn a_bit_flip_changes_exactly_that_bit_of_synced_bytes_and_nothing_unsynced() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            let path = Path::new("/d/f");
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(path).await.expect("create");
+            disk.sync_dir(Path::new("/d")).await.expect("sync the name");
+            f.write_at(0, &[0b1010_1010; 8]).await.expect("write");
+            f.sync_data().await.expect("sync");
+            f.write_at(8, &[0; 8]).await.expect("write, not synced");
+            disk.flip_bit(path, 2, 3).expect("flip");
+            let durable = disk.durable_contents(path).expect("durable");
+            assert_eq!(durable[2], 0b1010_0010);
+            let read = f.read_at(0, vec![0; 8]).await.expect("read");
+            assert_eq!(read[2], 0b1010_0010);
+            assert!(
+                durable
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| i == 2 || b == 0b1010_1010)
+            );
+            // Unsynced bytes are not on the platter yet: nothing to flip.
+            assert!(disk.flip_bit(path, 10, 0).is_err());
+            assert!(disk.flip_bit(path, 16, 0).is_err());
+        });
+    }
+
+    #[test]
+    fn a_lost_write_zeroes_exactly_its_range() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            let path = Path::new("/d/f");
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(path).await.expect("create");
+            disk.sync_dir(Path::new("/d")).await.expect("sync the name");
+            f.write_at(0, &[9; 300]).await.expect("write");
+            f.sync_data().await.expect("sync");
+            disk.lose_write(path, 100, 50).expect("lose");
+            let durable = disk.durable_contents(path).expect("durable");
+            let zeros: Vec<usize> = (0..300).filter(|&i| durable[i] == 0).collect();
+            assert_eq!(zeros, (100..150).collect::<Vec<_>>());
+            assert_eq!(f.read_at(0, vec![0; 300]).await.expect("read"), durable);
+        });
+    }
+
+    #[test]
+    fn a_new_configuration_takes_effect_at_once() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            assert_eq!(disk.config(), SimDiskConfig::default());
+            let failing = SimDiskConfig {
+                eio_probability: 1.0,
+                ..SimDiskConfig::power_faults()
+            };
+            disk.set_config(failing.clone());
+            assert_eq!(disk.config(), failing);
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            f.write_at(0, b"x").await.expect("write");
+            assert!(f.sync_data().await.is_err(), "every sync fails now");
+        });
+    }
+
+    #[test]
+    fn space_and_unsynced_bytes_are_counted_per_named_file() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            let g = disk.create(Path::new("/d/g")).await.expect("create");
+            f.write_at(0, &[1; 100]).await.expect("write");
+            g.write_at(50, &[1; 10]).await.expect("write");
+            assert_eq!((disk.used_bytes(), disk.unsynced_bytes()), (160, 110));
+            f.sync_data().await.expect("sync");
+            assert_eq!(disk.unsynced_bytes(), 10);
+            disk.remove(Path::new("/d/f")).await.expect("remove");
+            assert_eq!(disk.used_bytes(), 60);
+            assert_eq!(
+                disk.free_space(Path::new("/d")).await.expect("free"),
+                u64::MAX - 60
+            );
+        });
+    }
+
+    #[test]
+    fn an_armed_eio_fails_that_many_syncs_then_syncs_work_again() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            disk.fail_next_syncs(2);
+            assert!(f.sync_data().await.is_err());
+            assert!(f.sync_all().await.is_err());
+            f.sync_data().await.expect("the third sync works");
+        });
+    }
+
+    #[test]
+    fn handles_from_before_a_power_loss_are_stale() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            disk.power_loss();
+            assert!(f.write_at(0, b"x").await.is_err());
+            assert_eq!(disk.stats().stale_handle_ops, 1);
+        });
+    }
+
+    #[test]
+    fn a_directory_lists_and_syncs_only_its_own_files() {
+        block_on(async {
+            let cfg = SimDiskConfig {
+                lose_unsynced_dir_entries: true,
+                ..SimDiskConfig::default()
+            };
+            let disk = SimDisk::new(1, cfg);
+            for dir in ["/a", "/b"] {
+                disk.create_dir_all(Path::new(dir)).await.expect("mkdir");
+            }
+            disk.create(Path::new("/a/1")).await.expect("create");
+            disk.sync_dir(Path::new("/a")).await.expect("sync /a");
+            disk.create(Path::new("/b/2")).await.expect("create");
+            disk.sync_dir(Path::new("/b")).await.expect("sync /b");
+            disk.create(Path::new("/b/3"))
+                .await
+                .expect("create, not synced");
+            assert_eq!(disk.list(Path::new("/a")).await.expect("list"), ["1"]);
+            assert_eq!(disk.list(Path::new("/b")).await.expect("list"), ["2", "3"]);
+            disk.power_loss();
+            assert_eq!(disk.stats().dir_entries_lost, 1);
+            assert_eq!(disk.list(Path::new("/a")).await.expect("list"), ["1"]);
+            assert_eq!(disk.list(Path::new("/b")).await.expect("list"), ["2"]);
+            assert!(disk.list(Path::new("/c")).await.is_err());
+        });
+    }
+
+    #[test]
+    fn a_read_past_the_end_returns_only_the_bytes_the_file_holds() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            f.write_at(0, b"0123456789").await.expect("write");
+            assert_eq!(f.read_at(4, vec![0; 16]).await.expect("read"), b"456789");
+            assert_eq!(f.read_at(8, vec![0; 1]).await.expect("read"), b"8");
+            assert!(f.read_at(12, vec![0; 4]).await.expect("read").is_empty());
+            f.set_len(4).await.expect("truncate");
+            assert_eq!(f.size().await.expect("size"), 4);
+        });
+    }
+
+    #[test]
+    fn a_sync_makes_durable_only_what_was_written_before_it_began() {
+        block_on(async {
+            let cfg = SimDiskConfig {
+                sync_latency_mean: Duration::from_millis(1),
+                ..SimDiskConfig::default()
+            };
+            let disk = SimDisk::new(1, cfg);
+            let path = Path::new("/d/f");
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(path).await.expect("create");
+            f.write_at(0, &[1; 512]).await.expect("write");
+            let syncing = tokio::spawn({
+                let f = f.clone();
+                async move { f.sync_data().await }
+            });
+            tokio::task::yield_now().await; // the sync is now in its latency
+            f.write_at(512, &[2; 512])
+                .await
+                .expect("write during the sync");
+            syncing.await.expect("the sync's task").expect("sync");
+            disk.power_loss();
+            let left = disk.durable_contents(path).expect("the name survives");
+            assert_eq!(left, [1; 512]);
+        });
+    }
+
+    /// The byte [`overwrite_then_power_loss`] synced first.
+    const OLD: u8 = 0x11;
+
+    /// Syncs [`SECTORS`] sectors of [`OLD`] to a new file, overwrites
+    /// `len` bytes at `offset` with [`WRITTEN`] without syncing, and cuts
+    /// the power: what the file then holds, and the disk's counters.
+    fn overwrite_then_power_loss(
+        seed: u64,
+        cfg: SimDiskConfig,
+        offset: u64,
+        len: usize,
+    ) -> (Vec<u8>, SimDiskStats) {
+        block_on(async {
+            let disk = SimDisk::new(seed, cfg);
+            let path = Path::new("/d/f");
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(path).await.expect("create");
+            f.write_at(0, &vec![OLD; SECTORS * SECTOR as usize])
+                .await
+                .expect("write");
+            f.sync_data().await.expect("sync");
+            f.write_at(offset, &vec![WRITTEN; len])
+                .await
+                .expect("write");
+            disk.power_loss();
+            let left = disk.durable_contents(path).expect("the name survives");
+            (left, disk.stats())
+        })
+    }
+
+    #[test]
+    fn a_tear_destroys_exactly_one_sector_of_what_was_there() {
+        let mut torn = 0;
+        for seed in 0..32 {
+            let cfg = SimDiskConfig {
+                torn_prefix: true,
+                reorder_sectors: true,
+                ..SimDiskConfig::default()
+            };
+            let len = SECTORS * SECTOR as usize;
+            let (left, stats) = overwrite_then_power_loss(seed, cfg, 0, len);
+            assert_eq!(left.len(), len, "seed {seed}");
+            let mut zeroed = 0;
+            for sector in left.chunks(SECTOR as usize) {
+                let all = |b: u8| sector.iter().all(|&x| x == b);
+                assert!(
+                    all(OLD) || all(WRITTEN) || all(0),
+                    "seed {seed}: {sector:?}"
+                );
+                zeroed += u64::from(all(0));
+            }
+            assert_eq!(zeroed, stats.torn_sectors_zeroed, "seed {seed}");
+            torn += zeroed;
+        }
+        assert!(torn > 0, "no seed tore a sector");
+    }
+
+    #[test]
+    fn torn_sectors_hold_garbage_half_the_time_when_configured() {
+        let (mut garbage, mut zeroed) = (0, 0);
+        for seed in 0..32 {
+            let len = SECTORS * SECTOR as usize;
+            let cfg = SimDiskConfig {
+                lose_unsynced_dir_entries: false,
+                ..SimDiskConfig::power_faults()
+            };
+            let (left, stats) = overwrite_then_power_loss(seed, cfg, 0, len);
+            let random = left
+                .chunks(SECTOR as usize)
+                .filter(|s| !s.iter().all(|&x| x == OLD || x == WRITTEN || x == 0))
+                .count() as u64;
+            assert_eq!(random, stats.torn_sectors_garbage, "seed {seed}");
+            garbage += stats.torn_sectors_garbage;
+            zeroed += stats.torn_sectors_zeroed;
+        }
+        assert!(
+            garbage > 0 && zeroed > 0,
+            "{garbage} garbage, {zeroed} zeroed"
+        );
+    }
+
+    #[test]
+    fn an_unaligned_write_survives_or_tears_by_whole_sectors() {
+        let cfg = SimDiskConfig {
+            torn_prefix: true,
+            reorder_sectors: true,
+            ..SimDiskConfig::default()
+        };
+        let (offset, len) = (100usize, 1000usize);
+        let mut kinds = BTreeSet::new();
+        for seed in 0..64 {
+            let (left, _) = overwrite_then_power_loss(seed, cfg.clone(), offset as u64, len);
+            for (i, sector) in left.chunks(SECTOR as usize).enumerate() {
+                let start = i * SECTOR as usize;
+                let new = |at: usize| (offset..offset + len).contains(&(start + at));
+                let old_here = sector.iter().all(|&x| x == OLD);
+                let new_here = sector
+                    .iter()
+                    .enumerate()
+                    .all(|(at, &x)| x == if new(at) { WRITTEN } else { OLD });
+                let torn = sector.iter().all(|&x| x == 0);
+                assert!(old_here || new_here || torn, "seed {seed}, sector {i}");
+                if (1..3).contains(&i) {
+                    kinds.insert((i, new_here && !old_here));
+                }
+            }
+        }
+        // The sectors the write spans partly kept it, partly not.
+        assert_eq!(kinds.len(), 4, "{kinds:?}");
+    }
+
+    #[test]
+    fn a_power_loss_never_leaves_a_file_longer_than_what_was_written() {
+        let cfg = SimDiskConfig {
+            torn_prefix: true,
+            reorder_sectors: true,
+            ..SimDiskConfig::default()
+        };
+        let (mut torn_in_prefix, mut torn_in_reorder) = (false, false);
+        for seed in 0..64 {
+            let (left, stats) = unsynced_write_then_power_loss(seed, cfg.clone());
+            assert!(left.len() <= SECTORS * SECTOR as usize, "seed {seed}");
+            if stats.files_torn_prefix == 1 {
+                // The kept sectors, then the torn one if any.
+                let kept = sectors_kept(&left) as u64;
+                let len = (kept + stats.torn_sectors_zeroed) * SECTOR;
+                assert_eq!(left.len() as u64, len, "seed {seed}");
+                torn_in_prefix |= stats.torn_sectors_zeroed > 0;
+            }
+            torn_in_reorder |= stats.files_reordered == 1 && stats.torn_sectors_zeroed > 0;
+        }
+        assert!(torn_in_prefix && torn_in_reorder);
+    }
+}

@@ -134,4 +134,13 @@ mod tests {
         let tiny = shortfall(32 * mib, 0, 1000, 0).expect("short").to_string();
         assert!(tiny.contains("even the smallest segment"), "{tiny}");
     }
+
+    #[test]
+    fn sizes_read_in_the_largest_unit_that_keeps_them_at_least_one() {
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1024), "1.0 KiB");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(5 << 30), "5.0 GiB");
+        assert_eq!(size(1 << 50), "1024.0 TiB");
+    }
 }

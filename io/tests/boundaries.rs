@@ -13,8 +13,9 @@ use beaver_io::wal::format::{
     BatchProblem, HeaderProblem, MAX_LSN, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, SegmentHeader,
     decode_batch, encode_batch, segment_bytes_problem,
 };
-use beaver_io::{Error, SimDisk, SimDiskConfig, SnapshotStore, Wal};
-use common::{DIR, opts, rt, write};
+use beaver_io::wal::{BatchInfo, DEFAULT_SEGMENT_BYTES, read_records};
+use beaver_io::{Error, SimDisk, SimDiskConfig, SnapshotStore, Wal, WalOptions, record_bytes_max};
+use common::{DIR, body, opts, rt, write};
 
 #[test]
 fn a_snapshot_file_of_an_empty_body_decodes_and_a_shorter_file_is_damaged() {
@@ -178,4 +179,153 @@ fn problems_read_as_what_went_wrong() {
     );
     let torn = BatchProblem::Invalid("batch LSN range does not match its record count");
     assert!(torn.to_string().contains("record count"), "{torn}");
+}
+
+/// A log of LSNs 1 to 12 (three synced batches of four), the WAL closed.
+async fn log_of_twelve(disk: &SimDisk) {
+    let (mut wal, _) = Wal::open(
+        disk.clone(),
+        Path::new(DIR),
+        opts(16 << 10, 1),
+        0,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        write(&mut wal, 4, 40).await.unwrap();
+        wal.sync().await.unwrap();
+    }
+}
+
+/// The records `read_records` hands out for `after..=upto`, and its answer.
+async fn read_range(disk: &SimDisk, after: u64, upto: u64) -> (Vec<u64>, Result<u64, Error>) {
+    let mut lsns = Vec::new();
+    let r = read_records(disk, Path::new(DIR), after, upto, |lsn, b| {
+        assert_eq!(b, body(lsn, 40), "body of LSN {lsn}");
+        lsns.push(lsn);
+    })
+    .await;
+    (lsns, r)
+}
+
+#[test]
+fn read_records_hands_out_exactly_the_range_asked_for() {
+    rt().block_on(async {
+        let disk = SimDisk::new(4, SimDiskConfig::default());
+        log_of_twelve(&disk).await;
+        let (lsns, r) = read_range(&disk, 2, 9).await;
+        assert_eq!((lsns, r.ok()), ((3..=9).collect(), Some(7)));
+        let (lsns, r) = read_range(&disk, 0, 12).await;
+        assert_eq!((lsns, r.ok()), ((1..=12).collect(), Some(12)));
+        let (lsns, r) = read_range(&disk, 11, 12).await;
+        assert_eq!((lsns, r.ok()), (vec![12], Some(1)));
+    });
+}
+
+#[test]
+fn read_records_refuses_a_range_past_the_logs_end_naming_what_it_holds() {
+    rt().block_on(async {
+        let disk = SimDisk::new(5, SimDiskConfig::default());
+        log_of_twelve(&disk).await;
+        let (_, r) = read_range(&disk, 5, 13).await;
+        match r {
+            Err(Error::Usage(why)) => {
+                assert!(why.ends_with("holds LSNs only up to 12 of 6..=13"), "{why}")
+            }
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn read_records_refuses_a_corrupt_log_naming_the_file_and_offset() {
+    rt().block_on(async {
+        let disk = SimDisk::new(6, SimDiskConfig::default());
+        log_of_twelve(&disk).await;
+        let seg = Path::new(DIR).join("wal-00000000000000000001.seg");
+        disk.flip_bit(&seg, 1024 + 70, 3).unwrap(); // the second batch
+        let (_, r) = read_range(&disk, 0, 12).await;
+        assert!(
+            matches!(&r, Err(Error::Corruption { path, offset: 1024, .. }) if *path == seg),
+            "{r:?}"
+        );
+    });
+}
+
+#[test]
+fn the_default_segment_size_is_64_mib_and_valid() {
+    assert_eq!(DEFAULT_SEGMENT_BYTES, 64 << 20);
+    assert_eq!(segment_bytes_problem(DEFAULT_SEGMENT_BYTES), None);
+    assert_eq!(WalOptions::default().segment_bytes, DEFAULT_SEGMENT_BYTES);
+}
+
+#[test]
+fn a_record_of_the_largest_size_is_written_and_one_byte_more_is_refused() {
+    rt().block_on(async {
+        let disk = SimDisk::new(7, SimDiskConfig::default());
+        let seg = 8192;
+        let (mut wal, _) = Wal::open(disk.clone(), Path::new(DIR), opts(seg, 1), 0, |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(wal.max_batch_bytes(), seg - 512);
+        let max = record_bytes_max(seg) as usize;
+        let refused = wal.write_batch(&[(1, &vec![7; max + 1])]).await;
+        assert!(
+            matches!(refused, Err(Error::RecordTooLarge { capacity: 7680, .. })),
+            "{refused:?}"
+        );
+        assert_eq!(wal.append(&[(1, &vec![7; max])]).await.unwrap(), 1);
+        // It fills a segment of its own: the next record opens another.
+        wal.write_batch(&[(2, b"x")]).await.unwrap();
+        assert_eq!(wal.closed_segments(), [(1, 1)]);
+        assert_eq!(wal.append(&[(3, b"y")]).await.unwrap(), 3);
+    });
+}
+
+#[test]
+fn a_written_batch_says_where_it_went() {
+    rt().block_on(async {
+        let disk = SimDisk::new(8, SimDiskConfig::default());
+        let (mut wal, _) = Wal::open(disk, Path::new(DIR), opts(16 << 10, 1), 0, |_, _| {})
+            .await
+            .unwrap();
+        let first = wal.write_batch(&[(1, b"a"), (2, b"b")]).await.unwrap();
+        let expected = BatchInfo {
+            first_lsn: 1,
+            last_lsn: 2,
+            segment_seq: 1,
+            offset: 512, // after the segment header
+            bytes: 1024, // the segment header and one sector of batch
+        };
+        assert_eq!(first, expected);
+        let second = wal.write_batch(&[(3, b"c")]).await.unwrap();
+        let expected = BatchInfo {
+            first_lsn: 3,
+            last_lsn: 3,
+            segment_seq: 1,
+            offset: 1024,
+            bytes: 512,
+        };
+        assert_eq!(second, expected);
+    });
+}
+
+#[test]
+fn one_sync_at_a_time_and_none_without_anything_to_sync() {
+    rt().block_on(async {
+        let disk = SimDisk::new(9, SimDiskConfig::default());
+        let (mut wal, _) = Wal::open(disk, Path::new(DIR), opts(16 << 10, 1), 0, |_, _| {})
+            .await
+            .unwrap();
+        assert!(wal.begin_sync().unwrap().is_none(), "nothing written");
+        write(&mut wal, 2, 10).await.unwrap();
+        let job = wal.begin_sync().unwrap().expect("a sync");
+        assert_eq!(job.upto(), 2);
+        write(&mut wal, 1, 10).await.unwrap();
+        assert!(wal.begin_sync().unwrap().is_none(), "one in flight");
+        assert_eq!(wal.complete_sync(job.run().await).unwrap(), 2);
+        assert_eq!(wal.sync().await.unwrap(), 3);
+        assert!(wal.begin_sync().unwrap().is_none(), "all durable");
+    });
 }

@@ -8,10 +8,15 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use beaver_io::{Appender, Error, SimDisk, SimDiskConfig};
-use common::{DIR, opts, recover, rt};
+use beaver_io::wal::segment::segment_name;
+use beaver_io::wal::{
+    CommitEvent, CommitHooks, CommitSettings, GroupCommit, LogEntry, LoneClient, NoHooks, Proposer,
+};
+use beaver_io::{Appender, Disk, Error, Op, SimDisk, SimDiskConfig};
+use common::{DIR, opts, recover, rt, write};
 use tokio::task::JoinHandle;
 
 /// The proposer task and the WAL task of an [`Appender`].
@@ -123,10 +128,19 @@ fn a_failed_fsync_answers_every_waiter_and_stops() {
             let ap = appender.clone();
             appends.push(tokio::spawn(async move { ap.append(vec![i; 10]).await }));
         }
+        // Nothing after a failed fsync is acknowledged: every waiter gets
+        // that failure.
         for t in appends {
+            let answer = t.await.unwrap();
             assert!(
-                t.await.unwrap().is_err(),
-                "nothing after a failed fsync is acknowledged"
+                matches!(
+                    &answer,
+                    Err(Error::Io {
+                        op: Op::SyncData,
+                        ..
+                    })
+                ),
+                "{answer:?}"
             );
         }
         assert!(matches!(
@@ -233,5 +247,209 @@ fn an_append_given_up_during_its_in_place_commit_leaves_the_log_whole() {
         drop(appender);
         tasks.ended().await.unwrap();
         survive_power_loss(&disk, 64 << 10, &acked).await;
+    });
+}
+
+/// A record of the group commit in [`handles_name_themselves_in_debug_output`].
+struct Record(u64);
+
+impl LogEntry for Record {
+    fn lsn(&self) -> u64 {
+        self.0
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0.to_le_bytes());
+    }
+}
+
+#[test]
+fn handles_name_themselves_in_debug_output() {
+    rt().block_on(async {
+        let disk = SimDisk::new(31, SimDiskConfig::default());
+        let (wal, _) = recover(&disk, Path::new(DIR), opts(64 << 10, 1), 0)
+            .await
+            .unwrap();
+        let (commit, task) =
+            GroupCommit::<_, Record, _>::new(wal, CommitSettings::default(), Arc::new(NoHooks));
+        let lone = format!("{:?}", LoneClient::default());
+        assert_eq!(
+            format!("{commit:?}"),
+            format!("GroupCommit {{ sent: 0, lone: {lone}, .. }}")
+        );
+        assert_eq!(format!("{:?}", commit.deleter()), "SegmentDeleter { .. }");
+        assert_eq!(format!("{task:?}"), "WalTask { .. }");
+        let (wal, _) = recover(&disk, Path::new("/data/other"), opts(64 << 10, 1), 0)
+            .await
+            .unwrap();
+        let (appender, _, _) = Appender::start(wal, 1);
+        assert_eq!(format!("{appender:?}"), "Appender { .. }");
+    });
+}
+
+#[test]
+fn a_segment_deleter_has_the_wal_task_delete_the_covered_segments() {
+    rt().block_on(async {
+        let disk = SimDisk::new(41, SimDiskConfig::default());
+        let dir = Path::new(DIR);
+        let (mut wal, _) = recover(&disk, dir, opts(16 << 10, 1), 0).await.unwrap();
+        for _ in 0..40 {
+            write(&mut wal, 2, 700).await.unwrap();
+            wal.sync().await.unwrap();
+        }
+        let closed = wal.closed_segments();
+        assert!(closed.len() >= 3, "{closed:?}");
+        let (_, last1) = closed[1];
+        let (commit, task) =
+            GroupCommit::<_, Record, _>::new(wal, CommitSettings::default(), Arc::new(NoHooks));
+        let task = tokio::spawn(task.run());
+        commit.deleter().delete_through(last1).await;
+        let listed = disk.list(dir).await.unwrap();
+        let name = |i: usize| segment_name(closed[i].0);
+        assert!(
+            !listed.contains(&name(0)) && !listed.contains(&name(1)),
+            "{listed:?}"
+        );
+        assert!(listed.contains(&name(2)), "{listed:?}");
+        drop(commit);
+        task.await.unwrap();
+    });
+}
+
+/// Every report the group commit makes within `window` (simulated time).
+async fn reports_within<H: CommitHooks>(
+    commit: &mut GroupCommit<SimDisk, Record, H>,
+    window: Duration,
+) -> Vec<CommitEvent> {
+    let deadline = tokio::time::Instant::now() + window;
+    let mut got = Vec::new();
+    while let Ok(n) = tokio::time::timeout_at(deadline, commit.reports(&mut got, 64)).await {
+        if n == 0 {
+            break; // the WAL task ended
+        }
+    }
+    got
+}
+
+#[test]
+fn the_wal_task_prepares_ahead_and_reports_the_reserve_only_when_entered_or_left() {
+    rt().block_on(async {
+        let disk = SimDisk::new(51, SimDiskConfig::default());
+        let dir = Path::new(DIR);
+        let (wal, _) = recover(&disk, dir, opts(4096, 1), 0).await.unwrap();
+        let settings = CommitSettings {
+            space_check_interval_ms: 10,
+            ..CommitSettings::default()
+        };
+        let (mut commit, task) = GroupCommit::<_, Record, _>::new(wal, settings, Arc::new(NoHooks));
+        let task = tokio::spawn(task.run());
+        let second = Duration::from_secs(1);
+        // A hundred space checks, nothing to report; the first segment is
+        // prepared ahead of the first write meanwhile.
+        let quiet = reports_within(&mut commit, second).await;
+        assert!(quiet.is_empty(), "{quiet:?}");
+        assert_eq!(disk.list(dir).await.unwrap(), [segment_name(1)]);
+        disk.set_capacity(disk.used_bytes());
+        let full = reports_within(&mut commit, second).await;
+        assert!(
+            matches!(full.as_slice(), [CommitEvent::DiskFull(true)]),
+            "{full:?}"
+        );
+        disk.set_capacity(u64::MAX);
+        let freed = reports_within(&mut commit, second).await;
+        assert!(
+            matches!(freed.as_slice(), [CommitEvent::DiskFull(false)]),
+            "{freed:?}"
+        );
+        drop(commit);
+        task.await.unwrap();
+    });
+}
+
+#[test]
+fn on_a_full_disk_the_wal_task_retries_its_preparation_once_per_space_check() {
+    rt().block_on(async {
+        let disk = SimDisk::new(52, SimDiskConfig::default());
+        let (mut wal, _) = recover(&disk, Path::new(DIR), opts(4096, 1), 0)
+            .await
+            .unwrap();
+        write(&mut wal, 1, 10).await.unwrap();
+        wal.sync().await.unwrap();
+        assert!(wal.next_segment_wanted());
+        disk.set_capacity(disk.used_bytes());
+        let settings = CommitSettings {
+            space_check_interval_ms: 10,
+            ..CommitSettings::default()
+        };
+        let (mut commit, task) = GroupCommit::<_, Record, _>::new(wal, settings, Arc::new(NoHooks));
+        let task = tokio::spawn(task.run());
+        let full = reports_within(&mut commit, Duration::from_secs(1)).await;
+        assert!(
+            matches!(full.as_slice(), [CommitEvent::DiskFull(true)]),
+            "{full:?}"
+        );
+        // A hundred space checks in that second: as many tries at most.
+        let tries = disk.stats().enospc;
+        assert!((1..=101).contains(&tries), "{tries} tries");
+        drop(commit);
+        task.await.unwrap();
+    });
+}
+
+/// A proposer that is never alone (its records always go to the WAL task).
+#[derive(Default)]
+struct Crowd {
+    proposed: Vec<Record>,
+    next_lsn: u64,
+}
+
+impl Proposer<Record> for Crowd {
+    type Error = Error;
+
+    fn take_proposed(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.proposed)
+    }
+
+    fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    fn others_waiting(&self) -> bool {
+        true
+    }
+
+    fn report(&mut self, _event: CommitEvent) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_sync_of_the_wal_task_is_reported_as_fatal_and_ends_it() {
+    rt().block_on(async {
+        let disk = SimDisk::new(53, SimDiskConfig::default());
+        let (wal, _) = recover(&disk, Path::new(DIR), opts(4096, 1), 0)
+            .await
+            .unwrap();
+        let settings = CommitSettings::default();
+        let (mut commit, task) = GroupCommit::<_, Record, _>::new(wal, settings, Arc::new(NoHooks));
+        let task = tokio::spawn(task.run());
+        // The first segment is prepared (synced) ahead; the next sync fails.
+        assert!(
+            reports_within(&mut commit, Duration::from_secs(1))
+                .await
+                .is_empty()
+        );
+        disk.fail_next_syncs(1);
+        let mut crowd = Crowd {
+            proposed: vec![Record(1)],
+            next_lsn: 2,
+        };
+        commit.commit(1, &mut crowd).await.unwrap();
+        let reports = reports_within(&mut commit, Duration::from_secs(1)).await;
+        assert!(
+            matches!(reports.as_slice(), [CommitEvent::Fatal(Error::Io { .. })]),
+            "{reports:?}"
+        );
+        assert!(task.is_finished());
     });
 }

@@ -1276,3 +1276,114 @@ fn stale_bytes_past_a_segment_do_not_move_a_later_torn_window() {
         assert_dense(&again, 1, 8, 1900);
     });
 }
+
+/// A new log of 4 KiB segments whose first record is written: segment 1
+/// is the active one and no next segment is prepared.
+async fn log_in_its_first_segment(disk: &SimDisk) -> Wal<SimDisk> {
+    let (mut wal, _) = recover(disk, Path::new(DIR), opts(4096, 1), 0)
+        .await
+        .unwrap();
+    write(&mut wal, 1, 900).await.unwrap();
+    assert_eq!(wal.active_segment(), Some(segment(1).as_path()));
+    assert!(wal.next_segment_wanted() && !wal.next_segment_ready());
+    wal
+}
+
+/// Writes 900-byte records until the log moves out of segment 1.
+async fn rotate_out_of_the_first_segment(wal: &mut Wal<SimDisk>) {
+    while wal.active_segment() == Some(segment(1).as_path()) {
+        write(wal, 1, 900).await.unwrap();
+    }
+}
+
+#[test]
+fn a_prepared_segment_is_the_next_rotations_and_a_failed_preparation_can_be_retried() {
+    rt().block_on(async {
+        let disk = SimDisk::new(6, SimDiskConfig::default());
+        let dir = Path::new(DIR);
+        let mut wal = log_in_its_first_segment(&disk).await;
+        // No room for another segment: the preparation fails, not fatally.
+        disk.set_capacity(disk.used_bytes());
+        let job = wal.begin_prepare().expect("a next segment is wanted");
+        assert!(!wal.next_segment_wanted() && wal.begin_prepare().is_none());
+        let failed = wal.finish_prepare(job.run().await).await;
+        assert!(matches!(&failed, Err(Error::NoSpace { .. })), "{failed:?}");
+        assert!(wal.next_segment_wanted() && !wal.is_stopped());
+        // With room again, the next try (segment 3) is installed and used.
+        disk.set_capacity(u64::MAX);
+        let job = wal.begin_prepare().expect("wanted again");
+        wal.finish_prepare(job.run().await).await.unwrap();
+        assert!(wal.next_segment_ready() && !wal.next_segment_wanted());
+        rotate_out_of_the_first_segment(&mut wal).await;
+        assert_eq!(wal.active_segment(), Some(segment(3).as_path()));
+        assert!(wal.next_segment_wanted());
+        let last = wal.next_lsn() - 1;
+        wal.sync().await.unwrap();
+        drop(wal);
+        let (_, got) = recover(&disk, dir, opts(4096, 2), 0).await.unwrap();
+        assert_dense(&got, 1, last, 900);
+    });
+}
+
+#[test]
+fn a_segment_prepared_while_rotation_went_ahead_inline_is_removed() {
+    rt().block_on(async {
+        let disk = SimDisk::new(7, SimDiskConfig::default());
+        let dir = Path::new(DIR);
+        let mut wal = log_in_its_first_segment(&disk).await;
+        let job = wal.begin_prepare().expect("a next segment is wanted"); // segment 2
+        rotate_out_of_the_first_segment(&mut wal).await;
+        assert_eq!(wal.active_segment(), Some(segment(3).as_path()));
+        wal.finish_prepare(job.run().await).await.unwrap();
+        assert!(!wal.next_segment_ready());
+        let name = |seq| beaver_io::wal::segment::segment_name(seq);
+        let listed = disk.list(dir).await.unwrap();
+        assert_eq!(listed, [name(1), name(3)]);
+    });
+}
+
+#[test]
+fn a_stopped_wal_removes_the_segment_it_was_preparing_and_prepares_no_more() {
+    rt().block_on(async {
+        let disk = SimDisk::new(8, SimDiskConfig::default());
+        let dir = Path::new(DIR);
+        let mut wal = log_in_its_first_segment(&disk).await;
+        let job = wal.begin_prepare().expect("a next segment is wanted"); // segment 2
+        disk.fail_next_syncs(1);
+        assert!(wal.sync().await.is_err());
+        assert!(wal.is_stopped());
+        wal.finish_prepare(job.run().await).await.unwrap();
+        assert!(!wal.next_segment_ready());
+        let listed = disk.list(dir).await.unwrap();
+        assert_eq!(listed, [beaver_io::wal::segment::segment_name(1)]);
+        assert!(wal.begin_prepare().is_none() && !wal.next_segment_wanted());
+    });
+}
+
+/// A removal counts as a directory change: a directory sync that began
+/// before a file was removed and another created must not be taken for as
+/// new as the sync that saw the new file (a power loss would lose it).
+#[test]
+fn a_sync_from_before_a_removal_never_undoes_a_later_one() {
+    for seed in 0..64 {
+        rt().block_on(async {
+            let (disk, dir) = (slow_dir_sync_disk(seed).await, Path::new(DIR));
+            disk.create(&dir.join("a")).await.unwrap();
+            let slow = disk.sync_dir(dir);
+            let other = async {
+                disk.remove(&dir.join("a")).await.unwrap();
+                let file = disk.create(&dir.join("b")).await.unwrap();
+                file.write_at(0, b"y").await.unwrap();
+                file.sync_data().await.unwrap();
+                disk.sync_dir(dir).await.unwrap();
+            };
+            let _ = tokio::join!(slow, other);
+            disk.power_loss();
+            assert_eq!(
+                disk.list(dir).await.unwrap(),
+                vec!["b".to_string()],
+                "seed {seed}"
+            );
+        });
+    }
+}

@@ -53,6 +53,7 @@ pub(crate) async fn list_segments<D: Disk>(disk: &D, dir: &Path) -> Result<Vec<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim_disk::{SimDisk, SimDiskConfig};
 
     #[test]
     fn names_round_trip() {
@@ -60,5 +61,49 @@ mod tests {
         assert_eq!(parse_segment_name(&segment_name(u64::MAX)), Some(u64::MAX));
         assert_eq!(parse_segment_name("wal-7.seg"), None);
         assert_eq!(parse_segment_name("snap-00000000000000000007.snap"), None);
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn segments_are_listed_in_order_up_to_the_largest_sequence_number() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            let dir = Path::new("/w");
+            disk.create_dir_all(dir)
+                .await
+                .expect("create the directory");
+            for name in [
+                segment_name(2),
+                segment_name(MAX_SEGMENT_SEQ),
+                "x.snap".into(),
+                segment_name(1),
+            ] {
+                disk.create(&dir.join(name)).await.expect("create a file");
+            }
+            let listed = list_segments(&disk, dir).await.expect("list");
+            let seqs: Vec<u64> = listed.iter().map(|(seq, _)| *seq).collect();
+            assert_eq!(seqs, [1, 2, MAX_SEGMENT_SEQ]);
+            assert_eq!(listed[2].1, dir.join(segment_name(MAX_SEGMENT_SEQ)));
+            let beyond = dir.join(segment_name(MAX_SEGMENT_SEQ + 1));
+            disk.create(&beyond).await.expect("create a file");
+            match list_segments(&disk, dir).await {
+                Err(Error::Corruption {
+                    path,
+                    offset: 0,
+                    detail,
+                }) => {
+                    assert_eq!(path, beyond);
+                    assert!(detail.contains("beyond any beaver writes"), "{detail}");
+                }
+                other => panic!("expected corruption, got {other:?}"),
+            }
+        });
     }
 }

@@ -218,3 +218,356 @@ fn next_batch<'a>(
     }
     j
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Mutex as StdMutex;
+
+    use super::*;
+    use crate::sim_disk::{SimDisk, SimDiskConfig};
+    use crate::wal::writer::WalOptions;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    /// A record of `len` bytes.
+    struct Record(u64, usize);
+
+    impl LogEntry for Record {
+        fn lsn(&self) -> u64 {
+            self.0
+        }
+
+        fn encode_into(&self, out: &mut Vec<u8>) {
+            out.resize(out.len() + self.1, b'r');
+        }
+    }
+
+    /// What the log reported to its hooks, newest last.
+    #[derive(Default)]
+    struct Heard {
+        written: StdMutex<Vec<u64>>,
+        synced: StdMutex<Vec<(u64, u64)>>,
+        segments: StdMutex<Vec<(u64, u64)>>,
+        closed_through: StdMutex<Vec<u64>>,
+    }
+
+    impl CommitHooks for Heard {
+        fn written(&self, bytes: u64) {
+            self.written.lock().expect("lock").push(bytes);
+        }
+
+        fn synced(&self, upto: u64, records: u64, _secs: f64) {
+            self.synced.lock().expect("lock").push((upto, records));
+        }
+
+        fn segments(&self, count: u64, bytes: u64) {
+            self.segments.lock().expect("lock").push((count, bytes));
+        }
+
+        fn closed_through(&self, lsn: u64) {
+            self.closed_through.lock().expect("lock").push(lsn);
+        }
+    }
+
+    /// A log of 4 KiB segments on a new simulated disk.
+    async fn new_log(settings: CommitSettings) -> (Log<SimDisk, Heard>, SimDisk) {
+        let disk = SimDisk::new(1, SimDiskConfig::default());
+        let opts = WalOptions {
+            segment_bytes: 4096,
+            ..WalOptions::default()
+        };
+        let (wal, _) = Wal::open(disk.clone(), Path::new("/w"), opts, 0, |_, _| {})
+            .await
+            .expect("open");
+        (Log::new(wal, Arc::new(Heard::default()), settings), disk)
+    }
+
+    /// Writes `n` records of `len` bytes that continue the log.
+    async fn write(log: &mut Log<SimDisk, Heard>, n: u64, len: usize) {
+        let first = log.wal.next_lsn();
+        let records: Vec<Record> = (first..first + n).map(|l| Record(l, len)).collect();
+        let mut events = Vec::new();
+        log.write(&records, &mut events).await.expect("write");
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    /// What the housekeeping reports now: the segment files and the last
+    /// LSN of the newest closed segment.
+    fn segments_and_closed_through(log: &mut Log<SimDisk, Heard>) -> ((u64, u64), u64) {
+        log.housekeeping(&mut Vec::new());
+        let segments = log.hooks.segments.lock().expect("lock").last().copied();
+        let closed = log
+            .hooks
+            .closed_through
+            .lock()
+            .expect("lock")
+            .last()
+            .copied();
+        (segments.expect("segments"), closed.expect("closed through"))
+    }
+
+    /// The snapshots the housekeeping asks for now.
+    fn snapshots_due(log: &mut Log<SimDisk, Heard>) -> Vec<u64> {
+        let mut events = Vec::new();
+        log.housekeeping(&mut events);
+        events
+            .iter()
+            .filter_map(|e| match e {
+                CommitEvent::SnapshotDue(lsn) => Some(*lsn),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_log_is_idle_only_when_every_hand_over_is_written_and_durable() {
+        block_on(async {
+            let (mut log, disk) = new_log(CommitSettings::default()).await;
+            assert!(log.idle_for(0, 1));
+            assert!(!log.idle_for(1, 1), "a hand-over not taken yet");
+            assert!(!log.idle_for(0, 2), "records that do not continue the log");
+            write(&mut log, 1, 10).await;
+            assert!(!log.idle_for(0, 2), "written, not durable");
+            let (job, _) = log.begin_sync().expect("begin").expect("a sync");
+            assert!(!log.idle_for(0, 2), "a sync in flight");
+            let outcome = job.run().await;
+            log.synced(outcome, Instant::now(), 1, &mut Vec::new())
+                .expect("synced");
+            assert!(log.idle_for(0, 2));
+            log.taken = 3;
+            assert!(log.idle_for(3, 2));
+            // A failed sync stops the WAL: never idle again.
+            write(&mut log, 1, 10).await;
+            disk.fail_next_syncs(1);
+            assert!(log.sync_now(&mut Vec::new()).await.is_err());
+            assert!(log.wal.is_stopped());
+            assert!(!log.idle_for(3, 3));
+        });
+    }
+
+    #[test]
+    fn housekeeping_reports_the_segment_files_and_the_last_closed_lsn() {
+        block_on(async {
+            let (mut log, _disk) = new_log(CommitSettings::default()).await;
+            assert_eq!(segments_and_closed_through(&mut log), ((0, 4096), 0));
+            write(&mut log, 1, 10).await; // the first segment is made
+            assert_eq!(segments_and_closed_through(&mut log), ((1, 4096), 0));
+            // Three 1 KiB records fill a segment: the log rotates.
+            while log.wal.closed_segment_count() < 2 {
+                write(&mut log, 1, 1000).await;
+            }
+            let closed = log.wal.closed_segments_last_lsn().expect("closed");
+            assert_eq!(segments_and_closed_through(&mut log), ((3, 4096), closed));
+            let job = log.wal.begin_prepare().expect("a next segment is wanted");
+            let prepared = job.run().await;
+            log.wal.finish_prepare(prepared).await.expect("prepare");
+            // Two closed, the active one and the prepared one.
+            assert_eq!(segments_and_closed_through(&mut log), ((4, 4096), closed));
+        });
+    }
+
+    #[test]
+    fn a_snapshot_is_due_once_enough_log_is_durable() {
+        block_on(async {
+            // Enough is one byte more than the first batch.
+            let (mut probe, _disk) = new_log(CommitSettings::default()).await;
+            write(&mut probe, 1, 1000).await;
+            let first = probe.hooks.written.lock().expect("lock")[0];
+            let settings = CommitSettings {
+                snapshot_wal_bytes: first + 1,
+                ..CommitSettings::default()
+            };
+            let (mut log, _disk) = new_log(settings).await;
+            assert_eq!(
+                snapshots_due(&mut log),
+                Vec::<u64>::new(),
+                "nothing written"
+            );
+            write(&mut log, 1, 1000).await;
+            log.sync_now(&mut Vec::new()).await.expect("sync");
+            assert_eq!(snapshots_due(&mut log), Vec::<u64>::new(), "not enough");
+            write(&mut log, 1, 1000).await; // enough; the second not durable
+            assert_eq!(snapshots_due(&mut log), [1], "durable up to 1");
+            assert_eq!(snapshots_due(&mut log), Vec::<u64>::new(), "asked once");
+        });
+    }
+
+    #[test]
+    fn no_snapshot_is_due_before_anything_is_durable() {
+        block_on(async {
+            let settings = CommitSettings {
+                snapshot_wal_bytes: 1,
+                ..CommitSettings::default()
+            };
+            let (mut log, _disk) = new_log(settings).await;
+            write(&mut log, 2, 100).await;
+            assert_eq!(snapshots_due(&mut log), Vec::<u64>::new());
+            log.sync_now(&mut Vec::new()).await.expect("sync");
+            assert_eq!(snapshots_due(&mut log), [2]);
+        });
+    }
+
+    #[test]
+    fn a_sync_reports_how_many_records_it_made_durable() {
+        block_on(async {
+            let (mut log, _disk) = new_log(CommitSettings::default()).await;
+            write(&mut log, 1, 10).await;
+            assert!(log.sync_now(&mut Vec::new()).await.expect("sync"));
+            write(&mut log, 3, 10).await;
+            assert!(log.sync_now(&mut Vec::new()).await.expect("sync"));
+            assert!(
+                !log.sync_now(&mut Vec::new())
+                    .await
+                    .expect("nothing to sync")
+            );
+            let synced = log.hooks.synced.lock().expect("lock").clone();
+            assert_eq!(synced, [(1, 1), (4, 3)]);
+        });
+    }
+
+    #[test]
+    fn records_the_wal_refuses_are_reported_and_the_log_goes_on() {
+        block_on(async {
+            let (mut log, disk) = new_log(CommitSettings::default()).await;
+            write(&mut log, 1, 10).await;
+            let reports = |log: &Log<SimDisk, Heard>| log.hooks.written.lock().expect("lock").len();
+            let before = reports(&log);
+            let mut events = Vec::new();
+            log.write(&[Record(2, 8192)], &mut events)
+                .await
+                .expect("not fatal");
+            assert!(
+                matches!(
+                    events.as_slice(),
+                    [CommitEvent::AppendFailed {
+                        from_lsn: 2,
+                        error: Error::RecordTooLarge { .. }
+                    }]
+                ),
+                "{events:?}"
+            );
+            assert_eq!(reports(&log), before, "nothing written, nothing reported");
+            // A segment full, no room for the next: refused for lack of space.
+            while log.wal.closed_segment_count() == 0 {
+                write(&mut log, 1, 1000).await;
+            }
+            disk.set_capacity(disk.used_bytes());
+            let before = reports(&log);
+            let next = log.wal.next_lsn();
+            let mut events = Vec::new();
+            let records: Vec<Record> = (next..next + 4).map(|l| Record(l, 1000)).collect();
+            log.write(&records, &mut events).await.expect("not fatal");
+            assert!(
+                matches!(
+                    events.as_slice(),
+                    [CommitEvent::AppendFailed { from_lsn, error }]
+                        if *from_lsn == next && error.is_no_space()
+                ),
+                "{events:?}"
+            );
+            assert_eq!(reports(&log), before, "nothing written, nothing reported");
+            assert!(!log.wal.is_stopped());
+        });
+    }
+
+    #[test]
+    fn a_failed_write_is_fatal() {
+        block_on(async {
+            let (mut log, disk) = new_log(CommitSettings::default()).await;
+            write(&mut log, 1, 10).await;
+            disk.crash_process(); // every open handle is unusable now
+            let mut events = Vec::new();
+            let r = log.write(&[Record(2, 10)], &mut events).await;
+            assert!(r.is_err() && events.is_empty(), "{r:?} {events:?}");
+            assert!(log.wal.is_stopped());
+        });
+    }
+
+    #[test]
+    fn a_snapshot_is_due_after_the_interval_if_the_log_grew() {
+        block_on(async {
+            let settings = CommitSettings {
+                snapshot_interval_ms: 1000,
+                ..CommitSettings::default()
+            };
+            let (mut log, _disk) = new_log(settings).await;
+            tokio::time::advance(Duration::from_millis(1500)).await;
+            assert_eq!(
+                snapshots_due(&mut log),
+                Vec::<u64>::new(),
+                "nothing written"
+            );
+            write(&mut log, 1, 10).await;
+            log.sync_now(&mut Vec::new()).await.expect("sync");
+            assert_eq!(snapshots_due(&mut log), [1]);
+            write(&mut log, 1, 10).await;
+            log.sync_now(&mut Vec::new()).await.expect("sync");
+            tokio::time::advance(Duration::from_millis(999)).await;
+            assert_eq!(snapshots_due(&mut log), Vec::<u64>::new(), "too soon");
+            tokio::time::advance(Duration::from_millis(1)).await;
+            assert_eq!(snapshots_due(&mut log), [2]);
+            tokio::time::advance(Duration::from_millis(1000)).await;
+            assert_eq!(snapshots_due(&mut log), Vec::<u64>::new(), "nothing since");
+        });
+    }
+
+    /// `n` record bodies of `len` bytes back to back, and where each ends.
+    fn records(n: usize, len: usize) -> (Vec<u8>, Vec<(u64, usize)>) {
+        let encoded = vec![7; n * len];
+        let ends = (1..=n).map(|i| (i as u64, i * len)).collect();
+        (encoded, ends)
+    }
+
+    /// The batches `next_batch` cuts, as the LSNs of each.
+    fn batches(encoded: &[u8], ends: &[(u64, usize)], max: u64) -> Vec<Vec<u64>> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < ends.len() {
+            let mut slices = Vec::new();
+            let after = next_batch(encoded, ends, i, max, &mut slices);
+            assert!(after > i, "no record taken from record {i} on");
+            i = after;
+            out.push(slices.iter().map(|(lsn, _)| *lsn).collect());
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_takes_records_until_the_next_would_not_fit() {
+        // 64 + 3 × (17 + 100) = 415 bytes pad to one sector; a fourth
+        // record would need two.
+        let (encoded, ends) = records(7, 100);
+        let cut = batches(&encoded, &ends, 512);
+        assert_eq!(cut, [vec![1, 2, 3], vec![4, 5, 6], vec![7]]);
+    }
+
+    #[test]
+    fn a_batch_may_fill_its_room_exactly() {
+        // 64 + 4 × (17 + 95) = 512 bytes: one sector, exactly.
+        let (encoded, ends) = records(5, 95);
+        let cut = batches(&encoded, &ends, 512);
+        assert_eq!(cut, [vec![1, 2, 3, 4], vec![5]]);
+    }
+
+    #[test]
+    fn a_record_larger_than_a_batch_goes_alone() {
+        let (mut encoded, mut ends) = records(1, 100);
+        encoded.extend([8; 1000]);
+        ends.push((2, 1100));
+        encoded.extend([9; 100]);
+        ends.push((3, 1200));
+        let mut slices = Vec::new();
+        let after = next_batch(&encoded, &ends, 1, 512, &mut slices);
+        assert_eq!(after, 2);
+        assert_eq!(slices, [(2, &[8; 1000][..])]);
+        assert_eq!(batches(&encoded, &ends, 512), [vec![1], vec![2], vec![3]]);
+    }
+}
