@@ -109,13 +109,7 @@ mod tests {
     use crate::error::{Error, Op};
     use crate::sim_disk::{SimDisk, SimDiskConfig};
 
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
+    use crate::test_runtime::block_on;
 
     /// A simulated file holding `len` bytes counting up from 0 (mod 251).
     async fn file_of(len: usize) -> crate::SimFile {

@@ -277,13 +277,7 @@ pub(crate) fn fallocate(f: &File, len: u64) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
+    use crate::test_runtime::block_on;
 
     #[test]
     fn allocate_extends_a_file_to_that_length_and_never_shrinks_it() {

@@ -38,3 +38,26 @@ pub use wal::{
     Inspection, LogEnd, LogEntry, Proposer, Recovered, SegmentDeleter, SpaceStatus, Wal,
     WalOptions, WalTask, inspect,
 };
+
+/// Runtimes for the unit tests: one current-thread runtime per call.
+#[cfg(test)]
+pub(crate) mod test_runtime {
+    use std::future::Future;
+
+    /// Runs `f` to its end on a fresh runtime with the real clock.
+    pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
+        runtime(false).block_on(f)
+    }
+
+    /// Runs `f` to its end on a fresh runtime whose clock is paused (it
+    /// jumps to the next timer whenever every task waits).
+    pub(crate) fn block_on_paused<F: Future>(f: F) -> F::Output {
+        runtime(true).block_on(f)
+    }
+
+    fn runtime(paused: bool) -> tokio::runtime::Runtime {
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        builder.enable_all().start_paused(paused);
+        builder.build().expect("a test runtime")
+    }
+}

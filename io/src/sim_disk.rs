@@ -832,14 +832,7 @@ impl DiskFile for SimFile {
 mod tests {
     use super::*;
 
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
+    use crate::test_runtime::block_on_paused as block_on;
 
     /// The sectors of the one write [`unsynced_write_then_power_loss`] makes.
     const SECTORS: usize = 8;
@@ -867,6 +860,15 @@ mod tests {
     }
 
     /// How many sectors of `left` hold the write whole.
+    /// Torn prefixes and reordered sectors on a power loss, no garbage.
+    fn tearing() -> SimDiskConfig {
+        SimDiskConfig {
+            torn_prefix: true,
+            reorder_sectors: true,
+            ..SimDiskConfig::default()
+        }
+    }
+
     fn sectors_kept(left: &[u8]) -> usize {
         left.chunks(SECTOR as usize)
             .filter(|s| s.len() == SECTOR as usize && s.iter().all(|&b| b == WRITTEN))
@@ -875,11 +877,7 @@ mod tests {
 
     #[test]
     fn torn_sectors_hold_zeros_when_garbage_is_not_configured() {
-        let cfg = SimDiskConfig {
-            torn_prefix: true,
-            reorder_sectors: true,
-            ..SimDiskConfig::default()
-        };
+        let cfg = tearing();
         let mut zeroed = 0;
         for seed in 0..32 {
             let (left, stats) = unsynced_write_then_power_loss(seed, cfg.clone());
@@ -896,11 +894,7 @@ mod tests {
 
     #[test]
     fn a_power_loss_counts_as_lost_exactly_the_sectors_that_did_not_survive() {
-        let cfg = SimDiskConfig {
-            torn_prefix: true,
-            reorder_sectors: true,
-            ..SimDiskConfig::default()
-        };
+        let cfg = tearing();
         let (mut reordered_partly, mut torn_partly) = (false, false);
         for seed in 0..32 {
             let (left, stats) = unsynced_write_then_power_loss(seed, cfg.clone());
@@ -1291,11 +1285,7 @@ mod tests {
 
     #[test]
     fn an_unaligned_write_survives_or_tears_by_whole_sectors() {
-        let cfg = SimDiskConfig {
-            torn_prefix: true,
-            reorder_sectors: true,
-            ..SimDiskConfig::default()
-        };
+        let cfg = tearing();
         let (offset, len) = (100usize, 1000usize);
         let mut kinds = BTreeSet::new();
         for seed in 0..64 {
@@ -1321,11 +1311,7 @@ mod tests {
 
     #[test]
     fn a_power_loss_never_leaves_a_file_longer_than_what_was_written() {
-        let cfg = SimDiskConfig {
-            torn_prefix: true,
-            reorder_sectors: true,
-            ..SimDiskConfig::default()
-        };
+        let cfg = tearing();
         let (mut torn_in_prefix, mut torn_in_reorder) = (false, false);
         for seed in 0..64 {
             let (left, stats) = unsynced_write_then_power_loss(seed, cfg.clone());

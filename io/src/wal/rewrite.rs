@@ -167,14 +167,7 @@ mod tests {
     use super::*;
     use crate::{SimDisk, SimDiskConfig};
 
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
+    use crate::test_runtime::block_on_paused as block_on;
 
     /// A segment whose first 1 KiB was torn to zeros by an interrupted
     /// in-place rewrite, and the side file that rewrite had made durable.

@@ -63,13 +63,7 @@ mod tests {
         assert_eq!(parse_segment_name("snap-00000000000000000007.snap"), None);
     }
 
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
+    use crate::test_runtime::block_on;
 
     #[test]
     fn segments_are_listed_in_order_up_to_the_largest_sequence_number() {

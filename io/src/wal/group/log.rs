@@ -228,14 +228,7 @@ mod tests {
     use crate::sim_disk::{SimDisk, SimDiskConfig};
     use crate::wal::writer::WalOptions;
 
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
+    use crate::test_runtime::block_on_paused as block_on;
 
     /// A record of `len` bytes.
     struct Record(u64, usize);
