@@ -411,7 +411,7 @@ pub struct NewJob {
 /// many as a `u32` holds, more than any deployment makes at one attempt a
 /// second. Such a job ends only by a client's delete or bury, so the disk
 /// reserve counts one more attempt for it, not all of them (see
-/// [`crate::Core::records_to_finish`]).
+/// [`crate::Core::drain`]).
 pub const UNLIMITED_ATTEMPTS: u32 = u32::MAX;
 
 /// beaver's priority (`i32`, higher first) of beanstalkd's priority `pri`

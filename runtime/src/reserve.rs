@@ -26,11 +26,11 @@
 //! counters, an error text). A job with unlimited attempts (beanstalkd's)
 //! has no drain of its own: it counts for one attempt's records and keeps
 //! its payload in the drained state, so the compactions that free what
-//! its later attempts write always fit (`Core::drain`). It is measured again when the log closes a
-//! segment and, while the disk is in its reserve, at most once a space
-//! check interval while records are applied; in between, at most a
-//! segment of work goes in under the old figure, which the drain's share,
-//! rounded up to whole segments, absorbs.
+//! its later attempts write always fit (`Core::drain`). It is measured
+//! again when the log closes a segment and, while the disk is in its
+//! reserve, at most once a space check interval while records are
+//! applied; in between, at most a segment of work goes in under the old
+//! figure, which the drain's share, rounded up to whole segments, absorbs.
 
 use std::sync::atomic::Ordering::Relaxed;
 

@@ -118,10 +118,9 @@ impl Core {
     /// reserve keeps room for. A pure function of the durable state,
     /// linear in the jobs held: the runtime sizes its disk reserve with it.
     pub fn drain(&self) -> Drain {
-        let unlimited = |max: u32| max == crate::UNLIMITED_ATTEMPTS;
         let mut drain = Drain::default();
         for (_, e) in self.state.table.iter().filter(|(_, e)| !e.state.is_final()) {
-            let attempts = if unlimited(e.max_attempts) {
+            let attempts = if e.max_attempts == crate::UNLIMITED_ATTEMPTS {
                 1
             } else {
                 let payload = e.payload.as_ref().map_or(0, |p| p.len() as u64);
