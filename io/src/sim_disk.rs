@@ -860,6 +860,12 @@ mod tests {
     }
 
     /// How many sectors of `left` hold the write whole.
+    /// A new file `/d/f` on `disk` (its directory made, nothing synced).
+    async fn file_in_d(disk: &SimDisk) -> SimFile {
+        disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+        disk.create(Path::new("/d/f")).await.expect("create")
+    }
+
     /// Torn prefixes and reordered sectors on a power loss, no garbage.
     fn tearing() -> SimDiskConfig {
         SimDiskConfig {
@@ -1027,8 +1033,7 @@ mod tests {
         block_on(async {
             let disk = SimDisk::new(1, SimDiskConfig::default());
             let path = Path::new("/d/f");
-            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
-            let f = disk.create(path).await.expect("create");
+            let f = file_in_d(&disk).await;
             disk.sync_dir(Path::new("/d")).await.expect("sync the name");
             f.write_at(0, &[0b1010_1010; 8]).await.expect("write");
             f.sync_data().await.expect("sync");
@@ -1055,8 +1060,7 @@ mod tests {
         block_on(async {
             let disk = SimDisk::new(1, SimDiskConfig::default());
             let path = Path::new("/d/f");
-            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
-            let f = disk.create(path).await.expect("create");
+            let f = file_in_d(&disk).await;
             disk.sync_dir(Path::new("/d")).await.expect("sync the name");
             f.write_at(0, &[9; 300]).await.expect("write");
             f.sync_data().await.expect("sync");
@@ -1079,8 +1083,7 @@ mod tests {
             };
             disk.set_config(failing.clone());
             assert_eq!(disk.config(), failing);
-            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
-            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            let f = file_in_d(&disk).await;
             f.write_at(0, b"x").await.expect("write");
             assert!(f.sync_data().await.is_err(), "every sync fails now");
         });
@@ -1090,8 +1093,7 @@ mod tests {
     fn space_and_unsynced_bytes_are_counted_per_named_file() {
         block_on(async {
             let disk = SimDisk::new(1, SimDiskConfig::default());
-            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
-            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            let f = file_in_d(&disk).await;
             let g = disk.create(Path::new("/d/g")).await.expect("create");
             f.write_at(0, &[1; 100]).await.expect("write");
             g.write_at(50, &[1; 10]).await.expect("write");
@@ -1111,8 +1113,7 @@ mod tests {
     fn an_armed_eio_fails_that_many_syncs_then_syncs_work_again() {
         block_on(async {
             let disk = SimDisk::new(1, SimDiskConfig::default());
-            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
-            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            let f = file_in_d(&disk).await;
             disk.fail_next_syncs(2);
             assert!(f.sync_data().await.is_err());
             assert!(f.sync_all().await.is_err());
@@ -1124,8 +1125,7 @@ mod tests {
     fn handles_from_before_a_power_loss_are_stale() {
         block_on(async {
             let disk = SimDisk::new(1, SimDiskConfig::default());
-            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
-            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            let f = file_in_d(&disk).await;
             disk.power_loss();
             assert!(f.write_at(0, b"x").await.is_err());
             assert_eq!(disk.stats().stale_handle_ops, 1);
@@ -1164,8 +1164,7 @@ mod tests {
     fn a_read_past_the_end_returns_only_the_bytes_the_file_holds() {
         block_on(async {
             let disk = SimDisk::new(1, SimDiskConfig::default());
-            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
-            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            let f = file_in_d(&disk).await;
             f.write_at(0, b"0123456789").await.expect("write");
             assert_eq!(f.read_at(4, vec![0; 16]).await.expect("read"), b"456789");
             assert_eq!(f.read_at(8, vec![0; 1]).await.expect("read"), b"8");
@@ -1184,8 +1183,7 @@ mod tests {
             };
             let disk = SimDisk::new(1, cfg);
             let path = Path::new("/d/f");
-            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
-            let f = disk.create(path).await.expect("create");
+            let f = file_in_d(&disk).await;
             f.write_at(0, &[1; 512]).await.expect("write");
             let syncing = tokio::spawn({
                 let f = f.clone();
@@ -1217,8 +1215,7 @@ mod tests {
         block_on(async {
             let disk = SimDisk::new(seed, cfg);
             let path = Path::new("/d/f");
-            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
-            let f = disk.create(path).await.expect("create");
+            let f = file_in_d(&disk).await;
             f.write_at(0, &vec![OLD; SECTORS * SECTOR as usize])
                 .await
                 .expect("write");

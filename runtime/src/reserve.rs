@@ -8,7 +8,7 @@
 //! ```text
 //! the next segment, if one is due and not prepared yet
 //! + two segments                      (the compaction's checkpoints, a rotation)
-//! + the drain: records_to_finish() x a sector, in whole segments
+//! + the drain: Core::drain()'s records x a sector, in whole segments
 //! + max(the newest snapshot, two snapshots of the drained state)
 //! ```
 //!

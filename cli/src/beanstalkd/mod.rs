@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use beaver_core::UNLIMITED_ATTEMPTS;
 use beaver_runtime::{Client, EngineConfig, SystemClock};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -30,11 +31,6 @@ use crate::beanstalk::{TubeName, Verb};
 pub use conn::{RESERVED_PER_CONNECTION_MAX, WATCHED_MAX};
 pub use listen::{Listen, Listener, check_loopback, serve};
 
-/// The attempts a job put through beanstalkd gets: beanstalkd never gives
-/// a job up, so the core's unlimited attempts (as many as a `u32` holds,
-/// more than any deployment makes at one attempt a second; the disk
-/// reserve counts one attempt of such a job, not all of them).
-pub const UNLIMITED_ATTEMPTS: u32 = beaver_core::UNLIMITED_ATTEMPTS;
 /// The most connections served at once; more wait to be accepted.
 pub const CONNECTIONS_MAX: usize = 1_024;
 /// A connection that sends nothing for this long (and waits for no
@@ -332,6 +328,7 @@ fn engine_config(data_dir: PathBuf, job_bytes_max: u32) -> EngineConfig {
     q.limits.timeout_ms_max = q.limits.timeout_ms_max.max(seconds_max);
     q.limits.delay_ms_max = q.limits.delay_ms_max.max(seconds_max);
     q.limits.lease_extend_max_ms = q.limits.lease_extend_max_ms.max(seconds_max);
+    // beanstalkd never gives a job up.
     q.limits.attempts_max = UNLIMITED_ATTEMPTS;
     // A put is one job.
     q.limits.payload_bytes_max = payload_max;

@@ -102,12 +102,6 @@ impl Core {
         Ok(page)
     }
 
-    /// The most log records the unfinished jobs can still make before
-    /// each is final, if nothing new is asked (see [`Core::drain`]).
-    pub fn records_to_finish(&self) -> u64 {
-        self.drain().records
-    }
-
     /// What the unfinished jobs still make and free on their way to final,
     /// if nothing new is asked: per attempt left (at least one, for a
     /// cancel or the last outcome) a dispatch, a start and an outcome, and
