@@ -116,6 +116,23 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// Whether a server listens on `addr`. A connection to itself does not
+/// count: while nothing listens on a port of the ephemeral range, a
+/// connect whose source port happens to be that same port meets itself
+/// (TCP simultaneous open) and succeeds. A start then looked ready before
+/// the server had bound, and its transcript's first connect was refused.
+fn accepts(addr: SocketAddr) -> bool {
+    match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        Ok(s) => !is_self_connected(&s),
+        Err(_) => false,
+    }
+}
+
+/// Whether `s` is connected to itself (same address at both ends).
+fn is_self_connected(s: &TcpStream) -> bool {
+    matches!((s.local_addr(), s.peer_addr()), (Ok(l), Ok(p)) if l == p)
+}
+
 impl Server {
     /// Starts `cmd` on a free port and waits until it accepts connections.
     pub fn start(cmd: &ServerCmd, options: Options) -> Server {
@@ -171,12 +188,12 @@ impl Server {
         panic!("`{}` did not start: {}", self.cmd.describe(), self.log());
     }
 
-    /// Polls until the port accepts a connection (true) or the process
+    /// Polls until the server accepts a connection (true) or the process
     /// exits or [`START_WITHIN`] passes (false).
     fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + START_WITHIN;
         while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            if accepts(self.addr) {
                 return true;
             }
             let exited = self
@@ -257,4 +274,40 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A socket bound to a port and then connected to that same port: what a
+/// readiness probe meets by chance while nothing listens there.
+fn self_connected_socket() -> TcpStream {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: plain socket calls on a descriptor this function owns; on
+    // success it is handed to a TcpStream, which closes it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket");
+        let stream = TcpStream::from_raw_fd(fd);
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let p: *mut libc::sockaddr = (&raw mut sa).cast();
+        assert_eq!(libc::bind(fd, p, len), 0, "bind 127.0.0.1:0");
+        let mut got = len;
+        assert_eq!(libc::getsockname(fd, p, &mut got), 0, "getsockname");
+        assert_eq!(libc::connect(fd, p, len), 0, "connect to itself");
+        stream
+    }
+}
+
+#[test]
+fn a_probe_that_met_itself_is_not_a_listening_server() {
+    let itself = self_connected_socket();
+    assert!(is_self_connected(&itself));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let real = TcpStream::connect(addr).expect("connect");
+    assert!(!is_self_connected(&real));
+    assert!(accepts(addr));
+    drop(listener);
+    assert!(!accepts(addr), "nothing listens there any more");
 }
