@@ -268,3 +268,68 @@ impl Proposer<Body> for Front {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A proposer with nothing proposed, whose appends come from the
+    /// returned sender.
+    fn front(next_lsn: u64) -> (mpsc::Sender<Append>, Front) {
+        let (tx, rx) = mpsc::channel(4);
+        let front = Front {
+            rx,
+            next_lsn,
+            proposed: Vec::new(),
+            waiting: VecDeque::new(),
+            round: 0,
+            counters: Arc::default(),
+        };
+        (tx, front)
+    }
+
+    fn append(body: &[u8]) -> (Append, oneshot::Receiver<Result<u64>>) {
+        let (reply, rx) = oneshot::channel();
+        let a = Append {
+            body: body.to_vec(),
+            reply,
+        };
+        (a, rx)
+    }
+
+    #[test]
+    fn others_waiting_says_whether_an_append_is_queued() {
+        let (tx, front) = front(1);
+        assert!(!front.others_waiting());
+        let (a, _rx) = append(b"a");
+        tx.try_send(a)
+            .map_err(|_| "send")
+            .expect("room in the channel");
+        assert!(front.others_waiting());
+    }
+
+    #[test]
+    fn a_failed_append_drops_the_proposed_records_from_its_lsn_on() {
+        let (_tx, mut front) = front(5);
+        let mut replies = Vec::new();
+        for body in [b"a", b"b", b"c"] {
+            let (a, rx) = append(body);
+            front.propose(a);
+            replies.push(rx);
+        }
+        let failed = CommitEvent::AppendFailed {
+            from_lsn: 6,
+            error: Error::Stopped {
+                cause: "test".into(),
+            },
+        };
+        front.report(failed).expect("not fatal");
+        let kept: Vec<u64> = front.proposed.iter().map(|b| b.lsn).collect();
+        assert_eq!(kept, [5], "LSN 5 stays proposed; 6 and 7 failed");
+        assert_eq!(front.next_lsn(), 6, "the next append takes LSN 6 again");
+        assert!(matches!(replies[2].try_recv(), Ok(Err(_))));
+        assert!(matches!(replies[1].try_recv(), Ok(Err(_))));
+        assert!(replies[0].try_recv().is_err(), "LSN 5 is still waiting");
+        assert_eq!(front.counters.refused.load(Relaxed), 2);
+    }
+}

@@ -196,3 +196,13 @@ impl<D: Disk, R: LogEntry, H: CommitHooks> GroupCommit<D, R, H> {
         (GroupCommit::from_parts(log, to_wal, reports), task)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_hooks_reserve_no_snapshot_space() {
+        assert_eq!(NoHooks.snapshot_bytes(), 0);
+    }
+}
