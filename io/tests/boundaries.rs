@@ -319,12 +319,15 @@ fn one_sync_at_a_time_and_none_without_anything_to_sync() {
             .await
             .unwrap();
         assert!(wal.begin_sync().unwrap().is_none(), "nothing written");
+        assert!(!wal.sync_in_flight());
         write(&mut wal, 2, 10).await.unwrap();
         let job = wal.begin_sync().unwrap().expect("a sync");
         assert_eq!(job.upto(), 2);
+        assert!(wal.sync_in_flight());
         write(&mut wal, 1, 10).await.unwrap();
         assert!(wal.begin_sync().unwrap().is_none(), "one in flight");
         assert_eq!(wal.complete_sync(job.run().await).unwrap(), 2);
+        assert!(!wal.sync_in_flight());
         assert_eq!(wal.sync().await.unwrap(), 3);
         assert!(wal.begin_sync().unwrap().is_none(), "all durable");
     });

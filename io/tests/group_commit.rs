@@ -193,6 +193,30 @@ fn a_lone_appender_commits_in_place_and_overlapping_appends_go_through_the_wal_t
 }
 
 #[test]
+fn a_rotation_in_an_in_place_commit_has_the_next_segment_prepared_at_once() {
+    rt().block_on(async {
+        let disk = SimDisk::new(6, SimDiskConfig::default());
+        let dir = Path::new(DIR);
+        // 4 KiB segments hold two batches of one 1,000-byte record each:
+        // the third append rotates into the segment prepared ahead, and it
+        // is the first committed in place (after two syncs of one append).
+        let (appender, tasks) = spawn(&disk, 4096, 8).await;
+        one_at_a_time(&appender, (0..2u8).map(|i| vec![i; 1000])).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(disk.list(dir).await.unwrap().len(), 2, "one ahead");
+        one_at_a_time(&appender, std::iter::once(vec![2; 1000])).await;
+        assert_eq!(appender.stats().in_place, 1);
+        // Well before the WAL task's next space check (a second away), the
+        // proposer's word has it prepare the next segment.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let listed = disk.list(dir).await.unwrap();
+        assert_eq!(listed.len(), 3, "the next one is prepared: {listed:?}");
+        drop(appender);
+        tasks.ended().await.unwrap();
+    });
+}
+
+#[test]
 fn a_failed_fsync_of_an_in_place_commit_stops_the_wal() {
     rt().block_on(async {
         let disk = SimDisk::new(9, SimDiskConfig::default());
