@@ -320,6 +320,7 @@ fn one_sync_at_a_time_and_none_without_anything_to_sync() {
             .unwrap();
         assert!(wal.begin_sync().unwrap().is_none(), "nothing written");
         assert!(!wal.sync_in_flight());
+        assert_eq!(wal.closed_segments_last_lsn(), None, "none closed yet");
         write(&mut wal, 2, 10).await.unwrap();
         let job = wal.begin_sync().unwrap().expect("a sync");
         assert_eq!(job.upto(), 2);

@@ -323,6 +323,8 @@ fn a_segment_deleter_has_the_wal_task_delete_the_covered_segments() {
         }
         let closed = wal.closed_segments();
         assert!(closed.len() >= 3, "{closed:?}");
+        let newest = closed.last().map(|&(_, last)| last);
+        assert_eq!(wal.closed_segments_last_lsn(), newest);
         let (_, last1) = closed[1];
         let (commit, task) =
             GroupCommit::<_, Record, _>::new(wal, CommitSettings::default(), Arc::new(NoHooks));
