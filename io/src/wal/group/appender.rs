@@ -109,14 +109,7 @@ impl Appender {
         let (commit, wal_task) =
             GroupCommit::new(wal, CommitSettings::default(), Arc::clone(&counters));
         let (tx, rx) = mpsc::channel(depth.max(1));
-        let front = Front {
-            rx,
-            next_lsn,
-            proposed: Vec::new(),
-            waiting: VecDeque::new(),
-            round: 0,
-            counters: Arc::clone(&counters),
-        };
+        let front = Front::new(rx, next_lsn, Arc::clone(&counters));
         let appender = Appender { tx, counters };
         (
             appender,
@@ -202,6 +195,18 @@ async fn run<D: Disk>(mut commit: GroupCommit<D, Body, Counters>, mut front: Fro
 }
 
 impl Front {
+    /// A proposer with nothing proposed, taking appends from `rx`.
+    fn new(rx: mpsc::Receiver<Append>, next_lsn: u64, counters: Arc<Counters>) -> Front {
+        Front {
+            rx,
+            next_lsn,
+            proposed: Vec::new(),
+            waiting: VecDeque::new(),
+            round: 0,
+            counters,
+        }
+    }
+
     fn propose(&mut self, a: Append) {
         let lsn = self.next_lsn;
         self.next_lsn += 1;
@@ -277,15 +282,7 @@ mod tests {
     /// returned sender.
     fn front(next_lsn: u64) -> (mpsc::Sender<Append>, Front) {
         let (tx, rx) = mpsc::channel(4);
-        let front = Front {
-            rx,
-            next_lsn,
-            proposed: Vec::new(),
-            waiting: VecDeque::new(),
-            round: 0,
-            counters: Arc::default(),
-        };
-        (tx, front)
+        (tx, Front::new(rx, next_lsn, Arc::default()))
     }
 
     fn append(body: &[u8]) -> (Append, oneshot::Receiver<Result<u64>>) {
