@@ -859,7 +859,6 @@ mod tests {
         })
     }
 
-    /// How many sectors of `left` hold the write whole.
     /// A new file `/d/f` on `disk` (its directory made, nothing synced).
     async fn file_in_d(disk: &SimDisk) -> SimFile {
         disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
@@ -875,6 +874,7 @@ mod tests {
         }
     }
 
+    /// How many sectors of `left` hold the write whole.
     fn sectors_kept(left: &[u8]) -> usize {
         left.chunks(SECTOR as usize)
             .filter(|s| s.len() == SECTOR as usize && s.iter().all(|&b| b == WRITTEN))
