@@ -259,7 +259,7 @@ impl PartialSchema for JobRequest {
                 whole(
                     true,
                     1,
-                    u64::from(u32::MAX),
+                    u64::from(beaver_core::UNLIMITED_ATTEMPTS - 1),
                     "Attempts allowed; left out or `null`: the server's default.",
                 ),
             )

@@ -140,13 +140,7 @@ pub fn parse_job(text: &str, index: usize) -> Result<JobSpec, BadJob> {
         Payload::from_json(job.payload.get().as_bytes()).map_err(|e| bad("payload", e))?;
     let max_attempts = match job.max_attempts {
         None => None,
-        Some(raw) => Some(
-            number::<u32>(
-                raw,
-                "a whole number of attempts such as 3 (the server's limit applies)",
-            )
-            .map_err(|r| bad("max_attempts", r))?,
-        ),
+        Some(raw) => Some(attempts(raw).map_err(|r| bad("max_attempts", r))?),
     };
     let timeout_ms = match job.timeout_ms {
         None => None,
@@ -241,6 +235,22 @@ pub fn job_json(s: &JobSpec, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
+/// A job's `max_attempts`: a count. The core's
+/// [`beaver_core::UNLIMITED_ATTEMPTS`] (a job never given up, beanstalk
+/// puts' default) is refused here, so that an HTTP client stays within
+/// `attempts_max` as before.
+fn attempts(raw: &RawValue) -> Result<u32, String> {
+    const WHAT: &str = "a whole number of attempts such as 3 (the server's limit applies)";
+    let n = number::<u32>(raw, WHAT)?;
+    if n == beaver_core::UNLIMITED_ATTEMPTS {
+        return Err(format!(
+            "must be {WHAT}; {n} is too large (the most is {})",
+            n - 1
+        ));
+    }
+    Ok(n)
+}
+
 fn number<T: serde::de::DeserializeOwned + std::fmt::Display + Bounded>(
     raw: &RawValue,
     what: &str,
@@ -326,6 +336,15 @@ mod tests {
         let many = parse_body(br#"[{"payload": 1}, {"payload": null, "queue": "q"}]"#).unwrap();
         assert_eq!(many.len(), 2);
         assert_eq!(many[1].payload.as_bytes(), b"null");
+    }
+
+    #[test]
+    fn unlimited_attempts_are_not_offered_over_http() {
+        let most = parse_body(br#"{"payload": 1, "max_attempts": 4294967294}"#).unwrap();
+        assert_eq!(most[0].max_attempts, Some(4_294_967_294));
+        let e = parse_body(br#"{"payload": 1, "max_attempts": 4294967295}"#).unwrap_err();
+        assert_eq!(e.field, "max_attempts");
+        assert!(e.reason.contains("the most is 4294967294"), "{e}");
     }
 
     #[test]

@@ -285,7 +285,10 @@ fn serve_beanstalk(
     client: &beaver_runtime::Client,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<ServeTask, String> {
-    let limits = crate::beanstalkd::ServeLimits::for_engine(&settings.engine)?;
+    let limits = crate::beanstalkd::ServeLimits::for_engine(
+        &settings.engine,
+        settings.beanstalk_put_attempts,
+    )?;
     let shared = Arc::new(crate::beanstalkd::Shared::new(client.clone(), limits));
     let addr = listener.address();
     let task = tokio::spawn(async move {

@@ -84,6 +84,9 @@ pub struct RunArgs {
     /// Allow --beanstalk-listen on an address other than loopback: the protocol has no authentication, so anyone who reaches the port can read and delete every job
     #[arg(long, env = "BEAVER_BEANSTALK_ALLOW_REMOTE", value_parser = clap::builder::BoolishValueParser::new())]
     pub beanstalk_allow_remote: bool,
+    /// The attempts of a job put over --beanstalk-listen: `unlimited` (beanstalkd never gives a job up), or 1 to `[engine.queue.limits] attempts_max`; a job whose TTR runs out that often is buried, its last error shown over HTTP [default: unlimited]
+    #[arg(long, env = "BEAVER_BEANSTALK_PUT_ATTEMPTS", value_name = "N")]
+    pub beanstalk_put_attempts: Option<String>,
 }
 
 /// The `--config` file. Every key is optional; unknown keys are an error.
@@ -114,6 +117,8 @@ pub struct FileConfig {
     pub beanstalk_listen: Option<String>,
     /// As `--beanstalk-allow-remote`.
     pub beanstalk_allow_remote: Option<bool>,
+    /// As `--beanstalk-put-attempts`: a number or `"unlimited"`.
+    pub beanstalk_put_attempts: Option<PutAttempts>,
     /// The demo handler.
     pub demo: DemoFile,
     /// HTTP limits.
@@ -183,6 +188,20 @@ pub struct Settings {
     pub ui: bool,
     /// Where beanstalkd's protocol is also served (`None`: nowhere).
     pub beanstalk_listen: Option<crate::beanstalkd::Listen>,
+    /// The attempts a job put over beanstalkd's protocol gets:
+    /// [`beaver_core::UNLIMITED_ATTEMPTS`] unless set, else at most
+    /// `attempts_max`.
+    pub beanstalk_put_attempts: u32,
+}
+
+/// `beanstalk_put_attempts` in the config file: a TOML integer or a word.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum PutAttempts {
+    /// A count.
+    Count(i64),
+    /// `"unlimited"` (anything else is refused when resolved).
+    Word(String),
 }
 
 /// The most `--threads` takes.
@@ -349,9 +368,10 @@ pub fn resolve_with(
         }
     }
     let beanstalk_listen = beanstalk_listen(args, file)?;
+    let beanstalk_put_attempts = beanstalk_put_attempts(args, file, &engine)?;
     if beanstalk_listen.is_some() {
         // Checked before anything starts, like every other setting.
-        crate::beanstalkd::ServeLimits::for_engine(&engine)?;
+        crate::beanstalkd::ServeLimits::for_engine(&engine, beanstalk_put_attempts)?;
     }
     let http = HttpLimits {
         body_bytes_max: file.http.body_bytes_max.unwrap_or(
@@ -373,7 +393,35 @@ pub fn resolve_with(
         threads,
         ui: !args.no_ui && file.ui.unwrap_or(true),
         beanstalk_listen,
+        beanstalk_put_attempts,
     })
+}
+
+/// The attempts of a job put over beanstalkd's protocol:
+/// `--beanstalk-put-attempts` (or `BEAVER_BEANSTALK_PUT_ATTEMPTS`), else
+/// the file's `beanstalk_put_attempts`, else unlimited; a count must be
+/// 1 to `attempts_max`.
+fn beanstalk_put_attempts(
+    args: &RunArgs,
+    file: &FileConfig,
+    engine: &EngineConfig,
+) -> Result<u32, String> {
+    let (text, source) = match (&args.beanstalk_put_attempts, &file.beanstalk_put_attempts) {
+        (Some(t), _) => (t.trim().to_string(), "--beanstalk-put-attempts"),
+        (None, Some(PutAttempts::Count(n))) => (n.to_string(), "beanstalk_put_attempts"),
+        (None, Some(PutAttempts::Word(w))) => (w.trim().to_string(), "beanstalk_put_attempts"),
+        (None, None) => return Ok(beaver_core::UNLIMITED_ATTEMPTS),
+    };
+    if text == "unlimited" {
+        return Ok(beaver_core::UNLIMITED_ATTEMPTS);
+    }
+    let max = engine.queue.limits.attempts_max;
+    match text.parse::<u32>() {
+        Ok(n) if n >= 1 && n <= max => Ok(n),
+        _ => Err(format!(
+            "{source} is {text:?}; give `unlimited` or 1 to {max} (`[engine.queue.limits] attempts_max`)"
+        )),
+    }
 }
 
 /// Where beanstalkd's protocol is served: `--beanstalk-listen` (or
@@ -546,6 +594,49 @@ mod tests {
         std::fs::write(&path, "[engine.queue.limits]\nrecord_bytes_max = 5\n").unwrap();
         let e = resolve(&args).unwrap_err();
         assert!(e.contains("unknown field `record_bytes_max`"), "{e}");
+    }
+
+    #[test]
+    fn beanstalk_puts_get_unlimited_attempts_unless_a_count_within_the_limit_is_set() {
+        let resolved = |flag: Option<&str>, file: &str| {
+            let args = RunArgs {
+                beanstalk_put_attempts: flag.map(str::to_string),
+                ..RunArgs::default()
+            };
+            let (file, set) = parse_config(file).unwrap();
+            resolve_with(&args, &file, set).map(|s| s.beanstalk_put_attempts)
+        };
+        let unlimited = beaver_core::UNLIMITED_ATTEMPTS;
+        assert_eq!(resolved(None, ""), Ok(unlimited));
+        assert_eq!(resolved(None, "beanstalk_put_attempts = 5\n"), Ok(5));
+        let word = "beanstalk_put_attempts = \"unlimited\"\n";
+        assert_eq!(resolved(None, word), Ok(unlimited));
+        assert_eq!(resolved(Some("7"), word), Ok(7), "the flag wins");
+        assert_eq!(
+            resolved(Some("unlimited"), "beanstalk_put_attempts = 5\n"),
+            Ok(unlimited)
+        );
+        let raised = "[engine.queue.limits]\nattempts_max = 500\n";
+        assert_eq!(resolved(Some("500"), raised), Ok(500));
+        for (flag, file, source) in [
+            (Some("0"), "", "--beanstalk-put-attempts"),
+            (Some("101"), "", "--beanstalk-put-attempts"),
+            (Some("many"), "", "--beanstalk-put-attempts"),
+            (
+                None,
+                "beanstalk_put_attempts = -1\n",
+                "beanstalk_put_attempts",
+            ),
+            (
+                None,
+                "beanstalk_put_attempts = \"forever\"\n",
+                "beanstalk_put_attempts",
+            ),
+        ] {
+            let e = resolved(flag, file).unwrap_err();
+            assert!(e.starts_with(source), "{e}");
+            assert!(e.contains("give `unlimited` or 1 to 100"), "{e}");
+        }
     }
 
     #[test]

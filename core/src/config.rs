@@ -138,7 +138,8 @@ pub struct Limits {
     pub batch_jobs_max: u64,
     /// Payload bytes in one enqueue request.
     pub batch_bytes_max: u64,
-    /// `max_attempts` a client may ask for.
+    /// `max_attempts` a client may ask for ([`crate::UNLIMITED_ATTEMPTS`],
+    /// a job never given up, is always allowed: it is no count).
     pub attempts_max: u32,
     /// `timeout_ms` a client may ask for.
     pub timeout_ms_max: u64,

@@ -411,7 +411,8 @@ pub struct NewJob {
 /// many as a `u32` holds, more than any deployment makes at one attempt a
 /// second. Such a job ends only by a client's delete or bury, so the disk
 /// reserve counts one more attempt for it, not all of them (see
-/// [`crate::Core::drain`]).
+/// [`crate::Core::drain`]). The core takes it whatever `attempts_max`
+/// says; the HTTP API does not offer it.
 pub const UNLIMITED_ATTEMPTS: u32 = u32::MAX;
 
 /// beaver's priority (`i32`, higher first) of beanstalkd's priority `pri`

@@ -223,6 +223,35 @@ fn zero_attempts_are_invalid() {
 }
 
 #[test]
+fn more_attempts_than_the_limit_are_invalid_but_unlimited_ones_are_taken() {
+    let attempts = |n: u32| JobSpec {
+        max_attempts: Some(n),
+        ..spec("a")
+    };
+    let over = Limits::default().attempts_max + 1;
+    let r = refused(&mut limited(), vec![attempts(over)]);
+    assert!(
+        matches!(&r, Rejection::Invalid { index: Some(0), field, reason }
+            if field == "max_attempts" && reason.contains("must be 1 to 100")),
+        "{r:?}"
+    );
+    let r = refused(
+        &mut limited(),
+        vec![attempts(beaver_core::UNLIMITED_ATTEMPTS - 1)],
+    );
+    assert!(
+        matches!(&r, Rejection::Invalid { field, .. } if field == "max_attempts"),
+        "{r:?}"
+    );
+    let mut d = limited();
+    d.at(1)
+        .enqueue(1, vec![attempts(beaver_core::UNLIMITED_ATTEMPTS)]);
+    d.at(2).durable(1);
+    let job = d.core().job("a").expect("taken");
+    assert_eq!(job.max_attempts, beaver_core::UNLIMITED_ATTEMPTS);
+}
+
+#[test]
 fn a_zero_timeout_is_invalid() {
     let job = JobSpec {
         timeout_ms: Some(0),

@@ -52,6 +52,12 @@ pub fn check_settings(data: &[u8]) {
             && h.idle_timeout_ms > 0,
         "an HTTP limit of 0: {h:?}"
     );
+    let attempts = s.beanstalk_put_attempts;
+    assert!(
+        attempts == beaver_core::UNLIMITED_ATTEMPTS
+            || (1..=s.engine.queue.limits.attempts_max).contains(&attempts),
+        "beanstalk put attempts {attempts}"
+    );
     if let Some(t) = &s.token {
         assert!(
             !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()),

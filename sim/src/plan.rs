@@ -171,8 +171,7 @@ impl Plan {
                 pending_jobs_max: pick(r, &[40, 1_000, 5_000_000]),
                 batch_jobs_max: pick(r, &[4, 10_000]),
                 // The beanstalk-style connections put jobs with unlimited
-                // attempts, as `beaver beanstalkd` allows.
-                attempts_max: beaver_core::UNLIMITED_ATTEMPTS,
+                // attempts, which the default `attempts_max` lets in.
                 ..Limits::default()
             },
             hash_seed: r.next_u64(),

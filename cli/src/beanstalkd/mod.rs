@@ -122,10 +122,10 @@ pub struct ServeLimits {
 impl ServeLimits {
     /// The limits of a protocol server beside `beaver run`'s HTTP API, on
     /// an engine configured as `engine`: bodies as large as beanstalkd's
-    /// default that the engine's payload limits still take, as many
-    /// attempts and as long a TTR as they allow. `Err` when the payload
-    /// limits are too small for any body.
-    pub fn for_engine(engine: &EngineConfig) -> Result<ServeLimits, String> {
+    /// default that the engine's payload limits still take, `put_attempts`
+    /// attempts per job and as long a TTR as the limits allow. `Err` when
+    /// the payload limits are too small for any body.
+    pub fn for_engine(engine: &EngineConfig, put_attempts: u32) -> Result<ServeLimits, String> {
         let l = &engine.queue.limits;
         let payload_max = l.payload_bytes_max.min(l.batch_bytes_max);
         // The inverse of body::payload_bytes_max.
@@ -143,7 +143,7 @@ impl ServeLimits {
             job_bytes_max,
             segment_bytes: engine.segment_bytes,
             lease_wait_max: Duration::from_millis(l.lease_wait_max_ms),
-            put_attempts: l.attempts_max,
+            put_attempts,
             ttr_ms_max: l.timeout_ms_max,
         })
     }
@@ -307,8 +307,7 @@ fn now_ms() -> u64 {
 }
 
 /// The engine's configuration for beanstalkd: no built-in workers (every
-/// job waits for a connection's reserve), unlimited attempts allowed,
-/// payloads as large as `-z` bodies become, leases that end at their TTR.
+/// job waits for a connection's reserve), payloads as large as `-z` bodies become, leases that end at their TTR.
 fn engine_config(data_dir: PathBuf, job_bytes_max: u32) -> EngineConfig {
     let mut e = EngineConfig {
         data_dir,
@@ -328,8 +327,6 @@ fn engine_config(data_dir: PathBuf, job_bytes_max: u32) -> EngineConfig {
     q.limits.timeout_ms_max = q.limits.timeout_ms_max.max(seconds_max);
     q.limits.delay_ms_max = q.limits.delay_ms_max.max(seconds_max);
     q.limits.lease_extend_max_ms = q.limits.lease_extend_max_ms.max(seconds_max);
-    // beanstalkd never gives a job up.
-    q.limits.attempts_max = UNLIMITED_ATTEMPTS;
     // A put is one job.
     q.limits.payload_bytes_max = payload_max;
     q.limits.batch_jobs_max = 1;

@@ -83,6 +83,7 @@ fn a_job_put_over_beanstalk_is_visible_over_http_and_sigterm_stops_both() {
     assert_eq!(j.id, n.to_string());
     assert_eq!((j.queue.as_str(), j.state.as_str()), ("default", "pending"));
     assert_eq!(j.payload.as_deref().map(|r| r.get()), Some("\"hello\""));
+    assert_eq!(j.max_attempts, u32::MAX, "never given up, as beanstalkd");
     let st = p.sigterm(Duration::from_secs(30));
     assert!(st.success(), "SIGTERM: {st:?}");
     // A connect that met itself (its source port drawn equal to the closed
@@ -138,4 +139,58 @@ fn a_remote_beanstalk_address_is_refused_without_the_opt_in() {
         "{err}"
     );
     assert!(!s.data().exists(), "nothing is created on a refused start");
+}
+
+/// Puts a job with a TTR of 1 s, reserves it on `holder` and lets the TTR
+/// run out; returns the job's number and the reply of a 3 s reserve on
+/// `other`. (Both stay open: a closed connection's reservations are
+/// released.)
+fn ttr_runs_out(holder: &mut Beanstalk, other: &mut Beanstalk) -> (u64, String) {
+    let inserted = holder.ask(b"put 0 0 1 2\r\nhi\r\n");
+    let id: u64 = inserted
+        .strip_prefix("INSERTED ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("put: {inserted}"));
+    let reserved = holder.ask(b"reserve-with-timeout 0\r\n");
+    assert_eq!(reserved, format!("RESERVED {id} 2"));
+    assert_eq!(holder.body(2), b"hi");
+    (id, other.ask(b"reserve-with-timeout 3\r\n"))
+}
+
+#[test]
+fn a_beanstalk_job_whose_ttr_runs_out_is_never_given_up_unless_attempts_are_set() {
+    // A reservation ends at its TTR, with no slack.
+    let config = format!("{FAST_CONFIG}[engine.queue]\nlease_slack_ms = 0\n");
+    let s = Scratch::new(&config);
+    let p = Proc::start(&s, &["--workers", "0", "--beanstalk-listen", "127.0.0.1:0"]);
+    let addr = beanstalk_addr(&p);
+    let (mut holder, mut other) = (Beanstalk::connect(&addr), Beanstalk::connect(&addr));
+    let (id, again) = ttr_runs_out(&mut holder, &mut other);
+    assert_eq!(
+        again,
+        format!("RESERVED {id} 2"),
+        "ready again after its TTR"
+    );
+    let j = job(&p, id);
+    assert_eq!((j.attempt, j.max_attempts), (2, u32::MAX), "{j:?}");
+    drop(p);
+
+    let s = Scratch::new(&config);
+    let flags = [
+        "--workers",
+        "0",
+        "--beanstalk-listen",
+        "127.0.0.1:0",
+        "--beanstalk-put-attempts",
+        "1",
+    ];
+    let p = Proc::start(&s, &flags);
+    let addr = beanstalk_addr(&p);
+    let (mut holder, mut other) = (Beanstalk::connect(&addr), Beanstalk::connect(&addr));
+    let (id, again) = ttr_runs_out(&mut holder, &mut other);
+    assert_eq!(again, "TIMED_OUT", "out of attempts: buried, not ready");
+    let j = job(&p, id);
+    assert_eq!((j.state.as_str(), j.max_attempts), ("dead", 1));
+    assert!(j.last_error.is_some(), "its last error is shown: {j:?}");
+    assert_eq!(other.ask(b"peek-buried\r\n"), format!("FOUND {id} 2"));
 }

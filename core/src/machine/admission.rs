@@ -250,7 +250,11 @@ impl Core {
         let max_attempts = spec
             .max_attempts
             .unwrap_or(self.config.default_max_attempts);
-        if max_attempts == 0 || max_attempts > l.attempts_max {
+        // A job that is never given up is not a count `attempts_max`
+        // bounds: in-process callers ask for it (beanstalk puts); the
+        // HTTP API refuses it before it gets here.
+        let unlimited = max_attempts == crate::UNLIMITED_ATTEMPTS;
+        if max_attempts == 0 || (max_attempts > l.attempts_max && !unlimited) {
             let reason = format!("must be 1 to {}, got {max_attempts}", l.attempts_max);
             return Err(invalid("max_attempts", reason));
         }
