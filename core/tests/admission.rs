@@ -252,6 +252,40 @@ fn more_attempts_than_the_limit_are_invalid_but_unlimited_ones_are_taken() {
 }
 
 #[test]
+fn new_queues_count_with_the_existing_ones_toward_the_queue_limit() {
+    let mut d = Driver::new(Config {
+        limits: Limits {
+            queues_max: 3,
+            ..Limits::default()
+        },
+        ..config()
+    });
+    let in_queue = |i: &str, q: &str| JobSpec {
+        queue: Some(beaver_core::QueueName::parse(q).unwrap()),
+        ..spec(i)
+    };
+    d.at(1).enqueue(1, vec![in_queue("a", "qa")]);
+    d.at(2).durable(1);
+    assert_eq!(d.core().status().queues.len(), 1, "only qa");
+    // One queue there and three new ones pass the limit of 3 (with the
+    // two counts multiplied instead, they would not).
+    let new = |n: u32| -> Vec<JobSpec> {
+        (0..n)
+            .map(|i| in_queue(&format!("n{i}"), &format!("new{i}")))
+            .collect()
+    };
+    let before = d.core().next_lsn();
+    let r = rejection(d.at(3).enqueue(2, new(3)));
+    assert!(
+        matches!(&r, Rejection::Busy { reason, .. } if reason.contains("queue")),
+        "{r:?}"
+    );
+    assert_eq!(d.core().next_lsn(), before, "nothing proposed");
+    d.at(4).enqueue(3, new(2));
+    assert_eq!(d.core().next_lsn(), before + 1, "two new queues fit");
+}
+
+#[test]
 fn a_zero_timeout_is_invalid() {
     let job = JobSpec {
         timeout_ms: Some(0),

@@ -388,6 +388,34 @@ fn a_snapshot_that_would_overflow_a_counter_is_refused_not_restored() {
 }
 
 #[test]
+fn counters_up_to_half_their_range_restore_and_one_more_is_refused() {
+    // Restoring leaves room for every LSN and sequence number to come:
+    // up to u64::MAX / 2 is taken, one more is refused.
+    let half = u64::MAX / 2;
+    for (what, set) in [
+        (
+            "LSN",
+            (|s: &mut Snapshot, n| s.lsn = n) as fn(&mut Snapshot, u64),
+        ),
+        ("sequence number", |s: &mut Snapshot, n| s.next_seq = n),
+    ] {
+        let mut at = golden_snapshot();
+        set(&mut at, half);
+        let bytes = codec::encode_snapshot(&at);
+        let q = Core::recover_encoded(Config::default(), &bytes, [])
+            .unwrap_or_else(|e| panic!("{what} {half}: {e}"));
+        assert_eq!(q.snapshot(), at, "{what}");
+        let mut past = golden_snapshot();
+        set(&mut past, half + 1);
+        let bytes = codec::encode_snapshot(&past);
+        let e = Core::recover_encoded(Config::default(), &bytes, [])
+            .err()
+            .unwrap_or_else(|| panic!("{what} {}: restored", half + 1));
+        assert!(e.to_string().contains("impossible"), "{what}: {e}");
+    }
+}
+
+#[test]
 fn the_streaming_decoder_restores_the_golden_snapshot() {
     let snap = golden_snapshot();
     let bytes = codec::encode_snapshot(&snap);

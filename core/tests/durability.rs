@@ -7,7 +7,7 @@
 mod common;
 
 use beaver_core::testing::Driver;
-use beaver_core::{Effect, Op, Outcome, Rejection, Reply};
+use beaver_core::{Config, Effect, JobState, Op, Outcome, Rejection, Reply};
 use common::*;
 
 /// Requests 1 and 2 enqueue `a` at t=10: one record (LSN 1), two waiting
@@ -68,6 +68,43 @@ fn append_failure_of_an_outcome_proposes_it_again_later() {
     assert_eq!(d.at(21).append_failed(3, "full"), vec![]);
     assert_eq!(d.core().next_deadline(), Some(1_021));
     assert_eq!(d.at(1_021).tick(), vec![complete(3, 1_021, "a", 1)]);
+}
+
+#[test]
+fn a_failure_report_about_no_proposal_of_ours_is_stale_and_changes_nothing() {
+    let mut d = with_one_attempt();
+    d.at(20).outcome("a", 1, Outcome::Succeeded);
+    // LSN 2 is applied already and LSN 4 was never proposed: neither
+    // report takes back record 3 or pauses the core.
+    assert_eq!(d.at(21).append_failed(2, "stale"), vec![]);
+    assert_eq!(d.at(21).append_failed(4, "stale"), vec![]);
+    assert_eq!(d.core().next_lsn(), 4, "record 3 still proposed");
+    assert_eq!(d.at(22).durable(3), vec![]);
+    assert_eq!(d.core().job("a").unwrap().state, JobState::Completed);
+    d.at(23).enqueue(2, vec![spec("b")]);
+    assert_eq!(
+        d.at(24).durable(4),
+        vec![ok(2, &[("b", false)]), dispatch(5, 24, "b", 1)],
+        "no pause: the next job is dispatched at once"
+    );
+}
+
+#[test]
+fn a_cancel_of_a_pending_job_that_cannot_be_logged_leaves_the_job_pending() {
+    let mut d = Driver::new(Config {
+        workers: 0,
+        ..config()
+    });
+    d.at(10).enqueue(1, vec![spec("a")]);
+    d.at(11).durable(1);
+    d.at(12).cancel(2, "a");
+    d.append_failed(2, "no space");
+    assert_eq!(d.at(2_000).tick(), vec![], "nothing owed");
+    let a = d.core().job("a").unwrap();
+    assert_eq!((a.state, a.attempt), (JobState::Pending, 0));
+    d.cancel(3, "a");
+    d.durable(2);
+    assert_eq!(d.core().job("a").unwrap().state, JobState::Cancelled);
 }
 
 #[test]

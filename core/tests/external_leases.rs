@@ -276,6 +276,12 @@ fn a_lease_with_a_holder_too_long_or_with_control_characters_is_refused() {
     let reason = invalid("holder", &d.at(12).lease(2, &["default"], 1, None, &long));
     assert!(reason.contains("at most 128 bytes"), "{reason}");
     invalid("holder", &d.lease(3, &["default"], 1, None, "w\n1"));
+    let longest = "w".repeat(128);
+    assert_eq!(
+        d.lease(4, &["default"], 1, None, &longest),
+        vec![reply(4, Reply::Leased(Ok(vec![])))],
+        "128 bytes are taken"
+    );
 }
 
 #[test]
@@ -340,6 +346,7 @@ fn a_heartbeat_moves_the_deadline_and_logs_nothing() {
         vec![reply(4, Reply::Heartbeat(Ok(150)))],
         "the job's timeout by default"
     );
+    assert_eq!(d.core().stats().leases.renewed, 2, "each heartbeat counted");
 }
 
 #[test]

@@ -144,6 +144,31 @@ fn remembered_ids_at_the_cap_wait_for_their_window() {
 }
 
 #[test]
+fn the_cap_forgets_only_as_many_ids_as_pass_it() {
+    let mut c = Config {
+        workers: 0,
+        ..config()
+    };
+    c.retention.finished_age_ms = 0;
+    c.dedup.window_ms = 5_000;
+    c.dedup.ids_max = 2;
+    let mut d = Driver::new(c);
+    d.at(10).enqueue(1, vec![spec("a"), spec("b"), spec("c")]);
+    d.durable(1);
+    d.cancel(2, "a");
+    d.cancel(3, "b");
+    d.sync_all();
+    d.sync_all();
+    assert_eq!(d.core().stats().remembered_ids, 2, "a and b: at the cap");
+    d.at(11).cancel(4, "c");
+    let out = d.sync_all();
+    assert!(out.contains(&purge(6, 11, &["c"], &["a"])), "{out:?}");
+    d.sync_all();
+    let st = d.core().stats();
+    assert_eq!((st.remembered_ids, st.totals.dedup_early_expiries), (2, 1));
+}
+
+#[test]
 fn a_remembered_id_is_forgotten_after_the_window() {
     let mut d = a_forgotten_b_remembered();
     assert_eq!(d.at(5_011).tick(), vec![purge(6, 5_011, &[], &["b"])]);

@@ -14,16 +14,23 @@ use crate::table::{Entry, Holder, Place};
 use crate::time::UnixMillis;
 
 impl State {
+    /// The planted bug `NonIdempotentReplay`: an old record's LSN taken
+    /// as the next one, so that it is applied again.
+    #[cfg(feature = "mutants")]
+    fn planted_replay_lsn(&self, lsn: Lsn) -> Lsn {
+        match self.planted == Some(crate::mutants::Mutant::NonIdempotentReplay) {
+            true => lsn.max(self.applied_lsn + 1),
+            false => lsn,
+        }
+    }
+
     /// Applies one record. Records at or below the applied LSN are skipped
     /// (idempotent replay); a gap or a record that does not fit the state is
     /// an error and changes nothing.
     pub(crate) fn apply(&mut self, record: &Record) -> Result<Applied, ApplyError> {
         let lsn = record.lsn;
         #[cfg(feature = "mutants")]
-        let lsn = match self.planted == Some(crate::mutants::Mutant::NonIdempotentReplay) {
-            true => lsn.max(self.applied_lsn + 1), // applies an old record again
-            false => lsn,
-        };
+        let lsn = self.planted_replay_lsn(lsn);
         if lsn <= self.applied_lsn {
             return Ok(Applied::Skipped);
         }
