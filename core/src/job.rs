@@ -507,6 +507,14 @@ pub struct JobView {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_payload_debugs_as_its_text_up_to_64_bytes_else_as_its_length() {
+        let short = Payload::from_json(br#"{"to":"ada"}"#).expect("json");
+        assert_eq!(format!("{short:?}"), r#"Payload({"to":"ada"})"#);
+        let long = Payload::from_text(&"x".repeat(70)).expect("a string");
+        assert_eq!(format!("{long:?}"), "Payload(72 bytes)");
+    }
+
     proptest::proptest! {
         /// What `from_value` writes is what `from_json` accepts, byte for
         /// byte: the shortcut skips a check that could never fail.

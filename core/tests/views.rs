@@ -256,3 +256,18 @@ fn a_queue_whose_jobs_are_all_in_flight_or_all_completed_is_in_the_status() {
     d.sync_all();
     assert_eq!(rows(&d), [("default".to_owned(), 0, 1)]);
 }
+
+#[test]
+fn a_queue_of_one_pending_and_one_cancelled_job_is_in_the_status() {
+    let mut d = Driver::new(Config {
+        workers: 0,
+        ..config()
+    });
+    d.at(10).enqueue(1, vec![spec("a"), spec("b")]);
+    d.sync_all();
+    d.cancel(2, "b");
+    d.sync_all();
+    let st = d.core().status();
+    let q = st.queues.first().expect("listed: its counts are summed");
+    assert_eq!((q.pending, q.cancelled), (1, 1));
+}
