@@ -143,6 +143,33 @@ fn a_number_an_old_client_id_spells_is_assigned_with_the_prefix() {
     assert_eq!(d.core().job("~3").unwrap().seq, 3);
 }
 
+#[test]
+fn a_number_an_old_client_id_spells_ahead_of_the_sequence_is_still_prefixed() {
+    // `5` was a client's id while the sequence was at 2: job 5, three
+    // jobs later, is `~5`.
+    let mut log_core = beaver_core::Core::new(config());
+    let old = beaver_core::Record {
+        lsn: 1,
+        at: 10,
+        op: beaver_core::Op::Enqueue {
+            jobs: vec![new_job("mail", 10), new_job("5", 10)],
+        },
+    };
+    log_core.apply_owned(old).unwrap();
+    log_core.finish_rebuild();
+    let mut d = Driver::with_core(log_core);
+    let four = (0..4).map(|_| JobSpec::new(payload("1"))).collect();
+    d.at(11).enqueue(1, four);
+    let out = d.durable(2);
+    let want = [("3", false), ("4", false), ("~5", false), ("6", false)];
+    assert_eq!(out[0], ok(1, &want));
+    assert_eq!(
+        d.core().job("5").unwrap().seq,
+        2,
+        "the old job keeps its id"
+    );
+}
+
 /// A core whose limits are small: 2 unfinished jobs, 8-byte payloads,
 /// 3 jobs and 12 bytes per batch.
 fn limited() -> Driver {
@@ -351,6 +378,13 @@ fn payload_bytes_on_their_way_to_the_log_count_toward_their_limit() {
     let r = rejection(d.enqueue(2, vec![six_bytes("b")]));
     assert!(
         matches!(&r, Rejection::Busy { reason, .. } if reason.contains("hold 6 payload bytes")),
+        "{r:?}"
+    );
+    // On an empty queue, one batch over the limit alone.
+    let twelve_bytes = JobSpec::new(payload("\"abcdefghij\"")).with_id(id("c"));
+    let r = rejection(ten_payload_bytes().at(1).enqueue(1, vec![twelve_bytes]));
+    assert!(
+        matches!(&r, Rejection::Busy { reason, .. } if reason.contains("hold 0 payload bytes")),
         "{r:?}"
     );
 }
