@@ -350,6 +350,19 @@ fn a_heartbeat_moves_the_deadline_and_logs_nothing() {
 }
 
 #[test]
+fn a_heartbeat_at_the_expiry_itself_is_too_late() {
+    let mut d = leased_a();
+    d.at(50).heartbeat(3, 2, Some(1_000));
+    assert_eq!(d.core().next_deadline(), Some(1_060));
+    let out = d.at(1_060).heartbeat(4, 2, None);
+    assert_eq!(
+        out[0],
+        reply(4, Reply::Heartbeat(Err(Rejection::LeaseLost { lease: 2 }))),
+        "then the lease expires: {out:?}"
+    );
+}
+
+#[test]
 fn a_heartbeat_within_the_slack_after_the_deadline_still_renews() {
     let mut d = leased_a();
     assert_eq!(
