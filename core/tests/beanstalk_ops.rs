@@ -283,3 +283,38 @@ fn a_lease_of_one_job_by_id_takes_that_job_ready_or_scheduled() {
         )]
     );
 }
+
+/// Each op a beanstalk connection makes of a job with the longest id fits
+/// the smallest record limit (the core asserts each record's bound against
+/// the limit in debug builds, as the tests run).
+#[test]
+fn the_longest_id_fits_every_beanstalk_op_in_the_smallest_record() {
+    let mut limits = beaver_core::Limits {
+        record_bytes_max: beaver_core::record_size::RECORD_BYTES_MIN,
+        ..beaver_core::Limits::default()
+    };
+    limits.error_bytes_max = limits.error_bytes_max.min(1_024);
+    let mut d = Driver::new(Config {
+        workers: 0,
+        limits,
+        ..config()
+    });
+    let long = "l".repeat(beaver_core::job::JOB_ID_BYTES_MAX);
+    d.at(10).enqueue(1, vec![spec(&long)]);
+    d.sync_all();
+    d.at(12).lease(2, &["default"], 1, None, "w1");
+    d.sync_all();
+    d.at(13).bury(3, 2, Some(7));
+    d.sync_all();
+    d.at(14).kick(4, &long);
+    d.sync_all();
+    d.at(15).lease(5, &["default"], 1, None, "w1");
+    d.sync_all();
+    // Leases are named by their dispatch record: LSN 5 (after the
+    // enqueue, the first dispatch, the bury and the kick).
+    d.at(16).release(6, 5, Some(1), 0);
+    d.sync_all();
+    d.at(17).delete(7, &long);
+    d.sync_all();
+    assert_eq!(job(&mut d, &long).state, JobState::Cancelled);
+}

@@ -101,6 +101,15 @@ fn requeueing_many_dead_jobs_takes_several_records_and_the_answer_counts_all() {
     let out = d.at(12).requeue(99, RequeueTarget::AllDead);
     let requeues = appended(&out);
     assert!(requeues.len() > 1, "{} requeue record", requeues.len());
+    // Each record but the last is full: one more 120-byte id would not fit.
+    let one_more = 120 + 10;
+    for r in &requeues[..requeues.len() - 1] {
+        let bound = r.op.encoded_bytes_max();
+        assert!(
+            bound <= RECORD_BYTES_MIN && bound + one_more > RECORD_BYTES_MIN,
+            "a requeue record of {bound} bytes at most has room for another id"
+        );
+    }
     let out = d.durable(requeues.last().unwrap().lsn);
     assert!(
         out.contains(&Effect::Reply {
