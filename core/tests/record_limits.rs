@@ -149,6 +149,48 @@ fn a_purge_record_of_finished_jobs_names_as_many_as_fit() {
 }
 
 #[test]
+fn remembered_ids_are_forgotten_in_records_that_each_hold_as_many_as_fit() {
+    // 40 dead jobs with 120-byte ids, purged at once and remembered for
+    // 1,000 ms; then forgotten.
+    let mut d = Driver::new(Config {
+        workers: 64,
+        default_max_attempts: 1,
+        retention: Retention {
+            finished_age_ms: 0,
+            finished_count_max: 1_000,
+        },
+        dedup: beaver_core::Dedup {
+            window_ms: 1_000,
+            ids_max: 1_000,
+        },
+        limits: Limits {
+            record_bytes_max: RECORD_BYTES_MIN,
+            ..Limits::default()
+        },
+        ..config()
+    });
+    for (req, from) in (1..).zip((0..40).step_by(8)) {
+        d.at(10).enqueue(req, long_ids(from, from + 8));
+        d.at(11).drive_until_quiet(fail_every_attempt);
+    }
+    assert_eq!(d.core().stats().remembered_ids, 40);
+    let out = d.at(2_000).tick();
+    let [Effect::Append(r)] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    let bound = r.op.encoded_bytes_max();
+    let one_more = 120 + 10;
+    assert!(
+        bound <= RECORD_BYTES_MIN && bound + one_more > RECORD_BYTES_MIN,
+        "a purge record of {bound} bytes at most forgets too few: {:?}",
+        r.op
+    );
+    d.drive_until_quiet(fail_every_attempt);
+    assert_eq!(d.core().stats().remembered_ids, 0, "all forgotten");
+    d.log().iter().for_each(fits);
+}
+
+#[test]
 fn a_log_that_holds_enqueue_bytes_max_takes_every_batch_the_limits_allow() {
     let mut limits = Limits {
         batch_jobs_max: 5,
