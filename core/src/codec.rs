@@ -136,6 +136,14 @@ pub fn encode_queue_snapshot(core: &crate::machine::Core) -> Vec<u8> {
     out
 }
 
+/// The length of [`encode_queue_snapshot`]'s bytes, computed without
+/// encoding them: a pass over the jobs that neither copies a payload nor
+/// puts the jobs in order (for a million jobs, tens of milliseconds less
+/// than encoding). Guarantees: equal to `encode_queue_snapshot(core).len()`.
+pub fn queue_snapshot_len(core: &crate::machine::Core) -> u64 {
+    crate::snapshot::encoded_len(core.state())
+}
+
 /// Encodes a core's snapshot piece by piece, so that it can be written
 /// out without ever being whole in memory.
 ///

@@ -76,6 +76,11 @@ fn canonical_queues(state: &State) -> (Vec<&QueueName>, Vec<u32>) {
     for (_, e) in state.table.iter() {
         used[e.queue as usize] = true;
     }
+    canonical_queues_of(state, &used)
+}
+
+/// [`canonical_queues`] of the queues flagged in `used`.
+fn canonical_queues_of<'a>(state: &'a State, used: &[bool]) -> (Vec<&'a QueueName>, Vec<u32>) {
     let mut names: Vec<(&QueueName, usize)> = state
         .queues
         .iter()
@@ -89,6 +94,46 @@ fn canonical_queues(state: &State) -> (Vec<&QueueName>, Vec<u32>) {
         renumber[old] = new as u32;
     }
     (names.into_iter().map(|(n, _)| n).collect(), renumber)
+}
+
+/// How many bytes postcard encodes `value` to (a size only: nothing is
+/// written). The types here cannot fail to encode; if one did, the size
+/// would read as the largest, never as too small.
+fn encoded_size<T: Serialize>(value: &T) -> u64 {
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .map_or(u64::MAX, |n: usize| n as u64)
+}
+
+/// The length of the state's snapshot encoding (the pieces of a
+/// [`SnapshotRef`] and the version byte: what
+/// [`crate::codec::encode_queue_snapshot`] returns), computed without
+/// encoding or ordering the jobs: one pass over the table, each job sized
+/// with its queue numbered 0 (one byte), then each queue's jobs given the
+/// size of their queue's canonical number.
+pub(crate) fn encoded_len(state: &State) -> u64 {
+    let mut jobs_of_queue = vec![0u64; state.queues.len()];
+    let mut jobs_bytes = 0u64;
+    for (_, e) in state.table.iter() {
+        jobs_of_queue[e.queue as usize] += 1;
+        jobs_bytes = jobs_bytes.saturating_add(encoded_size(&SnapshotJobRef::of(e, 0)) - 1);
+    }
+    let used: Vec<bool> = jobs_of_queue.iter().map(|&n| n > 0).collect();
+    let (queues, renumber) = canonical_queues_of(state, &used);
+    for (q, &n) in jobs_of_queue.iter().enumerate() {
+        jobs_bytes = jobs_bytes.saturating_add(n.saturating_mul(encoded_size(&renumber[q])));
+    }
+    let head = (
+        state.applied_lsn,
+        state.log_time,
+        state.next_seq,
+        &queues,
+        state.table.len(),
+    );
+    let remembered: Vec<(UnixMillis, &JobId)> = state.remembered.iter().collect();
+    let tail = (remembered, paused_queues(state));
+    1u64.saturating_add(encoded_size(&head))
+        .saturating_add(jobs_bytes)
+        .saturating_add(encoded_size(&tail))
 }
 
 /// The table's slots in acceptance order.

@@ -573,7 +573,13 @@ impl Driver {
     /// Takes a snapshot of the durable state, as the runtime writes one;
     /// the next [`Driver::crash`] recovers from it.
     pub fn take_snapshot(&mut self) {
-        self.snapshot = Some(codec::encode_queue_snapshot(&self.core));
+        let bytes = codec::encode_queue_snapshot(&self.core);
+        assert_eq!(
+            codec::queue_snapshot_len(&self.core),
+            bytes.len() as u64,
+            "the snapshot's length computed without encoding"
+        );
+        self.snapshot = Some(bytes);
     }
 
     /// Crashes and recovers the way production does ([`rebuild`]): what

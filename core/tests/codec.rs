@@ -469,6 +469,10 @@ fn a_live_queue_snapshot_round_trips() {
         codec::encode_queue_snapshot(&q),
         codec::encode_snapshot(&snap)
     );
+    assert_eq!(
+        codec::queue_snapshot_len(&q),
+        codec::encode_snapshot(&snap).len() as u64
+    );
 }
 
 proptest! {

@@ -551,6 +551,11 @@ fn check_snapshot_encodings(core: &Core, cut: u8) -> Vec<u8> {
         encoded,
         "encoding from the queue and from its snapshot differ"
     );
+    assert_eq!(
+        codec::queue_snapshot_len(core),
+        encoded.len() as u64,
+        "the snapshot's length computed without encoding"
+    );
     let piece = 1 + cut as usize % 97;
     let mut encoder = codec::SnapshotEncoder::new(core);
     let (mut pieces, mut buf) = (Vec::new(), Vec::new());

@@ -69,6 +69,11 @@ fn check_queue(q: &Core) {
         "the two snapshot encoders differ"
     );
     assert_eq!(
+        beaver_core::codec::queue_snapshot_len(q),
+        bytes.len() as u64,
+        "the snapshot's length computed without encoding differs"
+    );
+    assert_eq!(
         decode_snapshot(&bytes).as_ref(),
         Ok(&snap),
         "snapshot round trip"

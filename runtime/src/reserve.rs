@@ -45,8 +45,6 @@ const SECTOR_BYTES: u64 = 512;
 pub(crate) const FINAL_JOB_BYTES: u64 = 256;
 /// Beside each snapshot: its header, sector rounding, the directory's entry.
 const SNAPSHOT_SLACK_BYTES: u64 = 4 << 10;
-/// The pieces the snapshot is measured in.
-const PIECE_BYTES: usize = 64 << 10;
 
 /// Measures the queue's share of the reserve and publishes it in
 /// `figures` (read by the WAL task's space check).
@@ -59,7 +57,9 @@ pub(crate) fn measure(queue: &Core, segment_bytes: u64, figures: &Figures) {
         .saturating_mul(segment_bytes);
     let stats = queue.stats();
     let unfinished = stats.jobs.pending + stats.jobs.in_flight;
-    let drained = snapshot_bytes(queue)
+    // The snapshot's size now, computed without encoding it (a pass over
+    // the jobs that copies no payload and orders nothing).
+    let drained = codec::queue_snapshot_len(queue)
         .saturating_sub(forecast.payload_bytes_freed)
         .saturating_add(unfinished.saturating_mul(FINAL_JOB_BYTES))
         .saturating_add(SNAPSHOT_SLACK_BYTES);
@@ -67,21 +67,6 @@ pub(crate) fn measure(queue: &Core, segment_bytes: u64, figures: &Figures) {
     figures
         .drained_snapshots_bytes
         .store(drained.saturating_mul(2), Relaxed);
-}
-
-/// The size of the queue's snapshot now, encoded piece by piece without
-/// keeping the bytes.
-pub(crate) fn snapshot_bytes(queue: &Core) -> u64 {
-    let mut encoder = codec::SnapshotEncoder::new(queue);
-    let (mut bytes, mut piece) = (0u64, Vec::with_capacity(PIECE_BYTES));
-    loop {
-        piece.clear();
-        let more = encoder.fill(&mut piece, PIECE_BYTES);
-        bytes += piece.len() as u64;
-        if !more {
-            return bytes;
-        }
-    }
 }
 
 /// The reserve beyond its two segments, as the WAL task's space check
