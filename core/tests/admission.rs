@@ -115,20 +115,26 @@ fn a_client_id_of_digits_only_or_with_the_reserved_prefix_is_refused() {
     assert_eq!(d.core().next_lsn(), 1, "nothing was proposed");
 }
 
-#[test]
-fn a_number_an_old_client_id_spells_is_assigned_with_the_prefix() {
-    // `3` was a client's id (allowed before), so job 3 is `~3`.
+/// A driver of a core rebuilt from one old record enqueueing `mail` (job
+/// 1) and a job whose client id is `digits` (job 2), allowed before.
+fn with_an_old_digit_id(digits: &str) -> Driver {
     let mut log_core = beaver_core::Core::new(config());
     let old = beaver_core::Record {
         lsn: 1,
         at: 10,
         op: beaver_core::Op::Enqueue {
-            jobs: vec![new_job("mail", 10), new_job("3", 10)],
+            jobs: vec![new_job("mail", 10), new_job(digits, 10)],
         },
     };
     log_core.apply_owned(old).unwrap();
     log_core.finish_rebuild();
-    let mut d = Driver::with_core(log_core);
+    Driver::with_core(log_core)
+}
+
+#[test]
+fn a_number_an_old_client_id_spells_is_assigned_with_the_prefix() {
+    // `3` was a client's id (allowed before), so job 3 is `~3`.
+    let mut d = with_an_old_digit_id("3");
     d.at(11).enqueue(
         1,
         vec![JobSpec::new(payload("1")), JobSpec::new(payload("1"))],
@@ -147,17 +153,7 @@ fn a_number_an_old_client_id_spells_is_assigned_with_the_prefix() {
 fn a_number_an_old_client_id_spells_ahead_of_the_sequence_is_still_prefixed() {
     // `5` was a client's id while the sequence was at 2: job 5, three
     // jobs later, is `~5`.
-    let mut log_core = beaver_core::Core::new(config());
-    let old = beaver_core::Record {
-        lsn: 1,
-        at: 10,
-        op: beaver_core::Op::Enqueue {
-            jobs: vec![new_job("mail", 10), new_job("5", 10)],
-        },
-    };
-    log_core.apply_owned(old).unwrap();
-    log_core.finish_rebuild();
-    let mut d = Driver::with_core(log_core);
+    let mut d = with_an_old_digit_id("5");
     let four = (0..4).map(|_| JobSpec::new(payload("1"))).collect();
     d.at(11).enqueue(1, four);
     let out = d.durable(2);
