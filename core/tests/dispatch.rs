@@ -118,3 +118,29 @@ fn a_stopping_core_refuses_new_jobs() {
         }]
     );
 }
+
+#[test]
+fn the_pool_takes_its_queues_in_turn() {
+    let mut d = Driver::new(Config {
+        workers: 2,
+        ..config()
+    });
+    let job = |i: &str, q: &str| beaver_core::JobSpec {
+        queue: Some(beaver_core::QueueName::parse(q).unwrap()),
+        ..spec(i)
+    };
+    d.at(10)
+        .enqueue(1, vec![job("x1", "x"), job("x2", "x"), job("y1", "y")]);
+    let out = d.at(11).durable(1);
+    let dispatched: Vec<&str> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Append(r) => match &r.op {
+                beaver_core::Op::Dispatch { id, .. } => Some(id.as_str()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dispatched, ["x1", "y1"], "one of each queue, not x's two");
+}
