@@ -63,6 +63,8 @@ fn a_failed_last_attempt_makes_the_job_dead() {
         (JobState::Dead, 2, Some("again"))
     );
     assert_eq!(d.core().dead_jobs(10).len(), 1);
+    let totals = d.core().stats().totals;
+    assert_eq!((totals.dispatched, totals.failed), (2, 2), "each counted");
 }
 
 #[test]
