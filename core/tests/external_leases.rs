@@ -267,6 +267,11 @@ fn a_lease_asking_for_no_job_or_more_than_the_batch_limit_is_refused() {
     assert!(reason.contains("must be 1 to 100, got 0"), "{reason}");
     let reason = invalid("max", &d.lease(3, &["default"], 101, None, "w"));
     assert!(reason.contains("got 101"), "{reason}");
+    assert_eq!(
+        d.lease(4, &["default"], 100, None, "w"),
+        vec![reply(4, Reply::Leased(Ok(vec![])))],
+        "the limit itself is taken"
+    );
 }
 
 #[test]

@@ -101,3 +101,15 @@ fn clock_going_back_is_clamped_and_reorders_nothing() {
     );
     assert_eq!(d.core().now(), 12);
 }
+
+#[test]
+fn an_attempt_whose_outcome_is_on_its_way_does_not_expire_at_its_deadline() {
+    let mut d = with_one_attempt();
+    d.at(13).started("a", 1);
+    d.at(20).outcome("a", 1, Outcome::Succeeded);
+    // The lease (110 ms from its start) ends long before the record is
+    // durable.
+    assert_eq!(d.at(1_000).tick(), vec![], "no abort, no failure");
+    d.durable(3);
+    assert_eq!(d.core().job("a").unwrap().state, JobState::Completed);
+}
