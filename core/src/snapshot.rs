@@ -115,7 +115,8 @@ pub(crate) fn encoded_len(state: &State) -> u64 {
     let mut jobs_bytes = 0u64;
     for (_, e) in state.table.iter() {
         jobs_of_queue[e.queue as usize] += 1;
-        jobs_bytes = jobs_bytes.saturating_add(encoded_size(&SnapshotJobRef::of(e, 0)) - 1);
+        let job = encoded_size(&SnapshotJobRef::of(e, 0)).saturating_sub(1);
+        jobs_bytes = jobs_bytes.saturating_add(job);
     }
     let used: Vec<bool> = jobs_of_queue.iter().map(|&n| n > 0).collect();
     let (queues, renumber) = canonical_queues_of(state, &used);

@@ -307,7 +307,8 @@ fn now_ms() -> u64 {
 }
 
 /// The engine's configuration for beanstalkd: no built-in workers (every
-/// job waits for a connection's reserve), payloads as large as `-z` bodies become, leases that end at their TTR.
+/// job waits for a connection's reserve), payloads as large as `-z`
+/// bodies become, leases that end at their TTR.
 fn engine_config(data_dir: PathBuf, job_bytes_max: u32) -> EngineConfig {
     let mut e = EngineConfig {
         data_dir,
