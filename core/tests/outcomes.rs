@@ -64,7 +64,11 @@ fn a_failed_last_attempt_makes_the_job_dead() {
     );
     assert_eq!(d.core().dead_jobs(10).len(), 1);
     let totals = d.core().stats().totals;
-    assert_eq!((totals.dispatched, totals.failed), (2, 2), "each counted");
+    assert_eq!(
+        (totals.dispatched, totals.failed, totals.dead),
+        (2, 2, 1),
+        "each counted"
+    );
 }
 
 #[test]
