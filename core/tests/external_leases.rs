@@ -258,6 +258,11 @@ fn a_lease_naming_no_queue_or_too_many_is_refused() {
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
     let reason = invalid("queues", &d.lease(3, &many, 1, None, "w"));
     assert!(reason.contains("got 17"), "{reason}");
+    assert_eq!(
+        d.lease(4, &many[..16], 1, None, "w"),
+        vec![reply(4, Reply::Leased(Ok(vec![])))],
+        "16 queues are taken"
+    );
 }
 
 #[test]

@@ -271,3 +271,21 @@ fn a_queue_of_one_pending_and_one_cancelled_job_is_in_the_status() {
     let q = st.queues.first().expect("listed: its counts are summed");
     assert_eq!((q.pending, q.cancelled), (1, 1));
 }
+
+#[test]
+fn a_queue_of_one_pending_and_one_buried_job_is_in_the_status() {
+    let mut d = Driver::new(Config {
+        workers: 0,
+        ..config()
+    });
+    d.at(10).enqueue(1, vec![spec("a"), spec("b")]);
+    d.sync_all();
+    d.lease(2, &["default"], 1, None, "w");
+    d.sync_all();
+    // The lease is named by its dispatch record, LSN 2.
+    d.bury(3, 2, None);
+    d.sync_all();
+    let st = d.core().status();
+    let q = st.queues.first().expect("listed: its counts are summed");
+    assert_eq!((q.pending, q.dead), (1, 1));
+}
