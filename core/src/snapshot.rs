@@ -123,18 +123,38 @@ pub(crate) fn encoded_len(state: &State) -> u64 {
     for (q, &n) in jobs_of_queue.iter().enumerate() {
         jobs_bytes = jobs_bytes.saturating_add(n.saturating_mul(encoded_size(&renumber[q])));
     }
-    let head = (
+    1u64.saturating_add(encoded_size(&head(state, &queues, state.table.len())))
+        .saturating_add(jobs_bytes)
+        .saturating_add(encoded_size(&tail(state)))
+}
+
+/// The snapshot's fields before the jobs, and the jobs' count (postcard
+/// encodes a tuple as its fields in order, a sequence as its length and
+/// then its elements).
+fn head<'a>(
+    state: &State,
+    queues: &'a [&'a QueueName],
+    jobs: usize,
+) -> (Lsn, UnixMillis, u64, &'a [&'a QueueName], usize) {
+    (
         state.applied_lsn,
         state.log_time,
         state.next_seq,
-        &queues,
-        state.table.len(),
-    );
-    let remembered: Vec<(UnixMillis, &JobId)> = state.remembered.iter().collect();
-    let tail = (remembered, paused_queues(state));
-    1u64.saturating_add(encoded_size(&head))
-        .saturating_add(jobs_bytes)
-        .saturating_add(encoded_size(&tail))
+        queues,
+        jobs,
+    )
+}
+
+/// The snapshot's fields after the jobs: the remembered ids (with their
+/// purge times) and the paused queues (with the ends of their pauses).
+type Tail<'a> = (
+    Vec<(UnixMillis, &'a JobId)>,
+    Vec<(&'a QueueName, UnixMillis)>,
+);
+
+/// The snapshot's fields after the jobs, as [`Tail`].
+fn tail(state: &State) -> Tail<'_> {
+    (state.remembered.iter().collect(), paused_queues(state))
 }
 
 /// The table's slots in acceptance order.
@@ -226,15 +246,7 @@ impl<'a> SnapshotRef<'a> {
     /// count (postcard encodes a struct as its fields in order, and a
     /// sequence as its length and then its elements).
     pub(crate) fn encode_head(&self, out: &mut Vec<u8>) {
-        let s = self.state;
-        let head = (
-            s.applied_lsn,
-            s.log_time,
-            s.next_seq,
-            &self.queues,
-            self.order.len(),
-        );
-        encode_into(&head, out);
+        encode_into(&head(self.state, &self.queues, self.order.len()), out);
     }
 
     /// Appends the encoding of the `i`-th job in acceptance order.
@@ -245,8 +257,7 @@ impl<'a> SnapshotRef<'a> {
 
     /// Appends the encoding of the fields after the jobs.
     pub(crate) fn encode_tail(&self, out: &mut Vec<u8>) {
-        let remembered: Vec<(UnixMillis, &JobId)> = self.state.remembered.iter().collect();
-        encode_into(&(remembered, paused_queues(self.state)), out);
+        encode_into(&tail(self.state), out);
     }
 }
 
