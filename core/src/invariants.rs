@@ -39,6 +39,7 @@ pub(crate) fn check_full(q: &Core) -> Result<(), String> {
     check_queues(s, &recount)?;
     check_indexes(s, &recount)?;
     check_proposals(&p)?;
+    q.check_pool_leases()?;
     let cap = u64::from(q.config().workers) + u64::from(q.config().prefetch);
     if p.attempts_held > cap {
         return Err(format!(
@@ -356,6 +357,38 @@ mod tests {
         q.step(20, enqueue, &mut Vec::new());
         assert!(q.parts().enqueuing.contains_key(&b));
         check_full(&q).unwrap();
+    }
+
+    #[test]
+    fn proposals_out_of_step_with_the_applied_lsn_are_reported() {
+        let q = one_pending();
+        let parts = q.parts();
+        check_proposals(&parts).unwrap();
+        let next = parts.next_lsn;
+        let record = Record {
+            lsn: next + 1,
+            at: 10,
+            op: Op::Enqueue { jobs: Vec::new() },
+        };
+        let gap = CoreParts {
+            unapplied: vec![&record],
+            next_lsn: next + 2,
+            ..q.parts()
+        };
+        let e = check_proposals(&gap).unwrap_err();
+        assert!(e.contains("expected"), "{e}");
+        let ahead = CoreParts {
+            next_lsn: next + 1,
+            ..q.parts()
+        };
+        let e = check_proposals(&ahead).unwrap_err();
+        assert!(e.contains("does not follow"), "{e}");
+        let waits = CoreParts {
+            waiting_max: Some(next),
+            ..q.parts()
+        };
+        let e = check_proposals(&waits).unwrap_err();
+        assert!(e.contains("never proposed"), "{e}");
     }
 
     #[test]

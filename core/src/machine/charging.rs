@@ -22,7 +22,6 @@ use crate::job::JobState;
 use crate::protocol::Effect;
 use crate::record::Op;
 use crate::stats::Interrupted;
-use crate::table::Holder;
 
 impl Core {
     /// The pool attempt in `slot` began: unless its dispatch counted it,
@@ -46,13 +45,9 @@ impl Core {
             let Some(slot) = self.state.table.slot_of(id.as_str()) else {
                 continue;
             };
-            let e = self.state.table.get(slot);
-            let running = e.holder == Holder::Pool
-                && e.state == JobState::InFlight
-                && e.attempt == attempt
-                && !e.reserved
-                && self.leases.has_started(slot);
-            if running {
+            // A started pool lease is the running attempt's, with no
+            // outcome on its way (`check_pool_leases`).
+            if self.leases.started_attempt(slot) == Some(attempt) {
                 self.log_start(slot, out);
             }
         }

@@ -41,6 +41,12 @@ impl Leases {
         self.started.contains_key(&slot)
     }
 
+    /// The attempt in `slot` whose start began a lease, if any (always
+    /// the job's current attempt, held by the pool: `check_pool_leases`).
+    pub(super) fn started_attempt(&self, slot: u32) -> Option<u32> {
+        self.started.get(&slot).map(|&(attempt, _)| attempt)
+    }
+
     /// Forgets the started lease in `slot`, if any.
     pub(super) fn end(&mut self, slot: u32) {
         if let Some((_, t)) = self.started.remove(&slot) {
@@ -50,6 +56,34 @@ impl Leases {
 }
 
 impl Core {
+    /// The started pool leases' invariant, for the checker: each belongs to
+    /// the current attempt of an in-flight job the pool holds, with no
+    /// change on its way, and is listed once by its deadline.
+    pub(crate) fn check_pool_leases(&self) -> Result<(), String> {
+        let l = &self.leases;
+        if l.by_deadline.len() != l.started.len() {
+            return Err(format!(
+                "{} started pool leases, {} listed by deadline",
+                l.started.len(),
+                l.by_deadline.len()
+            ));
+        }
+        for (&slot, &(attempt, until)) in &l.started {
+            let e = self.state.table.get(slot);
+            let live = e.holder == Holder::Pool
+                && e.state == JobState::InFlight
+                && e.attempt == attempt
+                && !e.reserved;
+            if !live || !l.by_deadline.contains(&(until, slot)) {
+                return Err(format!(
+                    "pool lease of job {} attempt {attempt} until {until} is stale or unlisted",
+                    e.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Starts the lease of a pool attempt (and logs its start if its
     /// dispatch did not count it, see `charging`); a stale or repeated
     /// report changes nothing (the first start counts).
@@ -98,13 +132,6 @@ impl Core {
         }
     }
 
-    /// Whether the started lease `(until, slot)` still belongs to a pool
-    /// attempt with no outcome on its way.
-    fn lease_is_live(&self, until: UnixMillis, slot: u32) -> bool {
-        let e = self.state.table.get(slot);
-        e.holder == Holder::Pool && !e.reserved && self.lease_of(slot) == Some(until)
-    }
-
     /// The soonest deadline of an in-flight attempt nobody in this process
     /// holds (none should be left once the orphans are resumed), found by
     /// a scan only while one may exist.
@@ -125,12 +152,8 @@ impl Core {
     /// The soonest deadline of a lease that can expire (pool or external).
     pub(super) fn first_expirable_lease(&self) -> Option<UnixMillis> {
         let unowned = self.first_unowned_lease().map(|(t, _)| t);
-        let live = self
-            .leases
-            .by_deadline
-            .iter()
-            .find(|&&(t, slot)| self.lease_is_live(t, slot))
-            .map(|&(t, _)| t);
+        // Every started pool lease is live (`check_pool_leases`).
+        let live = self.leases.by_deadline.first().map(|&(t, _)| t);
         [unowned, live, self.external.first_expiry()]
             .into_iter()
             .flatten()
@@ -160,12 +183,9 @@ impl Core {
             .take_while(|k| k.0 <= now)
             .copied()
             .collect();
-        for (t, slot) in due {
-            if self.lease_is_live(t, slot) {
-                expired.push(slot);
-                self.leases.started.remove(&slot);
-            }
-            self.leases.by_deadline.remove(&(t, slot));
+        for (_, slot) in due {
+            self.leases.end(slot);
+            expired.push(slot);
         }
         for slot in expired {
             self.expire(slot, out);
