@@ -52,13 +52,7 @@ impl Core {
         if self.stopping {
             return reply(out, req, refused(Rejection::Stopping));
         }
-        if holder.len() > crate::protocol::HOLDER_BYTES_MAX || holder.chars().any(char::is_control)
-        {
-            let rejection = Rejection::Invalid {
-                index: None,
-                field: "holder".into(),
-                reason: "too long, or holds control characters".into(),
-            };
+        if let Err(rejection) = super::external::check_holder(holder) {
             return reply(out, req, refused(rejection));
         }
         let Some(slot) = self.find(id.as_str()) else {

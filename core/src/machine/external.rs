@@ -226,13 +226,7 @@ impl Core {
             let reason = format!("must be 1 to {}, got {max}", l.lease_batch_max);
             return Err(invalid("max", reason));
         }
-        if holder.len() > HOLDER_BYTES_MAX || holder.chars().any(char::is_control) {
-            let reason = format!(
-                "must be at most {HOLDER_BYTES_MAX} bytes without control characters, got {} bytes",
-                holder.len()
-            );
-            return Err(invalid("holder", reason));
-        }
+        check_holder(holder)?;
         let wait_ms = wait_until.map_or(0, |t| t.saturating_sub(self.state.now));
         if wait_ms > l.lease_wait_max_ms {
             let reason = format!(
@@ -441,4 +435,20 @@ impl Core {
             total: self.external.current.len() as u64,
         }
     }
+}
+
+/// Refuses a lease's holder text longer than [`HOLDER_BYTES_MAX`] bytes or
+/// holding control characters.
+pub(super) fn check_holder(holder: &str) -> Result<(), Rejection> {
+    if holder.len() > HOLDER_BYTES_MAX || holder.chars().any(char::is_control) {
+        return Err(Rejection::Invalid {
+            index: None,
+            field: "holder".into(),
+            reason: format!(
+                "must be at most {HOLDER_BYTES_MAX} bytes without control characters, got {} bytes",
+                holder.len()
+            ),
+        });
+    }
+    Ok(())
 }

@@ -57,12 +57,7 @@ impl Core {
             }
         };
         #[cfg(feature = "mutants")]
-        let op = match outcome {
-            Outcome::TimedOut => {
-                self.uncounted(crate::mutants::Mutant::TimeoutNotCounted, e, attempt, op)
-            }
-            _ => op,
-        };
+        let op = self.uncounted_timeout(&outcome, e, attempt, op);
         self.state.table.get_mut(slot).reserved = true;
         self.propose(op, origin(outcome), out);
     }

@@ -106,6 +106,23 @@ impl Core {
         }
     }
 
+    /// With `TimeoutNotCounted` active, a timed-out attempt is given back
+    /// instead of counted.
+    pub(super) fn uncounted_timeout(
+        &self,
+        outcome: &crate::protocol::Outcome,
+        e: &Entry,
+        attempt: u32,
+        op: Op,
+    ) -> Op {
+        match outcome {
+            crate::protocol::Outcome::TimedOut => {
+                self.uncounted(Mutant::TimeoutNotCounted, e, attempt, op)
+            }
+            _ => op,
+        }
+    }
+
     /// With `DispatchBeforeDurable` active, the attempt starts at proposal.
     pub(super) fn execute_at_once(&self, e: &Entry, op: &Op, out: &mut Vec<Effect>) {
         if let (true, Op::Dispatch { id, attempt, .. }) =
