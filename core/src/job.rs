@@ -515,6 +515,26 @@ mod tests {
         assert_eq!(format!("{long:?}"), "Payload(72 bytes)");
     }
 
+    /// A value of the wrong kind is refused naming what was expected, and
+    /// a string the parser refuses carries the parser's reason.
+    #[test]
+    fn an_id_or_a_queue_of_the_wrong_kind_says_what_was_expected() {
+        use serde::de::IntoDeserializer;
+        use serde::de::value::Error;
+        let number = || 5u64.into_deserializer();
+        let e = JobId::deserialize::<serde::de::value::U64Deserializer<Error>>(number());
+        assert!(e.unwrap_err().to_string().ends_with("expected a job id"));
+        let e = QueueName::deserialize::<serde::de::value::U64Deserializer<Error>>(number());
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .ends_with("expected a queue name")
+        );
+        let bad: serde::de::value::StrDeserializer<'_, Error> = "a b".into_deserializer();
+        let e = QueueName::deserialize(bad).unwrap_err().to_string();
+        assert_eq!(Err(e), QueueName::parse("a b").map(|_| ()));
+    }
+
     proptest::proptest! {
         /// What `from_value` writes is what `from_json` accepts, byte for
         /// byte: the shortcut skips a check that could never fail.

@@ -122,7 +122,8 @@ fn a_bury_makes_the_job_dead_with_a_new_priority_and_no_failure() {
         (a.state, a.priority, a.last_error),
         (JobState::Dead, -5, None)
     );
-    assert_eq!(d.core().stats().totals.failed, 0);
+    let totals = d.core().stats().totals;
+    assert_eq!((totals.failed, totals.dead), (0, 1), "dead, not failed");
     assert_eq!(
         d.complete(4, 2),
         vec![reply(
@@ -204,6 +205,17 @@ fn a_kick_makes_a_scheduled_job_ready_now_and_requeues_a_dead_one() {
         d.at(16).kick(4, "b"),
         vec![append(4, 16, Op::Kick { id: id("b") })]
     );
+    let again = d.kick(40, "b");
+    assert!(
+        matches!(
+            &again[..],
+            [beaver_core::Effect::Reply {
+                reply: Reply::Kicked(Err(Rejection::Conflict { .. })),
+                ..
+            }]
+        ),
+        "a kick on its way to the log is not made twice: {again:?}"
+    );
     assert_eq!(d.at(17).durable(4), vec![reply(4, Reply::Kicked(Ok(())))]);
     assert_eq!(job(&mut d, "b").run_at, 16, "ready from the kick on");
     d.at(20).bury(5, 2, None);
@@ -274,6 +286,23 @@ fn a_lease_of_one_job_by_id_takes_that_job_ready_or_scheduled() {
             }]
         ),
         "{again:?}"
+    );
+    let (longest, too_long) = ("w".repeat(128), "w".repeat(129));
+    let refused = d.lease_job(5, "a", &too_long);
+    assert!(
+        matches!(
+            &refused[..],
+            [beaver_core::Effect::Reply {
+                reply: Reply::Leased(Err(Rejection::Invalid { field, .. })),
+                ..
+            }] if field == "holder"
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        d.lease_job(6, "a", &longest),
+        vec![dispatch(3, 13, "a", 1)],
+        "a holder of 128 bytes is taken"
     );
     assert_eq!(
         d.lease_job(4, "nope", "w2"),

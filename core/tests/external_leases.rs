@@ -452,6 +452,7 @@ fn a_fail_of_a_completed_lease_is_lease_lost() {
         d.fail(5, 2, "boom", Retry::Policy),
         vec![reply(5, Reply::Failed(Err(lost(2))))]
     );
+    assert_eq!(d.core().stats().leases.lost, 2, "each refusal counted");
 }
 
 #[test]

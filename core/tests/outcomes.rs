@@ -22,6 +22,8 @@ fn success_completes_the_job() {
         (job.state, job.finished_at, job.payload),
         (JobState::Completed, Some(20), None)
     );
+    let totals = d.core().stats().totals;
+    assert_eq!((totals.completed, totals.dead), (1, 0), "counted once");
 }
 
 /// `a` failed its first attempt at t=20 ("boom"); returns the driver and

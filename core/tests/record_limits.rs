@@ -190,6 +190,64 @@ fn remembered_ids_are_forgotten_in_records_that_each_hold_as_many_as_fit() {
     d.log().iter().for_each(fits);
 }
 
+/// A record limit that 16 ids of 120 bytes fill exactly, in a purge.
+fn sixteen_long_ids_fit_exactly() -> u64 {
+    let empty = beaver_core::Op::Purge {
+        jobs: Vec::new(),
+        forget: Vec::new(),
+    };
+    empty.encoded_bytes_max() + 16 * (120 + 10)
+}
+
+/// 40 dead jobs with 120-byte ids, in a log whose records 16 such ids fill
+/// exactly; finished jobs kept `finished_age_ms`, purged ids remembered
+/// 1,000 ms.
+fn forty_dead_in_an_exact_log(finished_age_ms: u64) -> Driver {
+    let mut d = Driver::new(Config {
+        workers: 64,
+        default_max_attempts: 1,
+        retention: Retention {
+            finished_age_ms,
+            finished_count_max: 1_000,
+        },
+        dedup: beaver_core::Dedup {
+            window_ms: 1_000,
+            ids_max: 1_000,
+        },
+        limits: Limits {
+            record_bytes_max: sixteen_long_ids_fit_exactly(),
+            ..Limits::default()
+        },
+        ..config()
+    });
+    for (req, from) in (1..).zip((0..40).step_by(8)) {
+        d.at(10).enqueue(req, long_ids(from, from + 8));
+        d.at(11).drive_until_quiet(fail_every_attempt);
+    }
+    d
+}
+
+/// The ids a purge record names: (purged, forgotten).
+fn purged(out: &[Effect]) -> (usize, usize) {
+    match out {
+        [Effect::Append(r)] => match &r.op {
+            beaver_core::Op::Purge { jobs, forget } => (jobs.len(), forget.len()),
+            other => panic!("expected a purge record: {other:?}"),
+        },
+        other => panic!("expected one record: {other:?}"),
+    }
+}
+
+#[test]
+fn purge_records_fill_the_limit_to_the_last_byte() {
+    let mut d = forty_dead_in_an_exact_log(1_000_000);
+    assert_eq!(d.core().stats().jobs.dead, 40);
+    assert_eq!(purged(&d.at(1_000_100).tick()), (16, 0), "purged");
+    let mut d = forty_dead_in_an_exact_log(0);
+    assert_eq!(d.core().stats().remembered_ids, 40);
+    assert_eq!(purged(&d.at(2_000).tick()), (0, 16), "forgotten");
+}
+
 #[test]
 fn a_log_that_holds_enqueue_bytes_max_takes_every_batch_the_limits_allow() {
     let mut limits = Limits {
