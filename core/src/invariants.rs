@@ -392,6 +392,20 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_job_missing_from_its_index_is_reported() {
+        let q = one_pending();
+        let s = q.state();
+        let (slot, e) = s.table.iter().next().unwrap();
+        let unindexed = Entry {
+            place: Place::Finished,
+            state: JobState::Completed,
+            ..e.clone()
+        };
+        let broken = check_place(s, slot, &unindexed).unwrap_err();
+        assert!(broken.contains("missing from its index"), "{broken}");
+    }
+
+    #[test]
     fn a_due_job_filed_anywhere_but_ready_is_reported() {
         let q = one_pending();
         let s = q.state();

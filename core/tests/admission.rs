@@ -322,6 +322,42 @@ fn a_zero_timeout_is_invalid() {
 }
 
 #[test]
+fn a_delay_or_timeout_past_its_limit_is_invalid_and_one_at_it_is_taken() {
+    let l = Limits::default();
+    let (delay_max, timeout_max) = (l.delay_ms_max, l.timeout_ms_max);
+    for (field, past) in [
+        (
+            "delay_ms",
+            JobSpec {
+                delay_ms: delay_max + 1,
+                ..spec("a")
+            },
+        ),
+        (
+            "timeout_ms",
+            JobSpec {
+                timeout_ms: Some(timeout_max + 1),
+                ..spec("a")
+            },
+        ),
+    ] {
+        let r = refused(&mut limited(), vec![past]);
+        assert!(
+            matches!(&r, Rejection::Invalid { field: f, .. } if f == field),
+            "{r:?}"
+        );
+    }
+    let at = JobSpec {
+        delay_ms: delay_max,
+        timeout_ms: Some(timeout_max),
+        ..spec("a")
+    };
+    let mut d = limited();
+    d.at(1).enqueue(1, vec![at]);
+    assert_eq!(d.core().next_lsn(), 2, "taken: one record proposed");
+}
+
+#[test]
 fn an_id_given_twice_in_one_batch_is_invalid() {
     let r = refused(&mut limited(), vec![spec("a"), spec("a")]);
     assert!(

@@ -99,6 +99,11 @@ fn a_release_of_a_lost_lease_or_with_too_long_a_delay_changes_nothing() {
         "{out:?}"
     );
     assert_eq!(job(&mut d, "a").state, JobState::InFlight);
+    let out = d.release(5, 2, None, max);
+    assert!(
+        matches!(&out[..], [beaver_core::Effect::Append(r)] if r.op.name() == "return"),
+        "a delay of exactly the limit is taken: {out:?}"
+    );
 }
 
 #[test]
