@@ -406,6 +406,24 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_whose_scheduled_count_alone_is_off_is_reported() {
+        let q = one_pending();
+        let parts = q.parts();
+        let mut recount = Recount {
+            queues: vec![(StateCounts::default(), 0); parts.state.queues.len()],
+            ..Recount::default()
+        };
+        for (slot, e) in parts.state.table.iter() {
+            check_job(&parts, slot, e, &mut recount).unwrap();
+        }
+        check_queues(parts.state, &recount).unwrap();
+        let mut state = parts.state.clone();
+        state.queues[0].scheduled += 1;
+        let e = check_queues(&state, &recount).unwrap_err();
+        assert!(e.contains("scheduled differ"), "{e}");
+    }
+
+    #[test]
     fn a_due_job_filed_anywhere_but_ready_is_reported() {
         let q = one_pending();
         let s = q.state();

@@ -234,6 +234,32 @@ fn a_kick_makes_a_scheduled_job_ready_now_and_requeues_a_dead_one() {
 }
 
 #[test]
+fn a_delayed_job_whose_time_has_come_is_ready_and_its_kick_a_conflict() {
+    let mut d = Driver::new(Config {
+        workers: 0,
+        ..config()
+    });
+    let later = JobSpec {
+        delay_ms: 10,
+        ..spec("b")
+    };
+    d.at(10).enqueue(1, vec![later]);
+    d.at(11).durable(1);
+    assert_eq!(job(&mut d, "b").run_at, 20);
+    let out = d.at(20).kick(2, "b");
+    assert!(
+        matches!(
+            &out[..],
+            [beaver_core::Effect::Reply {
+                reply: Reply::Kicked(Err(Rejection::Conflict { .. })),
+                ..
+            }]
+        ),
+        "due at 20, ready at 20: {out:?}"
+    );
+}
+
+#[test]
 fn a_kick_of_a_ready_or_running_job_is_a_conflict() {
     let mut d = leased_a();
     d.at(14).enqueue(3, vec![spec("b")]);

@@ -599,3 +599,87 @@ proptest! {
         prop_assert!(len <= bound, "{len} > {bound}");
     }
 }
+
+/// Every op with each integer, id, name and length prefix at its widest
+/// (the largest LSN and time, attempt and priority at their widest
+/// encodings, 128-byte ids, 64-byte queue names, 20,000-byte payloads and
+/// errors, 1,000-id lists) encodes within its bound: the property test
+/// above draws such extremes together only by chance.
+#[test]
+fn every_op_at_its_widest_fits_its_bound() {
+    let long_id = || id(&"j".repeat(128));
+    let queue = || QueueName::parse(&"q".repeat(64)).unwrap();
+    let text = "e".repeat(20_000);
+    let job = NewJob {
+        id: long_id(),
+        queue: queue(),
+        payload: Payload::from_json(format!("\"{text}\"").as_bytes()).unwrap(),
+        priority: i32::MIN,
+        max_attempts: u32::MAX,
+        timeout_ms: u64::MAX,
+        run_at: u64::MAX,
+    };
+    let (attempt, priority, t) = (u32::MAX, i32::MIN, u64::MAX);
+    let ids = || vec![long_id(); 1_000];
+    let ops = [
+        Op::Enqueue { jobs: vec![job; 8] },
+        Op::Dispatch {
+            id: long_id(),
+            attempt,
+            lease_until: t,
+            started: true,
+        },
+        Op::Complete {
+            id: long_id(),
+            attempt,
+        },
+        Op::Fail {
+            id: long_id(),
+            attempt,
+            error: text.clone(),
+            retry_at: Some(t),
+        },
+        Op::Release {
+            id: long_id(),
+            attempt,
+        },
+        Op::Cancel { id: long_id() },
+        Op::Requeue { ids: ids() },
+        Op::Purge {
+            jobs: ids(),
+            forget: ids(),
+        },
+        Op::Start {
+            id: long_id(),
+            attempt,
+        },
+        Op::PauseQueue {
+            queue: queue(),
+            until: t,
+        },
+        Op::PurgeQueue { queue: queue() },
+        Op::Checkpoint,
+        Op::Return {
+            id: long_id(),
+            attempt,
+            priority,
+            run_at: t,
+        },
+        Op::Bury {
+            id: long_id(),
+            attempt,
+            priority,
+        },
+        Op::DeleteDead { id: long_id() },
+        Op::Kick { id: long_id() },
+    ];
+    for op in ops {
+        let bound = op.encoded_bytes_max();
+        let name = op.name();
+        let len = codec::encode_record(&Record { lsn: t, at: t, op }).len() as u64;
+        assert!(
+            len <= bound,
+            "a {name} record of {len} bytes, over its bound {bound}"
+        );
+    }
+}
