@@ -295,7 +295,7 @@ fn check_proposals(p: &CoreParts<'_>) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The checker itself: every core test leans on it after each step, so
     //! a check that cannot fail would weaken all of them unseen.
 
@@ -306,7 +306,7 @@ mod tests {
     use crate::record::{Op, Record};
 
     /// A rebuilt core holding one pending job `a`, due at once.
-    fn one_pending() -> Core {
+    pub(crate) fn one_pending() -> Core {
         let job = NewJob {
             id: JobId::parse("a").unwrap(),
             queue: QueueName::default(),

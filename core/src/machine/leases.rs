@@ -212,3 +212,20 @@ impl Core {
         self.propose(op, Origin::Expiry, out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A started pool lease of a job the pool does not hold, or one missing
+    /// from the deadline order, breaks the invariant.
+    #[test]
+    fn a_stale_or_unlisted_pool_lease_is_reported() {
+        let mut q = crate::invariants::tests::one_pending();
+        q.check_pool_leases().expect("no leases");
+        q.leases.started.insert(0, (1, 500));
+        let e = q.check_pool_leases().expect_err("unlisted");
+        assert!(e.contains("listed by deadline"), "{e}");
+        q.leases.by_deadline.insert((500, 0));
+        let e = q.check_pool_leases().expect_err("a pending job");
+        assert!(e.contains("stale or unlisted"), "{e}");
+    }
+}

@@ -322,26 +322,11 @@ pub(crate) struct CoreParts<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::job::{JobId, NewJob, Payload, QueueName};
-    use crate::record::Op;
-
     /// The public check reports what the full checker finds: a core whose
     /// kept figures disagree with its jobs fails it.
     #[test]
     fn check_invariants_reports_a_broken_core() {
-        let job = NewJob {
-            id: JobId::parse("a").expect("an id"),
-            queue: QueueName::default(),
-            payload: Payload::from_json(b"1").expect("json"),
-            priority: 0,
-            max_attempts: 1,
-            timeout_ms: 100,
-            run_at: 10,
-        };
-        let op = Op::Enqueue { jobs: vec![job] };
-        let mut q = Core::recover(Config::default(), None, [Record { lsn: 1, at: 10, op }])
-            .expect("a valid log");
+        let mut q = crate::invariants::tests::one_pending();
         assert_eq!(q.check_invariants(), Ok(()));
         q.state.counts.pending += 1;
         let broken = q.check_invariants().expect_err("a miscount");
