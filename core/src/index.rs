@@ -200,13 +200,24 @@ mod tests {
             .map(|pos| (index.hash(jobs[pos].as_str()), pos as u32))
             .collect();
         let mut bulk = IdIndex::new(3);
-        bulk.insert_bulk(keys, |p| &jobs[p as usize])
+        bulk.insert_bulk(keys.clone(), |p| &jobs[p as usize])
             .expect("different ids are no duplicates, whatever their hashes");
         for (pos, id) in jobs.iter().enumerate() {
             assert_eq!(
                 bulk.get(id.as_str(), |p| &jobs[p as usize]),
                 Some(pos as u32)
             );
+        }
+        // Removing either of the pair, first, removes that one only.
+        for (gone, kept) in [(0u32, 1u32), (1, 0)] {
+            let mut index = IdIndex::new(3);
+            index
+                .insert_bulk(keys.clone(), |p| &jobs[p as usize])
+                .unwrap();
+            let at = |p: u32| &jobs[p as usize];
+            assert_eq!(index.remove(jobs[gone as usize].as_str(), at), Some(gone));
+            assert_eq!(index.get(jobs[gone as usize].as_str(), at), None);
+            assert_eq!(index.get(jobs[kept as usize].as_str(), at), Some(kept));
         }
     }
 }

@@ -95,3 +95,20 @@ fn truncate_tail(text: &str, max: usize) -> String {
     }
     text[start..].to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_tail;
+
+    /// The tail is cut on a character boundary: a cut inside a character
+    /// keeps none of it.
+    #[test]
+    fn an_error_is_cut_to_its_tail_on_a_character_boundary() {
+        assert_eq!(truncate_tail("abc", 3), "abc");
+        assert_eq!(truncate_tail("abc", 2), "bc");
+        // "é" is two bytes: the last 3 of "aébc" start inside it.
+        assert_eq!(truncate_tail("aébc", 3), "bc");
+        assert_eq!(truncate_tail("aébc", 4), "ébc");
+        assert_eq!(truncate_tail("€", 2), "");
+    }
+}
