@@ -377,4 +377,27 @@ fn the_longest_id_fits_every_beanstalk_op_in_the_smallest_record() {
     d.at(17).delete(7, &long);
     d.sync_all();
     assert_eq!(job(&mut d, &long).state, JobState::Cancelled);
+    // A delayed job kicked, then buried and deleted: LSNs 8 (enqueue), 9
+    // (kick), 10 (dispatch: the lease), 11 (bury), 12 (delete).
+    let other = "m".repeat(beaver_core::job::JOB_ID_BYTES_MAX);
+    let later = JobSpec {
+        delay_ms: 10_000,
+        ..spec(&other)
+    };
+    d.at(18).enqueue(8, vec![later]);
+    d.sync_all();
+    d.at(19).kick(9, &other);
+    d.sync_all();
+    d.at(20).lease(10, &["default"], 1, None, "w1");
+    d.sync_all();
+    d.at(21).bury(11, 10, None);
+    d.sync_all();
+    d.at(22).delete(12, &other);
+    d.sync_all();
+    let names: Vec<&str> = d.log().iter().map(|r| r.op.name()).collect();
+    assert_eq!(
+        names[7..],
+        ["enqueue", "kick", "dispatch", "bury", "delete_dead"],
+        "{names:?}"
+    );
 }
