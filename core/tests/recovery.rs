@@ -171,6 +171,26 @@ fn a_requeue_record_naming_a_dead_job_twice_is_refused_and_changes_nothing() {
 }
 
 #[test]
+fn a_purge_record_naming_a_dead_job_twice_or_a_live_one_is_refused() {
+    let mut q = Core::recover(config(), None, a_dead_log()).unwrap();
+    let op = Op::Purge {
+        jobs: vec![id("a"), id("a")],
+        forget: vec![],
+    };
+    let e = q.apply_owned(Record { lsn: 4, at: 13, op }).unwrap_err();
+    assert!(e.reason.contains("not final, or named twice"), "{e}");
+    assert_eq!(q.job("a").map(|j| j.state), Some(JobState::Dead));
+    let mut q = Core::recover(config(), None, one_attempt_log()).unwrap();
+    let op = Op::Purge {
+        jobs: vec![id("a")],
+        forget: vec![],
+    };
+    let e = q.apply_owned(Record { lsn: 3, at: 13, op }).unwrap_err();
+    assert!(e.reason.contains("not final, or named twice"), "{e}");
+    q.check_invariants().unwrap();
+}
+
+#[test]
 fn a_purge_record_forgetting_an_id_not_remembered_is_refused() {
     let mut q = Core::new(config());
     let op = Op::Purge {
