@@ -424,6 +424,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_index_entry_of_no_job_is_reported() {
+        let q = one_pending();
+        let parts = q.parts();
+        let mut recount = Recount {
+            queues: vec![(StateCounts::default(), 0); parts.state.queues.len()],
+            ..Recount::default()
+        };
+        for (slot, e) in parts.state.table.iter() {
+            check_job(&parts, slot, e, &mut recount).unwrap();
+        }
+        check_indexes(parts.state, &recount).unwrap();
+        let mut state = parts.state.clone();
+        state.scheduled.insert((99, 99, 99));
+        let e = check_indexes(&state, &recount).unwrap_err();
+        assert!(e.contains("Scheduled holds 1 entries for 0 jobs"), "{e}");
+    }
+
+    #[test]
     fn a_due_job_filed_anywhere_but_ready_is_reported() {
         let q = one_pending();
         let s = q.state();

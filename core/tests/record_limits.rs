@@ -249,6 +249,20 @@ fn purge_records_fill_the_limit_to_the_last_byte() {
 }
 
 #[test]
+fn requeue_records_fill_the_limit_to_the_last_byte() {
+    let mut d = forty_dead_in_an_exact_log(1_000_000);
+    let out = d.at(12).requeue(99, RequeueTarget::AllDead);
+    let sizes: Vec<usize> = appended(&out)
+        .iter()
+        .map(|r| match &r.op {
+            beaver_core::Op::Requeue { ids } => ids.len(),
+            other => panic!("expected requeue records: {other:?}"),
+        })
+        .collect();
+    assert_eq!(sizes, [16, 16, 8]);
+}
+
+#[test]
 fn a_log_that_holds_enqueue_bytes_max_takes_every_batch_the_limits_allow() {
     let mut limits = Limits {
         batch_jobs_max: 5,
