@@ -442,6 +442,19 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_job_not_yet_due_filed_as_ready_is_reported() {
+        let q = one_pending();
+        let s = q.state();
+        let (slot, e) = s.table.iter().next().unwrap();
+        let early = Entry {
+            run_at: s.now + 100,
+            ..e.clone()
+        };
+        let broken = check_place(s, slot, &early).unwrap_err();
+        assert!(broken.contains("expected Scheduled"), "{broken}");
+    }
+
+    #[test]
     fn a_due_job_filed_anywhere_but_ready_is_reported() {
         let q = one_pending();
         let s = q.state();

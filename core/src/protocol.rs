@@ -543,3 +543,53 @@ impl std::fmt::Display for Rejection {
 }
 
 impl std::error::Error for Rejection {}
+
+#[cfg(test)]
+mod tests {
+    use super::Rejection;
+
+    /// Each rejection's text names what was wrong (and, where there is
+    /// one, the job and what to do).
+    #[test]
+    fn a_rejection_reads_as_its_reason() {
+        let reason = || "too big".to_owned();
+        let cases = [
+            (
+                Rejection::Invalid {
+                    index: Some(2),
+                    field: "x".into(),
+                    reason: reason(),
+                },
+                "job 2: field `x`: too big",
+            ),
+            (
+                Rejection::Invalid {
+                    index: None,
+                    field: "x".into(),
+                    reason: reason(),
+                },
+                "`x`: too big",
+            ),
+            (
+                Rejection::TooLarge {
+                    index: Some(1),
+                    reason: reason(),
+                },
+                "job 1: too big",
+            ),
+            (
+                Rejection::Busy {
+                    reason: reason(),
+                    retry_after_ms: 5,
+                },
+                "too big; retry in 5 ms",
+            ),
+            (Rejection::Conflict { reason: reason() }, "too big"),
+        ];
+        for (rejection, text) in cases {
+            assert_eq!(rejection.to_string(), text);
+        }
+        let lost = Rejection::LeaseLost { lease: 7 }.to_string();
+        assert!(lost.starts_with("lease 7 is not current"), "{lost}");
+    }
+}

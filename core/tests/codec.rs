@@ -473,6 +473,34 @@ fn a_live_queue_snapshot_round_trips() {
         codec::queue_snapshot_len(&q),
         codec::encode_snapshot(&snap).len() as u64
     );
+    // In pieces: asked for at least one byte, each fill adds one piece
+    // (the head, a job, the tail), and the pieces make the whole.
+    let mut encoder = codec::SnapshotEncoder::new(&q);
+    let mut pieces = Vec::new();
+    loop {
+        let mut piece = Vec::new();
+        let more = encoder.fill(&mut piece, 1);
+        pieces.push(piece);
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(pieces.len(), 52, "the head, 50 jobs, the tail");
+    assert_eq!(pieces.concat(), codec::encode_snapshot(&snap));
+    // Asked for exactly the head's length, it stops there.
+    let mut head = Vec::new();
+    assert!(codec::SnapshotEncoder::new(&q).fill(&mut head, pieces[0].len()));
+    assert_eq!(head, pieces[0]);
+}
+
+#[test]
+fn a_record_encoded_into_a_buffer_follows_what_it_held() {
+    for r in every_record() {
+        let mut out = vec![0xEE];
+        codec::encode_record_into(&r, &mut out);
+        assert_eq!(out[0], 0xEE);
+        assert_eq!(out[1..], codec::encode_record(&r)[..]);
+    }
 }
 
 proptest! {

@@ -488,10 +488,18 @@ fn a_fail_that_gives_up_makes_the_job_dead_with_attempts_left() {
 #[test]
 fn a_fail_retrying_later_than_the_delay_limit_is_refused() {
     let mut d = leased_a();
-    let out = d.at(50).fail(3, 2, "x", Retry::InMs(u64::MAX));
+    let max = d.core().config().limits.delay_ms_max;
+    for ms in [u64::MAX, max + 1] {
+        let out = d.at(50).fail(3, 2, "x", Retry::InMs(ms));
+        assert!(
+            matches!(&out[..], [Effect::Reply { reply: Reply::Failed(Err(Rejection::Invalid { field, .. })), .. }] if field == "retry_in_ms"),
+            "{out:?}"
+        );
+    }
+    let out = d.fail(4, 2, "x", Retry::InMs(max));
     assert!(
-        matches!(&out[..], [Effect::Reply { reply: Reply::Failed(Err(Rejection::Invalid { field, .. })), .. }] if field == "retry_in_ms"),
-        "{out:?}"
+        matches!(&out[..], [Effect::Append(r)] if r.op.name() == "fail"),
+        "a retry exactly at the limit is taken: {out:?}"
     );
 }
 
