@@ -424,6 +424,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_pause_indexed_at_another_time_is_reported() {
+        let q = one_pending();
+        let recount = Recount {
+            queues: vec![(StateCounts::default(), 0); q.state().queues.len()],
+            ..Recount::default()
+        };
+        let mut state = q.state().clone();
+        state.queues[0].counts = StateCounts::default();
+        state.queues[0].scheduled = 0;
+        state.queues[0].paused_until = 50;
+        state.pauses.insert((50, 0));
+        check_queues(&state, &recount).unwrap();
+        state.pauses = Default::default();
+        state.pauses.insert((60, 0));
+        let e = check_queues(&state, &recount).unwrap_err();
+        assert!(e.contains("the pause index holds"), "{e}");
+    }
+
+    #[test]
     fn an_index_entry_of_no_job_is_reported() {
         let q = one_pending();
         let parts = q.parts();

@@ -184,6 +184,22 @@ fn waiting_leases_are_served_first_come_first_served() {
 }
 
 #[test]
+fn a_job_goes_to_the_first_waiting_lease_that_names_its_queue() {
+    let mut d = ready(&[]);
+    d.at(12).lease(2, &["x"], 1, Some(5_000), "on x");
+    d.lease(3, &["default"], 1, Some(5_000), "on default");
+    d.at(13).enqueue(4, vec![spec("a")]);
+    assert_eq!(
+        d.at(14).durable(1),
+        vec![ok(4, &[("a", false)]), lease_dispatch(2, 14, "a", 1)],
+        "the lease on x is passed over"
+    );
+    d.at(15).durable(2);
+    assert_eq!(d.core().list_leases().leases[0].holder, "on default");
+    assert_eq!(d.core().stats().leases.waiting, 1, "the lease on x waits");
+}
+
+#[test]
 fn a_waiting_lease_gets_nothing_at_its_wait_until() {
     let mut d = ready(&[]);
     d.at(12).lease(2, &["default"], 1, Some(5_000), "w1");
