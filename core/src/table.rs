@@ -387,6 +387,23 @@ mod tests {
     }
 
     #[test]
+    fn two_deferred_ids_whose_hashes_collide_are_told_apart() {
+        let mut t = Table::new(7);
+        // 32-bit hashes: a birthday pair among 300,000 ids, fixed by the seed.
+        let mut seen = std::collections::HashMap::new();
+        let (a, b) = (0..300_000u32)
+            .find_map(|i| {
+                seen.insert(t.by_id.hash(&format!("j{i}")), i)
+                    .map(|j| (j, i))
+            })
+            .expect("a colliding pair among 300,000 ids");
+        let (a, b) = (format!("j{a}"), format!("j{b}"));
+        let sa = t.insert_deferred(entry(&a, 1));
+        let sb = t.insert_deferred(entry(&b, 2));
+        assert_eq!((t.slot_of(&a), t.slot_of(&b)), (Some(sa), Some(sb)));
+    }
+
+    #[test]
     fn an_index_out_of_step_is_reported() {
         let mut t = Table::new(7);
         let a = t.insert_deferred(entry("a", 1));

@@ -220,6 +220,15 @@ fn a_payload_over_the_limit_is_too_large_and_names_its_job() {
 }
 
 #[test]
+fn a_payload_of_exactly_the_limit_is_taken() {
+    let mut d = limited();
+    let eight = JobSpec::new(payload("\"123456\""));
+    assert_eq!(eight.payload.len(), 8);
+    d.at(1).enqueue(1, vec![eight]);
+    assert_eq!(d.core().next_lsn(), 2, "taken: one record proposed");
+}
+
+#[test]
 fn a_batch_of_more_payload_bytes_than_the_limit_is_too_large() {
     let jobs = vec![
         JobSpec::new(payload("1234567")),

@@ -221,7 +221,9 @@ mod tests {
     fn a_stale_or_unlisted_pool_lease_is_reported() {
         let mut q = crate::invariants::tests::one_pending();
         q.check_pool_leases().expect("no leases");
-        q.leases.started.insert(0, (1, 500));
+        // The job's own attempt (0: never dispatched), so only its state
+        // and holder make the lease stale.
+        q.leases.started.insert(0, (0, 500));
         let e = q.check_pool_leases().expect_err("unlisted");
         assert!(e.contains("listed by deadline"), "{e}");
         q.leases.by_deadline.insert((500, 0));
