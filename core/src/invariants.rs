@@ -474,6 +474,42 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_job_off_its_number_or_with_flags_its_state_rules_out_is_reported() {
+        let q = one_pending();
+        let s = q.state();
+        let (slot, e) = s.table.iter().next().unwrap();
+        check_number_and_flags(s, slot, e).unwrap();
+        let cases = [
+            (
+                Entry {
+                    seq: e.seq + 1,
+                    ..e.clone()
+                },
+                "number index",
+            ),
+            (
+                Entry {
+                    started: true,
+                    ..e.clone()
+                },
+                "started attempt",
+            ),
+            (
+                Entry {
+                    suspect: true,
+                    state: JobState::Completed,
+                    ..e.clone()
+                },
+                "suspect",
+            ),
+        ];
+        for (broken, why) in cases {
+            let found = check_number_and_flags(s, slot, &broken).unwrap_err();
+            assert!(found.contains(why), "{found}");
+        }
+    }
+
+    #[test]
     fn a_due_job_filed_anywhere_but_ready_is_reported() {
         let q = one_pending();
         let s = q.state();

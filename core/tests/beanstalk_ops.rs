@@ -152,6 +152,17 @@ fn a_delete_cancels_a_pending_or_a_dead_job_once_durable() {
         d.at(16).delete(4, "b"),
         vec![append(4, 16, Op::Cancel { id: id("b") })]
     );
+    let again = d.delete(40, "b");
+    assert!(
+        matches!(
+            &again[..],
+            [beaver_core::Effect::Reply {
+                reply: Reply::Deleted(Err(Rejection::Conflict { .. })),
+                ..
+            }]
+        ),
+        "a delete on its way to the log is not made twice: {again:?}"
+    );
     assert_eq!(d.at(17).durable(4), vec![reply(4, Reply::Deleted(Ok(())))]);
     d.at(20).bury(5, 2, None);
     d.at(21).durable(5);

@@ -673,6 +673,10 @@ fn every_op_at_its_widest_fits_its_bound() {
         },
         Op::Cancel { id: long_id() },
         Op::Requeue { ids: ids() },
+        // One id: the list's own head counts, not the ids' slack.
+        Op::Requeue {
+            ids: vec![long_id()],
+        },
         Op::Purge {
             jobs: ids(),
             forget: ids(),

@@ -107,6 +107,7 @@ fn a_lease_is_answered_once_its_dispatches_are_durable() {
         [("a".into(), 1, 2, 114), ("b".into(), 1, 3, 114)],
         "each lease's id is its dispatch's LSN; its deadline counts from the reply"
     );
+    assert_eq!(d.core().stats().leases.granted, 2, "each lease counted");
 }
 
 #[test]

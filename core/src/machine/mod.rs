@@ -114,7 +114,6 @@ pub struct Core {
     /// the first `pool_for` queues of the state.
     pool: Vec<u32>,
     pool_for: usize,
-    steps: u64,
     /// Shared so that jobs naming no queue do not allocate a name each.
     default_queue: QueueName,
 }
@@ -152,7 +151,6 @@ impl Core {
             cursor: 0,
             pool: Vec::new(),
             pool_for: usize::MAX,
-            steps: 0,
             default_queue: QueueName::default(),
         }
     }
@@ -168,7 +166,6 @@ impl Core {
         self.state.advance(now);
         self.route(input, out);
         self.housekeeping(out);
-        self.steps += 1;
         if cfg!(debug_assertions) {
             self.check_cheap();
         }

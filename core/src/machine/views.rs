@@ -238,11 +238,6 @@ impl Core {
         self.proposals.unapplied.iter().map(|(r, _)| r.as_ref())
     }
 
-    /// Steps taken since this core was built.
-    pub fn steps(&self) -> u64 {
-        self.steps
-    }
-
     /// The in-flight attempts, soonest deadline first, then those waiting
     /// for a worker (no deadline yet), at most [`STATUS_LIST_MAX`].
     fn leases_soonest_first(&self) -> Vec<Lease> {
