@@ -105,6 +105,24 @@ fn pausing_a_queue_no_job_named_creates_it_within_the_queue_limit() {
 }
 
 #[test]
+fn an_empty_queue_is_listed_while_paused_and_not_after() {
+    let mut d = Driver::new(config());
+    d.at(10).pause_queue(1, "idle", 20);
+    d.at(11).durable(1);
+    let names = |d: &Driver| -> Vec<String> {
+        d.core()
+            .status()
+            .queues
+            .iter()
+            .map(|q| q.name.as_str().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&d), ["idle"]);
+    d.at(20).tick();
+    assert_eq!(names(&d), Vec::<String>::new(), "no jobs, no pause");
+}
+
+#[test]
 fn a_pause_survives_a_restart_from_the_log_and_from_a_snapshot() {
     let mut d = paused_with_a();
     d.crash();
