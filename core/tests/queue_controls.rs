@@ -178,6 +178,32 @@ fn a_purge_cancels_every_pending_job_of_its_queue_and_counts_them() {
 }
 
 #[test]
+fn a_job_that_lands_while_its_queues_purge_is_on_its_way_is_not_deleted_twice() {
+    let mut d = Driver::new(Config {
+        workers: 0,
+        ..config()
+    });
+    d.at(9).enqueue(1, vec![spec("z")]);
+    d.durable(1);
+    d.at(10).enqueue(2, vec![spec("a")]);
+    d.purge_queue(3, "default");
+    d.at(11).durable(2);
+    let out = d.delete(4, "a");
+    assert!(
+        matches!(
+            &out[..],
+            [Effect::Reply {
+                reply: Reply::Deleted(Err(Rejection::Conflict { .. })),
+                ..
+            }]
+        ),
+        "the purge on its way cancels it; no second record: {out:?}"
+    );
+    assert_eq!(d.at(12).durable(3), vec![reply(3, Reply::Purged(Ok(2)))]);
+    assert_eq!(d.core().job("a").unwrap().state, JobState::Cancelled);
+}
+
+#[test]
 fn a_purge_leaves_other_queues_and_jobs_in_flight_alone() {
     let mut d = Driver::new(config());
     let other = JobSpec {
