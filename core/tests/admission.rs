@@ -385,6 +385,23 @@ fn more_unfinished_jobs_than_the_limit_are_refused_as_busy() {
 }
 
 #[test]
+fn an_applied_enqueue_counts_toward_the_unfinished_limit_once() {
+    let mut d = Driver::new(Config {
+        workers: 0,
+        limits: Limits {
+            pending_jobs_max: 2,
+            ..Limits::default()
+        },
+        ..config()
+    });
+    d.at(1).enqueue(1, vec![spec("a")]);
+    d.durable(1);
+    assert_eq!(d.core().stats().totals.enqueued, 1);
+    d.enqueue(2, vec![spec("b")]);
+    assert_eq!(d.core().next_lsn(), 3, "a and b: two unfinished, the limit");
+}
+
+#[test]
 fn jobs_in_flight_count_toward_the_unfinished_limit() {
     let mut d = limited();
     d.at(1).enqueue(1, vec![spec("a"), spec("b")]);

@@ -271,6 +271,20 @@ fn a_delayed_job_whose_time_has_come_is_ready_and_its_kick_a_conflict() {
 }
 
 #[test]
+fn a_dead_job_is_kicked_at_once_after_its_queues_purge_is_durable() {
+    let mut d = leased_a();
+    d.at(20).bury(3, 2, None);
+    d.at(21).durable(3);
+    d.purge_queue(4, "default");
+    assert_eq!(d.at(22).durable(4), vec![reply(4, Reply::Purged(Ok(0)))]);
+    assert_eq!(
+        d.kick(5, "a"),
+        vec![append(5, 22, Op::Requeue { ids: vec![id("a")] })],
+        "the purge is over: nothing of it is left to wait for"
+    );
+}
+
+#[test]
 fn a_kick_of_a_ready_or_running_job_is_a_conflict() {
     let mut d = leased_a();
     d.at(14).enqueue(3, vec![spec("b")]);
