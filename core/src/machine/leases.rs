@@ -215,6 +215,9 @@ impl Core {
 
 #[cfg(test)]
 mod tests {
+    use crate::job::JobState;
+    use crate::table::Holder;
+
     /// A started pool lease of a job the pool does not hold, or one missing
     /// from the deadline order, breaks the invariant.
     #[test]
@@ -229,5 +232,11 @@ mod tests {
         q.leases.by_deadline.insert((500, 0));
         let e = q.check_pool_leases().expect_err("a pending job");
         assert!(e.contains("stale or unlisted"), "{e}");
+        // In flight at that attempt: live only while the pool holds it.
+        q.state.table.get_mut(0).state = JobState::InFlight;
+        for (holder, live) in [(Holder::Lease, false), (Holder::Pool, true)] {
+            q.state.table.get_mut(0).holder = holder;
+            assert_eq!(q.check_pool_leases().is_ok(), live, "{holder:?}");
+        }
     }
 }
