@@ -406,6 +406,27 @@ fn a_heartbeat_extending_beyond_the_limit_is_refused() {
         matches!(&out[..], [Effect::Reply { reply: Reply::Heartbeat(Err(Rejection::Invalid { field, .. })), .. }] if field == "extend_ms"),
         "{out:?}"
     );
+    assert_eq!(
+        d.heartbeat(4, 2, Some(24 * 3_600_000)),
+        vec![reply(4, Reply::Heartbeat(Ok(50 + 24 * 3_600_000)))],
+        "exactly the limit is taken"
+    );
+}
+
+#[test]
+fn a_complete_at_the_instant_of_expiry_is_lease_lost() {
+    let mut d = leased_a();
+    assert_eq!(d.core().next_deadline(), Some(123));
+    let out = d.at(123).complete(3, 2);
+    assert_eq!(
+        out[..1],
+        [reply(3, Reply::Completed(Err(lost(2))))],
+        "refused before the step's housekeeping fails the attempt: {out:?}"
+    );
+    assert!(
+        matches!(&out[1..], [Effect::Append(r)] if r.op.name() == "fail"),
+        "{out:?}"
+    );
 }
 
 #[test]
