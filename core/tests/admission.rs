@@ -281,6 +281,10 @@ fn more_attempts_than_the_limit_are_invalid_but_unlimited_ones_are_taken() {
     d.at(2).durable(1);
     let job = d.core().job("a").expect("taken");
     assert_eq!(job.max_attempts, beaver_core::UNLIMITED_ATTEMPTS);
+    let mut d = limited();
+    d.at(1).enqueue(1, vec![attempts(over - 1)]);
+    d.at(2).durable(1);
+    assert_eq!(d.core().job("a").expect("taken").max_attempts, 100);
 }
 
 #[test]
