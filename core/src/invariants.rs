@@ -510,6 +510,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_job_numbered_0_or_past_the_next_number_is_reported() {
+        let q = one_pending();
+        let (slot, e) = q.state().table.iter().next().unwrap();
+        let next = q.state().next_seq;
+        for seq in [0, next] {
+            // Indexed under that number too, so only the range check sees it.
+            let mut state = q.state().clone();
+            state.by_seq.insert((seq, slot));
+            let parts = CoreParts {
+                state: &state,
+                ..q.parts()
+            };
+            let numbered = Entry { seq, ..e.clone() };
+            let mut recount = Recount {
+                queues: vec![(StateCounts::default(), 0); state.queues.len()],
+                ..Recount::default()
+            };
+            let found = check_job(&parts, slot, &numbered, &mut recount).unwrap_err();
+            assert!(found.contains(&format!("seq {seq} outside")), "{found}");
+        }
+    }
+
+    #[test]
     fn a_due_job_filed_anywhere_but_ready_is_reported() {
         let q = one_pending();
         let s = q.state();

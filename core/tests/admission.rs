@@ -406,6 +406,31 @@ fn an_applied_enqueue_counts_toward_the_unfinished_limit_once() {
 }
 
 #[test]
+fn payload_bytes_up_to_exactly_the_unfinished_limit_are_taken() {
+    let mut d = Driver::new(Config {
+        workers: 0,
+        limits: Limits {
+            pending_payload_bytes_max: 10,
+            ..Limits::default()
+        },
+        ..config()
+    });
+    let job = |i: &str, json: &str| JobSpec {
+        payload: payload(json),
+        ..spec(i)
+    };
+    d.at(1)
+        .enqueue(1, vec![job("a", "12345678"), job("b", "12")]);
+    assert_eq!(d.core().next_lsn(), 2, "10 bytes: taken");
+    d.durable(1);
+    let r = rejection(d.enqueue(2, vec![job("c", "1")]));
+    assert!(
+        matches!(&r, Rejection::Busy { reason, .. } if reason.contains("10 payload bytes")),
+        "{r:?}"
+    );
+}
+
+#[test]
 fn jobs_in_flight_count_toward_the_unfinished_limit() {
     let mut d = limited();
     d.at(1).enqueue(1, vec![spec("a"), spec("b")]);
