@@ -305,6 +305,18 @@ pub(crate) mod tests {
     use crate::protocol::{Input, RequestId};
     use crate::record::{Op, Record};
 
+    /// A pass of `check_job` over every job of `parts`, each passing.
+    fn recounted(parts: &CoreParts<'_>) -> Recount {
+        let mut recount = Recount {
+            queues: vec![(StateCounts::default(), 0); parts.state.queues.len()],
+            ..Recount::default()
+        };
+        for (slot, e) in parts.state.table.iter() {
+            check_job(parts, slot, e, &mut recount).unwrap();
+        }
+        recount
+    }
+
     /// A rebuilt core holding one pending job `a`, due at once.
     pub(crate) fn one_pending() -> Core {
         let job = NewJob {
@@ -326,13 +338,7 @@ pub(crate) mod tests {
     fn figures_out_of_step_with_the_jobs_are_reported() {
         let q = one_pending();
         let parts = q.parts();
-        let mut recount = Recount {
-            queues: vec![(StateCounts::default(), 0); parts.state.queues.len()],
-            ..Recount::default()
-        };
-        for (slot, e) in parts.state.table.iter() {
-            check_job(&parts, slot, e, &mut recount).unwrap();
-        }
+        let recount = recounted(&parts);
         let mut state = parts.state.clone();
         state.counts.pending += 1;
         let broken = CoreParts {
@@ -409,13 +415,7 @@ pub(crate) mod tests {
     fn a_queue_whose_scheduled_count_alone_is_off_is_reported() {
         let q = one_pending();
         let parts = q.parts();
-        let mut recount = Recount {
-            queues: vec![(StateCounts::default(), 0); parts.state.queues.len()],
-            ..Recount::default()
-        };
-        for (slot, e) in parts.state.table.iter() {
-            check_job(&parts, slot, e, &mut recount).unwrap();
-        }
+        let recount = recounted(&parts);
         check_queues(parts.state, &recount).unwrap();
         let mut state = parts.state.clone();
         state.queues[0].scheduled += 1;
@@ -446,13 +446,7 @@ pub(crate) mod tests {
     fn an_index_entry_of_no_job_is_reported() {
         let q = one_pending();
         let parts = q.parts();
-        let mut recount = Recount {
-            queues: vec![(StateCounts::default(), 0); parts.state.queues.len()],
-            ..Recount::default()
-        };
-        for (slot, e) in parts.state.table.iter() {
-            check_job(&parts, slot, e, &mut recount).unwrap();
-        }
+        let recount = recounted(&parts);
         check_indexes(parts.state, &recount).unwrap();
         let mut state = parts.state.clone();
         state.scheduled.insert((99, 99, 99));
