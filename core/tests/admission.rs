@@ -406,6 +406,26 @@ fn an_applied_enqueue_counts_toward_the_unfinished_limit_once() {
 }
 
 #[test]
+fn an_applied_enqueue_counts_its_payload_bytes_toward_the_limit_once() {
+    let mut d = Driver::new(Config {
+        workers: 0,
+        limits: Limits {
+            pending_payload_bytes_max: 10,
+            ..Limits::default()
+        },
+        ..config()
+    });
+    let job = |i: &str| JobSpec {
+        payload: payload("12345"),
+        ..spec(i)
+    };
+    d.at(1).enqueue(1, vec![job("a")]);
+    d.durable(1);
+    d.enqueue(2, vec![job("b")]);
+    assert_eq!(d.core().next_lsn(), 3, "a and b: 10 bytes, the limit");
+}
+
+#[test]
 fn payload_bytes_up_to_exactly_the_unfinished_limit_are_taken() {
     let mut d = Driver::new(Config {
         workers: 0,

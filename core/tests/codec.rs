@@ -348,6 +348,22 @@ fn a_snapshot_naming_one_id_twice_is_refused_not_restored() {
     assert!(Core::recover(Config::default(), Some(snap), []).is_err());
 }
 
+#[test]
+fn a_snapshot_remembering_a_live_id_or_one_id_twice_is_refused() {
+    let live = golden_snapshot().jobs[0].id.clone();
+    let gone = golden_snapshot().remembered[0].clone();
+    for (what, extra) in [("live", (1, live)), ("twice", gone)] {
+        let mut snap = golden_snapshot();
+        snap.remembered.push(extra);
+        let bytes = codec::encode_snapshot(&snap);
+        let e = Core::recover_encoded(Config::default(), &bytes, [])
+            .err()
+            .unwrap_or_else(|| panic!("remembered {what}: restored"));
+        assert!(e.to_string().contains("both remembered and live"), "{e}");
+        assert!(Core::recover(Config::default(), Some(snap), []).is_err());
+    }
+}
+
 /// Found by the `snapshot` fuzz target: the check compared (number, slot)
 /// pairs, and two jobs of one number are two pairs.
 #[test]

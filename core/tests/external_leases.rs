@@ -147,6 +147,16 @@ fn a_lease_with_nothing_ready_and_no_wait_gets_nothing_at_once() {
 }
 
 #[test]
+fn a_lease_whose_wait_ends_now_gets_nothing_at_once() {
+    let mut d = ready(&[]);
+    assert_eq!(
+        d.at(12).lease(2, &["default"], 5, Some(12), "w1"),
+        vec![reply(2, Reply::Leased(Ok(vec![])))]
+    );
+    assert_eq!(d.core().stats().leases.waiting, 0, "nothing left waiting");
+}
+
+#[test]
 fn a_waiting_lease_gets_a_job_as_soon_as_one_is_ready() {
     let mut d = ready(&[]);
     assert_eq!(
