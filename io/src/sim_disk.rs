@@ -153,9 +153,7 @@ fn apply(buf: &mut Vec<u8>, op: &PendingOp) {
         PendingOp::Write { offset, bytes } => {
             let start = *offset as usize;
             let end = start + bytes.len();
-            if buf.len() < end {
-                buf.resize(end, 0);
-            }
+            grow_to(buf, end as u64);
             buf[start..end].copy_from_slice(bytes);
         }
         PendingOp::SetLen(len) => buf.resize(*len as usize, 0),
@@ -238,6 +236,14 @@ fn named_inode<'a>(st: &'a mut State, path: &Path) -> Result<&'a mut Inode> {
 
 fn err(op: Op, path: &Path, errno: i32) -> Error {
     Error::io(op, path, io::Error::from_raw_os_error(errno))
+}
+
+/// Extends `out` with zeros to `end` bytes if it is shorter (a torn
+/// sector past the end of what survived).
+fn grow_to(out: &mut Vec<u8>, end: u64) {
+    if (out.len() as u64) < end {
+        out.resize(end as usize, 0);
+    }
 }
 
 fn parent(p: &Path) -> &Path {
@@ -355,10 +361,7 @@ impl State {
                 }
                 if let Some(PendingOp::Write { offset, bytes }) = pieces.get(cut) {
                     if self.rng.chance(0.5) {
-                        let end = *offset + bytes.len() as u64;
-                        if (out.len() as u64) < end {
-                            out.resize(end as usize, 0);
-                        }
+                        grow_to(&mut out, *offset + bytes.len() as u64);
                         self.tear_sector(&mut out, *offset);
                     }
                 }
@@ -373,10 +376,7 @@ impl State {
                         }
                     } else if let PendingOp::Write { offset, bytes } = p {
                         if self.rng.chance(0.25) {
-                            let end = *offset + bytes.len() as u64;
-                            if (out.len() as u64) < end {
-                                out.resize(end as usize, 0);
-                            }
+                            grow_to(&mut out, *offset + bytes.len() as u64);
                             self.tear_sector(&mut out, *offset);
                         }
                     }
@@ -1106,6 +1106,21 @@ mod tests {
                 disk.free_space(Path::new("/d")).await.expect("free"),
                 u64::MAX - 60
             );
+        });
+    }
+
+    #[test]
+    fn growing_a_file_needs_room_only_for_what_it_adds() {
+        block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            disk.set_capacity(250);
+            let f = file_in_d(&disk).await;
+            f.write_at(0, &[1; 100]).await.expect("write");
+            f.write_at(100, &[1; 100]).await.expect("200 of 250 bytes");
+            assert_eq!(disk.used_bytes(), 200);
+            let full = f.write_at(200, &[1; 51]).await.expect_err("251 bytes");
+            assert!(full.is_no_space(), "{full}");
+            assert_eq!(disk.used_bytes(), 200, "the refused write took nothing");
         });
     }
 
