@@ -8,13 +8,17 @@ mod common;
 
 use std::path::Path;
 
-use beaver_io::snapshot::{SnapshotFileError, decode_snapshot_file, encode_snapshot};
+use beaver_io::snapshot::{
+    SnapshotFileError, decode_snapshot_file, encode_snapshot, snapshot_name,
+};
 use beaver_io::wal::format::{
     BatchProblem, HeaderProblem, MAX_LSN, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, SegmentHeader,
     decode_batch, encode_batch, segment_bytes_problem,
 };
 use beaver_io::wal::{BatchInfo, DEFAULT_SEGMENT_BYTES, read_records};
-use beaver_io::{Error, SimDisk, SimDiskConfig, SnapshotStore, Wal, WalOptions, record_bytes_max};
+use beaver_io::{
+    Disk, DiskFile, Error, SimDisk, SimDiskConfig, SnapshotStore, Wal, WalOptions, record_bytes_max,
+};
 use common::{DIR, body, opts, rt, write};
 
 #[test]
@@ -62,6 +66,107 @@ fn the_store_names_its_newest_snapshot() {
 }
 
 #[test]
+fn snapshot_file_errors_say_what_is_wrong_and_what_to_do() {
+    assert_eq!(
+        SnapshotFileError::Damaged("cut short").to_string(),
+        "cut short"
+    );
+    let newer = SnapshotFileError::Version(9).to_string();
+    assert!(
+        newer.contains("version 9") && newer.contains("upgrade beaver"),
+        "{newer}"
+    );
+}
+
+const SNAPS: &str = "/data/snapshots";
+
+/// Writes `bytes` as the file `name` in the snapshot directory, synced.
+async fn put_file(disk: &SimDisk, name: &str, bytes: &[u8]) {
+    disk.create_dir_all(Path::new(SNAPS)).await.unwrap();
+    let f = disk.create(&Path::new(SNAPS).join(name)).await.unwrap();
+    f.write_at(0, bytes).await.unwrap();
+    f.sync_all().await.unwrap();
+    disk.sync_dir(Path::new(SNAPS)).await.unwrap();
+}
+
+async fn names(disk: &SimDisk) -> Vec<String> {
+    let mut names = disk.list(Path::new(SNAPS)).await.unwrap();
+    names.sort();
+    names
+}
+
+/// Six snapshots in the directory (as a crash between a save and its
+/// clean-up, repeated, could leave them): the next save keeps two.
+#[test]
+fn a_save_keeps_the_newest_two_of_however_many_it_found() {
+    rt().block_on(async {
+        let disk = SimDisk::new(1, SimDiskConfig::default());
+        for lsn in 1..=6 {
+            put_file(&disk, &snapshot_name(lsn), &encode_snapshot(lsn, b"x")).await;
+        }
+        let mut store = SnapshotStore::open(disk.clone(), Path::new(SNAPS))
+            .await
+            .unwrap();
+        assert_eq!(store.kept(), &[1, 2, 3, 4, 5, 6]);
+        store.save(7, b"seven").await.unwrap();
+        assert_eq!(store.kept(), &[6, 7]);
+        assert_eq!(names(&disk).await, [snapshot_name(6), snapshot_name(7)]);
+    });
+}
+
+#[test]
+fn a_snapshot_whose_contents_name_another_lsn_is_set_aside() {
+    rt().block_on(async {
+        let disk = SimDisk::new(1, SimDiskConfig::default());
+        put_file(&disk, &snapshot_name(5), &encode_snapshot(5, b"five")).await;
+        put_file(&disk, &snapshot_name(9), &encode_snapshot(8, b"eight")).await;
+        let mut store = SnapshotStore::open(disk.clone(), Path::new(SNAPS))
+            .await
+            .unwrap();
+        let loaded = store.load().await.unwrap().unwrap();
+        assert_eq!((loaded.lsn, loaded.body()), (5, &b"five"[..]));
+        assert_eq!(
+            names(&disk).await,
+            [snapshot_name(5), format!("{}.broken", snapshot_name(9))]
+        );
+    });
+}
+
+#[test]
+fn a_save_that_fails_leaves_no_temp_file() {
+    rt().block_on(async {
+        let disk = SimDisk::new(1, SimDiskConfig::default());
+        let mut store = SnapshotStore::open(disk.clone(), Path::new(SNAPS))
+            .await
+            .unwrap();
+        disk.set_capacity(disk.used_bytes() + 1000);
+        let full = store.save(5, &[7; 4000]).await.unwrap_err();
+        assert!(full.is_no_space(), "{full}");
+        assert_eq!(names(&disk).await, Vec::<String>::new());
+        assert_eq!(store.kept(), &[] as &[u64]);
+    });
+}
+
+#[test]
+fn opening_the_store_removes_its_own_temp_files_and_nothing_else() {
+    rt().block_on(async {
+        let disk = SimDisk::new(1, SimDiskConfig::default());
+        let snap = snapshot_name(5);
+        put_file(&disk, &snap, &encode_snapshot(5, b"five")).await;
+        let tmp = format!("{}.tmp", snapshot_name(9));
+        let broken = format!("{}.broken", snapshot_name(3));
+        for other in [&tmp, &broken, &"notes.tmp".to_string()] {
+            put_file(&disk, other, b"x").await;
+        }
+        let store = SnapshotStore::open(disk.clone(), Path::new(SNAPS))
+            .await
+            .unwrap();
+        assert_eq!(store.kept(), &[5]);
+        assert_eq!(names(&disk).await, ["notes.tmp".to_string(), broken, snap]);
+    });
+}
+
+#[test]
 fn segment_sizes_are_accepted_exactly_within_their_bounds() {
     assert_eq!(segment_bytes_problem(MIN_SEGMENT_BYTES), None);
     assert_eq!(segment_bytes_problem(MAX_SEGMENT_BYTES), None);
@@ -77,6 +182,25 @@ fn segment_sizes_are_accepted_exactly_within_their_bounds() {
             "{:?}",
             refused.err()
         );
+    });
+}
+
+#[test]
+fn a_log_may_be_needed_after_the_largest_lsn_and_no_later() {
+    rt().block_on(async {
+        let dir = Path::new(DIR);
+        let disk = SimDisk::new(2, SimDiskConfig::default());
+        let beyond = Wal::open(disk, dir, opts(16 << 10, 1), MAX_LSN + 1, |_, _| {}).await;
+        assert!(
+            matches!(&beyond, Err(Error::Usage(why)) if why.contains("beyond the largest LSN")),
+            "{:?}",
+            beyond.err()
+        );
+        let disk = SimDisk::new(2, SimDiskConfig::default());
+        let (wal, rec) = Wal::open(disk, dir, opts(16 << 10, 1), MAX_LSN, |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!((rec.records, wal.next_lsn()), (0, MAX_LSN + 1));
     });
 }
 
@@ -117,6 +241,28 @@ fn a_short_segment_header_is_blank_only_if_all_zeros() {
     ));
 }
 
+#[test]
+fn a_segment_may_start_at_the_largest_lsn_and_no_later() {
+    let header = |first_lsn| {
+        let mut out = Vec::new();
+        SegmentHeader {
+            salt: 7,
+            seq: 1,
+            first_lsn,
+            prev_chain: 0,
+        }
+        .encode(&mut out);
+        SegmentHeader::decode(&out)
+    };
+    assert_eq!(header(MAX_LSN).map(|h| h.first_lsn), Ok(MAX_LSN));
+    assert_eq!(
+        header(MAX_LSN + 1),
+        Err(HeaderProblem::Invalid(
+            "segment header names an impossible LSN"
+        ))
+    );
+}
+
 /// A batch of `n` one-byte records from `first`, with `watermark`.
 fn batch(first: u64, n: u64, watermark: u64) -> Vec<u8> {
     let bodies: Vec<(u64, &[u8])> = (first..first + n).map(|l| (l, &b"r"[..])).collect();
@@ -155,6 +301,24 @@ fn a_batch_whose_lsn_range_disagrees_with_its_count_is_refused_for_that() {
             "batch LSN range does not match its record count"
         ))
     );
+}
+
+/// The header agrees with its count (LSNs 1 to 3, three records), but the
+/// second record names LSN 1 again.
+#[test]
+fn a_record_out_of_sequence_within_its_batchs_range_is_refused() {
+    let mut b = Vec::new();
+    encode_batch(&mut b, 7, 0, 0, &[(1, b"a"), (1, b"b"), (3, b"c")]);
+    let mut seen = 0;
+    let got = decode_batch(&b, 7, None, 0, |_, _| seen += 1);
+    assert!(
+        matches!(
+            got,
+            Err(BatchProblem::Invalid("record LSN out of sequence"))
+        ),
+        "{got:?}"
+    );
+    assert_eq!(seen, 0, "no record of it handed out");
 }
 
 #[test]

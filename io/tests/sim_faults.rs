@@ -623,6 +623,31 @@ fn blank_segment_numbered_below_the_log_is_skipped_and_removed() {
     });
 }
 
+/// Two blank, full-length segments above the active one (preparations a
+/// crash left behind): recovery keeps the first as the next segment and
+/// removes the other, so no stray file holds space for good.
+#[test]
+fn of_two_blank_segments_above_the_log_recovery_keeps_one() {
+    rt().block_on(async {
+        let disk = SimDisk::new(7, SimDiskConfig::default());
+        let dir = Path::new(DIR);
+        drop(log_in_its_first_segment(&disk).await);
+        for seq in [2, 3] {
+            let f = disk.create(&segment(seq)).await.unwrap();
+            f.allocate(4096).await.unwrap();
+            f.sync_data().await.unwrap();
+        }
+        disk.sync_dir(dir).await.unwrap();
+        let (wal, got) = recover(&disk, dir, opts(4096, 2), 0).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(wal.next_segment_ready());
+        let mut names = disk.list(dir).await.unwrap();
+        names.sort();
+        let name = |seq| beaver_io::wal::segment::segment_name(seq);
+        assert_eq!(names, [name(1), name(2)]);
+    });
+}
+
 /// A disk whose syncs take milliseconds (so that directory syncs overlap)
 /// and whose unsynced directory entries a power loss drops, with [`DIR`].
 async fn slow_dir_sync_disk(seed: u64) -> SimDisk {
@@ -1251,6 +1276,36 @@ fn a_torn_window_is_reported_where_it_starts_with_its_size() {
             }
         });
     }
+}
+
+/// Recovery zeroes the torn window exactly: from the torn batch to the
+/// end of the bytes written, and not one byte past the segment's end.
+#[test]
+fn recovery_zeroes_the_torn_window_and_keeps_the_segments_length() {
+    rt().block_on(async {
+        let disk = SimDisk::new(10, SimDiskConfig::default());
+        // Segment 2 holds LSNs 8 to 14; LSN 14's batch, its last, tears
+        // (a window that ends near the segment's end).
+        drop(synced_log(&disk, 14, 1, 1900).await);
+        let torn = batches_of(&disk, 2).await[6].offset;
+        disk.flip_bit(&segment(2), torn + 100, 3).unwrap();
+        let (wal, got) = recover(&disk, Path::new(DIR), opts(SEG, 2), 0)
+            .await
+            .unwrap();
+        assert_eq!(got.last().map(|r| r.0), Some(13));
+        drop(wal);
+        let bytes = disk.durable_contents(&segment(2)).unwrap();
+        assert_eq!(bytes.len() as u64, SEG, "the segment keeps its length");
+        let torn = usize::try_from(torn).unwrap();
+        assert!(
+            bytes[torn..].iter().all(|&b| b == 0),
+            "zeros from the torn batch on"
+        );
+        assert!(
+            bytes[..torn].iter().any(|&b| b != 0),
+            "the batches before stay"
+        );
+    });
 }
 
 /// Bytes past a segment's last batch (stale, never part of the log) are no

@@ -109,7 +109,7 @@ pub(crate) async fn finish_interrupted<D: Disk>(disk: &D, dir: &Path) -> Result<
     let size = f.size().await?;
     let bytes = crate::disk::read_whole(&f, size, Vec::new()).await?;
     match decode(dir, &bytes) {
-        Some(mut pieces) => {
+        Some(pieces) => {
             // Complete as read, but maybe only in the page cache: an fsync
             // EIO marks pages clean without writing them. It must be
             // durable before a byte is written in place, or a power loss
@@ -126,17 +126,15 @@ pub(crate) async fn finish_interrupted<D: Disk>(disk: &D, dir: &Path) -> Result<
             // that is not has nothing left to repair (and must not stop
             // every start from here on).
             let names = disk.list(dir).await?;
-            pieces.retain(|p| {
-                let there = p
-                    .path
+            let (there, gone): (Vec<_>, Vec<_>) = pieces.into_iter().partition(|p| {
+                p.path
                     .file_name()
-                    .is_some_and(|n| names.iter().any(|m| m.as_str() == n));
-                if !there {
-                    warn!(file = %p.path.display(), "WAL recovery: the rewrite names a segment that is gone; skipped");
-                }
-                there
+                    .is_some_and(|n| names.iter().any(|m| m.as_str() == n))
             });
-            write_in_place(disk, &pieces).await?;
+            for p in &gone {
+                warn!(file = %p.path.display(), "WAL recovery: the rewrite names a segment that is gone; skipped");
+            }
+            write_in_place(disk, &there).await?;
         }
         None => warn!(
             file = %path.display(),
