@@ -388,15 +388,21 @@ fn more_unfinished_jobs_than_the_limit_are_refused_as_busy() {
     );
 }
 
+/// A core with `limits` and no pool workers (jobs stay where admission
+/// put them).
+fn without_workers(limits: Limits) -> Driver {
+    Driver::new(Config {
+        workers: 0,
+        limits,
+        ..config()
+    })
+}
+
 #[test]
 fn an_applied_enqueue_counts_toward_the_unfinished_limit_once() {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        limits: Limits {
-            pending_jobs_max: 2,
-            ..Limits::default()
-        },
-        ..config()
+    let mut d = without_workers(Limits {
+        pending_jobs_max: 2,
+        ..Limits::default()
     });
     d.at(1).enqueue(1, vec![spec("a")]);
     d.durable(1);
@@ -407,13 +413,9 @@ fn an_applied_enqueue_counts_toward_the_unfinished_limit_once() {
 
 #[test]
 fn an_applied_enqueue_counts_its_payload_bytes_toward_the_limit_once() {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        limits: Limits {
-            pending_payload_bytes_max: 10,
-            ..Limits::default()
-        },
-        ..config()
+    let mut d = without_workers(Limits {
+        pending_payload_bytes_max: 10,
+        ..Limits::default()
     });
     let job = |i: &str| JobSpec {
         payload: payload("12345"),
@@ -427,13 +429,9 @@ fn an_applied_enqueue_counts_its_payload_bytes_toward_the_limit_once() {
 
 #[test]
 fn payload_bytes_up_to_exactly_the_unfinished_limit_are_taken() {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        limits: Limits {
-            pending_payload_bytes_max: 10,
-            ..Limits::default()
-        },
-        ..config()
+    let mut d = without_workers(Limits {
+        pending_payload_bytes_max: 10,
+        ..Limits::default()
     });
     let job = |i: &str, json: &str| JobSpec {
         payload: payload(json),

@@ -336,16 +336,26 @@ fn a_newer_version_is_refused_naming_both_versions() {
     );
 }
 
+/// Checks that `snap` is refused, encoded and as it is, and returns the
+/// encoded one's refusal as text.
+fn refusal(snap: Snapshot, what: &str) -> String {
+    let bytes = codec::encode_snapshot(&snap);
+    let e = Core::recover_encoded(Config::default(), &bytes, [])
+        .err()
+        .unwrap_or_else(|| panic!("{what}: restored"));
+    assert!(
+        Core::recover(Config::default(), Some(snap), []).is_err(),
+        "{what}: restored as it is"
+    );
+    e.to_string()
+}
+
 #[test]
 fn a_snapshot_naming_one_id_twice_is_refused_not_restored() {
     let mut snap = golden_snapshot();
     snap.jobs[1].id = snap.jobs[0].id.clone();
-    let bytes = codec::encode_snapshot(&snap);
-    let e = Core::recover_encoded(Config::default(), &bytes, [])
-        .err()
-        .unwrap();
-    assert!(e.to_string().contains("appears twice"), "{e}");
-    assert!(Core::recover(Config::default(), Some(snap), []).is_err());
+    let e = refusal(snap, "one id twice");
+    assert!(e.contains("appears twice"), "{e}");
 }
 
 #[test]
@@ -355,12 +365,8 @@ fn a_snapshot_remembering_a_live_id_or_one_id_twice_is_refused() {
     for (what, extra) in [("live", (1, live)), ("twice", gone)] {
         let mut snap = golden_snapshot();
         snap.remembered.push(extra);
-        let bytes = codec::encode_snapshot(&snap);
-        let e = Core::recover_encoded(Config::default(), &bytes, [])
-            .err()
-            .unwrap_or_else(|| panic!("remembered {what}: restored"));
-        assert!(e.to_string().contains("both remembered and live"), "{e}");
-        assert!(Core::recover(Config::default(), Some(snap), []).is_err());
+        let e = refusal(snap, what);
+        assert!(e.contains("both remembered and live"), "{what}: {e}");
     }
 }
 
@@ -370,12 +376,8 @@ fn a_snapshot_remembering_a_live_id_or_one_id_twice_is_refused() {
 fn a_snapshot_giving_two_jobs_one_number_is_refused_not_restored() {
     let mut snap = golden_snapshot();
     snap.jobs[1].seq = snap.jobs[0].seq;
-    let bytes = codec::encode_snapshot(&snap);
-    let e = Core::recover_encoded(Config::default(), &bytes, [])
-        .err()
-        .unwrap();
-    assert!(e.to_string().contains("one sequence number"), "{e}");
-    assert!(Core::recover(Config::default(), Some(snap), []).is_err());
+    let e = refusal(snap, "one number twice");
+    assert!(e.contains("one sequence number"), "{e}");
 }
 
 #[test]
@@ -394,12 +396,8 @@ fn a_snapshot_that_would_overflow_a_counter_is_refused_not_restored() {
         ("LSN", last_lsn),
         ("sequence number", last_seq),
     ] {
-        let bytes = codec::encode_snapshot(&snap);
-        let e = Core::recover_encoded(Config::default(), &bytes, [])
-            .err()
-            .unwrap_or_else(|| panic!("{what}: restored"));
-        assert!(e.to_string().contains("impossible"), "{what}: {e}");
-        assert!(Core::recover(Config::default(), Some(snap), []).is_err());
+        let e = refusal(snap, what);
+        assert!(e.contains("impossible"), "{what}: {e}");
     }
 }
 
