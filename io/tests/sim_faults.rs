@@ -721,6 +721,35 @@ fn a_slow_directory_sync_never_undoes_a_later_one() {
     }
 }
 
+/// The same with a rename (as a snapshot's temp file becomes the
+/// snapshot): the slow sync saw the old name; the later one, finished
+/// first, made the new name durable, and it stays so.
+#[test]
+fn a_slow_directory_sync_never_undoes_a_later_rename() {
+    for seed in 0..64 {
+        rt().block_on(async {
+            let (disk, dir) = (slow_dir_sync_disk(seed).await, Path::new(DIR));
+            let (tmp, done) = (dir.join("c.tmp"), dir.join("c"));
+            let file = disk.create(&tmp).await.unwrap();
+            file.write_at(0, b"z").await.unwrap();
+            file.sync_data().await.unwrap();
+            disk.sync_dir(dir).await.unwrap();
+            let slow = disk.sync_dir(dir);
+            let other = async {
+                disk.rename(&tmp, &done).await.unwrap();
+                disk.sync_dir(dir).await.unwrap();
+            };
+            let _ = tokio::join!(slow, other);
+            disk.power_loss();
+            assert_eq!(
+                disk.list(dir).await.unwrap(),
+                vec!["c".to_string()],
+                "seed {seed}"
+            );
+        });
+    }
+}
+
 /// Found by the simulator (seed 5015): a record acknowledged after its own
 /// sync but with no later batch to carry its watermark is "unvouched", and
 /// recovery rewrites it in place. If that recovery fails (here: an fsync
