@@ -23,15 +23,22 @@ struct Recount {
     queues: Vec<(StateCounts, u64)>,
 }
 
+impl Recount {
+    /// Nothing counted yet, with a zero row for each of `queues` queues.
+    fn for_queues(queues: usize) -> Recount {
+        Recount {
+            queues: vec![(StateCounts::default(), 0); queues],
+            ..Recount::default()
+        }
+    }
+}
+
 /// Checks every invariant; `Err` names the first one broken.
 pub(crate) fn check_full(q: &Core) -> Result<(), String> {
     let p = q.parts();
     let s = p.state;
     s.table.check_index()?;
-    let mut recount = Recount {
-        queues: vec![(StateCounts::default(), 0); s.queues.len()],
-        ..Recount::default()
-    };
+    let mut recount = Recount::for_queues(s.queues.len());
     for (slot, e) in s.table.iter() {
         check_job(&p, slot, e, &mut recount)?;
     }
@@ -307,10 +314,7 @@ pub(crate) mod tests {
 
     /// A pass of `check_job` over every job of `parts`, each passing.
     fn recounted(parts: &CoreParts<'_>) -> Recount {
-        let mut recount = Recount {
-            queues: vec![(StateCounts::default(), 0); parts.state.queues.len()],
-            ..Recount::default()
-        };
+        let mut recount = Recount::for_queues(parts.state.queues.len());
         for (slot, e) in parts.state.table.iter() {
             check_job(parts, slot, e, &mut recount).unwrap();
         }
@@ -426,10 +430,7 @@ pub(crate) mod tests {
     #[test]
     fn a_pause_indexed_at_another_time_is_reported() {
         let q = one_pending();
-        let recount = Recount {
-            queues: vec![(StateCounts::default(), 0); q.state().queues.len()],
-            ..Recount::default()
-        };
+        let recount = Recount::for_queues(q.state().queues.len());
         let mut state = q.state().clone();
         state.queues[0].counts = StateCounts::default();
         state.queues[0].scheduled = 0;
@@ -517,10 +518,7 @@ pub(crate) mod tests {
                 ..q.parts()
             };
             let numbered = Entry { seq, ..e.clone() };
-            let mut recount = Recount {
-                queues: vec![(StateCounts::default(), 0); state.queues.len()],
-                ..Recount::default()
-            };
+            let mut recount = Recount::for_queues(state.queues.len());
             let found = check_job(&parts, slot, &numbered, &mut recount).unwrap_err();
             assert!(found.contains(&format!("seq {seq} outside")), "{found}");
         }
