@@ -29,10 +29,7 @@ fn enqueue_is_acknowledged_only_after_durable_then_dispatched() {
 
 #[test]
 fn each_enqueue_is_acknowledged_when_its_own_record_is_durable() {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        ..config()
-    });
+    let mut d = Driver::new(no_workers());
     d.at(10).enqueue(1, vec![spec("a")]);
     d.enqueue(2, vec![spec("b")]);
     assert_eq!(
@@ -392,9 +389,8 @@ fn more_unfinished_jobs_than_the_limit_are_refused_as_busy() {
 /// put them).
 fn without_workers(limits: Limits) -> Driver {
     Driver::new(Config {
-        workers: 0,
         limits,
-        ..config()
+        ..no_workers()
     })
 }
 
@@ -469,9 +465,8 @@ fn ten_payload_bytes() -> Driver {
         ..Limits::default()
     };
     Driver::new(Config {
-        workers: 0,
         limits,
-        ..config()
+        ..no_workers()
     })
 }
 

@@ -14,10 +14,7 @@ use common::*;
 /// No built-in workers; `a` leased at t=12 by `w1` (lease 2, durable at
 /// t=13: deadline 113, expiry 123).
 fn leased_a() -> Driver {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        ..config()
-    });
+    let mut d = Driver::new(no_workers());
     d.at(10).enqueue(1, vec![spec("a")]);
     d.at(11).durable(1);
     d.at(12).lease(2, &["default"], 1, None, "w1");
@@ -246,10 +243,7 @@ fn a_kick_makes_a_scheduled_job_ready_now_and_requeues_a_dead_one() {
 
 #[test]
 fn a_delayed_job_whose_time_has_come_is_ready_and_its_kick_a_conflict() {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        ..config()
-    });
+    let mut d = Driver::new(no_workers());
     let later = JobSpec {
         delay_ms: 10,
         ..spec("b")
@@ -306,10 +300,7 @@ fn a_kick_of_a_ready_or_running_job_is_a_conflict() {
 
 #[test]
 fn a_lease_of_one_job_by_id_takes_that_job_ready_or_scheduled() {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        ..config()
-    });
+    let mut d = Driver::new(no_workers());
     let later = JobSpec {
         delay_ms: 10_000,
         ..spec("b")

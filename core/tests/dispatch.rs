@@ -51,10 +51,7 @@ fn a_finished_attempt_makes_room_before_the_prefetched_dispatches_are_durable() 
 /// A paused core (no workers) with `late` (delayed 100 ms), `low` and
 /// `high` (priority 5) durable at t=10.
 fn late_low_high() -> Driver {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        ..config()
-    });
+    let mut d = Driver::new(no_workers());
     let mut late = spec("late");
     late.delay_ms = 100;
     let mut high = spec("high");

@@ -7,7 +7,7 @@
 mod common;
 
 use beaver_core::testing::Driver;
-use beaver_core::{Config, Effect, JobState, Op, Outcome, Rejection, Reply};
+use beaver_core::{Effect, JobState, Op, Outcome, Rejection, Reply};
 use common::*;
 
 /// Requests 1 and 2 enqueue `a` at t=10: one record (LSN 1), two waiting
@@ -91,10 +91,7 @@ fn a_failure_report_about_no_proposal_of_ours_is_stale_and_changes_nothing() {
 
 #[test]
 fn a_cancel_of_a_pending_job_that_cannot_be_logged_leaves_the_job_pending() {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        ..config()
-    });
+    let mut d = Driver::new(no_workers());
     d.at(10).enqueue(1, vec![spec("a")]);
     d.at(11).durable(1);
     d.at(12).cancel(2, "a");

@@ -16,10 +16,7 @@ use common::*;
 /// No built-in workers: every job waits for an external one. Jobs run
 /// 100 ms (10 ms of slack), two attempts.
 fn external() -> Config {
-    Config {
-        workers: 0,
-        ..config()
-    }
+    no_workers()
 }
 
 /// `ids` enqueued at t=10, durable at t=11, nobody working on them.

@@ -23,10 +23,7 @@ fn purge_queue(lsn: u64, at: u64, queue: &str) -> Effect {
 
 /// No workers; `a` and `b` (delayed a minute) durable at t=11.
 fn two_pending() -> Driver {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        ..config()
-    });
+    let mut d = Driver::new(no_workers());
     let later = JobSpec {
         delay_ms: 60_000,
         ..spec("b")
@@ -179,10 +176,7 @@ fn a_purge_cancels_every_pending_job_of_its_queue_and_counts_them() {
 
 #[test]
 fn a_job_that_lands_while_its_queues_purge_is_on_its_way_is_not_deleted_twice() {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        ..config()
-    });
+    let mut d = Driver::new(no_workers());
     d.at(9).enqueue(1, vec![spec("z")]);
     d.durable(1);
     d.at(10).enqueue(2, vec![spec("a")]);

@@ -84,10 +84,7 @@ fn a_finished_job_is_purged_once_its_age_is_reached() {
 /// Finished jobs purged at once; purged ids remembered 5,000 ms, at most
 /// one; no workers. `a` and `b` durable at t=10, `a` cancelled at t=10.
 fn remembering_one() -> (Driver, Vec<Effect>) {
-    let mut c = Config {
-        workers: 0,
-        ..config()
-    };
+    let mut c = no_workers();
     c.retention = Retention {
         finished_age_ms: 0,
         finished_count_max: 10,
@@ -145,10 +142,7 @@ fn remembered_ids_at_the_cap_wait_for_their_window() {
 
 #[test]
 fn the_cap_forgets_only_as_many_ids_as_pass_it() {
-    let mut c = Config {
-        workers: 0,
-        ..config()
-    };
+    let mut c = no_workers();
     c.retention.finished_age_ms = 0;
     c.dedup.window_ms = 5_000;
     c.dedup.ids_max = 2;

@@ -6,7 +6,7 @@
 mod common;
 
 use beaver_core::testing::{Driver, queue_name};
-use beaver_core::{Config, Effect, JobSpec, JobState, Outcome, Rejection, Reply, RequestId};
+use beaver_core::{Effect, JobSpec, JobState, Outcome, Rejection, Reply, RequestId};
 use common::*;
 
 #[test]
@@ -54,10 +54,7 @@ fn a_list_of_dead_jobs_answers_at_once() {
 /// No workers; jobs `j1`..`j5` (numbers 1 to 5; `j2` and `j4` in queue
 /// `other`) durable at t=11, `j3` cancelled durably at t=13.
 fn five_jobs() -> Driver {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        ..config()
-    });
+    let mut d = Driver::new(no_workers());
     let jobs = (1..=5)
         .map(|i| JobSpec {
             queue: (i % 2 == 0).then(|| queue_name("other")),
@@ -126,10 +123,7 @@ fn a_job_listing_asking_for_no_job_or_too_many_is_refused() {
 
 #[test]
 fn a_job_listing_looks_at_a_bounded_number_of_jobs_per_call() {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        ..config()
-    });
+    let mut d = Driver::new(no_workers());
     let many = || (0..5_003).map(|_| JobSpec::new(payload("1"))).collect();
     d.at(10).enqueue(1, many());
     d.enqueue(2, many());
@@ -183,10 +177,7 @@ fn a_job_is_cancelled_by_its_number() {
 #[test]
 fn the_exact_id_wins_over_a_number() {
     // Job 1's id is `2` (an old client's id), job 2's is `b`.
-    let mut core = beaver_core::Core::new(Config {
-        workers: 0,
-        ..config()
-    });
+    let mut core = beaver_core::Core::new(no_workers());
     let old = beaver_core::Record {
         lsn: 1,
         at: 10,
@@ -259,10 +250,7 @@ fn a_queue_whose_jobs_are_all_in_flight_or_all_completed_is_in_the_status() {
 
 #[test]
 fn a_queue_of_one_pending_and_one_cancelled_job_is_in_the_status() {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        ..config()
-    });
+    let mut d = Driver::new(no_workers());
     d.at(10).enqueue(1, vec![spec("a"), spec("b")]);
     d.sync_all();
     d.cancel(2, "b");
@@ -274,10 +262,7 @@ fn a_queue_of_one_pending_and_one_cancelled_job_is_in_the_status() {
 
 #[test]
 fn a_queue_of_one_pending_and_one_buried_job_is_in_the_status() {
-    let mut d = Driver::new(Config {
-        workers: 0,
-        ..config()
-    });
+    let mut d = Driver::new(no_workers());
     d.at(10).enqueue(1, vec![spec("a"), spec("b")]);
     d.sync_all();
     d.lease(2, &["default"], 1, None, "w");

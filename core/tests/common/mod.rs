@@ -43,6 +43,14 @@ pub fn config() -> Config {
     }
 }
 
+/// [`config`] without pool workers: jobs stay where the test puts them.
+pub fn no_workers() -> Config {
+    Config {
+        workers: 0,
+        ..config()
+    }
+}
+
 /// The retry delay of attempt `attempt` of job `i` under [`config`].
 pub fn backoff(i: &str, attempt: u32) -> u64 {
     beaver_core::retry::backoff_ms(&config().retry, &id(i), attempt)
