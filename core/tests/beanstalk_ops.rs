@@ -152,11 +152,8 @@ fn a_delete_cancels_a_pending_or_a_dead_job_once_durable() {
     let again = d.delete(40, "b");
     assert!(
         matches!(
-            &again[..],
-            [beaver_core::Effect::Reply {
-                reply: Reply::Deleted(Err(Rejection::Conflict { .. })),
-                ..
-            }]
+            only_reply(&again),
+            Reply::Deleted(Err(Rejection::Conflict { .. }))
         ),
         "a delete on its way to the log is not made twice: {again:?}"
     );
@@ -178,11 +175,8 @@ fn a_delete_of_a_job_in_flight_final_or_unknown_changes_nothing() {
     let out = d.at(20).delete(3, "a");
     assert!(
         matches!(
-            &out[..],
-            [beaver_core::Effect::Reply {
-                reply: Reply::Deleted(Err(Rejection::Conflict { .. })),
-                ..
-            }]
+            only_reply(&out),
+            Reply::Deleted(Err(Rejection::Conflict { .. }))
         ),
         "{out:?}"
     );
@@ -221,11 +215,8 @@ fn a_kick_makes_a_scheduled_job_ready_now_and_requeues_a_dead_one() {
     let again = d.kick(40, "b");
     assert!(
         matches!(
-            &again[..],
-            [beaver_core::Effect::Reply {
-                reply: Reply::Kicked(Err(Rejection::Conflict { .. })),
-                ..
-            }]
+            only_reply(&again),
+            Reply::Kicked(Err(Rejection::Conflict { .. }))
         ),
         "a kick on its way to the log is not made twice: {again:?}"
     );
@@ -254,11 +245,8 @@ fn a_delayed_job_whose_time_has_come_is_ready_and_its_kick_a_conflict() {
     let out = d.at(20).kick(2, "b");
     assert!(
         matches!(
-            &out[..],
-            [beaver_core::Effect::Reply {
-                reply: Reply::Kicked(Err(Rejection::Conflict { .. })),
-                ..
-            }]
+            only_reply(&out),
+            Reply::Kicked(Err(Rejection::Conflict { .. }))
         ),
         "due at 20, ready at 20: {out:?}"
     );
@@ -287,11 +275,8 @@ fn a_kick_of_a_ready_or_running_job_is_a_conflict() {
         let out = d.kick(req, i);
         assert!(
             matches!(
-                &out[..],
-                [beaver_core::Effect::Reply {
-                    reply: Reply::Kicked(Err(Rejection::Conflict { .. })),
-                    ..
-                }]
+                only_reply(&out),
+                Reply::Kicked(Err(Rejection::Conflict { .. }))
             ),
             "{i}: {out:?}"
         );
@@ -326,11 +311,8 @@ fn a_lease_of_one_job_by_id_takes_that_job_ready_or_scheduled() {
     let again = d.lease_job(3, "b", "w2");
     assert!(
         matches!(
-            &again[..],
-            [beaver_core::Effect::Reply {
-                reply: Reply::Leased(Err(Rejection::Conflict { .. })),
-                ..
-            }]
+            only_reply(&again),
+            Reply::Leased(Err(Rejection::Conflict { .. }))
         ),
         "{again:?}"
     );

@@ -684,11 +684,8 @@ fn an_outcome_or_a_cancel_cannot_end_a_leased_attempt() {
     let out = d.cancel(3, "a");
     assert!(
         matches!(
-            &out[..],
-            [Effect::Reply {
-                reply: Reply::Cancelled(Err(Rejection::Conflict { .. })),
-                ..
-            }]
+            only_reply(&out),
+            Reply::Cancelled(Err(Rejection::Conflict { .. }))
         ),
         "{out:?}"
     );

@@ -185,11 +185,8 @@ fn a_job_that_lands_while_its_queues_purge_is_on_its_way_is_not_deleted_twice() 
     let out = d.delete(4, "a");
     assert!(
         matches!(
-            &out[..],
-            [Effect::Reply {
-                reply: Reply::Deleted(Err(Rejection::Conflict { .. })),
-                ..
-            }]
+            only_reply(&out),
+            Reply::Deleted(Err(Rejection::Conflict { .. }))
         ),
         "the purge on its way cancels it; no second record: {out:?}"
     );

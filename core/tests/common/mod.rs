@@ -197,6 +197,14 @@ pub fn rejection(out: Vec<Effect>) -> Rejection {
     }
 }
 
+/// The reply that `out` consists of; panics on anything else.
+pub fn only_reply(out: &[Effect]) -> &Reply {
+    match out {
+        [Effect::Reply { reply, .. }] => reply,
+        other => panic!("expected one reply, got {other:?}"),
+    }
+}
+
 /// The records among `out`.
 pub fn appended(out: &[Effect]) -> Vec<Arc<Record>> {
     out.iter()
