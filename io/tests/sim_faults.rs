@@ -661,6 +661,18 @@ async fn slow_dir_sync_disk(seed: u64) -> SimDisk {
     disk
 }
 
+/// Starts a directory sync of [`DIR`], runs `other` while it is slow, then
+/// cuts the power and lists what the directory durably holds.
+async fn names_after_a_slow_sync_beside(
+    disk: &SimDisk,
+    other: impl std::future::Future<Output = ()>,
+) -> Vec<String> {
+    let dir = Path::new(DIR);
+    let _ = tokio::join!(disk.sync_dir(dir), other);
+    disk.power_loss();
+    disk.list(dir).await.unwrap()
+}
+
 /// Found by the simulator (seed 463): a directory sync that began before a
 /// removal and ended after a later directory sync let the file go must not
 /// bring back a name without a file (power loss then listed a segment that
@@ -678,14 +690,11 @@ fn overlapping_directory_syncs_never_leave_a_name_without_a_file() {
                 .await
                 .unwrap();
             disk.sync_dir(dir).await.unwrap();
-            let slow = disk.sync_dir(dir);
             let other = async {
                 disk.remove(&f).await.unwrap();
                 disk.sync_dir(dir).await.unwrap();
             };
-            let _ = tokio::join!(slow, other);
-            disk.power_loss();
-            for name in disk.list(dir).await.unwrap() {
+            for name in names_after_a_slow_sync_beside(&disk, other).await {
                 let file = disk.open(&dir.join(&name)).await.unwrap();
                 file.size().await.unwrap();
             }
@@ -703,17 +712,14 @@ fn a_slow_directory_sync_never_undoes_a_later_one() {
         rt().block_on(async {
             let (disk, dir) = (slow_dir_sync_disk(seed).await, Path::new(DIR));
             let f = dir.join("b");
-            let slow = disk.sync_dir(dir);
             let other = async {
                 let file = disk.create(&f).await.unwrap();
                 file.write_at(0, b"y").await.unwrap();
                 file.sync_data().await.unwrap();
                 disk.sync_dir(dir).await.unwrap();
             };
-            let _ = tokio::join!(slow, other);
-            disk.power_loss();
             assert_eq!(
-                disk.list(dir).await.unwrap(),
+                names_after_a_slow_sync_beside(&disk, other).await,
                 vec!["b".to_string()],
                 "seed {seed}"
             );
@@ -734,15 +740,12 @@ fn a_slow_directory_sync_never_undoes_a_later_rename() {
             file.write_at(0, b"z").await.unwrap();
             file.sync_data().await.unwrap();
             disk.sync_dir(dir).await.unwrap();
-            let slow = disk.sync_dir(dir);
             let other = async {
                 disk.rename(&tmp, &done).await.unwrap();
                 disk.sync_dir(dir).await.unwrap();
             };
-            let _ = tokio::join!(slow, other);
-            disk.power_loss();
             assert_eq!(
-                disk.list(dir).await.unwrap(),
+                names_after_a_slow_sync_beside(&disk, other).await,
                 vec!["c".to_string()],
                 "seed {seed}"
             );
