@@ -238,8 +238,8 @@ fn err(op: Op, path: &Path, errno: i32) -> Error {
     Error::io(op, path, io::Error::from_raw_os_error(errno))
 }
 
-/// Extends `out` with zeros to `end` bytes if it is shorter (a torn
-/// sector past the end of what survived).
+/// Extends `out` with zeros to `end` bytes if it is shorter: a write
+/// past a file's end, or a torn sector past the end of what survived.
 fn grow_to(out: &mut Vec<u8>, end: u64) {
     if (out.len() as u64) < end {
         out.resize(end as usize, 0);
