@@ -49,18 +49,42 @@ fn a_snapshot_file_may_cover_the_largest_lsn_and_no_more() {
     ));
 }
 
+const SNAPS: &str = "/data/snapshots";
+
+/// Writes `bytes` as the file `name` in the snapshot directory, synced.
+async fn put_file(disk: &SimDisk, name: &str, bytes: &[u8]) {
+    disk.create_dir_all(Path::new(SNAPS)).await.unwrap();
+    let f = disk.create(&Path::new(SNAPS).join(name)).await.unwrap();
+    f.write_at(0, bytes).await.unwrap();
+    f.sync_all().await.unwrap();
+    disk.sync_dir(Path::new(SNAPS)).await.unwrap();
+}
+
+/// The store over the snapshot directory, as a restart opens it.
+async fn open_store(disk: &SimDisk) -> SnapshotStore<SimDisk> {
+    SnapshotStore::open(disk.clone(), Path::new(SNAPS))
+        .await
+        .unwrap()
+}
+
+/// The snapshot directory's files, sorted.
+async fn names(disk: &SimDisk) -> Vec<String> {
+    let mut names = disk.list(Path::new(SNAPS)).await.unwrap();
+    names.sort();
+    names
+}
+
 #[test]
 fn the_store_names_its_newest_snapshot() {
     rt().block_on(async {
         let disk = SimDisk::new(1, SimDiskConfig::default());
-        let dir = Path::new("/data/snapshots");
-        let mut store = SnapshotStore::open(disk.clone(), dir).await.unwrap();
+        let mut store = open_store(&disk).await;
         assert_eq!(store.newest_lsn(), None);
         store.save(5, b"five").await.unwrap();
         store.save(9, b"nine").await.unwrap();
         assert_eq!(store.newest_lsn(), Some(9));
         assert_eq!(store.older_kept_lsn(), Some(5));
-        let reopened = SnapshotStore::open(disk, dir).await.unwrap();
+        let reopened = open_store(&disk).await;
         assert_eq!(reopened.newest_lsn(), Some(9));
     });
 }
@@ -78,23 +102,6 @@ fn snapshot_file_errors_say_what_is_wrong_and_what_to_do() {
     );
 }
 
-const SNAPS: &str = "/data/snapshots";
-
-/// Writes `bytes` as the file `name` in the snapshot directory, synced.
-async fn put_file(disk: &SimDisk, name: &str, bytes: &[u8]) {
-    disk.create_dir_all(Path::new(SNAPS)).await.unwrap();
-    let f = disk.create(&Path::new(SNAPS).join(name)).await.unwrap();
-    f.write_at(0, bytes).await.unwrap();
-    f.sync_all().await.unwrap();
-    disk.sync_dir(Path::new(SNAPS)).await.unwrap();
-}
-
-async fn names(disk: &SimDisk) -> Vec<String> {
-    let mut names = disk.list(Path::new(SNAPS)).await.unwrap();
-    names.sort();
-    names
-}
-
 /// Six snapshots in the directory (as a crash between a save and its
 /// clean-up, repeated, could leave them): the next save keeps two.
 #[test]
@@ -104,9 +111,7 @@ fn a_save_keeps_the_newest_two_of_however_many_it_found() {
         for lsn in 1..=6 {
             put_file(&disk, &snapshot_name(lsn), &encode_snapshot(lsn, b"x")).await;
         }
-        let mut store = SnapshotStore::open(disk.clone(), Path::new(SNAPS))
-            .await
-            .unwrap();
+        let mut store = open_store(&disk).await;
         assert_eq!(store.kept(), &[1, 2, 3, 4, 5, 6]);
         store.save(7, b"seven").await.unwrap();
         assert_eq!(store.kept(), &[6, 7]);
@@ -120,9 +125,7 @@ fn a_snapshot_whose_contents_name_another_lsn_is_set_aside() {
         let disk = SimDisk::new(1, SimDiskConfig::default());
         put_file(&disk, &snapshot_name(5), &encode_snapshot(5, b"five")).await;
         put_file(&disk, &snapshot_name(9), &encode_snapshot(8, b"eight")).await;
-        let mut store = SnapshotStore::open(disk.clone(), Path::new(SNAPS))
-            .await
-            .unwrap();
+        let mut store = open_store(&disk).await;
         let loaded = store.load().await.unwrap().unwrap();
         assert_eq!((loaded.lsn, loaded.body()), (5, &b"five"[..]));
         assert_eq!(
@@ -136,9 +139,7 @@ fn a_snapshot_whose_contents_name_another_lsn_is_set_aside() {
 fn a_save_that_fails_leaves_no_temp_file() {
     rt().block_on(async {
         let disk = SimDisk::new(1, SimDiskConfig::default());
-        let mut store = SnapshotStore::open(disk.clone(), Path::new(SNAPS))
-            .await
-            .unwrap();
+        let mut store = open_store(&disk).await;
         disk.set_capacity(disk.used_bytes() + 1000);
         let full = store.save(5, &[7; 4000]).await.unwrap_err();
         assert!(full.is_no_space(), "{full}");
@@ -158,9 +159,7 @@ fn opening_the_store_removes_its_own_temp_files_and_nothing_else() {
         for other in [&tmp, &broken, &"notes.tmp".to_string()] {
             put_file(&disk, other, b"x").await;
         }
-        let store = SnapshotStore::open(disk.clone(), Path::new(SNAPS))
-            .await
-            .unwrap();
+        let store = open_store(&disk).await;
         assert_eq!(store.kept(), &[5]);
         assert_eq!(names(&disk).await, ["notes.tmp".to_string(), broken, snap]);
     });
