@@ -265,10 +265,13 @@ pub enum Input {
         /// The job, found as [`Input::Get`] finds it.
         id: JobId,
     },
-    /// An external worker asks for one pending job (ready or scheduled)
-    /// by id (beanstalkd's `reserve-job`): leased as [`Input::Lease`]
-    /// leases, answered with it once its dispatch is durable. A job that is
-    /// not pending, or is changing, is a conflict.
+    /// An external worker asks for one job by id (beanstalkd's
+    /// `reserve-job`): leased as [`Input::Lease`] leases, answered with it
+    /// once its dispatch is durable. A pending job (ready or scheduled) is
+    /// leased at once; a dead one is requeued, then leased in the step its
+    /// requeue becomes durable, so no lease waiting on its queue can take
+    /// it in between. A job that is running, final or changing is a
+    /// conflict.
     LeaseJob {
         /// Echoed in the [`Reply::Leased`].
         req: RequestId,

@@ -342,6 +342,81 @@ fn a_lease_of_one_job_by_id_takes_that_job_ready_or_scheduled() {
     );
 }
 
+/// beanstalkd's `reserve-job` of a buried job: requeued, then leased to
+/// the one who named it in the step its requeue is durable, even with a
+/// lease waiting on its queue (which dispatch would otherwise serve).
+#[test]
+fn a_lease_by_id_of_a_dead_job_requeues_it_and_no_waiter_takes_it() {
+    let mut d = leased_a();
+    d.at(20).bury(3, 2, Some(7));
+    d.at(21).durable(3);
+    assert!(
+        d.at(22)
+            .lease(4, &["default"], 1, Some(100), "w2")
+            .is_empty()
+    );
+    assert_eq!(
+        d.at(23).lease_job(5, "a", "w3"),
+        vec![append(4, 23, Op::Requeue { ids: vec![id("a")] })]
+    );
+    let again = d.lease_job(6, "a", "w4");
+    assert!(
+        matches!(
+            only_reply(&again),
+            Reply::Leased(Err(Rejection::Conflict { .. }))
+        ),
+        "a job on its way back is not leased twice: {again:?}"
+    );
+    assert_eq!(
+        d.at(24).durable(4),
+        vec![dispatch(5, 24, "a", 1)],
+        "leased to w3 at once; the waiting w2 gets nothing"
+    );
+    let out = d.at(25).durable(5);
+    let [
+        beaver_core::Effect::Reply {
+            req,
+            reply: Reply::Leased(Ok(jobs)),
+        },
+    ] = &out[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!((req.0, jobs.len(), jobs[0].lease_id), (5, 1, 5));
+    assert_eq!((jobs[0].job.id.clone(), jobs[0].job.priority), (id("a"), 7));
+    let a = job(&mut d, "a");
+    assert_eq!((a.state, a.attempt), (JobState::InFlight, 1));
+    assert_eq!(
+        d.at(100).tick(),
+        vec![reply(4, Reply::Leased(Ok(Vec::new())))],
+        "the waiter's wait ends with nothing"
+    );
+}
+
+/// A requeue for a lease by id that the log refuses answers the lease
+/// with the log's error and leaves the job dead, free for the next try.
+#[test]
+fn a_refused_requeue_for_a_lease_by_id_refuses_the_lease() {
+    let mut d = leased_a();
+    d.at(20).bury(3, 2, None);
+    d.at(21).durable(3);
+    d.at(22).lease_job(4, "a", "w3");
+    let out = d.append_failed(4, "disk full");
+    assert!(
+        matches!(
+            only_reply(&out),
+            Reply::Leased(Err(Rejection::Storage { .. }))
+        ),
+        "{out:?}"
+    );
+    assert_eq!(job(&mut d, "a").state, JobState::Dead);
+    assert_eq!(
+        d.at(1_100).lease_job(5, "a", "w3"),
+        vec![append(4, 1_100, Op::Requeue { ids: vec![id("a")] })],
+        "tried again once the log takes records"
+    );
+}
+
 /// Each op a beanstalk connection makes of a job with the longest id fits
 /// the smallest record limit (the core asserts each record's bound against
 /// the limit in debug builds, as the tests run).

@@ -174,6 +174,9 @@ enum End {
 struct Conn {
     session: Session,
     jobs: BTreeMap<u64, (String, i32)>,
+    /// Ids of jobs this connection buried (acknowledged): its next
+    /// `reserve` is a `reserve-job` of the newest.
+    buried: Vec<String>,
     client: Client,
     /// The engine start the client belongs to.
     start: u64,
@@ -201,6 +204,7 @@ async fn task(ctx: Ctx, n: u32, mut rng: DetRng) {
         let mut conn = Conn {
             session: Session::new(client.clone(), name.clone()),
             jobs: BTreeMap::new(),
+            buried: Vec::new(),
             client,
             start,
             name,
@@ -251,7 +255,10 @@ async fn drive(ctx: &Ctx, c: &mut Conn, n: u32, put: &mut u32, rng: &mut DetRng)
                 *put += 1;
                 put_job(ctx, c, format!("b{n}-{put}"), rng).await
             }
-            1 => reserve(ctx, c, ctx.plan.wait_ms).await,
+            1 => match c.buried.pop() {
+                Some(id) => reserve_buried(ctx, c, &id).await,
+                None => reserve(ctx, c, ctx.plan.wait_ms).await,
+            },
             6 => return End::Closed,
             op @ 2..=5 => match held_job(c, rng) {
                 Some(job) => end_one(ctx, c, job, op, rng).await,
@@ -352,6 +359,30 @@ async fn reserve(ctx: &Ctx, c: &mut Conn, wait_ms: u64) -> Result<(), Rejection>
     r.map(|_| ())
 }
 
+/// `reserve-job` of a job this connection buried: kicked and reserved as
+/// one request, so no connection waiting on the tube takes it first.
+async fn reserve_buried(ctx: &Ctx, c: &mut Conn, id: &str) -> Result<(), Rejection> {
+    let Ok(job) = JobId::from_client(id) else {
+        return Ok(());
+    };
+    let r = ask(c.session.reserve_job(job)).await;
+    ctx.world.lock().log(format!(
+        "{} reserve-job {id} (buried) -> {:?}",
+        c.name,
+        r.as_ref().map(|j| j.lease_id)
+    ));
+    match r {
+        Ok(j) => {
+            held(ctx, c, &j);
+            ctx.world.lock().mark("bs: reserved a buried job by id");
+            Ok(())
+        }
+        Err(e @ Rejection::Stopping) => Err(e),
+        // Not found or changing (a restart may have made it anything).
+        Err(_) => Ok(()),
+    }
+}
+
 /// Notes a job the connection reserved.
 fn held(ctx: &Ctx, c: &mut Conn, j: &LeasedJob) {
     let id = j.job.id.to_string();
@@ -393,7 +424,11 @@ async fn end_one(
             return settled(ctx, c, job, "touch", r, "bs: touched");
         }
     };
+    let id = c.jobs.get(&job).map(|(id, _)| id.clone());
     let r = ask_opt(c.session.end(job, how, |_| {})).await;
+    if let (4, Ok(()), Some(id)) = (op, &r, id) {
+        c.buried.push(id);
+    }
     settled(ctx, c, job, &what, r, mark)
 }
 

@@ -75,6 +75,7 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "bs: deleted a reserved job",
     "bs: released",
     "bs: buried",
+    "bs: reserved a buried job by id",
     "bs: touched",
     "bs: a job another connection held was reserved again",
     "bs: closed holding jobs, each ready again at once",

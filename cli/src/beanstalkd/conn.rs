@@ -598,8 +598,9 @@ async fn kick_job(shared: &Shared, id: u64) -> Vec<u8> {
     }
 }
 
-/// `reserve-job`: reserves a ready, delayed or buried job by id (a buried
-/// one is requeued first: two durable steps, not one).
+/// `reserve-job`: reserves a ready, delayed or buried job by id. A buried
+/// one is requeued and reserved as one request: nobody waiting on its tube
+/// can take it in between.
 async fn reserve_job(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
     if conn.session.len() >= RESERVED_PER_CONNECTION_MAX {
         return Reply::OutOfMemory.to_bytes();
@@ -607,9 +608,6 @@ async fn reserve_job(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
     let Some(j) = live_job(shared, id).await else {
         return Reply::NotFound.to_bytes();
     };
-    if j.state == JobState::Dead && shared.client.kick(j.id.clone()).await.is_err() {
-        return Reply::NotFound.to_bytes();
-    }
     match conn.session.reserve_job(j.id).await {
         Ok(leased) => {
             // As in beanstalkd: a reserve-job that reserves makes a worker.

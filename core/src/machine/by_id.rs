@@ -38,9 +38,12 @@ impl Core {
         self.wait(lsn, req, Answer::Kicked, out);
     }
 
-    /// Leases one pending job, ready or scheduled, by id to `holder` (its
-    /// queue's pause does not apply: the job is named); answered like
-    /// [`Core::on_lease`], with that one job, once its dispatch is durable.
+    /// Leases one job by id to `holder` (its queue's pause does not apply:
+    /// the job is named); answered like [`Core::on_lease`], with that one
+    /// job, once its dispatch is durable. A pending job (ready or
+    /// scheduled) is leased at once; a dead one is requeued first and
+    /// leased in the step its requeue becomes durable, before dispatch
+    /// could offer it to anyone waiting (see [`Core::lease_revived`]).
     pub(super) fn on_lease_job(
         &mut self,
         req: RequestId,
@@ -59,16 +62,54 @@ impl Core {
             return reply(out, req, refused(Rejection::NotFound { id }));
         };
         let e = self.state.table.get(slot);
+        if e.state == JobState::Dead && !e.reserved && self.purge_of(e.queue).is_none() {
+            let id = e.id.clone();
+            self.state.reindex(slot, |e| e.reserved = true);
+            let op = Op::Requeue {
+                ids: vec![id.clone()],
+            };
+            let lsn = self.propose(op, Origin::Client, out);
+            let holder = holder.into();
+            return self.wait(lsn, req, Answer::Revived { id, holder }, out);
+        }
+        self.lease_by_id(req, slot, &holder.into(), out);
+    }
+
+    /// The requeue of dead job `id` for `holder` (from
+    /// [`Core::on_lease_job`]) is durable: leases the job to `holder` now.
+    /// Called while the requeue's replies are released, before this step
+    /// dispatches, so no waiting lease can take the job first.
+    pub(super) fn lease_revived(
+        &mut self,
+        req: RequestId,
+        id: &JobId,
+        holder: &Arc<str>,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.stopping {
+            return reply(out, req, Reply::Leased(Err(Rejection::Stopping)));
+        }
+        let Some(slot) = self.state.table.slot_of(id.as_str()) else {
+            let id = id.clone();
+            return reply(out, req, Reply::Leased(Err(Rejection::NotFound { id })));
+        };
+        self.lease_by_id(req, slot, holder, out);
+    }
+
+    /// Leases job `slot` to `holder` if it is pending and free; a conflict
+    /// otherwise.
+    fn lease_by_id(&mut self, req: RequestId, slot: u32, holder: &Arc<str>, out: &mut Vec<Effect>) {
+        let e = self.state.table.get(slot);
         let free = e.state == JobState::Pending && !e.reserved && e.attempt < e.max_attempts;
         if !free || self.purge_of(e.queue).is_some() {
             let reason = format!("job {} is not pending, or is changing right now", e.id);
-            return reply(out, req, refused(Rejection::Conflict { reason }));
+            let rejection = Rejection::Conflict { reason };
+            return reply(out, req, Reply::Leased(Err(rejection)));
         }
         self.state.reindex(slot, |e| {
             e.reserved = true;
             e.holder = Holder::Lease;
         });
-        let holder: Arc<str> = holder.into();
-        self.grant(req, vec![slot], &holder, out);
+        self.grant(req, vec![slot], holder, out);
     }
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::Core;
+use crate::job::JobId;
 use crate::protocol::{Effect, Enqueued, LeaseId, Outcome, Rejection, Reply, RequestId};
 use crate::record::{Lsn, Op, Record};
 use crate::time::UnixMillis;
@@ -62,6 +63,12 @@ pub(super) enum Answer {
     Buried,
     Deleted,
     Kicked,
+    /// A dead job requeued for a lease by id: once durable, the job is
+    /// leased to `holder` (answered as [`Answer::Leased`] then).
+    Revived {
+        id: JobId,
+        holder: Arc<str>,
+    },
 }
 
 impl Answer {
@@ -82,6 +89,8 @@ impl Answer {
             Answer::Buried => Reply::Buried(Ok(())),
             Answer::Deleted => Reply::Deleted(Ok(())),
             Answer::Kicked => Reply::Kicked(Ok(())),
+            // Never confirmed as it is: `Core::release` leases the job.
+            Answer::Revived { .. } => Reply::Leased(Ok(Vec::new())),
         }
     }
 
@@ -101,6 +110,7 @@ impl Answer {
             Answer::Buried => Reply::Buried(Err(rejection)),
             Answer::Deleted => Reply::Deleted(Err(rejection)),
             Answer::Kicked => Reply::Kicked(Err(rejection)),
+            Answer::Revived { .. } => Reply::Leased(Err(rejection)),
         }
     }
 }
@@ -199,6 +209,9 @@ impl Core {
     /// Replies with `answer` once LSN `lsn` is applied: at once if it is.
     pub(super) fn wait(&mut self, lsn: Lsn, req: RequestId, answer: Answer, out: &mut Vec<Effect>) {
         if lsn <= self.state.applied_lsn {
+            if let Answer::Revived { id, holder } = &answer {
+                return self.lease_revived(req, id, holder, out);
+            }
             let now = self.answer(answer, None);
             reply(out, req, now);
         } else {
@@ -213,6 +226,10 @@ impl Core {
     /// Sends every reply whose records are applied.
     pub(super) fn release(&mut self, out: &mut Vec<Effect>) {
         for w in self.proposals.take_released(self.state.applied_lsn) {
+            if let Answer::Revived { id, holder } = &w.answer {
+                self.lease_revived(w.req, id, holder, out);
+                continue;
+            }
             let answer = self.answer(w.answer, None);
             reply(out, w.req, answer);
         }
