@@ -89,7 +89,8 @@ impl Answer {
             Answer::Buried => Reply::Buried(Ok(())),
             Answer::Deleted => Reply::Deleted(Ok(())),
             Answer::Kicked => Reply::Kicked(Ok(())),
-            // Never confirmed as it is: `Core::release` leases the job.
+            // Never confirmed as it is: `Core::release` leases the job (it
+            // waits for a record proposed just before, never applied yet).
             Answer::Revived { .. } => Reply::Leased(Ok(Vec::new())),
         }
     }
@@ -209,9 +210,6 @@ impl Core {
     /// Replies with `answer` once LSN `lsn` is applied: at once if it is.
     pub(super) fn wait(&mut self, lsn: Lsn, req: RequestId, answer: Answer, out: &mut Vec<Effect>) {
         if lsn <= self.state.applied_lsn {
-            if let Answer::Revived { id, holder } = &answer {
-                return self.lease_revived(req, id, holder, out);
-            }
             let now = self.answer(answer, None);
             reply(out, req, now);
         } else {
