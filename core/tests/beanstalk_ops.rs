@@ -22,6 +22,14 @@ fn leased_a() -> Driver {
     d
 }
 
+/// [`leased_a`], then `a` buried by its lease (record 3, durable at t=21).
+fn buried_a() -> Driver {
+    let mut d = leased_a();
+    d.at(20).bury(3, 2, None);
+    d.at(21).durable(3);
+    d
+}
+
 fn job(d: &mut Driver, i: &str) -> beaver_core::JobView {
     match &d.get(99, i)[..] {
         [
@@ -254,9 +262,7 @@ fn a_delayed_job_whose_time_has_come_is_ready_and_its_kick_a_conflict() {
 
 #[test]
 fn a_dead_job_is_kicked_at_once_after_its_queues_purge_is_durable() {
-    let mut d = leased_a();
-    d.at(20).bury(3, 2, None);
-    d.at(21).durable(3);
+    let mut d = buried_a();
     d.purge_queue(4, "default");
     assert_eq!(d.at(22).durable(4), vec![reply(4, Reply::Purged(Ok(0)))]);
     assert_eq!(
@@ -397,9 +403,7 @@ fn a_lease_by_id_of_a_dead_job_requeues_it_and_no_waiter_takes_it() {
 /// with the log's error and leaves the job dead, free for the next try.
 #[test]
 fn a_refused_requeue_for_a_lease_by_id_refuses_the_lease() {
-    let mut d = leased_a();
-    d.at(20).bury(3, 2, None);
-    d.at(21).durable(3);
+    let mut d = buried_a();
     d.at(22).lease_job(4, "a", "w3");
     let out = d.append_failed(4, "disk full");
     assert!(
