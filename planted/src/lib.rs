@@ -69,11 +69,15 @@ pub enum Mutant {
     /// runtime: a closed connection's session forgets its reservations
     /// without giving them back, so their jobs wait for their TTR.
     ReservationsKeptOnClose,
+    /// core: a dead job requeued for a lease by id (beanstalkd's
+    /// `reserve-job`) goes to dispatch before it is leased, so a lease
+    /// waiting on its queue takes it first.
+    RevivedJobDispatchedFirst,
 }
 
 impl Mutant {
     /// Every planted bug.
-    pub const ALL: [Mutant; 20] = [
+    pub const ALL: [Mutant; 21] = [
         Mutant::AckBeforeFsync,
         Mutant::RetryFailedFsync,
         Mutant::SkipSnapshotDirFsync,
@@ -94,6 +98,7 @@ impl Mutant {
         Mutant::LeaseBeforeDurable,
         Mutant::NoCompactionOnPressure,
         Mutant::ReservationsKeptOnClose,
+        Mutant::RevivedJobDispatchedFirst,
     ];
 
     /// The name used on the command line (`BEAVER_MUTANT=...`).
@@ -119,6 +124,7 @@ impl Mutant {
             Mutant::LeaseBeforeDurable => "lease-before-durable",
             Mutant::NoCompactionOnPressure => "no-compaction-on-pressure",
             Mutant::ReservationsKeptOnClose => "reservations-kept-on-close",
+            Mutant::RevivedJobDispatchedFirst => "revived-job-dispatched-first",
         }
     }
 

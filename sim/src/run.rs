@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use beaver_core::{JobId, JobSpec, JobState, Payload, QueueName, Rejection, RequeueTarget};
+use beaver_core::{
+    JobId, JobSpec, JobState, JobView, Payload, QueueName, Rejection, RequeueTarget, Retention,
+};
 use beaver_io::{DetRng, Disk, LogEnd, SimDisk, SimDiskConfig, inspect};
 use beaver_runtime::{Client, EngineError, RecoveryReport, SystemClock};
 use madsim::runtime::{Handle, NodeHandle};
@@ -14,12 +16,19 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::executor::{Crasher, SimExecutor};
 use crate::external::{ExtRun, server_ip};
+use crate::model::MJob;
 use crate::plan::{FaultKind, Plan};
 use crate::sessions::SessionRun;
 use crate::tap::TapDisk;
 use crate::world::{Marks, Shared, SimObserver, World};
 
 mod squeeze;
+
+/// The end check's reads of one job until the engine and the model agree
+/// (see `Sim::engine_and_model`), and the wait between them: a core turn
+/// is well within it.
+const AGREE_TRIES: u32 = 10;
+const AGREE_WAIT: Duration = Duration::from_millis(10);
 
 /// What one seed's run produced.
 #[derive(Debug, Clone)]
@@ -198,7 +207,15 @@ impl Sim {
         self.sessions = self.plan.sessions.clone().map(|p| {
             self.log(format!("plan: beanstalk-style connections {p:?}"));
             self.mark("bs: a seed with connections");
-            SessionRun::start(self.plan.seed, p, self.world.clone(), self.slot.clone())
+            // The default retention (a week, 100,000 jobs) never purges in a run.
+            let purges_dead = self.plan.engine.queue.retention != Retention::default();
+            SessionRun::start(
+                self.plan.seed,
+                p,
+                self.world.clone(),
+                self.slot.clone(),
+                purges_dead,
+            )
         });
         let done = Arc::new(AtomicBool::new(false));
         let chaos = self.plan.external.clone().map(|p| {
@@ -1057,6 +1074,39 @@ impl Sim {
         }
     }
 
+    /// The engine's view of job `id` and the model's, read until they agree
+    /// (at most [`AGREE_TRIES`] reads, [`AGREE_WAIT`] apart). The model
+    /// folds a record as soon as it is durable, a moment before the core
+    /// applies it, and retention goes on purging after the run settled, so
+    /// one read may find the model a record ahead of the engine. `None`
+    /// (a violation recorded) when the engine does not answer.
+    async fn engine_and_model(
+        &self,
+        client: &Client,
+        id: &str,
+        jid: JobId,
+    ) -> Option<(Option<JobView>, Option<MJob>)> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let ask = client.get(jid.clone());
+            let Ok(Ok(got)) = tokio::time::timeout(Duration::from_secs(5), ask).await else {
+                self.violate(format!("get {id} failed at the end"));
+                return None;
+            };
+            let model = self.world.lock().model.jobs.get(id).cloned();
+            let agree = match (&got, &model) {
+                (Some(g), Some(m)) => g.state == m.state && g.attempt == m.attempt,
+                (None, None) => true,
+                _ => false,
+            };
+            if agree || tries >= AGREE_TRIES {
+                return Some((got, model));
+            }
+            tokio::time::sleep(AGREE_WAIT).await;
+        }
+    }
+
     /// Every acknowledged job is final (or purged); cancellations held; the
     /// engine's view of every job equals the model's.
     async fn final_checks(&self, client: &Client) {
@@ -1068,22 +1118,17 @@ impl Sim {
             let Ok(jid) = JobId::from_client(id) else {
                 continue;
             };
-            let got = match tokio::time::timeout(Duration::from_secs(5), client.get(jid)).await {
-                Ok(Ok(g)) => g,
-                _ => {
-                    self.violate(format!("get {id} failed at the end"));
-                    return;
-                }
+            let Some((got, model)) = self.engine_and_model(client, id, jid).await else {
+                return;
             };
             let mut w = self.world.lock();
-            let model = w.model.jobs.get(id.as_str()).cloned();
             let purged = w.model.purged.contains(id.as_str());
             match (&got, &model) {
                 (Some(g), Some(m)) if g.state == m.state && g.attempt == m.attempt => {}
                 (None, None) => {}
                 _ => {
                     w.violate(format!(
-                        "job {id}: the engine has {:?}, the model {:?}",
+                        "job {id}: the engine has {:?}, the model {:?} (purged {purged})",
                         got.as_ref().map(|g| (g.state, g.attempt)),
                         model.as_ref().map(|m| (m.state, m.attempt))
                     ));
@@ -1189,6 +1234,10 @@ impl WorkloadClient {
                         Err(_) => continue,
                     }
                 };
+                if target == RequeueTarget::AllDead {
+                    // Before it is sent: it may requeue a connection's buried job.
+                    self.world.lock().sessions.requeues_of_all_dead += 1;
+                }
                 let r = tokio::time::timeout(Duration::from_secs(10), client.requeue(target)).await;
                 let mut w = self.world.lock();
                 w.log(format!("c{c} requeue -> {r:?}"));

@@ -98,12 +98,17 @@ impl SessionPlan {
 pub struct SessionWorld {
     /// The holder of each job's latest reservation, by job id.
     pub last_holder: BTreeMap<String, String>,
+    /// Requests to requeue every dead job sent so far (by the workload's
+    /// clients): one may requeue a job a connection buried.
+    pub requeues_of_all_dead: u64,
 }
 
 /// Everything one connection task needs (cheap to clone).
 #[derive(Clone)]
 struct Ctx {
     plan: SessionPlan,
+    /// Retention may purge dead jobs (see [`SessionRun::start`]).
+    purges_dead: bool,
     world: Shared,
     slot: Slot,
     /// The faults stopped: only reserve and delete.
@@ -120,9 +125,18 @@ pub struct SessionRun {
 
 impl SessionRun {
     /// Starts the connection tasks.
-    pub fn start(seed: u64, plan: SessionPlan, world: Shared, slot: Slot) -> SessionRun {
+    /// `purges_dead`: the engine's retention may purge dead jobs during
+    /// the run (then a `reserve-job` of a buried job may find it gone).
+    pub fn start(
+        seed: u64,
+        plan: SessionPlan,
+        world: Shared,
+        slot: Slot,
+        purges_dead: bool,
+    ) -> SessionRun {
         let ctx = Ctx {
             plan,
+            purges_dead,
             world,
             slot,
             quiet: Arc::default(),
@@ -174,9 +188,10 @@ enum End {
 struct Conn {
     session: Session,
     jobs: BTreeMap<u64, (String, i32)>,
-    /// Ids of jobs this connection buried (acknowledged): its next
+    /// Jobs this connection buried (acknowledged), each with the count of
+    /// requeues of every dead job sent before its bury was: its next
     /// `reserve` is a `reserve-job` of the newest.
-    buried: Vec<String>,
+    buried: Vec<(String, u64)>,
     client: Client,
     /// The engine start the client belongs to.
     start: u64,
@@ -256,7 +271,7 @@ async fn drive(ctx: &Ctx, c: &mut Conn, n: u32, put: &mut u32, rng: &mut DetRng)
                 put_job(ctx, c, format!("b{n}-{put}"), rng).await
             }
             1 => match c.buried.pop() {
-                Some(id) => reserve_buried(ctx, c, &id).await,
+                Some((id, requeues)) => reserve_buried(ctx, c, &id, requeues).await,
                 None => reserve(ctx, c, ctx.plan.wait_ms).await,
             },
             6 => return End::Closed,
@@ -361,7 +376,11 @@ async fn reserve(ctx: &Ctx, c: &mut Conn, wait_ms: u64) -> Result<(), Rejection>
 
 /// `reserve-job` of a job this connection buried: kicked and reserved as
 /// one request, so no connection waiting on the tube takes it first.
-async fn reserve_buried(ctx: &Ctx, c: &mut Conn, id: &str) -> Result<(), Rejection> {
+/// Refused as not found or changing, with no retention purging dead jobs
+/// and no requeue of every dead job sent since before its bury
+/// (`requeues`), it is a violation: nothing else touches that job (on this
+/// engine: a restart closes the connection).
+async fn reserve_buried(ctx: &Ctx, c: &mut Conn, id: &str, requeues: u64) -> Result<(), Rejection> {
     let Ok(job) = JobId::from_client(id) else {
         return Ok(());
     };
@@ -378,7 +397,16 @@ async fn reserve_buried(ctx: &Ctx, c: &mut Conn, id: &str) -> Result<(), Rejecti
             Ok(())
         }
         Err(e @ Rejection::Stopping) => Err(e),
-        // Not found or changing (a restart may have made it anything).
+        // The log may still refuse the requeue (a full or failing disk).
+        Err(e @ (Rejection::NotFound { .. } | Rejection::Conflict { .. }))
+            if !ctx.purges_dead && ctx.world.lock().sessions.requeues_of_all_dead == requeues =>
+        {
+            ctx.world.lock().violate(format!(
+                "{}: reserve-job of {id}, which it buried, was refused: {e:?}",
+                c.name
+            ));
+            Ok(())
+        }
         Err(_) => Ok(()),
     }
 }
@@ -425,9 +453,10 @@ async fn end_one(
         }
     };
     let id = c.jobs.get(&job).map(|(id, _)| id.clone());
+    let requeues = ctx.world.lock().sessions.requeues_of_all_dead;
     let r = ask_opt(c.session.end(job, how, |_| {})).await;
     if let (4, Ok(()), Some(id)) = (op, &r, id) {
-        c.buried.push(id);
+        c.buried.push((id, requeues));
     }
     settled(ctx, c, job, &what, r, mark)
 }

@@ -22,6 +22,10 @@ impl Core {
             self.purge(out);
         }
         self.dispatch(out);
+        #[cfg(feature = "mutants")]
+        for (req, id, holder) in std::mem::take(&mut self.revived_late) {
+            self.lease_revived(req, &id, &holder, out);
+        }
         self.answer_due_waiters(out);
     }
 

@@ -70,6 +70,10 @@ pub struct Core {
     /// Leases delivered, for the planted fencing bugs (`planted`).
     #[cfg(feature = "mutants")]
     delivered: planted::Delivered,
+    /// Leases by id of revived jobs put off until after dispatch (the
+    /// planted bug `RevivedJobDispatchedFirst`).
+    #[cfg(feature = "mutants")]
+    revived_late: Vec<(crate::protocol::RequestId, JobId, std::sync::Arc<str>)>,
     config: Config,
     /// The durable state: exactly the fold of the durable log.
     state: State,
@@ -131,6 +135,8 @@ impl Core {
         Core {
             #[cfg(feature = "mutants")]
             delivered: planted::Delivered::default(),
+            #[cfg(feature = "mutants")]
+            revived_late: Vec::new(),
             config,
             state,
             proposals: Proposals::new(),

@@ -224,8 +224,13 @@ impl Core {
     /// Sends every reply whose records are applied.
     pub(super) fn release(&mut self, out: &mut Vec<Effect>) {
         for w in self.proposals.take_released(self.state.applied_lsn) {
-            if let Answer::Revived { id, holder } = &w.answer {
-                self.lease_revived(w.req, id, holder, out);
+            if let Answer::Revived { id, holder } = w.answer {
+                #[cfg(feature = "mutants")]
+                if self.planted(crate::mutants::Mutant::RevivedJobDispatchedFirst) {
+                    self.revived_late.push((w.req, id, holder));
+                    continue;
+                }
+                self.lease_revived(w.req, &id, &holder, out);
                 continue;
             }
             let answer = self.answer(w.answer, None);
