@@ -30,6 +30,16 @@ mod squeeze;
 const AGREE_TRIES: u32 = 10;
 const AGREE_WAIT: Duration = Duration::from_millis(10);
 
+/// Whether the engine's view of a job and the model's agree: both absent,
+/// or the same state at the same attempt.
+fn agree(got: Option<&JobView>, model: Option<&MJob>) -> bool {
+    match (got, model) {
+        (Some(g), Some(m)) => g.state == m.state && g.attempt == m.attempt,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 /// What one seed's run produced.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -1095,12 +1105,7 @@ impl Sim {
                 return None;
             };
             let model = self.world.lock().model.jobs.get(id).cloned();
-            let agree = match (&got, &model) {
-                (Some(g), Some(m)) => g.state == m.state && g.attempt == m.attempt,
-                (None, None) => true,
-                _ => false,
-            };
-            if agree || tries >= AGREE_TRIES {
+            if agree(got.as_ref(), model.as_ref()) || tries >= AGREE_TRIES {
                 return Some((got, model));
             }
             tokio::time::sleep(AGREE_WAIT).await;
@@ -1123,17 +1128,13 @@ impl Sim {
             };
             let mut w = self.world.lock();
             let purged = w.model.purged.contains(id.as_str());
-            match (&got, &model) {
-                (Some(g), Some(m)) if g.state == m.state && g.attempt == m.attempt => {}
-                (None, None) => {}
-                _ => {
-                    w.violate(format!(
-                        "job {id}: the engine has {:?}, the model {:?} (purged {purged})",
-                        got.as_ref().map(|g| (g.state, g.attempt)),
-                        model.as_ref().map(|m| (m.state, m.attempt))
-                    ));
-                    return;
-                }
+            if !agree(got.as_ref(), model.as_ref()) {
+                w.violate(format!(
+                    "job {id}: the engine has {:?}, the model {:?} (purged {purged})",
+                    got.as_ref().map(|g| (g.state, g.attempt)),
+                    model.as_ref().map(|m| (m.state, m.attempt))
+                ));
+                return;
             }
             if acked.contains(id) {
                 match &model {
