@@ -101,6 +101,29 @@ pub struct SessionWorld {
     /// Requests to requeue every dead job sent so far (by the workload's
     /// clients): one may requeue a job a connection buried.
     pub requeues_of_all_dead: u64,
+    /// `reserve-job`s sent so far, by job id: a connection may reserve a
+    /// job it buried long ago, which another connection buried since.
+    pub reserve_jobs: BTreeMap<String, u64>,
+}
+
+/// A job a connection buried (acknowledged), with what could revive it
+/// that had been sent before its bury was.
+#[derive(Debug, Clone)]
+struct Buried {
+    id: String,
+    /// [`SessionWorld::requeues_of_all_dead`] then.
+    requeues: u64,
+    /// Its count in [`SessionWorld::reserve_jobs`] then.
+    reserve_jobs: u64,
+}
+
+impl Buried {
+    /// Whether nothing but the connection's own `reserve-job` (already
+    /// counted) could have revived the job since.
+    fn untouched(&self, w: &SessionWorld) -> bool {
+        w.requeues_of_all_dead == self.requeues
+            && w.reserve_jobs.get(&self.id).copied().unwrap_or(0) == self.reserve_jobs + 1
+    }
 }
 
 /// Everything one connection task needs (cheap to clone).
@@ -188,10 +211,9 @@ enum End {
 struct Conn {
     session: Session,
     jobs: BTreeMap<u64, (String, i32)>,
-    /// Jobs this connection buried (acknowledged), each with the count of
-    /// requeues of every dead job sent before its bury was: its next
-    /// `reserve` is a `reserve-job` of the newest.
-    buried: Vec<(String, u64)>,
+    /// Jobs this connection buried: its next `reserve` is a `reserve-job`
+    /// of the newest.
+    buried: Vec<Buried>,
     client: Client,
     /// The engine start the client belongs to.
     start: u64,
@@ -271,7 +293,7 @@ async fn drive(ctx: &Ctx, c: &mut Conn, n: u32, put: &mut u32, rng: &mut DetRng)
                 put_job(ctx, c, format!("b{n}-{put}"), rng).await
             }
             1 => match c.buried.pop() {
-                Some((id, requeues)) => reserve_buried(ctx, c, &id, requeues).await,
+                Some(b) => reserve_buried(ctx, c, &b).await,
                 None => reserve(ctx, c, ctx.plan.wait_ms).await,
             },
             6 => return End::Closed,
@@ -377,13 +399,20 @@ async fn reserve(ctx: &Ctx, c: &mut Conn, wait_ms: u64) -> Result<(), Rejection>
 /// `reserve-job` of a job this connection buried: kicked and reserved as
 /// one request, so no connection waiting on the tube takes it first.
 /// Refused as not found or changing, with no retention purging dead jobs
-/// and no requeue of every dead job sent since before its bury
-/// (`requeues`), it is a violation: nothing else touches that job (on this
-/// engine: a restart closes the connection).
-async fn reserve_buried(ctx: &Ctx, c: &mut Conn, id: &str, requeues: u64) -> Result<(), Rejection> {
+/// and nothing else sent since before its bury that could revive it (see
+/// [`Buried::untouched`]), it is a violation (on this engine: a restart
+/// closes the connection).
+async fn reserve_buried(ctx: &Ctx, c: &mut Conn, b: &Buried) -> Result<(), Rejection> {
+    let id = b.id.as_str();
     let Ok(job) = JobId::from_client(id) else {
         return Ok(());
     };
+    *ctx.world
+        .lock()
+        .sessions
+        .reserve_jobs
+        .entry(b.id.clone())
+        .or_default() += 1;
     let r = ask(c.session.reserve_job(job)).await;
     ctx.world.lock().log(format!(
         "{} reserve-job {id} (buried) -> {:?}",
@@ -399,7 +428,7 @@ async fn reserve_buried(ctx: &Ctx, c: &mut Conn, id: &str, requeues: u64) -> Res
         Err(e @ Rejection::Stopping) => Err(e),
         // The log may still refuse the requeue (a full or failing disk).
         Err(e @ (Rejection::NotFound { .. } | Rejection::Conflict { .. }))
-            if !ctx.purges_dead && ctx.world.lock().sessions.requeues_of_all_dead == requeues =>
+            if !ctx.purges_dead && b.untouched(&ctx.world.lock().sessions) =>
         {
             ctx.world.lock().violate(format!(
                 "{}: reserve-job of {id}, which it buried, was refused: {e:?}",
@@ -452,11 +481,17 @@ async fn end_one(
             return settled(ctx, c, job, "touch", r, "bs: touched");
         }
     };
-    let id = c.jobs.get(&job).map(|(id, _)| id.clone());
-    let requeues = ctx.world.lock().sessions.requeues_of_all_dead;
+    let buried = c.jobs.get(&job).map(|(id, _)| {
+        let w = &ctx.world.lock().sessions;
+        Buried {
+            id: id.clone(),
+            requeues: w.requeues_of_all_dead,
+            reserve_jobs: w.reserve_jobs.get(id).copied().unwrap_or(0),
+        }
+    });
     let r = ask_opt(c.session.end(job, how, |_| {})).await;
-    if let (4, Ok(()), Some(id)) = (op, &r, id) {
-        c.buried.push((id, requeues));
+    if let (4, Ok(()), Some(b)) = (op, &r, buried) {
+        c.buried.push(b);
     }
     settled(ctx, c, job, &what, r, mark)
 }

@@ -104,6 +104,11 @@ pub const REGRESSION_SEEDS: &[u64] = &[
     // applied by the core when the end check read the job: the model was a
     // record ahead. The end check now reads until the two agree.
     61005613,
+    // Two connections each remembered burying one job (requeued between
+    // the buries); the first one's reserve-job took it, and the second's
+    // was refused as a conflict: the reserve-job oracle excuses a job
+    // another connection reserved by id since its bury.
+    1754761,
 ];
 
 thread_local! {
