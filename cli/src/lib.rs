@@ -6,7 +6,6 @@
 //! in `beaver-runtime`; this crate adapts them to HTTP, files and a
 //! terminal. The binary (`src/main.rs`) only parses arguments and calls in.
 
-pub mod beanstalk;
 pub mod beanstalkd;
 pub mod bench;
 pub mod client;
@@ -17,10 +16,10 @@ pub mod lock;
 pub mod metrics;
 pub mod offline;
 pub mod openapi;
-pub mod parse;
 pub mod rodisk;
 pub mod schema;
 pub mod server;
-pub mod settings;
 pub mod ui;
 pub mod work;
+
+pub use beaver_input::{beanstalk, parse, settings};

@@ -11,7 +11,7 @@
 //! command; every refusal is answered with one of the protocol's error
 //! lines.
 
-use beaver_cli::beanstalk::{Frame, Framer, LINE_BYTES_MAX};
+use beaver_input::beanstalk::{Frame, Framer, LINE_BYTES_MAX};
 
 /// The error lines a refusal may answer.
 const REFUSALS: [&[u8]; 4] = [
@@ -27,7 +27,7 @@ pub fn check_beanstalk(data: &[u8]) {
         return;
     };
     let job_bytes_max = match size {
-        0 => beaver_cli::beanstalk::JOB_BYTES_MAX_DEFAULT,
+        0 => beaver_input::beanstalk::JOB_BYTES_MAX_DEFAULT,
         n => u32::from(*n) - 1,
     };
     let chunk = 1 + usize::from(*chunk % 64);

@@ -1,7 +1,7 @@
 //! The HTTP enqueue body: one JSON job object, an array of them, or NDJSON.
 
-use beaver_cli::parse::{BadJob, job_json, parse_body, parse_ndjson};
 use beaver_core::JobSpec;
+use beaver_input::parse::{BadJob, job_json, parse_body, parse_ndjson};
 
 /// The longest error message a body may provoke: faults quote what is
 /// wrong, cut short, never the whole body.

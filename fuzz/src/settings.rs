@@ -1,6 +1,6 @@
 //! The `--config` TOML file: parsed, merged under no flags, checked.
 
-use beaver_cli::settings::{
+use beaver_input::settings::{
     FileConfig, KILL_GRACE_MS_MAX, RunArgs, THREADS_MAX, parse_config, resolve_with,
 };
 use beaver_runtime::ExecutorConfig;

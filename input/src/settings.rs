@@ -187,7 +187,7 @@ pub struct Settings {
     /// Whether the API's address also serves the web dashboard at `/ui/`.
     pub ui: bool,
     /// Where beanstalkd's protocol is also served (`None`: nowhere).
-    pub beanstalk_listen: Option<crate::beanstalkd::Listen>,
+    pub beanstalk_listen: Option<crate::listen::Listen>,
     /// The attempts a job put over beanstalkd's protocol gets:
     /// [`beaver_core::UNLIMITED_ATTEMPTS`] unless set, else at most
     /// `attempts_max`.
@@ -371,7 +371,7 @@ pub fn resolve_with(
     let beanstalk_put_attempts = beanstalk_put_attempts(args, file, &engine)?;
     if beanstalk_listen.is_some() {
         // Checked before anything starts, like every other setting.
-        crate::beanstalkd::ServeLimits::for_engine(&engine, beanstalk_put_attempts)?;
+        crate::beanstalk::ServeLimits::for_engine(&engine, beanstalk_put_attempts)?;
     }
     let http = HttpLimits {
         body_bytes_max: file.http.body_bytes_max.unwrap_or(
@@ -430,7 +430,7 @@ fn beanstalk_put_attempts(
 fn beanstalk_listen(
     args: &RunArgs,
     file: &FileConfig,
-) -> Result<Option<crate::beanstalkd::Listen>, String> {
+) -> Result<Option<crate::listen::Listen>, String> {
     let text = args
         .beanstalk_listen
         .as_deref()
@@ -438,7 +438,7 @@ fn beanstalk_listen(
     let allow_remote = args.beanstalk_allow_remote || file.beanstalk_allow_remote.unwrap_or(false);
     match text {
         None | Some("off") => Ok(None),
-        Some(t) => crate::beanstalkd::Listen::parse(
+        Some(t) => crate::listen::Listen::parse(
             t,
             allow_remote,
             "--beanstalk-listen",
@@ -641,7 +641,7 @@ mod tests {
 
     #[test]
     fn the_beanstalk_listener_is_off_by_default_set_by_flag_or_file_and_loopback_only() {
-        use crate::beanstalkd::Listen;
+        use crate::listen::Listen;
         let resolved = |args: &RunArgs, file: &str| {
             let (file, set) = parse_config(file).unwrap();
             resolve_with(args, &file, set).map(|s| s.beanstalk_listen)

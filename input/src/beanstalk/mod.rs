@@ -2,7 +2,7 @@
 //! code, no socket, no clock.
 //!
 //! Three pieces, each checked byte for byte against the real server (see
-//! `cli/tests/beanstalk/`):
+//! `cli/tests/beanstalk/` in the `beaver` crate):
 //!
 //! - [`Framer`] turns the bytes a connection sends into [`Frame`]s: a
 //!   well-formed [`Command`] (a `put` arrives with its whole body), or the
@@ -29,7 +29,7 @@
 //! 4. On [`Command::Quit`] close the connection without a reply.
 //!
 //! ```
-//! use beaver_cli::beanstalk::{Command, Frame, Framer, Reply, JOB_BYTES_MAX_DEFAULT};
+//! use beaver_input::beanstalk::{Command, Frame, Framer, Reply, JOB_BYTES_MAX_DEFAULT};
 //!
 //! let mut framer = Framer::new(JOB_BYTES_MAX_DEFAULT);
 //! let mut input: &[u8] = b"put 0 0 60 5\r\nhello\r\nbogus\r\n";
@@ -52,6 +52,7 @@
 
 mod command;
 mod framer;
+mod limits;
 mod name;
 mod reply;
 mod scan;
@@ -61,6 +62,7 @@ mod tests;
 
 pub use command::{Command, Verb};
 pub use framer::{Frame, Framer, ProtocolError, Refusal};
+pub use limits::ServeLimits;
 pub use name::TubeName;
 pub use reply::Reply;
 
