@@ -1,6 +1,8 @@
-//! The `beaver` command's library: configuration, the HTTP API, metrics,
-//! the data-dir lock, read-only inspection of a stopped server's files, and
-//! the client commands.
+//! The `beaver` command's library: the HTTP API, the beanstalkd server,
+//! metrics, the data-dir lock, read-only inspection of a stopped server's
+//! files, and the client commands. The parsers of what users and peers
+//! send (the beanstalkd protocol, job bodies, the settings) live in
+//! `beaver-input` and are re-exported here under their old paths.
 //!
 //! Thin by design: the queue's logic lives in `beaver-core` and the engine
 //! in `beaver-runtime`; this crate adapts them to HTTP, files and a

@@ -92,6 +92,39 @@ mod tests {
         }
     }
 
+    /// `ServeLimits::for_engine` (in `beaver-input`) inverts
+    /// `payload_bytes_max`: the largest body it allows fits the engine's
+    /// payload limits, and one byte more would not (below the default cap).
+    #[test]
+    fn the_largest_body_the_limits_allow_fits_the_payload_limits() {
+        use super::super::ServeLimits;
+        for limit in [
+            70u64,
+            71,
+            100,
+            1_000,
+            65_535 * 6 + 63,
+            65_535 * 6 + 64,
+            1 << 30,
+        ] {
+            let mut engine = beaver_runtime::EngineConfig::default();
+            engine.queue.limits.payload_bytes_max = limit;
+            engine.queue.limits.batch_bytes_max = limit.max(engine.queue.limits.batch_bytes_max);
+            let max = ServeLimits::for_engine(&engine, 1)
+                .expect("at least 70 bytes")
+                .job_bytes_max;
+            assert!(payload_bytes_max(max) <= limit, "limit {limit}: body {max}");
+            let capped = max == crate::beanstalk::JOB_BYTES_MAX_DEFAULT;
+            assert!(
+                capped || payload_bytes_max(max + 1) > limit,
+                "limit {limit}: body {max}"
+            );
+        }
+        let mut engine = beaver_runtime::EngineConfig::default();
+        engine.queue.limits.payload_bytes_max = 69;
+        assert!(ServeLimits::for_engine(&engine, 1).is_err());
+    }
+
     #[test]
     fn a_payload_from_http_reads_as_its_json_text() {
         let p = Payload::from_json(b"{\"to\":\"ada\"}").expect("valid JSON");

@@ -29,7 +29,8 @@ impl ServeLimits {
     pub fn for_engine(engine: &EngineConfig, put_attempts: u32) -> Result<ServeLimits, String> {
         let l = &engine.queue.limits;
         let payload_max = l.payload_bytes_max.min(l.batch_bytes_max);
-        // The inverse of body::payload_bytes_max.
+        // The inverse of the `beaver` crate's beanstalkd::body::payload_bytes_max
+        // (a body of n bytes is a payload of at most 6n + 64).
         let fits = payload_max.saturating_sub(64) / 6;
         let job_bytes_max = u32::try_from(fits)
             .unwrap_or(u32::MAX)
