@@ -14,13 +14,13 @@ const BURST: usize = 400;
 /// How long the test reads replies at most, in all.
 const READ_WITHIN: Duration = Duration::from_secs(20);
 
-fn beaver() -> ServerCmd {
+pub(crate) fn beaver() -> ServerCmd {
     ServerCmd {
         argv: vec![env!("CARGO_BIN_EXE_beaver").to_owned(), "beanstalkd".into()],
     }
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
+pub(crate) fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
@@ -56,7 +56,7 @@ fn inserted(lines: &[String]) -> Vec<u64> {
         .collect()
 }
 
-fn ask(s: &mut TcpStream, line: &str) -> String {
+pub(crate) fn ask(s: &mut TcpStream, line: &str) -> String {
     s.write_all(line.as_bytes()).expect("send");
     read_lines(s, 1).into_iter().next().unwrap_or_default()
 }

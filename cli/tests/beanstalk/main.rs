@@ -12,6 +12,7 @@ mod conformance;
 mod differential;
 mod kill9;
 mod server;
+mod startup;
 mod transcript;
 mod wire;
 
