@@ -306,6 +306,7 @@ impl<D: Disk> Recovered<D> {
             .snapshot_lsn
             .store(self.snapshot_lsn.unwrap_or(0), Relaxed);
         observer.recovered(began.elapsed().as_secs_f64());
+        observer.recovery_ended(&recovery);
         info!(
             recovery_ms = recovery.duration_ms,
             snapshot_lsn = self.snapshot_lsn.unwrap_or(0),

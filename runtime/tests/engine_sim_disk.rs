@@ -219,3 +219,81 @@ async fn requeueing_more_dead_jobs_than_a_log_segment_can_name_splits_the_record
     e.handle.shutdown();
     e.handle.wait().await.unwrap();
 }
+
+/// Records what the engine tells its observer, in order.
+#[derive(Default, Clone)]
+struct Heard(std::sync::Arc<std::sync::Mutex<Vec<(&'static str, u64)>>>);
+
+impl beaver_runtime::Observer for Heard {
+    fn recovery_ended(&self, report: &beaver_runtime::RecoveryReport) {
+        self.0.lock().unwrap().push(("recovered", report.last_lsn));
+    }
+
+    fn durable(&self, upto: u64) {
+        self.0.lock().unwrap().push(("durable", upto));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_learns_where_recovery_ended_before_any_new_record_is_durable() {
+    let disk = SimDisk::new(11, SimDiskConfig::default());
+    let mut config = EngineConfig {
+        data_dir: "/data".into(),
+        ..EngineConfig::default()
+    };
+    config.queue.workers = 0;
+    let start = |config: EngineConfig, heard: Heard| {
+        beaver_runtime::start(
+            config,
+            disk.clone(),
+            NoopExecutor,
+            SystemClock::new(),
+            heard,
+            5,
+        )
+    };
+    let first = start(config.clone(), Heard::default()).await.unwrap();
+    for _ in 0..3 {
+        let job = JobSpec::new(Payload::from_json(b"1").unwrap());
+        first.client.enqueue(vec![job]).await.unwrap();
+    }
+    first.handle.shutdown();
+    first.handle.wait().await.unwrap();
+    // The second start dispatches the three jobs at once: new records.
+    config.queue.workers = 2;
+    let heard = Heard::default();
+    let second = start(config, heard.clone()).await.unwrap();
+    let last = second.recovery.last_lsn;
+    assert!(last >= 3, "the three enqueues were recovered: {last}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !heard
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|&(k, l)| k == "durable" && l > last)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new record became durable"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let events = heard.0.lock().unwrap().clone();
+    let at = events.iter().position(|&(k, _)| k == "recovered");
+    assert_eq!(
+        at.map(|i| events[i]),
+        Some(("recovered", last)),
+        "{events:?}"
+    );
+    let at = at.unwrap_or(usize::MAX);
+    assert!(
+        events
+            .iter()
+            .enumerate()
+            .all(|(i, &(k, l))| k != "durable" || l <= last || i > at),
+        "a new record was reported durable before recovery's end: {events:?}"
+    );
+    second.handle.shutdown();
+    second.handle.wait().await.unwrap();
+}

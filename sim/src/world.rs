@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use beaver_core::Record;
-use beaver_runtime::Observer;
+use beaver_core::{JobState, Record};
+use beaver_runtime::{Observer, RecoveryReport};
 use tokio::time::Instant;
 
 use crate::model::Model;
@@ -109,6 +109,80 @@ impl World {
         self.violation.get_or_insert(what);
     }
 
+    /// A start's recovery ended with `report`. Checks that nothing
+    /// reported durable was lost, forgets the records written after the
+    /// recovered end (they never were durable), folds the model to it and
+    /// checks the attempts recovery found in flight against the log.
+    ///
+    /// Called by the engine before its tasks run ([`Observer::recovery_ended`]),
+    /// so before the new incarnation writes or reports anything. Done by
+    /// the harness once the start had returned, it raced with the engine's
+    /// first commits: with another task order (seed 73175), the new
+    /// incarnation's LSNs 277-288 were reported durable first, then counted
+    /// as lost and forgotten.
+    pub fn recovery_ended(&mut self, report: &RecoveryReport) {
+        let last = report.last_lsn;
+        self.log(format!(
+            "recovered: last LSN {last}, snapshot {:?}, {} replayed, {} torn bytes",
+            report.snapshot_lsn, report.replayed_records, report.torn_bytes
+        ));
+        if last < self.durable {
+            let d = self.durable;
+            self.violate(format!(
+                "recovery lost durable records: it ends at LSN {last} but LSN {d} was reported durable"
+            ));
+            return;
+        }
+        self.shadow.retain(|&l, _| l <= last);
+        self.durable = last;
+        self.fold_to(last);
+        if report.torn_bytes > 0 {
+            self.mark("recovery: torn tail discarded");
+        }
+        if report.snapshot_lsn.is_some() {
+            self.mark("recovery: from a snapshot");
+        }
+        if self
+            .model
+            .jobs
+            .values()
+            .any(|j| j.state == JobState::InFlight)
+        {
+            self.mark("recovery: attempts interrupted by the crash");
+        }
+        let released = self.model.recovered();
+        if released > 0 {
+            self.mark("recovery: attempts given back uncounted (never started)");
+        }
+        self.forget_suspect_executions();
+        let found = report.interrupted;
+        let charged = self.model.counts().in_flight - released;
+        if (found.charged, found.released) != (charged, released) {
+            self.violate(format!(
+                "recovery found {found:?} in flight; the log says {charged} started and {released} never did"
+            ));
+        }
+    }
+
+    /// An attempt given back uncounted may run again under its number (its
+    /// start never became durable); any other attempt still runs at most
+    /// once.
+    fn forget_suspect_executions(&mut self) {
+        let again: Vec<(String, u32, u32)> = self
+            .model
+            .suspect
+            .iter()
+            .filter_map(|id| {
+                let attempt = self.model.jobs.get(id)?.attempt;
+                let generation = self.model.generations.get(id).copied().unwrap_or(0);
+                Some((id.clone(), generation, attempt))
+            })
+            .collect();
+        for key in again {
+            self.executions.remove(&key);
+        }
+    }
+
     /// Folds the shadow log into the model up to `upto`.
     pub fn fold_to(&mut self, upto: u64) {
         while self.model.applied < upto && self.violation.is_none() {
@@ -172,6 +246,10 @@ impl Observer for SimObserver {
             w.durable = upto;
         }
         w.fold_to(upto);
+    }
+
+    fn recovery_ended(&self, report: &RecoveryReport) {
+        self.0.lock().recovery_ended(report);
     }
 
     fn lone_commit(&self) {
