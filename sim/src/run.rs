@@ -579,7 +579,7 @@ impl Sim {
                         if let Some((slot, world, ip)) = shim {
                             tokio::spawn(crate::external::serve(slot, world, ip));
                         }
-                        let _ = tx.send(Ok((engine.client, engine.recovery)));
+                        let _ = tx.send(Ok(engine.client));
                         let r = engine.handle.wait().await.map_err(|e| e.to_string());
                         let _ = events.send(NodeEvent::Stopped(n, r));
                     }
@@ -610,7 +610,7 @@ impl Sim {
                 continue;
             };
             match started {
-                Ok(Ok((client, _report))) => {
+                Ok(Ok(client)) => {
                     if let Some(p) = paused_eio {
                         let mut cfg = self.disk.config();
                         cfg.eio_probability = p;
@@ -661,7 +661,9 @@ impl Sim {
         false
     }
 
-    /// Checks what recovery found against what was durable before.
+    /// After a start: the harness's own recovery check, the snapshots
+    /// recovery set aside, the engine's status against the model (what
+    /// recovery found was checked as it ended, by [`World::recovery_ended`]).
     async fn recovered(&mut self, client: &Client) {
         if !self.check_recovery() {
             return;

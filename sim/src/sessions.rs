@@ -118,11 +118,27 @@ struct Buried {
 }
 
 impl Buried {
+    /// Job `id`, about to be buried, with what had been sent by then.
+    fn before_bury(id: &str, w: &SessionWorld) -> Buried {
+        Buried {
+            id: id.to_owned(),
+            requeues: w.requeues_of_all_dead,
+            reserve_jobs: w.reserve_jobs_of(id),
+        }
+    }
+
     /// Whether nothing but the connection's own `reserve-job` (already
     /// counted) could have revived the job since.
     fn untouched(&self, w: &SessionWorld) -> bool {
         w.requeues_of_all_dead == self.requeues
-            && w.reserve_jobs.get(&self.id).copied().unwrap_or(0) == self.reserve_jobs + 1
+            && w.reserve_jobs_of(&self.id) == self.reserve_jobs + 1
+    }
+}
+
+impl SessionWorld {
+    /// The `reserve-job`s of job `id` sent so far.
+    fn reserve_jobs_of(&self, id: &str) -> u64 {
+        self.reserve_jobs.get(id).copied().unwrap_or(0)
     }
 }
 
@@ -481,16 +497,12 @@ async fn end_one(
             return settled(ctx, c, job, "touch", r, "bs: touched");
         }
     };
-    let buried = c.jobs.get(&job).map(|(id, _)| {
-        let w = &ctx.world.lock().sessions;
-        Buried {
-            id: id.clone(),
-            requeues: w.requeues_of_all_dead,
-            reserve_jobs: w.reserve_jobs.get(id).copied().unwrap_or(0),
-        }
-    });
+    let buried = match c.jobs.get(&job) {
+        Some((id, _)) if op == 4 => Some(Buried::before_bury(id, &ctx.world.lock().sessions)),
+        _ => None,
+    };
     let r = ask_opt(c.session.end(job, how, |_| {})).await;
-    if let (4, Ok(()), Some(b)) = (op, &r, buried) {
+    if let (Ok(()), Some(b)) = (&r, buried) {
         c.buried.push(b);
     }
     settled(ctx, c, job, &what, r, mark)
