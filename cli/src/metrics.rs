@@ -357,7 +357,7 @@ impl LeaseMetrics {
 pub struct MetricsObserver(pub Arc<Metrics>);
 
 impl Observer for MetricsObserver {
-    fn recovered(&self, secs: f64) {
+    fn recovered(&self, secs: f64, _report: &beaver_runtime::RecoveryReport) {
         self.0.recovery.set(secs);
     }
 

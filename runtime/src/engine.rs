@@ -305,8 +305,7 @@ impl<D: Disk> Recovered<D> {
         figures
             .snapshot_lsn
             .store(self.snapshot_lsn.unwrap_or(0), Relaxed);
-        observer.recovered(began.elapsed().as_secs_f64());
-        observer.recovery_ended(&recovery);
+        observer.recovered(began.elapsed().as_secs_f64(), &recovery);
         info!(
             recovery_ms = recovery.duration_ms,
             snapshot_lsn = self.snapshot_lsn.unwrap_or(0),

@@ -8,13 +8,11 @@ use crate::engine::RecoveryReport;
 /// implement the ones you export. Called from the engine's tasks: keep
 /// them cheap and non-blocking.
 pub trait Observer: Send + Sync + 'static {
-    /// Recovery finished and took `secs`.
-    fn recovered(&self, _secs: f64) {}
-    /// What recovery found (`report.last_lsn`: the log holds nothing
-    /// after it). Called once per start, before any of the engine's tasks
-    /// runs, so before any [`Observer::durable`] report of the records it
-    /// writes next (which continue from `last_lsn + 1`).
-    fn recovery_ended(&self, _report: &RecoveryReport) {}
+    /// Recovery finished, took `secs` and found `report` (`last_lsn`: the
+    /// log holds nothing after it). Called once per start, before any of
+    /// the engine's tasks runs, so before any [`Observer::durable`] report
+    /// of the records it writes next (which continue from `last_lsn + 1`).
+    fn recovered(&self, _secs: f64, _report: &RecoveryReport) {}
     /// One fdatasync (a group commit) took `secs` and made `records` durable.
     fn fsync(&self, _secs: f64, _records: u64) {}
     /// Every record up to LSN `upto` is durable (reported right after the

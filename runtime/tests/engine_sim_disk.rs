@@ -225,7 +225,7 @@ async fn requeueing_more_dead_jobs_than_a_log_segment_can_name_splits_the_record
 struct Heard(std::sync::Arc<std::sync::Mutex<Vec<(&'static str, u64)>>>);
 
 impl beaver_runtime::Observer for Heard {
-    fn recovery_ended(&self, report: &beaver_runtime::RecoveryReport) {
+    fn recovered(&self, _secs: f64, report: &beaver_runtime::RecoveryReport) {
         self.0.lock().unwrap().push(("recovered", report.last_lsn));
     }
 

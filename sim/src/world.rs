@@ -114,7 +114,7 @@ impl World {
     /// recovered end (they never were durable), folds the model to it and
     /// checks the attempts recovery found in flight against the log.
     ///
-    /// Called by the engine before its tasks run ([`Observer::recovery_ended`]),
+    /// Called by the engine before its tasks run ([`Observer::recovered`]),
     /// so before the new incarnation writes or reports anything. Done by
     /// the harness once the start had returned, it raced with the engine's
     /// first commits: with another task order (seed 73175), the new
@@ -248,7 +248,7 @@ impl Observer for SimObserver {
         w.fold_to(upto);
     }
 
-    fn recovery_ended(&self, report: &RecoveryReport) {
+    fn recovered(&self, _secs: f64, report: &RecoveryReport) {
         self.0.lock().recovery_ended(report);
     }
 
