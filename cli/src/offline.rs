@@ -262,8 +262,13 @@ pub async fn inspect_data_dir(dir: &Path, config: Config) -> Result<StatusDoc, I
             let last = ins.last_lsn.unwrap_or(0);
             if would_start && last > after {
                 let mut failure: Option<String> = None;
-                let read =
-                    beaver_io::wal::read_records(&disk, &wal_dir, after, last, |lsn, body| {
+                let read = beaver_io::wal::read_records(
+                    &disk,
+                    &wal_dir,
+                    after,
+                    last,
+                    beaver_io::Planted::default(),
+                    |lsn, body| {
                         if failure.is_some() {
                             return;
                         }
@@ -274,8 +279,9 @@ pub async fn inspect_data_dir(dir: &Path, config: Config) -> Result<StatusDoc, I
                             Ok(()) => replayed += 1,
                             Err(e) => failure = Some(format!("record {lsn}: {e}")),
                         }
-                    })
-                    .await;
+                    },
+                )
+                .await;
                 if let Err(e) = read {
                     failure.get_or_insert(e.to_string());
                 }

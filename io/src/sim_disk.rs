@@ -56,6 +56,11 @@ pub struct SimDiskConfig {
     pub garbage_in_torn_sectors: bool,
     /// At power loss, directory entries not covered by a directory fsync are lost.
     pub lose_unsynced_dir_entries: bool,
+    /// A read of more than one page copies the pages before a random page
+    /// boundary, waits, then copies the rest as it is by then: as a
+    /// kernel copies a read page by page, a read racing with writes may
+    /// see a later write and miss an earlier one.
+    pub split_reads: bool,
 }
 
 impl Default for SimDiskConfig {
@@ -70,6 +75,7 @@ impl Default for SimDiskConfig {
             reorder_sectors: false,
             garbage_in_torn_sectors: false,
             lose_unsynced_dir_entries: false,
+            split_reads: false,
         }
     }
 }
@@ -95,6 +101,8 @@ pub struct SimDiskStats {
     pub writes: u64,
     /// Successful reads.
     pub reads: u64,
+    /// Reads split in two at a page boundary, with a wait between.
+    pub reads_split: u64,
     /// Successful fsync/fdatasync calls.
     pub syncs: u64,
     /// Successful directory fsyncs.
@@ -250,7 +258,27 @@ fn parent(p: &Path) -> &Path {
     p.parent().unwrap_or(Path::new(""))
 }
 
+/// The size of the page a read copies at once (see [`SimDiskConfig::split_reads`]).
+const PAGE: u64 = 4096;
+
 impl State {
+    /// Where a read of `len` bytes at `offset` is split (bytes into the
+    /// read), if reads split and it spans a page boundary.
+    fn read_cut(&mut self, offset: u64, len: usize) -> Option<usize> {
+        if !self.cfg.split_reads || len == 0 {
+            return None;
+        }
+        let end = offset.saturating_add(len as u64);
+        let boundaries = (end - 1) / PAGE - offset / PAGE;
+        if boundaries == 0 {
+            return None;
+        }
+        let first = (offset / PAGE + 1) * PAGE;
+        let at = first + self.rng.below(boundaries) * PAGE;
+        self.stats.reads_split += 1;
+        usize::try_from(at - offset).ok()
+    }
+
     fn used_bytes(&self) -> u64 {
         let live: BTreeSet<u64> = self.names.values().copied().collect();
         live.iter()
@@ -570,6 +598,17 @@ impl SimDisk {
         tokio::time::sleep(d).await;
     }
 
+    /// The wait inside a split read: long enough, on average, for a
+    /// writer to land a couple of writes.
+    async fn read_gap(&self) {
+        let d = {
+            let mut st = self.lock();
+            let mean = 2.0 * st.cfg.write_latency_mean.as_secs_f64() + 20e-6;
+            Duration::from_secs_f64(st.rng.exponential(mean))
+        };
+        tokio::time::sleep(d).await;
+    }
+
     fn open_handle(&self, st: &State, ino: u64, path: &Path) -> SimFile {
         SimFile {
             disk: self.clone(),
@@ -722,6 +761,20 @@ impl SimFile {
         f(&mut st, self.inode)
     }
 
+    /// Copies what the file holds at `offset` into `buf`; returns how many
+    /// bytes (fewer only at the end of the file).
+    fn copy_out(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        self.with(Op::Read, |st, ino| {
+            let data = st.inodes.get(&ino).map_or(&[][..], |n| &n.data[..]);
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            let n = buf.len().min(data.len() - start);
+            buf[..n].copy_from_slice(&data[start..start + n]);
+            Ok(n)
+        })
+    }
+
     async fn sync(&self, op: Op) -> Result<()> {
         let upto = self.with(op, |st, ino| {
             Ok(st.inodes.get(&ino).map_or(0, |n| n.next_seq))
@@ -776,15 +829,26 @@ impl DiskFile for SimFile {
 
     async fn read_at(&self, offset: u64, mut buf: Vec<u8>) -> Result<Vec<u8>> {
         self.disk.delay(Lat::Read).await;
-        self.with(Op::Read, |st, ino| {
-            let data = st.inodes.get(&ino).map_or(&[][..], |n| &n.data[..]);
-            let start = (offset as usize).min(data.len());
-            let n = buf.len().min(data.len() - start);
-            buf[..n].copy_from_slice(&data[start..start + n]);
+        let cut = self.with(Op::Read, |st, _| Ok(st.read_cut(offset, buf.len())))?;
+        if let Some(cut) = cut {
+            // The pages before the cut now, the rest after a wait.
+            let first = self.copy_out(offset, &mut buf[..cut])?;
+            if first == cut {
+                self.disk.read_gap().await;
+                let rest = self.copy_out(offset + cut as u64, &mut buf[cut..])?;
+                buf.truncate(cut + rest);
+            } else {
+                buf.truncate(first);
+            }
+        } else {
+            let n = self.copy_out(offset, &mut buf)?;
             buf.truncate(n);
+        }
+        self.with(Op::Read, |st, _| {
             st.stats.reads += 1;
-            Ok(buf)
-        })
+            Ok(())
+        })?;
+        Ok(buf)
     }
 
     async fn size(&self) -> Result<u64> {
@@ -996,6 +1060,50 @@ mod tests {
             ..SimDiskStats::default()
         };
         assert_eq!(stats, expected);
+    }
+
+    /// A read of two pages is split at the page boundary: writes that land
+    /// during the wait show in the second page and not in the first, as a
+    /// kernel's page-by-page copy racing with a writer can show them.
+    #[test]
+    fn a_split_read_racing_with_writes_sees_the_later_write_and_misses_the_earlier() {
+        let (read, stats) = block_on(async {
+            let cfg = SimDiskConfig {
+                split_reads: true,
+                ..SimDiskConfig::default()
+            };
+            let disk = SimDisk::new(1, cfg);
+            let dir = Path::new("/d");
+            disk.create_dir_all(dir)
+                .await
+                .expect("create the directory");
+            let f = disk.create(&dir.join("f")).await.expect("create the file");
+            f.write_at(0, &[0; 2 * PAGE as usize]).await.expect("write");
+            let reader = f.clone();
+            let read =
+                tokio::spawn(async move { reader.read_at(0, vec![0; 2 * PAGE as usize]).await });
+            tokio::task::yield_now().await; // the reader copies the first page, then waits
+            f.write_at(0, &[1]).await.expect("the earlier write");
+            f.write_at(PAGE, &[2]).await.expect("the later write");
+            let read = read.await.expect("the reader").expect("read");
+            (read, disk.stats())
+        });
+        assert_eq!(read.len(), 2 * PAGE as usize);
+        assert_eq!((read[0], read[PAGE as usize]), (0, 2));
+        assert_eq!((stats.reads, stats.reads_split), (1, 1));
+        let whole = block_on(async {
+            let disk = SimDisk::new(1, SimDiskConfig::default());
+            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
+            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            f.write_at(0, &[7; 3 * PAGE as usize]).await.expect("write");
+            f.read_at(10, vec![0; PAGE as usize]).await.expect("read");
+            disk.stats()
+        });
+        assert_eq!(
+            (whole.reads, whole.reads_split),
+            (1, 0),
+            "not split unless configured"
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ use beaver_io::wal::format::{
 };
 use beaver_io::wal::{BatchInfo, DEFAULT_SEGMENT_BYTES, read_records};
 use beaver_io::{
-    Disk, DiskFile, Error, SimDisk, SimDiskConfig, SnapshotStore, Wal, WalOptions, record_bytes_max,
+    Disk, DiskFile, Error, Planted, SimDisk, SimDiskConfig, SnapshotStore, Wal, WalOptions,
+    record_bytes_max,
 };
 use common::{DIR, body, opts, rt, write};
 
@@ -364,10 +365,17 @@ async fn log_of_twelve(disk: &SimDisk) {
 /// The records `read_records` hands out for `after..=upto`, and its answer.
 async fn read_range(disk: &SimDisk, after: u64, upto: u64) -> (Vec<u64>, Result<u64, Error>) {
     let mut lsns = Vec::new();
-    let r = read_records(disk, Path::new(DIR), after, upto, |lsn, b| {
-        assert_eq!(b, body(lsn, 40), "body of LSN {lsn}");
-        lsns.push(lsn);
-    })
+    let r = read_records(
+        disk,
+        Path::new(DIR),
+        after,
+        upto,
+        Planted::default(),
+        |lsn, b| {
+            assert_eq!(b, body(lsn, 40), "body of LSN {lsn}");
+            lsns.push(lsn);
+        },
+    )
     .await;
     (lsns, r)
 }
@@ -409,6 +417,29 @@ fn read_records_refuses_a_corrupt_log_naming_the_file_and_offset() {
         let seg = Path::new(DIR).join("wal-00000000000000000001.seg");
         disk.flip_bit(&seg, 1024 + 70, 3).unwrap(); // the second batch
         let (_, r) = read_range(&disk, 0, 12).await;
+        assert!(
+            matches!(&r, Err(Error::Corruption { path, offset: 1024, .. }) if *path == seg),
+            "{r:?}"
+        );
+    });
+}
+
+/// What a read racing with the writer of the newest segment can see (a
+/// later batch, an earlier one still zeros) is past the range a snapshot
+/// build asks for: the range is handed out whole. A range reaching into
+/// the gap is still refused.
+#[test]
+fn read_records_hands_out_a_range_whole_though_the_log_past_it_reads_corrupt() {
+    rt().block_on(async {
+        let disk = SimDisk::new(8, SimDiskConfig::default());
+        log_of_twelve(&disk).await;
+        let seg = Path::new(DIR).join("wal-00000000000000000001.seg");
+        disk.lose_write(&seg, 1024, 512).unwrap(); // the second batch, LSNs 5-8
+        let (lsns, r) = read_range(&disk, 0, 4).await;
+        assert_eq!((lsns, r.ok()), ((1..=4).collect(), Some(4)));
+        let (lsns, r) = read_range(&disk, 2, 4).await;
+        assert_eq!((lsns, r.ok()), (vec![3, 4], Some(2)));
+        let (_, r) = read_range(&disk, 0, 5).await;
         assert!(
             matches!(&r, Err(Error::Corruption { path, offset: 1024, .. }) if *path == seg),
             "{r:?}"

@@ -73,11 +73,15 @@ pub enum Mutant {
     /// `reserve-job`) goes to dispatch before it is leased, so a lease
     /// waiting on its queue takes it first.
     RevivedJobDispatchedFirst,
+    /// io: reading a range of the log for a snapshot fails on a corrupt
+    /// end of the log past the range (which, while the log is appended
+    /// to, a read racing with the writes can see).
+    JudgeLogPastTheRange,
 }
 
 impl Mutant {
     /// Every planted bug.
-    pub const ALL: [Mutant; 21] = [
+    pub const ALL: [Mutant; 22] = [
         Mutant::AckBeforeFsync,
         Mutant::RetryFailedFsync,
         Mutant::SkipSnapshotDirFsync,
@@ -99,6 +103,7 @@ impl Mutant {
         Mutant::NoCompactionOnPressure,
         Mutant::ReservationsKeptOnClose,
         Mutant::RevivedJobDispatchedFirst,
+        Mutant::JudgeLogPastTheRange,
     ];
 
     /// The name used on the command line (`BEAVER_MUTANT=...`).
@@ -125,6 +130,7 @@ impl Mutant {
             Mutant::NoCompactionOnPressure => "no-compaction-on-pressure",
             Mutant::ReservationsKeptOnClose => "reservations-kept-on-close",
             Mutant::RevivedJobDispatchedFirst => "revived-job-dispatched-first",
+            Mutant::JudgeLogPastTheRange => "judge-log-past-the-range",
         }
     }
 

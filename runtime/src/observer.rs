@@ -27,6 +27,10 @@ pub trait Observer: Send + Sync + 'static {
     fn attempt_finished(&self, _secs: f64, _outcome: &Outcome) {}
     /// A snapshot covering `lsn` was written (`bytes` long, built in `secs`).
     fn snapshot_written(&self, _lsn: u64, _bytes: u64, _secs: f64) {}
+    /// A snapshot could not be built or written (the log keeps everything
+    /// and a later one is tried); `log_corrupt`: the build found the log
+    /// it folds corrupt.
+    fn snapshot_failed(&self, _error: &str, _log_corrupt: bool) {}
 }
 
 /// Measures nothing.

@@ -68,6 +68,22 @@ pub(crate) struct Snapshotter<D: Disk, O: Observer, C: Clock> {
     pub estimate_bytes: Arc<AtomicU64>,
 }
 
+/// Why a snapshot job failed.
+struct Failed {
+    text: String,
+    /// The build found the log it folds corrupt.
+    log_corrupt: bool,
+}
+
+impl From<String> for Failed {
+    fn from(text: String) -> Self {
+        Failed {
+            text,
+            log_corrupt: false,
+        }
+    }
+}
+
 /// A snapshot written to disk.
 struct Saved {
     lsn: u64,
@@ -158,8 +174,9 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                     Ok(())
                 }
                 Err(e) => {
-                    warn!(error = %e, "could not write a snapshot; the log keeps everything");
-                    Err(e)
+                    warn!(error = %e.text, "could not write a snapshot; the log keeps everything");
+                    self.observer.snapshot_failed(&e.text, e.log_corrupt);
+                    Err(e.text)
                 }
             };
             let covered = reported.is_ok() && !self.engine_stopping.load(Relaxed);
@@ -197,15 +214,16 @@ async fn build_and_save<D: Disk>(
     // Hurried once the engine is stopping: then the build stops folding.
     mut pace: Pace,
     alive: Alive,
-) -> Result<Option<Saved>, String> {
+) -> Result<Option<Saved>, Failed> {
+    let planted = crate::config::planted_of(&config);
     let mut store = SnapshotStore::open(disk.clone(), &snapshot_dir)
         .await
         .map_err(|e| e.to_string())?
-        .with_planted(crate::config::planted_of(&config));
+        .with_planted(planted);
     let prev = store.load().await.map_err(|e| e.to_string())?;
     let after = prev.as_ref().map_or(0, |p| p.lsn);
     if after >= upto {
-        return Err(format!("a snapshot at LSN {after} already covers {upto}"));
+        return Err(format!("a snapshot at LSN {after} already covers {upto}").into());
     }
     // The previous snapshot, then each record folded in as it is read (no
     // second copy of the log in memory).
@@ -217,7 +235,7 @@ async fn build_and_save<D: Disk>(
     drop(prev);
     let mut bad: Option<String> = None;
     let mut abandoned = false;
-    beaver_io::wal::read_records(&disk, &wal_dir, after, upto, |lsn, body| {
+    beaver_io::wal::read_records(&disk, &wal_dir, after, upto, planted, |lsn, body| {
         pace.worked_on(body.len());
         if bad.is_some() || abandoned {
             return;
@@ -234,9 +252,12 @@ async fn build_and_save<D: Disk>(
         }
     })
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| Failed {
+        log_corrupt: e.is_corruption(),
+        text: e.to_string(),
+    })?;
     if let Some(e) = bad {
-        return Err(e);
+        return Err(e.into());
     }
     if abandoned {
         return Ok(None);
@@ -251,7 +272,7 @@ async fn build_and_save<D: Disk>(
             encoder.fill(piece, at_least)
         })
         .await;
-    saved_as(&store, upto, saved).map(Some)
+    Ok(Some(saved_as(&store, upto, saved)?))
 }
 
 async fn save<D: Disk>(
@@ -260,13 +281,13 @@ async fn save<D: Disk>(
     planted: beaver_io::Planted,
     (lsn, bytes): (u64, Vec<u8>),
     alive: Alive,
-) -> Result<Option<Saved>, String> {
+) -> Result<Option<Saved>, Failed> {
     let mut store = SnapshotStore::open(disk, &snapshot_dir)
         .await
         .map_err(|e| e.to_string())?
         .with_planted(planted);
     alive.check()?;
-    save_into(&mut store, lsn, bytes).await.map(Some)
+    Ok(Some(save_into(&mut store, lsn, bytes).await?))
 }
 
 /// Whether the engine that asked for a snapshot job still waits for it. A
@@ -326,9 +347,9 @@ fn saved_as<D: Disk>(
 /// Runs `job` away from the engine's tasks: on its own thread at lowered
 /// priority in production, inline under madsim.
 #[cfg(not(madsim))]
-async fn off_task<T: Send + 'static>(
-    job: impl Future<Output = Result<T, String>> + Send + 'static,
-) -> Result<T, String> {
+async fn off_task<T: Send + 'static, E: From<String> + Send + 'static>(
+    job: impl Future<Output = Result<T, E>> + Send + 'static,
+) -> Result<T, E> {
     let (tx, rx) = oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("beaver-snapshot".into())
@@ -339,21 +360,21 @@ async fn off_task<T: Send + 'static>(
                 .build()
             {
                 Ok(rt) => rt.block_on(job),
-                Err(e) => Err(format!("cannot start the snapshot thread's runtime: {e}")),
+                Err(e) => Err(format!("cannot start the snapshot thread's runtime: {e}").into()),
             };
             let _ = tx.send(result);
         });
     if let Err(e) = spawned {
-        return Err(format!("cannot start the snapshot thread: {e}"));
+        return Err(format!("cannot start the snapshot thread: {e}").into());
     }
     rx.await
-        .map_err(|_| "the snapshot thread ended abnormally".to_string())?
+        .map_err(|_| E::from("the snapshot thread ended abnormally".to_string()))?
 }
 
 #[cfg(madsim)]
-async fn off_task<T: Send + 'static>(
-    job: impl Future<Output = Result<T, String>> + Send + 'static,
-) -> Result<T, String> {
+async fn off_task<T: Send + 'static, E: From<String> + Send + 'static>(
+    job: impl Future<Output = Result<T, E>> + Send + 'static,
+) -> Result<T, E> {
     job.await
 }
 

@@ -225,6 +225,8 @@ impl Plan {
             reorder_sectors: r.chance(0.7),
             garbage_in_torn_sectors: r.chance(0.5),
             lose_unsynced_dir_entries: r.chance(0.7),
+            // Drawn at the end of the plan (see below).
+            split_reads: false,
         };
         let faults = FaultProfile {
             rounds: pick(r, &[0, 2, 4, 6]),
@@ -273,6 +275,9 @@ impl Plan {
             let all = ["default", "q1", "q2"].iter();
             engine.queue.pool_queues = Some(all.filter_map(|q| QueueName::parse(q).ok()).collect());
         }
+        // Drawn after the sessions, for the same reason.
+        let mut faults = faults;
+        faults.disk.split_reads = r.chance(0.3);
         Plan {
             seed,
             engine,

@@ -250,6 +250,9 @@ impl Sim {
         if let Some(n) = self.node.take() {
             Handle::current().kill(n.id());
         }
+        if self.disk.stats().reads_split > 0 {
+            self.mark("fault: reads split at a page boundary (racing writes)");
+        }
     }
 
     /// The fault rounds, while the clients work.

@@ -24,6 +24,7 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "fault: lost write of vouched WAL bytes",
     "fault: bit rot in the newest snapshot",
     "fault: slow disk",
+    "fault: reads split at a page boundary (racing writes)",
     "crash: mid group commit (unsynced WAL bytes)",
     "crash: mid segment rotation (new segment unsynced)",
     "crash: mid snapshot write",
@@ -407,14 +408,18 @@ pub fn seeds() -> bool {
     ok
 }
 
-/// Every planted bug must be caught within the regression seeds and the
-/// default range (tried in that order); prints the seeds each took.
+/// Every planted bug (or only `only`) must be caught within the
+/// regression seeds and the default range (tried in that order); prints
+/// the seeds each took.
 #[cfg(feature = "mutants")]
-pub fn mutants() -> bool {
+pub fn mutants(only: Option<beaver_core::mutants::Mutant>) -> bool {
     use beaver_core::mutants::Mutant;
     let (start, count) = default_range();
     let began = Instant::now();
-    let todo = Arc::new(Mutex::new(Mutant::ALL.to_vec()));
+    let all = Mutant::ALL
+        .into_iter()
+        .filter(|m| only.is_none_or(|o| o == *m));
+    let todo = Arc::new(Mutex::new(all.collect::<Vec<_>>()));
     let found = Arc::new(Mutex::new(BTreeMap::new()));
     let mut hs = Vec::new();
     for _ in 0..threads() {

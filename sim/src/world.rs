@@ -263,4 +263,20 @@ impl Observer for SimObserver {
         w.mark("snapshot: written");
         w.log(format!("snapshot written at LSN {lsn}"));
     }
+
+    /// A build folds only durable records, and the harness corrupts the
+    /// log only while the engine is down (the next recovery must refuse
+    /// it): a build that finds the log corrupt misread a log being
+    /// appended to.
+    fn snapshot_failed(&self, error: &str, log_corrupt: bool) {
+        let mut w = self.0.lock();
+        w.log(format!("snapshot failed: {error}"));
+        if log_corrupt {
+            w.violate(format!(
+                "a snapshot build found the live log corrupt, though every record it folds was durable: {error}"
+            ));
+        } else {
+            w.mark("snapshot: a build or save failed");
+        }
+    }
 }

@@ -82,7 +82,21 @@ fn simulated(args: &[String]) -> ExitCode {
     #[cfg(feature = "mutants")]
     if wants("mutants") {
         ran += 1;
-        ok &= suite::mutants();
+        // `BEAVER_MUTANT=name` checks that planted bug alone.
+        let only = mutant_name
+            .as_deref()
+            .map(|n| beaver_core::mutants::Mutant::from_name(n).ok_or(n));
+        match only {
+            Some(Err(n)) => {
+                eprintln!(
+                    "unknown BEAVER_MUTANT {n:?}; known: {:?}",
+                    beaver_core::mutants::Mutant::ALL.map(|m| m.name())
+                );
+                return ExitCode::FAILURE;
+            }
+            Some(Ok(m)) => ok &= suite::mutants(Some(m)),
+            None => ok &= suite::mutants(None),
+        }
     }
     #[cfg(not(feature = "mutants"))]
     if !filters.is_empty() && wants("mutants") && filters.iter().any(|f| f.contains("mutant")) {
