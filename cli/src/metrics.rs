@@ -23,6 +23,7 @@ pub struct Metrics {
     fsync: Histogram,
     group_commit: Histogram,
     snapshot_duration: Histogram,
+    snapshot_failures: IntCounter,
     recovery: Gauge,
     wal_written: IntCounter,
     enqueued: IntCounter,
@@ -127,6 +128,11 @@ impl Metrics {
                 "beaver_snapshot_duration_seconds",
                 "How long building and writing a snapshot took.",
                 secs,
+            )?,
+            snapshot_failures: counter(
+                &r,
+                "beaver_snapshot_failures_total",
+                "Snapshots that could not be built or written (the log keeps everything; a later one is tried).",
             )?,
             recovery: {
                 let g = Gauge::new(
@@ -385,5 +391,32 @@ impl Observer for MetricsObserver {
 
     fn snapshot_written(&self, _lsn: u64, _bytes: u64, secs: f64) {
         self.0.snapshot_duration.observe(secs);
+    }
+
+    fn snapshot_failed(&self, _error: &str, _log_corrupt: bool) {
+        self.0.snapshot_failures.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the counter `name`, as a scrape would see it.
+    fn counted(m: &Metrics, name: &str) -> Option<f64> {
+        let families = m.registry.gather();
+        let family = families.iter().find(|f| f.name() == name)?;
+        Some(family.get_metric().first()?.get_counter().get_value())
+    }
+
+    #[test]
+    fn each_failed_snapshot_is_counted_from_zero() {
+        let m = Arc::new(Metrics::new().expect("metrics"));
+        assert_eq!(counted(&m, "beaver_snapshot_failures_total"), Some(0.0));
+        let observer = MetricsObserver(m.clone());
+        observer.snapshot_failed("no space left on device", false);
+        observer.snapshot_failed("corruption", true);
+        observer.snapshot_written(7, 100, 0.1);
+        assert_eq!(counted(&m, "beaver_snapshot_failures_total"), Some(2.0));
     }
 }
