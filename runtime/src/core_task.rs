@@ -255,10 +255,10 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> CoreTask<D, E, C, O> {
     async fn finish(mut self) -> Result<(), EngineError> {
         self.flush().await?;
         let lsn = self.core.queue.applied_lsn();
+        let st = self.core.queue.stats();
         if lsn > 0 && !self.core.figures.snapshot_covers(lsn) {
             self.core.save_snapshot(lsn).await;
         }
-        let st = self.core.queue.stats();
         info!(
             lsn,
             pending = st.jobs.pending,
@@ -721,12 +721,15 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
         self.running.insert(key, handle);
     }
 
-    /// Has the snapshot task save the core's own state at `lsn` and waits
-    /// for it (a failure is logged: the log keeps everything).
+    /// Hands the core's own state at `lsn` to the snapshot task, which
+    /// encodes it piece by piece as it writes (never whole in memory), and
+    /// waits for it (a failure is logged: the log keeps everything). The
+    /// engine is stopping: the core is not stepped again.
     async fn save_snapshot(&mut self, lsn: u64) {
-        let bytes = codec::encode_queue_snapshot(&self.queue);
+        let empty = Core::new(self.queue.config().clone());
+        let core = Box::new(std::mem::replace(&mut self.queue, empty));
         let (done, wait) = oneshot::channel();
-        let save = ToSnapshotter::Save { lsn, bytes, done };
+        let save = ToSnapshotter::Save { lsn, core, done };
         if self.snap_tx.send(save).await.is_ok() {
             match wait.await {
                 Ok(Ok(())) => {}

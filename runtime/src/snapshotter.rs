@@ -40,10 +40,11 @@ pub(crate) enum ToSnapshotter {
         upto: u64,
         done: Option<oneshot::Sender<bool>>,
     },
-    /// Save these bytes (the core's own state at shutdown) as the snapshot at `lsn`.
+    /// Save the core's own state at shutdown as the snapshot at `lsn`,
+    /// encoded piece by piece as it is written.
     Save {
         lsn: u64,
-        bytes: Vec<u8>,
+        core: Box<Core>,
         done: oneshot::Sender<Result<(), String>>,
     },
 }
@@ -145,7 +146,7 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                     );
                     (off_task(job).await, None)
                 }
-                ToSnapshotter::Save { lsn, bytes, done } => {
+                ToSnapshotter::Save { lsn, core, done } => {
                     if self.figures.snapshot_covers(lsn) {
                         // A build that was under way when the engine began
                         // to stop already wrote this state: same bytes, not
@@ -158,7 +159,7 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                         self.disk.dedicated(),
                         self.snapshot_dir.clone(),
                         crate::config::planted_of(&self.config),
-                        (lsn, bytes),
+                        (lsn, core),
                         alive,
                     );
                     (off_task(job).await, Some(done))
@@ -279,7 +280,7 @@ async fn save<D: Disk>(
     disk: D,
     snapshot_dir: PathBuf,
     planted: beaver_io::Planted,
-    (lsn, bytes): (u64, Vec<u8>),
+    (lsn, core): (u64, Box<Core>),
     alive: Alive,
 ) -> Result<Option<Saved>, Failed> {
     let mut store = SnapshotStore::open(disk, &snapshot_dir)
@@ -287,7 +288,11 @@ async fn save<D: Disk>(
         .map_err(|e| e.to_string())?
         .with_planted(planted);
     alive.check()?;
-    Ok(Some(save_into(&mut store, lsn, bytes).await?))
+    let mut encoder = codec::SnapshotEncoder::new(&core);
+    let saved = store
+        .save_pieces(lsn, |piece, at_least| encoder.fill(piece, at_least))
+        .await;
+    Ok(Some(saved_as(&store, lsn, saved)?))
 }
 
 /// Whether the engine that asked for a snapshot job still waits for it. A
@@ -319,15 +324,6 @@ impl Drop for AliveGuard {
 fn alive() -> (Alive, AliveGuard) {
     let flag = Arc::new(std::sync::atomic::AtomicBool::new(true));
     (Alive(flag.clone()), AliveGuard(flag))
-}
-
-async fn save_into<D: Disk>(
-    store: &mut SnapshotStore<D>,
-    lsn: u64,
-    bytes: Vec<u8>,
-) -> Result<Saved, String> {
-    let saved = store.save(lsn, &bytes).await;
-    saved_as(store, lsn, saved)
 }
 
 fn saved_as<D: Disk>(
@@ -450,8 +446,8 @@ mod tests {
                 estimate_bytes: Arc::new(AtomicU64::new(0)),
             };
             let (done, saved) = oneshot::channel();
-            // Bytes that would be told apart from the build's on disk.
-            let empty = codec::encode_queue_snapshot(&Core::new(Config::default()));
+            // A state that would be told apart from the build's on disk.
+            let empty = Box::new(Core::new(Config::default()));
             tx.send(ToSnapshotter::Build {
                 upto: 2,
                 done: None,
@@ -460,7 +456,7 @@ mod tests {
             .unwrap();
             tx.send(ToSnapshotter::Save {
                 lsn: 2,
-                bytes: empty,
+                core: empty,
                 done,
             })
             .await
