@@ -85,7 +85,9 @@ pub const REQUIRED_MARKS: &[&str] = &[
 
 /// Seeds that once found a bug (outside the default range, or kept as
 /// the case of one): every run of the suite (and of the planted bugs)
-/// replays them first.
+/// replays them first. Faults added to the plan later are not drawn for
+/// them (see [`crate::plan::DRAWN_BEFORE_SPLIT_READS`]), so each replays
+/// the schedule that found its bug.
 pub const REGRESSION_SEEDS: &[u64] = &[
     // An fsync EIO lost a segment's preallocated length, then a power loss
     // cut the file inside an unacknowledged batch: start-up refused.
