@@ -1073,11 +1073,7 @@ mod tests {
                 ..SimDiskConfig::default()
             };
             let disk = SimDisk::new(1, cfg);
-            let dir = Path::new("/d");
-            disk.create_dir_all(dir)
-                .await
-                .expect("create the directory");
-            let f = disk.create(&dir.join("f")).await.expect("create the file");
+            let f = file_in_d(&disk).await;
             f.write_at(0, &[0; 2 * PAGE as usize]).await.expect("write");
             let reader = f.clone();
             let read =
@@ -1093,8 +1089,7 @@ mod tests {
         assert_eq!((stats.reads, stats.reads_split), (1, 1));
         let whole = block_on(async {
             let disk = SimDisk::new(1, SimDiskConfig::default());
-            disk.create_dir_all(Path::new("/d")).await.expect("mkdir");
-            let f = disk.create(Path::new("/d/f")).await.expect("create");
+            let f = file_in_d(&disk).await;
             f.write_at(0, &[7; 3 * PAGE as usize]).await.expect("write");
             f.read_at(10, vec![0; PAGE as usize]).await.expect("read");
             disk.stats()
