@@ -451,11 +451,12 @@ impl Sim {
             return;
         }
         let dir = self.plan.engine.wal_dir();
-        // Without latency the read takes no simulated time and draws no
-        // random number, so tracing does not change the run.
+        // Without latency or split reads the read takes no simulated time
+        // and draws no random number, so tracing does not change the run.
         let cfg = self.disk.config();
         self.disk.set_config(SimDiskConfig {
             read_latency_mean: Duration::ZERO,
+            split_reads: false,
             ..cfg.clone()
         });
         let ins = inspect(&self.disk, &dir, 0).await;
