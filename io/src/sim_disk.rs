@@ -279,6 +279,18 @@ impl State {
         usize::try_from(at - offset).ok()
     }
 
+    /// Copies what inode `ino` holds at `offset` into `buf`; returns how
+    /// many bytes (fewer only at the end of the file).
+    fn copy_out(&self, ino: u64, offset: u64, buf: &mut [u8]) -> usize {
+        let data = self.inodes.get(&ino).map_or(&[][..], |n| &n.data[..]);
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let n = buf.len().min(data.len() - start);
+        buf[..n].copy_from_slice(&data[start..start + n]);
+        n
+    }
+
     fn used_bytes(&self) -> u64 {
         let live: BTreeSet<u64> = self.names.values().copied().collect();
         live.iter()
@@ -761,20 +773,6 @@ impl SimFile {
         f(&mut st, self.inode)
     }
 
-    /// Copies what the file holds at `offset` into `buf`; returns how many
-    /// bytes (fewer only at the end of the file).
-    fn copy_out(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        self.with(Op::Read, |st, ino| {
-            let data = st.inodes.get(&ino).map_or(&[][..], |n| &n.data[..]);
-            let start = usize::try_from(offset)
-                .unwrap_or(usize::MAX)
-                .min(data.len());
-            let n = buf.len().min(data.len() - start);
-            buf[..n].copy_from_slice(&data[start..start + n]);
-            Ok(n)
-        })
-    }
-
     async fn sync(&self, op: Op) -> Result<()> {
         let upto = self.with(op, |st, ino| {
             Ok(st.inodes.get(&ino).map_or(0, |n| n.next_seq))
@@ -829,21 +827,21 @@ impl DiskFile for SimFile {
 
     async fn read_at(&self, offset: u64, mut buf: Vec<u8>) -> Result<Vec<u8>> {
         self.disk.delay(Lat::Read).await;
-        let cut = self.with(Op::Read, |st, _| Ok(st.read_cut(offset, buf.len())))?;
-        if let Some(cut) = cut {
-            // The pages before the cut now, the rest after a wait.
-            let first = self.copy_out(offset, &mut buf[..cut])?;
-            if first == cut {
-                self.disk.read_gap().await;
-                let rest = self.copy_out(offset + cut as u64, &mut buf[cut..])?;
-                buf.truncate(cut + rest);
-            } else {
-                buf.truncate(first);
-            }
-        } else {
-            let n = self.copy_out(offset, &mut buf)?;
-            buf.truncate(n);
+        // The pages before the cut (all of them, unsplit) now; the rest, if
+        // the file reaches it, after a wait.
+        let len = buf.len();
+        let (cut, mut n) = self.with(Op::Read, |st, ino| {
+            let cut = st.read_cut(offset, len).unwrap_or(len);
+            Ok((cut, st.copy_out(ino, offset, &mut buf[..cut])))
+        })?;
+        if n == cut && cut < len {
+            self.disk.read_gap().await;
+            let rest = offset + cut as u64;
+            n += self.with(Op::Read, |st, ino| {
+                Ok(st.copy_out(ino, rest, &mut buf[cut..]))
+            })?;
         }
+        buf.truncate(n);
         self.with(Op::Read, |st, _| {
             st.stats.reads += 1;
             Ok(())

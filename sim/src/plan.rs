@@ -235,7 +235,7 @@ impl Plan {
             // Drawn at the end of the plan (see below).
             split_reads: false,
         };
-        let faults = FaultProfile {
+        let mut faults = FaultProfile {
             rounds: pick(r, &[0, 2, 4, 6]),
             gap_ms_mean: pick(r, &[20.0, 100.0, 400.0]),
             weights: [
@@ -284,7 +284,6 @@ impl Plan {
         }
         // Drawn after the sessions, for the same reason; not for the seeds
         // kept as regression cases before the fault existed.
-        let mut faults = faults;
         faults.disk.split_reads = !DRAWN_BEFORE_SPLIT_READS.contains(&seed) && r.chance(0.3);
         Plan {
             seed,
