@@ -101,6 +101,10 @@ fn enqueue_apply(n: u64, payload: &Payload, paused: &Config) -> Core {
 /// Snapshot encode / decode / recovery fold of `q`. With `recovery_only`,
 /// recovers three times without printing (for profiles) and returns false.
 fn snapshot_and_recovery(q: Core, n: u64, paused: &Config, recovery_only: bool) -> bool {
+    // What the runtime's disk reserve measures at every segment close.
+    let t = Instant::now();
+    let (drain, len) = (q.drain(), codec::queue_snapshot_len(&q));
+    let figures = t.elapsed().as_secs_f64();
     let t = Instant::now();
     // What the snapshot build does: encode straight from the core.
     let bytes = codec::encode_queue_snapshot(&q);
@@ -122,6 +126,16 @@ fn snapshot_and_recovery(q: Core, n: u64, paused: &Config, recovery_only: bool) 
         "snapshot encode     {encode:.3} s, {} MiB ({:.0} bytes per job)",
         bytes.len() >> 20,
         bytes.len() as f64 / n as f64
+    );
+    assert_eq!(
+        len,
+        bytes.len() as u64,
+        "the snapshot's length kept as jobs change"
+    );
+    println!(
+        "reserve figures     {:.1} us (drain: {} records; snapshot length), what every segment close measures",
+        figures * 1e6,
+        drain.records
     );
     println!("snapshot decode     {decode:.3} s");
     println!(

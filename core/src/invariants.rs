@@ -3,6 +3,7 @@
 
 use std::cmp::Reverse;
 
+use crate::footprint::Footprint;
 use crate::job::JobState;
 use crate::machine::{Core, CoreParts};
 use crate::state::State;
@@ -21,6 +22,7 @@ struct Recount {
     leased: u64,
     /// Jobs per queue and state, and scheduled per queue.
     queues: Vec<(StateCounts, u64)>,
+    footprint: Footprint,
 }
 
 impl Recount {
@@ -75,6 +77,7 @@ fn check_job(p: &CoreParts<'_>, slot: u32, e: &Entry, recount: &mut Recount) -> 
     if e.place == Place::Scheduled {
         per_queue.1 += 1;
     }
+    recount.footprint.add(Footprint::of(e));
     check_number_and_flags(s, slot, e)?;
     if s.table.slot_of(id.as_str()) != Some(slot) {
         return Err(format!("job {id}: the id index does not lead to its slot"));
@@ -195,6 +198,20 @@ fn check_figures(p: &CoreParts<'_>, recount: &Recount) -> Result<(), String> {
         return Err(format!(
             "pending payload bytes {} differ from a recount {}",
             s.pending_payload_bytes, recount.payload_bytes
+        ));
+    }
+    if recount.footprint != s.table.footprint() {
+        return Err(format!(
+            "the jobs' footprint {:?} differs from a recount {:?}",
+            s.table.footprint(),
+            recount.footprint
+        ));
+    }
+    let remembered = crate::snapshot::remembered_len(s.remembered.iter());
+    if remembered != s.remembered.encoded_bytes() {
+        return Err(format!(
+            "remembered ids take {} bytes in a snapshot, {remembered} by a recount",
+            s.remembered.encoded_bytes()
         ));
     }
     if recount.held != p.attempts_held {

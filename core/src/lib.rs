@@ -211,6 +211,7 @@
 
 pub mod codec;
 pub mod config;
+mod footprint;
 mod index;
 mod invariants;
 pub mod job;

@@ -14,6 +14,9 @@ pub(crate) struct Remembered {
     /// Absolute position of `order[0]`.
     base: u64,
     index: IdIndex,
+    /// What the remembered ids take in a snapshot, their count's prefix
+    /// aside (see [`crate::snapshot::remembered_len`]), kept as they change.
+    encoded_bytes: u64,
 }
 
 impl Remembered {
@@ -22,11 +25,17 @@ impl Remembered {
             order: VecDeque::new(),
             base: 0,
             index: IdIndex::new(seed),
+            encoded_bytes: 0,
         }
     }
 
     pub(crate) fn len(&self) -> usize {
         self.index.len()
+    }
+
+    /// What the remembered ids take in a snapshot (constant time).
+    pub(crate) fn encoded_bytes(&self) -> u64 {
+        self.encoded_bytes
     }
 
     pub(crate) fn contains(&self, id: &str) -> bool {
@@ -39,6 +48,7 @@ impl Remembered {
         // Positions are kept as their low 32 bits: the live window is far
         // smaller than 2^32, so they resolve unambiguously against `base`.
         self.index.insert(id.as_str(), pos as u32);
+        self.encoded_bytes += crate::snapshot::remembered_id_len(purged_at, &id);
         self.order.push_back(Some((purged_at, id)));
     }
 
@@ -48,7 +58,9 @@ impl Remembered {
         let Some(pos) = self.index.remove(id, |p| id_at(order, base, p)) else {
             return false;
         };
-        self.order[offset(self.base, pos)] = None;
+        if let Some(Some((t, id))) = self.order.get_mut(offset(self.base, pos)).map(Option::take) {
+            self.encoded_bytes -= crate::snapshot::remembered_id_len(t, &id);
+        }
         while matches!(self.order.front(), Some(None)) {
             self.order.pop_front();
             self.base += 1;

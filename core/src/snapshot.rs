@@ -96,6 +96,12 @@ fn canonical_queues_of<'a>(state: &'a State, used: &[bool]) -> (Vec<&'a QueueNam
     (names.into_iter().map(|(n, _)| n).collect(), renumber)
 }
 
+/// The bytes job `e` takes in a snapshot, less its queue number's (which
+/// depends on the other queues: see [`encoded_len`]).
+pub(crate) fn job_len(e: &Entry) -> u64 {
+    encoded_size(&SnapshotJobRef::of(e, 0)).saturating_sub(1)
+}
+
 /// How many bytes postcard encodes `value` to (a size only: nothing is
 /// written). The types here cannot fail to encode; if one did, the size
 /// would read as the largest, never as too small.
@@ -107,25 +113,36 @@ fn encoded_size<T: Serialize>(value: &T) -> u64 {
 /// The length of the state's snapshot encoding (the pieces of a
 /// [`SnapshotRef`] and the version byte: what
 /// [`crate::codec::encode_queue_snapshot`] returns), computed without
-/// encoding or ordering the jobs: one pass over the table, each job sized
-/// with its queue numbered 0 (one byte), then each queue's jobs given the
-/// size of their queue's canonical number.
+/// encoding or ordering the jobs and without a pass over them: the jobs'
+/// bytes less their queue numbers are kept as they change (the table's
+/// [`crate::footprint::Footprint`]), each queue's jobs are given the size
+/// of their queue's canonical number, and the remembered ids' bytes are
+/// kept too. Linear in the queues and the paused queues only.
 pub(crate) fn encoded_len(state: &State) -> u64 {
-    let mut jobs_of_queue = vec![0u64; state.queues.len()];
-    let mut jobs_bytes = 0u64;
-    for (_, e) in state.table.iter() {
-        jobs_of_queue[e.queue as usize] += 1;
-        let job = encoded_size(&SnapshotJobRef::of(e, 0)).saturating_sub(1);
-        jobs_bytes = jobs_bytes.saturating_add(job);
-    }
+    let jobs_of_queue: Vec<u64> = state.queues.iter().map(|q| q.counts.total()).collect();
     let used: Vec<bool> = jobs_of_queue.iter().map(|&n| n > 0).collect();
     let (queues, renumber) = canonical_queues_of(state, &used);
+    let mut jobs_bytes = state.table.footprint().snapshot_job_bytes;
     for (q, &n) in jobs_of_queue.iter().enumerate() {
         jobs_bytes = jobs_bytes.saturating_add(n.saturating_mul(encoded_size(&renumber[q])));
     }
+    let tail = encoded_size(&state.remembered.len())
+        .saturating_add(state.remembered.encoded_bytes())
+        .saturating_add(encoded_size(&paused_queues(state)));
     1u64.saturating_add(encoded_size(&head(state, &queues, state.table.len())))
         .saturating_add(jobs_bytes)
-        .saturating_add(encoded_size(&tail(state)))
+        .saturating_add(tail)
+}
+
+/// The bytes one remembered id takes in a snapshot's tail.
+pub(crate) fn remembered_id_len(purged_at: UnixMillis, id: &JobId) -> u64 {
+    encoded_size(&(purged_at, id))
+}
+
+/// The bytes the remembered ids take in a snapshot's tail, their count's
+/// prefix aside: a recount of what [`crate::remembered`] keeps.
+pub(crate) fn remembered_len<'a>(ids: impl Iterator<Item = (UnixMillis, &'a JobId)>) -> u64 {
+    ids.map(|(t, id)| remembered_id_len(t, id)).sum()
 }
 
 /// The snapshot's fields before the jobs, and the jobs' count (postcard

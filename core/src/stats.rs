@@ -21,6 +21,13 @@ pub struct StateCounts {
     pub cancelled: u64,
 }
 
+impl StateCounts {
+    /// All the jobs counted, in every state.
+    pub fn total(&self) -> u64 {
+        self.pending + self.in_flight + self.completed + self.dead + self.cancelled
+    }
+}
+
 /// Counters that only grow while the process runs (for Prometheus counters).
 /// They count applied (durable) transitions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
 //! The job table: every job the core knows, addressable by id and by slot.
 
+use crate::footprint::Footprint;
 use crate::index::IdIndex;
 use crate::job::{JobId, JobState, Payload};
 use crate::time::UnixMillis;
@@ -141,6 +142,8 @@ pub(crate) struct Table {
     by_id: IdIndex,
     /// `(hash, slot)` of jobs in the table but not yet in `by_id`.
     deferred: Vec<(u32, u32)>,
+    /// The sum of the jobs' [`Footprint`]s, kept as they change.
+    footprint: Footprint,
 }
 
 impl Table {
@@ -150,7 +153,13 @@ impl Table {
             free: Vec::new(),
             by_id: IdIndex::new(seed),
             deferred: Vec::new(),
+            footprint: Footprint::default(),
         }
+    }
+
+    /// The sum of the jobs' [`Footprint`]s (constant time).
+    pub(crate) fn footprint(&self) -> Footprint {
+        self.footprint
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -183,6 +192,22 @@ impl Table {
         }
     }
 
+    /// Changes the job in `slot` with `change`, keeping the footprint in
+    /// step: the way to change what a snapshot holds of a job (its state,
+    /// attempts, times, payload, error). [`Table::get_mut`] is for the
+    /// rest (place, reservation, holder, suspicion).
+    pub(crate) fn edit<R>(&mut self, slot: u32, change: impl FnOnce(&mut Entry) -> R) -> R {
+        let e = self.get_mut(slot);
+        let before = Footprint::of(e);
+        let result = change(e);
+        let after = Footprint::of(e);
+        self.footprint.sub(before);
+        self.footprint.add(after);
+        result
+    }
+
+    /// The job in `slot`, to change what a snapshot does not hold of it
+    /// (see [`Table::edit`]).
     pub(crate) fn get_mut(&mut self, slot: u32) -> &mut Entry {
         match self.slots.get_mut(slot as usize) {
             Some(Some(e)) => e,
@@ -208,6 +233,7 @@ impl Table {
     }
 
     fn store(&mut self, entry: Entry) -> u32 {
+        self.footprint.add(Footprint::of(&entry));
         let slot = match self.free.pop() {
             Some(s) => s,
             None => self.slots.push(None) as u32,
@@ -237,6 +263,7 @@ impl Table {
     /// table); returns its slot and its id's hash for [`Table::index_bulk`].
     pub(crate) fn push_unindexed(&mut self, entry: Entry) -> (u32, u32) {
         debug_assert!(self.free.is_empty());
+        self.footprint.add(Footprint::of(&entry));
         let h = self.by_id.hash(entry.id.as_str());
         (self.slots.push(Some(entry)) as u32, h)
     }
@@ -266,7 +293,10 @@ impl Table {
         self.by_id.remove(id.as_str(), |p| entry_id(slots, p));
         self.free.push(slot);
         match self.slots.get_mut(slot as usize).and_then(Option::take) {
-            Some(e) => e,
+            Some(e) => {
+                self.footprint.sub(Footprint::of(&e));
+                e
+            }
             None => panic!("job table: slot {slot} vanished during removal"),
         }
     }

@@ -77,11 +77,15 @@ pub enum Mutant {
     /// end of the log past the range (which, while the log is appended
     /// to, a read racing with the writes can see).
     JudgeLogPastTheRange,
+    /// core: a cancel lets its job's payload go without keeping the
+    /// table's footprint in step, so the disk reserve is sized from
+    /// figures a recount would not give.
+    FootprintMissesAnEdit,
 }
 
 impl Mutant {
     /// Every planted bug.
-    pub const ALL: [Mutant; 22] = [
+    pub const ALL: [Mutant; 23] = [
         Mutant::AckBeforeFsync,
         Mutant::RetryFailedFsync,
         Mutant::SkipSnapshotDirFsync,
@@ -104,6 +108,7 @@ impl Mutant {
         Mutant::ReservationsKeptOnClose,
         Mutant::RevivedJobDispatchedFirst,
         Mutant::JudgeLogPastTheRange,
+        Mutant::FootprintMissesAnEdit,
     ];
 
     /// The name used on the command line (`BEAVER_MUTANT=...`).
@@ -131,6 +136,7 @@ impl Mutant {
             Mutant::ReservationsKeptOnClose => "reservations-kept-on-close",
             Mutant::RevivedJobDispatchedFirst => "revived-job-dispatched-first",
             Mutant::JudgeLogPastTheRange => "judge-log-past-the-range",
+            Mutant::FootprintMissesAnEdit => "footprint-misses-an-edit",
         }
     }
 

@@ -430,17 +430,31 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
         let closed = self.figures.closed_lsn.load(Relaxed);
         let applied = self.queue.applied_lsn();
         let every = std::time::Duration::from_millis(self.config.space_check_interval_ms);
+        let segment_closed = self.measured.is_none_or(|(c, ..)| c != closed);
         let due = match self.measured {
             None => true,
-            Some((c, full, a, at)) => {
-                c != closed
+            Some((_, full, a, at)) => {
+                segment_closed
                     || full != self.disk_full
                     || (self.disk_full && a != applied && at.elapsed() >= every)
             }
         };
+        #[cfg(madsim)]
+        if segment_closed {
+            self.check_core_in_simulation();
+        }
         if due {
             reserve::measure(&self.queue, self.config.segment_bytes, &self.figures);
             self.measured = Some((closed, self.disk_full, applied, Instant::now()));
+        }
+    }
+
+    /// The simulator's check of the whole core, the figures the reserve is
+    /// measured from among them (once a segment: a pass over every job).
+    #[cfg(madsim)]
+    fn check_core_in_simulation(&self) {
+        if let Err(what) = self.queue.check_invariants() {
+            self.observer.core_invariants_broken(&what);
         }
     }
 

@@ -31,6 +31,10 @@ pub trait Observer: Send + Sync + 'static {
     /// and a later one is tried); `log_corrupt`: the build found the log
     /// it folds corrupt.
     fn snapshot_failed(&self, _error: &str, _log_corrupt: bool) {}
+    /// The core's full invariant check failed (`what`: the first broken
+    /// one). Run only in the simulator, where the cores are small, each
+    /// time the disk reserve is measured from the core's kept figures.
+    fn core_invariants_broken(&self, _what: &str) {}
 }
 
 /// Measures nothing.

@@ -31,6 +31,8 @@
 //! reserve, at most once a space check interval while records are
 //! applied; in between, at most a segment of work goes in under the old
 //! figure, which the drain's share, rounded up to whole segments, absorbs.
+//! Measuring reads sums the core keeps as jobs change (constant in the
+//! jobs held), so it never pauses the core task.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -57,8 +59,8 @@ pub(crate) fn measure(queue: &Core, segment_bytes: u64, figures: &Figures) {
         .saturating_mul(segment_bytes);
     let stats = queue.stats();
     let unfinished = stats.jobs.pending + stats.jobs.in_flight;
-    // The snapshot's size now, computed without encoding it (a pass over
-    // the jobs that copies no payload and orders nothing).
+    // The snapshot's size now, computed without encoding it (from sums
+    // the core keeps).
     let drained = codec::queue_snapshot_len(queue)
         .saturating_sub(forecast.payload_bytes_freed)
         .saturating_add(unfinished.saturating_mul(FINAL_JOB_BYTES))

@@ -279,4 +279,10 @@ impl Observer for SimObserver {
             w.mark("snapshot: a build or save failed");
         }
     }
+
+    fn core_invariants_broken(&self, what: &str) {
+        self.0
+            .lock()
+            .violate(format!("the core's invariants are broken: {what}"));
+    }
 }

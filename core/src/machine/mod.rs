@@ -269,10 +269,8 @@ impl Core {
 
     /// The O(1) checks run after every step in debug builds.
     fn check_cheap(&self) {
-        let c = &self.state.counts;
-        let total = c.pending + c.in_flight + c.completed + c.dead + c.cancelled;
         assert_eq!(
-            total,
+            self.state.counts.total(),
             self.state.table.len() as u64,
             "state counts do not add up to the job count"
         );

@@ -109,21 +109,15 @@ impl Core {
     /// never runs out of attempts, so it has no such bound: it counts for
     /// one attempt (its current or next one) and keeps its payload, and
     /// what its later attempts write is freed by the compactions the
-    /// reserve keeps room for. A pure function of the durable state,
-    /// linear in the jobs held: the runtime sizes its disk reserve with it.
+    /// reserve keeps room for. A pure function of the durable state, kept
+    /// as jobs change, so constant time: the runtime sizes its disk
+    /// reserve with it.
     pub fn drain(&self) -> Drain {
-        let mut drain = Drain::default();
-        for (_, e) in self.state.table.iter().filter(|(_, e)| !e.state.is_final()) {
-            let attempts = if e.max_attempts == crate::UNLIMITED_ATTEMPTS {
-                1
-            } else {
-                let payload = e.payload.as_ref().map_or(0, |p| p.len() as u64);
-                drain.payload_bytes_freed += payload;
-                e.max_attempts.saturating_sub(e.attempt).max(1)
-            };
-            drain.records += u64::from(attempts) * 3;
+        let f = self.state.table.footprint();
+        Drain {
+            records: f.drain_records,
+            payload_bytes_freed: f.drain_payload_bytes,
         }
-        drain
     }
 
     /// Figures about the core, cheap enough for every step.
@@ -163,11 +157,7 @@ impl Core {
             .state
             .queues
             .iter()
-            .filter(|q| {
-                let c = &q.counts;
-                let jobs = c.pending + c.in_flight + c.completed + c.dead + c.cancelled;
-                jobs > 0 || q.is_paused(now)
-            })
+            .filter(|q| q.counts.total() > 0 || q.is_paused(now))
             .map(|q| QueueStatus {
                 name: q.name.clone(),
                 pending: q.counts.pending,

@@ -166,15 +166,16 @@ impl State {
     /// An attempt dispatched ahead of a free worker began: it counts.
     fn apply_start(&mut self, lsn: Lsn, id: &JobId, attempt: u32) -> Result<(), ApplyError> {
         let slot = self.slot_in_attempt(lsn, id, attempt)?;
-        let e = self.table.get_mut(slot);
-        if e.started {
+        if self.table.get(slot).started {
             return Err(ApplyError {
                 lsn,
                 reason: format!("job {id} attempt {attempt} is already started"),
             });
         }
-        e.started = true;
-        e.suspect = false;
+        self.table.edit(slot, |e| {
+            e.started = true;
+            e.suspect = false;
+        });
         Ok(())
     }
 
@@ -356,7 +357,12 @@ impl State {
                 e.attempt -= 1;
             }
         });
-        self.table.get_mut(slot).payload = None;
+        #[cfg(feature = "mutants")]
+        if self.planted == Some(crate::mutants::Mutant::FootprintMissesAnEdit) {
+            self.table.get_mut(slot).payload = None;
+            return Ok(());
+        }
+        self.table.edit(slot, |e| e.payload = None);
         Ok(())
     }
 

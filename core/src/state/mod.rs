@@ -230,10 +230,19 @@ impl State {
         self.table.get_mut(slot).place = place;
     }
 
-    /// Takes the job out of its index, changes it, and files it again.
+    /// Takes the job out of its index, changes what a snapshot does not
+    /// hold of it (its reservation, its holder), and files it again.
     pub(crate) fn reindex(&mut self, slot: u32, change: impl FnOnce(&mut Entry)) {
         self.unplace(slot);
         change(self.table.get_mut(slot));
+        self.place(slot);
+    }
+
+    /// [`State::reindex`] for a change of what a snapshot holds of the job
+    /// (see [`crate::table::Table::edit`]).
+    fn rewrite(&mut self, slot: u32, change: impl FnOnce(&mut Entry)) {
+        self.unplace(slot);
+        self.table.edit(slot, change);
         self.place(slot);
     }
 
@@ -282,7 +291,7 @@ impl State {
         } else if !active(from) && active(to) {
             self.pending_payload_bytes += bytes;
         }
-        self.reindex(slot, |e| {
+        self.rewrite(slot, |e| {
             e.state = to;
             e.reserved = false;
             e.started = false;
