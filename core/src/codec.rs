@@ -53,13 +53,18 @@ impl std::error::Error for DecodeError {}
 /// The version byte and the postcard body after it, the version checked.
 fn body(bytes: &[u8], supported: u8) -> Result<(u8, &[u8]), DecodeError> {
     let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    Ok((readable_version(version, supported)?, rest))
+}
+
+/// `version` if this build reads it (newest: `supported`).
+pub(crate) fn readable_version(version: u8, supported: u8) -> Result<u8, DecodeError> {
     match version {
         0 => Err(DecodeError::UnknownVersion(0)),
         v if v > supported => Err(DecodeError::NewerVersion {
             found: v,
             supported,
         }),
-        v => Ok((v, rest)),
+        v => Ok(v),
     }
 }
 
@@ -209,11 +214,6 @@ impl<'a> SnapshotEncoder<'a> {
             NextPiece::Tail
         }
     }
-}
-
-/// The version and postcard body of an encoded snapshot, the version checked.
-pub(crate) fn snapshot_body(bytes: &[u8]) -> Result<(u8, &[u8]), DecodeError> {
-    body(bytes, SNAPSHOT_FORMAT_VERSION)
 }
 
 /// Decodes a snapshot of any version this build reads (version 1 in

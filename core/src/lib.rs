@@ -225,6 +225,7 @@ pub mod record_size;
 mod remembered;
 pub mod retry;
 pub mod snapshot;
+mod snapshot_feed;
 mod sorted_set;
 mod state;
 pub mod stats;
@@ -239,7 +240,7 @@ pub use job::{
     JobId, JobSpec, JobState, JobView, NewJob, Payload, QueueName, UNLIMITED_ATTEMPTS,
     priority_from_beanstalk, priority_to_beanstalk,
 };
-pub use machine::{Core, RecoverError};
+pub use machine::{Core, RecoverError, SnapshotFeed};
 pub use protocol::{
     Effect, Enqueued, Execution, Input, LeaseId, LeasedJob, Outcome, Rejection, Reply, RequestId,
     RequeueTarget, Retry,

@@ -440,6 +440,58 @@ fn the_streaming_decoder_restores_the_golden_snapshot() {
     assert_eq!(codec::encode_queue_snapshot(&q), bytes);
 }
 
+/// The core `bytes` give fed in pieces of `size` bytes.
+fn fed_in_pieces(bytes: &[u8], size: usize) -> Result<Core, beaver_core::RecoverError> {
+    let mut feed = Core::recover_in_pieces(Config::default(), bytes.len());
+    for piece in bytes.chunks(size) {
+        feed.feed(piece)?;
+    }
+    feed.finish()
+}
+
+#[test]
+fn the_golden_snapshot_fed_in_pieces_of_any_size_restores_the_same_state() {
+    let snap = golden_snapshot();
+    assert!(!snap.remembered.is_empty() && !snap.paused.is_empty() && snap.jobs.len() > 1);
+    let bytes = codec::encode_snapshot(&snap);
+    for size in 1..=bytes.len() {
+        let q = fed_in_pieces(&bytes, size).unwrap_or_else(|e| panic!("pieces of {size}: {e}"));
+        q.check_invariants().unwrap();
+        assert_eq!(q.snapshot(), snap, "pieces of {size}");
+    }
+}
+
+#[test]
+fn a_snapshot_fed_in_pieces_is_refused_as_it_is_whole() {
+    let bytes = codec::encode_snapshot(&golden_snapshot());
+    for cut in 0..bytes.len() {
+        let short = &bytes[..cut];
+        assert!(Core::recover_encoded(Config::default(), short, []).is_err());
+        let e = fed_in_pieces(short, 3)
+            .err()
+            .expect("a cut snapshot is refused");
+        let expected = match cut {
+            0 => "no bytes to decode",
+            _ => "the snapshot ends early",
+        };
+        assert!(e.to_string().contains(expected), "cut at {cut}: {e}");
+    }
+    let mut long = bytes.clone();
+    long.push(0);
+    let e = fed_in_pieces(&long, 5)
+        .err()
+        .expect("a trailing byte is refused");
+    assert!(e.to_string().contains("after the snapshot"), "{e}");
+    let mut newer = bytes;
+    newer[0] = codec::SNAPSHOT_FORMAT_VERSION + 1;
+    assert!(matches!(
+        fed_in_pieces(&newer, 2).err(),
+        Some(beaver_core::RecoverError::Snapshot(
+            DecodeError::NewerVersion { .. }
+        ))
+    ));
+}
+
 #[test]
 fn trailing_bytes_are_refused() {
     let mut bytes = codec::encode_record(&every_record()[1]);

@@ -250,6 +250,12 @@ impl Harness {
             applied,
             "the streaming snapshot decoder agrees"
         );
+        let fed = recover_fed_in_pieces(&self.config, &encoded, cut, &log);
+        assert_eq!(
+            fed.snapshot(),
+            applied,
+            "the snapshot fed in pieces restores the same state"
+        );
         let recovered = Core::recover(self.config.clone(), Some(snap), log.clone()).unwrap();
         assert_eq!(
             recovered.snapshot(),
@@ -539,6 +545,28 @@ impl Harness {
         }
         false
     }
+}
+
+/// Rebuilds from `encoded` fed in pieces (as a snapshot build reads its
+/// file) of 1 to 61 bytes, drawn from `cut`, so that every kind of part
+/// is cut somewhere; then the records.
+fn recover_fed_in_pieces(config: &Config, encoded: &[u8], cut: u8, log: &[Record]) -> Core {
+    let len = if cut % 2 == 0 { encoded.len() } else { 0 };
+    let mut feed = Core::recover_in_pieces(config.clone(), len);
+    let mut size = 1 + cut as usize % 13;
+    let mut rest = encoded;
+    while !rest.is_empty() {
+        let (piece, after) = rest.split_at(size.min(rest.len()));
+        feed.feed(piece).unwrap();
+        rest = after;
+        size = 1 + (size * 7 + cut as usize) % 61;
+    }
+    let mut core = feed.finish().unwrap();
+    for r in log {
+        core.apply_owned(r.clone()).unwrap();
+    }
+    core.finish_rebuild();
+    core
 }
 
 /// Encoding a core's snapshot gives the same bytes whole, from the core, and

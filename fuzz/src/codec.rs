@@ -84,6 +84,20 @@ fn check_queue(q: &Core) {
     }
 }
 
+/// The core the snapshot `data` gives fed in pieces of 1 to 7 bytes (as a
+/// snapshot build reads its file), so that every part is cut somewhere.
+fn fed_in_pieces(data: &[u8]) -> Result<Core, beaver_core::RecoverError> {
+    let mut feed = Core::recover_in_pieces(Config::default(), data.len());
+    let (mut rest, mut size) = (data, 1);
+    while !rest.is_empty() {
+        let (piece, after) = rest.split_at(size.min(rest.len()));
+        feed.feed(piece)?;
+        rest = after;
+        size = size % 7 + 1;
+    }
+    feed.finish()
+}
+
 /// The `record` target: every frame decodes (or not) soundly; the records
 /// that decode, folded from an empty queue, either are refused or give a
 /// sound queue whose snapshot round-trips; and folding them twice
@@ -144,6 +158,12 @@ fn check_snapshot_body(data: &[u8]) {
         }
     }
     let streamed = Core::recover_encoded(Config::default(), data, []);
+    match (&streamed, fed_in_pieces(data)) {
+        (Ok(q), Ok(q2)) => assert_eq!(q.snapshot(), q2.snapshot(), "fed in pieces, it differs"),
+        (Ok(_), Err(e)) => panic!("fed in pieces, the snapshot is refused ({e}), whole it is not"),
+        (Err(e), Ok(_)) => panic!("fed in pieces, the snapshot is accepted, whole it is refused ({e})"),
+        (Err(_), Err(_)) => {}
+    }
     let folded = decoded.map(|s| Core::recover(Config::default(), Some(s), []));
     match (streamed, folded) {
         (Ok(q), Ok(Ok(q2))) => {

@@ -6,7 +6,9 @@
 //! ```
 //! Written temp -> fsync -> rename -> fsync directory; the newest two are
 //! kept. Loading takes the newest that validates; a corrupt one is renamed
-//! aside to `<name>.broken` (and logged) and the older one is used.
+//! aside to `<name>.broken` (and logged) and the older one is used. A
+//! snapshot is loaded whole (start-up) or in pieces, each handed on as it
+//! is read (a snapshot build: the file is never whole in memory).
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +27,70 @@ const HEADER_LEN: usize = 32;
 /// Snapshots are written and synced in slices of this size.
 const SAVE_CHUNK_BYTES: usize = 4 << 20;
 const TRAILER_LEN: usize = 4;
+/// The most [`SnapshotStore::load_in_pieces`] reads at once by default.
+pub const LOAD_PIECE_BYTES: usize = 1 << 20;
+
+/// Where [`SnapshotStore::load_in_pieces`] hands a snapshot's body.
+pub trait SnapshotSink {
+    /// A snapshot's body of `body_len` bytes begins: forget any pieces of
+    /// an earlier one (it was found corrupt at its end).
+    fn begin(&mut self, body_len: u64);
+    /// The next piece of the body. `false`: send no more of this one (the
+    /// rest is still read, to tell a damaged file from a bad body).
+    fn piece(&mut self, piece: &[u8]) -> bool;
+}
+
+/// What reading a snapshot file in pieces gathers beside the body it
+/// hands out: the checksum of everything between header and trailer,
+/// and the trailer.
+struct FileInPieces {
+    size: u64,
+    body: std::ops::Range<u64>,
+    sinking: bool,
+    room_crc: crc32fast::Hasher,
+    trailer: [u8; TRAILER_LEN],
+}
+
+impl FileInPieces {
+    fn new(size: u64, body: std::ops::Range<u64>) -> FileInPieces {
+        FileInPieces {
+            size,
+            body,
+            sinking: true,
+            room_crc: crc32fast::Hasher::new(),
+            trailer: [0; TRAILER_LEN],
+        }
+    }
+
+    /// Takes the file's bytes `piece`, read at offset `at`.
+    fn take<S: SnapshotSink>(&mut self, at: u64, piece: &[u8], sink: &mut S) {
+        let trailer_at = self.size - TRAILER_LEN as u64;
+        if let Some(room) = part(at, piece, HEADER_LEN as u64..trailer_at) {
+            self.room_crc.update(room);
+        }
+        if let Some(body) = part(at, piece, self.body.clone()) {
+            self.sinking = self.sinking && sink.piece(body);
+        }
+        if let Some(t) = part(at, piece, trailer_at..self.size) {
+            let from = at.max(trailer_at) - trailer_at;
+            self.trailer[from as usize..from as usize + t.len()].copy_from_slice(t);
+        }
+    }
+}
+
+/// The bytes of `piece` (read at offset `at`) that fall in `range` of the
+/// file, if any.
+fn part(at: u64, piece: &[u8], range: std::ops::Range<u64>) -> Option<&[u8]> {
+    let lo = range.start.max(at);
+    let hi = range.end.min(at + piece.len() as u64);
+    (lo < hi).then(|| &piece[(lo - at) as usize..(hi - at) as usize])
+}
+
+/// `buf`, its length set to `len`, for the next read into it.
+fn reuse(mut buf: Vec<u8>, len: usize) -> Vec<u8> {
+    buf.resize(len, 0);
+    buf
+}
 
 /// The file name of the snapshot covering `lsn`.
 pub fn snapshot_name(lsn: u64) -> String {
@@ -70,7 +136,8 @@ pub struct SavedSnapshot {
 ///
 /// Guarantees: a snapshot returned by [`SnapshotStore::save`] is durable
 /// (file and directory entry); a snapshot returned by
-/// [`SnapshotStore::load`] validated (magic, version, length, checksum).
+/// [`SnapshotStore::load`] or [`SnapshotStore::load_in_pieces`] validated
+/// (magic, version, length, checksum), both by the same checks.
 #[derive(Debug)]
 pub struct SnapshotStore<D: Disk> {
     disk: D,
@@ -78,6 +145,8 @@ pub struct SnapshotStore<D: Disk> {
     /// LSNs of the snapshot files present, ascending.
     kept: Vec<u64>,
     planted: Planted,
+    /// The most [`SnapshotStore::load_in_pieces`] reads at once.
+    piece_bytes: usize,
 }
 
 /// Encodes a snapshot file.
@@ -108,18 +177,25 @@ fn frame(
     // Bytes 12..16 are reserved (zero).
     header[16..24].copy_from_slice(&lsn.to_le_bytes());
     header[24..32].copy_from_slice(&body_len.to_le_bytes());
+    (header, trailer_of(&header, body_crc, planted))
+}
+
+/// The trailer that goes with `header` and a body whose own checksum is
+/// `body_crc`: the checksum of header and body.
+fn trailer_of(
+    header: &[u8; HEADER_LEN],
+    body_crc: &crc32fast::Hasher,
+    planted: Planted,
+) -> [u8; TRAILER_LEN] {
     #[cfg(feature = "mutants")]
     if planted.is(LengthOutsideChecksum) {
-        return (
-            header,
-            planted::crc_without_length(&header, body_crc).to_le_bytes(),
-        );
+        return planted::crc_without_length(header, body_crc).to_le_bytes();
     }
     let _ = planted;
     let mut crc = crc32fast::Hasher::new();
-    crc.update(&header);
+    crc.update(header);
     crc.combine(body_crc);
-    (header, crc.finalize().to_le_bytes())
+    crc.finalize().to_le_bytes()
 }
 
 /// Why a snapshot file is invalid, with the version found if it is a
@@ -127,44 +203,81 @@ fn frame(
 type Invalid = (&'static str, Option<u32>);
 
 fn decode_snapshot(b: &[u8], planted: Planted) -> std::result::Result<(u64, &[u8]), Invalid> {
-    if b.len() < HEADER_LEN + TRAILER_LEN {
+    let (Some(header), Some((room, trailer))) = (
+        b.first_chunk::<HEADER_LEN>(),
+        b.get(HEADER_LEN..)
+            .and_then(|rest| rest.split_last_chunk::<TRAILER_LEN>()),
+    ) else {
+        return Err(("shorter than a snapshot header", None));
+    };
+    let body = check_header(header, b.len() as u64, planted)?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(room);
+    let lsn = check_trailer(header, &crc, trailer, planted)?;
+    Ok((lsn, &b[body.start as usize..body.end as usize]))
+}
+
+/// Checks a snapshot file's header against the file's length (`file_len`
+/// bytes); returns where the body sits in the file. The checksum (the
+/// trailer's) decides the rest: [`check_trailer`].
+fn check_header(
+    header: &[u8; HEADER_LEN],
+    file_len: u64,
+    planted: Planted,
+) -> std::result::Result<std::ops::Range<u64>, Invalid> {
+    if file_len < (HEADER_LEN + TRAILER_LEN) as u64 {
         return Err(("shorter than a snapshot header", None));
     }
-    if &b[..8] != MAGIC {
+    if &header[..8] != MAGIC {
         return Err(("bad magic", None));
     }
-    let word = |at: usize| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[at..at + 8]);
-        u64::from_le_bytes(a)
-    };
-    let body_len = word(24);
+    let body_len = header_word(header, 24);
+    let room = file_len - (HEADER_LEN + TRAILER_LEN) as u64;
     let _ = planted;
     #[cfg(feature = "mutants")]
     if planted.is(LengthOutsideChecksum) {
-        return planted::decode_length_outside_checksum(b, body_len);
+        // The planted bug trusts the unchecked length to bound the body.
+        if body_len > room {
+            return Err(("length exceeds the file", None));
+        }
+        return Ok(HEADER_LEN as u64..HEADER_LEN as u64 + body_len);
     }
     // Bound the length by the file before using it; then the checksum decides.
-    if body_len != (b.len() - HEADER_LEN - TRAILER_LEN) as u64 {
+    if body_len != room {
         return Err(("length does not match the file size", None));
     }
-    let (content, crc) = b.split_at(b.len() - TRAILER_LEN);
-    let mut c = [0u8; 4];
-    c.copy_from_slice(crc);
-    if crc32fast::hash(content) != u32::from_le_bytes(c) {
+    Ok(HEADER_LEN as u64..HEADER_LEN as u64 + body_len)
+}
+
+/// Checks the trailer against the header and the checksum of every byte
+/// between them (`room_crc`), then the version and the LSN; returns the LSN.
+fn check_trailer(
+    header: &[u8; HEADER_LEN],
+    room_crc: &crc32fast::Hasher,
+    trailer: &[u8; TRAILER_LEN],
+    planted: Planted,
+) -> std::result::Result<u64, Invalid> {
+    if trailer_of(header, room_crc, planted) != *trailer {
         return Err(("checksum mismatch", None));
     }
     let mut v = [0u8; 4];
-    v.copy_from_slice(&b[8..12]);
+    v.copy_from_slice(&header[8..12]);
     let version = u32::from_le_bytes(v);
     if version != SNAPSHOT_VERSION {
         return Err(("unsupported version", Some(version)));
     }
-    let lsn = word(16);
+    let lsn = header_word(header, 16);
     if lsn > crate::wal::format::MAX_LSN {
         return Err(("names an impossible LSN", None));
     }
-    Ok((lsn, &content[HEADER_LEN..]))
+    Ok(lsn)
+}
+
+/// The little-endian `u64` at `at` in a header.
+fn header_word(header: &[u8; HEADER_LEN], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&header[at..at + 8]);
+    u64::from_le_bytes(a)
 }
 
 /// Why [`decode_snapshot_file`] refused a snapshot file.
@@ -222,6 +335,7 @@ impl<D: Disk> SnapshotStore<D> {
             dir: dir.to_path_buf(),
             kept,
             planted: Planted::default(),
+            piece_bytes: LOAD_PIECE_BYTES,
         })
     }
 
@@ -229,6 +343,13 @@ impl<D: Disk> SnapshotStore<D> {
     /// simulator's own test; a no-op without the `mutants` feature).
     pub fn with_planted(mut self, planted: Planted) -> Self {
         self.planted = planted;
+        self
+    }
+
+    /// Reads at most `bytes` (at least 1) at once in
+    /// [`SnapshotStore::load_in_pieces`] (default [`LOAD_PIECE_BYTES`]).
+    pub fn with_piece_bytes(mut self, bytes: usize) -> Self {
+        self.piece_bytes = bytes.max(1);
         self
     }
 
@@ -345,27 +466,97 @@ impl<D: Disk> SnapshotStore<D> {
                         path,
                     }));
                 }
-                Err((_, Some(found))) => {
-                    return Err(Error::Version {
-                        path,
-                        found,
-                        supported: SNAPSHOT_VERSION,
-                    });
-                }
-                res => {
-                    let why = match res {
-                        Err((w, _)) => w,
-                        Ok(_) => "LSN in the file differs from its name",
-                    };
-                    let broken = self.dir.join(format!("{}.broken", snapshot_name(lsn)));
-                    warn!(file = %path.display(), reason = why, "snapshot is corrupt; renamed aside, falling back to the older one");
-                    self.disk.rename(&path, &broken).await?;
-                    self.disk.sync_dir(&self.dir).await?;
-                    self.kept.pop();
-                }
+                res => self.set_aside(lsn, path, res.map(|(l, _)| l)).await?,
             }
         }
         Ok(None)
+    }
+
+    /// [`SnapshotStore::load`], the body handed to `sink` in pieces as it
+    /// is read (at most [`LOAD_PIECE_BYTES`] held at once, never the whole
+    /// file). The checksum is known only at the end: a file found corrupt
+    /// then is set aside as `load` sets it aside, and `sink` begins again
+    /// with the older one ([`SnapshotSink::begin`]). `Ok(Some(lsn))`: the
+    /// snapshot covering `lsn` validated and `sink` has its whole body
+    /// (unless it refused a piece: see [`SnapshotSink::piece`]).
+    pub async fn load_in_pieces<S: SnapshotSink>(&mut self, sink: &mut S) -> Result<Option<u64>> {
+        while let Some(&lsn) = self.kept.last() {
+            let path = self.dir.join(snapshot_name(lsn));
+            match self.read_in_pieces(&path, sink).await? {
+                Ok(l) if l == lsn => return Ok(Some(lsn)),
+                res => self.set_aside(lsn, path, res).await?,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads the snapshot file at `path` in pieces into `sink`, checking it
+    /// as [`decode_snapshot`] does; `Ok(Err)`: it is invalid.
+    async fn read_in_pieces<S: SnapshotSink>(
+        &self,
+        path: &Path,
+        sink: &mut S,
+    ) -> Result<std::result::Result<u64, Invalid>> {
+        let f = self.disk.open(path).await?;
+        let size = f.size().await?;
+        let piece_len = |at: u64| (size - at).min(self.piece_bytes as u64) as usize;
+        // The first read holds the whole header, whatever the piece size.
+        let first = piece_len(0).max(HEADER_LEN.min(size as usize));
+        let mut buf = f.read_at(0, vec![0; first]).await?;
+        let Some(header) = buf.first_chunk::<HEADER_LEN>().copied() else {
+            return Ok(Err(("shorter than a snapshot header", None)));
+        };
+        let body = match check_header(&header, size, self.planted) {
+            Ok(body) => body,
+            Err(invalid) => return Ok(Err(invalid)),
+        };
+        sink.begin(body.end - body.start);
+        let mut file = FileInPieces::new(size, body);
+        let mut at = 0;
+        loop {
+            file.take(at, &buf, sink);
+            at += buf.len() as u64;
+            if at >= size {
+                break;
+            }
+            buf = f.read_at(at, reuse(buf, piece_len(at))).await?;
+            if buf.is_empty() {
+                return Ok(Err(("shorter than its length said when read", None)));
+            }
+        }
+        Ok(check_trailer(
+            &header,
+            &file.room_crc,
+            &file.trailer,
+            self.planted,
+        ))
+    }
+
+    /// Renames the invalid snapshot covering `lsn` aside, unless it is of
+    /// another format version (an error: a restart refuses to start).
+    async fn set_aside(
+        &mut self,
+        lsn: u64,
+        path: PathBuf,
+        found: std::result::Result<u64, Invalid>,
+    ) -> Result<()> {
+        let why = match found {
+            Err((_, Some(found))) => {
+                return Err(Error::Version {
+                    path,
+                    found,
+                    supported: SNAPSHOT_VERSION,
+                });
+            }
+            Err((w, None)) => w,
+            Ok(_) => "LSN in the file differs from its name",
+        };
+        let broken = self.dir.join(format!("{}.broken", snapshot_name(lsn)));
+        warn!(file = %path.display(), reason = why, "snapshot is corrupt; renamed aside, falling back to the older one");
+        self.disk.rename(&path, &broken).await?;
+        self.disk.sync_dir(&self.dir).await?;
+        self.kept.pop();
+        Ok(())
     }
 
     /// LSN of the newest snapshot file present.
@@ -397,39 +588,11 @@ impl<D: Disk> SnapshotStore<D> {
 /// The planted bug [`beaver_planted::Mutant::LengthOutsideChecksum`].
 #[cfg(feature = "mutants")]
 mod planted {
-    use super::{HEADER_LEN, Invalid, TRAILER_LEN};
-
     pub(super) fn crc_without_length(header: &[u8], body_crc: &crc32fast::Hasher) -> u32 {
         let mut h = crc32fast::Hasher::new();
         h.update(&header[..24]);
         h.combine(body_crc);
         h.finalize()
-    }
-
-    /// Trusts the unchecked length to bound the body.
-    pub(super) fn decode_length_outside_checksum(
-        b: &[u8],
-        body_len: u64,
-    ) -> Result<(u64, &[u8]), Invalid> {
-        let room = (b.len() - HEADER_LEN - TRAILER_LEN) as u64;
-        if body_len > room {
-            return Err(("length exceeds the file", None));
-        }
-        let (content, crc) = b.split_at(b.len() - TRAILER_LEN);
-        let mut c = [0u8; 4];
-        c.copy_from_slice(crc);
-        let (header, body) = content.split_at(HEADER_LEN);
-        let mut body_crc = crc32fast::Hasher::new();
-        body_crc.update(body);
-        if crc_without_length(header, &body_crc) != u32::from_le_bytes(c) {
-            return Err(("checksum mismatch", None));
-        }
-        let mut l = [0u8; 8];
-        l.copy_from_slice(&b[16..24]);
-        Ok((
-            u64::from_le_bytes(l),
-            &content[HEADER_LEN..HEADER_LEN + body_len as usize],
-        ))
     }
 }
 

@@ -280,6 +280,143 @@ fn a_snapshot_saved_in_pieces_is_the_file_of_their_concatenation() {
     });
 }
 
+/// Collects what [`SnapshotStore::load_in_pieces`] hands out.
+#[derive(Default)]
+struct Pieces {
+    body_len: u64,
+    body: Vec<u8>,
+    pieces: usize,
+    begun: usize,
+    refuse_after: Option<usize>,
+}
+
+impl beaver_io::SnapshotSink for Pieces {
+    fn begin(&mut self, body_len: u64) {
+        (self.body_len, self.begun) = (body_len, self.begun + 1);
+        self.body.clear();
+        self.pieces = 0;
+    }
+    fn piece(&mut self, piece: &[u8]) -> bool {
+        self.body.extend_from_slice(piece);
+        self.pieces += 1;
+        self.refuse_after != Some(self.pieces)
+    }
+}
+
+#[test]
+fn a_snapshot_loaded_in_pieces_of_any_size_hands_out_its_body_whole() {
+    rt().block_on(async {
+        let (disk, dir) = (snapshot_disk(11).await, Path::new(SNAP_DIR));
+        let body: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+        SnapshotStore::open(disk.clone(), dir)
+            .await
+            .unwrap()
+            .save(21, &body)
+            .await
+            .unwrap();
+        let file_len = 32 + body.len() + 4;
+        for size in (1..40).chain([file_len - 1, file_len, 1 << 20]) {
+            let mut store = SnapshotStore::open(disk.clone(), dir)
+                .await
+                .unwrap()
+                .with_piece_bytes(size);
+            let mut sink = Pieces::default();
+            assert_eq!(store.load_in_pieces(&mut sink).await.unwrap(), Some(21));
+            assert_eq!(sink.body, body, "pieces of {size}");
+            assert_eq!((sink.body_len, sink.begun), (body.len() as u64, 1));
+            assert!(sink.pieces <= body.len().div_ceil(size) + 1, "{size}");
+        }
+    });
+}
+
+#[test]
+fn a_snapshot_found_corrupt_at_its_end_gives_way_to_the_older_one_and_the_sink_begins_again() {
+    rt().block_on(async {
+        let (disk, dir) = (snapshot_disk(12).await, Path::new(SNAP_DIR));
+        let mut store = SnapshotStore::open(disk.clone(), dir).await.unwrap();
+        store.save(5, b"older state").await.unwrap();
+        let saved = store.save(9, b"newer state, damaged").await.unwrap();
+        // A flip in the body: only the trailer's checksum tells.
+        let f = disk.open(&saved.path).await.unwrap();
+        f.write_at(40, b"X").await.unwrap();
+        f.sync_all().await.unwrap();
+        let mut store = SnapshotStore::open(disk.clone(), dir)
+            .await
+            .unwrap()
+            .with_piece_bytes(8);
+        let mut sink = Pieces::default();
+        assert_eq!(store.load_in_pieces(&mut sink).await.unwrap(), Some(5));
+        assert_eq!((sink.body.as_slice(), sink.begun), (&b"older state"[..], 2));
+        assert_eq!(store.kept(), [5], "the corrupt one is set aside");
+        let names = disk.list(dir).await.unwrap();
+        assert!(names.iter().any(|n| n.ends_with(".broken")), "{names:?}");
+    });
+}
+
+#[test]
+fn every_flipped_byte_of_a_snapshot_loaded_in_pieces_is_caught() {
+    rt().block_on(async {
+        let dir = Path::new(SNAP_DIR);
+        let file = beaver_io::snapshot::encode_snapshot(6, b"state at six");
+        for at in 0..file.len() {
+            let disk = snapshot_disk(15).await;
+            let mut flipped = file.clone();
+            flipped[at] ^= 0x10;
+            let path = dir.join(beaver_io::snapshot::snapshot_name(6));
+            let f = disk.create(&path).await.unwrap();
+            f.write_at(0, &flipped).await.unwrap();
+            let mut store = SnapshotStore::open(disk.clone(), dir)
+                .await
+                .unwrap()
+                .with_piece_bytes(1 + at % 7);
+            let mut sink = Pieces::default();
+            match store.load_in_pieces(&mut sink).await {
+                Ok(None) => {}
+                other => panic!("a flip at byte {at} was not caught: {other:?}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn a_sink_that_refuses_a_piece_gets_no_more_and_the_file_is_still_checked() {
+    rt().block_on(async {
+        let (disk, dir) = (snapshot_disk(13).await, Path::new(SNAP_DIR));
+        let mut store = SnapshotStore::open(disk.clone(), dir).await.unwrap();
+        store.save(3, b"a body of several pieces").await.unwrap();
+        let mut store = store.with_piece_bytes(5);
+        let mut sink = Pieces {
+            refuse_after: Some(2),
+            ..Pieces::default()
+        };
+        // Valid: loaded, the sink holding what it took before refusing.
+        assert_eq!(store.load_in_pieces(&mut sink).await.unwrap(), Some(3));
+        assert_eq!(sink.pieces, 2);
+        assert_eq!(sink.body, b"a body of several pieces"[..sink.body.len()]);
+    });
+}
+
+#[test]
+fn a_snapshot_of_another_version_loaded_in_pieces_is_an_error_not_a_fallback() {
+    rt().block_on(async {
+        let (disk, dir) = (snapshot_disk(14).await, Path::new(SNAP_DIR));
+        let mut store = SnapshotStore::open(disk.clone(), dir).await.unwrap();
+        let saved = store.save(4, b"state").await.unwrap();
+        // Version 2 in the header, the checksum made to match.
+        let mut file = disk.durable_contents(&saved.path).unwrap();
+        file[8] = 2;
+        let crc = crc32fast::hash(&file[..file.len() - 4]);
+        let n = file.len();
+        file[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        let f = disk.open(&saved.path).await.unwrap();
+        f.write_at(0, &file).await.unwrap();
+        f.sync_all().await.unwrap();
+        let mut sink = Pieces::default();
+        let e = store.load_in_pieces(&mut sink).await.unwrap_err();
+        assert!(matches!(e, Error::Version { found: 2, .. }), "{e}");
+    });
+}
+
 #[test]
 fn zeros_and_stale_bytes_of_an_older_salt_never_decode() {
     rt().block_on(async {

@@ -221,19 +221,24 @@ async fn build_and_save<D: Disk>(
         .await
         .map_err(|e| e.to_string())?
         .with_planted(planted);
-    let prev = store.load().await.map_err(|e| e.to_string())?;
-    let after = prev.as_ref().map_or(0, |p| p.lsn);
+    // The previous snapshot, decoded as it is read (never whole in
+    // memory), then each record folded in as it is read.
+    let mut sink = CoreSink::new(config);
+    let loaded = store
+        .load_in_pieces(&mut sink)
+        .await
+        .map_err(|e| e.to_string())?;
+    let after = loaded.unwrap_or(0);
     if after >= upto {
         return Err(format!("a snapshot at LSN {after} already covers {upto}").into());
     }
-    // The previous snapshot, then each record folded in as it is read (no
-    // second copy of the log in memory).
-    let mut q = match &prev {
-        Some(p) => Core::recover_encoded(config, p.body(), [])
-            .map_err(|e| format!("{}: {e}", p.path.display()))?,
-        None => Core::new(config),
+    let mut q = match sink.finish(loaded.is_some()) {
+        Ok(q) => q,
+        Err(e) => {
+            let path = store.dir().join(beaver_io::snapshot::snapshot_name(after));
+            return Err(format!("{}: {e}", path.display()).into());
+        }
     };
-    drop(prev);
     let mut bad: Option<String> = None;
     let mut abandoned = false;
     beaver_io::wal::read_records(&disk, &wal_dir, after, upto, planted, |lsn, body| {
@@ -274,6 +279,55 @@ async fn build_and_save<D: Disk>(
         })
         .await;
     Ok(Some(saved_as(&store, upto, saved)?))
+}
+
+/// Decodes the previous snapshot into a core as
+/// [`SnapshotStore::load_in_pieces`] reads it.
+struct CoreSink {
+    config: Config,
+    feed: Option<beaver_core::SnapshotFeed>,
+    refused: Option<String>,
+}
+
+impl CoreSink {
+    fn new(config: Config) -> CoreSink {
+        CoreSink {
+            config,
+            feed: None,
+            refused: None,
+        }
+    }
+
+    /// The core the snapshot gave (`loaded`: one was), else an empty one.
+    fn finish(self, loaded: bool) -> Result<Core, String> {
+        match (loaded, self.refused, self.feed) {
+            (false, ..) => Ok(Core::new(self.config)),
+            (true, Some(e), _) => Err(e),
+            (true, None, Some(feed)) => feed.finish().map_err(|e| e.to_string()),
+            (true, None, None) => Err("the snapshot's body was never handed out".into()),
+        }
+    }
+}
+
+impl beaver_io::SnapshotSink for CoreSink {
+    fn begin(&mut self, body_len: u64) {
+        let len = usize::try_from(body_len).unwrap_or(usize::MAX);
+        self.feed = Some(Core::recover_in_pieces(self.config.clone(), len));
+        self.refused = None;
+    }
+
+    fn piece(&mut self, piece: &[u8]) -> bool {
+        let fed = match self.feed.as_mut() {
+            Some(feed) => feed.feed(piece).map_err(|e| e.to_string()),
+            None => Err("a piece before the snapshot began".into()),
+        };
+        if let Err(e) = fed {
+            self.refused = Some(e);
+            self.feed = None;
+            return false;
+        }
+        true
+    }
 }
 
 async fn save<D: Disk>(

@@ -58,7 +58,7 @@ use admission::Enqueuing;
 use external::External;
 use leases::Leases;
 use proposals::Proposals;
-pub use recovery::RecoverError;
+pub use recovery::{RecoverError, SnapshotFeed};
 
 /// The job queue's state machine: inputs in, effects out. See the crate
 /// docs for the driver contract.

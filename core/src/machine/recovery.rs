@@ -15,6 +15,7 @@ use crate::codec::DecodeError;
 use crate::config::Config;
 use crate::record::Record;
 use crate::snapshot::Snapshot;
+use crate::snapshot_feed::SnapshotDecoder;
 use crate::state::ApplyError;
 
 /// Why a core could not be rebuilt.
@@ -36,6 +37,37 @@ impl std::fmt::Display for RecoverError {
 }
 
 impl std::error::Error for RecoverError {}
+
+/// A core being rebuilt from its snapshot's bytes, fed in pieces
+/// ([`Core::recover_in_pieces`]).
+///
+/// Guarantees: any cut of the same bytes into pieces gives the same core,
+/// or the same error, as [`Core::recover_encoded`]; at most one job's
+/// bytes (and the piece being fed) are held beside the core.
+pub struct SnapshotFeed {
+    core: Core,
+    decoder: SnapshotDecoder,
+}
+
+impl SnapshotFeed {
+    /// Decodes the jobs and fields `piece` completes. After an `Err` the
+    /// feed is of no use: drop it.
+    pub fn feed(&mut self, piece: &[u8]) -> Result<(), RecoverError> {
+        self.decoder
+            .feed(&mut self.core.state, piece)
+            .map_err(RecoverError::Snapshot)
+    }
+
+    /// The core, once every byte was fed; `Err` if the snapshot stopped
+    /// short of its end.
+    pub fn finish(mut self) -> Result<Core, RecoverError> {
+        self.decoder
+            .finish(&mut self.core.state)
+            .map_err(RecoverError::Snapshot)?;
+        self.core.after_restore();
+        Ok(self.core)
+    }
+}
 
 impl Core {
     /// Rebuilds a core from an optional snapshot and the records after it.
@@ -68,17 +100,27 @@ impl Core {
         snapshot: &[u8],
         records: impl IntoIterator<Item = Record>,
     ) -> Result<Core, RecoverError> {
-        let mut q = Core::new(config);
-        let (version, body) =
-            crate::codec::snapshot_body(snapshot).map_err(RecoverError::Snapshot)?;
-        crate::snapshot::restore_encoded(&mut q.state, version, body)
-            .map_err(|e| RecoverError::Snapshot(DecodeError::Malformed(e)))?;
+        let mut feed = Core::recover_in_pieces(config, snapshot.len());
+        feed.feed(snapshot)?;
+        let mut q = feed.finish()?;
         for r in records {
             q.state.apply_owned(r, true).map_err(RecoverError::Apply)?;
         }
         q.state.index_deferred();
         q.after_restore();
         Ok(q)
+    }
+
+    /// [`Core::recover_encoded`] with the snapshot's bytes fed in pieces
+    /// of any size as they are read ([`SnapshotFeed::feed`]), so that the
+    /// snapshot is never whole in memory; `len`, its length if known (0
+    /// if not), sizes the job table once. Then
+    /// [`Core::apply_owned`] and [`Core::finish_rebuild`] as usual.
+    pub fn recover_in_pieces(config: Config, len: usize) -> SnapshotFeed {
+        SnapshotFeed {
+            core: Core::new(config),
+            decoder: SnapshotDecoder::new(len),
+        }
     }
 
     /// Applies one durable record to a core being rebuilt (the same

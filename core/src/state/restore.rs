@@ -40,15 +40,15 @@ impl State {
         Ok(())
     }
 
-    /// Starts filling this fresh state from a snapshot.
-    pub(crate) fn restorer(&mut self, capacity: usize) -> Restorer<'_> {
+    /// Starts filling this fresh state from a snapshot (its queues known:
+    /// jobs name no queue added after this).
+    pub(crate) fn restorer(&mut self, capacity: usize) -> Restorer {
         assert_eq!(self.table.len(), 0, "restore goes into a fresh state");
         self.table.reserve(capacity);
         Restorer {
             ready: vec![Vec::new(); self.queues.len()],
             keys: Vec::with_capacity(capacity),
             by_seq: Vec::with_capacity(capacity),
-            state: self,
             scheduled: Vec::new(),
             leases: Vec::new(),
             finished: Vec::new(),
@@ -61,8 +61,9 @@ impl State {
 /// decoded, and builds each ordered index in bulk at the end from sorted
 /// keys (much faster than a million single inserts). Refuses jobs that
 /// would break the state's invariants, whatever bytes produced them.
-pub(crate) struct Restorer<'a> {
-    state: &'a mut State,
+/// Each call takes the state it fills (the one that made it), so that a
+/// restore can be carried across calls (a snapshot fed in pieces).
+pub(crate) struct Restorer {
     /// `(id hash, slot)` of every job, indexed in bulk at the end.
     keys: Vec<(u32, u32)>,
     /// `(seq, slot)` of every job, indexed in bulk at the end.
@@ -74,15 +75,14 @@ pub(crate) struct Restorer<'a> {
     dead: Vec<TimedKey>,
 }
 
-impl Restorer<'_> {
+impl Restorer {
     /// Makes room for `additional` more jobs.
-    pub(crate) fn reserve(&mut self, additional: usize) {
-        self.state.table.reserve(additional);
+    pub(crate) fn reserve(&mut self, s: &mut State, additional: usize) {
+        s.table.reserve(additional);
         self.keys.reserve(additional);
     }
 
-    pub(crate) fn push(&mut self, entry: Entry) -> Result<(), String> {
-        let s = &mut *self.state;
+    pub(crate) fn push(&mut self, s: &mut State, entry: Entry) -> Result<(), String> {
         let id = &entry.id;
         if entry.queue as usize >= self.ready.len() {
             return Err(format!(
@@ -147,8 +147,7 @@ impl Restorer<'_> {
     }
 
     /// Builds the indexes; then the state is whole.
-    pub(crate) fn finish(self) -> Result<(), String> {
-        let s = self.state;
+    pub(crate) fn finish(self, s: &mut State) -> Result<(), String> {
         // Room for every LSN and job sequence number still to come.
         if s.applied_lsn > u64::MAX / 2 || s.next_seq > u64::MAX / 2 {
             return Err(format!(
