@@ -393,7 +393,7 @@ impl Observer for MetricsObserver {
         self.0.snapshot_duration.observe(secs);
     }
 
-    fn snapshot_failed(&self, _error: &str, _log_corrupt: bool) {
+    fn snapshot_failed(&self, _error: &str, _input_corrupt: bool) {
         self.0.snapshot_failures.inc();
     }
 }

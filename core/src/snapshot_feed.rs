@@ -80,8 +80,7 @@ impl SnapshotDecoder {
     }
 
     /// Ends the snapshot: `Err` if it stopped short of its end.
-    pub(crate) fn finish(self, state: &mut State) -> Result<(), DecodeError> {
-        let _ = state;
+    pub(crate) fn finish(self) -> Result<(), DecodeError> {
         match self.next {
             Next::Version => Err(DecodeError::Empty),
             Next::Done => Ok(()),

@@ -46,16 +46,20 @@ pub trait SnapshotSink {
 struct FileInPieces {
     size: u64,
     body: std::ops::Range<u64>,
+    /// The planted bug the store runs with (read only by its hook).
+    #[cfg_attr(not(feature = "mutants"), allow(dead_code))]
+    planted: Planted,
     sinking: bool,
     room_crc: crc32fast::Hasher,
     trailer: [u8; TRAILER_LEN],
 }
 
 impl FileInPieces {
-    fn new(size: u64, body: std::ops::Range<u64>) -> FileInPieces {
+    fn new(size: u64, body: std::ops::Range<u64>, planted: Planted) -> FileInPieces {
         FileInPieces {
             size,
             body,
+            planted,
             sinking: true,
             room_crc: crc32fast::Hasher::new(),
             trailer: [0; TRAILER_LEN],
@@ -69,11 +73,26 @@ impl FileInPieces {
             self.room_crc.update(room);
         }
         if let Some(body) = part(at, piece, self.body.clone()) {
+            #[cfg(feature = "mutants")]
+            let body = self.planted_cut(at, piece, body);
             self.sinking = self.sinking && sink.piece(body);
         }
         if let Some(t) = part(at, piece, trailer_at..self.size) {
             let from = at.max(trailer_at) - trailer_at;
             self.trailer[from as usize..from as usize + t.len()].copy_from_slice(t);
+        }
+    }
+}
+
+#[cfg(feature = "mutants")]
+impl FileInPieces {
+    /// The planted bug `SnapshotPieceCutShort`: a piece of the body that
+    /// the read cut before the body's end loses its last byte.
+    fn planted_cut<'a>(&self, at: u64, piece: &[u8], body: &'a [u8]) -> &'a [u8] {
+        let cut_inside = at + (piece.len() as u64) < self.body.end;
+        match self.planted.is(SnapshotPieceCutShort) && cut_inside {
+            true => &body[..body.len() - 1],
+            false => body,
         }
     }
 }
@@ -511,7 +530,7 @@ impl<D: Disk> SnapshotStore<D> {
             Err(invalid) => return Ok(Err(invalid)),
         };
         sink.begin(body.end - body.start);
-        let mut file = FileInPieces::new(size, body);
+        let mut file = FileInPieces::new(size, body, self.planted);
         let mut at = 0;
         loop {
             file.take(at, &buf, sink);

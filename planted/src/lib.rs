@@ -81,11 +81,14 @@ pub enum Mutant {
     /// table's footprint in step, so the disk reserve is sized from
     /// figures a recount would not give.
     FootprintMissesAnEdit,
+    /// io (snapshot store): reading a snapshot in pieces, a piece of the
+    /// body cut by the end of a read loses its last byte.
+    SnapshotPieceCutShort,
 }
 
 impl Mutant {
     /// Every planted bug.
-    pub const ALL: [Mutant; 23] = [
+    pub const ALL: [Mutant; 24] = [
         Mutant::AckBeforeFsync,
         Mutant::RetryFailedFsync,
         Mutant::SkipSnapshotDirFsync,
@@ -109,6 +112,7 @@ impl Mutant {
         Mutant::RevivedJobDispatchedFirst,
         Mutant::JudgeLogPastTheRange,
         Mutant::FootprintMissesAnEdit,
+        Mutant::SnapshotPieceCutShort,
     ];
 
     /// The name used on the command line (`BEAVER_MUTANT=...`).
@@ -137,6 +141,7 @@ impl Mutant {
             Mutant::RevivedJobDispatchedFirst => "revived-job-dispatched-first",
             Mutant::JudgeLogPastTheRange => "judge-log-past-the-range",
             Mutant::FootprintMissesAnEdit => "footprint-misses-an-edit",
+            Mutant::SnapshotPieceCutShort => "snapshot-piece-cut-short",
         }
     }
 

@@ -32,6 +32,16 @@ pub struct EngineConfig {
     pub shutdown_grace_ms: u64,
     /// How often free disk space is checked against the reserve.
     pub space_check_interval_ms: u64,
+    /// The most of the previous snapshot a build reads at once (default
+    /// [`beaver_io::snapshot::LOAD_PIECE_BYTES`]). Not a setting: the
+    /// simulator draws small pieces so that its snapshots are read in
+    /// many.
+    #[serde(skip, default = "load_piece_bytes")]
+    pub snapshot_read_piece_bytes: usize,
+}
+
+fn load_piece_bytes() -> usize {
+    beaver_io::snapshot::LOAD_PIECE_BYTES
 }
 
 impl Default for EngineConfig {
@@ -53,6 +63,7 @@ impl Default for EngineConfig {
             unsynced_records_max: 200_000,
             shutdown_grace_ms: 10_000,
             space_check_interval_ms: 1_000,
+            snapshot_read_piece_bytes: load_piece_bytes(),
         }
     }
 }

@@ -415,6 +415,7 @@ impl<D: Disk, E: Executor, C: Clock, O: Observer> Tasks<D, E, C, O> {
             wal_dir: self.config.wal_dir(),
             config: self.config.queue.clone(),
             pace_percent: self.config.snapshot_pace_percent,
+            read_piece_bytes: self.config.snapshot_read_piece_bytes,
             engine_stopping: engine_stopping.clone(),
             rx,
             segments: commit.deleter(),

@@ -28,9 +28,10 @@ pub trait Observer: Send + Sync + 'static {
     /// A snapshot covering `lsn` was written (`bytes` long, built in `secs`).
     fn snapshot_written(&self, _lsn: u64, _bytes: u64, _secs: f64) {}
     /// A snapshot could not be built or written (the log keeps everything
-    /// and a later one is tried); `log_corrupt`: the build found the log
-    /// it folds corrupt.
-    fn snapshot_failed(&self, _error: &str, _log_corrupt: bool) {}
+    /// and a later one is tried); `input_corrupt`: the build found what it
+    /// folds corrupt (the log, or a snapshot file whose checksum held but
+    /// whose body does not decode).
+    fn snapshot_failed(&self, _error: &str, _input_corrupt: bool) {}
     /// The core's full invariant check failed (`what`: the first broken
     /// one). Run only in the simulator, where the cores are small, each
     /// time the disk reserve is measured from the core's kept figures.

@@ -56,6 +56,8 @@ pub(crate) struct Snapshotter<D: Disk, O: Observer, C: Clock> {
     pub config: Config,
     /// The share of time a build may work.
     pub pace_percent: u8,
+    /// The most of the previous snapshot a build reads at once.
+    pub read_piece_bytes: usize,
     /// Set when the engine begins to shut down: a build under way stops at
     /// the next record (the engine writes its own snapshot of everything
     /// before it stops) or, past the log, goes on without pacing.
@@ -72,15 +74,16 @@ pub(crate) struct Snapshotter<D: Disk, O: Observer, C: Clock> {
 /// Why a snapshot job failed.
 struct Failed {
     text: String,
-    /// The build found the log it folds corrupt.
-    log_corrupt: bool,
+    /// The build found what it folds corrupt: the log, or a snapshot file
+    /// whose checksum held but whose body does not decode.
+    input_corrupt: bool,
 }
 
 impl From<String> for Failed {
     fn from(text: String) -> Self {
         Failed {
             text,
-            log_corrupt: false,
+            input_corrupt: false,
         }
     }
 }
@@ -139,7 +142,7 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                         self.disk.dedicated(),
                         self.snapshot_dir.clone(),
                         self.wal_dir.clone(),
-                        self.config.clone(),
+                        (self.config.clone(), self.read_piece_bytes),
                         upto,
                         Pace::new(self.pace_percent, self.engine_stopping.clone()),
                         alive,
@@ -176,7 +179,7 @@ impl<D: Disk, O: Observer, C: Clock> Snapshotter<D, O, C> {
                 }
                 Err(e) => {
                     warn!(error = %e.text, "could not write a snapshot; the log keeps everything");
-                    self.observer.snapshot_failed(&e.text, e.log_corrupt);
+                    self.observer.snapshot_failed(&e.text, e.input_corrupt);
                     Err(e.text)
                 }
             };
@@ -210,7 +213,7 @@ async fn build_and_save<D: Disk>(
     disk: D,
     snapshot_dir: PathBuf,
     wal_dir: PathBuf,
-    config: Config,
+    (config, read_piece_bytes): (Config, usize),
     upto: u64,
     // Hurried once the engine is stopping: then the build stops folding.
     mut pace: Pace,
@@ -220,7 +223,8 @@ async fn build_and_save<D: Disk>(
     let mut store = SnapshotStore::open(disk.clone(), &snapshot_dir)
         .await
         .map_err(|e| e.to_string())?
-        .with_planted(planted);
+        .with_planted(planted)
+        .with_piece_bytes(read_piece_bytes);
     // The previous snapshot, decoded as it is read (never whole in
     // memory), then each record folded in as it is read.
     let mut sink = CoreSink::new(config);
@@ -236,7 +240,10 @@ async fn build_and_save<D: Disk>(
         Ok(q) => q,
         Err(e) => {
             let path = store.dir().join(beaver_io::snapshot::snapshot_name(after));
-            return Err(format!("{}: {e}", path.display()).into());
+            return Err(Failed {
+                text: format!("{}: {e}", path.display()),
+                input_corrupt: true,
+            });
         }
     };
     let mut bad: Option<String> = None;
@@ -259,7 +266,7 @@ async fn build_and_save<D: Disk>(
     })
     .await
     .map_err(|e| Failed {
-        log_corrupt: e.is_corruption(),
+        input_corrupt: e.is_corruption(),
         text: e.to_string(),
     })?;
     if let Some(e) = bad {
@@ -491,6 +498,7 @@ mod tests {
                 wal_dir,
                 config: Config::default(),
                 pace_percent: 100,
+                read_piece_bytes: 7,
                 engine_stopping: Arc::new(AtomicBool::new(false)),
                 rx,
                 segments: commit.deleter(),

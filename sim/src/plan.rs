@@ -133,11 +133,12 @@ pub struct Squeeze {
 }
 
 /// Seeds whose plan is drawn as it was before the simulated disk could
-/// split reads ([`SimDiskConfig::split_reads`]): the regression seeds of
-/// `crate::suite` found before that fault existed. A regression seed must
-/// replay the schedule that found its bug; with split reads, seed 54366
-/// no longer met the one that catches `trust-preallocated-length`.
-pub const DRAWN_BEFORE_SPLIT_READS: &[u64] = &[54366, 2587, 73175, 61005613, 1754761];
+/// split reads ([`SimDiskConfig::split_reads`]) and snapshot builds read
+/// in small pieces: the regression seeds of `crate::suite` found before
+/// either existed. A regression seed must replay the schedule that found
+/// its bug; with split reads, seed 54366 no longer met the one that
+/// catches `trust-preallocated-length`.
+pub const DRAWN_BEFORE_READ_FAULTS: &[u64] = &[54366, 2587, 73175, 61005613, 1754761];
 
 fn pick<T: Copy>(rng: &mut DetRng, xs: &[T]) -> T {
     xs[rng.below(xs.len() as u64) as usize]
@@ -199,6 +200,8 @@ impl Plan {
             space_check_interval_ms: pick(r, &[20, 200]),
             // Pacing sleeps a real thread; under madsim it never sleeps.
             snapshot_pace_percent: EngineConfig::default().snapshot_pace_percent,
+            // Drawn at the end of the plan (see below).
+            snapshot_read_piece_bytes: EngineConfig::default().snapshot_read_piece_bytes,
         };
         let workload = Workload {
             clients: 1 + r.below(4) as u32,
@@ -284,7 +287,13 @@ impl Plan {
         }
         // Drawn after the sessions, for the same reason; not for the seeds
         // kept as regression cases before the fault existed.
-        faults.disk.split_reads = !DRAWN_BEFORE_SPLIT_READS.contains(&seed) && r.chance(0.3);
+        let before_read_faults = DRAWN_BEFORE_READ_FAULTS.contains(&seed);
+        faults.disk.split_reads = !before_read_faults && r.chance(0.3);
+        // Drawn after the split reads, for the same reason: a build reads
+        // the previous snapshot in many pieces, each decoded as it comes.
+        if !before_read_faults && r.chance(0.3) {
+            engine.snapshot_read_piece_bytes = pick(r, &[7, 64, 509, 4_096]);
+        }
         Plan {
             seed,
             engine,
@@ -302,10 +311,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_regression_seeds_are_drawn_as_before_split_reads_and_they_draw_none() {
-        for &seed in DRAWN_BEFORE_SPLIT_READS {
+    fn only_regression_seeds_are_drawn_as_before_the_read_faults_and_they_draw_none() {
+        for &seed in DRAWN_BEFORE_READ_FAULTS {
             assert!(crate::suite::REGRESSION_SEEDS.contains(&seed), "{seed}");
-            assert!(!Plan::new(seed).faults.disk.split_reads, "{seed}");
+            let plan = Plan::new(seed);
+            assert!(!plan.faults.disk.split_reads, "{seed}");
+            let default = EngineConfig::default().snapshot_read_piece_bytes;
+            assert_eq!(plan.engine.snapshot_read_piece_bytes, default, "{seed}");
         }
         let split = (0..100)
             .filter(|&s| Plan::new(s).faults.disk.split_reads)
@@ -313,6 +325,14 @@ mod tests {
         assert!(
             (15..=45).contains(&split),
             "{split} of 100 seeds split reads"
+        );
+        let default = EngineConfig::default().snapshot_read_piece_bytes;
+        let pieces = (0..100)
+            .filter(|&s| Plan::new(s).engine.snapshot_read_piece_bytes < default)
+            .count();
+        assert!(
+            (15..=45).contains(&pieces),
+            "{pieces} of 100 seeds read snapshots in small pieces"
         );
     }
 }

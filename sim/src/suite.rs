@@ -86,7 +86,7 @@ pub const REQUIRED_MARKS: &[&str] = &[
 /// Seeds that once found a bug (outside the default range, or kept as
 /// the case of one): every run of the suite (and of the planted bugs)
 /// replays them first. Faults added to the plan later are not drawn for
-/// them (see [`crate::plan::DRAWN_BEFORE_SPLIT_READS`]), so each replays
+/// them (see [`crate::plan::DRAWN_BEFORE_READ_FAULTS`]), so each replays
 /// the schedule that found its bug.
 pub const REGRESSION_SEEDS: &[u64] = &[
     // An fsync EIO lost a segment's preallocated length, then a power loss

@@ -267,13 +267,14 @@ impl Observer for SimObserver {
     /// A build folds only durable records, and the harness corrupts the
     /// log only while the engine is down (the next recovery must refuse
     /// it): a build that finds the log corrupt misread a log being
-    /// appended to.
-    fn snapshot_failed(&self, error: &str, log_corrupt: bool) {
+    /// appended to. A snapshot file whose checksum held decodes, unless
+    /// the build misread it.
+    fn snapshot_failed(&self, error: &str, input_corrupt: bool) {
         let mut w = self.0.lock();
         w.log(format!("snapshot failed: {error}"));
-        if log_corrupt {
+        if input_corrupt {
             w.violate(format!(
-                "a snapshot build found the live log corrupt, though every record it folds was durable: {error}"
+                "a snapshot build found what it folds corrupt, though every record was durable and the snapshot validated: {error}"
             ));
         } else {
             w.mark("snapshot: a build or save failed");

@@ -61,9 +61,7 @@ impl SnapshotFeed {
     /// The core, once every byte was fed; `Err` if the snapshot stopped
     /// short of its end.
     pub fn finish(mut self) -> Result<Core, RecoverError> {
-        self.decoder
-            .finish(&mut self.core.state)
-            .map_err(RecoverError::Snapshot)?;
+        self.decoder.finish().map_err(RecoverError::Snapshot)?;
         self.core.after_restore();
         Ok(self.core)
     }
