@@ -58,7 +58,7 @@ impl Remembered {
         let Some(pos) = self.index.remove(id, |p| id_at(order, base, p)) else {
             return false;
         };
-        if let Some(Some((t, id))) = self.order.get_mut(offset(self.base, pos)).map(Option::take) {
+        if let Some((t, id)) = self.order[offset(self.base, pos)].take() {
             self.encoded_bytes -= crate::snapshot::remembered_id_len(t, &id);
         }
         while matches!(self.order.front(), Some(None)) {

@@ -492,7 +492,8 @@ impl<D: Disk> SnapshotStore<D> {
     }
 
     /// [`SnapshotStore::load`], the body handed to `sink` in pieces as it
-    /// is read (at most [`LOAD_PIECE_BYTES`] held at once, never the whole
+    /// is read (one piece held at once, [`LOAD_PIECE_BYTES`] unless
+    /// [`SnapshotStore::with_piece_bytes`] says otherwise; never the whole
     /// file). The checksum is known only at the end: a file found corrupt
     /// then is set aside as `load` sets it aside, and `sink` begins again
     /// with the older one ([`SnapshotSink::begin`]). `Ok(Some(lsn))`: the
