@@ -161,7 +161,9 @@ fn check_snapshot_body(data: &[u8]) {
     match (&streamed, fed_in_pieces(data)) {
         (Ok(q), Ok(q2)) => assert_eq!(q.snapshot(), q2.snapshot(), "fed in pieces, it differs"),
         (Ok(_), Err(e)) => panic!("fed in pieces, the snapshot is refused ({e}), whole it is not"),
-        (Err(e), Ok(_)) => panic!("fed in pieces, the snapshot is accepted, whole it is refused ({e})"),
+        (Err(e), Ok(_)) => {
+            panic!("fed in pieces, the snapshot is accepted, whole it is refused ({e})")
+        }
         (Err(_), Err(_)) => {}
     }
     let folded = decoded.map(|s| Core::recover(Config::default(), Some(s), []));
