@@ -322,11 +322,7 @@ impl Snapshot {
 
     /// Restores into a fresh state.
     pub(crate) fn restore_into(self, state: &mut State) -> Result<(), String> {
-        state.applied_lsn = self.lsn;
-        state.log_time = self.log_time;
-        state.now = state.now.max(self.log_time);
-        state.next_seq = self.next_seq;
-        let queues: Vec<u32> = self.queues.iter().map(|q| state.queue_index(q)).collect();
+        let queues = state.restore_head(self.lsn, self.log_time, self.next_seq, &self.queues);
         let mut r = state.restorer(self.jobs.len());
         for j in self.jobs {
             r.push(state, restored_entry(j, &queues)?)?;

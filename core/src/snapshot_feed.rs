@@ -147,17 +147,11 @@ impl SnapshotDecoder {
         let Some(((lsn, log_time, next_seq, names, jobs), used)) = take::<Head>(b)? else {
             return Ok(None);
         };
-        state.applied_lsn = lsn;
-        state.log_time = log_time;
-        state.now = state.now.max(log_time);
-        state.next_seq = next_seq;
-        self.queues = names.iter().map(|q| state.queue_index(q)).collect();
-        let mut r = state.restorer(0);
+        self.queues = state.restore_head(lsn, log_time, next_seq, &names);
         let room = usize::try_from(jobs)
             .unwrap_or(usize::MAX)
             .min(self.len_cap);
-        r.reserve(state, room);
-        self.restorer = Some(r);
+        self.restorer = Some(state.restorer(room));
         self.next = Next::Jobs { left: jobs };
         Ok(Some(used))
     }

@@ -292,26 +292,22 @@ async fn build_and_save<D: Disk>(
 /// [`SnapshotStore::load_in_pieces`] reads it.
 struct CoreSink {
     config: Config,
-    feed: Option<beaver_core::SnapshotFeed>,
-    refused: Option<String>,
+    /// The snapshot begun, as far as it decoded (`Err`: why it stopped).
+    fed: Option<Result<beaver_core::SnapshotFeed, String>>,
 }
 
 impl CoreSink {
     fn new(config: Config) -> CoreSink {
-        CoreSink {
-            config,
-            feed: None,
-            refused: None,
-        }
+        CoreSink { config, fed: None }
     }
 
     /// The core the snapshot gave (`loaded`: one was), else an empty one.
     fn finish(self, loaded: bool) -> Result<Core, String> {
-        match (loaded, self.refused, self.feed) {
-            (false, ..) => Ok(Core::new(self.config)),
-            (true, Some(e), _) => Err(e),
-            (true, None, Some(feed)) => feed.finish().map_err(|e| e.to_string()),
-            (true, None, None) => Err("the snapshot's body was never handed out".into()),
+        match (loaded, self.fed) {
+            (false, _) => Ok(Core::new(self.config)),
+            (true, Some(Ok(feed))) => feed.finish().map_err(|e| e.to_string()),
+            (true, Some(Err(e))) => Err(e),
+            (true, None) => Err("the snapshot's body was never handed out".into()),
         }
     }
 }
@@ -319,21 +315,22 @@ impl CoreSink {
 impl beaver_io::SnapshotSink for CoreSink {
     fn begin(&mut self, body_len: u64) {
         let len = usize::try_from(body_len).unwrap_or(usize::MAX);
-        self.feed = Some(Core::recover_in_pieces(self.config.clone(), len));
-        self.refused = None;
+        self.fed = Some(Ok(Core::recover_in_pieces(self.config.clone(), len)));
     }
 
     fn piece(&mut self, piece: &[u8]) -> bool {
-        let fed = match self.feed.as_mut() {
-            Some(feed) => feed.feed(piece).map_err(|e| e.to_string()),
-            None => Err("a piece before the snapshot began".into()),
+        let refused = match self.fed.as_mut() {
+            Some(Ok(feed)) => feed.feed(piece).err().map(|e| e.to_string()),
+            Some(Err(_)) => return false,
+            None => Some("a piece before the snapshot began".into()),
         };
-        if let Err(e) = fed {
-            self.refused = Some(e);
-            self.feed = None;
-            return false;
+        match refused {
+            Some(e) => {
+                self.fed = Some(Err(e));
+                false
+            }
+            None => true,
         }
-        true
     }
 }
 

@@ -5,6 +5,7 @@ use std::cmp::Reverse;
 
 use super::{ReadyKey, State, TimedKey};
 use crate::job::{JobId, JobState, QueueName};
+use crate::record::Lsn;
 use crate::table::{Entry, Holder, Place};
 use crate::time::UnixMillis;
 
@@ -38,6 +39,22 @@ impl State {
         self.queues[q as usize].paused_until = until;
         self.pauses.insert((until, q));
         Ok(())
+    }
+
+    /// Restores a snapshot's fields before its jobs into this fresh state;
+    /// returns the state's index of each of the snapshot's queue numbers.
+    pub(crate) fn restore_head(
+        &mut self,
+        lsn: Lsn,
+        log_time: UnixMillis,
+        next_seq: u64,
+        queues: &[QueueName],
+    ) -> Vec<u32> {
+        self.applied_lsn = lsn;
+        self.log_time = log_time;
+        self.now = self.now.max(log_time);
+        self.next_seq = next_seq;
+        queues.iter().map(|q| self.queue_index(q)).collect()
     }
 
     /// Starts filling this fresh state from a snapshot (its queues known:
@@ -76,12 +93,6 @@ pub(crate) struct Restorer {
 }
 
 impl Restorer {
-    /// Makes room for `additional` more jobs.
-    pub(crate) fn reserve(&mut self, s: &mut State, additional: usize) {
-        s.table.reserve(additional);
-        self.keys.reserve(additional);
-    }
-
     pub(crate) fn push(&mut self, s: &mut State, entry: Entry) -> Result<(), String> {
         let id = &entry.id;
         if entry.queue as usize >= self.ready.len() {
