@@ -33,8 +33,9 @@ pub trait Observer: Send + Sync + 'static {
     /// whose body does not decode).
     fn snapshot_failed(&self, _error: &str, _input_corrupt: bool) {}
     /// The core's full invariant check failed (`what`: the first broken
-    /// one). Run only in the simulator, where the cores are small, each
-    /// time the disk reserve is measured from the core's kept figures.
+    /// one). Run only in the simulator, where the cores are small, at some
+    /// of the segment closes where the disk reserve is measured from the
+    /// core's kept figures.
     fn core_invariants_broken(&self, _what: &str) {}
 }
 
