@@ -33,7 +33,13 @@ const KICK_MAX: usize = 10_000;
 pub struct ReadAhead {
     pub bytes: Vec<u8>,
     pub eof: bool,
+    /// The buffer each read while a reserve waits goes into: made (and
+    /// zeroed) at the connection's first reserve, not at every one.
+    chunk: Vec<u8>,
 }
+
+/// The most bytes one read takes while a reserve waits.
+const READ_CHUNK: usize = 4096;
 
 /// What one connection has chosen and holds.
 pub struct Conn {
@@ -408,21 +414,24 @@ async fn lease_one<S: AsyncRead + Unpin>(
     let asked = (!wait.is_zero()).then_some(wait);
     let lease = conn.session.reserve(queues, asked);
     tokio::pin!(lease);
-    let mut buf = [0u8; 4096];
+    let ahead = &mut conn.ahead;
+    if ahead.chunk.len() < READ_CHUNK {
+        ahead.chunk = vec![0; READ_CHUNK];
+    }
     loop {
-        let reading = !conn.ahead.eof && conn.ahead.bytes.len() < READ_AHEAD_MAX;
+        let reading = !ahead.eof && ahead.bytes.len() < READ_AHEAD_MAX;
         tokio::select! {
             biased;
             r = &mut lease => return match r {
                 Ok(job) => job.map_or(Waited::Nothing, Waited::Job),
                 Err(_) => Waited::Refused,
             },
-            n = stream.read(&mut buf), if reading => match n {
+            n = stream.read(&mut ahead.chunk), if reading => match n {
                 Ok(0) | Err(_) => {
-                    conn.ahead.eof = true;
+                    ahead.eof = true;
                     return Waited::PeerClosed;
                 }
-                Ok(n) => conn.ahead.bytes.extend_from_slice(&buf[..n]),
+                Ok(n) => ahead.bytes.extend_from_slice(&ahead.chunk[..n]),
             },
         }
     }

@@ -73,30 +73,48 @@ pub enum Reply<'a> {
 impl Reply<'_> {
     /// Appends the reply, CRLFs included, to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        use std::io::Write as _;
-        // Writing to a Vec cannot fail.
-        let _ = match self {
-            Reply::Inserted(id) => write!(out, "INSERTED {id}\r\n"),
-            Reply::BuriedNew(id) => write!(out, "BURIED {id}\r\n"),
-            Reply::Using(tube) => write!(out, "USING {tube}\r\n"),
-            Reply::Reserved { id, body } => with_body(out, format_args!("RESERVED {id}"), body),
-            Reply::Found { id, body } => with_body(out, format_args!("FOUND {id}"), body),
-            Reply::Watching(n) => write!(out, "WATCHING {n}\r\n"),
-            Reply::Kicked(n) => write!(out, "KICKED {n}\r\n"),
-            Reply::Ok(doc) => with_body(out, format_args!("OK"), doc),
+        // Written by hand, not with `write!`: this runs for every reply,
+        // and the formatting machinery cost more than the rest of it.
+        match self {
+            Reply::Using(tube) => {
+                out.extend_from_slice(b"USING ");
+                out.extend_from_slice(tube.as_str().as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            Reply::Reserved { id, body } | Reply::Found { id, body } => {
+                with_body(out, self.word(), Some(*id), body);
+            }
+            Reply::Ok(doc) => with_body(out, self.word(), None, doc),
+            Reply::Inserted(n) | Reply::BuriedNew(n) | Reply::Watching(n) | Reply::Kicked(n) => {
+                out.extend_from_slice(self.word().as_bytes());
+                out.push(b' ');
+                push_decimal(out, *n);
+                out.extend_from_slice(b"\r\n");
+            }
             fixed => {
                 out.extend_from_slice(fixed.word().as_bytes());
                 out.extend_from_slice(b"\r\n");
-                Ok(())
             }
-        };
+        }
     }
 
     /// The encoded reply, for tests and one-off uses.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.encoded_len_max());
         self.encode(&mut out);
         out
+    }
+
+    /// At least the encoded reply's length (what [`Reply::to_bytes`]
+    /// allocates, so that encoding never grows its buffer).
+    fn encoded_len_max(&self) -> usize {
+        match self {
+            Reply::Reserved { body, .. } | Reply::Found { body, .. } | Reply::Ok(body) => {
+                HEAD_MAX + body.len()
+            }
+            Reply::Using(tube) => HEAD_MAX + tube.as_str().len(),
+            _ => HEAD_MAX,
+        }
     }
 
     /// The reply's first word (all of it for a reply without arguments).
@@ -131,13 +149,38 @@ impl Reply<'_> {
     }
 }
 
-/// `<head> <len>\r\n<data>\r\n`.
-fn with_body(out: &mut Vec<u8>, head: std::fmt::Arguments<'_>, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    write!(out, "{head} {}\r\n", data.len())?;
+/// The most bytes of a reply besides its body or tube name: the longest
+/// word, two numbers of 20 digits, their spaces and two CRLFs.
+const HEAD_MAX: usize = 15 + 2 * 21 + 4;
+
+/// `<word>[ <id>] <len>\r\n<data>\r\n`.
+fn with_body(out: &mut Vec<u8>, word: &str, id: Option<u64>, data: &[u8]) {
+    out.reserve(HEAD_MAX + data.len());
+    out.extend_from_slice(word.as_bytes());
+    if let Some(id) = id {
+        out.push(b' ');
+        push_decimal(out, id);
+    }
+    out.push(b' ');
+    push_decimal(out, data.len() as u64);
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
-    Ok(())
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 #[cfg(test)]
@@ -168,6 +211,69 @@ mod tests {
         ];
         for (reply, bytes) in cases {
             assert_eq!(reply.to_bytes(), bytes, "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal_as_format_writes_them() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            12_345,
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ] {
+            let body = vec![b'x'; (n % 300) as usize];
+            let cases = [
+                (Reply::Inserted(n), format!("INSERTED {n}\r\n")),
+                (Reply::BuriedNew(n), format!("BURIED {n}\r\n")),
+                (Reply::Watching(n), format!("WATCHING {n}\r\n")),
+                (Reply::Kicked(n), format!("KICKED {n}\r\n")),
+                (
+                    Reply::Reserved { id: n, body: &body },
+                    format!(
+                        "RESERVED {n} {}\r\n{}\r\n",
+                        body.len(),
+                        "x".repeat(body.len())
+                    ),
+                ),
+            ];
+            for (reply, text) in cases {
+                assert_eq!(reply.to_bytes(), text.as_bytes(), "{reply:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn to_bytes_allocates_once_for_every_reply() {
+        let tube = TubeName::default_tube();
+        let body = vec![b'y'; 65_535];
+        let replies = [
+            Reply::Inserted(u64::MAX),
+            Reply::Using(&tube),
+            Reply::Reserved {
+                id: u64::MAX,
+                body: &body,
+            },
+            Reply::Found {
+                id: u64::MAX,
+                body: &body,
+            },
+            Reply::Ok(&body),
+            Reply::UnknownCommand,
+            Reply::DeadlineSoon,
+        ];
+        for reply in replies {
+            let want = reply.encoded_len_max();
+            let mut out = Vec::with_capacity(want);
+            reply.encode(&mut out);
+            let word = reply.word();
+            assert!(out.len() <= want, "{word}: {} > {want}", out.len());
+            assert_eq!(out.capacity(), want, "{word}: the buffer grew");
         }
     }
 }
