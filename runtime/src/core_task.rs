@@ -10,6 +10,7 @@ use beaver_core::{
     Core, Effect, Execution, Input, JobId, LeaseId, Outcome, Reply, RequestId, codec,
 };
 use beaver_io::{CommitEvent, Disk, GroupCommit, Proposer};
+use foldhash::fast::FixedState;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -84,10 +85,11 @@ pub(crate) struct Driver<E: Executor, C: Clock, O: Observer> {
     requests_open: bool,
     /// When running attempts are stopped, once shutting down.
     grace_until: Option<Instant>,
-    pending: HashMap<RequestId, oneshot::Sender<Reply>>,
+    /// Keyed by a number this task assigns in order: a fixed, fast hash.
+    pending: HashMap<RequestId, oneshot::Sender<Reply>, FixedState>,
     /// The pending requests that are lease requests (they may wait long:
     /// each sweep withdraws those whose client went away).
-    leasing: HashSet<RequestId>,
+    leasing: HashSet<RequestId, FixedState>,
     /// Leases whose reply found its client gone: given back after the step.
     undelivered: Vec<LeaseId>,
     /// When [`Driver::withdraw_gone`] runs next while leases wait (a time,
@@ -155,8 +157,8 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
             stopping: false,
             requests_open: true,
             grace_until: None,
-            pending: HashMap::new(),
-            leasing: HashSet::new(),
+            pending: HashMap::with_hasher(FixedState::default()),
+            leasing: HashSet::with_hasher(FixedState::default()),
             undelivered: Vec::new(),
             next_sweep: Instant::now(),
             running: HashMap::new(),

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use beaver_core::UNLIMITED_ATTEMPTS;
 use beaver_runtime::{Client, EngineConfig, SystemClock};
+use foldhash::fast::FixedState;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::beanstalk::stats::CommandCounts;
@@ -93,7 +94,9 @@ pub struct Shared {
     put_attempts: u32,
     ttr_ms_max: u64,
     draining: AtomicBool,
-    counters: Mutex<HashMap<u64, Counters>>,
+    /// Keyed by job number (given by the server, never by a client): a
+    /// fixed, fast hash.
+    counters: Mutex<HashMap<u64, Counters, FixedState>>,
     /// Buries so far (see [`Counters::buried_order`]).
     buries: AtomicU64,
     cmd: Mutex<CommandCounts>,
@@ -118,7 +121,7 @@ impl Shared {
             put_attempts: limits.put_attempts,
             ttr_ms_max: limits.ttr_ms_max,
             draining: AtomicBool::new(false),
-            counters: Mutex::new(HashMap::new()),
+            counters: Mutex::new(HashMap::with_hasher(FixedState::default())),
             buries: AtomicU64::new(0),
             cmd: Mutex::new(CommandCounts::default()),
             tubes: Mutex::new(tubes::Tubes::new()),
