@@ -98,7 +98,8 @@ impl Reply<'_> {
         }
     }
 
-    /// The encoded reply, for tests and one-off uses.
+    /// The encoded reply in a buffer of its own, allocated once at its
+    /// final size (the server answers every command through it).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len_max());
         self.encode(&mut out);
