@@ -339,7 +339,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         None => eprintln!("beaver beanstalkd: jobs are kept in {}", data_dir.display()),
     }
     let shared = Arc::new(Shared::new(engine.client.clone(), limits));
-    let served = serve_until_signal(listener, shared).await;
+    let served = serve_until_stopped(listener, shared, &engine.handle).await;
     engine.handle.shutdown();
     let stopped = tokio::time::timeout(Duration::from_secs(5), engine.handle.wait()).await;
     drop(temp);
@@ -350,9 +350,20 @@ pub async fn run(opts: Options) -> Result<(), String> {
     }
 }
 
-/// Serves until SIGTERM or SIGINT; SIGUSR1 turns drain mode on. The
-/// listener is closed (a Unix socket removed) when this returns.
-async fn serve_until_signal(listener: Listener, shared: Arc<Shared>) -> Result<(), String> {
+/// How often serving looks whether the engine stopped on its own.
+const ENGINE_WATCH: Duration = Duration::from_millis(200);
+
+/// Serves until SIGTERM or SIGINT, or until the engine stops on its own (a
+/// fail-stop: the caller then exits with the engine's error, so that a
+/// supervisor restarts the server and recovery reads what is on disk,
+/// instead of a server that answers every change `DRAINING` forever).
+/// SIGUSR1 turns drain mode on. The listener is closed (a Unix socket
+/// removed) when this returns.
+async fn serve_until_stopped(
+    listener: Listener,
+    shared: Arc<Shared>,
+    engine: &beaver_runtime::EngineHandle,
+) -> Result<(), String> {
     let sig = |k: SignalKind| signal(k).map_err(|e| format!("signal handler: {e}"));
     let (mut term, mut int, mut usr1) = (
         sig(SignalKind::terminate())?,
@@ -366,9 +377,16 @@ async fn serve_until_signal(listener: Listener, shared: Arc<Shared>) -> Result<(
         }
     });
     let stop = async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                () = tokio::time::sleep(ENGINE_WATCH) => {
+                    if engine.is_finished() {
+                        return;
+                    }
+                }
+            }
         }
     };
     listen::serve(listener, shared, stop).await;

@@ -29,7 +29,7 @@ pub(crate) fn connect(addr: SocketAddr) -> TcpStream {
 
 /// Reads whole reply lines until `n` arrived, the peer closed, or
 /// [`READ_WITHIN`] passed.
-fn read_lines(s: &mut TcpStream, n: usize) -> Vec<String> {
+pub(crate) fn read_lines(s: &mut TcpStream, n: usize) -> Vec<String> {
     let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
     let end = Instant::now() + READ_WITHIN;
     while buf.iter().filter(|&&b| b == b'\n').count() < n && Instant::now() < end {

@@ -149,8 +149,23 @@ impl Server {
         s
     }
 
-    fn data_dir(&self) -> PathBuf {
+    /// The `-b` dir (used with [`Options::persist`]).
+    pub fn data_dir(&self) -> PathBuf {
         self.scratch.path().join("binlog")
+    }
+
+    /// Waits up to `within` for the process to exit on its own (polling
+    /// every 10 ms); its exit status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
     }
 
     fn log_path(&self) -> PathBuf {
