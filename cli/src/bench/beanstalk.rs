@@ -1,7 +1,9 @@
 //! The beanstalkd workloads (issue 24): the same client code against
 //! Debian's `beanstalkd -b DIR -f0` (its durable mode: an fsync per
 //! command) and against `beaver beanstalkd -b DIR`, each on 127.0.0.1, a
-//! free port and a temp data dir of its own, stopped by its PID.
+//! free port and a temp data dir of its own, stopped by its PID. Wb1-Wb3
+//! run both servers side by side and time them in turns ([`ROUNDS`]);
+//! Wbmem runs one after the other.
 //!
 //! - Wb1: 20,000 puts from 1 connection, each waiting for `INSERTED`.
 //! - Wb2: 100,000 puts over 32 connections.
@@ -25,7 +27,7 @@ use super::load::{Client, Load, Step, Text, drive_clients};
 use super::probe::dir_usage;
 use super::report::Row;
 use super::server::{cpu_secs, die_with_parent, free_port, memory, stop_child};
-use super::workloads::{CONCURRENT_CLIENTS, Ctx, bench_cpu_secs, cores, seed};
+use super::workloads::{CONCURRENT_CLIENTS, Ctx, bench_cpu_secs, seed};
 
 /// The reference server: Debian's beanstalkd 1.12.
 pub const REFERENCE: &str = "/usr/bin/beanstalkd";
@@ -292,22 +294,93 @@ fn measure(
     load: impl FnOnce() -> Result<Load, String>,
 ) -> Result<Row, String> {
     eprintln!("== {name}: {what} (server pid {})", s.pid);
-    let cpu_before = (cpu_secs(&format!("/proc/{}/stat", s.pid)), bench_cpu_secs());
-    let load = load()?;
-    let server_now = cpu_secs(&format!("/proc/{}/stat", s.pid));
-    Ok(Row {
-        name: name.into(),
-        what,
-        unit: "jobs",
-        count: load.requests * jobs_per_request,
-        secs: load.secs,
-        latency_ms: load.latency_ms(),
-        fsyncs: None,
-        cores: cores(server_now, cpu_before, load.secs),
-        rss_peak: memory(s.pid).map(|m| m.0),
-        data_bytes: Some(dir_usage(&s.data_dir).1),
-        note: String::new(),
-    })
+    let mut tally = Tally::default();
+    tally.time(s, load)?;
+    Ok(tally.row(s, name, what, jobs_per_request))
+}
+
+/// One server's figures, summed over the rounds it was timed in.
+#[derive(Debug)]
+struct Tally {
+    requests: u64,
+    secs: f64,
+    latency_ns: Vec<u64>,
+    /// CPU seconds (server, benchmark) over the timed rounds; `None` once
+    /// a reading failed.
+    cpu: Option<(f64, f64)>,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            requests: 0,
+            secs: 0.0,
+            latency_ns: Vec::new(),
+            cpu: Some((0.0, 0.0)),
+        }
+    }
+}
+
+impl Tally {
+    /// Runs `load` against `s`, adding its requests, time, latencies and
+    /// the CPU both processes used meanwhile.
+    fn time(
+        &mut self,
+        s: &BsServer,
+        load: impl FnOnce() -> Result<Load, String>,
+    ) -> Result<(), String> {
+        let stat = format!("/proc/{}/stat", s.pid);
+        let before = (cpu_secs(&stat), bench_cpu_secs());
+        let load = load()?;
+        let used = (cpu_secs(&stat), bench_cpu_secs());
+        self.cpu = match (self.cpu, before, used) {
+            (Some((s, b)), (Some(s0), Some(b0)), (Some(s1), Some(b1))) => {
+                Some((s + s1 - s0, b + b1 - b0))
+            }
+            _ => None,
+        };
+        self.requests += load.requests;
+        self.secs += load.secs;
+        self.latency_ns.extend_from_slice(&load.latency_ns);
+        Ok(())
+    }
+
+    /// The row of server `s` (data: the sum of its data dir's file sizes).
+    fn row(mut self, s: &BsServer, name: &str, what: String, jobs_per_request: u64) -> Row {
+        self.latency_ns.sort_unstable();
+        let secs = self.secs.max(1e-9);
+        let load = Load {
+            requests: self.requests,
+            secs: self.secs,
+            latency_ns: self.latency_ns,
+            busy: 0,
+        };
+        Row {
+            name: name.into(),
+            what,
+            unit: "jobs",
+            count: load.requests * jobs_per_request,
+            secs: load.secs,
+            latency_ms: load.latency_ms(),
+            fsyncs: None,
+            cores: self
+                .cpu
+                .map(|(server, bench)| (server / secs, bench / secs)),
+            rss_peak: memory(s.pid).map(|m| m.0),
+            data_bytes: Some(dir_usage(&s.data_dir).1),
+            note: String::new(),
+        }
+    }
+}
+
+/// Starts a `kind` server for `workload` on a fresh data dir under the
+/// run's root.
+fn start(ctx: &mut Ctx, workload: &str, kind: Kind) -> Result<BsServer, String> {
+    ctx.dirs += 1;
+    let dir = ctx
+        .root
+        .join(format!("{}-{}-{}", ctx.dirs, workload, kind.name()));
+    BsServer::start(kind, &dir)
 }
 
 /// Runs `one` against the reference, then against beaver, each on a fresh
@@ -322,11 +395,7 @@ fn both(
     };
     let mut rows = Vec::new();
     for kind in [Kind::Reference, Kind::Beaver] {
-        ctx.dirs += 1;
-        let dir = ctx
-            .root
-            .join(format!("{}-{}-{}", ctx.dirs, workload, kind.name()));
-        let mut s = BsServer::start(kind, &dir)?;
+        let mut s = start(ctx, workload, kind)?;
         let name = format!("{workload} {}", kind.name());
         let mut row = one(ctx, &s, &name).map_err(|e| format!("{workload}: {e}"))?;
         if kind == Kind::Reference {
@@ -338,25 +407,137 @@ fn both(
     Ok(rows)
 }
 
+/// Rounds a timed load of Wb1, Wb2 and Wb3 is cut into. Both servers run
+/// side by side and take the rounds in turn, the reference first in
+/// rounds 1 and 4, beaver first in rounds 2 and 3: a slow spell of a
+/// shared machine (its disk or its CPUs) then falls on both rather than
+/// on whichever ran second, and their ratio reads the servers, not the
+/// minute. One server's rounds add up to the workload's whole count.
+pub const ROUNDS: u64 = 4;
+
+/// Which server goes first in `round` (0-based): ABBA.
+fn first_in(round: u64) -> Kind {
+    if matches!(round % 4, 1 | 2) {
+        Kind::Beaver
+    } else {
+        Kind::Reference
+    }
+}
+
+/// The requests of `round` (0-based) when `total` are cut into [`ROUNDS`]:
+/// as even as can be, the first rounds taking what does not divide.
+fn round_share(total: u64, round: u64) -> u64 {
+    total / ROUNDS + u64::from(round < total % ROUNDS)
+}
+
+/// One Wb workload run side by side (see [`ROUNDS`]).
+struct SideBySide<'a> {
+    workload: &'a str,
+    what: String,
+    /// Requests in all; a request is `jobs_per_request` jobs.
+    requests: u64,
+    jobs_per_request: u64,
+}
+
+impl SideBySide<'_> {
+    /// Starts both servers, gives each `prepare` (untimed), times `round`
+    /// for each round's share of the requests against each in turn, then
+    /// gives each `check` (untimed) and stops both; a row per server,
+    /// the reference's first. Nothing (after saying so) without the
+    /// reference.
+    fn run(
+        &self,
+        ctx: &mut Ctx,
+        prepare: impl Fn(&Ctx, &BsServer, &str) -> Result<(), String>,
+        round: impl Fn(&Ctx, &BsServer, &str, u64) -> Result<Load, String>,
+        check: impl Fn(&Ctx, &BsServer, &str) -> Result<(), String>,
+    ) -> Result<Vec<Row>, String> {
+        let Some(version) = reference(self.workload) else {
+            return Ok(Vec::new());
+        };
+        let kinds = [Kind::Reference, Kind::Beaver];
+        let mut servers = Vec::with_capacity(kinds.len());
+        for kind in kinds {
+            servers.push(start(ctx, self.workload, kind)?);
+        }
+        let names = kinds.map(|k| format!("{} {}", self.workload, k.name()));
+        let fail = |i: usize, e: String| format!("{}: {e}", names[i]);
+        for (i, s) in servers.iter().enumerate() {
+            prepare(ctx, s, &names[i]).map_err(|e| fail(i, e))?;
+        }
+        eprintln!(
+            "== {}: {}, {ROUNDS} rounds each in turn ({} pid {}, {} pid {})",
+            self.workload,
+            self.what,
+            kinds[0].name(),
+            servers[0].pid,
+            kinds[1].name(),
+            servers[1].pid
+        );
+        let mut tallies = [Tally::default(), Tally::default()];
+        for r in 0..ROUNDS {
+            let share = round_share(self.requests, r);
+            if share == 0 {
+                continue;
+            }
+            let order = if first_in(r) == Kind::Reference {
+                [0, 1]
+            } else {
+                [1, 0]
+            };
+            for i in order {
+                let s = &servers[i];
+                tallies[i]
+                    .time(s, || round(ctx, s, &names[i], share))
+                    .map_err(|e| fail(i, e))?;
+            }
+        }
+        let mut rows = Vec::with_capacity(kinds.len());
+        for (i, (mut s, tally)) in servers.into_iter().zip(tallies).enumerate() {
+            check(ctx, &s, &names[i]).map_err(|e| fail(i, e))?;
+            let mut row = tally.row(&s, &names[i], self.what.clone(), self.jobs_per_request);
+            if kinds[i] == Kind::Reference {
+                row.note = version.clone();
+            }
+            s.stop().map_err(|e| fail(i, e))?;
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+}
+
+/// Nothing to prepare or check.
+fn nothing(_: &Ctx, _: &BsServer, _: &str) -> Result<(), String> {
+    Ok(())
+}
+
 /// Wb1: 20,000 puts from 1 connection, each waiting for `INSERTED`.
 pub fn wb1(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
-    let n = ctx.n(20_000);
-    both(ctx, "Wb1", |ctx, s, name| {
-        measure(s, name, "puts, 1 connection".into(), 1, || {
-            put_load(ctx, s, name, 1, n, 1)
-        })
-    })
+    let w = SideBySide {
+        workload: "Wb1",
+        what: "puts, 1 connection".into(),
+        requests: ctx.n(20_000),
+        jobs_per_request: 1,
+    };
+    w.run(
+        ctx,
+        nothing,
+        |ctx, s, name, n| put_load(ctx, s, name, 1, n, 1),
+        nothing,
+    )
 }
 
 /// Wb2: 100,000 puts over 32 connections.
 pub fn wb2(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
-    let n = ctx.n(100_000);
-    both(ctx, "Wb2", |ctx, s, name| {
-        let what = format!("puts, {CONCURRENT_CLIENTS} connections");
-        measure(s, name, what, 1, || {
-            put_load(ctx, s, name, CONCURRENT_CLIENTS, n, 1)
-        })
-    })
+    let w = SideBySide {
+        workload: "Wb2",
+        what: format!("puts, {CONCURRENT_CLIENTS} connections"),
+        requests: ctx.n(100_000),
+        jobs_per_request: 1,
+    };
+    let round =
+        |ctx: &Ctx, s: &BsServer, name: &str, n| put_load(ctx, s, name, CONCURRENT_CLIENTS, n, 1);
+    w.run(ctx, nothing, round, nothing)
 }
 
 /// Wb3: 100,000 jobs put (untimed), then reserved and deleted by 8
@@ -364,26 +545,34 @@ pub fn wb2(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
 /// out).
 pub fn wb3(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
     let jobs = (ctx.n(100_000) / PIPELINE as u64).max(1) * PIPELINE as u64;
-    both(ctx, "Wb3", |ctx, s, name| {
-        put_load(ctx, s, name, 8, jobs / PIPELINE as u64, PIPELINE)?;
-        let what = "reserve-with-timeout 1 + delete, 8 connections".to_string();
-        let row = measure(s, name, what, 1, || {
-            ctx.rt
-                .block_on(drive_clients(8, jobs, LOAD_WITHIN, || Deleter {
-                    conn: BsConn::new(s.addr, name),
-                    timeouts: 0,
-                }))
-        })?;
+    let w = SideBySide {
+        workload: "Wb3",
+        what: "reserve-with-timeout 1 + delete, 8 connections".into(),
+        requests: jobs,
+        jobs_per_request: 1,
+    };
+    let fill = |ctx: &Ctx, s: &BsServer, name: &str| {
+        put_load(ctx, s, name, 8, jobs / PIPELINE as u64, PIPELINE).map(drop)
+    };
+    let drain = |ctx: &Ctx, s: &BsServer, name: &str, n| {
+        ctx.rt
+            .block_on(drive_clients(8, n, LOAD_WITHIN, || Deleter {
+                conn: BsConn::new(s.addr, name),
+                timeouts: 0,
+            }))
+    };
+    let all_gone = |ctx: &Ctx, s: &BsServer, name: &str| {
         let mut last = BsConn::new(s.addr, name);
         let left = ctx.rt.block_on(async {
             last.open().await?;
             last.reserve_delete(0).await
         })?;
         if left {
-            return Err(format!("{name}: a job was left after {jobs} deletes"));
+            return Err(format!("a job was left after {jobs} deletes"));
         }
-        Ok(row)
-    })
+        Ok(())
+    };
+    w.run(ctx, fill, drain, all_gone)
 }
 
 /// Wbmem: 1,000,000 puts, 8 connections each sending 100 at a time; the
@@ -398,4 +587,29 @@ pub fn wbmem(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
             put_load(ctx, s, name, 8, requests, PIPELINE)
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rounds_share_out_every_request_as_evenly_as_can_be() {
+        for total in [0, 1, 3, 4, 5, 2_000, 20_001, 100_000] {
+            let shares: Vec<u64> = (0..ROUNDS).map(|r| round_share(total, r)).collect();
+            assert_eq!(shares.iter().sum::<u64>(), total, "{total}: {shares:?}");
+            let (lo, hi) = (shares.iter().min(), shares.iter().max());
+            assert!(
+                hi.zip(lo).is_some_and(|(h, l)| h - l <= 1),
+                "{total}: {shares:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_server_goes_first_in_half_the_rounds_abba() {
+        let order: Vec<Kind> = (0..ROUNDS).map(first_in).collect();
+        use Kind::{Beaver as B, Reference as R};
+        assert_eq!(order, vec![R, B, B, R]);
+    }
 }
