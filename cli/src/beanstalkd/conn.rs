@@ -222,8 +222,9 @@ async fn execute<S: AsyncRead + Unpin>(
         Command::Watch(tube) => watch(shared, conn, tube),
         Command::Ignore(tube) => ignore(shared, conn, &tube).await,
         Command::Peek { id } => match live_job(shared, id).await {
-            Some(j) => found(&j),
-            None => Reply::NotFound.to_bytes(),
+            Ok(Some(j)) => found(&j),
+            Ok(None) => Reply::NotFound.to_bytes(),
+            Err(e) => refused(&e),
         },
         Command::PeekReady | Command::PeekDelayed | Command::PeekBuried => {
             match peek::first(shared, &conn.used, &cmd).await {
@@ -234,8 +235,9 @@ async fn execute<S: AsyncRead + Unpin>(
         Command::Kick { bound } => kick(shared, conn, bound).await,
         Command::KickJob { id } => kick_job(shared, id).await,
         Command::StatsJob { id } => match live_job(shared, id).await {
-            Some(j) => stats::job_yaml(shared, &j),
-            None => Reply::NotFound.to_bytes(),
+            Ok(Some(j)) => stats::job_yaml(shared, &j),
+            Ok(None) => Reply::NotFound.to_bytes(),
+            Err(e) => refused(&e),
         },
         Command::StatsTube(tube) => stats::tube_yaml(shared, &tube).await,
         Command::Stats => stats::server_yaml(shared).await,
@@ -265,11 +267,34 @@ fn found(j: &JobView) -> Vec<u8> {
 }
 
 /// The job numbered `id` if it still exists for beanstalkd: not
-/// completed or cancelled (deleted), and a number beaver assigned.
-pub async fn live_job(shared: &Shared, id: u64) -> Option<JobView> {
-    let j = shared.client.get(job_id(id)).await.ok()??;
+/// completed or cancelled (deleted), and a number beaver assigned. `Err`
+/// when the engine could not answer (see [`refused`]).
+pub async fn live_job(shared: &Shared, id: u64) -> Result<Option<JobView>, Rejection> {
+    let Some(j) = shared.client.get(job_id(id)).await? else {
+        return Ok(None);
+    };
     let live = !matches!(j.state, JobState::Completed | JobState::Cancelled);
-    (live && j.seq == id).then_some(j)
+    Ok((live && j.seq == id).then_some(j))
+}
+
+/// The reply to a request the engine refused. `OUT_OF_MEMORY` ("try again
+/// later", which beanstalkd may answer to any command) when it could not
+/// take the request now: too many requests waiting, its log failing, or
+/// stopping. The job is then as it was (a reservation still held), so a
+/// retry may pass. `NOT_FOUND` for the rest: no such job, not held, or in
+/// a state that forbids the change. Never `NOT_FOUND` for a job that is
+/// there: a client told so of its own job stops retrying.
+pub fn refused(e: &Rejection) -> Vec<u8> {
+    match e {
+        Rejection::Busy { .. } | Rejection::Storage { .. } | Rejection::Stopping => {
+            Reply::OutOfMemory.to_bytes()
+        }
+        Rejection::Invalid { .. }
+        | Rejection::TooLarge { .. }
+        | Rejection::NotFound { .. }
+        | Rejection::Conflict { .. }
+        | Rejection::LeaseLost { .. } => Reply::NotFound.to_bytes(),
+    }
 }
 
 async fn put(
@@ -474,16 +499,19 @@ async fn delete(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
     let (done, queue) = match conn.session.get(id).map(|r| r.queue.clone()) {
         Some(queue) => {
             let ended = |lease| end_reservation(shared, id, lease);
-            let done = conn.session.end(id, Finish::Complete, ended).await;
-            (done.unwrap_or(Err(Rejection::Stopping)), queue)
+            match conn.session.end(id, Finish::Complete, ended).await {
+                Some(done) => (done, queue),
+                None => return Reply::NotFound.to_bytes(),
+            }
         }
         None => match live_job(shared, id).await {
-            Some(job) => (shared.client.delete(job.id).await, job.queue),
-            None => return Reply::NotFound.to_bytes(),
+            Ok(Some(job)) => (shared.client.delete(job.id).await, job.queue),
+            Ok(None) => return Reply::NotFound.to_bytes(),
+            Err(e) => return refused(&e),
         },
     };
-    if done.is_err() {
-        return Reply::NotFound.to_bytes();
+    if let Err(e) = done {
+        return refused(&e);
     }
     shared.forget(id);
     if let Some(tube) = shared.tube_of(&queue) {
@@ -506,7 +534,7 @@ async fn release(shared: &Shared, conn: &mut Conn, id: u64, pri: u32, delay_s: u
             });
             Reply::Released.to_bytes()
         }
-        Some(Err(_)) => Reply::NotFound.to_bytes(),
+        Some(Err(e)) => refused(&e),
     }
 }
 
@@ -528,16 +556,16 @@ async fn bury(shared: &Shared, conn: &mut Conn, id: u64, pri: u32) -> Vec<u8> {
             });
             Reply::Buried.to_bytes()
         }
-        Some(Err(_)) => Reply::NotFound.to_bytes(),
+        Some(Err(e)) => refused(&e),
     }
 }
 
 async fn touch(conn: &mut Conn, id: u64) -> Vec<u8> {
     match conn.session.touch(id).await {
         Some(Ok(_)) => Reply::Touched.to_bytes(),
-        // Not held, or refused (no longer held unless the lease is
-        // still current).
-        Some(Err(_)) | None => Reply::NotFound.to_bytes(),
+        // Refused: no longer held, unless the engine could not take it now.
+        Some(Err(e)) => refused(&e),
+        None => Reply::NotFound.to_bytes(),
     }
 }
 
@@ -595,15 +623,17 @@ async fn kick(shared: &Shared, conn: &Conn, bound: u32) -> Vec<u8> {
 
 /// `kick-job`: a buried or delayed job is ready now.
 async fn kick_job(shared: &Shared, id: u64) -> Vec<u8> {
-    let Some(j) = live_job(shared, id).await else {
-        return Reply::NotFound.to_bytes();
+    let j = match live_job(shared, id).await {
+        Ok(Some(j)) => j,
+        Ok(None) => return Reply::NotFound.to_bytes(),
+        Err(e) => return refused(&e),
     };
     match shared.client.kick(j.id).await {
         Ok(()) => {
             shared.bump(id, |c| c.kicks += 1);
             Reply::KickedJob.to_bytes()
         }
-        Err(_) => Reply::NotFound.to_bytes(),
+        Err(e) => refused(&e),
     }
 }
 
@@ -614,8 +644,10 @@ async fn reserve_job(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
     if conn.session.len() >= RESERVED_PER_CONNECTION_MAX {
         return Reply::OutOfMemory.to_bytes();
     }
-    let Some(j) = live_job(shared, id).await else {
-        return Reply::NotFound.to_bytes();
+    let j = match live_job(shared, id).await {
+        Ok(Some(j)) => j,
+        Ok(None) => return Reply::NotFound.to_bytes(),
+        Err(e) => return refused(&e),
     };
     match conn.session.reserve_job(j.id).await {
         Ok(leased) => {
@@ -623,7 +655,7 @@ async fn reserve_job(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
             become_worker(shared, conn);
             reserved(shared, leased)
         }
-        Err(_) => Reply::NotFound.to_bytes(),
+        Err(e) => refused(&e),
     }
 }
 
@@ -644,12 +676,46 @@ async fn pause(shared: &Shared, tube: &TubeName, delay_s: u32) -> Vec<u8> {
             });
             Reply::Paused.to_bytes()
         }
-        Err(_) => Reply::NotFound.to_bytes(),
+        Err(e) => refused(&e),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_refusal_that_may_pass_later_is_out_of_memory_and_never_not_found() {
+        let reason = || "r".to_string();
+        let later = [
+            Rejection::Busy {
+                reason: reason(),
+                retry_after_ms: 100,
+            },
+            Rejection::Storage { reason: reason() },
+            Rejection::Stopping,
+        ];
+        for e in &later {
+            assert_eq!(refused(e), b"OUT_OF_MEMORY\r\n", "{e:?}");
+        }
+        let id = JobId::parse("j1").unwrap();
+        let gone = [
+            Rejection::NotFound { id },
+            Rejection::Conflict { reason: reason() },
+            Rejection::LeaseLost { lease: 7 },
+            Rejection::Invalid {
+                index: None,
+                field: "f".into(),
+                reason: reason(),
+            },
+            Rejection::TooLarge {
+                index: None,
+                reason: reason(),
+            },
+        ];
+        for e in &gone {
+            assert_eq!(refused(e), b"NOT_FOUND\r\n", "{e:?}");
+        }
+    }
+
     use super::*;
     use tokio::io::AsyncWriteExt;
     use tokio::time::{Instant, sleep};
