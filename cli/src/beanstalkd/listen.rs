@@ -2,7 +2,8 @@
 //! `beaver beanstalkd` and `beaver run --beanstalk-listen` run.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -26,9 +27,12 @@ impl Listener {
                 .await
                 .map(Listener::Tcp)
                 .map_err(|e| format!("cannot listen on {addr}: {e}")),
-            Listen::Unix(path) => UnixListener::bind(path)
-                .map(|l| Listener::Unix(l, path.clone()))
-                .map_err(|e| format!("cannot listen on unix:{}: {e}", path.display())),
+            Listen::Unix(path) => {
+                clear_stale_socket(path)?;
+                UnixListener::bind(path)
+                    .map(|l| Listener::Unix(l, path.clone()))
+                    .map_err(|e| format!("cannot listen on unix:{}: {e}", path.display()))
+            }
         }
     }
 
@@ -54,6 +58,31 @@ impl Listener {
             Listener::Unix(l, _) => Ok(Stream::Unix(l.accept().await?.0)),
         }
     }
+}
+
+/// Removes a socket file that a server which is gone (killed, crashed)
+/// left at `path`, as beanstalkd does, so that a restart after `kill -9`
+/// binds again. A socket some live server accepts on is left alone, and so
+/// is any other kind of file: the error names what is there and what to do.
+fn clear_stale_socket(path: &Path) -> Result<(), String> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(()); // nothing there (or unreadable: bind says why)
+    };
+    let at = path.display();
+    if !meta.file_type().is_socket() {
+        return Err(format!(
+            "cannot listen on unix:{at}: a file that is not a socket is there; \
+             remove it or give another path"
+        ));
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(format!(
+            "cannot listen on unix:{at}: another server accepts connections there; \
+             stop it or give another path"
+        ));
+    }
+    std::fs::remove_file(path)
+        .map_err(|e| format!("cannot remove the stale socket unix:{at} to listen there: {e}"))
 }
 
 impl Drop for Listener {

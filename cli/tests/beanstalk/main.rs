@@ -14,6 +14,7 @@ mod kill9;
 mod server;
 mod startup;
 mod transcript;
+mod unix;
 mod wire;
 
 use std::path::{Path, PathBuf};
