@@ -32,7 +32,9 @@ pub use planted::Planted;
 pub use rng::{DetRng, entropy_seed};
 pub use sim_disk::{SimDisk, SimDiskConfig, SimDiskStats, SimFile};
 pub use snapshot::{LoadedSnapshot, SavedSnapshot, SnapshotSink, SnapshotStore};
-pub use wal::format::{MIN_SEGMENT_BYTES, record_bytes_max, segment_bytes_problem};
+pub use wal::format::{
+    MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, record_bytes_max, segment_bytes_problem,
+};
 pub use wal::{
     AppendStats, Appender, BatchInfo, CommitEvent, CommitHooks, CommitSettings, GroupCommit,
     Inspection, LogEnd, LogEntry, Proposer, Recovered, SegmentDeleter, SpaceStatus, Wal,

@@ -13,6 +13,7 @@ mod listen;
 mod peek;
 mod stats;
 mod tubes;
+mod user;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -57,6 +58,25 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// The largest job body (`-z`).
     pub job_bytes_max: u32,
+    /// The log's segment size (`-s`, rounded up and raised as
+    /// [`segment_bytes`] says).
+    pub segment_bytes: u64,
+    /// The user to become once listening (`-u`).
+    pub user: Option<String>,
+}
+
+/// The log's segment size for `asked` bytes (`-s`; beanstalkd's binlog
+/// size, 10 MiB when not given) and jobs of up to `job_bytes_max` bytes:
+/// rounded up to a multiple of 4,096 bytes as beanstalkd does, and raised
+/// to what the largest job needs (a record never spans two segments).
+pub fn segment_bytes(asked: Option<u64>, job_bytes_max: u32) -> u64 {
+    let mib = 1 << 20;
+    let needed = (body::payload_bytes_max(job_bytes_max) + mib).div_ceil(mib) * mib;
+    asked
+        .unwrap_or(BINLOG_MAX_SIZE)
+        .div_ceil(4_096)
+        .saturating_mul(4_096)
+        .max(needed)
 }
 
 /// A job's `stats-job` counters (kept in memory: a restart resets them).
@@ -269,17 +289,13 @@ fn now_ms() -> u64 {
 /// The engine's configuration for beanstalkd: no built-in workers (every
 /// job waits for a connection's reserve), payloads as large as `-z`
 /// bodies become, leases that end at their TTR.
-fn engine_config(data_dir: PathBuf, job_bytes_max: u32) -> EngineConfig {
+fn engine_config(data_dir: PathBuf, job_bytes_max: u32, segment_bytes: u64) -> EngineConfig {
     let mut e = EngineConfig {
         data_dir,
+        segment_bytes,
         ..EngineConfig::default()
     };
     let payload_max = body::payload_bytes_max(job_bytes_max);
-    // beanstalkd's binlog files are 10 MiB by default; so are the log's
-    // segments here (a small temporary data dir), unless the largest job
-    // needs more.
-    let mib = 1 << 20;
-    e.segment_bytes = BINLOG_MAX_SIZE.max((payload_max + mib).div_ceil(mib) * mib);
     let q = &mut e.queue;
     q.workers = 0;
     q.lease_slack_ms = 0;
@@ -297,6 +313,11 @@ fn engine_config(data_dir: PathBuf, job_bytes_max: u32) -> EngineConfig {
 
 /// Runs the server until SIGTERM or SIGINT (SIGUSR1: drain mode).
 pub async fn run(opts: Options) -> Result<(), String> {
+    // Bound first, then `-u`, then the data dir: as that user.
+    let listener = Listener::bind(&opts.listen).await?;
+    if let Some(name) = &opts.user {
+        user::become_user(name)?;
+    }
     let temp = match &opts.data_dir {
         Some(_) => None,
         None => Some(
@@ -312,8 +333,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         (None, None) => return Err("no data dir".into()),
     };
     let _lock = crate::lock::lock_exclusive(&data_dir).map_err(|e| e.to_string())?;
-    let listener = Listener::bind(&opts.listen).await?;
-    let config = engine_config(data_dir.clone(), opts.job_bytes_max);
+    let config = engine_config(data_dir.clone(), opts.job_bytes_max, opts.segment_bytes);
     let limits = ServeLimits {
         job_bytes_max: opts.job_bytes_max,
         segment_bytes: config.segment_bytes,
@@ -415,6 +435,22 @@ pub struct BeanstalkdArgs {
     /// before it replies, whatever this says
     #[arg(short = 'f', value_name = "MS")]
     pub fsync_ms: Option<u64>,
+    /// Accepted for compatibility and moot: beaver never skips an
+    /// fdatasync
+    #[arg(short = 'F')]
+    pub never_fsync: bool,
+    /// The size of each log segment file, in bytes (default 10,485,760;
+    /// rounded up to a multiple of 4,096 and raised to what the largest
+    /// job needs)
+    #[arg(short = 's', value_name = "BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Become this user and its groups once listening, before the data
+    /// dir is opened (another user than the running one needs root)
+    #[arg(short = 'u', value_name = "USER")]
+    pub user: Option<String>,
+    /// Print version (beanstalkd's -v; -V too)
+    #[arg(short = 'v', action = clap::ArgAction::Version)]
+    pub version_v: (),
     /// Allow an address other than loopback: the protocol has no
     /// authentication, so anyone who reaches the port can read and delete
     /// every job
@@ -443,10 +479,16 @@ impl BeanstalkdArgs {
                 Listen::Tcp(SocketAddr::new(ip, self.port))
             }
         };
+        let max = beaver_io::MAX_SEGMENT_BYTES;
+        if let Some(s) = self.segment_bytes.filter(|&s| s == 0 || s > max) {
+            return Err(format!("-s must be 1 to {max} bytes, got {s}"));
+        }
         Ok(Options {
             listen,
             data_dir: self.data_dir.clone(),
             job_bytes_max: self.job_bytes_max,
+            segment_bytes: segment_bytes(self.segment_bytes, self.job_bytes_max),
+            user: self.user.clone(),
         })
     }
 }

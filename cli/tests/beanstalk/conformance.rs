@@ -257,6 +257,7 @@ fn the_framer_reads_requests_as_the_server_does() {
     let options = Options {
         persist: false,
         args: vec!["-z".into(), JOB_BYTES_MAX.to_string()],
+        open_to_all: false,
     };
     let server = Server::start(&cmd, options);
     let cases: u32 = std::env::var("BEAVER_BEANSTALK_CONFORMANCE_CASES")

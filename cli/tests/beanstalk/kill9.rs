@@ -68,6 +68,7 @@ fn acknowledged_puts_and_deletes_survive_kill_9() {
         Options {
             persist: true,
             args: Vec::new(),
+            open_to_all: false,
         },
     );
     let mut c = connect(server.addr);

@@ -96,6 +96,9 @@ pub struct Options {
     pub persist: bool,
     /// More arguments (`-z 10`).
     pub args: Vec<String>,
+    /// Make the temp dir and the `-b` dir writable by every user (for a
+    /// server that becomes another user, `-u`).
+    pub open_to_all: bool,
 }
 
 /// A running server, stopped (SIGTERM, then SIGKILL) by its PID on drop.
@@ -187,6 +190,13 @@ impl Server {
             if self.options.persist {
                 std::fs::create_dir_all(self.data_dir()).expect("binlog dir");
                 c.arg("-b").arg(self.data_dir());
+            }
+            if self.options.open_to_all {
+                use std::os::unix::fs::PermissionsExt;
+                for d in [self.scratch.path().to_path_buf(), self.data_dir()] {
+                    let all = std::fs::Permissions::from_mode(0o777);
+                    std::fs::set_permissions(&d, all).expect("open the dir to all");
+                }
             }
             let log = std::fs::File::create(self.log_path()).expect("log file");
             c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);

@@ -16,6 +16,7 @@ fn start_up_says_where_jobs_are_kept_and_that_f_changes_nothing() {
         Options {
             persist: false,
             args: vec!["-f".into(), "200".into()],
+            open_to_all: false,
         },
     );
     let mut c = connect(server.addr);
@@ -50,6 +51,7 @@ fn a_storage_failure_stops_the_server_with_an_error_that_says_to_restart_it() {
         Options {
             persist: true,
             args: Vec::new(),
+            open_to_all: false,
         },
     );
     let mut c = connect(server.addr);
@@ -75,4 +77,136 @@ fn a_storage_failure_stops_the_server_with_an_error_that_says_to_restart_it() {
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(log.contains("storage failed"), "{log}");
     assert!(log.contains("restart it to recover"), "{log}");
+}
+
+/// The `stats` value of `key` (`key: value` lines of its YAML body), on
+/// a new connection to `addr`.
+fn stat(addr: std::net::SocketAddr, key: &str) -> String {
+    let mut c = crate::wire::Conn::connect(addr).expect("connect");
+    c.send(b"stats\r\n").expect("send");
+    let reply = c.read_reply(Duration::from_secs(10)).expect("stats reply");
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in stats: {text}"))
+        .to_string()
+}
+
+/// beanstalkd's other options: `-s` sizes the log's segments (rounded up
+/// to 4,096 bytes, raised to what the largest job needs, and shown as
+/// `binlog-max-size`), `-F` is accepted and said to be moot, `-v` prints
+/// the version as `-V` does.
+#[test]
+fn s_sizes_the_log_segments_and_f_and_v_are_accepted() {
+    for (asked, size) in [("16777216", "16777216"), ("20000", "2097152")] {
+        let mut server = Server::start(
+            &beaver(),
+            Options {
+                persist: true,
+                args: vec!["-s".into(), asked.into(), "-F".into()],
+                open_to_all: false,
+            },
+        );
+        let mut c = connect(server.addr);
+        assert_eq!(stat(server.addr, "binlog-max-size"), size, "-s {asked}");
+        assert_eq!(ask(&mut c, "put 0 0 60 1\r\nz\r\n"), "INSERTED 1");
+        server.stop();
+        let log = server.log();
+        assert!(log.contains("-F changes nothing"), "{log}");
+        assert_eq!(
+            log.contains("log segments are 2097152 bytes"),
+            size == "2097152",
+            "{log}"
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_beaver"))
+        .args(["beanstalkd", "-v"])
+        .output()
+        .expect("run -v");
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")),
+        "{out:?}"
+    );
+}
+
+/// Runs `beaver beanstalkd ARGS` expecting it to exit by itself within
+/// 20 s (killed by PID otherwise); its exit status and stderr.
+fn run_to_exit(args: &[&str]) -> (Option<std::process::ExitStatus>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("stderr");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_beaver"))
+        .arg("beanstalkd")
+        .args(["-l", "127.0.0.1", "-p", "0"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start beaver beanstalkd");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut exited = false;
+    while !exited && std::time::Instant::now() < deadline {
+        exited = matches!(child.try_wait(), Ok(Some(_)));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !exited {
+        let _ = child.kill();
+    }
+    // Reaped either way (at once if it exited by itself).
+    let status = child.wait().ok().filter(|_| exited);
+    (status, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// `-u USER` becomes that user once listening: as root, `nobody` runs the
+/// server and owns the data dir it makes; as anyone else, becoming
+/// another user is refused with an error that says root is needed. An
+/// unknown user is named in the error.
+#[test]
+fn u_becomes_the_user_once_listening() {
+    let (status, log) = run_to_exit(&["-u", "no-such-user-beaver"]);
+    assert!(status.is_some_and(|s| !s.success()), "{status:?} {log}");
+    assert!(
+        log.contains("-u no-such-user-beaver: no such user"),
+        "{log}"
+    );
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        let (status, log) = run_to_exit(&["-u", "nobody"]);
+        assert!(status.is_some_and(|s| !s.success()), "{status:?} {log}");
+        assert!(log.contains("needs root"), "{log}");
+        return;
+    }
+    let nobody = user_id("nobody");
+    let mut server = Server::start(
+        &beaver(),
+        Options {
+            persist: true,
+            args: vec!["-u".into(), "nobody".into()],
+            open_to_all: true,
+        },
+    );
+    let mut c = connect(server.addr);
+    assert_eq!(ask(&mut c, "put 0 0 60 1\r\nz\r\n"), "INSERTED 1");
+    let pid = server.pid().expect("running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
+    let uids: Vec<&str> = uid_line.split_whitespace().skip(1).collect();
+    assert_eq!(uids, vec![nobody.to_string().as_str(); 4], "{uid_line}");
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(server.data_dir().join("wal")).map(|m| m.uid());
+    assert_eq!(owner.ok(), Some(nobody), "{}", server.log());
+    server.stop();
+}
+
+/// The user id of `name`.
+fn user_id(name: &str) -> u32 {
+    let c_name = std::ffi::CString::new(name).expect("no NUL");
+    // SAFETY: getpwnam returns null or a pointer to a static entry, read
+    // at once on this thread.
+    unsafe {
+        let p = libc::getpwnam(c_name.as_ptr());
+        assert!(!p.is_null(), "{name} is a user here");
+        (*p).pw_uid
+    }
 }
