@@ -18,6 +18,7 @@ pub mod lock;
 pub mod metrics;
 pub mod offline;
 pub mod openapi;
+pub mod pages;
 pub mod rodisk;
 pub mod schema;
 pub mod server;

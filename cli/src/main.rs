@@ -196,6 +196,7 @@ fn run_server(args: &RunArgs) -> Result<(), Failure> {
         message: m,
         code: 2,
     })?;
+    beaver_cli::pages::disable_transparent_huge_pages();
     let rt = server_runtime(settings.threads)?;
     rt.block_on(beaver_cli::server::run(settings))
         .map_err(|m| Failure {
@@ -209,6 +210,7 @@ fn run_beanstalkd(args: &beaver_cli::beanstalkd::BeanstalkdArgs) -> Result<(), F
         message: m,
         code: 2,
     })?;
+    beaver_cli::pages::disable_transparent_huge_pages();
     if let Some(ms) = args.fsync_ms {
         eprintln!(
             "beaver beanstalkd: -f {ms} changes nothing: every change is fdatasynced before its reply"

@@ -21,6 +21,18 @@ fn start_up_says_where_jobs_are_kept_and_that_f_changes_nothing() {
     );
     let mut c = connect(server.addr);
     assert_eq!(ask(&mut c, "put 0 0 60 1\r\nz\r\n"), "INSERTED 1");
+    // Transparent huge pages are off for the server (kernels since 6.x
+    // print the flag; then so must the server's status).
+    let thp = |pid: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let line = status.lines().find(|l| l.starts_with("THP_enabled:"));
+        line.and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_owned)
+    };
+    let server_pid = server.pid().expect("running").to_string();
+    if thp("self").is_some() {
+        assert_eq!(thp(&server_pid).as_deref(), Some("0"));
+    }
     server.stop();
     let log = server.log();
     assert!(

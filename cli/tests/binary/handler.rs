@@ -252,3 +252,55 @@ fn a_missing_command_is_refused_at_start_up() {
         assert!(!s.data().exists(), "{exec}: nothing is created");
     }
 }
+
+/// The `THP_enabled` line of process `pid`'s status (kernels since 6.x
+/// print it), if any.
+fn thp_line(pid: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("THP_enabled:"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+#[test]
+fn the_server_turns_huge_pages_off_for_itself_and_not_for_its_handlers() {
+    let s = Scratch::new(FAST_CONFIG);
+    let dir = s.dir.path();
+    let handler = dir.join("handler.sh");
+    script(
+        &handler,
+        &format!(
+            "grep THP_enabled /proc/self/status > {d}/thp.tmp; mv {d}/thp.tmp {d}/thp",
+            d = dir.display()
+        ),
+    );
+    let exec = handler.display().to_string();
+    let p = Proc::start(&s, &["--exec", &exec, "--workers", "1"]);
+    let server = thp_line(&p.pid.to_string());
+    let r = post(&p, "/v1/jobs", r#"[{"id":"a","payload":1}]"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out = dir.join("thp");
+    assert!(
+        wait_for(Duration::from_secs(20), || out.exists()),
+        "the handler never ran: {}",
+        p.log_text()
+    );
+    let seen = std::fs::read_to_string(&out).expect("handler's output");
+    let seen = seen.split_whitespace().collect::<Vec<_>>().join(" ");
+    // A process of this system that asked nothing: this test's own.
+    match (server, thp_line("self")) {
+        (Some(server), Some(default)) => {
+            assert_eq!(server, "THP_enabled: 0");
+            assert_eq!(seen, default, "the handler keeps the system's setting");
+        }
+        (server, default) => {
+            assert_eq!(
+                (server, default),
+                (None, None),
+                "the kernel prints it for all or none"
+            );
+            assert_eq!(seen, "", "no THP_enabled line on this kernel");
+        }
+    }
+}

@@ -293,14 +293,19 @@ fn spawn(
 
 /// Runs in the child between fork and exec: only async-signal-safe calls.
 fn enter_own_session(parent: libc::pid_t) -> io::Result<()> {
-    // SAFETY: setsid, prctl(PR_SET_PDEATHSIG) and getppid are plain system
-    // calls without pointer arguments, async-signal-safe.
+    // SAFETY: setsid, prctl(PR_SET_PDEATHSIG, PR_SET_THP_DISABLE) and
+    // getppid are plain system calls without pointer arguments,
+    // async-signal-safe.
     unsafe {
         // A new session makes the child a process-group leader with
         // pgid == pid, so one kill(-pgid) reaches everything it starts.
         if libc::setsid() == -1 {
             return Err(io::Error::last_os_error());
         }
+        // The server turns transparent huge pages off for itself
+        // (`beaver_cli::pages`); a handler gets the system's setting. Kept
+        // when the kernel refuses: only slower.
+        let _ = libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
         // Kept across execve (beaver never runs set-user-ID programs
         // itself), so it reaches the program an `exec` hands over to.
         if libc::prctl(
