@@ -134,6 +134,7 @@ enum Command {
     /// Serve beanstalkd's protocol on a beaver queue: a drop-in for `beanstalkd` that replies only once a change is durable
     #[command(
         version,
+        disable_version_flag = true,
         after_help = "Examples:\n  beaver beanstalkd                       # 127.0.0.1:11300, a temporary data dir removed at exit\n  beaver beanstalkd -b /var/lib/beaver-bs -p 11300\n  beaver beanstalkd -l unix:/run/beaver.sock -b ./data\n\nTubes are queues, job ids are job numbers, buried jobs are dead jobs.\nSIGUSR1: drain mode (puts answered DRAINING). SIGTERM or Ctrl-C: stop."
     )]
     Beanstalkd(beaver_cli::beanstalkd::BeanstalkdArgs),
@@ -263,7 +264,12 @@ fn main() -> ExitCode {
             })
         }
         Command::Beanstalkd(args) => {
-            init_tracing("warn");
+            init_tracing(match args.verbose {
+                0 => "warn",
+                1 => "info",
+                2 => "debug",
+                _ => "trace",
+            });
             run_beanstalkd(args)
         }
         Command::Bench(args) => {

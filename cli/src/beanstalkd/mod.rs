@@ -17,7 +17,7 @@ mod user;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,6 +63,8 @@ pub struct Options {
     pub segment_bytes: u64,
     /// The user to become once listening (`-u`).
     pub user: Option<String>,
+    /// Say where it serves once listening (`-V`).
+    pub verbose: bool,
 }
 
 /// The log's segment size for `asked` bytes (`-s`; beanstalkd's binlog
@@ -315,6 +317,13 @@ fn engine_config(data_dir: PathBuf, job_bytes_max: u32, segment_bytes: u64) -> E
 pub async fn run(opts: Options) -> Result<(), String> {
     // Bound first, then `-u`, then the data dir: as that user.
     let listener = Listener::bind(&opts.listen).await?;
+    if opts.verbose {
+        eprintln!(
+            "beaver beanstalkd: pid {}, listening on {}",
+            std::process::id(),
+            listener.address()
+        );
+    }
     if let Some(name) = &opts.user {
         user::become_user(name)?;
     }
@@ -332,6 +341,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         (None, Some(t)) => t.path().to_path_buf(),
         (None, None) => return Err("no data dir".into()),
     };
+    refuse_beanstalkd_binlog(&data_dir)?;
     let _lock = crate::lock::lock_exclusive(&data_dir).map_err(|e| e.to_string())?;
     let config = engine_config(data_dir.clone(), opts.job_bytes_max, opts.segment_bytes);
     let limits = ServeLimits {
@@ -368,6 +378,40 @@ pub async fn run(opts: Options) -> Result<(), String> {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Ok(()), // everything acknowledged is durable already
     }
+}
+
+/// The most directory entries looked at for beanstalkd's files.
+const DIR_ENTRIES_MAX: usize = 100_000;
+
+/// Refuses a data dir that holds beanstalkd's own log (`binlog.N` files),
+/// before anything is written to it: beaver keeps a log of its own and
+/// cannot read beanstalkd's, so the jobs in it would silently not be
+/// served by a server started on the same `-b` in beanstalkd's place.
+fn refuse_beanstalkd_binlog(dir: &Path) -> Result<(), String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(()); // not there yet: made fresh
+    };
+    let is_binlog = |name: &str| {
+        name.strip_prefix("binlog.")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut found: Vec<String> = entries
+        .take(DIR_ENTRIES_MAX)
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| is_binlog(n))
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    found.sort();
+    Err(format!(
+        "{} holds beanstalkd's own log ({}): beaver keeps a log of its own and cannot \
+         read beanstalkd's, so the jobs in it would not be served. Let beanstalkd finish \
+         them first and then move its binlog.* files away, or give beaver another -b dir",
+        dir.display(),
+        found.join(", ")
+    ))
 }
 
 /// How often serving looks whether the engine stopped on its own.
@@ -448,9 +492,13 @@ pub struct BeanstalkdArgs {
     /// dir is opened (another user than the running one needs root)
     #[arg(short = 'u', value_name = "USER")]
     pub user: Option<String>,
-    /// Print version (beanstalkd's -v; -V too)
-    #[arg(short = 'v', action = clap::ArgAction::Version)]
-    pub version_v: (),
+    /// More log lines, as beanstalkd's -V: -V says where it serves and
+    /// its engine's news, -VV and -VVV more
+    #[arg(short = 'V', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print the version (beanstalkd's -v)
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    pub version: (),
     /// Allow an address other than loopback: the protocol has no
     /// authentication, so anyone who reaches the port can read and delete
     /// every job
@@ -489,6 +537,7 @@ impl BeanstalkdArgs {
             job_bytes_max: self.job_bytes_max,
             segment_bytes: segment_bytes(self.segment_bytes, self.job_bytes_max),
             user: self.user.clone(),
+            verbose: self.verbose > 0,
         })
     }
 }

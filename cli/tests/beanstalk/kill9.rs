@@ -63,14 +63,7 @@ pub(crate) fn ask(s: &mut TcpStream, line: &str) -> String {
 
 #[test]
 fn acknowledged_puts_and_deletes_survive_kill_9() {
-    let mut server = Server::start(
-        &beaver(),
-        Options {
-            persist: true,
-            args: Vec::new(),
-            open_to_all: false,
-        },
-    );
+    let mut server = Server::start(&beaver(), Options::persistent(&[]));
     let mut c = connect(server.addr);
     let mut first = Vec::new();
     for i in 0..20 {

@@ -101,6 +101,17 @@ pub struct Options {
     pub open_to_all: bool,
 }
 
+impl Options {
+    /// Jobs kept in a temp `-b` dir, with more arguments.
+    pub fn persistent(args: &[&str]) -> Options {
+        Options {
+            persist: true,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            open_to_all: false,
+        }
+    }
+}
+
 /// A running server, stopped (SIGTERM, then SIGKILL) by its PID on drop.
 pub struct Server {
     cmd: ServerCmd,

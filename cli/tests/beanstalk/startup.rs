@@ -58,14 +58,7 @@ fn start_up_says_where_jobs_are_kept_and_that_f_changes_nothing() {
 /// `DRAINING`, until someone noticed.
 #[test]
 fn a_storage_failure_stops_the_server_with_an_error_that_says_to_restart_it() {
-    let mut server = Server::start(
-        &beaver(),
-        Options {
-            persist: true,
-            args: Vec::new(),
-            open_to_all: false,
-        },
-    );
+    let mut server = Server::start(&beaver(), Options::persistent(&[]));
     let mut c = connect(server.addr);
     assert_eq!(ask(&mut c, "put 0 0 60 1\r\nz\r\n"), "INSERTED 1");
     std::fs::remove_dir_all(server.data_dir()).expect("remove the data dir");
@@ -106,22 +99,17 @@ fn stat(addr: std::net::SocketAddr, key: &str) -> String {
 
 /// beanstalkd's other options: `-s` sizes the log's segments (rounded up
 /// to 4,096 bytes, raised to what the largest job needs, and shown as
-/// `binlog-max-size`), `-F` is accepted and said to be moot, `-v` prints
-/// the version as `-V` does.
+/// `binlog-max-size`), `-F` is accepted and said to be moot, `-V` (as
+/// deployment scripts and test harnesses start beanstalkd: `-V -p PORT`,
+/// `-VVV`) serves with more log lines, and `-v` prints the version.
 #[test]
-fn s_sizes_the_log_segments_and_f_and_v_are_accepted() {
+fn s_sizes_the_log_segments_f_is_moot_v_says_more_and_v_is_the_version() {
     for (asked, size) in [("16777216", "16777216"), ("20000", "2097152")] {
-        let mut server = Server::start(
-            &beaver(),
-            Options {
-                persist: true,
-                args: vec!["-s".into(), asked.into(), "-F".into()],
-                open_to_all: false,
-            },
-        );
-        let mut c = connect(server.addr);
+        let mut server = Server::start(&beaver(), Options::persistent(&["-s", asked, "-F", "-VV"]));
         assert_eq!(stat(server.addr, "binlog-max-size"), size, "-s {asked}");
+        let mut c = connect(server.addr);
         assert_eq!(ask(&mut c, "put 0 0 60 1\r\nz\r\n"), "INSERTED 1");
+        let pid = server.pid().expect("running");
         server.stop();
         let log = server.log();
         assert!(log.contains("-F changes nothing"), "{log}");
@@ -130,16 +118,21 @@ fn s_sizes_the_log_segments_and_f_and_v_are_accepted() {
             size == "2097152",
             "{log}"
         );
+        let said = format!("pid {pid}, listening on 127.0.0.1:");
+        assert!(log.contains(&said), "-VV says where it serves: {log}");
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_beaver"))
-        .args(["beanstalkd", "-v"])
-        .output()
-        .expect("run -v");
-    assert!(out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")),
-        "{out:?}"
-    );
+    for version in ["-v", "--version"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_beaver"))
+            .args(["beanstalkd", version])
+            .output()
+            .expect("run -v");
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(env!("CARGO_PKG_VERSION")),
+            "{version}: {out:?}"
+        );
+    }
 }
 
 /// Runs `beaver beanstalkd ARGS` expecting it to exit by itself within
@@ -193,9 +186,8 @@ fn u_becomes_the_user_once_listening() {
     let mut server = Server::start(
         &beaver(),
         Options {
-            persist: true,
-            args: vec!["-u".into(), "nobody".into()],
             open_to_all: true,
+            ..Options::persistent(&["-u", "nobody"])
         },
     );
     let mut c = connect(server.addr);
@@ -221,4 +213,30 @@ fn user_id(name: &str) -> u32 {
         assert!(!p.is_null(), "{name} is a user here");
         (*p).pw_uid
     }
+}
+
+/// A `-b` dir that holds beanstalkd's own log is refused before anything
+/// is written to it: beaver cannot read beanstalkd's log, and a server
+/// started in beanstalkd's place must not silently leave its jobs out.
+#[test]
+fn a_data_dir_with_beanstalkds_log_in_it_is_refused_untouched() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("binlog.3"), b"beanstalkd's").expect("binlog");
+    std::fs::write(dir.path().join("binlog.12"), b"beanstalkd's").expect("binlog");
+    std::fs::write(dir.path().join("binlog.x"), b"not one").expect("other");
+    let b = dir.path().display().to_string();
+    let (status, log) = run_to_exit(&["-b", &b]);
+    assert!(status.is_some_and(|s| !s.success()), "{status:?} {log}");
+    assert!(
+        log.contains("holds beanstalkd's own log (binlog.12, binlog.3)"),
+        "{log}"
+    );
+    assert!(log.contains("move its binlog.* files away"), "{log}");
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["binlog.12", "binlog.3", "binlog.x"], "written to");
 }
