@@ -682,6 +682,10 @@ async fn pause(shared: &Shared, tube: &TubeName, delay_s: u32) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::time::{Instant, sleep};
+
     #[test]
     fn a_refusal_that_may_pass_later_is_out_of_memory_and_never_not_found() {
         let reason = || "r".to_string();
@@ -715,10 +719,6 @@ mod tests {
             assert_eq!(refused(e), b"NOT_FOUND\r\n", "{e:?}");
         }
     }
-
-    use super::*;
-    use tokio::io::AsyncWriteExt;
-    use tokio::time::{Instant, sleep};
 
     // Long beside the writes (a fifth of it): a loaded machine does not
     // make a write miss the limit.
