@@ -7,17 +7,19 @@
 //! protocol (framing, parsing, replies, documents) is
 //! [`crate::beanstalk`]; this module is the glue to the runtime.
 
+mod binlog;
 mod body;
 mod conn;
 mod listen;
 mod peek;
 mod stats;
+mod takeover;
 mod tubes;
 mod user;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -341,7 +343,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         (None, Some(t)) => t.path().to_path_buf(),
         (None, None) => return Err("no data dir".into()),
     };
-    refuse_beanstalkd_binlog(&data_dir)?;
+    let old_log = takeover::read_log(&data_dir, opts.job_bytes_max)?;
     let _lock = crate::lock::lock_exclusive(&data_dir).map_err(|e| e.to_string())?;
     let config = engine_config(data_dir.clone(), opts.job_bytes_max, opts.segment_bytes);
     let limits = ServeLimits {
@@ -369,6 +371,23 @@ pub async fn run(opts: Options) -> Result<(), String> {
         None => eprintln!("beaver beanstalkd: jobs are kept in {}", data_dir.display()),
     }
     let shared = Arc::new(Shared::new(engine.client.clone(), limits));
+    let taken = takeover::take_over(old_log, &data_dir, &shared, now_ms()).await;
+    match taken {
+        Ok(Some(t)) => eprintln!(
+            "beaver beanstalkd: took over the jobs of beanstalkd's log: {} ({} ready, {} delayed, {} buried); its files are in {}",
+            t.ready + t.delayed + t.buried,
+            t.ready,
+            t.delayed,
+            t.buried,
+            data_dir.join(takeover::TAKEN_OVER).display()
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            engine.handle.shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), engine.handle.wait()).await;
+            return Err(e);
+        }
+    }
     let served = serve_until_stopped(listener, shared, &engine.handle).await;
     engine.handle.shutdown();
     let stopped = tokio::time::timeout(Duration::from_secs(5), engine.handle.wait()).await;
@@ -378,40 +397,6 @@ pub async fn run(opts: Options) -> Result<(), String> {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Ok(()), // everything acknowledged is durable already
     }
-}
-
-/// The most directory entries looked at for beanstalkd's files.
-const DIR_ENTRIES_MAX: usize = 100_000;
-
-/// Refuses a data dir that holds beanstalkd's own log (`binlog.N` files),
-/// before anything is written to it: beaver keeps a log of its own and
-/// cannot read beanstalkd's, so the jobs in it would silently not be
-/// served by a server started on the same `-b` in beanstalkd's place.
-fn refuse_beanstalkd_binlog(dir: &Path) -> Result<(), String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(()); // not there yet: made fresh
-    };
-    let is_binlog = |name: &str| {
-        name.strip_prefix("binlog.")
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    };
-    let mut found: Vec<String> = entries
-        .take(DIR_ENTRIES_MAX)
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| is_binlog(n))
-        .collect();
-    if found.is_empty() {
-        return Ok(());
-    }
-    found.sort();
-    Err(format!(
-        "{} holds beanstalkd's own log ({}): beaver keeps a log of its own and cannot \
-         read beanstalkd's, so the jobs in it would not be served. Let beanstalkd finish \
-         them first and then move its binlog.* files away, or give beaver another -b dir",
-        dir.display(),
-        found.join(", ")
-    ))
 }
 
 /// How often serving looks whether the engine stopped on its own.

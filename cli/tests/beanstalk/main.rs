@@ -13,6 +13,7 @@ mod differential;
 mod kill9;
 mod server;
 mod startup;
+mod takeover;
 mod transcript;
 mod unix;
 mod wire;

@@ -265,6 +265,14 @@ impl Server {
         self.launch();
     }
 
+    /// Stops the server and starts `cmd` in its place on the same `-b`
+    /// dir and a new port.
+    pub fn restart_as(&mut self, cmd: &ServerCmd) {
+        self.stop();
+        self.cmd = cmd.clone();
+        self.launch();
+    }
+
     /// Kills the server by its PID with SIGKILL (no chance to flush or
     /// clean up) and starts it again on the same `-b` dir and a new port.
     pub fn kill9_restart(&mut self) {

@@ -1,0 +1,149 @@
+//! `beaver beanstalkd` started in beanstalkd's place on the same `-b` dir
+//! takes over the jobs of beanstalkd's log: Debian's beanstalkd makes the
+//! log, beaver reads it (needs the reference; see `server.rs`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::kill9::{ask, beaver, connect};
+use crate::server::{Options, Server, ServerCmd, available_or_skip};
+use crate::wire;
+
+/// The value of `key` in the YAML `cmd` answers, on a new connection.
+fn yaml(addr: SocketAddr, cmd: &str, key: &str) -> String {
+    let mut c = wire::Conn::connect(addr).expect("connect");
+    c.send(cmd.as_bytes()).expect("send");
+    let reply = c.read_reply(Duration::from_secs(10)).expect("reply");
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in the answer to {cmd:?}: {text}"))
+        .to_string()
+}
+
+/// The reply line and the body a peek command in `tube` gets.
+fn peek_found(addr: SocketAddr, tube: &str, cmd: &str) -> (String, String) {
+    let mut c = wire::Conn::connect(addr).expect("connect");
+    c.send(format!("use {tube}\r\n").as_bytes()).expect("send");
+    c.read_reply(Duration::from_secs(10)).expect("USING");
+    c.send(cmd.as_bytes()).expect("send");
+    let reply = c.read_reply(Duration::from_secs(10)).expect("reply");
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    let mut parts = text.split("\r\n");
+    let line = parts.next().unwrap_or_default().to_string();
+    (line, parts.next().unwrap_or_default().to_string())
+}
+
+/// The body a peek command in `tube` finds.
+fn peek(addr: SocketAddr, tube: &str, cmd: &str) -> String {
+    peek_found(addr, tube, cmd).1
+}
+
+/// Every state comes over: ready, reserved (ready again), delayed (with
+/// its time left), buried; a deleted job does not. Tubes, priorities and
+/// TTRs are kept; beanstalkd's files are moved aside, and a restart takes
+/// nothing over twice.
+#[test]
+fn beaver_takes_over_the_jobs_of_beanstalkds_log() {
+    let test = "beaver_takes_over_the_jobs_of_beanstalkds_log";
+    let Some(reference) = available_or_skip(ServerCmd::reference(), test) else {
+        return;
+    };
+    let mut server = Server::start(&reference, Options::persistent(&[]));
+    let mut c = connect(server.addr);
+    assert_eq!(ask(&mut c, "put 5 0 60 7\r\nready-a\r\n"), "INSERTED 1");
+    assert_eq!(ask(&mut c, "use other\r\n"), "USING other");
+    assert_eq!(
+        ask(&mut c, "put 7 3600 30 9\r\ndelayed-b\r\n"),
+        "INSERTED 2"
+    );
+    assert_eq!(ask(&mut c, "put 9 0 60 8\r\nburied-c\r\n"), "INSERTED 3");
+    assert_eq!(ask(&mut c, "use default\r\n"), "USING default");
+    assert_eq!(ask(&mut c, "put 1 0 60 10\r\nreserved-d\r\n"), "INSERTED 4");
+    assert_eq!(ask(&mut c, "put 0 0 60 9\r\ndeleted-e\r\n"), "INSERTED 5");
+    assert_eq!(ask(&mut c, "delete 5\r\n"), "DELETED");
+    assert_eq!(ask(&mut c, "reserve-job 3\r\n"), "RESERVED 3 8");
+    assert_eq!(ask(&mut c, "bury 3 9\r\n"), "BURIED");
+    assert_eq!(ask(&mut c, "reserve-job 4\r\n"), "RESERVED 4 10");
+    drop(c);
+
+    server.restart_as(&beaver());
+    let check = |server: &Server| {
+        let addr = server.addr;
+        let default = |k: &str| yaml(addr, "stats-tube default\r\n", k);
+        let other = |k: &str| yaml(addr, "stats-tube other\r\n", k);
+        assert_eq!(default("current-jobs-ready"), "2", "{}", server.log());
+        assert_eq!(default("current-jobs-buried"), "0");
+        assert_eq!(other("current-jobs-delayed"), "1");
+        assert_eq!(other("current-jobs-buried"), "1");
+        assert_eq!(other("current-jobs-ready"), "0");
+        assert_eq!(peek(addr, "default", "peek-ready\r\n"), "reserved-d");
+        assert_eq!(peek(addr, "other", "peek-buried\r\n"), "buried-c");
+        assert_eq!(peek(addr, "other", "peek-delayed\r\n"), "delayed-b");
+    };
+    check(&server);
+    let log = server.log();
+    assert!(
+        log.contains("took over the jobs of beanstalkd's log: 4 (2 ready, 1 delayed, 1 buried)"),
+        "{log}"
+    );
+    let dir = server.data_dir();
+    assert!(dir.join("beanstalkd-taken-over/binlog.1").exists(), "{log}");
+    assert!(!dir.join("binlog.1").exists(), "{log}");
+    // The delayed job keeps its time left, priority and TTR.
+    let (found, _) = peek_found(server.addr, "other", "peek-delayed\r\n");
+    let id = found
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let job = |k: &str| yaml(server.addr, &format!("stats-job {id}\r\n"), k);
+    assert_eq!(
+        (job("pri").as_str(), job("ttr").as_str()),
+        ("7", "30"),
+        "{found}"
+    );
+    let left: u64 = job("time-left").parse().expect("a number");
+    assert!((3_500..=3_600).contains(&left), "time-left {left}");
+    server.restart();
+    check(&server);
+    assert_eq!(
+        server.log().matches("took over").count(),
+        1,
+        "{}",
+        server.log()
+    );
+}
+
+/// A takeover cut short goes on from its progress file: the jobs it
+/// recorded as taken are not put again.
+#[test]
+fn a_takeover_cut_short_goes_on_from_its_progress() {
+    let test = "a_takeover_cut_short_goes_on_from_its_progress";
+    let Some(reference) = available_or_skip(ServerCmd::reference(), test) else {
+        return;
+    };
+    let mut server = Server::start(&reference, Options::persistent(&[]));
+    let mut c = connect(server.addr);
+    for (i, body) in ["one", "two", "three"].iter().enumerate() {
+        let put = format!("put 0 0 60 {}\r\n{body}\r\n", body.len());
+        assert_eq!(ask(&mut c, &put), format!("INSERTED {}", i + 1));
+    }
+    drop(c);
+    server.stop();
+    // As a crash after the first two were durable leaves it.
+    std::fs::write(server.data_dir().join("beanstalkd-takeover"), "2\n").expect("progress");
+    server.restart_as(&beaver());
+    let addr = server.addr;
+    assert_eq!(
+        yaml(addr, "stats-tube default\r\n", "current-jobs-ready"),
+        "1"
+    );
+    assert_eq!(peek(addr, "default", "peek-ready\r\n"), "three");
+    assert!(!server.data_dir().join("beanstalkd-takeover").exists());
+    let log = server.log();
+    assert!(
+        log.contains("beanstalkd's log: 1 (1 ready, 0 delayed, 0 buried)"),
+        "{log}"
+    );
+}
