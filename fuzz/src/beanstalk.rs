@@ -77,3 +77,40 @@ fn check_frame(frame: &Frame, job_bytes_max: u32) {
         }
     }
 }
+
+/// The largest body the `beanstalkd_binlog` target lets a job have.
+const BINLOG_BODY_MAX: u64 = 64;
+
+/// The `beanstalkd_binlog` target: beanstalkd's own log, as `beaver
+/// beanstalkd` reads it to take beanstalkd's jobs over. Input layout:
+/// bytes 0 and 1 are the length of the first file (little endian, cut to
+/// what follows); the rest of the input is the second (`binlog.1`,
+/// `binlog.2`: a job's records run across files). Checked: the reader
+/// never panics; what it returns has distinct ascending nonzero ids, tube
+/// names of at most 200 bytes and bodies within the limit; an error names
+/// a file.
+pub fn check_binlog(data: &[u8]) {
+    use beaver_input::beanstalk::binlog::read;
+    let [lo, hi, rest @ ..] = data else {
+        return;
+    };
+    let at = usize::from(u16::from_le_bytes([*lo, *hi])).min(rest.len());
+    let files = vec![
+        ("binlog.1".to_string(), rest[..at].to_vec()),
+        ("binlog.2".to_string(), rest[at..].to_vec()),
+    ];
+    match read(&files, BINLOG_BODY_MAX) {
+        Ok(jobs) => {
+            assert!(jobs.windows(2).all(|w| w[0].id < w[1].id), "ids in order");
+            for j in &jobs {
+                assert!(j.id != 0, "a zero id ends a file");
+                assert!(j.tube.len() <= 200, "tube of {} bytes", j.tube.len());
+                assert!(
+                    j.body.len() as u64 <= BINLOG_BODY_MAX,
+                    "body over the limit"
+                );
+            }
+        }
+        Err(e) => assert!(e.contains("binlog."), "an error names its file: {e}"),
+    }
+}

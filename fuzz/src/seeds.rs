@@ -441,5 +441,45 @@ pub fn all() -> Vec<Seed> {
         bytes.extend_from_slice(stream.as_bytes());
         out.push(("beanstalk_command", name.to_string(), bytes));
     }
+    out.extend(binlog_seeds());
     out
+}
+
+/// beanstalkd logs as beanstalkd 1.12 writes them: a job in each state
+/// across two files, then the same cut short, and a body too large.
+fn binlog_seeds() -> Vec<Seed> {
+    use beaver_input::beanstalk::binlog::{encode_record, file_header};
+    let s = 1_000_000_000;
+    let mut one = file_header().to_vec();
+    for r in [
+        encode_record(b"default", 1, 7, 60 * s, 0, 1, b"hello"),
+        encode_record(b"other", 2, 3, 30 * s, 1_700_000_100 * s, 4, b"ab"),
+        encode_record(b"other", 3, 9, 60 * s, 0, 1, b"xyz"),
+        encode_record(b"", 1, 7, 60 * s, 0, 2, b""),
+    ] {
+        one.extend_from_slice(&r);
+    }
+    let mut two = file_header().to_vec();
+    for r in [
+        encode_record(b"", 3, 9, 60 * s, 0, 3, b""),
+        encode_record(b"", 2, 3, 30 * s, 0, 0, b""),
+        encode_record(b"default", 4, 0, s, 0, 1, &[0xff, 0, b'\r']),
+    ] {
+        two.extend_from_slice(&r);
+    }
+    two.extend_from_slice(&[0; 96]); // the preallocated rest
+    // The first file's length, then both files (see `check_binlog`).
+    let input = |a: &[u8], b: &[u8]| {
+        let len = u16::try_from(a.len()).unwrap_or(u16::MAX);
+        [&len.to_le_bytes()[..], a, b].concat()
+    };
+    let mut cut_short = input(&one, &two);
+    cut_short.truncate(cut_short.len() - 130);
+    let big = encode_record(b"default", 5, 0, s, 0, 1, &[b'x'; 100]);
+    let too_big = [&file_header()[..], &big].concat();
+    vec![
+        ("beanstalkd_binlog", "two-files".into(), input(&one, &two)),
+        ("beanstalkd_binlog", "cut-short".into(), cut_short),
+        ("beanstalkd_binlog", "too-big".into(), input(&too_big, &[])),
+    ]
 }

@@ -14,6 +14,7 @@ fn check(target: &str) -> fn(&[u8]) {
         "job_body" => beaver_fuzz::body::check_body,
         "settings" => beaver_fuzz::settings::check_settings,
         "beanstalk_command" => beaver_fuzz::beanstalk::check_beanstalk,
+        "beanstalkd_binlog" => beaver_fuzz::beanstalk::check_binlog,
         other => panic!("no target {other}"),
     }
 }

@@ -7,7 +7,6 @@
 //! protocol (framing, parsing, replies, documents) is
 //! [`crate::beanstalk`]; this module is the glue to the runtime.
 
-mod binlog;
 mod body;
 mod conn;
 mod listen;

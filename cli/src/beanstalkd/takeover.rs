@@ -18,10 +18,10 @@ use beaver_core::{JobId, JobSpec};
 use beaver_runtime::{Finish, Session};
 use futures_util::stream::{self, StreamExt};
 
-use super::binlog::{self, OldJob, OldState};
 use super::tubes::queue_of;
 use super::{Shared, body};
 use crate::beanstalk::TubeName;
+use crate::beanstalk::binlog::{self, OldJob, OldState};
 
 /// The progress file.
 const PROGRESS: &str = "beanstalkd-takeover";

@@ -50,6 +50,7 @@
 //! assert_eq!(out, b"INSERTED 1\r\nUNKNOWN_COMMAND\r\n");
 //! ```
 
+pub mod binlog;
 mod command;
 mod framer;
 mod limits;

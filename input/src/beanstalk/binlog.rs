@@ -1,5 +1,7 @@
 //! beanstalkd's own log, read so that `beaver beanstalkd` started in
-//! beanstalkd's place on the same `-b` dir takes its jobs over.
+//! beanstalkd's place on the same `-b` dir takes its jobs over. Pure: the
+//! caller reads the files; whatever their bytes, [`read`] returns the
+//! jobs or an error naming the file and the byte, and never panics.
 //!
 //! The `binlog.N` files of beanstalkd 1.10 to 1.12 (format version 7), in
 //! the order of N. Each holds a 4-byte version, then records: a 4-byte
@@ -201,32 +203,52 @@ fn apply(
     Ok(())
 }
 
+/// The version word a file starts with.
+pub fn file_header() -> [u8; 4] {
+    VERSION.to_le_bytes()
+}
+
+/// One record as beanstalkd 1.12 writes it, for tests and seed inputs: a
+/// full record (with the tube name and the body) when `tube` is not empty,
+/// else a short one. `state` is beanstalkd's: 0 deleted, 1 ready, 2
+/// reserved, 3 buried, 4 delayed.
+pub fn encode_record(
+    tube: &[u8],
+    id: u64,
+    pri: u32,
+    ttr_ns: i64,
+    deadline_ns: i64,
+    state: u8,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut r = (tube.len() as u32).to_le_bytes().to_vec();
+    r.extend_from_slice(tube);
+    let mut rec = [0u8; JOBREC_BYTES];
+    rec[0..8].copy_from_slice(&id.to_le_bytes());
+    rec[8..12].copy_from_slice(&pri.to_le_bytes());
+    rec[24..32].copy_from_slice(&ttr_ns.to_le_bytes());
+    rec[32..36].copy_from_slice(&((body.len() + 2) as u32).to_le_bytes());
+    rec[48..56].copy_from_slice(&deadline_ns.to_le_bytes());
+    rec[76] = state;
+    r.extend_from_slice(&rec);
+    if !tube.is_empty() {
+        r.extend_from_slice(body);
+        r.extend_from_slice(b"\r\n");
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// One record as beanstalkd 1.12 writes it: `tube` empty for a short
-    /// record (no body then).
     fn record(tube: &str, id: u64, pri: u32, ttr_s: i64, state: u8, body: &[u8]) -> Vec<u8> {
-        let mut r = (tube.len() as u32).to_le_bytes().to_vec();
-        r.extend_from_slice(tube.as_bytes());
-        let mut rec = [0u8; JOBREC_BYTES];
-        rec[0..8].copy_from_slice(&id.to_le_bytes());
-        rec[8..12].copy_from_slice(&pri.to_le_bytes());
-        rec[24..32].copy_from_slice(&(ttr_s * 1_000_000_000).to_le_bytes());
-        rec[32..36].copy_from_slice(&((body.len() + 2) as u32).to_le_bytes());
-        rec[48..56].copy_from_slice(&(7_000_000_000_i64).to_le_bytes());
-        rec[76] = state;
-        r.extend_from_slice(&rec);
-        if !tube.is_empty() {
-            r.extend_from_slice(body);
-            r.extend_from_slice(b"\r\n");
-        }
-        r
+        let ttr_ns = ttr_s * 1_000_000_000;
+        encode_record(tube.as_bytes(), id, pri, ttr_ns, 7_000_000_000, state, body)
     }
 
     fn file(records: &[Vec<u8>]) -> Vec<u8> {
-        let mut f = VERSION.to_le_bytes().to_vec();
+        let mut f = file_header().to_vec();
         for r in records {
             f.extend_from_slice(r);
         }
