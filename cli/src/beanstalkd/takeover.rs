@@ -79,15 +79,16 @@ pub fn read_log(dir: &Path, body_max: u32) -> Result<Option<OldLog>, String> {
     if files.is_empty() {
         return Ok(None);
     }
-    let mut contents = Vec::with_capacity(files.len());
+    // One file in memory at a time, and the jobs.
+    let mut reader = binlog::LogReader::new(u64::from(body_max));
     for f in &files {
         let bytes = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
         let name = f
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        contents.push((name, bytes));
+        reader.file(&name, &bytes)?;
     }
-    let jobs = binlog::read(&contents, u64::from(body_max))?;
+    let jobs = reader.jobs();
     Ok(Some(OldLog { files, jobs }))
 }
 

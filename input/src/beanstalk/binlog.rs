@@ -79,18 +79,46 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// The jobs the files hold at their end, by id. `files` are `(name,
-/// bytes)` in beanstalkd's order; a body longer than `body_max` bytes, a
-/// version other than [`VERSION`], or a record cut or out of range is an
-/// error naming the file and the offset.
-pub fn read(files: &[(String, Vec<u8>)], body_max: u64) -> Result<Vec<OldJob>, String> {
-    let mut jobs = BTreeMap::new();
-    for (name, bytes) in files {
-        read_file(bytes, body_max, &mut jobs).map_err(|(at, what)| {
-            format!("beanstalkd's log {name}, byte {at}: {what}; beaver cannot take its jobs over")
-        })?;
+/// Reads beanstalkd's files one at a time (only the jobs are kept).
+#[derive(Debug)]
+pub struct LogReader {
+    jobs: BTreeMap<u64, OldJob>,
+    body_max: u64,
+}
+
+impl LogReader {
+    /// A reader of jobs whose bodies are at most `body_max` bytes.
+    pub fn new(body_max: u64) -> LogReader {
+        LogReader {
+            jobs: BTreeMap::new(),
+            body_max,
+        }
     }
-    Ok(jobs.into_values().collect())
+
+    /// Applies the file `name` (the next in beanstalkd's order). A body
+    /// longer than the limit, a version other than [`VERSION`], or a
+    /// record cut or out of range is an error naming the file and the
+    /// byte.
+    pub fn file(&mut self, name: &str, bytes: &[u8]) -> Result<(), String> {
+        read_file(bytes, self.body_max, &mut self.jobs).map_err(|(at, what)| {
+            format!("beanstalkd's log {name}, byte {at}: {what}; beaver cannot take its jobs over")
+        })
+    }
+
+    /// The jobs the files hold at their end, by id.
+    pub fn jobs(self) -> Vec<OldJob> {
+        self.jobs.into_values().collect()
+    }
+}
+
+/// The jobs `files` (`(name, bytes)` in beanstalkd's order) hold at their
+/// end, by id; see [`LogReader::file`] for the errors.
+pub fn read(files: &[(String, Vec<u8>)], body_max: u64) -> Result<Vec<OldJob>, String> {
+    let mut reader = LogReader::new(body_max);
+    for (name, bytes) in files {
+        reader.file(name, bytes)?;
+    }
+    Ok(reader.jobs())
 }
 
 /// Applies one file's records to `jobs`; an error is `(offset, what)`.
