@@ -343,6 +343,13 @@ pub async fn run(opts: Options) -> Result<(), String> {
         (None, None) => return Err("no data dir".into()),
     };
     let old_log = takeover::read_log(&data_dir, opts.job_bytes_max)?;
+    if let Some(old) = &old_log {
+        eprintln!(
+            "beaver beanstalkd: {} holds beanstalkd's log: taking over its {} jobs before serving",
+            data_dir.display(),
+            old.len()
+        );
+    }
     let _lock = crate::lock::lock_exclusive(&data_dir).map_err(|e| e.to_string())?;
     let config = engine_config(data_dir.clone(), opts.job_bytes_max, opts.segment_bytes);
     let limits = ServeLimits {

@@ -71,6 +71,13 @@ pub struct OldLog {
     jobs: Vec<OldJob>,
 }
 
+impl OldLog {
+    /// The jobs it holds.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+}
+
 /// Reads beanstalkd's log in `dir` (jobs of up to `body_max` bytes);
 /// `None` when there is none. Writes nothing: a log beaver cannot read
 /// stops the start before the dir is touched.
