@@ -78,6 +78,35 @@ impl OldLog {
     }
 }
 
+/// Refuses to read beanstalkd's log while a beanstalkd still runs on
+/// `dir`: it holds a POSIX write lock on `dir/lock` while it runs.
+fn refuse_live_beanstalkd(dir: &Path) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("lock");
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open(&path) else {
+        return Ok(()); // no lock file (or not ours to open): nothing holds it
+    };
+    // SAFETY: an all-zero flock is a valid value of this plain C struct;
+    // fcntl(F_SETLK) reads it and the descriptor is ours for the call.
+    let taken = unsafe {
+        let mut lk: libc::flock = std::mem::zeroed();
+        lk.l_type = libc::F_WRLCK as libc::c_short;
+        lk.l_whence = libc::SEEK_SET as libc::c_short;
+        libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lk) == 0
+    };
+    // Our probe's lock, if taken, goes with the descriptor.
+    drop(file);
+    if taken {
+        return Ok(());
+    }
+    Err(format!(
+        "a beanstalkd still runs on {} (it holds {}): stop it first, then start beaver \
+         there to take its jobs over",
+        dir.display(),
+        path.display()
+    ))
+}
+
 /// Reads beanstalkd's log in `dir` (jobs of up to `body_max` bytes);
 /// `None` when there is none. Writes nothing: a log beaver cannot read
 /// stops the start before the dir is touched.
@@ -86,6 +115,7 @@ pub fn read_log(dir: &Path, body_max: u32) -> Result<Option<OldLog>, String> {
     if files.is_empty() {
         return Ok(None);
     }
+    refuse_live_beanstalkd(dir)?;
     // One file in memory at a time, and the jobs.
     let mut reader = binlog::LogReader::new(u64::from(body_max));
     for f in &files {

@@ -137,7 +137,7 @@ fn s_sizes_the_log_segments_f_is_moot_v_says_more_and_v_is_the_version() {
 
 /// Runs `beaver beanstalkd ARGS` expecting it to exit by itself within
 /// 20 s (killed by PID otherwise); its exit status and stderr.
-fn run_to_exit(args: &[&str]) -> (Option<std::process::ExitStatus>, String) {
+pub(crate) fn run_to_exit(args: &[&str]) -> (Option<std::process::ExitStatus>, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("stderr");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_beaver"))

@@ -247,3 +247,24 @@ fn a_random_history_of_beanstalkd_comes_over_state_for_state() {
         server.log()
     );
 }
+
+/// While beanstalkd still runs on the dir, beaver refuses to take its log
+/// over (it would read a log still being written) and says to stop it
+/// first; beanstalkd goes on serving.
+#[test]
+fn a_beanstalkd_still_running_on_the_dir_is_not_taken_over() {
+    let test = "a_beanstalkd_still_running_on_the_dir_is_not_taken_over";
+    let Some(reference) = available_or_skip(ServerCmd::reference(), test) else {
+        return;
+    };
+    let server = Server::start(&reference, Options::persistent(&[]));
+    let mut c = connect(server.addr);
+    assert_eq!(ask(&mut c, "put 0 0 60 1\r\na\r\n"), "INSERTED 1");
+    let dir = server.data_dir().display().to_string();
+    let (status, log) = crate::startup::run_to_exit(&["-b", &dir]);
+    assert!(status.is_some_and(|s| !s.success()), "{status:?} {log}");
+    assert!(log.contains("a beanstalkd still runs on"), "{log}");
+    assert!(log.contains("stop it first"), "{log}");
+    assert_eq!(ask(&mut c, "put 0 0 60 1\r\nb\r\n"), "INSERTED 2");
+    assert!(server.data_dir().join("binlog.1").exists());
+}
