@@ -5,7 +5,9 @@
 //! `bury` makes a job dead and `kick` requeues it. Every reply that
 //! reports a change is sent only once the change is durable. The pure
 //! protocol (framing, parsing, replies, documents) is
-//! [`crate::beanstalk`]; this module is the glue to the runtime.
+//! [`crate::beanstalk`]; this module is the glue to the runtime. Started
+//! on a `-b` dir that holds beanstalkd's own log, it takes beanstalkd's
+//! jobs over before it serves (`takeover.rs`).
 
 mod body;
 mod conn;
