@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use beaver_core::{JobId, JobSpec, JobState, JobView, Rejection};
+use beaver_core::{JobId, JobState, JobView, Rejection};
 use beaver_runtime::{Finish, QueuePause, Session};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::tubes::queue_of;
-use super::{Shared, body, now_ms, peek, stats};
+use super::{PutFailed, Shared, body, now_ms, peek, stats};
 use crate::beanstalk::{Command, Frame, Framer, Reply, TubeName};
 
 /// The most jobs one connection may hold reserved at once; a reserve
@@ -314,35 +314,20 @@ async fn put(
     if shared.draining() {
         return Reply::Draining.to_bytes();
     }
-    let queue = queue_of(&conn.used);
-    let Ok(payload) = body::to_payload(b) else {
-        return Reply::InternalError.to_bytes();
-    };
-    let spec = JobSpec {
-        id: None,
-        queue: Some(queue),
-        payload,
-        priority: beaver_core::priority_from_beanstalk(pri),
-        max_attempts: Some(shared.put_attempts),
-        // beanstalkd runs a TTR of 0 as 1 second.
-        timeout_ms: Some((u64::from(ttr_s.max(1)) * 1_000).min(shared.ttr_ms_max)),
-        delay_ms: u64::from(delay_s) * 1_000,
-    };
-    match shared.client.enqueue(vec![spec]).await {
-        Ok(done) => match done.first().and_then(|e| e.id.assigned_number()) {
-            Some(n) => {
-                // A new number has no counters yet: all read 0 until one
-                // changes, so a put without a delay adds no entry.
-                if delay_s > 0 {
-                    shared.bump(n, |c| c.delay_s = u64::from(delay_s));
-                }
-                shared.tube(&conn.used, |f| f.total_jobs += 1);
-                Reply::Inserted(n).to_bytes()
+    let ttr_ms = u64::from(ttr_s) * 1_000;
+    let delay_ms = u64::from(delay_s) * 1_000;
+    match shared.put_job(&conn.used, b, pri, delay_ms, ttr_ms).await {
+        Ok(n) => {
+            // A new number has no counters yet: all read 0 until one
+            // changes, so a put without a delay adds no entry.
+            if delay_s > 0 {
+                shared.bump(n, |c| c.delay_s = u64::from(delay_s));
             }
-            None => Reply::InternalError.to_bytes(),
-        },
-        Err(Rejection::Stopping) => Reply::Draining.to_bytes(),
-        Err(_) => Reply::OutOfMemory.to_bytes(),
+            Reply::Inserted(n).to_bytes()
+        }
+        Err(PutFailed::Body(_) | PutFailed::NoNumber) => Reply::InternalError.to_bytes(),
+        Err(PutFailed::Refused(Rejection::Stopping)) => Reply::Draining.to_bytes(),
+        Err(PutFailed::Refused(_)) => Reply::OutOfMemory.to_bytes(),
     }
 }
 
@@ -546,10 +531,7 @@ async fn bury(shared: &Shared, conn: &mut Conn, id: u64, pri: u32) -> Vec<u8> {
     match conn.session.end(id, how, ended).await {
         None => Reply::NotFound.to_bytes(),
         Some(Ok(())) => {
-            let order = shared
-                .buries
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                + 1;
+            let order = shared.next_bury_order();
             shared.bump(id, |c| {
                 c.buries += 1;
                 c.buried_order = order;

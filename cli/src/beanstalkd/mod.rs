@@ -109,6 +109,28 @@ pub struct Counters {
     pub open_lease: Option<u64>,
 }
 
+/// Why [`Shared::put_job`] put nothing.
+#[derive(Debug)]
+enum PutFailed {
+    /// The body could not be kept as a payload.
+    Body(String),
+    /// The engine refused the job.
+    Refused(beaver_core::Rejection),
+    /// The engine gave the job no job number (never for a job put
+    /// without an id).
+    NoNumber,
+}
+
+impl std::fmt::Display for PutFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PutFailed::Body(e) => write!(f, "{e}"),
+            PutFailed::Refused(e) => write!(f, "{e}"),
+            PutFailed::NoNumber => write!(f, "no job number given"),
+        }
+    }
+}
+
 /// What every connection shares.
 pub struct Shared {
     client: Client,
@@ -235,6 +257,46 @@ impl Shared {
             .ok()
             .and_then(|t| t.find(|n| tubes::queue_of(n) == *queue));
         known.or_else(|| TubeName::new(queue.as_str().as_bytes()))
+    }
+
+    /// Puts one job into `tube`'s queue, as `put` and a takeover do: the
+    /// body kept as its payload, beanstalkd's priority, the TTR at least
+    /// a second (as beanstalkd runs a TTR of 0) and at most the limit,
+    /// the configured attempts. Counted in the tube's total once durable.
+    /// Its job number.
+    async fn put_job(
+        &self,
+        tube: &TubeName,
+        body: &[u8],
+        pri: u32,
+        delay_ms: u64,
+        ttr_ms: u64,
+    ) -> Result<u64, PutFailed> {
+        let payload = body::to_payload(body).map_err(PutFailed::Body)?;
+        let spec = beaver_core::JobSpec {
+            id: None,
+            queue: Some(tubes::queue_of(tube)),
+            payload,
+            priority: beaver_core::priority_from_beanstalk(pri),
+            max_attempts: Some(self.put_attempts),
+            timeout_ms: Some(ttr_ms.max(1_000).min(self.ttr_ms_max)),
+            delay_ms,
+        };
+        let done = self
+            .client
+            .enqueue(vec![spec])
+            .await
+            .map_err(PutFailed::Refused)?;
+        let number = done.first().and_then(|e| e.id.assigned_number());
+        let number = number.ok_or(PutFailed::NoNumber)?;
+        self.tube(tube, |f| f.total_jobs += 1);
+        Ok(number)
+    }
+
+    /// The place of a bury made now among this process's buries (see
+    /// [`Counters::buried_order`]).
+    fn next_bury_order(&self) -> u64 {
+        self.buries.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn bump(&self, id: u64, change: impl FnOnce(&mut Counters)) {
@@ -379,24 +441,23 @@ pub async fn run(opts: Options) -> Result<(), String> {
         None => eprintln!("beaver beanstalkd: jobs are kept in {}", data_dir.display()),
     }
     let shared = Arc::new(Shared::new(engine.client.clone(), limits));
-    let taken = takeover::take_over(old_log, &data_dir, &shared, now_ms()).await;
-    match taken {
-        Ok(Some(t)) => eprintln!(
-            "beaver beanstalkd: took over the jobs of beanstalkd's log: {} ({} ready, {} delayed, {} buried); its files are in {}",
-            t.ready + t.delayed + t.buried,
-            t.ready,
-            t.delayed,
-            t.buried,
-            data_dir.join(takeover::TAKEN_OVER).display()
-        ),
-        Ok(None) => {}
-        Err(e) => {
-            engine.handle.shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(5), engine.handle.wait()).await;
-            return Err(e);
+    // A takeover that fails stops the engine as a stop after serving does.
+    let served = match takeover::take_over(old_log, &data_dir, &shared, now_ms()).await {
+        Ok(taken) => {
+            if let Some(t) = taken {
+                eprintln!(
+                    "beaver beanstalkd: took over the jobs of beanstalkd's log: {} ({} ready, {} delayed, {} buried); its files are in {}",
+                    t.ready + t.delayed + t.buried,
+                    t.ready,
+                    t.delayed,
+                    t.buried,
+                    data_dir.join(takeover::TAKEN_OVER).display()
+                );
+            }
+            serve_until_stopped(listener, shared, &engine.handle).await
         }
-    }
-    let served = serve_until_stopped(listener, shared, &engine.handle).await;
+        Err(e) => Err(e),
+    };
     engine.handle.shutdown();
     let stopped = tokio::time::timeout(Duration::from_secs(5), engine.handle.wait()).await;
     drop(temp);

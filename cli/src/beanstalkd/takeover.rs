@@ -14,12 +14,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use beaver_core::{JobId, JobSpec};
+use beaver_core::JobId;
 use beaver_runtime::{Finish, Session};
 use futures_util::stream::{self, StreamExt};
 
-use super::tubes::queue_of;
-use super::{Shared, body};
+use super::Shared;
 use crate::beanstalk::TubeName;
 use crate::beanstalk::binlog::{self, OldJob, OldState};
 
@@ -190,31 +189,17 @@ async fn put_one(shared: &Shared, j: &OldJob, now_ms: u64) -> Result<(u64, OldSt
             j.id
         )
     })?;
-    let payload = body::to_payload(&j.body).map_err(|e| format!("beanstalkd job {}: {e}", j.id))?;
-    let ttr_ms = u64::try_from(j.ttr_ns / 1_000_000).unwrap_or(0).max(1_000);
+    let ttr_ms = u64::try_from(j.ttr_ns / 1_000_000).unwrap_or(0);
     let delay_ms = match j.state {
         OldState::Delayed => u64::try_from(j.deadline_ns / 1_000_000)
             .unwrap_or(0)
             .saturating_sub(now_ms),
         OldState::Ready | OldState::Buried => 0,
     };
-    let spec = JobSpec {
-        id: None,
-        queue: Some(queue_of(&tube)),
-        payload,
-        priority: beaver_core::priority_from_beanstalk(j.pri),
-        max_attempts: Some(shared.put_attempts),
-        timeout_ms: Some(ttr_ms.min(shared.ttr_ms_max)),
-        delay_ms,
-    };
-    let done = shared
-        .client
-        .enqueue(vec![spec])
+    let number = shared
+        .put_job(&tube, &j.body, j.pri, delay_ms, ttr_ms)
         .await
         .map_err(|e| format!("cannot put beanstalkd job {}: {e}", j.id))?;
-    let number = done.first().and_then(|e| e.id.assigned_number());
-    let number = number.ok_or_else(|| format!("beanstalkd job {} got no job number", j.id))?;
-    shared.tube(&tube, |f| f.total_jobs += 1);
     Ok((number, j.state, j.pri))
 }
 
@@ -228,10 +213,7 @@ async fn bury(shared: &Shared, session: &mut Session, number: u64, pri: u32) -> 
     };
     match session.end(number, how, |_| {}).await {
         Some(Ok(())) => {
-            let order = shared
-                .buries
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                + 1;
+            let order = shared.next_bury_order();
             shared.bump(number, |c| c.buried_order = order);
             Ok(())
         }
