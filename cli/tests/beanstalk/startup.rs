@@ -84,19 +84,6 @@ fn a_storage_failure_stops_the_server_with_an_error_that_says_to_restart_it() {
     assert!(log.contains("restart it to recover"), "{log}");
 }
 
-/// The `stats` value of `key` (`key: value` lines of its YAML body), on
-/// a new connection to `addr`.
-fn stat(addr: std::net::SocketAddr, key: &str) -> String {
-    let mut c = crate::wire::Conn::connect(addr).expect("connect");
-    c.send(b"stats\r\n").expect("send");
-    let reply = c.read_reply(Duration::from_secs(10)).expect("stats reply");
-    let text = String::from_utf8_lossy(&reply).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
-        .unwrap_or_else(|| panic!("no {key} in stats: {text}"))
-        .to_string()
-}
-
 /// beanstalkd's other options: `-s` sizes the log's segments (rounded up
 /// to 4,096 bytes, raised to what the largest job needs, and shown as
 /// `binlog-max-size`), `-F` is accepted and said to be moot, `-V` (as
@@ -106,7 +93,8 @@ fn stat(addr: std::net::SocketAddr, key: &str) -> String {
 fn s_sizes_the_log_segments_f_is_moot_v_says_more_and_v_is_the_version() {
     for (asked, size) in [("16777216", "16777216"), ("20000", "2097152")] {
         let mut server = Server::start(&beaver(), Options::persistent(&["-s", asked, "-F", "-VV"]));
-        assert_eq!(stat(server.addr, "binlog-max-size"), size, "-s {asked}");
+        let max_size = crate::wire::yaml_value(server.addr, "stats\r\n", "binlog-max-size");
+        assert_eq!(max_size, size, "-s {asked}");
         let mut c = connect(server.addr);
         assert_eq!(ask(&mut c, "put 0 0 60 1\r\nz\r\n"), "INSERTED 1");
         let pid = server.pid().expect("running");

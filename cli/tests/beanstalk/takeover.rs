@@ -3,32 +3,14 @@
 //! log, beaver reads it (needs the reference; see `server.rs`).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use crate::kill9::{ask, beaver, connect};
 use crate::server::{Options, Server, ServerCmd, available_or_skip};
-use crate::wire;
-
-/// The value of `key` in the YAML `cmd` answers, on a new connection.
-fn yaml(addr: SocketAddr, cmd: &str, key: &str) -> String {
-    let mut c = wire::Conn::connect(addr).expect("connect");
-    c.send(cmd.as_bytes()).expect("send");
-    let reply = c.read_reply(Duration::from_secs(10)).expect("reply");
-    let text = String::from_utf8_lossy(&reply).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
-        .unwrap_or_else(|| panic!("no {key} in the answer to {cmd:?}: {text}"))
-        .to_string()
-}
+use crate::wire::{self, yaml_value as yaml};
 
 /// The reply line and the body a peek command in `tube` gets.
 fn peek_found(addr: SocketAddr, tube: &str, cmd: &str) -> (String, String) {
-    let mut c = wire::Conn::connect(addr).expect("connect");
-    c.send(format!("use {tube}\r\n").as_bytes()).expect("send");
-    c.read_reply(Duration::from_secs(10)).expect("USING");
-    c.send(cmd.as_bytes()).expect("send");
-    let reply = c.read_reply(Duration::from_secs(10)).expect("reply");
-    let text = String::from_utf8_lossy(&reply).into_owned();
+    let text = wire::last_reply(addr, &[&format!("use {tube}\r\n"), cmd]);
     let mut parts = text.split("\r\n");
     let line = parts.next().unwrap_or_default().to_string();
     (line, parts.next().unwrap_or_default().to_string())
@@ -152,11 +134,7 @@ fn a_takeover_cut_short_goes_on_from_its_progress() {
 /// reserved ones, which come back ready; delayed; buried), or `None` for a
 /// tube the server does not know.
 fn counts(addr: SocketAddr, tube: &str) -> Option<(u64, u64, u64)> {
-    let mut c = wire::Conn::connect(addr).expect("connect");
-    c.send(format!("stats-tube {tube}\r\n").as_bytes())
-        .expect("send");
-    let reply = c.read_reply(Duration::from_secs(10)).expect("reply");
-    let text = String::from_utf8_lossy(&reply).into_owned();
+    let text = wire::last_reply(addr, &[&format!("stats-tube {tube}\r\n")]);
     if text.starts_with("NOT_FOUND") {
         return None;
     }

@@ -147,6 +147,28 @@ impl Conn {
     }
 }
 
+/// Sends `cmds` in turn on a new connection to `addr`, each after the
+/// reply to the one before; the last reply, whole, as text.
+pub fn last_reply(addr: SocketAddr, cmds: &[&str]) -> String {
+    let mut c = Conn::connect(addr).expect("connect");
+    let mut reply = Vec::new();
+    for cmd in cmds {
+        c.send(cmd.as_bytes()).expect("send");
+        reply = c.read_reply(Duration::from_secs(10)).expect("reply");
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// The value of `key` in the YAML document `cmd` is answered with, on a
+/// new connection to `addr`.
+pub fn yaml_value(addr: SocketAddr, cmd: &str, key: &str) -> String {
+    let text = last_reply(addr, &[cmd]);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in the answer to {cmd:?}: {text}"))
+        .to_string()
+}
+
 /// The size of the data block a reply line announces, if it announces one.
 pub fn data_len(line: &[u8]) -> Option<usize> {
     let text = std::str::from_utf8(line).ok()?;
