@@ -128,9 +128,13 @@ fn s_sizes_the_log_segments_f_is_moot_v_says_more_and_v_is_the_version() {
 pub(crate) fn run_to_exit(args: &[&str]) -> (Option<std::process::ExitStatus>, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("stderr");
+    // A Unix socket of its own, not a TCP port: a port the kernel picks
+    // for `-p 0` may be the one another test's harness has just chosen
+    // for its server, whose readiness probe would then reach this one.
+    let socket = format!("unix:{}", dir.path().join("bs.sock").display());
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_beaver"))
         .arg("beanstalkd")
-        .args(["-l", "127.0.0.1", "-p", "0"])
+        .args(["-l", &socket])
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
