@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const WITHIN: Duration = Duration::from_secs(20);
 
 /// A `beaver beanstalkd` on a Unix socket; SIGKILLed by PID on drop.
-struct UnixServer {
+pub(crate) struct UnixServer {
     child: Child,
     log: PathBuf,
 }
@@ -22,7 +22,7 @@ struct UnixServer {
 impl UnixServer {
     /// Starts it on `socket` with the data dir `data`; its stderr goes
     /// to `log`.
-    fn start(socket: &Path, data: &Path, log: &Path) -> UnixServer {
+    pub(crate) fn start(socket: &Path, data: &Path, log: &Path) -> UnixServer {
         let err = std::fs::File::create(log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_beaver"))
             .args(["beanstalkd", "-l"])
@@ -40,13 +40,13 @@ impl UnixServer {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// A connection, once it accepts one; panics (with its log) if it
     /// exits or does not within [`WITHIN`].
-    fn connect(&mut self, socket: &Path) -> UnixStream {
+    pub(crate) fn connect(&mut self, socket: &Path) -> UnixStream {
         let deadline = Instant::now() + WITHIN;
         while Instant::now() < deadline {
             if let Ok(s) = UnixStream::connect(socket) {
@@ -63,6 +63,11 @@ impl UnixServer {
             socket.display(),
             self.log()
         );
+    }
+
+    /// Its exit status if it has exited, without waiting.
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Its exit status, once it exits within [`WITHIN`].
@@ -94,7 +99,7 @@ impl Drop for UnixServer {
 }
 
 /// Sends `line` and reads the reply up to its first `\r\n`.
-fn ask(s: &mut UnixStream, line: &str) -> String {
+pub(crate) fn ask(s: &mut UnixStream, line: &str) -> String {
     s.write_all(line.as_bytes()).expect("send");
     let (mut got, mut byte) = (Vec::new(), [0u8; 1]);
     while !got.ends_with(b"\r\n") && got.len() < 4_096 {
