@@ -17,9 +17,14 @@ pub struct Ids {
     pub gid: libc::gid_t,
 }
 
+/// `name` as the C string the user database calls take.
+fn c_string(name: &str) -> Result<CString, String> {
+    CString::new(name).map_err(|_| format!("-u {name:?}: a user name has no NUL"))
+}
+
 /// Looks `name` up in the user database; the error says what is wrong.
 pub fn lookup(name: &str) -> Result<Ids, String> {
-    let c_name = CString::new(name).map_err(|_| format!("-u {name:?}: a user name has no NUL"))?;
+    let c_name = c_string(name)?;
     // SAFETY: an all-zero passwd is a valid value of this plain C struct;
     // getpwnam_r only writes into it and into `buf`, both ours and sized
     // as passed, and `found` is null or points at `entry`.
@@ -61,7 +66,7 @@ pub fn become_user(name: &str) -> Result<(), String> {
     if unsafe { libc::geteuid() } == ids.uid {
         return Ok(());
     }
-    let c_name = CString::new(name).map_err(|_| format!("-u {name:?}: a user name has no NUL"))?;
+    let c_name = c_string(name)?;
     let failed = |what: &str| {
         let e = std::io::Error::last_os_error();
         format!("-u {name}: cannot {what}: {e} (becoming another user needs root)")
