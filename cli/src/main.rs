@@ -135,6 +135,7 @@ enum Command {
     #[command(
         version,
         disable_version_flag = true,
+        args_override_self = true,
         after_help = "Examples:\n  beaver beanstalkd                       # 127.0.0.1:11300, a temporary data dir removed at exit\n  beaver beanstalkd -b /var/lib/beaver-bs -p 11300\n  beaver beanstalkd -l unix:/run/beaver.sock -b ./data\n\nTubes are queues, job ids are job numbers, buried jobs are dead jobs.\nOn a -b dir that holds beanstalkd's log (binlog.N; stop beanstalkd first), beanstalkd's jobs are taken over before serving.\nSIGUSR1: drain mode (puts answered DRAINING). SIGTERM or Ctrl-C: stop."
     )]
     Beanstalkd(beaver_cli::beanstalkd::BeanstalkdArgs),

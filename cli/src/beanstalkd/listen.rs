@@ -2,6 +2,7 @@
 //! `beaver beanstalkd` and `beaver run --beanstalk-listen` run.
 
 use std::future::Future;
+use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,30 +10,68 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
-use super::{CONNECTIONS_MAX, Listen, Shared, conn};
+use super::activation::Passed;
+use super::{CONNECTIONS_MAX, Listen, Shared, check_loopback, conn};
+
+/// Connections the kernel completes and holds until they are accepted,
+/// as beanstalkd's `listen(fd, 1024)`: a burst of clients connecting at
+/// once (workers restarted together) waits there instead of having its
+/// connection attempts dropped and retried a second or more later, as
+/// past tokio's default of 128.
+const BACKLOG: libc::c_int = 1_024;
 
 /// A bound listener of either kind.
 pub enum Listener {
     /// TCP.
     Tcp(TcpListener),
-    /// A Unix socket (removed when the listener is dropped).
-    Unix(UnixListener, PathBuf),
+    /// A Unix socket; the path, if it is removed when the listener is
+    /// dropped (not a socket the service manager passed).
+    Unix(UnixListener, Option<PathBuf>),
 }
 
 impl Listener {
-    /// Binds `listen`, or says why it cannot.
+    /// Binds `listen` with beanstalkd's backlog ([`BACKLOG`]), or says why
+    /// it cannot.
     pub async fn bind(listen: &Listen) -> Result<Listener, String> {
-        match listen {
+        let listener = match listen {
             Listen::Tcp(addr) => TcpListener::bind(addr)
                 .await
                 .map(Listener::Tcp)
-                .map_err(|e| format!("cannot listen on {addr}: {e}")),
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
             Listen::Unix(path) => {
                 clear_stale_socket(path)?;
                 UnixListener::bind(path)
-                    .map(|l| Listener::Unix(l, path.clone()))
-                    .map_err(|e| format!("cannot listen on unix:{}: {e}", path.display()))
+                    .map(|l| Listener::Unix(l, Some(path.clone())))
+                    .map_err(|e| format!("cannot listen on unix:{}: {e}", path.display()))?
             }
+        };
+        let fd = match &listener {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l, _) => l.as_raw_fd(),
+        };
+        // SAFETY: listen(2) on the listening socket this value owns; on a
+        // socket that already listens it only sets the backlog.
+        if unsafe { libc::listen(fd, BACKLOG) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(format!("cannot listen on {}: {e}", listener.address()));
+        }
+        Ok(listener)
+    }
+
+    /// Serves on the socket a service manager passed; one on an address
+    /// other than loopback only with `allow_remote` (as `-l`).
+    pub fn passed(passed: Passed, allow_remote: bool) -> Result<Listener, String> {
+        let failed = |e: std::io::Error| format!("cannot serve on the passed socket: {e}");
+        match passed {
+            Passed::Tcp(l) => {
+                let ip = l.local_addr().map_err(failed)?.ip();
+                let what = "the service manager passed a socket on";
+                check_loopback(ip, allow_remote, what, "--allow-remote")?;
+                TcpListener::from_std(l).map(Listener::Tcp).map_err(failed)
+            }
+            Passed::Unix(l) => UnixListener::from_std(l)
+                .map(|l| Listener::Unix(l, None))
+                .map_err(failed),
         }
     }
 
@@ -43,7 +82,13 @@ impl Listener {
             Listener::Tcp(l) => l
                 .local_addr()
                 .map_or_else(|e| format!("(unknown: {e})"), |a| a.to_string()),
-            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+            Listener::Unix(l, _) => match l.local_addr() {
+                Ok(a) => match a.as_pathname() {
+                    Some(path) => format!("unix:{}", path.display()),
+                    None => "unix:(unnamed)".to_string(),
+                },
+                Err(e) => format!("(unknown: {e})"),
+            },
         }
     }
 
@@ -87,7 +132,7 @@ fn clear_stale_socket(path: &Path) -> Result<(), String> {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
+        if let Listener::Unix(_, Some(path)) = self {
             let _ = std::fs::remove_file(path);
         }
     }

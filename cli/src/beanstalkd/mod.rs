@@ -9,6 +9,7 @@
 //! on a `-b` dir that holds beanstalkd's own log, it takes beanstalkd's
 //! jobs over before it serves (`takeover.rs`).
 
+mod activation;
 mod body;
 mod conn;
 mod listen;
@@ -68,6 +69,8 @@ pub struct Options {
     pub user: Option<String>,
     /// Say where it serves once listening (`-V`).
     pub verbose: bool,
+    /// Serve on an address other than loopback (`--allow-remote`).
+    pub allow_remote: bool,
 }
 
 /// The log's segment size for `asked` bytes (`-s`; beanstalkd's binlog
@@ -381,7 +384,17 @@ fn engine_config(data_dir: PathBuf, job_bytes_max: u32, segment_bytes: u64) -> E
 /// Runs the server until SIGTERM or SIGINT (SIGUSR1: drain mode).
 pub async fn run(opts: Options) -> Result<(), String> {
     // Bound first, then `-u`, then the data dir: as that user.
-    let listener = Listener::bind(&opts.listen).await?;
+    let listener = match activation::passed_listener()? {
+        Some(passed) => {
+            let l = Listener::passed(passed, opts.allow_remote)?;
+            eprintln!(
+                "beaver beanstalkd: serving on the socket the service manager passed ({}); -l and -p are not used",
+                l.address()
+            );
+            l
+        }
+        None => Listener::bind(&opts.listen).await?,
+    };
     if opts.verbose {
         eprintln!(
             "beaver beanstalkd: pid {}, listening on {}",
@@ -512,11 +525,30 @@ async fn serve_until_stopped(
     Ok(())
 }
 
+/// `-l ADDR` with `-p PORT`: an IP address, or a host name resolved as
+/// beanstalkd does (its first address, `localhost` 127.0.0.1 here).
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    use std::net::ToSocketAddrs as _;
+    let first = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            format!("-l {host}: not an IP address, and the name does not resolve ({e}); give an IP address such as 127.0.0.1")
+        })?
+        .next();
+    first.ok_or_else(|| {
+        format!("-l {host}: the name resolves to no address; give an IP address such as 127.0.0.1")
+    })
+}
+
 /// `beaver beanstalkd`'s command line: beanstalkd's own options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BeanstalkdArgs {
     /// Listen on this IP address, or `unix:PATH` for a Unix socket
-    /// (default 127.0.0.1; another than loopback needs --allow-remote)
+    /// (default 127.0.0.1; another than loopback needs --allow-remote). A
+    /// socket systemd passes (LISTEN_FDS) takes the place of -l and -p
     #[arg(short = 'l', value_name = "ADDR", default_value = "127.0.0.1")]
     pub listen: String,
     /// Listen on this TCP port
@@ -573,12 +605,9 @@ impl BeanstalkdArgs {
         let listen = match self.listen.strip_prefix("unix:") {
             Some(path) => Listen::Unix(PathBuf::from(path)),
             None => {
-                let ip: std::net::IpAddr = self
-                    .listen
-                    .parse()
-                    .map_err(|e| format!("-l {}: not an IP address ({e})", self.listen))?;
-                check_loopback(ip, self.allow_remote, "-l", "--allow-remote")?;
-                Listen::Tcp(SocketAddr::new(ip, self.port))
+                let addr = resolve(&self.listen, self.port)?;
+                check_loopback(addr.ip(), self.allow_remote, "-l", "--allow-remote")?;
+                Listen::Tcp(addr)
             }
         };
         let max = beaver_io::MAX_SEGMENT_BYTES;
@@ -592,6 +621,22 @@ impl BeanstalkdArgs {
             segment_bytes: segment_bytes(self.segment_bytes, self.job_bytes_max),
             user: self.user.clone(),
             verbose: self.verbose > 0,
+            allow_remote: self.allow_remote,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn l_takes_an_ip_address_or_a_host_name_as_beanstalkd_does() {
+        let ip = resolve("127.0.0.1", 11300).expect("an IP address");
+        assert_eq!(ip, SocketAddr::from(([127, 0, 0, 1], 11300)));
+        let named = resolve("localhost", 7).expect("localhost resolves");
+        assert!(named.ip().is_loopback() && named.port() == 7, "{named}");
+        let e = resolve("", 7).unwrap_err();
+        assert!(e.contains("give an IP address such as 127.0.0.1"), "{e}");
     }
 }

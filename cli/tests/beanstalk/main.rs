@@ -8,9 +8,11 @@
 //! server binds 127.0.0.1 on a free port and is stopped by its PID.
 #![allow(clippy::unwrap_used)]
 
+mod activation;
 mod conformance;
 mod differential;
 mod kill9;
+mod listening;
 mod server;
 mod startup;
 mod takeover;
