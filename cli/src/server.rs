@@ -49,6 +49,13 @@ struct Started {
     metrics_registry: Arc<Metrics>,
 }
 
+/// Binds `addr` with beaver's backlog ([`crate::backlog`]).
+async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await?;
+    crate::backlog::widen(&listener)?;
+    Ok(listener)
+}
+
 /// Locks the data dir, checks its volume, binds the listeners and recovers.
 async fn start(
     settings: &Settings,
@@ -59,11 +66,11 @@ async fn start(
     check_volume(&settings.engine).await?;
     // Bind before recovering so a busy port fails at once, not after a
     // long recovery; nothing is accepted until recovery is done.
-    let api = TcpListener::bind(settings.listen)
+    let api = bind(settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {} (--listen): {e}", settings.listen))?;
     let metrics_listener = match settings.metrics_listen {
-        Some(a) => Some(TcpListener::bind(a).await.map_err(|e| {
+        Some(a) => Some(bind(a).await.map_err(|e| {
             format!("cannot listen on {a} (--metrics-listen): {e}; give another address or `off`")
         })?),
         None => None,

@@ -2,7 +2,6 @@
 //! `beaver beanstalkd` and `beaver run --beanstalk-listen` run.
 
 use std::future::Future;
-use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,13 +11,6 @@ use tokio::sync::Semaphore;
 
 use super::activation::Passed;
 use super::{CONNECTIONS_MAX, Listen, Shared, check_loopback, conn};
-
-/// Connections the kernel completes and holds until they are accepted,
-/// as beanstalkd's `listen(fd, 1024)`: a burst of clients connecting at
-/// once (workers restarted together) waits there instead of having its
-/// connection attempts dropped and retried a second or more later, as
-/// past tokio's default of 128.
-const BACKLOG: libc::c_int = 1_024;
 
 /// A bound listener of either kind.
 pub enum Listener {
@@ -30,7 +22,7 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds `listen` with beanstalkd's backlog ([`BACKLOG`]), or says why
+    /// Binds `listen` with beanstalkd's backlog ([`crate::backlog`]), or says why
     /// it cannot.
     pub async fn bind(listen: &Listen) -> Result<Listener, String> {
         let listener = match listen {
@@ -45,16 +37,11 @@ impl Listener {
                     .map_err(|e| format!("cannot listen on unix:{}: {e}", path.display()))?
             }
         };
-        let fd = match &listener {
-            Listener::Tcp(l) => l.as_raw_fd(),
-            Listener::Unix(l, _) => l.as_raw_fd(),
+        let widened = match &listener {
+            Listener::Tcp(l) => crate::backlog::widen(l),
+            Listener::Unix(l, _) => crate::backlog::widen(l),
         };
-        // SAFETY: listen(2) on the listening socket this value owns; on a
-        // socket that already listens it only sets the backlog.
-        if unsafe { libc::listen(fd, BACKLOG) } != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(format!("cannot listen on {}: {e}", listener.address()));
-        }
+        widened.map_err(|e| format!("cannot listen on {}: {e}", listener.address()))?;
         Ok(listener)
     }
 

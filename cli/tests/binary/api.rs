@@ -744,3 +744,41 @@ fn idle_connections_are_closed_so_they_cannot_hold_every_slot() {
     assert_eq!(r.status, 200, "{}", r.text());
     p.sigterm(Duration::from_secs(30));
 }
+
+/// A burst of clients connecting while the server cannot accept (stopped
+/// with SIGSTOP, as a paused or busy process is) waits in the backlog of
+/// 1,024, as beanstalkd's does: 300 connections to the API and 300 to the
+/// metrics listener all complete at once, none dropped to retry a second
+/// later, and the server answers once it runs again.
+#[test]
+fn a_burst_of_connections_waits_in_the_backlog() {
+    const BURST: usize = 300;
+    let s = Scratch::new(FAST_CONFIG);
+    let p = Proc::start(&s, &["--handler", "noop"]);
+    let metrics = p
+        .metrics
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics");
+    p.signal(libc::SIGSTOP);
+    let mut held = Vec::new();
+    for addr in [p.api.trim_start_matches("http://"), metrics] {
+        let addr: std::net::SocketAddr = addr.parse().expect("an address");
+        let before = held.len();
+        for _ in 0..BURST {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+                Ok(c) => held.push(c),
+                Err(_) => break,
+            }
+        }
+        if held.len() - before < BURST {
+            p.signal(libc::SIGCONT);
+            panic!(
+                "{addr}: {} of {BURST} connections held",
+                held.len() - before
+            );
+        }
+    }
+    p.signal(libc::SIGCONT);
+    drop(held);
+    assert_eq!(p.status().jobs.total(), 0);
+}
