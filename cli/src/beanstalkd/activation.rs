@@ -33,6 +33,15 @@ fn passed_count(pid: Option<String>, fds: Option<String>) -> Result<usize, Strin
     })
 }
 
+/// Whether the environment says sockets were passed to this process (or
+/// says it wrongly: [`passed_listener`] then says how).
+pub fn socket_passed() -> bool {
+    passed_count(
+        std::env::var("LISTEN_PID").ok(),
+        std::env::var("LISTEN_FDS").ok(),
+    ) != Ok(0)
+}
+
 /// The listening socket the service manager passed, if it passed one
 /// (the first, with a warning, if more); `Err` says why a passed
 /// descriptor cannot be served on.

@@ -604,11 +604,18 @@ impl BeanstalkdArgs {
         }
         let listen = match self.listen.strip_prefix("unix:") {
             Some(path) => Listen::Unix(PathBuf::from(path)),
-            None => {
-                let addr = resolve(&self.listen, self.port)?;
+            None => match resolve(&self.listen, self.port).and_then(|addr| {
                 check_loopback(addr.ip(), self.allow_remote, "-l", "--allow-remote")?;
-                Listen::Tcp(addr)
-            }
+                Ok(addr)
+            }) {
+                Ok(addr) => Listen::Tcp(addr),
+                // A passed socket takes -l's place, as in beanstalkd: an -l
+                // it would refuse does not matter (and is never bound).
+                Err(_) if activation::socket_passed() => {
+                    Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port)))
+                }
+                Err(e) => return Err(e),
+            },
         };
         let max = beaver_io::MAX_SEGMENT_BYTES;
         if let Some(s) = self.segment_bytes.filter(|&s| s == 0 || s > max) {

@@ -78,26 +78,30 @@ fn both(test: &str) -> Option<[(&'static str, ServerCmd); 2]> {
 
 /// Served on the passed socket, not on `-l`/`-p`: those name the passed
 /// socket's own port, which a server that bound it itself could not
-/// take. A job put there is inserted.
+/// take. So also with `-l 0.0.0.0`, which beaver alone refuses without
+/// `--allow-remote`. A job put there is inserted.
 #[test]
 fn a_socket_passed_by_the_service_manager_is_served_on() {
     let Some(servers) = both("a_socket_passed_by_the_service_manager_is_served_on") else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    for (name, cmd) in servers {
+    let cases = servers
+        .into_iter()
+        .flat_map(|(name, cmd)| ["127.0.0.1", "0.0.0.0"].map(|l| (name, cmd.clone(), l)));
+    for (name, cmd, l) in cases {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let port = addr.port().to_string();
-        let log = dir.path().join(format!("{name}.log"));
-        let args = ["-l", "127.0.0.1", "-p", &port];
+        let log = dir.path().join(format!("{name}-{l}.log"));
+        let args = ["-l", l, "-p", &port];
         let mut server = Activated::start(&cmd, &args, listener.as_raw_fd(), &log);
         // Ours is closed: only the server's copy accepts now.
         drop(listener);
         let mut c = connect(addr);
         let reply = ask(&mut c, "put 0 0 60 2\r\nhi\r\n");
         let said = std::fs::read_to_string(&log).unwrap_or_default();
-        assert_eq!(reply, "INSERTED 1", "{name}: {said}");
+        assert_eq!(reply, "INSERTED 1", "{name} -l {l}: {said}");
         assert_eq!(ask(&mut c, "peek 1\r\n"), "FOUND 1 2", "{name}");
         assert!(
             server.0.try_wait().ok().flatten().is_none(),
