@@ -811,15 +811,7 @@ impl axum::serve::Listener for LimitedListener {
                 let (stream, addr) = match self.listener.accept().await {
                     Ok(c) => c,
                     Err(e) => {
-                        // Per-connection errors (reset before accept) are
-                        // harmless; others (EMFILE) need a pause.
-                        if !matches!(
-                            e.kind(),
-                            io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-                        ) {
-                            tracing::warn!(error = %e, "accept failed; pausing for a second");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
+                        crate::listening::pause_after_accept_error(&e).await;
                         continue;
                     }
                 };

@@ -8,13 +8,13 @@
 //! in `beaver-runtime`; this crate adapts them to HTTP, files and a
 //! terminal. The binary (`src/main.rs`) only parses arguments and calls in.
 
-pub mod backlog;
 pub mod beanstalkd;
 pub mod bench;
 pub mod client;
 pub mod commands;
 pub mod http;
 pub mod human;
+pub mod listening;
 pub mod lock;
 pub mod metrics;
 pub mod offline;

@@ -49,10 +49,10 @@ struct Started {
     metrics_registry: Arc<Metrics>,
 }
 
-/// Binds `addr` with beaver's backlog ([`crate::backlog`]).
+/// Binds `addr` with beaver's backlog ([`crate::listening`]).
 async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind(addr).await?;
-    crate::backlog::widen(&listener)?;
+    crate::listening::widen_backlog(&listener)?;
     Ok(listener)
 }
 
@@ -298,8 +298,16 @@ fn serve_beanstalk(
     )?;
     let shared = Arc::new(crate::beanstalkd::Shared::new(client.clone(), limits));
     let addr = listener.address();
+    // Beside the API's and the metrics' connections, within the
+    // open-file limit (the log must always be able to open a segment).
+    let http = 2 * settings.http.connections_max as u64;
+    let connections_max = crate::listening::connections_within(
+        crate::listening::open_files(),
+        http,
+        crate::beanstalkd::CONNECTIONS_MAX,
+    );
     let task = tokio::spawn(async move {
-        crate::beanstalkd::serve(listener, shared, stop).await;
+        crate::beanstalkd::serve(listener, shared, connections_max, stop).await;
         Ok(())
     });
     say(format_args!("beanstalk {addr}"));

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
 use super::activation::Passed;
-use super::{CONNECTIONS_MAX, Listen, Shared, check_loopback, conn};
+use super::{Listen, Shared, check_loopback, conn};
 
 /// A bound listener of either kind.
 pub enum Listener {
@@ -22,8 +22,8 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds `listen` with beanstalkd's backlog ([`crate::backlog`]), or says why
-    /// it cannot.
+    /// Binds `listen` with beanstalkd's backlog ([`crate::listening`]), or
+    /// says why it cannot.
     pub async fn bind(listen: &Listen) -> Result<Listener, String> {
         let listener = match listen {
             Listen::Tcp(addr) => TcpListener::bind(addr)
@@ -38,8 +38,8 @@ impl Listener {
             }
         };
         let widened = match &listener {
-            Listener::Tcp(l) => crate::backlog::widen(l),
-            Listener::Unix(l, _) => crate::backlog::widen(l),
+            Listener::Tcp(l) => crate::listening::widen_backlog(l),
+            Listener::Unix(l, _) => crate::listening::widen_backlog(l),
         };
         widened.map_err(|e| format!("cannot listen on {}: {e}", listener.address()))?;
         Ok(listener)
@@ -130,12 +130,19 @@ enum Stream {
     Unix(UnixStream),
 }
 
-/// Accepts connections (at most [`CONNECTIONS_MAX`] at once, more wait
-/// to be accepted; one task each) until `stop` completes. Connections
-/// still open then are served on until the process exits.
-pub async fn serve(listener: Listener, shared: Arc<Shared>, stop: impl Future<Output = ()>) {
+/// Accepts connections (at most `connections_max` at once, more wait to
+/// be accepted; one task each) until `stop` completes. Connections still
+/// open then are served on until the process exits. An accept error that
+/// is not one connection's own (out of descriptors) pauses accepting
+/// ([`crate::listening::ACCEPT_PAUSE`]) instead of spinning on it.
+pub async fn serve(
+    listener: Listener,
+    shared: Arc<Shared>,
+    connections_max: usize,
+    stop: impl Future<Output = ()>,
+) {
     tokio::pin!(stop);
-    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let slots = Arc::new(Semaphore::new(connections_max));
     let mut next_id = 0u64;
     loop {
         let permit = tokio::select! {
@@ -151,7 +158,16 @@ pub async fn serve(listener: Listener, shared: Arc<Shared>, stop: impl Future<Ou
             () = &mut stop => return,
             a = listener.accept() => a,
         };
-        let Ok(stream) = accepted else { continue };
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(e) => {
+                tokio::select! {
+                    biased;
+                    () = &mut stop => return,
+                    () = crate::listening::pause_after_accept_error(&e) => continue,
+                }
+            }
+        };
         next_id += 1;
         let (shared, id) = (shared.clone(), next_id);
         tokio::spawn(async move {

@@ -381,6 +381,20 @@ fn engine_config(data_dir: PathBuf, job_bytes_max: u32, segment_bytes: u64) -> E
     e
 }
 
+/// The connections served at once: [`CONNECTIONS_MAX`], or fewer if the
+/// open-file limit (raised to its hard limit first) has no room for them
+/// beside what the engine needs; then it says so.
+fn connections_max() -> usize {
+    let open_files = crate::listening::raise_open_files();
+    let n = crate::listening::connections_within(open_files, 0, CONNECTIONS_MAX);
+    if n < CONNECTIONS_MAX {
+        eprintln!(
+            "beaver beanstalkd: the open-file limit ({open_files}) leaves room for {n} connections at once, not {CONNECTIONS_MAX}; more wait to be accepted (raise it: ulimit -n, or LimitNOFILE= in a systemd unit)"
+        );
+    }
+    n
+}
+
 /// Runs the server until SIGTERM or SIGINT (SIGUSR1: drain mode).
 pub async fn run(opts: Options) -> Result<(), String> {
     // Bound first, then `-u`, then the data dir: as that user.
@@ -467,7 +481,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
                     data_dir.join(takeover::TAKEN_OVER).display()
                 );
             }
-            serve_until_stopped(listener, shared, &engine.handle).await
+            serve_until_stopped(listener, shared, connections_max(), &engine.handle).await
         }
         Err(e) => Err(e),
     };
@@ -493,6 +507,7 @@ const ENGINE_WATCH: Duration = Duration::from_millis(200);
 async fn serve_until_stopped(
     listener: Listener,
     shared: Arc<Shared>,
+    connections_max: usize,
     engine: &beaver_runtime::EngineHandle,
 ) -> Result<(), String> {
     let sig = |k: SignalKind| signal(k).map_err(|e| format!("signal handler: {e}"));
@@ -520,7 +535,7 @@ async fn serve_until_stopped(
             }
         }
     };
-    listen::serve(listener, shared, stop).await;
+    listen::serve(listener, shared, connections_max, stop).await;
     drainer.abort();
     Ok(())
 }
