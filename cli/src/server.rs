@@ -298,14 +298,21 @@ fn serve_beanstalk(
     )?;
     let shared = Arc::new(crate::beanstalkd::Shared::new(client.clone(), limits));
     let addr = listener.address();
-    // Beside the API's and the metrics' connections, within the
-    // open-file limit (the log must always be able to open a segment).
-    let http = 2 * settings.http.connections_max as u64;
-    let connections_max = crate::listening::connections_within(
+    // Within the open-file limit (the log must always be able to open a
+    // segment), as `beaver beanstalkd`; the limit is not raised here: job
+    // handlers would inherit it.
+    let (open_files, wanted) = (
         crate::listening::open_files(),
-        http,
         crate::beanstalkd::CONNECTIONS_MAX,
     );
+    let connections_max = crate::listening::connections_within(open_files, 0, wanted);
+    if connections_max < wanted {
+        warn!(
+            open_files,
+            connections_max,
+            "the open-file limit leaves room for fewer beanstalk connections at once than {wanted}; raise it (ulimit -n, LimitNOFILE=)"
+        );
+    }
     let task = tokio::spawn(async move {
         crate::beanstalkd::serve(listener, shared, connections_max, stop).await;
         Ok(())
