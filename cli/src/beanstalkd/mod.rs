@@ -382,10 +382,9 @@ fn engine_config(data_dir: PathBuf, job_bytes_max: u32, segment_bytes: u64) -> E
 }
 
 /// The connections served at once: [`CONNECTIONS_MAX`], or fewer if the
-/// open-file limit (raised to its hard limit first) has no room for them
-/// beside what the engine needs; then it says so.
-fn connections_max() -> usize {
-    let open_files = crate::listening::raise_open_files();
+/// open-file limit `open_files` has no room for them beside what the
+/// engine needs; then it says so.
+fn connections_max(open_files: u64) -> usize {
     let n = crate::listening::connections_within(open_files, 0, CONNECTIONS_MAX);
     if n < CONNECTIONS_MAX {
         eprintln!(
@@ -397,6 +396,9 @@ fn connections_max() -> usize {
 
 /// Runs the server until SIGTERM or SIGINT (SIGUSR1: drain mode).
 pub async fn run(opts: Options) -> Result<(), String> {
+    // Before anything listens: no other program is started, so nothing
+    // inherits the raised limit.
+    let open_files = crate::listening::raise_open_files();
     // Bound first, then `-u`, then the data dir: as that user.
     let listener = match activation::passed_listener()? {
         Some(passed) => {
@@ -481,7 +483,13 @@ pub async fn run(opts: Options) -> Result<(), String> {
                     data_dir.join(takeover::TAKEN_OVER).display()
                 );
             }
-            serve_until_stopped(listener, shared, connections_max(), &engine.handle).await
+            serve_until_stopped(
+                listener,
+                shared,
+                connections_max(open_files),
+                &engine.handle,
+            )
+            .await
         }
         Err(e) => Err(e),
     };
