@@ -21,6 +21,13 @@ fn both(test: &str) -> Option<[(&'static str, ServerCmd); 2]> {
     Some([("beanstalkd", reference), ("beaver", beaver())])
 }
 
+/// The kernel's cap on every listening socket's backlog (4,096 since
+/// Linux 5.4, 128 before).
+fn somaxconn() -> usize {
+    let text = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap_or_default();
+    text.trim().parse().unwrap_or(128)
+}
+
 /// Sends `signal` to `pid`.
 fn signal(pid: u32, signal: libc::c_int) {
     let pid = i32::try_from(pid).expect("pid fits");
@@ -34,7 +41,14 @@ fn signal(pid: u32, signal: libc::c_int) {
 /// second later; served once it runs again.
 #[test]
 fn a_burst_of_connections_waits_in_the_backlog() {
-    let Some(servers) = both("a_burst_of_connections_waits_in_the_backlog") else {
+    let test = "a_burst_of_connections_waits_in_the_backlog";
+    let cap = somaxconn();
+    if cap <= BURST {
+        let said = format!("SKIPPED {test}: net.core.somaxconn is {cap}, which caps every backlog");
+        let _ = writeln!(std::io::stderr(), "{said}");
+        return;
+    }
+    let Some(servers) = both(test) else {
         return;
     };
     for (name, cmd) in servers {

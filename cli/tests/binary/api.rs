@@ -753,6 +753,17 @@ fn idle_connections_are_closed_so_they_cannot_hold_every_slot() {
 #[test]
 fn a_burst_of_connections_waits_in_the_backlog() {
     const BURST: usize = 300;
+    // The kernel caps every backlog at net.core.somaxconn (128 before
+    // Linux 5.4): there, no server can hold the burst.
+    let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap_or_default();
+    if cap.trim().parse::<usize>().unwrap_or(128) <= BURST {
+        let said = format!(
+            "SKIPPED a_burst_of_connections_waits_in_the_backlog: somaxconn {}",
+            cap.trim()
+        );
+        let _ = writeln!(std::io::stderr(), "{said}");
+        return;
+    }
     let s = Scratch::new(FAST_CONFIG);
     let p = Proc::start(&s, &["--handler", "noop"]);
     let metrics = p
