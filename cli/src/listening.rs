@@ -46,17 +46,20 @@ pub async fn pause_after_accept_error(e: &std::io::Error) {
     }
 }
 
-/// This process's open-file limit (the soft one).
-pub fn open_files() -> u64 {
+/// This process's open-file limits (soft and hard), if the kernel says.
+fn open_file_limits() -> Option<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct it is given, ours.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1_024; // the usual default
-    }
-    lim.rlim_cur
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim)
+}
+
+/// This process's open-file limit (the soft one; 1,024, the usual
+/// default, if the kernel does not say).
+pub fn open_files() -> u64 {
+    open_file_limits().map_or(1_024, |lim| lim.rlim_cur)
 }
 
 /// Raises this process's open-file limit to its hard limit (at most
@@ -64,31 +67,25 @@ pub fn open_files() -> u64 {
 /// the limit in effect after. For a process that starts no other program
 /// (a child would inherit the raised limit).
 pub fn raise_open_files() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given, ours.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return open_files();
-    }
-    let target = lim.rlim_max.min(1 << 20);
-    if target > lim.rlim_cur {
-        let raised = libc::rlimit {
-            rlim_cur: target,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: setrlimit reads the struct it is given; raising the soft
-        // limit up to the hard one needs no privilege.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+    if let Some(lim) = open_file_limits() {
+        let target = lim.rlim_max.min(1 << 20);
+        if target > lim.rlim_cur {
+            let raised = libc::rlimit {
+                rlim_cur: target,
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: setrlimit reads the struct it is given; raising the
+            // soft limit up to the hard one needs no privilege.
+            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+        }
     }
     open_files()
 }
 
 /// How many connections `open_files` descriptors hold beside
-/// [`RESERVED_FDS`] and `used_elsewhere`: at most `wanted`, at least 1.
-pub fn connections_within(open_files: u64, used_elsewhere: u64, wanted: usize) -> usize {
-    let room = open_files.saturating_sub(RESERVED_FDS + used_elsewhere);
+/// [`RESERVED_FDS`]: at most `wanted`, at least 1.
+pub fn connections_within(open_files: u64, wanted: usize) -> usize {
+    let room = open_files.saturating_sub(RESERVED_FDS);
     usize::try_from(room)
         .unwrap_or(usize::MAX)
         .clamp(1, wanted.max(1))
@@ -100,11 +97,11 @@ mod tests {
 
     #[test]
     fn connections_leave_the_reserve_free() {
-        assert_eq!(connections_within(1_024, 0, 1_024), 992);
-        assert_eq!(connections_within(1_000_000, 0, 1_024), 1_024);
-        assert_eq!(connections_within(1_024, 1_024, 1_024), 1);
-        assert_eq!(connections_within(64, 0, 1_024), 32);
-        assert_eq!(connections_within(10, 0, 1_024), 1);
+        assert_eq!(connections_within(1_024, 1_024), 992);
+        assert_eq!(connections_within(1_000_000, 1_024), 1_024);
+        assert_eq!(connections_within(32, 1_024), 1);
+        assert_eq!(connections_within(64, 1_024), 32);
+        assert_eq!(connections_within(10, 1_024), 1);
     }
 
     #[test]
@@ -112,12 +109,7 @@ mod tests {
         let before = open_files();
         let after = raise_open_files();
         assert!(after >= before, "{before} -> {after}");
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: as in open_files.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let lim = open_file_limits().expect("the kernel says");
         assert!(after >= lim.rlim_max.min(1 << 20), "{after}");
     }
 }

@@ -305,7 +305,7 @@ fn serve_beanstalk(
         crate::listening::open_files(),
         crate::beanstalkd::CONNECTIONS_MAX,
     );
-    let connections_max = crate::listening::connections_within(open_files, 0, wanted);
+    let connections_max = crate::listening::connections_within(open_files, wanted);
     if connections_max < wanted {
         warn!(
             open_files,

@@ -33,23 +33,25 @@ fn passed_count(pid: Option<String>, fds: Option<String>) -> Result<usize, Strin
     })
 }
 
-/// Whether the environment says sockets were passed to this process (or
-/// says it wrongly: [`passed_listener`] then says how).
-pub fn socket_passed() -> bool {
+/// [`passed_count`] of this process's environment.
+fn passed_count_here() -> Result<usize, String> {
     passed_count(
         std::env::var("LISTEN_PID").ok(),
         std::env::var("LISTEN_FDS").ok(),
-    ) != Ok(0)
+    )
+}
+
+/// Whether the environment says sockets were passed to this process (or
+/// says it wrongly: [`passed_listener`] then says how).
+pub fn socket_passed() -> bool {
+    passed_count_here() != Ok(0)
 }
 
 /// The listening socket the service manager passed, if it passed one
 /// (the first, with a warning, if more); `Err` says why a passed
 /// descriptor cannot be served on.
 pub fn passed_listener() -> Result<Option<Passed>, String> {
-    let count = passed_count(
-        std::env::var("LISTEN_PID").ok(),
-        std::env::var("LISTEN_FDS").ok(),
-    )?;
+    let count = passed_count_here()?;
     if count == 0 {
         return Ok(None);
     }

@@ -385,7 +385,7 @@ fn engine_config(data_dir: PathBuf, job_bytes_max: u32, segment_bytes: u64) -> E
 /// open-file limit `open_files` has no room for them beside what the
 /// engine needs; then it says so.
 fn connections_max(open_files: u64) -> usize {
-    let n = crate::listening::connections_within(open_files, 0, CONNECTIONS_MAX);
+    let n = crate::listening::connections_within(open_files, CONNECTIONS_MAX);
     if n < CONNECTIONS_MAX {
         eprintln!(
             "beaver beanstalkd: the open-file limit ({open_files}) leaves room for {n} connections at once, not {CONNECTIONS_MAX}; more wait to be accepted (raise it: ulimit -n, or LimitNOFILE= in a systemd unit)"

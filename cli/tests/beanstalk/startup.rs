@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::kill9::{ask, beaver, connect, read_lines};
 use crate::server::{Options, Server};
+use crate::unix::UnixServer;
 
 /// The start-up notices: where jobs are kept (a temporary dir, removed at
 /// exit, without `-b`), and that `-f` changes nothing.
@@ -236,78 +237,19 @@ fn a_beanstalkd_log_beaver_cannot_read_stops_the_start_untouched() {
     assert_eq!(left, ["binlog.12", "binlog.3", "binlog.x"], "written to");
 }
 
-/// `beaver beanstalkd` on a Unix socket in `dir` with the open-file limit
-/// `soft`/`hard`; SIGKILLed by PID on drop.
-struct Limited(std::process::Child);
-
-impl Limited {
-    fn start(dir: &std::path::Path, soft: u64, hard: u64) -> Limited {
-        use std::os::unix::process::CommandExt as _;
-        let log = std::fs::File::create(dir.join("server.log")).expect("log");
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_beaver"));
-        cmd.args(["beanstalkd", "-l"])
-            .arg(format!("unix:{}", dir.join("bs.sock").display()))
-            .arg("-b")
-            .arg(dir.join("data"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log);
-        let lim = libc::rlimit {
-            rlim_cur: soft,
-            rlim_max: hard,
-        };
-        // SAFETY: setrlimit is async-signal-safe and reads only `lim`.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        Limited(cmd.spawn().expect("start beaver beanstalkd"))
-    }
-
-    /// Connects once it listens (within 20 s).
-    fn connect(&mut self, dir: &std::path::Path) -> std::os::unix::net::UnixStream {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::time::Instant::now() < deadline {
-            if let Ok(s) = std::os::unix::net::UnixStream::connect(dir.join("bs.sock")) {
-                s.set_read_timeout(Some(Duration::from_secs(20)))
-                    .expect("timeout");
-                return s;
-            }
-            assert!(self.0.try_wait().ok().flatten().is_none(), "exited");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("not listening within 20 s");
-    }
-
-    /// CPU ticks (user + system) it has used so far.
-    fn cpu_ticks(&self) -> u64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
-        let at = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        at(11) + at(12)
-    }
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// `beaver beanstalkd` on `dir/bs.sock` with its data in `dir/data`, its
+/// log in `dir/server.log` and the open-file limit `soft`/`hard`.
+fn start_with_open_files(dir: &std::path::Path, soft: u64, hard: u64) -> UnixServer {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    let (socket, data, log) = (
+        dir.join("bs.sock"),
+        dir.join("data"),
+        dir.join("server.log"),
+    );
+    UnixServer::start_with_open_files(&socket, &data, &log, limit)
 }
 
 /// Under an open-file limit it cannot raise (64, hard 64), connections
@@ -319,9 +261,9 @@ impl Drop for Limited {
 #[test]
 fn connections_leave_the_log_room_under_a_low_open_file_limit() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = Limited::start(dir.path(), 64, 64);
-    let mut c = server.connect(dir.path());
+    let mut server = start_with_open_files(dir.path(), 64, 64);
     let sock = dir.path().join("bs.sock");
+    let mut c = server.connect(&sock);
     let held: Vec<_> = (0..100)
         .map(|_| std::os::unix::net::UnixStream::connect(&sock).expect("connect"))
         .collect();
@@ -337,11 +279,10 @@ fn connections_leave_the_log_room_under_a_low_open_file_limit() {
     let put = format!("put 0 0 60 {}\r\n{body}\r\n", body.len());
     for i in 1..=200 {
         let reply = crate::unix::ask(&mut c, &put);
-        let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-        assert_eq!(reply, format!("INSERTED {i}"), "{log}");
+        assert_eq!(reply, format!("INSERTED {i}"), "{}", server.log());
     }
     drop(held);
-    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+    let log = server.log();
     assert!(
         log.contains("the open-file limit (64) leaves room for 32 connections"),
         "{log}"
@@ -349,15 +290,15 @@ fn connections_leave_the_log_room_under_a_low_open_file_limit() {
     drop(server);
 
     let raised = tempfile::tempdir().expect("temp dir");
-    let mut server = Limited::start(raised.path(), 64, 4_096);
-    let _c = server.connect(raised.path());
+    let mut server = start_with_open_files(raised.path(), 64, 4_096);
+    let _c = server.connect(&raised.path().join("bs.sock"));
     let limits =
-        std::fs::read_to_string(format!("/proc/{}/limits", server.0.id())).unwrap_or_default();
+        std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap_or_default();
     let line = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
         .unwrap_or_default();
     assert_eq!(line.split_whitespace().nth(3), Some("4096"), "{line}");
-    let log = std::fs::read_to_string(raised.path().join("server.log")).unwrap_or_default();
+    let log = server.log();
     assert!(!log.contains("leaves room for"), "{log}");
 }

@@ -23,21 +23,69 @@ impl UnixServer {
     /// Starts it on `socket` with the data dir `data`; its stderr goes
     /// to `log`.
     pub(crate) fn start(socket: &Path, data: &Path, log: &Path) -> UnixServer {
+        UnixServer::spawn(socket, data, log, None)
+    }
+
+    /// As [`UnixServer::start`], with the open-file limit `limit`.
+    pub(crate) fn start_with_open_files(
+        socket: &Path,
+        data: &Path,
+        log: &Path,
+        limit: libc::rlimit,
+    ) -> UnixServer {
+        UnixServer::spawn(socket, data, log, Some(limit))
+    }
+
+    fn spawn(socket: &Path, data: &Path, log: &Path, limit: Option<libc::rlimit>) -> UnixServer {
+        use std::os::unix::process::CommandExt as _;
         let err = std::fs::File::create(log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_beaver"))
-            .args(["beanstalkd", "-l"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_beaver"));
+        cmd.args(["beanstalkd", "-l"])
             .arg(format!("unix:{}", socket.display()))
             .arg("-b")
             .arg(data)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("start beaver beanstalkd");
+            .stderr(err);
+        if let Some(lim) = limit {
+            // SAFETY: setrlimit is async-signal-safe and reads only `lim`.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         UnixServer {
-            child,
+            child: cmd.spawn().expect("start beaver beanstalkd"),
             log: log.to_path_buf(),
         }
+    }
+
+    /// Its pid.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU ticks (user + system) it has used so far.
+    pub(crate) fn cpu_ticks(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let at = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        at(11) + at(12)
     }
 
     pub(crate) fn log(&self) -> String {
