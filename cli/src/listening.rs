@@ -46,49 +46,38 @@ pub async fn pause_after_accept_error(e: &std::io::Error) {
     }
 }
 
-/// This process's open-file limits (soft and hard), if the kernel says.
-fn open_file_limits() -> Option<libc::rlimit> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given, ours.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim)
-}
-
-/// This process's open-file limit (the soft one; 1,024, the usual
-/// default, if the kernel does not say).
-pub fn open_files() -> u64 {
-    open_file_limits().map_or(1_024, |lim| lim.rlim_cur)
-}
-
-/// Raises this process's open-file limit to its hard limit (at most
-/// 1,048,576), as a server that holds a descriptor per connection should;
-/// the limit in effect after. For a process that starts no other program
-/// (a child would inherit the raised limit).
-pub fn raise_open_files() -> u64 {
-    if let Some(lim) = open_file_limits() {
-        let target = lim.rlim_max.min(1 << 20);
-        if target > lim.rlim_cur {
-            let raised = libc::rlimit {
-                rlim_cur: target,
-                rlim_max: lim.rlim_max,
-            };
-            // SAFETY: setrlimit reads the struct it is given; raising the
-            // soft limit up to the hard one needs no privilege.
-            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
-        }
-    }
-    open_files()
-}
+pub use beaver_runtime::executor::open_files::{current as open_files, raise as raise_open_files};
 
 /// How many connections `open_files` descriptors hold beside
 /// [`RESERVED_FDS`]: at most `wanted`, at least 1.
 pub fn connections_within(open_files: u64, wanted: usize) -> usize {
-    let room = open_files.saturating_sub(RESERVED_FDS);
-    usize::try_from(room)
-        .unwrap_or(usize::MAX)
-        .clamp(1, wanted.max(1))
+    let [n] = connection_shares(open_files, RESERVED_FDS, [wanted]);
+    n
+}
+
+/// How many connections each of several listeners may hold at once when
+/// `open_files` descriptors must also leave `reserved` free: each its
+/// `wanted` when all fit, else a share of the room left in proportion to
+/// what it wants; at least 1 each (0 for a listener that wants none). The
+/// shares never add up to more than the room (unless there is less room
+/// than listeners).
+pub fn connection_shares<const N: usize>(
+    open_files: u64,
+    reserved: u64,
+    wanted: [usize; N],
+) -> [usize; N] {
+    let room = u128::from(open_files.saturating_sub(reserved));
+    let total: u128 = wanted.iter().map(|&w| w as u128).sum();
+    wanted.map(|w| {
+        let share = if total <= room {
+            w as u128
+        } else {
+            w as u128 * room / total
+        };
+        usize::try_from(share)
+            .unwrap_or(usize::MAX)
+            .max(usize::from(w > 0))
+    })
 }
 
 #[cfg(test)]
@@ -105,11 +94,25 @@ mod tests {
     }
 
     #[test]
-    fn the_open_file_limit_is_raised_to_the_hard_one() {
-        let before = open_files();
-        let after = raise_open_files();
-        assert!(after >= before, "{before} -> {after}");
-        let lim = open_file_limits().expect("the kernel says");
-        assert!(after >= lim.rlim_max.min(1 << 20), "{after}");
+    fn listeners_share_what_the_limit_leaves_in_proportion() {
+        // All fit: each gets what it wants.
+        assert_eq!(
+            connection_shares(1 << 20, 100, [512, 512, 1_024]),
+            [512, 512, 1_024]
+        );
+        assert_eq!(
+            connection_shares(2_148, 100, [512, 512, 1_024]),
+            [512, 512, 1_024]
+        );
+        // One short: each gives up its share, and the sum fits the room.
+        let shares = connection_shares(1_124, 100, [512, 512, 1_024]);
+        assert_eq!(shares, [256, 256, 512]);
+        let shares = connection_shares(1_000, 32, [512, 512, 1_024]);
+        assert!(shares.iter().sum::<usize>() <= 968, "{shares:?}");
+        assert!(shares[2] > shares[0], "{shares:?}");
+        // No room: one each, so every listener still serves.
+        assert_eq!(connection_shares(64, 100, [512, 512]), [1, 1]);
+        // A listener that is off wants none and gets none.
+        assert_eq!(connection_shares(64, 100, [512, 0]), [1, 0]);
     }
 }

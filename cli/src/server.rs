@@ -24,6 +24,9 @@ pub const EXIT_SECOND_SIGNAL: i32 = 130;
 /// Runs a server until a signal or a fail-stop. `Ok` means it stopped
 /// cleanly (everything acknowledged is durable and a snapshot was taken).
 pub async fn run(settings: Settings) -> Result<(), String> {
+    // A descriptor per connection: the soft limit goes up to the hard one;
+    // job handlers get the old one back (`beaver_runtime::executor`).
+    crate::listening::raise_open_files();
     let data_dir = settings.engine.data_dir.clone();
     // Whether the job command can run at all is known before anything is
     // created on disk.
@@ -210,19 +213,22 @@ async fn serve(settings: Settings, started: Started) -> Result<(), String> {
     if settings.ui {
         routes = routes.merge(crate::ui::router());
     }
-    let http = &settings.http;
+    let idle = Duration::from_millis(settings.http.idle_timeout_ms);
+    let [api_max, metrics_max, beanstalk_max] =
+        connection_budget(&settings, metrics_listener.is_some(), beanstalk.is_some());
     let mut tasks = vec![(
-        spawn_http(api, routes, http, stopped(stop_rx.clone())),
+        spawn_http(api, routes, api_max, idle, stopped(stop_rx.clone())),
         Duration::from_secs(2),
     )];
     if let Some(l) = metrics_listener {
         let routes = metrics_router(state.clone(), token.clone(), api_addr);
-        let task = spawn_http(l, routes, http, stopped(stop_rx.clone()));
+        let task = spawn_http(l, routes, metrics_max, idle, stopped(stop_rx.clone()));
         tasks.push((task, Duration::from_secs(1)));
     }
     let metrics_shown = announce(api_addr, settings.ui, metrics_addr);
     if let Some(l) = beanstalk {
-        let task = serve_beanstalk(l, &settings, &engine.client, stopped(stop_rx.clone()))?;
+        let stop = stopped(stop_rx.clone());
+        let task = serve_beanstalk(l, &settings, &engine.client, beanstalk_max, stop)?;
         tasks.push((task, Duration::from_secs(1)));
     }
     info!(api = %api_addr, metrics = %metrics_shown, "serving");
@@ -250,17 +256,55 @@ async fn serve(settings: Settings, started: Started) -> Result<(), String> {
 /// A listener's task: its result once it stopped serving.
 type ServeTask = tokio::task::JoinHandle<std::io::Result<()>>;
 
-/// Serves `routes` on `listener` under the HTTP limits until `stop`.
+/// Descriptors a running job handler holds in the server: its stdout and
+/// stderr pipes, its stdin's until the payload is written, and the child's
+/// own handle.
+const FDS_PER_HANDLER: u64 = 4;
+
+/// Connections the API, metrics and beanstalk listeners each serve at once
+/// (0 for one that is off): what the settings ask, or shares of what the
+/// open-file limit leaves beside the engine's descriptors and the running
+/// handlers' (a connection that took the log's next segment would stop
+/// the engine); then it says so.
+fn connection_budget(settings: &Settings, metrics: bool, beanstalk: bool) -> [usize; 3] {
+    let open_files = crate::listening::open_files();
+    let http = settings.http.connections_max;
+    let wanted = [
+        http,
+        if metrics { http } else { 0 },
+        if beanstalk {
+            crate::beanstalkd::CONNECTIONS_MAX
+        } else {
+            0
+        },
+    ];
+    let handlers = u64::from(settings.engine.queue.workers).saturating_mul(FDS_PER_HANDLER);
+    let reserved = crate::listening::RESERVED_FDS.saturating_add(handlers);
+    let shares = crate::listening::connection_shares(open_files, reserved, wanted);
+    if shares != wanted {
+        warn!(
+            open_files,
+            api = shares[0],
+            metrics = shares[1],
+            beanstalk = shares[2],
+            "the open-file limit leaves room for fewer connections at once than configured (more wait to be accepted); raise it (ulimit -n, LimitNOFILE=)"
+        );
+    }
+    shares
+}
+
+/// Serves `routes` on `listener` until `stop`: at most `connections_max`
+/// connections at once, each closed after `idle` without a request.
 fn spawn_http(
     listener: TcpListener,
     routes: axum::Router,
-    http: &crate::settings::HttpLimits,
+    connections_max: usize,
+    idle: Duration,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> ServeTask {
-    let idle = Duration::from_millis(http.idle_timeout_ms);
     tokio::spawn(
         axum::serve(
-            LimitedListener::new(listener, http.connections_max, idle),
+            LimitedListener::new(listener, connections_max, idle),
             routes,
         )
         .with_graceful_shutdown(stop)
@@ -284,12 +328,14 @@ fn announce(api: std::net::SocketAddr, ui: bool, metrics: Option<std::net::Socke
 }
 
 /// Serves beanstalkd's protocol on `listener` (the same code as `beaver
-/// beanstalkd`) with the engine's client until `stop`, and prints where
-/// (`beanstalk ADDR`, the real port when 0 was asked).
+/// beanstalkd`; at most `connections_max` connections at once) with the
+/// engine's client until `stop`, and prints where (`beanstalk ADDR`, the
+/// real port when 0 was asked).
 fn serve_beanstalk(
     listener: crate::beanstalkd::Listener,
     settings: &Settings,
     client: &beaver_runtime::Client,
+    connections_max: usize,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<ServeTask, String> {
     let limits = crate::beanstalkd::ServeLimits::for_engine(
@@ -298,21 +344,6 @@ fn serve_beanstalk(
     )?;
     let shared = Arc::new(crate::beanstalkd::Shared::new(client.clone(), limits));
     let addr = listener.address();
-    // Within the open-file limit (the log must always be able to open a
-    // segment), as `beaver beanstalkd`; the limit is not raised here: job
-    // handlers would inherit it.
-    let (open_files, wanted) = (
-        crate::listening::open_files(),
-        crate::beanstalkd::CONNECTIONS_MAX,
-    );
-    let connections_max = crate::listening::connections_within(open_files, wanted);
-    if connections_max < wanted {
-        warn!(
-            open_files,
-            connections_max,
-            "the open-file limit leaves room for fewer beanstalk connections at once than {wanted}; raise it (ulimit -n, LimitNOFILE=)"
-        );
-    }
     let task = tokio::spawn(async move {
         crate::beanstalkd::serve(listener, shared, connections_max, stop).await;
         Ok(())

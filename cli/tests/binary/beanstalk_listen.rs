@@ -194,3 +194,53 @@ fn a_beanstalk_job_whose_ttr_runs_out_is_never_given_up_unless_attempts_are_set(
     assert!(j.last_error.is_some(), "its last error is shown: {j:?}");
     assert_eq!(other.ask(b"peek-buried\r\n"), format!("FOUND {id} 2"));
 }
+
+/// Under an open-file limit it cannot raise (128, hard 128), `beaver run`
+/// shares what the limit leaves beside the engine's descriptors and the
+/// handlers' among its listeners, and says so; with every listener
+/// flooded, the log still opens its next segments (the HTTP listeners'
+/// connections used to be counted against nothing, so they could take the
+/// descriptor the next segment needed: a fail-stop).
+#[test]
+fn flooded_listeners_leave_the_log_room_under_a_low_open_file_limit() {
+    let s = Scratch::new(FAST_CONFIG);
+    let limit = libc::rlimit {
+        rlim_cur: 128,
+        rlim_max: 128,
+    };
+    let p = Proc::start_with_open_files(&s, &["--beanstalk-listen", "127.0.0.1:0"], limit);
+    let addr = beanstalk_addr(&p);
+    let mut bs = Beanstalk::connect(&addr);
+    assert_eq!(bs.ask(b"use flood\r\n"), "USING flood");
+    let host_port = |url: &str| {
+        let rest = url.trim_start_matches("http://");
+        rest.split('/').next().unwrap_or(rest).to_string()
+    };
+    let (api, metrics) = (host_port(&p.api), host_port(&p.metrics));
+    let mut held = Vec::new();
+    for (to, n) in [(&api, 40), (&metrics, 40), (&addr, 60)] {
+        for _ in 0..n {
+            held.push(TcpStream::connect(to.as_str()).expect("connect"));
+        }
+    }
+    // 100 bodies of 30,000 bytes: three 1 MiB segments and more, and a
+    // snapshot (every 2 MiB of log), each a file the engine must open.
+    let body = "f".repeat(30_000);
+    let put = format!("put 0 0 60 {}\r\n{body}\r\n", body.len());
+    for i in 0..100 {
+        let reply = bs.ask(put.as_bytes());
+        assert!(
+            reply.starts_with("INSERTED "),
+            "put {i}: {reply}; log:\n{}",
+            p.log_text()
+        );
+    }
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", p.pid)).map_or(0, |d| d.count());
+    assert!(fds <= 128, "{fds} descriptors open");
+    drop(held);
+    let log = p.log_text();
+    assert!(
+        log.contains("leaves room for fewer connections") && log.contains("beanstalk=32"),
+        "{log}"
+    );
+}

@@ -88,6 +88,22 @@ impl Proc {
     /// As [`Proc::start_with_env`], the API on `listen` (a restart on the
     /// port a client already knows).
     pub fn start_listening(s: &Scratch, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        Proc::spawn(s, listen, args, env, None)
+    }
+
+    /// As [`Proc::start`], under the open-file limits `limit` (soft and
+    /// hard), set in the child before it runs beaver.
+    pub fn start_with_open_files(s: &Scratch, args: &[&str], limit: libc::rlimit) -> Proc {
+        Proc::spawn(s, "127.0.0.1:0", args, &[], Some(limit))
+    }
+
+    fn spawn(
+        s: &Scratch,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        limit: Option<libc::rlimit>,
+    ) -> Proc {
         let n = std::fs::read_dir(s.dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
@@ -104,6 +120,18 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));
+        if let Some(lim) = limit {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: setrlimit is async-signal-safe and reads only `lim`.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = cmd.spawn().expect("spawn beaver");
         let pid = child.id();
         let stdout = child.stdout.take().expect("stdout");

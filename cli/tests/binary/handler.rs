@@ -304,3 +304,54 @@ fn the_server_turns_huge_pages_off_for_itself_and_not_for_its_handlers() {
         }
     }
 }
+
+/// `beaver run` raises its own soft open-file limit to the hard one (a
+/// descriptor per connection), and its handlers start with the limit it
+/// was started with: a program written for 1,024 descriptors (`select(2)`)
+/// is not handed more.
+#[test]
+fn handlers_start_with_the_open_file_limit_the_server_was_given() {
+    let hard = beaver_runtime::executor::open_files::limits()
+        .map_or(0, |l| l.rlim_max)
+        .min(4_096);
+    if hard <= 200 {
+        eprintln!("SKIPPED: the hard open-file limit here ({hard}) leaves nothing to raise");
+        return;
+    }
+    let s = Scratch::new(FAST_CONFIG);
+    let dir = s.dir.path();
+    let handler = dir.join("handler.sh");
+    script(
+        &handler,
+        &format!(
+            "ulimit -n > {d}/$BEAVER_JOB_ID.tmp && mv {d}/$BEAVER_JOB_ID.tmp {d}/$BEAVER_JOB_ID.nofile",
+            d = dir.display()
+        ),
+    );
+    let exec = handler.display().to_string();
+    let limit = libc::rlimit {
+        rlim_cur: 200,
+        rlim_max: hard,
+    };
+    let p = Proc::start_with_open_files(&s, &["--exec", &exec], limit);
+    let r = post(&p, "/v1/jobs", r#"{"id":"n","payload":1}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = dir.join("n.nofile");
+    assert!(
+        wait_for(Duration::from_secs(20), || seen.exists()),
+        "the handler did not run; log:\n{}",
+        p.log_text()
+    );
+    let handlers = std::fs::read_to_string(&seen).unwrap_or_default();
+    assert_eq!(handlers.trim(), "200", "the handler's limit");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", p.pid)).unwrap_or_default();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_default();
+    assert_eq!(
+        line.split_whitespace().nth(3),
+        Some(hard.to_string().as_str()),
+        "the server's own: {line}"
+    );
+}

@@ -277,11 +277,12 @@ fn spawn(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let parent = libc::pid_t::try_from(std::process::id()).map_err(io::Error::other)?;
+    let open_files = super::open_files::for_handlers();
     // SAFETY: `pre_exec` requires a closure that is safe to run in the forked
     // child before exec; `enter_own_session` makes only async-signal-safe
     // system calls and neither allocates nor takes locks.
     unsafe {
-        cmd.pre_exec(move || enter_own_session(parent));
+        cmd.pre_exec(move || enter_own_session(parent, open_files));
     }
     let child = cmd.spawn()?;
     let pgid = child
@@ -292,10 +293,12 @@ fn spawn(
 }
 
 /// Runs in the child between fork and exec: only async-signal-safe calls.
-fn enter_own_session(parent: libc::pid_t) -> io::Result<()> {
-    // SAFETY: setsid, prctl(PR_SET_PDEATHSIG, PR_SET_THP_DISABLE) and
-    // getppid are plain system calls without pointer arguments,
-    // async-signal-safe.
+/// `open_files`: the open-file limits to give the handler back (the
+/// server's own were raised: [`super::open_files::raise`]).
+fn enter_own_session(parent: libc::pid_t, open_files: Option<libc::rlimit>) -> io::Result<()> {
+    // SAFETY: setsid, prctl(PR_SET_PDEATHSIG, PR_SET_THP_DISABLE), getppid
+    // and setrlimit are plain system calls, async-signal-safe; setrlimit
+    // only reads the struct on this stack.
     unsafe {
         // A new session makes the child a process-group leader with
         // pgid == pid, so one kill(-pgid) reaches everything it starts.
@@ -306,6 +309,11 @@ fn enter_own_session(parent: libc::pid_t) -> io::Result<()> {
         // (`beaver_cli::pages`); a handler gets the system's setting. Kept
         // when the kernel refuses: only slower.
         let _ = libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+        // Lowering the soft limit back needs no privilege; kept when the
+        // kernel refuses: the handler then has more, never fewer.
+        if let Some(lim) = open_files {
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
         // Kept across execve (beaver never runs set-user-ID programs
         // itself), so it reaches the program an `exec` hands over to.
         if libc::prctl(

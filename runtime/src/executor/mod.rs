@@ -19,6 +19,8 @@ mod demo;
 #[cfg(all(target_os = "linux", not(madsim)))]
 mod exec;
 mod noop;
+#[cfg(all(target_os = "linux", not(madsim)))]
+pub mod open_files;
 
 pub use demo::{DEMO_DURATION_MS_MAX, DEMO_FAILURE, DemoConfig, DemoExecutor, DemoPlan};
 #[cfg(all(target_os = "linux", not(madsim)))]
