@@ -30,6 +30,7 @@
 
 use std::path::{Path, PathBuf};
 
+use beaver_io::le::{u32_at, u64_at};
 use beaver_io::wal::segment::segment_name;
 use beaver_io::{Disk, DiskFile};
 use beaver_io::{Inspection, LogEnd, MIN_SEGMENT_BYTES, SimDisk, SimDiskConfig, Wal, WalOptions};
@@ -43,16 +44,6 @@ const RECORD_HEADER: usize = 17;
 
 /// The WAL directory on the simulated disk.
 pub const WAL_DIR: &str = "/data/wal";
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
 
 /// The most files an input makes. Recovery's work grows with the square
 /// of the file count on the simulated disk (each write checks the space

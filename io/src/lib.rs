@@ -15,6 +15,7 @@ pub mod disk;
 pub mod error;
 #[cfg(not(madsim))]
 pub mod file_disk;
+pub mod le;
 pub mod planted;
 #[cfg(not(madsim))]
 pub mod probe;

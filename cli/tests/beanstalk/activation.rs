@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd as _, RawFd};
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::kill9::{ask, beaver, connect};
 use crate::server::{ServerCmd, available_or_skip};
@@ -51,14 +51,7 @@ impl Activated {
 
     /// Its exit status, once it exits within [`WITHIN`].
     fn exit_status(&mut self) -> Option<ExitStatus> {
-        let deadline = Instant::now() + WITHIN;
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.0.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
+        crate::server::exit_within(&mut self.0, WITHIN)
     }
 }
 

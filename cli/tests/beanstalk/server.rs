@@ -64,6 +64,21 @@ impl ServerCmd {
     }
 }
 
+/// Waits up to `within` for `child` to exit (polling every 10 ms); its
+/// exit status, or `None` if it still runs.
+pub fn exit_within(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Returns the server to test, or `None` after saying loudly why the test
 /// does not run: the reference is not installed here. Under CI (`CI` set)
 /// a missing server fails instead, since `.ci/run` installs it.
@@ -171,15 +186,11 @@ impl Server {
     /// Waits up to `within` for the process to exit on its own (polling
     /// every 10 ms); its exit status, or `None` if it still runs.
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                self.child = None;
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let status = exit_within(self.child.as_mut()?, within);
+        if status.is_some() {
+            self.child = None;
         }
-        None
+        status
     }
 
     fn log_path(&self) -> PathBuf {

@@ -120,14 +120,7 @@ impl UnixServer {
 
     /// Its exit status, once it exits within [`WITHIN`].
     fn exit_status(&mut self) -> Option<ExitStatus> {
-        let deadline = Instant::now() + WITHIN;
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
+        crate::server::exit_within(&mut self.child, WITHIN)
     }
 
     /// SIGTERM by PID, and its exit status.

@@ -15,6 +15,8 @@
 
 use std::collections::BTreeMap;
 
+use beaver_io::le::{u32_at, u64_at};
+
 /// The format version this reads.
 pub const VERSION: i32 = 7;
 /// beanstalkd's job record.
@@ -65,18 +67,6 @@ impl<'a> Cursor<'a> {
         self.at = end;
         Some(piece)
     }
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(w)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
 }
 
 /// Reads beanstalkd's files one at a time (only the jobs are kept).

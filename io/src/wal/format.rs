@@ -19,6 +19,8 @@
 //! segments too). A length is used only after the header checksum has
 //! verified it, and is bounded by the bytes left in the file.
 
+use crate::le::{u32_at, u64_at};
+
 /// Sector size: batches start on and are padded to this boundary.
 pub const SECTOR: u64 = 512;
 /// Bytes reserved for the segment header (one sector).
@@ -41,18 +43,6 @@ pub const MAX_LSN: u64 = u64::MAX / 2;
 const SEGMENT_MAGIC: &[u8; 8] = b"BVRWALSG";
 const BATCH_MAGIC: &[u8; 4] = b"BVRB";
 const SEGMENT_FIXED_LEN: usize = 48;
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
 
 /// The salt a batch header at the start of `b` names (unverified; 0 if
 /// `b` is too short to hold one).
