@@ -200,7 +200,8 @@ impl Session {
     }
 
     /// Closes the session: every job it holds is given back at once, in
-    /// order of job number, priority kept, no delay, the attempt not
+    /// the order it reserved them (as beanstalkd: a waiting reserve takes
+    /// the first to go back), priority kept, no delay, the attempt not
     /// counted; `before_each(job, reservation)` is called just before
     /// each is asked (so a caller can note the end before another
     /// connection may reserve the job). Each answer is returned; a refusal
@@ -211,8 +212,11 @@ impl Session {
             return Vec::new();
         }
         let give_up = tokio::time::Instant::now() + CLOSE_RETRY_FOR;
-        let mut out = Vec::with_capacity(self.held.len());
-        for (&job, r) in &self.held {
+        // A lease's id is its dispatch's LSN: the order of reservation.
+        let mut held: Vec<(&u64, &Reservation)> = self.held.iter().collect();
+        held.sort_unstable_by_key(|(_, r)| r.lease);
+        let mut out = Vec::with_capacity(held.len());
+        for (&job, r) in held {
             before_each(job, r);
             out.push(Returned {
                 job,
