@@ -501,6 +501,9 @@ async fn delete(shared: &Shared, conn: &mut Conn, id: u64) -> Vec<u8> {
     shared.forget(id);
     if let Some(tube) = shared.tube_of(&queue) {
         shared.tube(&tube, |f| f.cmd_delete += 1);
+        // Its last job gone, a tube nobody uses or watches goes too (its
+        // figures with it), as in beanstalkd.
+        shared.drop_idle_tubes(std::slice::from_ref(&tube)).await;
     }
     Reply::Deleted.to_bytes()
 }

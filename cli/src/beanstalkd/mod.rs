@@ -198,8 +198,6 @@ impl Shared {
         self.cmd.lock().map(|c| *c).unwrap_or_default()
     }
 
-    /// Changes a tube's figures (creating the tube); `false` when no more
-    /// tubes fit.
     /// Drops those of `names` that no connection uses, watches or waits
     /// on and that hold no job, at once, as beanstalkd frees a tube when
     /// its last reference goes (made again later, it is listed last).
@@ -233,6 +231,8 @@ impl Shared {
         }
     }
 
+    /// Changes a tube's figures (creating the tube); `false` when no more
+    /// tubes fit.
     fn tube(&self, tube: &TubeName, change: impl FnOnce(&mut tubes::TubeFigures)) -> bool {
         let Ok(mut all) = self.tubes.lock() else {
             return false;

@@ -139,6 +139,12 @@ enum Op {
     Stats {
         conn: usize,
     },
+    /// `pause-tube` for [`LONG_S`] or for 0 s (which ends a pause).
+    PauseTube {
+        conn: usize,
+        tube: usize,
+        long: bool,
+    },
     List {
         conn: usize,
         which: usize,
@@ -172,7 +178,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (c.clone(), j.clone()).prop_map(|(conn, job)| Op::Peek { conn, job }),
         2 => (c.clone(), 0usize..3).prop_map(|(conn, which)| Op::PeekState { conn, which }),
         2 => (c.clone(), j).prop_map(|(conn, job)| Op::StatsJob { conn, job }),
-        1 => (c.clone(), t).prop_map(|(conn, tube)| Op::StatsTube { conn, tube }),
+        1 => (c.clone(), t.clone()).prop_map(|(conn, tube)| Op::StatsTube { conn, tube }),
+        1 => (c.clone(), t, prop::bool::ANY)
+            .prop_map(|(conn, tube, long)| Op::PauseTube { conn, tube, long }),
         1 => c.clone().prop_map(|conn| Op::Stats { conn }),
         1 => (c.clone(), 0usize..3).prop_map(|(conn, which)| Op::List { conn, which }),
         1 => c.prop_map(|conn| Op::Close { conn }),
@@ -199,6 +207,7 @@ impl Op {
             | Op::PeekState { conn, .. }
             | Op::StatsJob { conn, .. }
             | Op::StatsTube { conn, .. }
+            | Op::PauseTube { conn, .. }
             | Op::Stats { conn }
             | Op::List { conn, .. }
             | Op::Close { conn } => conn,
@@ -216,6 +225,7 @@ impl Op {
                 | Op::Kick { .. }
                 | Op::KickJob { .. }
                 | Op::Close { .. }
+                | Op::PauseTube { long: false, .. }
         )
     }
 }
@@ -286,6 +296,9 @@ impl Side {
             }
             Op::StatsJob { job, .. } => format!("stats-job {}\r\n", self.job(job)),
             Op::StatsTube { tube, .. } => format!("stats-tube {}\r\n", TUBES[tube]),
+            Op::PauseTube { tube, long, .. } => {
+                format!("pause-tube {} {}\r\n", TUBES[tube], d(long))
+            }
             Op::Stats { .. } => "stats\r\n".into(),
             Op::List { which, .. } => [
                 "list-tubes\r\n",
