@@ -157,6 +157,27 @@ fn accepts(addr: SocketAddr) -> bool {
     }
 }
 
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`
+/// (found in `/proc/net/tcp` by its inode, then among the process's
+/// descriptors).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    let tables = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let inode = tables.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // local_address, state (0A: LISTEN), inode.
+        (f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A")).then(|| f.get(9).copied())
+    });
+    let Some(Some(inode)) = inode else {
+        return false;
+    };
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == wanted.as_str()))
+    })
+}
+
 /// Whether `s` is connected to itself (same address at both ends).
 fn is_self_connected(s: &TcpStream) -> bool {
     matches!((s.local_addr(), s.peer_addr()), (Ok(l), Ok(p)) if l == p)
@@ -241,7 +262,11 @@ impl Server {
         let deadline = Instant::now() + START_WITHIN;
         while Instant::now() < deadline {
             if accepts(self.addr) {
-                return true;
+                // Another test's server may have taken the same free port
+                // first (ours then exits): only our own listener counts.
+                return self
+                    .pid()
+                    .is_some_and(|pid| listens_on(pid, self.addr.port()));
             }
             let exited = self
                 .child
