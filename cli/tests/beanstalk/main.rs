@@ -13,6 +13,8 @@ mod conformance;
 mod differential;
 mod kill9;
 mod listening;
+#[path = "../support/open_files.rs"]
+mod open_files;
 mod server;
 mod startup;
 mod takeover;

@@ -37,7 +37,6 @@ impl UnixServer {
     }
 
     fn spawn(socket: &Path, data: &Path, log: &Path, limit: Option<libc::rlimit>) -> UnixServer {
-        use std::os::unix::process::CommandExt as _;
         let err = std::fs::File::create(log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_beaver"));
         cmd.args(["beanstalkd", "-l"])
@@ -48,15 +47,7 @@ impl UnixServer {
             .stdout(Stdio::null())
             .stderr(err);
         if let Some(lim) = limit {
-            // SAFETY: setrlimit is async-signal-safe and reads only `lim`.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            crate::open_files::limit_open_files(&mut cmd, lim);
         }
         UnixServer {
             child: cmd.spawn().expect("start beaver beanstalkd"),

@@ -121,16 +121,7 @@ impl Proc {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));
         if let Some(lim) = limit {
-            use std::os::unix::process::CommandExt as _;
-            // SAFETY: setrlimit is async-signal-safe and reads only `lim`.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            crate::open_files::limit_open_files(&mut cmd, lim);
         }
         let mut child = cmd.spawn().expect("spawn beaver");
         let pid = child.id();

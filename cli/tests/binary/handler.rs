@@ -15,6 +15,14 @@ fn job(p: &Proc, id: &str) -> JobDoc {
     serde_json::from_slice(&r.body).expect("job json")
 }
 
+/// Writes the handler script `name` into `dir` (`{d}` in `body` stands
+/// for `dir`) and returns what `--exec` takes to run it.
+fn handler_script(dir: &std::path::Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    script(&path, &body.replace("{d}", &dir.display().to_string()));
+    path.display().to_string()
+}
+
 fn nanos(path: &std::path::Path) -> Option<u128> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -36,16 +44,12 @@ fn reap_survivors(pids: &[i32]) -> Vec<i32> {
 fn a_kill_9_of_the_server_leaves_no_handler_running() {
     let s = Scratch::new(FAST_CONFIG);
     let dir = s.dir.path();
-    let handler = dir.join("handler.sh");
     // No grandchild: the script becomes the program it `exec`s.
-    script(
-        &handler,
-        &format!(
-            "echo $$ > {d}/$BEAVER_JOB_ID.tmp && mv {d}/$BEAVER_JOB_ID.tmp {d}/$BEAVER_JOB_ID.pid\nexec sleep 300",
-            d = dir.display()
-        ),
+    let exec = handler_script(
+        dir,
+        "handler.sh",
+        "echo $$ > {d}/$BEAVER_JOB_ID.tmp && mv {d}/$BEAVER_JOB_ID.tmp {d}/$BEAVER_JOB_ID.pid\nexec sleep 300",
     );
-    let exec = handler.display().to_string();
     let mut p = Proc::start(&s, &["--exec", &exec, "--workers", "2"]);
     let r = post(
         &p,
@@ -78,16 +82,12 @@ fn a_kill_9_of_the_server_leaves_no_handler_running() {
 fn a_timed_out_handler_gets_sigterm_then_sigkill_after_the_kill_grace() {
     let s = Scratch::new(FAST_CONFIG);
     let dir = s.dir.path();
-    let handler = dir.join("stubborn.sh");
     // Notes when it starts and when SIGTERM comes, and ticks until killed.
-    script(
-        &handler,
-        &format!(
-            "trap 'date +%s%N > {d}/term' TERM\ndate +%s%N > {d}/start\nwhile :; do date +%s%N > {d}/tick.tmp; mv {d}/tick.tmp {d}/tick; sleep 0.05; done",
-            d = dir.display()
-        ),
+    let exec = handler_script(
+        dir,
+        "stubborn.sh",
+        "trap 'date +%s%N > {d}/term' TERM\ndate +%s%N > {d}/start\nwhile :; do date +%s%N > {d}/tick.tmp; mv {d}/tick.tmp {d}/tick; sleep 0.05; done",
     );
-    let exec = handler.display().to_string();
     let p = Proc::start(&s, &["--exec", &exec, "--kill-grace", "1500ms"]);
     let r = post(
         &p,
@@ -128,15 +128,11 @@ fn a_timed_out_handler_gets_sigterm_then_sigkill_after_the_kill_grace() {
 fn the_shutdown_grace_ends_with_sigterm_then_the_kill_grace() {
     let s = Scratch::new("[engine]\nshutdown_grace_ms = 300\nsegment_bytes = 1048576\n");
     let dir = s.dir.path();
-    let handler = dir.join("stubborn.sh");
-    script(
-        &handler,
-        &format!(
-            "trap 'echo \"cleaning up $BEAVER_JOB_ID\"; date +%s%N > {d}/term' TERM\necho $$ > {d}/pid.tmp; mv {d}/pid.tmp {d}/pid\nwhile :; do sleep 0.05; done",
-            d = dir.display()
-        ),
+    let exec = handler_script(
+        dir,
+        "stubborn.sh",
+        "trap 'echo \"cleaning up $BEAVER_JOB_ID\"; date +%s%N > {d}/term' TERM\necho $$ > {d}/pid.tmp; mv {d}/pid.tmp {d}/pid\nwhile :; do sleep 0.05; done",
     );
-    let exec = handler.display().to_string();
     let mut p = Proc::start(&s, &["--exec", &exec, "--kill-grace", "1s"]);
     let r = post(&p, "/v1/jobs", r#"{"id":"long","payload":1}"#);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -267,15 +263,11 @@ fn thp_line(pid: &str) -> Option<String> {
 fn the_server_turns_huge_pages_off_for_itself_and_not_for_its_handlers() {
     let s = Scratch::new(FAST_CONFIG);
     let dir = s.dir.path();
-    let handler = dir.join("handler.sh");
-    script(
-        &handler,
-        &format!(
-            "grep THP_enabled /proc/self/status > {d}/thp.tmp; mv {d}/thp.tmp {d}/thp",
-            d = dir.display()
-        ),
+    let exec = handler_script(
+        dir,
+        "handler.sh",
+        "grep THP_enabled /proc/self/status > {d}/thp.tmp; mv {d}/thp.tmp {d}/thp",
     );
-    let exec = handler.display().to_string();
     let p = Proc::start(&s, &["--exec", &exec, "--workers", "1"]);
     let server = thp_line(&p.pid.to_string());
     let r = post(&p, "/v1/jobs", r#"[{"id":"a","payload":1}]"#);
@@ -320,15 +312,11 @@ fn handlers_start_with_the_open_file_limit_the_server_was_given() {
     }
     let s = Scratch::new(FAST_CONFIG);
     let dir = s.dir.path();
-    let handler = dir.join("handler.sh");
-    script(
-        &handler,
-        &format!(
-            "ulimit -n > {d}/$BEAVER_JOB_ID.tmp && mv {d}/$BEAVER_JOB_ID.tmp {d}/$BEAVER_JOB_ID.nofile",
-            d = dir.display()
-        ),
+    let exec = handler_script(
+        dir,
+        "handler.sh",
+        "ulimit -n > {d}/$BEAVER_JOB_ID.tmp && mv {d}/$BEAVER_JOB_ID.tmp {d}/$BEAVER_JOB_ID.nofile",
     );
-    let exec = handler.display().to_string();
     let limit = libc::rlimit {
         rlim_cur: 200,
         rlim_max: hard,

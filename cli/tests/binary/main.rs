@@ -18,6 +18,8 @@ mod common;
 mod contrib;
 mod handler;
 mod kill9;
+#[path = "../support/open_files.rs"]
+mod open_files;
 mod openapi;
 mod python_worker;
 mod quickstart;
