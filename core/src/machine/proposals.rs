@@ -151,28 +151,28 @@ impl Proposals {
         }
     }
 
-    /// The replies whose records are applied (up to `applied`), in order.
-    pub(super) fn take_released(&mut self, applied: Lsn) -> Vec<Waiting> {
+    /// The replies whose records are applied (up to `applied`), in order
+    /// (taken out of the map whole: no copy into a list of their own).
+    pub(super) fn take_released(&mut self, applied: Lsn) -> impl Iterator<Item = Waiting> + use<> {
         // The usual cases without splitting the map: every reply released
         // (one request at a time) or none.
         let done = match (
             self.waiting.first_key_value(),
             self.waiting.last_key_value(),
         ) {
-            (Some((first, _)), _) if *first > applied => return Vec::new(),
+            (Some((first, _)), _) if *first > applied => BTreeMap::new(),
             (_, Some((last, _))) if *last <= applied => std::mem::take(&mut self.waiting),
             _ => {
                 let later = self.waiting.split_off(&(applied + 1));
                 std::mem::replace(&mut self.waiting, later)
             }
         };
-        done.into_values().flatten().collect()
+        done.into_values().flatten()
     }
 
     /// The replies waiting for a record from `from_lsn` on, in order.
-    pub(super) fn take_refused(&mut self, from_lsn: Lsn) -> Vec<Waiting> {
-        let refused = self.waiting.split_off(&from_lsn);
-        refused.into_values().flatten().collect()
+    pub(super) fn take_refused(&mut self, from_lsn: Lsn) -> impl Iterator<Item = Waiting> + use<> {
+        self.waiting.split_off(&from_lsn).into_values().flatten()
     }
 
     /// Tells the replies waiting for the queue purge at `lsn` how many
