@@ -677,11 +677,13 @@ function mountDead(main) {
     async update(st) {
       const total = st.jobs.dead;
       allBtn.disabled = total === 0;
-      head.textContent = `${fmtN(total)} dead job${total === 1 ? '' : 's'}, newest first.`;
+      // Shown with the list it counts, never ahead of it.
+      const heading = `${fmtN(total)} dead job${total === 1 ? '' : 's'}, newest first.`;
       // The list is fetched again only when something about the dead changed.
       const newest = (st.newest_dead && st.newest_dead[0]) || {};
       const key = `${total}|${st.totals ? st.totals.dead : ''}|${newest.id}|${newest.finished_at_ms}|${limit}|${recoveryKey(st)}`;
       if (key === shownKey) {
+        head.textContent = heading;
         // Nothing new: only the "3 min ago"s move, redrawn now and then.
         if (Date.now() - renderedAt > 10_000) render();
         return;
@@ -689,6 +691,7 @@ function mountDead(main) {
       const doc = await api('/v1/dead?limit=' + limit);
       shownKey = key;
       jobs = doc.jobs || [];
+      head.textContent = heading;
       render();
       more.replaceChildren(total > jobs.length && limit < DEAD_MAX
         ? h('button', { type: 'button', text: `Show more (${fmtN(jobs.length)} of ${fmtN(total)} shown)`,
