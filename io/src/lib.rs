@@ -37,9 +37,9 @@ pub use wal::format::{
     MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, record_bytes_max, segment_bytes_problem,
 };
 pub use wal::{
-    AppendStats, Appender, BatchInfo, CommitEvent, CommitHooks, CommitSettings, GroupCommit,
-    Inspection, LogEnd, LogEntry, Proposer, Recovered, SegmentDeleter, SpaceStatus, Wal,
-    WalOptions, WalTask, inspect,
+    AppendStats, Appender, BatchInfo, CommitEvent, CommitHooks, CommitSettings, FILL_AHEAD_BYTES,
+    GroupCommit, Inspection, LogEnd, LogEntry, Proposer, Recovered, SegmentDeleter, SpaceStatus,
+    Wal, WalOptions, WalTask, inspect,
 };
 
 /// Runtimes for the unit tests: one current-thread runtime per call.

@@ -212,3 +212,86 @@ fn a_file_longer_than_any_segment_is_refused_without_being_read() {
         }
     });
 }
+
+/// The file's extents as FIEMAP reports them: `(logical offset, length,
+/// flags)`, at most 64.
+fn extents(path: &Path) -> Vec<(u64, u64, u32)> {
+    use std::os::fd::AsRawFd;
+    const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
+    const FIEMAP_FLAG_SYNC: u32 = 1;
+    const MAX: usize = 64;
+    // struct fiemap (32 bytes) then MAX struct fiemap_extent (56 bytes each).
+    let mut buf = vec![0u64; (32 + 56 * MAX) / 8];
+    buf[1] = u64::MAX; // fm_length
+    let words = buf.as_mut_ptr().cast::<u32>();
+    // SAFETY: the buffer is at least 32 bytes; words 4 and 6 are fm_flags
+    // and fm_extent_count.
+    unsafe {
+        *words.add(4) = FIEMAP_FLAG_SYNC;
+        *words.add(6) = MAX as u32;
+    }
+    let f = std::fs::File::open(path).unwrap();
+    // SAFETY: FS_IOC_FIEMAP reads and writes the fiemap struct we own,
+    // sized for the extent count it was given.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FIEMAP, buf.as_mut_ptr()) };
+    assert_eq!(
+        rc,
+        0,
+        "FIEMAP on {}: {} (the test needs a file system that maps extents, as ext4 and xfs do)",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: as above; word 5 is fm_mapped_extents, written by the kernel.
+    let mapped = unsafe { *words.add(5) } as usize;
+    (0..mapped.min(MAX))
+        .map(|i| {
+            let e = &buf[4 + i * 7..4 + (i + 1) * 7];
+            // fe_flags is the first u32 of the extent's sixth u64.
+            (e[0], e[2], (e[5] & 0xffff_ffff) as u32)
+        })
+        .collect()
+}
+
+#[test]
+fn the_log_writes_zeros_ahead_of_its_end_so_its_syncs_change_no_extents() {
+    // Under the target dir, on the repository's file system (a temp dir
+    // may be tmpfs, which has no extents).
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tmp.path().join("wal");
+    const SEGMENT: u64 = 1 << 20;
+    let written = runtime().block_on(async {
+        let disk = FileDisk::new();
+        let (mut wal, _) = recover(&disk, &dir, opts(SEGMENT, 1), 0).await.unwrap();
+        let mut bytes = 0;
+        for _ in 0..10 {
+            let before = wal.next_lsn();
+            write(&mut wal, 10, 100).await.unwrap();
+            wal.sync().await.unwrap();
+            bytes += (wal.next_lsn() - before) * 100;
+        }
+        assert!(wal.closed_segments().is_empty());
+        bytes
+    });
+    const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
+    let segment = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::metadata(p).unwrap().len() == SEGMENT)
+        .expect("the active segment");
+    let ext = extents(&segment);
+    // Where the first block that is allocated but not written begins.
+    let unwritten_from = ext
+        .iter()
+        .find(|e| e.2 & FIEMAP_EXTENT_UNWRITTEN != 0)
+        .map_or(SEGMENT, |e| e.0);
+    assert!(
+        written < 16 << 10,
+        "the log holds {written} bytes of records"
+    );
+    assert!(
+        unwritten_from >= 256 << 10,
+        "only the first {unwritten_from} bytes of {} are written: the next \
+         syncs would each write the file's extents too ({ext:?})",
+        segment.display()
+    );
+}

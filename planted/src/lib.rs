@@ -84,11 +84,14 @@ pub enum Mutant {
     /// io (snapshot store): reading a snapshot in pieces, a piece of the
     /// body cut by the end of a read loses its last byte.
     SnapshotPieceCutShort,
+    /// io: the WAL writes its zeros ahead of the log's end from where the
+    /// batch began, over the batch just written, not from where it ended.
+    FillOverTheBatch,
 }
 
 impl Mutant {
     /// Every planted bug.
-    pub const ALL: [Mutant; 24] = [
+    pub const ALL: [Mutant; 25] = [
         Mutant::AckBeforeFsync,
         Mutant::RetryFailedFsync,
         Mutant::SkipSnapshotDirFsync,
@@ -113,6 +116,7 @@ impl Mutant {
         Mutant::JudgeLogPastTheRange,
         Mutant::FootprintMissesAnEdit,
         Mutant::SnapshotPieceCutShort,
+        Mutant::FillOverTheBatch,
     ];
 
     /// The name used on the command line (`BEAVER_MUTANT=...`).
@@ -142,6 +146,7 @@ impl Mutant {
             Mutant::JudgeLogPastTheRange => "judge-log-past-the-range",
             Mutant::FootprintMissesAnEdit => "footprint-misses-an-edit",
             Mutant::SnapshotPieceCutShort => "snapshot-piece-cut-short",
+            Mutant::FillOverTheBatch => "fill-over-the-batch",
         }
     }
 

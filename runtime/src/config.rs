@@ -38,6 +38,15 @@ pub struct EngineConfig {
     /// many.
     #[serde(skip, default = "load_piece_bytes")]
     pub snapshot_read_piece_bytes: usize,
+    /// How far ahead of its end the log writes zeros over its segment's
+    /// blocks (default [`beaver_io::FILL_AHEAD_BYTES`]). Not a setting:
+    /// the simulator draws smaller reaches (or none) than its segments.
+    #[serde(skip, default = "fill_ahead_bytes")]
+    pub wal_fill_ahead_bytes: u64,
+}
+
+fn fill_ahead_bytes() -> u64 {
+    beaver_io::FILL_AHEAD_BYTES
 }
 
 fn load_piece_bytes() -> usize {
@@ -64,6 +73,7 @@ impl Default for EngineConfig {
             shutdown_grace_ms: 10_000,
             space_check_interval_ms: 1_000,
             snapshot_read_piece_bytes: load_piece_bytes(),
+            wal_fill_ahead_bytes: fill_ahead_bytes(),
         }
     }
 }

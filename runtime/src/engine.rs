@@ -222,6 +222,7 @@ async fn recover<D: Disk>(
     let opts = WalOptions {
         segment_bytes: config.segment_bytes,
         salt_seed,
+        fill_ahead_bytes: config.wal_fill_ahead_bytes,
         planted: config.planted(),
     };
     // The WAL gets a handle whose calls block the calling thread instead of

@@ -202,6 +202,7 @@ impl Plan {
             snapshot_pace_percent: EngineConfig::default().snapshot_pace_percent,
             // Drawn at the end of the plan (see below).
             snapshot_read_piece_bytes: EngineConfig::default().snapshot_read_piece_bytes,
+            wal_fill_ahead_bytes: EngineConfig::default().wal_fill_ahead_bytes,
         };
         let workload = Workload {
             clients: 1 + r.below(4) as u32,
@@ -294,6 +295,14 @@ impl Plan {
         if !before_read_faults && r.chance(0.3) {
             engine.snapshot_read_piece_bytes = pick(r, &[7, 64, 509, 4_096]);
         }
+        // Drawn after the read pieces, for the same reason: the log writes
+        // zeros ahead of its end by less than a segment, or by more (to its
+        // end), or not at all, as it did before the regression seeds.
+        engine.wal_fill_ahead_bytes = if before_read_faults {
+            0
+        } else {
+            pick(r, &[0, 512, 4_096, beaver_io::FILL_AHEAD_BYTES])
+        };
         Plan {
             seed,
             engine,
@@ -318,6 +327,7 @@ mod tests {
             assert!(!plan.faults.disk.split_reads, "{seed}");
             let default = EngineConfig::default().snapshot_read_piece_bytes;
             assert_eq!(plan.engine.snapshot_read_piece_bytes, default, "{seed}");
+            assert_eq!(plan.engine.wal_fill_ahead_bytes, 0, "{seed}");
         }
         let split = (0..100)
             .filter(|&s| Plan::new(s).faults.disk.split_reads)
@@ -333,6 +343,14 @@ mod tests {
         assert!(
             (15..=45).contains(&pieces),
             "{pieces} of 100 seeds read snapshots in small pieces"
+        );
+        let reaches: std::collections::BTreeSet<u64> = (0..100)
+            .map(|s| Plan::new(s).engine.wal_fill_ahead_bytes)
+            .collect();
+        assert_eq!(
+            reaches.into_iter().collect::<Vec<_>>(),
+            [0, 512, 4_096, beaver_io::FILL_AHEAD_BYTES],
+            "the log's reaches of zeros ahead drawn in 100 seeds"
         );
     }
 }

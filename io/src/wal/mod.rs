@@ -25,6 +25,6 @@ pub use group::{
 };
 pub use inspect::{BatchReport, Inspection, LogEnd, SegmentReport, inspect, read_records};
 pub use writer::{
-    BatchInfo, DEFAULT_SEGMENT_BYTES, DeleteJob, PrepareJob, PrepareOutcome, Recovered,
-    SpaceStatus, SyncJob, SyncOutcome, Wal, WalOptions,
+    BatchInfo, DEFAULT_SEGMENT_BYTES, DeleteJob, FILL_AHEAD_BYTES, PrepareJob, PrepareOutcome,
+    Recovered, SpaceStatus, SyncJob, SyncOutcome, Wal, WalOptions,
 };

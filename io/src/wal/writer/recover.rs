@@ -226,6 +226,8 @@ async fn reopen_chain<D: Disk>(
                 end: seg.size,
                 first_lsn: seg.header.first_lsn,
                 last_lsn: seg.last_lsn,
+                // Unknown: filled again from the log's end on.
+                filled: 0,
             });
         } else {
             closed.push(Closed {
