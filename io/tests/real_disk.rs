@@ -233,7 +233,7 @@ fn extents(path: &Path) -> Vec<(u64, u64, u32)> {
     let f = std::fs::File::open(path).unwrap();
     // SAFETY: FS_IOC_FIEMAP reads and writes the fiemap struct we own,
     // sized for the extent count it was given.
-    let rc = unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FIEMAP, buf.as_mut_ptr()) };
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FIEMAP as _, buf.as_mut_ptr()) };
     assert_eq!(
         rc,
         0,
@@ -245,9 +245,12 @@ fn extents(path: &Path) -> Vec<(u64, u64, u32)> {
     let mapped = unsafe { *words.add(5) } as usize;
     (0..mapped.min(MAX))
         .map(|i| {
+            // Extent i: fe_logical at u64 4 + 7i, fe_length two further,
+            // fe_flags at byte 40 of it (u32 18 + 14i).
             let e = &buf[4 + i * 7..4 + (i + 1) * 7];
-            // fe_flags is the first u32 of the extent's sixth u64.
-            (e[0], e[2], (e[5] & 0xffff_ffff) as u32)
+            // SAFETY: within the buffer, as sized for MAX extents.
+            let flags = unsafe { *words.add(18 + 14 * i) };
+            (e[0], e[2], flags)
         })
         .collect()
 }
