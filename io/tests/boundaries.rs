@@ -527,3 +527,76 @@ fn one_sync_at_a_time_and_none_without_anything_to_sync() {
         assert!(wal.begin_sync().unwrap().is_none(), "all durable");
     });
 }
+
+#[test]
+fn the_log_writes_zeros_once_per_reach_past_its_end_and_never_past_its_segment() {
+    const SEGMENT: u64 = 16 << 10;
+    // Not a multiple of the batches' 1 KiB, so that a reach meets a
+    // segment's end inside it.
+    const AHEAD: u64 = 3000;
+    rt().block_on(async {
+        let disk = SimDisk::new(1, SimDiskConfig::default());
+        let o = WalOptions {
+            fill_ahead_bytes: AHEAD,
+            ..opts(SEGMENT, 1)
+        };
+        let (mut wal, _) = Wal::open(disk.clone(), Path::new(DIR), o, 0, |_, _| {})
+            .await
+            .unwrap();
+        // The model: where the segment's written blocks end, and its log.
+        let (mut seq, mut end, mut filled) = (0, 0, 0);
+        let (mut fills, mut clipped) = (0, 0);
+        while wal.closed_segments().len() < 2 {
+            let first = wal.next_lsn();
+            let bodies: Vec<Vec<u8>> = (first..first + 3).map(|l| body(l, 300)).collect();
+            let records: Vec<(u64, &[u8])> =
+                (first..).zip(bodies.iter().map(Vec::as_slice)).collect();
+            assert_eq!(disk.unsynced_bytes(), 0);
+            let info = wal.write_batch(&records).await.unwrap();
+            if info.segment_seq != seq {
+                (seq, end, filled) = (info.segment_seq, 0, 0);
+            }
+            end += info.bytes;
+            let zeros = if end > filled {
+                filled = (end + AHEAD).min(SEGMENT);
+                fills += 1;
+                if filled - end < AHEAD {
+                    clipped += 1;
+                }
+                filled - end
+            } else {
+                0
+            };
+            assert_eq!(
+                disk.unsynced_bytes(),
+                info.bytes + zeros,
+                "batch {first} ends at {end} of segment {seq}"
+            );
+            wal.sync().await.unwrap();
+        }
+        assert!(fills >= 6, "{fills} reaches of zeros");
+        assert!(clipped >= 2, "{clipped} reaches cut by a segment's end");
+    });
+}
+
+#[test]
+fn a_log_told_to_write_no_zeros_ahead_writes_only_its_batches() {
+    rt().block_on(async {
+        let disk = SimDisk::new(1, SimDiskConfig::default());
+        let o = WalOptions {
+            fill_ahead_bytes: 0,
+            ..opts(16 << 10, 1)
+        };
+        let (mut wal, _) = Wal::open(disk.clone(), Path::new(DIR), o, 0, |_, _| {})
+            .await
+            .unwrap();
+        for _ in 0..40 {
+            let first = wal.next_lsn();
+            let one = body(first, 300);
+            let info = wal.write_batch(&[(first, &one)]).await.unwrap();
+            assert_eq!(disk.unsynced_bytes(), info.bytes);
+            wal.sync().await.unwrap();
+        }
+        assert!(!wal.closed_segments().is_empty());
+    });
+}
