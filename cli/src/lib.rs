@@ -8,6 +8,7 @@
 //! in `beaver-runtime`; this crate adapts them to HTTP, files and a
 //! terminal. The binary (`src/main.rs`) only parses arguments and calls in.
 
+pub mod allocator;
 pub mod beanstalkd;
 pub mod bench;
 pub mod client;

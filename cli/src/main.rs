@@ -11,9 +11,10 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// mimalloc: the queue makes a few small allocations per job (id, payload,
 /// records), and with the system allocator malloc/free was a fifth of the
-/// server's CPU under load and a third of a million-job recovery.
+/// server's CPU under load and a third of a million-job recovery. Asked
+/// for plain blocks where their alignment suffices (see the module).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: beaver_cli::allocator::Allocator = beaver_cli::allocator::Allocator;
 
 /// A crash-safe job queue: kill -9 it at any instant, and every job whose
 /// enqueue was acknowledged is still there after the restart.
