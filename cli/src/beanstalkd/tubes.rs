@@ -49,11 +49,15 @@ pub struct TubeFigures {
 }
 
 /// Every tube known, in creation order (a removed one's place taken by
-/// the last, as beanstalkd does), with its figures.
+/// the last, as beanstalkd does), with its figures. A tube is found with
+/// one hash of its name (SipHash, keyed per process: names come from
+/// clients).
 #[derive(Debug, Default)]
 pub struct Tubes {
-    order: Vec<TubeName>,
-    figures: HashMap<TubeName, TubeFigures>,
+    /// The tubes in creation order, each with its figures.
+    tubes: Vec<(TubeName, TubeFigures)>,
+    /// Each tube's place in `tubes`.
+    places: HashMap<TubeName, usize>,
 }
 
 impl Tubes {
@@ -67,29 +71,40 @@ impl Tubes {
     /// Notes a tube (creating it), and returns its figures to change;
     /// `None` past [`TUBES_MAX`].
     pub fn touch(&mut self, tube: &TubeName) -> Option<&mut TubeFigures> {
-        if !self.figures.contains_key(tube) {
-            if self.order.len() >= TUBES_MAX {
-                return None;
+        let place = match self.places.get(tube) {
+            Some(&place) => place,
+            None => {
+                if self.tubes.len() >= TUBES_MAX {
+                    return None;
+                }
+                self.places.insert(tube.clone(), self.tubes.len());
+                self.tubes.push((tube.clone(), TubeFigures::default()));
+                self.tubes.len() - 1
             }
-            self.order.push(tube.clone());
-            self.figures.insert(tube.clone(), TubeFigures::default());
-        }
-        self.figures.get_mut(tube)
+        };
+        self.tubes.get_mut(place).map(|(_, f)| f)
     }
 
     /// The figures of a tube (all 0 if unknown).
     pub fn get(&self, tube: &TubeName) -> TubeFigures {
-        self.figures.get(tube).copied().unwrap_or_default()
+        self.places
+            .get(tube)
+            .and_then(|&place| self.tubes.get(place))
+            .map(|&(_, f)| f)
+            .unwrap_or_default()
     }
 
     /// The first tube, in creation order, that `wanted` accepts.
     pub fn find(&self, wanted: impl Fn(&TubeName) -> bool) -> Option<TubeName> {
-        self.order.iter().find(|t| wanted(t)).cloned()
+        self.tubes
+            .iter()
+            .find(|(t, _)| wanted(t))
+            .map(|(t, _)| t.clone())
     }
 
     /// Tubes in creation order.
     pub fn names(&self) -> Vec<TubeName> {
-        self.order.clone()
+        self.tubes.iter().map(|(t, _)| t.clone()).collect()
     }
 
     /// Removes tubes no connection uses or watches for which `has_jobs`
@@ -97,16 +112,66 @@ impl Tubes {
     /// unreferenced and empty.
     pub fn prune(&mut self, has_jobs: impl Fn(&TubeName) -> bool) {
         let mut i = 0;
-        while i < self.order.len() {
-            let t = &self.order[i];
-            let f = self.get(t);
+        while let Some((t, f)) = self.tubes.get(i) {
             let idle = f.using == 0 && f.watching == 0 && f.waiting == 0;
             if idle && *t != TubeName::default_tube() && !has_jobs(t) {
-                self.figures.remove(t);
-                self.order.swap_remove(i);
+                let (gone, _) = self.tubes.swap_remove(i);
+                self.places.remove(&gone);
+                if let Some((moved, _)) = self.tubes.get(i) {
+                    self.places.insert(moved.clone(), i);
+                }
             } else {
                 i += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tube(name: &str) -> TubeName {
+        TubeName::new(name.as_bytes()).expect("a valid tube name")
+    }
+
+    /// Removing a tube moves the last into its place (beanstalkd's order),
+    /// and every tube is still found with its own figures afterwards.
+    #[test]
+    fn a_pruned_tube_gives_its_place_to_the_last_and_every_tube_keeps_its_figures() {
+        let mut t = Tubes::new();
+        for (n, name) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            let f = t.touch(&tube(name)).expect("room");
+            f.watching = 1;
+            f.total_jobs = n as u64 + 10;
+        }
+        if let Some(b) = t.touch(&tube("b")) {
+            b.watching = 0;
+        }
+        t.prune(|_| false);
+        let names: Vec<String> = t.names().iter().map(|n| n.to_string()).collect();
+        assert_eq!(names, ["default", "a", "d", "c"]);
+        assert_eq!(t.get(&tube("b")).total_jobs, 0, "b is gone");
+        for (name, jobs) in [("a", 10), ("c", 12), ("d", 13)] {
+            assert_eq!(t.get(&tube(name)).total_jobs, jobs, "{name}");
+        }
+        t.touch(&tube("d")).expect("known").total_jobs += 1;
+        assert_eq!(t.get(&tube("d")).total_jobs, 14);
+        assert_eq!(t.get(&tube("c")).total_jobs, 12);
+        // b comes back, last and from zero.
+        assert_eq!(t.touch(&tube("b")).expect("room").total_jobs, 0);
+        assert_eq!(t.names().last().map(|n| n.to_string()), Some("b".into()));
+    }
+
+    /// Past `TUBES_MAX` a new tube is refused; known ones are still found.
+    #[test]
+    fn no_tube_past_the_limit_is_created() {
+        let mut t = Tubes::new();
+        for i in 1..TUBES_MAX {
+            assert!(t.touch(&tube(&format!("t{i}"))).is_some(), "t{i}");
+        }
+        assert!(t.touch(&tube("one-more")).is_none());
+        assert!(t.touch(&tube("t1")).is_some());
+        assert_eq!(t.names().len(), TUBES_MAX);
     }
 }
