@@ -135,9 +135,10 @@ pub struct Squeeze {
 /// Seeds whose plan is drawn as it was before the simulated disk could
 /// split reads ([`SimDiskConfig::split_reads`]), snapshot builds read in
 /// small pieces and the log wrote zeros ahead of its end: the regression
-/// seeds of `crate::suite` found before any of these existed. A regression seed must replay the schedule that found
-/// its bug; with split reads, seed 54366 no longer met the one that
-/// catches `trust-preallocated-length`.
+/// seeds of `crate::suite` found before any of these existed. A
+/// regression seed must replay the schedule that found its bug; with
+/// split reads, seed 54366 no longer met the one that catches
+/// `trust-preallocated-length`.
 pub const DRAWN_BEFORE_READ_FAULTS: &[u64] = &[54366, 2587, 73175, 61005613, 1754761];
 
 fn pick<T: Copy>(rng: &mut DetRng, xs: &[T]) -> T {
