@@ -243,7 +243,7 @@ pub use job::{
 pub use machine::{Core, RecoverError, SnapshotFeed};
 pub use protocol::{
     Effect, Enqueued, Execution, Input, LeaseId, LeasedJob, Outcome, Rejection, Reply, RequestId,
-    RequeueTarget, Retry,
+    RequeueTarget, Retry, WaitOrder,
 };
 pub use record::{Lsn, Op, Record};
 pub use snapshot::{Snapshot, SnapshotJob};

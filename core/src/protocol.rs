@@ -134,6 +134,8 @@ pub enum Input {
         /// Who the worker is, echoed in views (at most
         /// [`HOLDER_BYTES_MAX`] bytes, no control characters).
         holder: String,
+        /// Which job it takes at once, and its turn while it waits.
+        order: WaitOrder,
     },
     /// An external worker renews its lease. Answered at once; nothing is
     /// logged (lease deadlines never are).
@@ -279,6 +281,30 @@ pub enum Input {
         id: JobId,
         /// Who the worker is (as in [`Input::Lease`]).
         holder: String,
+    },
+}
+
+/// How an [`Input::Lease`] picks its jobs and takes its turn among the
+/// requests waiting.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum WaitOrder {
+    /// Round-robin over the queues named, highest priority then oldest
+    /// within one; waiting, first come first served (the HTTP API).
+    #[default]
+    FirstCome,
+    /// beanstalkd's `reserve` (one job): the ready job of highest priority,
+    /// then lowest number, over every queue named. Waiting, the request
+    /// joins each queue's own set of waiting requests; a job that becomes
+    /// ready goes to the set member at the queue's rotating cursor, as
+    /// beanstalkd 1.12 serves its waiting connections (taken members are
+    /// replaced by the set's last; the cursor moves on one per take).
+    /// Such requests are served after the first-come ones.
+    Beanstalk {
+        /// `lives[i]`: which life of `queues[i]` the caller means (the
+        /// caller counts them): a queue's cursor starts again at 0 when a
+        /// request names a life other than the cursor's, as a beanstalkd
+        /// tube dropped and made again does.
+        lives: Vec<u64>,
     },
 }
 

@@ -61,7 +61,7 @@ use crate::config::Config;
 use crate::job::{JobId, JobSpec, JobState, QueueName};
 use crate::machine::{Core, RecoverError};
 use crate::protocol::{
-    Effect, Execution, Input, LeaseId, Outcome, RequestId, RequeueTarget, Retry,
+    Effect, Execution, Input, LeaseId, Outcome, RequestId, RequeueTarget, Retry, WaitOrder,
 };
 use crate::record::{Lsn, Op, Record};
 use crate::time::UnixMillis;
@@ -354,6 +354,19 @@ impl Driver {
         wait_until: Option<UnixMillis>,
         holder: &str,
     ) -> Vec<Effect> {
+        self.lease_in_order(req, queues, max, wait_until, holder, WaitOrder::FirstCome)
+    }
+
+    /// [`Driver::lease`] in the order `order` says.
+    pub fn lease_in_order(
+        &mut self,
+        req: u64,
+        queues: &[&str],
+        max: u32,
+        wait_until: Option<UnixMillis>,
+        holder: &str,
+        order: WaitOrder,
+    ) -> Vec<Effect> {
         let queues = queues.iter().map(|q| queue_name(q)).collect();
         self.step(Input::Lease {
             req: RequestId(req),
@@ -361,6 +374,7 @@ impl Driver {
             max,
             wait_until,
             holder: holder.to_owned(),
+            order,
         })
     }
 

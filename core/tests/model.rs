@@ -38,7 +38,7 @@ use std::sync::Arc;
 use beaver_core::testing::{self, Driver};
 use beaver_core::{
     Config, Core, Effect, Execution, JobId, JobSpec, JobState, Limits, Outcome, Payload, QueueName,
-    Record, RequeueTarget, Retention, Retry, RetryPolicy, codec,
+    Record, RequeueTarget, Retention, Retry, RetryPolicy, WaitOrder, codec,
 };
 use fold::{GIVE_UP, Model};
 use proptest::prelude::*;
@@ -381,7 +381,15 @@ impl Harness {
                 self.waiting.push(req);
                 let wait_until = wait.map(|w| now + u64::from(w) % 3_000);
                 let queues = ["ext", "nowhere"];
-                self.d.lease(req, &queues, u32::from(max), wait_until, "w")
+                // Some one-job requests wait in beanstalkd's order, beside
+                // the first-come ones.
+                let order = if max == 1 && wait.is_some_and(|w| w & 1 == 1) {
+                    WaitOrder::Beanstalk { lives: vec![0, 0] }
+                } else {
+                    WaitOrder::FirstCome
+                };
+                self.d
+                    .lease_in_order(req, &queues, u32::from(max), wait_until, "w", order)
             }
             Action::Heartbeat(i, extend) => {
                 let lease = self.pick_lease(i);

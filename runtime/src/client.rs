@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use beaver_core::{
     Enqueued, JobId, JobPage, JobSpec, JobState, JobView, LeaseId, LeaseList, LeasedJob, Lsn,
-    QueueName, Rejection, Reply, RequeueTarget, Retry, UnixMillis,
+    QueueName, Rejection, Reply, RequeueTarget, Retry, UnixMillis, WaitOrder,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -48,6 +48,7 @@ pub(crate) struct LeaseAsk {
     pub max: u32,
     pub wait: Option<Duration>,
     pub holder: String,
+    pub order: WaitOrder,
 }
 
 /// Which jobs a listing shows.
@@ -215,11 +216,26 @@ impl Client {
         wait: Option<Duration>,
         holder: &str,
     ) -> Result<Vec<LeasedJob>, Rejection> {
+        self.lease_in_order(queues, max, wait, holder, WaitOrder::FirstCome)
+            .await
+    }
+
+    /// [`Client::lease`] with the jobs picked, and the wait served, as
+    /// `order` says.
+    pub async fn lease_in_order(
+        &self,
+        queues: Vec<QueueName>,
+        max: u32,
+        wait: Option<Duration>,
+        holder: &str,
+        order: WaitOrder,
+    ) -> Result<Vec<LeasedJob>, Rejection> {
         let ask = LeaseAsk {
             queues,
             max,
             wait,
             holder: holder.to_owned(),
+            order,
         };
         match self.ask(Ask::Lease(ask)).await? {
             Reply::Leased(r) => r,

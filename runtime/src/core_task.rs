@@ -357,6 +357,7 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
                     max: a.max,
                     wait_until: a.wait.map(|w| now.saturating_add(millis(w))),
                     holder: a.holder,
+                    order: a.order,
                 }
             }
             Ask::Heartbeat(lease, extend_ms) => Input::Heartbeat {

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use beaver_core::{JobId, LeaseId, LeasedJob, QueueName, Rejection, UnixMillis};
+use beaver_core::{JobId, LeaseId, LeasedJob, QueueName, Rejection, UnixMillis, WaitOrder};
 
 use crate::client::Client;
 
@@ -106,16 +106,23 @@ impl Session {
         self.held.values().map(|r| r.lease_until).min()
     }
 
-    /// Leases one ready job of `queues`, waiting up to `wait` for one
-    /// (`None`: answer at once), and holds it. `Ok(None)` when none came.
-    /// Resolves once the dispatch is durable; dropping the future while
-    /// it waits takes no job.
+    /// Leases one ready job of `queues` as beanstalkd's `reserve` does
+    /// (the best of them; waiting, in beanstalkd's order, `lives[i]` the
+    /// life of `queues[i]`: see [`WaitOrder::Beanstalk`]), waiting up to
+    /// `wait` for one (`None`: answer at once), and holds it. `Ok(None)`
+    /// when none came. Resolves once the dispatch is durable; dropping the
+    /// future while it waits takes no job.
     pub async fn reserve(
         &mut self,
         queues: Vec<QueueName>,
+        lives: Vec<u64>,
         wait: Option<Duration>,
     ) -> Result<Option<LeasedJob>, Rejection> {
-        let jobs = self.client.lease(queues, 1, wait, &self.holder).await?;
+        let order = WaitOrder::Beanstalk { lives };
+        let c = &self.client;
+        let jobs = c
+            .lease_in_order(queues, 1, wait, &self.holder, order)
+            .await?;
         let leased = jobs.into_iter().next();
         if let Some(j) = &leased {
             self.hold(j);

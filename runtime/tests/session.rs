@@ -52,8 +52,8 @@ async fn a_closed_sessions_jobs_are_ready_again_at_once_with_their_priority() {
     let c = &e.client;
     c.enqueue(vec![job("a", 7), job("b", 3)]).await.unwrap();
     let mut s = Session::new(c.clone(), "conn 1");
-    let a = s.reserve(tube(), None).await.unwrap().unwrap();
-    let b = s.reserve(tube(), None).await.unwrap().unwrap();
+    let a = s.reserve(tube(), vec![0], None).await.unwrap().unwrap();
+    let b = s.reserve(tube(), vec![0], None).await.unwrap().unwrap();
     assert_eq!((a.job.id.as_str(), b.job.id.as_str()), ("a", "b"));
     assert_eq!(s.len(), 2);
     assert_eq!(s.get(a.job.seq).unwrap().lease, a.lease_id);
@@ -79,7 +79,7 @@ async fn a_closed_sessions_jobs_are_ready_again_at_once_with_their_priority() {
     // Ready now, not an hour from now: another session gets them at
     // once, the higher priority first.
     let mut other = Session::new(c.clone(), "conn 2");
-    let again = other.reserve(tube(), None).await.unwrap().unwrap();
+    let again = other.reserve(tube(), vec![0], None).await.unwrap().unwrap();
     assert_eq!(again.job.id.as_str(), "a");
 }
 
@@ -93,7 +93,14 @@ async fn an_ended_reservation_is_no_longer_held_or_given_back_on_close() {
     let mut s = Session::new(c.clone(), "conn 1");
     let mut seqs = Vec::new();
     for _ in 0..3 {
-        seqs.push(s.reserve(tube(), None).await.unwrap().unwrap().job.seq);
+        seqs.push(
+            s.reserve(tube(), vec![0], None)
+                .await
+                .unwrap()
+                .unwrap()
+                .job
+                .seq,
+        );
     }
     let before = s.get(seqs[2]).unwrap().lease_until;
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -125,7 +132,7 @@ async fn a_reservation_released_with_a_delay_waits_and_reserve_job_takes_one_by_
     let c = &e.client;
     c.enqueue(vec![job("a", 0), job("b", 0)]).await.unwrap();
     let mut s = Session::new(c.clone(), "conn 1");
-    let a = s.reserve(tube(), None).await.unwrap().unwrap();
+    let a = s.reserve(tube(), vec![0], None).await.unwrap().unwrap();
     let release = Finish::Release {
         priority: Some(4),
         delay_ms: 60_000,
@@ -134,9 +141,9 @@ async fn a_reservation_released_with_a_delay_waits_and_reserve_job_takes_one_by_
     let j = view(c, "a").await;
     assert_eq!((j.state, j.priority), (JobState::Pending, 4));
     // Only "b" is ready; "a" waits for its delay unless taken by id.
-    let b = s.reserve(tube(), None).await.unwrap().unwrap();
+    let b = s.reserve(tube(), vec![0], None).await.unwrap().unwrap();
     assert_eq!(b.job.id.as_str(), "b");
-    assert!(s.reserve(tube(), None).await.unwrap().is_none());
+    assert!(s.reserve(tube(), vec![0], None).await.unwrap().is_none());
     let again = s.reserve_job(JobId::parse("a").unwrap()).await.unwrap();
     assert_eq!(again.job.id.as_str(), "a");
     assert_eq!(s.len(), 2);
@@ -152,8 +159,8 @@ async fn an_end_refused_as_no_longer_current_drops_the_reservation_and_a_stopped
     let c = &e.client;
     c.enqueue(vec![job("a", 0), job("b", 0)]).await.unwrap();
     let mut s = Session::new(c.clone(), "conn 1");
-    let a = s.reserve(tube(), None).await.unwrap().unwrap();
-    let b = s.reserve(tube(), None).await.unwrap().unwrap();
+    let a = s.reserve(tube(), vec![0], None).await.unwrap().unwrap();
+    let b = s.reserve(tube(), vec![0], None).await.unwrap().unwrap();
     // Someone else (an operator through the HTTP API) ends the lease.
     c.complete(a.lease_id).await.unwrap();
     let r = s

@@ -405,7 +405,7 @@ async fn reserve(ctx: &Ctx, c: &mut Conn, wait_ms: u64) -> Result<(), Rejection>
         return Ok(());
     };
     let wait = (wait_ms > 0).then(|| Duration::from_millis(wait_ms));
-    let r = ask(c.session.reserve(vec![tube], wait)).await;
+    let r = ask(c.session.reserve(vec![tube], vec![0], wait)).await;
     if let Ok(Some(j)) = &r {
         held(ctx, c, j);
     }

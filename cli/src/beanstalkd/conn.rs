@@ -19,8 +19,6 @@ pub const RESERVED_PER_CONNECTION_MAX: usize = 1_024;
 /// The most tubes one connection may watch; a watch beyond it is
 /// answered `OUT_OF_MEMORY`.
 pub const WATCHED_MAX: usize = 16;
-/// A `reserve` without a timeout asks the core in waits of at most this.
-const RESERVE_WAIT_STEP: Duration = Duration::from_secs(60);
 /// The most bytes read ahead while a reserve waits (pipelined commands);
 /// beyond it the connection is not read until the reserve is answered.
 const READ_AHEAD_MAX: usize = 256 * 1024;
@@ -388,7 +386,9 @@ async fn reserve_waiting<S: AsyncRead + Unpin>(
         }
         let mut wait = match give_up {
             Some(end) => end.saturating_duration_since(tokio::time::Instant::now()),
-            None => RESERVE_WAIT_STEP,
+            // The longest wait the core takes: each renewal rejoins the
+            // waiting order at its end (README: what differs).
+            None => shared.lease_wait_max,
         };
         if let Some(s) = soon {
             wait = wait.min(Duration::from_millis(s - now));
@@ -417,12 +417,10 @@ async fn lease_one<S: AsyncRead + Unpin>(
     wait: Duration,
     stream: &mut S,
 ) -> Waited {
-    let queues = match conn.watched.len() {
-        1 => vec![queue_of(&conn.watched[0])],
-        _ => peek::best_first(shared, &conn.watched).await,
-    };
+    let queues = conn.watched.iter().map(queue_of).collect();
+    let lives = conn.watched.iter().map(|t| shared.life_of(t)).collect();
     let asked = (!wait.is_zero()).then_some(wait);
-    let lease = conn.session.reserve(queues, asked);
+    let lease = conn.session.reserve(queues, lives, asked);
     tokio::pin!(lease);
     let ahead = &mut conn.ahead;
     if ahead.chunk.len() < READ_CHUNK {

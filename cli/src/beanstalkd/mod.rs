@@ -231,6 +231,11 @@ impl Shared {
         }
     }
 
+    /// Which life of its name `tube` is (see [`tubes::TubeFigures::life`]).
+    fn life_of(&self, tube: &TubeName) -> u64 {
+        self.tubes.lock().map_or(0, |all| all.get(tube).life)
+    }
+
     /// Changes a tube's figures (creating the tube); `false` when no more
     /// tubes fit.
     fn tube(&self, tube: &TubeName, change: impl FnOnce(&mut tubes::TubeFigures)) -> bool {

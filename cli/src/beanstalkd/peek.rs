@@ -3,7 +3,7 @@
 //! listing (jobs in order of their numbers).
 
 use beaver_core::protocol::LIST_JOBS_MAX;
-use beaver_core::{JobState, JobView, QueueName};
+use beaver_core::{JobState, JobView};
 
 use super::tubes::queue_of;
 use super::{Shared, now_ms};
@@ -54,23 +54,6 @@ pub async fn first(shared: &Shared, tube: &TubeName, cmd: &Command) -> Option<Jo
         Command::PeekBuried => buried(shared, tube, 1).await.into_iter().next(),
         _ => None,
     }
-}
-
-/// The queues of `tubes`, the one whose next ready job beanstalkd would
-/// hand out first (lowest priority, then lowest id, over every tube)
-/// first: the core takes a one-job lease from the first queue that has a
-/// job. Costs a scan of each tube's pending jobs, so only a reserve that
-/// watches several tubes pays it.
-pub async fn best_first(shared: &Shared, tubes: &[TubeName]) -> Vec<QueueName> {
-    let mut keyed = Vec::with_capacity(tubes.len());
-    for t in tubes {
-        let best = first(shared, t, &Command::PeekReady).await;
-        // No ready job sorts last.
-        let key = best.map_or((1, 0, 0), |j| (0, -i64::from(j.priority), j.seq));
-        keyed.push((key, queue_of(t)));
-    }
-    keyed.sort_by_key(|(key, _)| *key);
-    keyed.into_iter().map(|(_, q)| q).collect()
 }
 
 /// Up to `max` delayed jobs of `tube`, due first first.

@@ -46,6 +46,9 @@ pub struct TubeFigures {
     pub cmd_pause: u64,
     /// The delay of its last `pause-tube`, in seconds.
     pub pause_s: u64,
+    /// Which life of its name this tube is: tubes made later (also one
+    /// made again after it was dropped) have higher numbers.
+    pub life: u64,
 }
 
 /// Every tube known, in creation order (a removed one's place taken by
@@ -58,6 +61,8 @@ pub struct Tubes {
     tubes: Vec<(TubeName, TubeFigures)>,
     /// Each tube's place in `tubes`.
     places: HashMap<TubeName, usize>,
+    /// Tubes made so far (the next one's life).
+    made: u64,
 }
 
 impl Tubes {
@@ -78,7 +83,12 @@ impl Tubes {
                     return None;
                 }
                 self.places.insert(tube.clone(), self.tubes.len());
-                self.tubes.push((tube.clone(), TubeFigures::default()));
+                let figures = TubeFigures {
+                    life: self.made,
+                    ..TubeFigures::default()
+                };
+                self.made += 1;
+                self.tubes.push((tube.clone(), figures));
                 self.tubes.len() - 1
             }
         };
@@ -158,8 +168,12 @@ mod tests {
         t.touch(&tube("d")).expect("known").total_jobs += 1;
         assert_eq!(t.get(&tube("d")).total_jobs, 14);
         assert_eq!(t.get(&tube("c")).total_jobs, 12);
-        // b comes back, last and from zero.
-        assert_eq!(t.touch(&tube("b")).expect("room").total_jobs, 0);
+        // b comes back, last, from zero and in a new life.
+        let old_life = t.get(&tube("a")).life;
+        let b = t.touch(&tube("b")).expect("room");
+        assert_eq!(b.total_jobs, 0);
+        assert!(b.life > old_life, "a tube made again is a new life");
+        assert_ne!(t.get(&tube("a")).life, t.get(&tube("c")).life);
         assert_eq!(t.names().last().map(|n| n.to_string()), Some("b".into()));
     }
 

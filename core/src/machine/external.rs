@@ -10,10 +10,11 @@
 //! only: after a restart every earlier lease id is unknown, and its job's
 //! attempt was interrupted like any other.
 //!
-//! A request that finds nothing ready may wait, first come first served:
-//! as jobs become ready they go to the waiting requests before the pool
-//! dispatches ahead of its free workers (see `dispatch`); at its
-//! `wait_until` a request still waiting is answered with no jobs.
+//! A request that finds nothing ready may wait, first come first served
+//! (or, asked so, in beanstalkd's order: see `rotation`, served after the
+//! first-come ones): as jobs become ready they go to the waiting requests
+//! before the pool dispatches ahead of its free workers (see `dispatch`);
+//! at its `wait_until` a request still waiting is answered with no jobs.
 //! Everything here is bounded: requests waiting, jobs per request, queues
 //! per request, holder text, ended leases remembered (see `fencing`).
 
@@ -24,9 +25,11 @@ use foldhash::fast::FixedState;
 
 use super::Core;
 use super::proposals::{Answer, Origin, reply};
+use super::rotation::Rings;
 use crate::job::QueueName;
 use crate::protocol::{
     Effect, HOLDER_BYTES_MAX, LEASE_QUEUES_MAX, LeaseId, LeasedJob, Rejection, Reply, RequestId,
+    WaitOrder,
 };
 use crate::record::{Lsn, Op};
 use crate::stats::{LEASE_LIST_MAX, LeaseCounters, LeaseList, LeaseView};
@@ -64,6 +67,8 @@ struct Waiter {
     max: u32,
     wait_until: UnixMillis,
     holder: Arc<str>,
+    /// In beanstalkd's order: it is in the ring of each of its queues.
+    rotating: bool,
 }
 
 /// External leases and lease requests.
@@ -83,6 +88,8 @@ pub(super) struct External {
     waiter_deadlines: BTreeSet<(UnixMillis, RequestId)>,
     /// How many waiting requests name each queue.
     waited: BTreeMap<QueueName, usize>,
+    /// The waiting requests in beanstalkd's order, per queue.
+    rings: Rings,
     /// The holders of lease dispatches on their way to the log, by LSN.
     proposed: HashMap<Lsn, Arc<str>, FixedState>,
     /// Leases granted (their dispatch durable) whose request has not been
@@ -104,6 +111,7 @@ impl External {
             waiters: VecDeque::new(),
             waiter_deadlines: BTreeSet::new(),
             waited: BTreeMap::new(),
+            rings: Rings::default(),
             proposed: HashMap::with_hasher(hasher()),
             granted: HashMap::with_hasher(hasher()),
             counters: LeaseCounters::default(),
@@ -144,6 +152,9 @@ impl External {
         let w = self.waiters.remove(i)?;
         self.waiter_deadlines.remove(&(w.wait_until, w.req));
         for q in &w.queues {
+            if w.rotating {
+                self.rings.leave(q, w.req);
+            }
             if let Some(n) = self.waited.get_mut(q) {
                 *n -= 1;
                 if *n == 0 {
@@ -155,7 +166,11 @@ impl External {
         Some(w)
     }
 
-    fn push_waiter(&mut self, w: Waiter) {
+    /// `lives`: for a request in beanstalkd's order, its queues' lives.
+    fn push_waiter(&mut self, w: Waiter, lives: &[u64]) {
+        for (q, &life) in w.queues.iter().zip(lives) {
+            self.rings.join(q, life, w.req);
+        }
         self.waiter_deadlines.insert((w.wait_until, w.req));
         for q in &w.queues {
             *self.waited.entry(q.clone()).or_default() += 1;
@@ -172,32 +187,50 @@ impl External {
 
 impl Core {
     /// Hands up to `max` ready jobs of `queues` to an external worker,
-    /// or waits for some, or answers with none.
+    /// or waits for some, or answers with none (`order` says which jobs
+    /// and in which turn).
     pub(super) fn on_lease(
         &mut self,
         req: RequestId,
-        (queues, max): (Vec<QueueName>, u32),
+        (queues, max, order): (Vec<QueueName>, u32, WaitOrder),
         wait_until: Option<UnixMillis>,
         holder: &str,
         out: &mut Vec<Effect>,
     ) {
-        if let Err(rejection) = self.check_lease(&queues, max, wait_until, holder) {
+        if let Err(rejection) = self.check_lease(&queues, max, wait_until, holder, &order) {
             return reply(out, req, Reply::Leased(Err(rejection)));
         }
         let holder: Arc<str> = holder.into();
-        let slots = self.pick_ready(&queues, max);
+        let (queues, lives) = match order {
+            WaitOrder::FirstCome => (queues, Vec::new()),
+            WaitOrder::Beanstalk { lives } => distinct(queues, lives),
+        };
+        let rotating = !lives.is_empty();
+        let slots = if rotating {
+            let best = self.pick_best(&queues);
+            if let Some((_, i)) = best {
+                self.external.rings.served_at_once(&queues[i], lives[i]);
+            }
+            best.map(|(slot, _)| slot).into_iter().collect()
+        } else {
+            self.pick_ready(&queues, max)
+        };
         if !slots.is_empty() {
             return self.grant(req, slots, &holder, out);
         }
         match wait_until.filter(|&t| t > self.state.now) {
             None => reply(out, req, Reply::Leased(Ok(Vec::new()))),
-            Some(wait_until) => self.external.push_waiter(Waiter {
-                req,
-                queues,
-                max,
-                wait_until,
-                holder,
-            }),
+            Some(wait_until) => {
+                let w = Waiter {
+                    req,
+                    queues,
+                    max,
+                    wait_until,
+                    holder,
+                    rotating,
+                };
+                self.external.push_waiter(w, &lives);
+            }
         }
     }
 
@@ -208,6 +241,7 @@ impl Core {
         max: u32,
         wait_until: Option<UnixMillis>,
         holder: &str,
+        order: &WaitOrder,
     ) -> Result<(), Rejection> {
         let l = &self.config.limits;
         let invalid = |field: &str, reason: String| Rejection::Invalid {
@@ -225,6 +259,22 @@ impl Core {
         if max == 0 || max > l.lease_batch_max {
             let reason = format!("must be 1 to {}, got {max}", l.lease_batch_max);
             return Err(invalid("max", reason));
+        }
+        if let WaitOrder::Beanstalk { lives } = order {
+            if max != 1 {
+                return Err(invalid(
+                    "max",
+                    format!("must be 1 in beanstalkd's order, got {max}"),
+                ));
+            }
+            if lives.len() != queues.len() {
+                let reason = format!(
+                    "name one life per queue: {} for {} queues",
+                    lives.len(),
+                    queues.len()
+                );
+                return Err(invalid("order", reason));
+            }
         }
         check_holder(holder)?;
         let wait_ms = wait_until.map_or(0, |t| t.saturating_sub(self.state.now));
@@ -277,6 +327,32 @@ impl Core {
         slots
     }
 
+    /// The ready job beanstalkd's `reserve` takes of `queues` (highest
+    /// priority, then lowest number, over all of them), reserved, and the
+    /// place of its queue in `queues`.
+    fn pick_best(&mut self, queues: &[QueueName]) -> Option<(u32, usize)> {
+        let (key, i) = queues
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| self.ready_head(q).map(|k| (k, i)))
+            .min()?;
+        let slot = key.2;
+        self.state.reindex(slot, |e| {
+            e.reserved = true;
+            e.holder = Holder::Lease;
+        });
+        Some((slot, i))
+    }
+
+    /// The first ready job of `queue`, if it hands out jobs now.
+    fn ready_head(&self, queue: &QueueName) -> Option<crate::state::ReadyKey> {
+        let ix = *self.state.queue_ix.get(queue)?;
+        if !self.hands_out(ix) {
+            return None;
+        }
+        self.state.queues[ix as usize].ready.first().copied()
+    }
+
     /// Proposes a dispatch (that counts the attempt) for each reserved job
     /// in `slots`; the request is answered once the last is durable.
     pub(super) fn grant(
@@ -313,11 +389,16 @@ impl Core {
     }
 
     /// Serves the waiting requests, first come first served, while a
-    /// queue one of them names has a job to give.
+    /// queue one of them names has a job to give; then those in
+    /// beanstalkd's order.
     pub(super) fn serve_waiters(&mut self, out: &mut Vec<Effect>) {
         let mut i = 0;
         while i < self.external.waiters.len() && self.a_waited_queue_is_ready() {
             let w = &self.external.waiters[i];
+            if w.rotating {
+                i += 1;
+                continue;
+            }
             let (queues, max) = (w.queues.clone(), w.max);
             let slots = self.pick_ready(&queues, max);
             if slots.is_empty() {
@@ -328,6 +409,43 @@ impl Core {
                 self.grant(w.req, slots, &w.holder, out);
             }
         }
+        self.serve_rotating_waiters(out);
+    }
+
+    /// Serves the requests waiting in beanstalkd's order, as its
+    /// `process_queue` does: while a queue somebody waits on has a ready
+    /// job, the best such job (highest priority, then lowest number) goes
+    /// to the member at its queue's cursor.
+    fn serve_rotating_waiters(&mut self, out: &mut Vec<Effect>) {
+        while let Some((queue, slot)) = self.best_waited_job() {
+            let Some(req) = self.external.rings.take(&queue) else {
+                return;
+            };
+            let Some(i) = self.external.waiters.iter().position(|w| w.req == req) else {
+                return;
+            };
+            let Some(w) = self.external.take_waiter(i) else {
+                return;
+            };
+            self.state.reindex(slot, |e| {
+                e.reserved = true;
+                e.holder = Holder::Lease;
+            });
+            self.grant(w.req, vec![slot], &w.holder, out);
+        }
+    }
+
+    /// The best ready job of the queues somebody waits on in beanstalkd's
+    /// order, and its queue.
+    fn best_waited_job(&self) -> Option<(QueueName, u32)> {
+        let rings = &self.external.rings;
+        self.external
+            .waited
+            .keys()
+            .filter(|q| rings.has_members(q))
+            .filter_map(|q| self.ready_head(q).map(|k| (k, q)))
+            .min()
+            .map(|(k, q)| (q.clone(), k.2))
     }
 
     /// Whether a queue some request waits for has a job to give.
@@ -451,4 +569,17 @@ pub(super) fn check_holder(holder: &str) -> Result<(), Rejection> {
         });
     }
     Ok(())
+}
+
+/// `queues` and their `lives` without a queue named twice (its first
+/// mention kept).
+fn distinct(queues: Vec<QueueName>, lives: Vec<u64>) -> (Vec<QueueName>, Vec<u64>) {
+    let mut kept: (Vec<QueueName>, Vec<u64>) = (Vec::new(), Vec::new());
+    for (q, life) in queues.into_iter().zip(lives) {
+        if !kept.0.contains(&q) {
+            kept.0.push(q);
+            kept.1.push(life);
+        }
+    }
+    kept
 }

@@ -41,6 +41,7 @@ mod queue_controls;
 mod recovery;
 mod requests;
 mod retention;
+mod rotation;
 mod views;
 
 use std::collections::{BTreeMap, HashMap};
@@ -212,7 +213,8 @@ impl Core {
                 max,
                 wait_until,
                 holder,
-            } => self.on_lease(req, (queues, max), wait_until, &holder, out),
+                order,
+            } => self.on_lease(req, (queues, max, order), wait_until, &holder, out),
             Input::Heartbeat {
                 req,
                 lease,
