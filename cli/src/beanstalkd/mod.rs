@@ -337,14 +337,6 @@ impl Shared {
             .is_some_and(|(names, _)| names.contains(tube))
     }
 
-    /// Reservations that ran past their TTR, as far as this process saw.
-    fn job_timeouts(&self) -> u64 {
-        self.counters
-            .lock()
-            .map(|all| all.values().map(|c| c.timeouts).sum())
-            .unwrap_or(0)
-    }
-
     fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
     }
@@ -374,6 +366,11 @@ fn engine_config(data_dir: PathBuf, job_bytes_max: u32, segment_bytes: u64) -> E
     let q = &mut e.queue;
     q.workers = 0;
     q.lease_slack_ms = 0;
+    // A job whose TTR runs out is ready again at once, as in beanstalkd.
+    q.retry = beaver_core::RetryPolicy {
+        base_ms: 0,
+        max_ms: 0,
+    };
     // beanstalkd's TTR and delays are u32 seconds.
     let seconds_max = u64::from(u32::MAX) * 1_000;
     q.limits.timeout_ms_max = q.limits.timeout_ms_max.max(seconds_max);

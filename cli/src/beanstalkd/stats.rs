@@ -39,7 +39,9 @@ pub fn job_yaml(shared: &Shared, j: &JobView) -> Vec<u8> {
         time_left_s: time_left_ms.saturating_sub(1) / 1_000,
         file: 0,
         reserves: c.reserves,
-        timeouts: c.timeouts,
+        // A reservation no command ended whose job is no longer reserved
+        // ran past its TTR (counted into `c` at the job's next reserve).
+        timeouts: c.timeouts + u64::from(c.open_lease.is_some() && j.state != JobState::InFlight),
         releases: c.releases,
         buries: c.buries,
         kicks: c.kicks,
@@ -155,7 +157,9 @@ pub async fn server_yaml(shared: &Shared) -> Vec<u8> {
     let stats = ServerStats {
         jobs,
         cmd: shared.command_counts(),
-        job_timeouts: shared.job_timeouts(),
+        // Every lease here is a reservation: one that expired ran past
+        // its TTR.
+        job_timeouts: status.queue.stats.leases.expired,
         total_jobs: status.queue.stats.totals.enqueued,
         max_job_size: u64::from(shared.job_bytes_max),
         current_tubes: names.len() as u64,
