@@ -90,6 +90,8 @@ pub(super) struct External {
     waited: BTreeMap<QueueName, usize>,
     /// The waiting requests in beanstalkd's order, per queue.
     rings: Rings,
+    /// Waiting requests served first come first served.
+    first_come: usize,
     /// The holders of lease dispatches on their way to the log, by LSN.
     proposed: HashMap<Lsn, Arc<str>, FixedState>,
     /// Leases granted (their dispatch durable) whose request has not been
@@ -112,6 +114,7 @@ impl External {
             waiter_deadlines: BTreeSet::new(),
             waited: BTreeMap::new(),
             rings: Rings::default(),
+            first_come: 0,
             proposed: HashMap::with_hasher(hasher()),
             granted: HashMap::with_hasher(hasher()),
             counters: LeaseCounters::default(),
@@ -151,6 +154,9 @@ impl External {
     fn take_waiter(&mut self, i: usize) -> Option<Waiter> {
         let w = self.waiters.remove(i)?;
         self.waiter_deadlines.remove(&(w.wait_until, w.req));
+        if !w.rotating {
+            self.first_come -= 1;
+        }
         for q in &w.queues {
             if w.rotating {
                 self.rings.leave(q, w.req);
@@ -171,12 +177,44 @@ impl External {
         for (q, &life) in w.queues.iter().zip(lives) {
             self.rings.join(q, life, w.req);
         }
+        if !w.rotating {
+            self.first_come += 1;
+        }
         self.waiter_deadlines.insert((w.wait_until, w.req));
         for q in &w.queues {
             *self.waited.entry(q.clone()).or_default() += 1;
         }
         self.waiters.push_back(w);
         self.counters.waiting = self.waiters.len() as u64;
+    }
+
+    /// Every request waiting in beanstalkd's order is in the ring of each
+    /// of its queues and every ring member waits; the first-come count is
+    /// right.
+    pub(super) fn check_waiters(&self) -> Result<(), String> {
+        let first_come = self.waiters.iter().filter(|w| !w.rotating).count();
+        if first_come != self.first_come {
+            return Err(format!(
+                "{first_come} first-come waiters, counted {}",
+                self.first_come
+            ));
+        }
+        let mut memberships = 0;
+        for w in self.waiters.iter().filter(|w| w.rotating) {
+            for q in &w.queues {
+                if !self.rings.holds(q, w.req) {
+                    return Err(format!("waiting request {:?} is not in {q}'s ring", w.req));
+                }
+                memberships += 1;
+            }
+        }
+        if memberships != self.rings.members() {
+            return Err(format!(
+                "{} ring members, {memberships} waiting",
+                self.rings.members()
+            ));
+        }
+        Ok(())
     }
 
     /// A lease dispatch at `lsn` will never be applied.
@@ -393,7 +431,10 @@ impl Core {
     /// beanstalkd's order.
     pub(super) fn serve_waiters(&mut self, out: &mut Vec<Effect>) {
         let mut i = 0;
-        while i < self.external.waiters.len() && self.a_waited_queue_is_ready() {
+        while i < self.external.waiters.len()
+            && self.external.first_come > 0
+            && self.a_waited_queue_is_ready()
+        {
             let w = &self.external.waiters[i];
             if w.rotating {
                 i += 1;

@@ -266,7 +266,8 @@ impl Core {
     /// Checks every invariant of the core in full (O(jobs)); `Err` names
     /// the first one broken.
     pub fn check_invariants(&self) -> Result<(), String> {
-        crate::invariants::check_full(self)
+        crate::invariants::check_full(self)?;
+        self.external.check_waiters()
     }
 
     /// The O(1) checks run after every step in debug builds.

@@ -95,6 +95,18 @@ impl Rings {
             .is_some_and(|r| !r.members.is_empty())
     }
 
+    /// Whether `req` waits on `queue`.
+    pub(super) fn holds(&self, queue: &QueueName, req: RequestId) -> bool {
+        self.by_queue
+            .get(queue)
+            .is_some_and(|r| r.members.contains(&req))
+    }
+
+    /// Members of every ring.
+    pub(super) fn members(&self) -> usize {
+        self.by_queue.values().map(|r| r.members.len()).sum()
+    }
+
     /// Rings kept.
     #[cfg(test)]
     fn len(&self) -> usize {
