@@ -289,3 +289,26 @@ fn beanstalkd_order_takes_one_job_and_a_life_per_queue() {
     let out = d.at(3).lease_in_order(3, &["q0"], 1, None, "w", order);
     assert_eq!(only_reply(&out), &Reply::Leased(Ok(Vec::new())));
 }
+
+/// A queue named twice is waited on once: one job hands it out, and the
+/// waiting requests' invariants hold throughout.
+#[test]
+fn a_queue_named_twice_is_waited_on_once() {
+    let mut d = Driver::new(no_workers());
+    let order = WaitOrder::Beanstalk { lives: vec![0, 0] };
+    let out = d
+        .at(1)
+        .lease_in_order(1, &["q0", "q0"], 1, Some(WAIT_MS), "w", order);
+    assert!(out.is_empty(), "it waits: {out:?}");
+    d.core().check_invariants().unwrap();
+    let mut job = JobSpec::new(payload("1")).with_id(id("j1"));
+    job.queue = Some(queue_name("q0"));
+    d.at(2).enqueue(2, vec![job]);
+    d.at(3).sync_all();
+    let out = d.at(4).sync_all();
+    let Reply::Leased(Ok(jobs)) = only_reply(&out) else {
+        panic!("expected the lease: {out:?}")
+    };
+    assert_eq!(jobs.len(), 1);
+    d.core().check_invariants().unwrap();
+}

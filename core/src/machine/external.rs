@@ -615,6 +615,10 @@ pub(super) fn check_holder(holder: &str) -> Result<(), Rejection> {
 /// `queues` and their `lives` without a queue named twice (its first
 /// mention kept).
 fn distinct(queues: Vec<QueueName>, lives: Vec<u64>) -> (Vec<QueueName>, Vec<u64>) {
+    let named_twice = |(i, q): (usize, &QueueName)| queues[..i].contains(q);
+    if !queues.iter().enumerate().any(named_twice) {
+        return (queues, lives);
+    }
     let mut kept: (Vec<QueueName>, Vec<u64>) = (Vec::new(), Vec::new());
     for (q, life) in queues.into_iter().zip(lives) {
         if !kept.0.contains(&q) {
