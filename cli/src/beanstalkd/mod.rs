@@ -376,6 +376,9 @@ fn engine_config(data_dir: PathBuf, job_bytes_max: u32, segment_bytes: u64) -> E
     q.limits.timeout_ms_max = q.limits.timeout_ms_max.max(seconds_max);
     q.limits.delay_ms_max = q.limits.delay_ms_max.max(seconds_max);
     q.limits.lease_extend_max_ms = q.limits.lease_extend_max_ms.max(seconds_max);
+    // A reserve waits as long as it asks (without a timeout: for ever, in
+    // waits this long), keeping its place in the waiting order.
+    q.limits.lease_wait_max_ms = q.limits.lease_wait_max_ms.max(seconds_max);
     // A put is one job.
     q.limits.payload_bytes_max = payload_max;
     q.limits.batch_jobs_max = 1;
