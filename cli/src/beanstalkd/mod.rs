@@ -674,4 +674,27 @@ mod tests {
         let e = resolve("", 7).unwrap_err();
         assert!(e.contains("give an IP address such as 127.0.0.1"), "{e}");
     }
+
+    /// The engine behind the protocol makes a job whose TTR ran out ready
+    /// at once, and takes waits, TTRs and delays as long as beanstalkd's
+    /// u32 seconds.
+    #[test]
+    fn the_engine_retries_at_once_and_takes_beanstalkd_long_times() {
+        let e = engine_config(PathBuf::from("d"), 65_535, 10 << 20);
+        let q = &e.queue;
+        let id = beaver_core::JobId::from_client("job-7").expect("a job id");
+        for attempt in 1..=3 {
+            assert_eq!(beaver_core::retry::backoff_ms(&q.retry, &id, attempt), 0);
+        }
+        let seconds_max = u64::from(u32::MAX) * 1_000;
+        for (what, ms) in [
+            ("wait", q.limits.lease_wait_max_ms),
+            ("ttr", q.limits.timeout_ms_max),
+            ("delay", q.limits.delay_ms_max),
+            ("touch", q.limits.lease_extend_max_ms),
+        ] {
+            assert!(ms >= seconds_max, "{what}: {ms}");
+        }
+        assert_eq!(q.workers, 0);
+    }
 }
