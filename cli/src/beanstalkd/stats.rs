@@ -157,8 +157,8 @@ pub async fn server_yaml(shared: &Shared) -> Vec<u8> {
     let stats = ServerStats {
         jobs,
         cmd: shared.command_counts(),
-        // Every lease here is a reservation: one that expired ran past
-        // its TTR.
+        // A reservation is a lease: one that expired ran past its TTR
+        // (beside `beaver run`, HTTP leases that expired count too).
         job_timeouts: status.queue.stats.leases.expired,
         total_jobs: status.queue.stats.totals.enqueued,
         max_job_size: u64::from(shared.job_bytes_max),
