@@ -418,7 +418,7 @@ async fn lease_one<S: AsyncRead + Unpin>(
     stream: &mut S,
 ) -> Waited {
     let queues = conn.watched.iter().map(queue_of).collect();
-    let lives = conn.watched.iter().map(|t| shared.life_of(t)).collect();
+    let lives = shared.lives_of(&conn.watched);
     let asked = (!wait.is_zero()).then_some(wait);
     let lease = conn.session.reserve(queues, lives, asked);
     tokio::pin!(lease);

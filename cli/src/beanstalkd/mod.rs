@@ -231,9 +231,13 @@ impl Shared {
         }
     }
 
-    /// Which life of its name `tube` is (see [`tubes::TubeFigures::life`]).
-    fn life_of(&self, tube: &TubeName) -> u64 {
-        self.tubes.lock().map_or(0, |all| all.get(tube).life)
+    /// Which life of its name each of `tubes` is (see
+    /// [`tubes::TubeFigures::life`]), under one lock.
+    fn lives_of(&self, tubes: &[TubeName]) -> Vec<u64> {
+        match self.tubes.lock() {
+            Ok(all) => tubes.iter().map(|t| all.get(t).life).collect(),
+            Err(_) => vec![0; tubes.len()],
+        }
     }
 
     /// Changes a tube's figures (creating the tube); `false` when no more

@@ -8,7 +8,6 @@ use super::proposals::{Answer, Origin, reply};
 use crate::job::{JobId, JobState};
 use crate::protocol::{Effect, Rejection, Reply, RequestId};
 use crate::record::Op;
-use crate::table::Holder;
 
 impl Core {
     /// Kicks a waiting job: a dead one is requeued, a scheduled one is
@@ -106,10 +105,7 @@ impl Core {
             let rejection = Rejection::Conflict { reason };
             return reply(out, req, Reply::Leased(Err(rejection)));
         }
-        self.state.reindex(slot, |e| {
-            e.reserved = true;
-            e.holder = Holder::Lease;
-        });
+        self.reserve_for_lease(slot);
         self.grant(req, vec![slot], holder, out);
     }
 }

@@ -356,10 +356,7 @@ impl Core {
                 continue;
             };
             idle = 0;
-            self.state.reindex(slot, |e| {
-                e.reserved = true;
-                e.holder = Holder::Lease;
-            });
+            self.reserve_for_lease(slot);
             slots.push(slot);
         }
         slots
@@ -375,11 +372,17 @@ impl Core {
             .filter_map(|(i, q)| self.ready_head(q).map(|k| (k, i)))
             .min()?;
         let slot = key.2;
+        self.reserve_for_lease(slot);
+        Some((slot, i))
+    }
+
+    /// Reserves the job in `slot` for a lease about to be granted, so
+    /// nothing else takes it meanwhile.
+    pub(super) fn reserve_for_lease(&mut self, slot: u32) {
         self.state.reindex(slot, |e| {
             e.reserved = true;
             e.holder = Holder::Lease;
         });
-        Some((slot, i))
     }
 
     /// The first ready job of `queue`, if it hands out jobs now.
@@ -468,10 +471,7 @@ impl Core {
             let Some(w) = self.external.take_waiter(i) else {
                 return;
             };
-            self.state.reindex(slot, |e| {
-                e.reserved = true;
-                e.holder = Holder::Lease;
-            });
+            self.reserve_for_lease(slot);
             self.grant(w.req, vec![slot], &w.holder, out);
         }
     }
