@@ -107,7 +107,8 @@ async fn start(
         settings.engine.clone(),
         FileDisk::new(),
         executor,
-        SystemClock::new(),
+        // The beanstalkd listener reads the same clock (its DEADLINE_SOON).
+        SystemClock::process(),
         MetricsObserver(metrics.clone()),
         beaver_io::entropy_seed(),
     )

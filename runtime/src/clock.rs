@@ -38,6 +38,17 @@ impl SystemClock {
     }
 }
 
+impl SystemClock {
+    /// The process's one clock, read from the wall clock at its first use:
+    /// every caller shares its base, so an engine started with it and the
+    /// protocol layers that compare its deadlines with the time agree to
+    /// the millisecond, and a wall-clock step moves none of them.
+    pub fn process() -> SystemClock {
+        static PROCESS: std::sync::OnceLock<SystemClock> = std::sync::OnceLock::new();
+        *PROCESS.get_or_init(SystemClock::new)
+    }
+}
+
 impl Default for SystemClock {
     fn default() -> Self {
         SystemClock::new()

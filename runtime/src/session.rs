@@ -35,6 +35,8 @@ pub struct Reservation {
     pub lease: LeaseId,
     /// Report by then, or renew ([`Session::touch`]).
     pub lease_until: UnixMillis,
+    /// The job's timeout: a renewal sets the deadline to then plus this.
+    pub timeout_ms: u64,
     /// The queue the job was leased from (a job's queue never changes).
     pub queue: QueueName,
 }
@@ -142,6 +144,7 @@ impl Session {
         let r = Reservation {
             lease: j.lease_id,
             lease_until: j.lease_until,
+            timeout_ms: j.job.timeout_ms,
             queue: j.job.queue.clone(),
         };
         self.held.insert(j.job.seq, r);

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use beaver_core::{JobId, JobState, JobView, Rejection};
-use beaver_runtime::{Finish, QueuePause, Session};
+use beaver_runtime::{Finish, QueuePause, Reservation, Session};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::tubes::queue_of;
@@ -359,6 +359,29 @@ async fn reserve<S: AsyncRead + Unpin>(
     reply
 }
 
+/// beanstalkd's safety margin: a reserve while one of the connection's
+/// reservations is in its last second answers `DEADLINE_SOON`.
+const MARGIN_MS: u64 = 1_000;
+
+/// When the first of `session`'s reservations is surely in its last second,
+/// on the engine's clock (0: from the start). That clock counts whole
+/// milliseconds, so a deadline it set is up to one before the reservation's
+/// true one (when it was made, plus its TTR): the margin starts a
+/// millisecond late, never early. A TTR of a second or less is in its
+/// margin from the start, as in beanstalkd.
+fn margin_starts(session: &Session) -> Option<u64> {
+    session.reservations().map(|(_, r)| margin_start(r)).min()
+}
+
+/// When reservation `r` is surely in its last second (see [`margin_starts`]).
+fn margin_start(r: &Reservation) -> u64 {
+    if r.timeout_ms <= MARGIN_MS {
+        0
+    } else {
+        r.lease_until.saturating_sub(MARGIN_MS - 1)
+    }
+}
+
 /// What a wait for a job ended with.
 enum Waited {
     Job(beaver_core::LeasedJob),
@@ -377,10 +400,7 @@ async fn reserve_waiting<S: AsyncRead + Unpin>(
     loop {
         let now = now_ms();
         // A reservation in its last second is said at once, and ends a wait.
-        let soon = conn
-            .session
-            .soonest_deadline()
-            .map(|d| d.saturating_sub(1_000));
+        let soon = margin_starts(&conn.session);
         if soon.is_some_and(|s| s <= now) {
             return Reply::DeadlineSoon.to_bytes();
         }
@@ -668,6 +688,30 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
     use tokio::time::{Instant, sleep};
+
+    /// A reservation made when the engine's clock read `made` (it reads
+    /// whole milliseconds: the true time may be up to one later).
+    fn reservation(made: u64, ttr_ms: u64) -> Reservation {
+        Reservation {
+            lease: 1,
+            lease_until: made + ttr_ms,
+            timeout_ms: ttr_ms,
+            queue: beaver_core::QueueName::parse("default").expect("name"),
+        }
+    }
+
+    #[test]
+    fn the_last_second_starts_a_millisecond_late_never_early() {
+        // Made at 10,000.9 ms of true time: the clock read 10,000, the
+        // deadline is 12,000 where the true one is 12,000.9. The margin is
+        // said once the clock reads 11,001, at least 11,001.0 ms of true
+        // time: a whole second after the reservation was made.
+        assert_eq!(margin_start(&reservation(10_000, 2_000)), 11_001);
+        assert_eq!(margin_start(&reservation(10_000, 60_000)), 69_001);
+        // A TTR of a second or less: in the margin from the start.
+        assert_eq!(margin_start(&reservation(10_000, 1_000)), 0);
+        assert_eq!(margin_start(&reservation(10_000, 1)), 0);
+    }
 
     #[test]
     fn a_refusal_that_may_pass_later_is_out_of_memory_and_never_not_found() {

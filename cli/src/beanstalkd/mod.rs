@@ -350,11 +350,13 @@ impl Shared {
     }
 }
 
-/// The wall clock in Unix milliseconds (the engine's clock too).
+/// The engine's clock in Unix milliseconds: the engine runs on
+/// [`SystemClock::process`], so deadlines it sets compare with this exactly
+/// (the wall clock itself may differ from it by a millisecond, or by a
+/// step).
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    use beaver_runtime::Clock as _;
+    SystemClock::process().now_ms()
 }
 
 /// The engine's configuration for beanstalkd: no built-in workers (every
@@ -465,7 +467,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         config,
         beaver_io::FileDisk::new(),
         beaver_runtime::AnyExecutor::Noop(beaver_runtime::executor::NoopExecutor),
-        SystemClock::new(),
+        SystemClock::process(),
         beaver_runtime::NoObserver,
         beaver_io::entropy_seed(),
     )

@@ -13,6 +13,7 @@ mod conformance;
 mod differential;
 mod kill9;
 mod listening;
+mod margin;
 #[path = "../support/open_files.rs"]
 mod open_files;
 mod server;

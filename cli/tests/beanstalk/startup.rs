@@ -34,6 +34,15 @@ fn start_up_says_where_jobs_are_kept_and_that_f_changes_nothing() {
     if thp("self").is_some() {
         assert_eq!(thp(&server_pid).as_deref(), Some("0"));
     }
+    // Nor is any of its memory advised into them (`hg` in smaps): the
+    // allocator's advice made its first heap touch, before `main` turns
+    // them off, wait 30-100 ms for a huge page, so start-up was slow.
+    let smaps = std::fs::read_to_string(format!("/proc/{server_pid}/smaps")).unwrap_or_default();
+    let advised: Vec<&str> = smaps
+        .lines()
+        .filter(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "hg"))
+        .collect();
+    assert!(advised.is_empty(), "advised into huge pages: {advised:?}");
     server.stop();
     let log = server.log();
     assert!(
