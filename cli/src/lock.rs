@@ -62,6 +62,24 @@ pub enum LockError {
 
 impl std::fmt::Display for LockError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.say(f, "--data-dir")
+    }
+}
+
+impl LockError {
+    /// The error in the words of a command whose data dir is given with
+    /// `flag` (`beaver beanstalkd` takes it as `-b`).
+    pub fn naming(&self, flag: &str) -> String {
+        struct Named<'a>(&'a LockError, &'a str);
+        impl std::fmt::Display for Named<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.say(f, self.1)
+            }
+        }
+        Named(self, flag).to_string()
+    }
+
+    fn say(&self, f: &mut std::fmt::Formatter<'_>, flag: &str) -> std::fmt::Result {
         match self {
             LockError::Held { dir, pid } => {
                 let who = match pid {
@@ -70,23 +88,23 @@ impl std::fmt::Display for LockError {
                 };
                 write!(
                     f,
-                    "the data dir {} is in use by a running beaver ({who}); stop that server first, or give another --data-dir",
+                    "the data dir {} is in use by a running beaver ({who}); stop that server first, or give another {flag}",
                     dir.display()
                 )
             }
             LockError::NotADirectory { dir } => write!(
                 f,
-                "the data dir {} is not a directory: give --data-dir a directory (beaver creates it when it is missing)",
+                "the data dir {} is not a directory: give {flag} a directory (beaver creates it when it is missing)",
                 dir.display()
             ),
             LockError::Create { dir, error } => write!(
                 f,
-                "cannot create the data dir {}: {error}; create it (writable by the user beaver runs as) or give another --data-dir",
+                "cannot create the data dir {}: {error}; create it (writable by the user beaver runs as) or give another {flag}",
                 dir.display()
             ),
             LockError::Open { dir, error } => write!(
                 f,
-                "cannot create files in the data dir {}: {error}; make it writable by the user beaver runs as (uid {}), or give another --data-dir",
+                "cannot create files in the data dir {}: {error}; make it writable by the user beaver runs as (uid {}), or give another {flag}",
                 dir.display(),
                 // SAFETY: getuid has no arguments and cannot fail.
                 unsafe { libc::getuid() }
@@ -231,6 +249,12 @@ mod tests {
         ] {
             assert!(matches!(e, LockError::NotADirectory { .. }), "{e}");
             assert!(e.to_string().contains("is not a directory"), "{e}");
+            assert!(e.to_string().contains("give --data-dir a directory"), "{e}");
+            let b = e.naming("-b");
+            assert!(
+                b.contains("give -b a directory") && !b.contains("--data-dir"),
+                "{b}"
+            );
         }
         assert_eq!(
             std::fs::read(&file).unwrap(),

@@ -454,7 +454,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
             old.len()
         );
     }
-    let _lock = crate::lock::lock_exclusive(&data_dir).map_err(|e| e.to_string())?;
+    let _lock = crate::lock::lock_exclusive(&data_dir).map_err(|e| e.naming("-b"))?;
     let config = engine_config(data_dir.clone(), opts.job_bytes_max, opts.segment_bytes);
     let limits = ServeLimits {
         job_bytes_max: opts.job_bytes_max,
