@@ -1,7 +1,8 @@
 //! Lease requests in beanstalkd's order (`WaitOrder::Beanstalk`,
 //! `core/src/machine/rotation.rs`), against a reference model of how
 //! beanstalkd 1.12 hands jobs to waiting connections: random waits,
-//! puts, withdrawals and tubes made again, over three queues and five
+//! puts (some delayed, several of them due in the same millisecond),
+//! withdrawals and tubes made again, over three queues and five
 //! connections; every job must go to the connection the model names.
 
 #![allow(clippy::unwrap_used)] // tests unwrap: a failure is the point
@@ -19,7 +20,19 @@ use proptest::prelude::*;
 const QUEUES: [&str; 3] = ["q0", "q1", "q2"];
 const CONNS: usize = 5;
 /// A wait no case outlives (within `lease_wait_max_ms`).
-const WAIT_MS: u64 = 100_000;
+const WAIT_MS: u64 = 250_000;
+/// A lease no case outlives (the model has no TTR).
+const LEASE_MS: u64 = 3_600_000;
+/// Delayed jobs come due on multiples of this (a case of 60 actions
+/// moves the clock by less between two, and by less than `WAIT_MS` in all).
+const DUE_EVERY_MS: u64 = 2_000;
+
+/// The time delayed jobs put at `now` come due: a multiple of
+/// [`DUE_EVERY_MS`] at least half of it away, so the clock only reaches it
+/// through [`Action::Advance`].
+fn due_after(now: u64) -> u64 {
+    ((now + DUE_EVERY_MS / 2) / DUE_EVERY_MS + 1) * DUE_EVERY_MS
+}
 
 #[derive(Debug, Clone)]
 enum Action {
@@ -28,6 +41,12 @@ enum Action {
     Reserve { conn: usize, watch: u8 },
     /// A job put into `queue` with `priority`.
     Put { queue: usize, priority: i32 },
+    /// A job put into `queue` with `priority` and a delay: it comes due
+    /// with every other job delayed since the last advance, in the same
+    /// millisecond ([`due_after`]).
+    PutLater { queue: usize, priority: i32 },
+    /// The clock moves to when the delayed jobs come due.
+    Advance,
     /// A waiting connection stops waiting (timed out, or gone).
     Leave { conn: usize },
     /// The tube is dropped and made again (only when nobody waits on it).
@@ -39,6 +58,9 @@ fn action() -> impl Strategy<Value = Action> {
         4 => (0..CONNS, 1u8..8).prop_map(|(conn, watch)| Action::Reserve { conn, watch }),
         4 => (0..QUEUES.len(), prop::sample::select(vec![0, 1, 5]))
             .prop_map(|(queue, priority)| Action::Put { queue, priority }),
+        2 => (0..QUEUES.len(), prop::sample::select(vec![0, 1, 5]))
+            .prop_map(|(queue, priority)| Action::PutLater { queue, priority }),
+        1 => Just(Action::Advance),
         1 => (0..CONNS).prop_map(|conn| Action::Leave { conn }),
         1 => (0..QUEUES.len()).prop_map(|queue| Action::Remake { queue }),
     ]
@@ -52,6 +74,8 @@ struct Model {
     rings: [Vec<usize>; 3],
     cursors: [usize; 3],
     ready: [BTreeSet<(Reverse<i32>, u64)>; 3],
+    /// Delayed jobs: (due, number, queue, priority).
+    delayed: BTreeSet<(u64, u64, usize, i32)>,
     /// Each connection's watched queues while it waits.
     waiting: [Option<Vec<usize>>; CONNS],
 }
@@ -80,6 +104,22 @@ impl Model {
                 self.rings[q].swap_remove(at);
             }
         }
+    }
+
+    /// beanstalkd's tick at `now`: each delayed job due is made ready in
+    /// turn (due first, then lowest number: deadline order), and each
+    /// `enqueue_job` runs `process_queue` before the next.
+    fn tick(&mut self, now: u64) -> Vec<(usize, u64)> {
+        let mut given = Vec::new();
+        while let Some(&(due, job, q, priority)) = self.delayed.first() {
+            if due > now {
+                break;
+            }
+            self.delayed.pop_first();
+            self.ready[q].insert((Reverse(priority), job));
+            given.extend(self.process_queue());
+        }
+        given
     }
 
     /// beanstalkd's `process_queue`: `(connection, job)` handed out.
@@ -197,10 +237,34 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                 let mut job = JobSpec::new(payload("1")).with_id(id(&format!("j{}", s.jobs)));
                 job.queue = Some(queue_name(QUEUES[queue]));
                 job.priority = priority;
+                job.timeout_ms = Some(LEASE_MS);
                 s.req += 1;
                 let req = s.req;
                 s.step().enqueue(req, vec![job]);
                 (want, s.step().sync_all())
+            }
+            Action::PutLater { queue, priority } => {
+                s.jobs += 1;
+                let now = s.now + 1;
+                let due = due_after(now);
+                m.delayed.insert((due, s.jobs, queue, priority));
+                let mut job = JobSpec::new(payload("1")).with_id(id(&format!("j{}", s.jobs)));
+                job.queue = Some(queue_name(QUEUES[queue]));
+                job.priority = priority;
+                job.timeout_ms = Some(LEASE_MS);
+                job.delay_ms = due - now;
+                s.req += 1;
+                let req = s.req;
+                s.step().enqueue(req, vec![job]);
+                (BTreeSet::new(), s.step().sync_all())
+            }
+            Action::Advance => {
+                let Some(&(due, ..)) = m.delayed.first() else {
+                    continue;
+                };
+                let want = m.tick(due).into_iter().collect();
+                s.now = due;
+                (want, s.d.at(due).tick())
             }
             Action::Leave { conn } => {
                 let Some(req) = s.asked[conn] else { continue };

@@ -28,8 +28,8 @@ use super::proposals::{Answer, Origin, reply};
 use super::rotation::Rings;
 use crate::job::QueueName;
 use crate::protocol::{
-    Effect, HOLDER_BYTES_MAX, LEASE_QUEUES_MAX, LeaseId, LeasedJob, Rejection, Reply, RequestId,
-    WaitOrder,
+    Effect, HOLDER_BYTES_MAX, Input, LEASE_QUEUES_MAX, LeaseId, LeasedJob, Rejection, Reply,
+    RequestId, WaitOrder,
 };
 use crate::record::{Lsn, Op};
 use crate::stats::{LEASE_LIST_MAX, LeaseCounters, LeaseList, LeaseView};
@@ -454,6 +454,29 @@ impl Core {
             }
         }
         self.serve_rotating_waiters(out);
+    }
+
+    /// Advances the clock to `now` before `input` is taken. While only
+    /// requests in beanstalkd's order wait (no first-come request, no
+    /// pool), each job that comes due is made ready and offered to them
+    /// before the next, as beanstalkd's tick enqueues its delayed jobs one
+    /// at a time, each enqueue serving the waiting: a job due first goes
+    /// to the next waiting connection even when a better one comes due in
+    /// the same millisecond. Not before a refused append is taken: its
+    /// records are proposed again first.
+    pub(super) fn advance(&mut self, now: UnixMillis, input: &Input, out: &mut Vec<Effect>) {
+        let one_by_one = !self.external.waiters.is_empty()
+            && self.external.first_come == 0
+            && self.config.workers == 0
+            && !matches!(input, Input::AppendFailed { .. });
+        if !one_by_one {
+            return self.state.advance(now);
+        }
+        while self.state.advance_one(now) {
+            if !self.stopping && !self.paused() {
+                self.serve_rotating_waiters(out);
+            }
+        }
     }
 
     /// Serves the requests waiting in beanstalkd's order, as its

@@ -170,7 +170,7 @@ impl Core {
             self.state.index_deferred();
             self.collect_orphans();
         }
-        self.state.advance(now);
+        self.advance(now, &input, out);
         self.route(input, out);
         self.housekeeping(out);
         if cfg!(debug_assertions) {

@@ -141,12 +141,19 @@ impl State {
 
     /// Advances the indexing clock and moves due scheduled jobs to ready.
     pub(crate) fn advance(&mut self, now: UnixMillis) {
+        while self.advance_one(now) {}
+    }
+
+    /// Advances the indexing clock and moves the first due scheduled job
+    /// (due first, then lowest number) to ready; `false` if none is due.
+    pub(crate) fn advance_one(&mut self, now: UnixMillis) -> bool {
         self.now = self.now.max(now);
-        while let Some(&(run_at, _, slot)) = self.scheduled.first() {
-            if run_at > self.now {
-                break;
+        match self.scheduled.first() {
+            Some(&(run_at, _, slot)) if run_at <= self.now => {
+                self.reindex(slot, |_| {});
+                true
             }
-            self.reindex(slot, |_| {});
+            _ => false,
         }
     }
 
