@@ -472,8 +472,17 @@ impl Core {
         if !one_by_one {
             return self.state.advance(now);
         }
-        while self.state.advance_one(now) {
-            if !self.stopping && !self.paused() {
+        while let Some(slot) = self.state.advance_one(now) {
+            if self.external.waiters.is_empty() {
+                // Nobody left to offer the rest to.
+                return self.state.advance(now);
+            }
+            let queue = self.state.table.get(slot).queue as usize;
+            let waited = self
+                .external
+                .rings
+                .has_members(&self.state.queues[queue].name);
+            if waited && !self.stopping && !self.paused() {
                 self.serve_rotating_waiters(out);
             }
         }

@@ -141,19 +141,20 @@ impl State {
 
     /// Advances the indexing clock and moves due scheduled jobs to ready.
     pub(crate) fn advance(&mut self, now: UnixMillis) {
-        while self.advance_one(now) {}
+        while self.advance_one(now).is_some() {}
     }
 
     /// Advances the indexing clock and moves the first due scheduled job
-    /// (due first, then lowest number) to ready; `false` if none is due.
-    pub(crate) fn advance_one(&mut self, now: UnixMillis) -> bool {
+    /// (due first, then lowest number) to ready; its slot, or `None` if
+    /// none is due.
+    pub(crate) fn advance_one(&mut self, now: UnixMillis) -> Option<u32> {
         self.now = self.now.max(now);
         match self.scheduled.first() {
             Some(&(run_at, _, slot)) if run_at <= self.now => {
                 self.reindex(slot, |_| {});
-                true
+                Some(slot)
             }
-            _ => false,
+            _ => None,
         }
     }
 
