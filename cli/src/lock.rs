@@ -70,16 +70,13 @@ impl LockError {
     /// The error in the words of a command whose data dir is given with
     /// `flag` (`beaver beanstalkd` takes it as `-b`).
     pub fn naming(&self, flag: &str) -> String {
-        struct Named<'a>(&'a LockError, &'a str);
-        impl std::fmt::Display for Named<'_> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                self.0.say(f, self.1)
-            }
-        }
-        Named(self, flag).to_string()
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = self.say(&mut text, flag);
+        text
     }
 
-    fn say(&self, f: &mut std::fmt::Formatter<'_>, flag: &str) -> std::fmt::Result {
+    fn say(&self, f: &mut impl std::fmt::Write, flag: &str) -> std::fmt::Result {
         match self {
             LockError::Held { dir, pid } => {
                 let who = match pid {

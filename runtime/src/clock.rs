@@ -36,9 +36,7 @@ impl SystemClock {
             start: Instant::now(),
         }
     }
-}
 
-impl SystemClock {
     /// The process's one clock, read from the wall clock at its first use:
     /// every caller shares its base, so an engine started with it and the
     /// protocol layers that compare its deadlines with the time agree to
