@@ -252,4 +252,4 @@ pub use stats::{
     Interrupted, JobPage, Lease, LeaseCounters, LeaseList, LeaseView, QueueStatus, StateCounts,
     Stats, Status, Totals,
 };
-pub use time::{MonotonicNow, UnixMillis};
+pub use time::{MonotonicNow, UnixMillis, span_end};

@@ -55,7 +55,8 @@ fn a_release_gives_the_attempt_back_with_a_new_priority_and_delay_once_durable()
                 id: id("a"),
                 attempt: 1,
                 priority: 7,
-                run_at: 520,
+                // 500 ms after a reading of 20: surely passed at 521.
+                run_at: 521,
             }
         )]
     );
@@ -63,7 +64,7 @@ fn a_release_gives_the_attempt_back_with_a_new_priority_and_delay_once_durable()
     let a = job(&mut d, "a");
     assert_eq!(
         (a.state, a.attempt, a.priority, a.run_at, a.last_error),
-        (JobState::Pending, 0, 7, 520, None),
+        (JobState::Pending, 0, 7, 521, None),
         "not charged: no attempt counted, no error"
     );
     assert_eq!(d.core().stats().totals.failed, 0);
@@ -249,14 +250,15 @@ fn a_delayed_job_whose_time_has_come_is_ready_and_its_kick_a_conflict() {
     };
     d.at(10).enqueue(1, vec![later]);
     d.at(11).durable(1);
-    assert_eq!(job(&mut d, "b").run_at, 20);
-    let out = d.at(20).kick(2, "b");
+    // 10 ms after a reading of 10: surely passed at 21.
+    assert_eq!(job(&mut d, "b").run_at, 21);
+    let out = d.at(21).kick(2, "b");
     assert!(
         matches!(
             only_reply(&out),
             Reply::Kicked(Err(Rejection::Conflict { .. }))
         ),
-        "due at 20, ready at 20: {out:?}"
+        "due at 21, ready at 21: {out:?}"
     );
 }
 

@@ -27,8 +27,8 @@ fn ready(ids: &[&str]) -> Driver {
     d
 }
 
-/// `a` leased at t=12 by `w1` (lease 2, durable at t=13: deadline 113,
-/// expiry 123).
+/// `a` leased at t=12 by `w1` (lease 2, durable at t=13: its 100 ms surely
+/// over at 114, the deadline; expiry 124, after 10 ms of slack).
 fn leased_a() -> Driver {
     let mut d = ready(&["a"]);
     d.at(12).lease(2, &["default"], 1, None, "w1");
@@ -101,7 +101,7 @@ fn a_lease_is_answered_once_its_dispatches_are_durable() {
     assert_eq!(d.at(13).durable(2), vec![], "waits for the last dispatch");
     assert_eq!(
         granted(&d.at(14).durable(3)),
-        [("a".into(), 1, 2, 114), ("b".into(), 1, 3, 114)],
+        [("a".into(), 1, 2, 115), ("b".into(), 1, 3, 115)],
         "each lease's id is its dispatch's LSN; its deadline counts from the reply"
     );
     assert_eq!(d.core().stats().leases.granted, 2, "each lease counted");
@@ -166,7 +166,7 @@ fn a_waiting_lease_gets_a_job_as_soon_as_one_is_ready() {
         d.at(14).durable(1),
         vec![ok(3, &[("a", false)]), lease_dispatch(2, 14, "a", 1)]
     );
-    assert_eq!(granted(&d.at(15).durable(2)), [("a".into(), 1, 2, 115)]);
+    assert_eq!(granted(&d.at(15).durable(2)), [("a".into(), 1, 2, 116)]);
 }
 
 #[test]
@@ -371,13 +371,13 @@ fn a_heartbeat_moves_the_deadline_and_logs_nothing() {
     let mut d = leased_a();
     assert_eq!(
         d.at(50).heartbeat(3, 2, Some(1_000)),
-        vec![reply(3, Reply::Heartbeat(Ok(1_050)))]
+        vec![reply(3, Reply::Heartbeat(Ok(1_051)))]
     );
-    assert_eq!(d.core().next_deadline(), Some(1_060), "plus the slack");
-    assert_eq!(d.core().job("a").unwrap().lease_until, Some(1_050));
+    assert_eq!(d.core().next_deadline(), Some(1_061), "plus the slack");
+    assert_eq!(d.core().job("a").unwrap().lease_until, Some(1_051));
     assert_eq!(
         d.heartbeat(4, 2, None),
-        vec![reply(4, Reply::Heartbeat(Ok(150)))],
+        vec![reply(4, Reply::Heartbeat(Ok(151)))],
         "the job's timeout by default"
     );
     assert_eq!(d.core().stats().leases.renewed, 2, "each heartbeat counted");
@@ -387,8 +387,8 @@ fn a_heartbeat_moves_the_deadline_and_logs_nothing() {
 fn a_heartbeat_at_the_expiry_itself_is_too_late() {
     let mut d = leased_a();
     d.at(50).heartbeat(3, 2, Some(1_000));
-    assert_eq!(d.core().next_deadline(), Some(1_060));
-    let out = d.at(1_060).heartbeat(4, 2, None);
+    assert_eq!(d.core().next_deadline(), Some(1_061));
+    let out = d.at(1_061).heartbeat(4, 2, None);
     assert_eq!(
         out[0],
         reply(4, Reply::Heartbeat(Err(Rejection::LeaseLost { lease: 2 }))),
@@ -401,7 +401,7 @@ fn a_heartbeat_within_the_slack_after_the_deadline_still_renews() {
     let mut d = leased_a();
     assert_eq!(
         d.at(120).heartbeat(3, 2, None),
-        vec![reply(3, Reply::Heartbeat(Ok(220)))]
+        vec![reply(3, Reply::Heartbeat(Ok(221)))]
     );
 }
 
@@ -415,7 +415,7 @@ fn a_heartbeat_extending_beyond_the_limit_is_refused() {
     );
     assert_eq!(
         d.heartbeat(4, 2, Some(24 * 3_600_000)),
-        vec![reply(4, Reply::Heartbeat(Ok(50 + 24 * 3_600_000)))],
+        vec![reply(4, Reply::Heartbeat(Ok(50 + 24 * 3_600_000 + 1)))],
         "exactly the limit is taken"
     );
 }
@@ -423,8 +423,8 @@ fn a_heartbeat_extending_beyond_the_limit_is_refused() {
 #[test]
 fn a_complete_at_the_instant_of_expiry_is_lease_lost() {
     let mut d = leased_a();
-    assert_eq!(d.core().next_deadline(), Some(123));
-    let out = d.at(123).complete(3, 2);
+    assert_eq!(d.core().next_deadline(), Some(124));
+    let out = d.at(124).complete(3, 2);
     assert_eq!(
         out[..1],
         [reply(3, Reply::Completed(Err(lost(2))))],
@@ -515,7 +515,7 @@ fn a_fail_retries_when_the_worker_says() {
     let mut d = leased_a();
     assert_eq!(
         d.at(50).fail(3, 2, "later", Retry::InMs(7)),
-        vec![fail(3, 50, "a", 1, "later", Some(57))]
+        vec![fail(3, 50, "a", 1, "later", Some(58))]
     );
 }
 
@@ -551,12 +551,12 @@ fn a_fail_retrying_later_than_the_delay_limit_is_refused() {
 #[test]
 fn an_expired_lease_fails_its_attempt_without_an_abort() {
     let mut d = leased_a();
-    assert_eq!(d.core().next_deadline(), Some(123));
+    assert_eq!(d.core().next_deadline(), Some(124));
     let text =
         "lease 2 expired: no heartbeat, complete or fail by its deadline (plus 10 ms of slack)";
     assert_eq!(
-        d.at(123).tick(),
-        vec![fail(3, 123, "a", 1, text, Some(123 + backoff("a", 1)))]
+        d.at(124).tick(),
+        vec![fail(3, 124, "a", 1, text, Some(124 + backoff("a", 1)))]
     );
     assert_eq!(d.core().stats().leases.expired, 1);
 }
@@ -564,9 +564,9 @@ fn an_expired_lease_fails_its_attempt_without_an_abort() {
 #[test]
 fn a_complete_after_the_lease_expired_is_lease_lost_and_changes_nothing() {
     let mut d = leased_a();
-    d.at(123).tick();
+    d.at(124).tick();
     assert_eq!(
-        d.at(124).complete(3, 2),
+        d.at(125).complete(3, 2),
         vec![reply(3, Reply::Completed(Err(lost(2))))]
     );
     d.sync_all();
@@ -631,7 +631,7 @@ fn a_lease_whose_last_dispatch_the_log_refused_gets_the_jobs_already_durable() {
     d.at(13).durable(2);
     assert_eq!(
         granted(&d.at(14).append_failed(3, "no space")),
-        [("a".into(), 1, 2, 114)]
+        [("a".into(), 1, 2, 115)]
     );
 }
 
@@ -736,7 +736,7 @@ fn the_current_leases_are_listed_by_id() {
             )
         })
         .collect();
-    assert_eq!(rows, [(2, "a", "w1", 113, 13), (3, "b", "w2", 113, 13)]);
+    assert_eq!(rows, [(2, "a", "w1", 114, 13), (3, "b", "w2", 114, 13)]);
     assert_eq!(list.total, 2);
     let out = d.list_leases(9);
     assert_eq!(out, vec![reply(9, Reply::Leases(list))]);

@@ -252,7 +252,9 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                 job.queue = Some(queue_name(QUEUES[queue]));
                 job.priority = priority;
                 job.timeout_ms = Some(LEASE_MS);
-                job.delay_ms = due - now;
+                // The core ends a span a millisecond past the reading plus
+                // its length (`span_end`): this one ends at `due`.
+                job.delay_ms = due - now - 1;
                 s.req += 1;
                 let req = s.req;
                 s.step().enqueue(req, vec![job]);

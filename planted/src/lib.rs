@@ -87,11 +87,15 @@ pub enum Mutant {
     /// io: the WAL writes its zeros ahead of the log's end from where the
     /// batch began, over the batch just written, not from where it ended.
     FillOverTheBatch,
+    /// core: a delay or a lease a client names ends at the clock's reading
+    /// plus its length, without the millisecond the reading (whole
+    /// milliseconds, rounded down) may be behind the true time.
+    SpanEndsEarly,
 }
 
 impl Mutant {
     /// Every planted bug.
-    pub const ALL: [Mutant; 25] = [
+    pub const ALL: [Mutant; 26] = [
         Mutant::AckBeforeFsync,
         Mutant::RetryFailedFsync,
         Mutant::SkipSnapshotDirFsync,
@@ -117,6 +121,7 @@ impl Mutant {
         Mutant::FootprintMissesAnEdit,
         Mutant::SnapshotPieceCutShort,
         Mutant::FillOverTheBatch,
+        Mutant::SpanEndsEarly,
     ];
 
     /// The name used on the command line (`BEAVER_MUTANT=...`).
@@ -147,6 +152,7 @@ impl Mutant {
             Mutant::FootprintMissesAnEdit => "footprint-misses-an-edit",
             Mutant::SnapshotPieceCutShort => "snapshot-piece-cut-short",
             Mutant::FillOverTheBatch => "fill-over-the-batch",
+            Mutant::SpanEndsEarly => "span-ends-early",
         }
     }
 

@@ -1,6 +1,6 @@
 //! The engine's clock: wall-clock milliseconds that never jump while running.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
@@ -10,7 +10,9 @@ use tokio::time::Instant;
 /// time elapsed since, so a wall-clock step while running never expires
 /// every lease at once; and deadlines convert to timer instants exactly.
 pub trait Clock: Send + Sync + 'static {
-    /// Milliseconds since the Unix epoch.
+    /// Whole milliseconds since the Unix epoch, rounded down: the true time
+    /// is less than a millisecond past the reading (what
+    /// [`beaver_core::span_end`] counts on, also across restarts).
     fn now_ms(&self) -> u64;
     /// The timer instant at which [`Clock::now_ms`] will read `ms`.
     fn instant_at(&self, ms: u64) -> Instant;
@@ -20,19 +22,22 @@ pub trait Clock: Send + Sync + 'static {
 /// `SystemTime` and `Instant`).
 #[derive(Debug, Clone, Copy)]
 pub struct SystemClock {
-    wall_ms_at_start: u64,
+    /// The wall clock at `start`, to the nanosecond: a base rounded to
+    /// the millisecond would put every reading of this process up to a
+    /// millisecond further behind the true time, and a deadline set before
+    /// a restart could then end early after it.
+    wall_at_start: Duration,
     start: Instant,
 }
 
 impl SystemClock {
     /// Reads the wall clock once, now.
     pub fn new() -> SystemClock {
-        let wall_ms_at_start = SystemTime::now()
+        let wall_at_start = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+            .unwrap_or_default();
         SystemClock {
-            wall_ms_at_start,
+            wall_at_start,
             start: Instant::now(),
         }
     }
@@ -55,11 +60,42 @@ impl Default for SystemClock {
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        self.wall_ms_at_start + self.start.elapsed().as_millis() as u64
+        let now = self.wall_at_start.saturating_add(self.start.elapsed());
+        u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn instant_at(&self, ms: u64) -> Instant {
-        let offset = ms.saturating_sub(self.wall_ms_at_start);
-        self.start + std::time::Duration::from_millis(offset)
+        let offset = Duration::from_millis(ms).saturating_sub(self.wall_at_start);
+        self.start + offset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clock whose wall clock read `wall` when its instant was `start`.
+    fn clock(wall: Duration, start: Instant) -> SystemClock {
+        SystemClock {
+            wall_at_start: wall,
+            start,
+        }
+    }
+
+    #[test]
+    fn a_reading_rounds_the_true_time_down_once_not_its_base_and_its_elapsed_apart() {
+        // Started at 1,000.6 ms of wall time; 0.6 ms later the true time
+        // is 1,001.2 ms. Base and elapsed rounded apart would read 1,000.
+        let start = Instant::now() - Duration::from_micros(600);
+        let c = clock(Duration::from_micros(1_000_600), start);
+        assert!(c.now_ms() >= 1_001, "{}", c.now_ms());
+    }
+
+    #[test]
+    fn the_instant_of_a_reading_is_when_the_true_time_reaches_it() {
+        let start = Instant::now();
+        let c = clock(Duration::from_micros(1_000_600), start);
+        assert_eq!(c.instant_at(1_002), start + Duration::from_micros(1_400));
+        assert_eq!(c.instant_at(900), start, "a reading already past");
     }
 }

@@ -376,7 +376,7 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
                 let until = match pause {
                     QueuePause::UntilResumed => u64::MAX,
                     QueuePause::Resume => 0,
-                    QueuePause::For(d) => self.clock.now_ms().saturating_add(millis(d)),
+                    QueuePause::For(d) => beaver_core::span_end(self.clock.now_ms(), millis(d)),
                 };
                 Input::PauseQueue { req, queue, until }
             }

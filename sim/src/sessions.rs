@@ -30,6 +30,7 @@ use beaver_core::{
 use beaver_io::DetRng;
 use beaver_runtime::{Client, Finish, Returned, Session};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::external::now_ms;
 use crate::run::{Slot, slot_get};
@@ -104,6 +105,11 @@ pub struct SessionWorld {
     /// `reserve-job`s sent so far, by job id: a connection may reserve a
     /// job it buried long ago, which another connection buried since.
     pub reserve_jobs: BTreeMap<String, u64>,
+    /// The earliest simulated time each delayed job may be reserved again:
+    /// when its put, or its release that was acknowledged, was sent, plus
+    /// the delay. Taken out by its next reservation, which must not come
+    /// sooner (a delay never ends early, whatever the clock's rounding).
+    pub not_before: BTreeMap<String, Instant>,
 }
 
 /// A job a connection buried (acknowledged), with what could revive it
@@ -385,7 +391,14 @@ async fn put_job(ctx: &Ctx, c: &Conn, id: String, rng: &mut DetRng) -> Result<()
     if rng.chance(0.2) {
         spec.delay_ms = rng.below(300);
     }
-    ctx.world.lock().submitted.insert(id.clone());
+    {
+        let mut w = ctx.world.lock();
+        w.submitted.insert(id.clone());
+        if spec.delay_ms > 0 {
+            let due = Instant::now() + Duration::from_millis(spec.delay_ms);
+            w.sessions.not_before.insert(id.clone(), due);
+        }
+    }
     let r = ask(c.client.enqueue(vec![spec])).await;
     let mut w = ctx.world.lock();
     w.log(format!(
@@ -437,6 +450,10 @@ async fn reserve_buried(ctx: &Ctx, c: &mut Conn, b: &Buried) -> Result<(), Rejec
     ));
     match r {
         Ok(j) => {
+            // A delayed job may be reserved by id before its delay is over
+            // (a requeue may have revived the job, and a connection
+            // released it with a delay since).
+            ctx.world.lock().sessions.not_before.remove(id);
             held(ctx, c, &j);
             ctx.world.lock().mark("bs: reserved a buried job by id");
             Ok(())
@@ -461,6 +478,17 @@ fn held(ctx: &Ctx, c: &mut Conn, j: &LeasedJob) {
     let id = j.job.id.to_string();
     c.jobs.insert(j.job.seq, (id.clone(), j.job.priority));
     let mut w = ctx.world.lock();
+    if let Some(due) = w.sessions.not_before.remove(&id) {
+        let now = Instant::now();
+        if now < due {
+            let early = due - now;
+            w.violate(format!(
+                "{} reserved {id} {early:?} before its delay was over",
+                c.name
+            ));
+        }
+        w.mark("bs: reserved a job once its delay was over");
+    }
     w.log(format!(
         "{} reserved {id} (#{}) lease {} attempt {}",
         c.name, j.job.seq, j.lease_id, j.job.attempt
@@ -480,10 +508,13 @@ async fn end_one(
     rng: &mut DetRng,
 ) -> Result<(), Rejection> {
     let priority = Some(rng.below(4) as i32);
+    let mut delay = None;
     let (what, mark, how) = match op {
         2 => return delete(ctx, c, job).await,
         3 => {
             let delay_ms = rng.below(ctx.plan.delay_ms_max + 1);
+            let id = c.jobs.get(&job).map(|(id, _)| id.clone());
+            delay = id.filter(|_| delay_ms > 0).map(|id| (id, delay_ms));
             let how = Finish::Release { priority, delay_ms };
             (
                 format!("release (delay {delay_ms} ms)"),
@@ -501,9 +532,14 @@ async fn end_one(
         Some((id, _)) if op == 4 => Some(Buried::before_bury(id, &ctx.world.lock().sessions)),
         _ => None,
     };
+    let sent = Instant::now();
     let r = ask_opt(c.session.end(job, how, |_| {})).await;
     if let (Ok(()), Some(b)) = (&r, buried) {
         c.buried.push(b);
+    }
+    if let (Ok(()), Some((id, ms))) = (&r, delay) {
+        let due = sent + Duration::from_millis(ms);
+        ctx.world.lock().sessions.not_before.insert(id, due);
     }
     settled(ctx, c, job, &what, r, mark)
 }

@@ -81,6 +81,7 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "bs: a job another connection held was reserved again",
     "bs: closed holding jobs, each ready again at once",
     "bs: server gone while a connection held reservations",
+    "bs: reserved a job once its delay was over",
 ];
 
 /// Seeds that once found a bug (outside the default range, or kept as

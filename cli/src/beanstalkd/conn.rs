@@ -364,9 +364,9 @@ async fn reserve<S: AsyncRead + Unpin>(
 const MARGIN_MS: u64 = 1_000;
 
 /// When the first of `session`'s reservations is surely in its last second,
-/// on the engine's clock (0: from the start). That clock counts whole
-/// milliseconds, so a deadline it set is up to one before the reservation's
-/// true one (when it was made, plus its TTR): the margin starts a
+/// on the engine's clock (0: from the start). A deadline the engine sets
+/// is never before the reservation's true one (when it was made, plus its
+/// TTR; see [`beaver_core::span_end`]), so the margin starts at most a
 /// millisecond late, never early. A TTR of a second or less is in its
 /// margin from the start, as in beanstalkd.
 fn margin_starts(session: &Session) -> Option<u64> {
@@ -378,7 +378,7 @@ fn margin_start(r: &Reservation) -> u64 {
     if r.timeout_ms <= MARGIN_MS {
         0
     } else {
-        r.lease_until.saturating_sub(MARGIN_MS - 1)
+        r.lease_until.saturating_sub(MARGIN_MS)
     }
 }
 
@@ -694,7 +694,7 @@ mod tests {
     fn reservation(made: u64, ttr_ms: u64) -> Reservation {
         Reservation {
             lease: 1,
-            lease_until: made + ttr_ms,
+            lease_until: beaver_core::span_end(made, ttr_ms),
             timeout_ms: ttr_ms,
             queue: beaver_core::QueueName::parse("default").expect("name"),
         }
@@ -703,7 +703,7 @@ mod tests {
     #[test]
     fn the_last_second_starts_a_millisecond_late_never_early() {
         // Made at 10,000.9 ms of true time: the clock read 10,000, the
-        // deadline is 12,000 where the true one is 12,000.9. The margin is
+        // deadline is 12,001 where the true one is 12,000.9. The margin is
         // said once the clock reads 11,001, at least 11,001.0 ms of true
         // time: a whole second after the reservation was made.
         assert_eq!(margin_start(&reservation(10_000, 2_000)), 11_001);

@@ -15,7 +15,7 @@ pub fn job_yaml(shared: &Shared, j: &JobView) -> Vec<u8> {
     let (state, time_left_ms) = match j.state {
         JobState::InFlight => (
             doc::JobState::Reserved,
-            j.lease_until.unwrap_or(now).saturating_sub(now),
+            j.lease_until.map_or(0, |u| u.saturating_sub(now)),
         ),
         JobState::Dead => (doc::JobState::Buried, 0),
         _ if j.run_at > now => (doc::JobState::Delayed, j.run_at - now),
@@ -33,10 +33,7 @@ pub fn job_yaml(shared: &Shared, j: &JobView) -> Vec<u8> {
         age_s: now.saturating_sub(j.created_at) / 1_000,
         delay_s: c.delay_s,
         ttr_s: j.timeout_ms / 1_000,
-        // Whole seconds strictly left, as beanstalkd's nanosecond clock
-        // gives them: a reservation touched within this millisecond has
-        // 2.999... of its 3 s left, not 3.
-        time_left_s: time_left_ms.saturating_sub(1) / 1_000,
+        time_left_s: seconds_left(time_left_ms),
         file: 0,
         reserves: c.reserves,
         // A reservation no command ended whose job is no longer reserved
@@ -47,6 +44,16 @@ pub fn job_yaml(shared: &Shared, j: &JobView) -> Vec<u8> {
         kicks: c.kicks,
     };
     Reply::Ok(&stats.to_yaml()).to_bytes()
+}
+
+/// The whole seconds beanstalkd shows for a span that ends `left_ms` after
+/// the engine's clock reading: its nanosecond clock finds a span of 3 s
+/// begun within this millisecond 2.999... s from its end, and shows 2.
+/// The engine's deadlines are a millisecond past the span's true end
+/// ([`beaver_core::span_end`]), and its reading up to one behind the true
+/// time: what is surely left is `left_ms - 2`.
+fn seconds_left(left_ms: u64) -> u64 {
+    left_ms.saturating_sub(2) / 1_000
 }
 
 fn counts_of(q: &QueueStatus) -> JobCounts {
@@ -129,7 +136,7 @@ pub async fn tube_yaml(shared: &Shared, tube: &TubeName) -> Vec<u8> {
         cmd_delete: f.cmd_delete,
         cmd_pause_tube: f.cmd_pause,
         pause_s: if pause_left_ms > 0 { f.pause_s } else { 0 },
-        pause_time_left_s: pause_left_ms.div_ceil(1_000).min(f.pause_s),
+        pause_time_left_s: seconds_left(pause_left_ms).min(f.pause_s),
     };
     Reply::Ok(&stats.to_yaml()).to_bytes()
 }

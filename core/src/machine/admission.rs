@@ -217,7 +217,7 @@ impl Core {
             priority: spec.priority,
             max_attempts,
             timeout_ms,
-            run_at: self.state.now.saturating_add(spec.delay_ms),
+            run_at: self.span_end(spec.delay_ms),
         });
         Ok(())
     }

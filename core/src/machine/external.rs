@@ -565,7 +565,7 @@ impl Core {
     }
 
     /// Delivers the granted leases among `lsns` to their worker: each is
-    /// current from now, its deadline now plus its job's timeout.
+    /// current from now, its deadline when its job's timeout is surely over.
     pub(super) fn deliver(&mut self, lsns: &[Lsn]) -> Vec<LeasedJob> {
         let now = self.state.now;
         let mut jobs = Vec::with_capacity(lsns.len());
@@ -574,7 +574,7 @@ impl Core {
                 continue;
             };
             let e = self.state.table.get(slot);
-            let lease_until = now.saturating_add(e.timeout_ms);
+            let lease_until = self.span_end(e.timeout_ms);
             let expiry = lease_until.saturating_add(self.config.lease_slack_ms);
             let x = &mut self.external;
             let held = Held {

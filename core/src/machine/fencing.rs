@@ -90,15 +90,18 @@ impl Core {
         if !self.is_live(lease) {
             return self.lost(req, lease, Reply::Heartbeat, out);
         }
-        let now = self.state.now;
         let slack = self.config.lease_slack_ms;
+        let Some(slot) = self.external.current.get(&lease).map(|h| h.slot) else {
+            return;
+        };
+        let timeout_ms = self.state.table.get(slot).timeout_ms;
+        let lease_until = self.span_end(extend_ms.unwrap_or(timeout_ms));
         let x = &mut self.external;
         let Some(h) = x.current.get_mut(&lease) else {
             return;
         };
-        let timeout_ms = self.state.table.get(h.slot).timeout_ms;
         x.expiries.remove(&(h.expiry, lease));
-        h.lease_until = now.saturating_add(extend_ms.unwrap_or(timeout_ms));
+        h.lease_until = lease_until;
         h.expiry = h.lease_until.saturating_add(slack);
         x.expiries.insert((h.expiry, lease));
         x.counters.renewed += 1;
@@ -244,7 +247,7 @@ impl Core {
                         Retry::Policy => {
                             Some(now.saturating_add(backoff_ms(&self.config.retry, &e.id, attempt)))
                         }
-                        Retry::InMs(ms) => Some(now.saturating_add(*ms)),
+                        Retry::InMs(ms) => Some(self.span_end(*ms)),
                         Retry::GiveUp => None,
                     };
                 }
@@ -254,7 +257,7 @@ impl Core {
                 id: e.id.clone(),
                 attempt,
                 priority: priority.unwrap_or(e.priority),
-                run_at: self.state.now.saturating_add(*delay_ms),
+                run_at: self.span_end(*delay_ms),
             },
             Ending::Bury { priority } => Op::Bury {
                 id: e.id.clone(),

@@ -289,6 +289,16 @@ impl Core {
         );
     }
 
+    /// When a span of `ms` that a client names (a delay, a lease), begun
+    /// now, is surely over: never early ([`crate::time::span_end`]).
+    fn span_end(&self, ms: u64) -> UnixMillis {
+        #[cfg(feature = "mutants")]
+        if self.planted(crate::mutants::Mutant::SpanEndsEarly) {
+            return self.state.now.saturating_add(ms);
+        }
+        crate::time::span_end(self.state.now, ms)
+    }
+
     /// How many attempts this process may hold at once.
     fn capacity(&self) -> u64 {
         u64::from(self.config.workers) + u64::from(self.config.prefetch)
