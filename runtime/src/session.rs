@@ -103,11 +103,6 @@ impl Session {
         self.held.iter().map(|(&job, r)| (job, r))
     }
 
-    /// The earliest deadline among its reservations.
-    pub fn soonest_deadline(&self) -> Option<UnixMillis> {
-        self.held.values().map(|r| r.lease_until).min()
-    }
-
     /// Leases one ready job of `queues` as beanstalkd's `reserve` does
     /// (the best of them; waiting, in beanstalkd's order, `lives[i]` the
     /// life of `queues[i]`: see [`WaitOrder::Beanstalk`]), waiting up to
