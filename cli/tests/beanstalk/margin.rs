@@ -128,9 +128,9 @@ fn delays_and_pauses_end_no_earlier_than_asked() {
         let release = start.elapsed();
         ask(format!("delete {id}\r\n"))?;
         // A pause of 1 s of the tube, a ready job in it.
-        let start = Instant::now();
         let tube = ask("list-tube-used\r\n".into())?;
         let tube = tube.trim_end().trim_start_matches("USING ").to_owned();
+        let start = Instant::now();
         ask(format!("pause-tube {tube} 1\r\n"))?;
         ask("put 0 0 60 1\r\ny\r\n".into())?;
         reserved_id(&ask("reserve\r\n".into())?)?;
