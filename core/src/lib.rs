@@ -242,8 +242,8 @@ pub use job::{
 };
 pub use machine::{Core, RecoverError, SnapshotFeed};
 pub use protocol::{
-    Effect, Enqueued, Execution, Input, LeaseId, LeasedJob, Outcome, Rejection, Reply, RequestId,
-    RequeueTarget, Retry, WaitOrder,
+    Effect, Enqueued, Execution, Input, LeaseId, LeasedJob, Outcome, QueuePause, Rejection, Reply,
+    RequestId, RequeueTarget, Retry, WaitOrder,
 };
 pub use record::{Lsn, Op, Record};
 pub use snapshot::{Snapshot, SnapshotJob};

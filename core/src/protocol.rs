@@ -183,15 +183,15 @@ pub enum Input {
         /// The leases.
         leases: Vec<LeaseId>,
     },
-    /// A client pauses a queue until `until` (`u64::MAX`: until resumed,
-    /// 0: resume now): it hands out nothing, to the pool or to leases.
+    /// A client pauses a queue, or resumes it: while paused it hands out
+    /// nothing, to the pool or to leases.
     PauseQueue {
         /// Echoed in the [`Reply::Paused`].
         req: RequestId,
         /// The queue (created if no job named it yet).
         queue: QueueName,
-        /// The end of the pause.
-        until: UnixMillis,
+        /// How long, or resume.
+        pause: QueuePause,
     },
     /// A client cancels every pending (ready or scheduled) job of a queue.
     PurgeQueue {
@@ -317,6 +317,19 @@ pub const LIST_JOBS_MAX: usize = 1_000;
 /// The most jobs one [`Input::ListJobs`] looks at, matching or not (its
 /// page's `next` then says where to go on).
 pub const LIST_SCAN_MAX: usize = 10_000;
+
+/// A change to a queue's pause, as a client asks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueuePause {
+    /// Hand out nothing of the queue until it is resumed.
+    UntilResumed,
+    /// Hand out nothing for at least this many milliseconds from the step
+    /// that takes the request (the core's `span_end`), then resume by
+    /// itself.
+    ForMs(u64),
+    /// Resume now.
+    Resume,
+}
 
 /// When a job whose external attempt failed runs again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

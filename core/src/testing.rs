@@ -61,7 +61,8 @@ use crate::config::Config;
 use crate::job::{JobId, JobSpec, JobState, QueueName};
 use crate::machine::{Core, RecoverError};
 use crate::protocol::{
-    Effect, Execution, Input, LeaseId, Outcome, RequestId, RequeueTarget, Retry, WaitOrder,
+    Effect, Execution, Input, LeaseId, Outcome, QueuePause, RequestId, RequeueTarget, Retry,
+    WaitOrder,
 };
 use crate::record::{Lsn, Op, Record};
 use crate::time::UnixMillis;
@@ -465,9 +466,9 @@ impl Driver {
     }
 
     /// Steps [`Input::PauseQueue`].
-    pub fn pause_queue(&mut self, req: u64, queue: &str, until: UnixMillis) -> Vec<Effect> {
+    pub fn pause_queue(&mut self, req: u64, queue: &str, pause: QueuePause) -> Vec<Effect> {
         let (req, queue) = (RequestId(req), queue_name(queue));
-        self.step(Input::PauseQueue { req, queue, until })
+        self.step(Input::PauseQueue { req, queue, pause })
     }
 
     /// Steps [`Input::PurgeQueue`].

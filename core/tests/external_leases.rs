@@ -8,8 +8,8 @@ mod common;
 
 use beaver_core::testing::Driver;
 use beaver_core::{
-    Config, Effect, JobSpec, JobState, Limits, Op, Outcome, QueueName, Rejection, Reply, RequestId,
-    Retry,
+    Config, Effect, JobSpec, JobState, Limits, Op, Outcome, QueueName, QueuePause, Rejection,
+    Reply, RequestId, Retry,
 };
 use common::*;
 
@@ -344,7 +344,7 @@ fn a_lease_may_wait_exactly_the_limit() {
 #[test]
 fn a_paused_queue_hands_nothing_to_a_lease() {
     let mut d = ready(&["a"]);
-    d.at(12).pause_queue(2, "default", u64::MAX);
+    d.at(12).pause_queue(2, "default", QueuePause::UntilResumed);
     d.durable(2);
     assert_eq!(
         d.lease(3, &["default"], 1, None, "w"),

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use beaver_core::testing::{self, Driver};
 use beaver_core::{
     Config, Core, Effect, Execution, JobId, JobSpec, JobState, Limits, Outcome, Payload, QueueName,
-    Record, RequeueTarget, Retention, Retry, RetryPolicy, WaitOrder, codec,
+    QueuePause, Record, RequeueTarget, Retention, Retry, RetryPolicy, WaitOrder, codec,
 };
 use fold::{GIVE_UP, Model};
 use proptest::prelude::*;
@@ -150,7 +150,18 @@ fn config(workers: u32, prefetch: u32, records: RecordLimits) -> Config {
             ..Limits::default()
         },
         hash_seed: 7,
+        #[cfg(feature = "mutants")]
+        planted: planted(),
     }
+}
+
+/// The planted bug named by `BEAVER_MUTANT`, for checking that these
+/// properties catch it (`cargo test -p beaver-core --features
+/// testing,mutants --test model`).
+#[cfg(feature = "mutants")]
+fn planted() -> Option<beaver_core::mutants::Mutant> {
+    let name = std::env::var("BEAVER_MUTANT").ok()?;
+    beaver_core::mutants::Mutant::from_name(&name)
 }
 
 /// What a request in flight asked, to check its reply.
@@ -432,14 +443,18 @@ impl Harness {
         let now = self.d.now();
         let queue = |ext| if ext { "ext" } else { "default" };
         match action {
-            Action::Pause(ext, until) => {
-                let until = match until % 4 {
-                    0 => 0,
-                    1 => u64::MAX,
-                    _ => now + u64::from(until) * 20,
+            Action::Pause(ext, n) => {
+                let pause = match n % 4 {
+                    0 => QueuePause::Resume,
+                    1 => QueuePause::UntilResumed,
+                    _ => QueuePause::ForMs(u64::from(n) * 20),
                 };
                 let req = self.ask(Asked::Pause);
-                self.d.pause_queue(req, queue(ext), until)
+                let out = self.d.pause_queue(req, queue(ext), pause);
+                if let QueuePause::ForMs(ms) = pause {
+                    self.check_pause_end(now, ms);
+                }
+                out
             }
             Action::PurgeQueue(ext) => {
                 let lsn = self.d.core().next_lsn();
@@ -484,7 +499,7 @@ impl Harness {
         self.check(out);
         for queue in ["default", "ext"] {
             let req = self.ask(Asked::Pause);
-            let out = self.d.pause_queue(req, queue, 0);
+            let out = self.d.pause_queue(req, queue, QueuePause::Resume);
             self.check(out);
         }
         for _ in 0..600 {

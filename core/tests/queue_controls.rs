@@ -7,7 +7,7 @@ mod common;
 
 use beaver_core::testing::{Driver, queue_name};
 use beaver_core::{
-    Config, Core, Effect, JobSpec, JobState, Limits, Op, Rejection, Reply, Snapshot,
+    Config, Core, Effect, JobSpec, JobState, Limits, Op, QueuePause, Rejection, Reply, Snapshot,
 };
 use common::*;
 
@@ -37,7 +37,7 @@ fn two_pending() -> Driver {
 /// then `a` enqueued and durable at t=13.
 fn paused_with_a() -> Driver {
     let mut d = Driver::new(config());
-    d.at(10).pause_queue(1, "default", u64::MAX);
+    d.at(10).pause_queue(1, "default", QueuePause::UntilResumed);
     d.at(11).durable(1);
     d.at(12).enqueue(2, vec![spec("a")]);
     d.at(13).durable(2);
@@ -48,7 +48,7 @@ fn paused_with_a() -> Driver {
 fn a_pause_is_answered_once_durable() {
     let mut d = Driver::new(config());
     assert_eq!(
-        d.at(10).pause_queue(1, "default", u64::MAX),
+        d.at(10).pause_queue(1, "default", QueuePause::UntilResumed),
         vec![pause(1, 10, "default", u64::MAX)]
     );
     assert_eq!(d.at(11).durable(1), vec![reply(1, Reply::Paused(Ok(())))]);
@@ -64,7 +64,7 @@ fn a_paused_queue_hands_nothing_to_the_pool() {
 #[test]
 fn a_resumed_queue_hands_out_again() {
     let mut d = paused_with_a();
-    d.at(14).pause_queue(3, "default", 0);
+    d.at(14).pause_queue(3, "default", QueuePause::Resume);
     assert_eq!(
         d.at(15).durable(3),
         vec![reply(3, Reply::Paused(Ok(()))), dispatch(4, 15, "a", 1)]
@@ -74,7 +74,7 @@ fn a_resumed_queue_hands_out_again() {
 #[test]
 fn a_pause_until_a_time_ends_by_itself() {
     let mut d = Driver::new(config());
-    d.at(10).pause_queue(1, "default", 500);
+    d.at(10).pause_queue(1, "default", QueuePause::ForMs(489));
     d.at(11).durable(1);
     d.at(12).enqueue(2, vec![spec("a")]);
     d.at(13).durable(2);
@@ -91,9 +91,9 @@ fn pausing_a_queue_no_job_named_creates_it_within_the_queue_limit() {
         },
         ..config()
     });
-    d.at(10).pause_queue(1, "first", u64::MAX);
+    d.at(10).pause_queue(1, "first", QueuePause::UntilResumed);
     d.at(11).durable(1);
-    let out = d.pause_queue(2, "second", u64::MAX);
+    let out = d.pause_queue(2, "second", QueuePause::UntilResumed);
     assert!(
         matches!(&out[..], [Effect::Reply { reply: Reply::Paused(Err(Rejection::Busy { reason, .. })), .. }]
             if reason.contains("queue second does not exist and the number of queues is at its limit of 1")),
@@ -104,7 +104,7 @@ fn pausing_a_queue_no_job_named_creates_it_within_the_queue_limit() {
 #[test]
 fn an_empty_queue_is_listed_while_paused_and_not_after() {
     let mut d = Driver::new(config());
-    d.at(10).pause_queue(1, "idle", 20);
+    d.at(10).pause_queue(1, "idle", QueuePause::ForMs(9));
     d.at(11).durable(1);
     let names = |d: &Driver| -> Vec<String> {
         d.core()

@@ -6,7 +6,7 @@
 mod common;
 
 use beaver_core::testing::{Driver, queue_name};
-use beaver_core::{Effect, JobSpec, JobState, Outcome, Rejection, Reply, RequestId};
+use beaver_core::{Effect, JobSpec, JobState, Outcome, QueuePause, Rejection, Reply, RequestId};
 use common::*;
 
 #[test]
@@ -203,7 +203,7 @@ fn the_exact_id_wins_over_a_number() {
 #[test]
 fn the_status_shows_each_queue_s_figures() {
     let mut d = five_jobs();
-    d.at(14).pause_queue(3, "paused", u64::MAX);
+    d.at(14).pause_queue(3, "paused", QueuePause::UntilResumed);
     d.at(15).durable(3);
     let st = d.core().status();
     let rows: Vec<(&str, u64, u64, u64, Option<u64>)> = st

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use beaver_core::codec::{encode_queue_snapshot, encode_record};
 use beaver_core::{
-    Config, Core, Effect, Input, JobId, JobSpec, Outcome, Payload, QueueName, Record, RequestId,
-    RequeueTarget,
+    Config, Core, Effect, Input, JobId, JobSpec, Outcome, Payload, QueueName, QueuePause, Record,
+    RequestId, RequeueTarget,
 };
 use beaver_io::wal::segment::segment_name;
 use beaver_io::{
@@ -155,7 +155,7 @@ fn workload() -> (Vec<Record>, Core, Core) {
     d.step(Input::PauseQueue {
         req,
         queue: emails.clone(),
-        until: u64::MAX,
+        pause: QueuePause::UntilResumed,
     });
     let req = d.request();
     d.step(Input::PurgeQueue { req, queue: emails });

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use beaver_core::{
     Enqueued, JobId, JobPage, JobSpec, JobState, JobView, LeaseId, LeaseList, LeasedJob, Lsn,
-    QueueName, Rejection, Reply, RequeueTarget, Retry, UnixMillis, WaitOrder,
+    QueueName, QueuePause, Rejection, Reply, RequeueTarget, Retry, UnixMillis, WaitOrder,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -58,17 +58,6 @@ pub(crate) struct JobFilter {
     pub state: Option<JobState>,
     pub after: Option<u64>,
     pub limit: usize,
-}
-
-/// A change to a queue's pause.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueuePause {
-    /// Hand out nothing of the queue until it is resumed.
-    UntilResumed,
-    /// Hand out nothing for this long (then it resumes by itself).
-    For(Duration),
-    /// Resume now.
-    Resume,
 }
 
 /// A request and where its reply goes.

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::client::{Ask, QueuePause, Request};
+use crate::client::{Ask, Request};
 use crate::clock::Clock;
 use crate::commit::{Hooks, Logged};
 use crate::compaction::{Compaction, Next};
@@ -372,14 +372,7 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
                 error,
                 retry,
             },
-            Ask::Pause(queue, pause) => {
-                let until = match pause {
-                    QueuePause::UntilResumed => u64::MAX,
-                    QueuePause::Resume => 0,
-                    QueuePause::For(d) => beaver_core::span_end(self.clock.now_ms(), millis(d)),
-                };
-                Input::PauseQueue { req, queue, until }
-            }
+            Ask::Pause(queue, pause) => Input::PauseQueue { req, queue, pause },
             Ask::Purge(queue) => Input::PurgeQueue { req, queue },
             Ask::ListJobs(f) => Input::ListJobs {
                 req,

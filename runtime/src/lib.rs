@@ -37,7 +37,8 @@ mod snapshotter;
 #[cfg(test)]
 mod testing;
 
-pub use client::{Client, QueuePause};
+pub use beaver_core::QueuePause;
+pub use client::Client;
 pub use clock::{Clock, SystemClock};
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineHandle, RecoveryReport, start};

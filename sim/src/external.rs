@@ -842,7 +842,7 @@ impl ExtRun {
         let pause = match (resume, self.rng.below(2)) {
             (true, _) => QueuePause::Resume,
             (false, 0) => QueuePause::UntilResumed,
-            _ => QueuePause::For(Duration::from_millis(20 + self.rng.below(500))),
+            _ => QueuePause::ForMs(20 + self.rng.below(500)),
         };
         if pause == QueuePause::UntilResumed {
             // Even a pause not acknowledged (the engine crashed) may be
@@ -859,7 +859,7 @@ impl ExtRun {
                     w.mark("ext: queue resumed");
                 }
                 QueuePause::UntilResumed => w.mark("ext: queue paused"),
-                QueuePause::For(_) => w.mark("ext: queue paused for a while"),
+                QueuePause::ForMs(_) => w.mark("ext: queue paused for a while"),
             }
         }
     }

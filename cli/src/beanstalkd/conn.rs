@@ -669,7 +669,7 @@ async fn pause(shared: &Shared, tube: &TubeName, delay_s: u32) -> Vec<u8> {
     let queue = queue_of(tube);
     let how = match delay_s {
         0 => QueuePause::Resume,
-        s => QueuePause::For(Duration::from_secs(s.into())),
+        s => QueuePause::ForMs(u64::from(s) * 1000),
     };
     match shared.client.pause_queue(queue, how).await {
         Ok(()) => {

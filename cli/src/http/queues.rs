@@ -8,7 +8,6 @@
 //! before its first job).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -115,7 +114,7 @@ pub(super) async fn pause(
     let bytes = read_body(body, &app.limits).await?;
     let f = Fields::parse(&bytes, &PAUSE_FIELDS)?;
     let pause = match f.u64_in("for_ms", 1..=app.queue_limits.delay_ms_max)? {
-        Some(ms) => QueuePause::For(Duration::from_millis(ms)),
+        Some(ms) => QueuePause::ForMs(ms),
         None => QueuePause::UntilResumed,
     };
     app.client.pause_queue(queue.clone(), pause).await?;

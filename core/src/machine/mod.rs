@@ -229,7 +229,7 @@ impl Core {
             } => self.on_fail(req, lease, &error, retry, out),
             Input::Withdraw { req } => self.external.withdraw(req),
             Input::ReturnLeases { leases } => self.on_return_leases(&leases, out),
-            Input::PauseQueue { req, queue, until } => self.on_pause_queue(req, queue, until, out),
+            Input::PauseQueue { req, queue, pause } => self.on_pause_queue(req, queue, pause, out),
             Input::PurgeQueue { req, queue } => self.on_purge_queue(req, queue, out),
             Input::ListJobs {
                 req,

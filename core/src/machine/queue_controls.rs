@@ -11,18 +11,19 @@
 use super::Core;
 use super::proposals::{Answer, Origin, reply};
 use crate::job::QueueName;
-use crate::protocol::{Effect, Rejection, Reply, RequestId};
+use crate::protocol::{Effect, QueuePause, Rejection, Reply, RequestId};
 use crate::record::{Lsn, Op};
 use crate::time::UnixMillis;
 
 impl Core {
     /// Pauses (or resumes) a queue; a queue no job named yet is created,
-    /// within `limits.queues_max`.
+    /// within `limits.queues_max`. A pause for a while ends where a delay
+    /// of that length would (`span_end`): never before it has lasted.
     pub(super) fn on_pause_queue(
         &mut self,
         req: RequestId,
         queue: QueueName,
-        until: UnixMillis,
+        pause: QueuePause,
         out: &mut Vec<Effect>,
     ) {
         let max = self.config.limits.queues_max;
@@ -35,6 +36,11 @@ impl Core {
             };
             return reply(out, req, Reply::Paused(Err(rejection)));
         }
+        let until = match pause {
+            QueuePause::UntilResumed => UnixMillis::MAX,
+            QueuePause::ForMs(ms) => self.span_end(ms),
+            QueuePause::Resume => 0,
+        };
         let lsn = self.propose(Op::PauseQueue { queue, until }, Origin::Client, out);
         self.wait(lsn, req, Answer::Paused, out);
     }
