@@ -107,7 +107,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             ahead if !ahead.is_empty() => ahead,
             _ if conn.ahead.eof => return Ok(()),
             _ => {
-                let Some(read) = idle.read(stream, &mut buf).await else {
+                let reserved = reserved_for(&conn.session);
+                let Some(read) = idle.read(stream, &mut buf, reserved).await else {
                     return Ok(()); // idle too long
                 };
                 let n = read?;
@@ -143,9 +144,28 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// How long the connection's reservations still run (nothing if it holds
+/// none): a worker is silent while it works a job, so its silence counts
+/// toward the idle limit only from when its last reservation ends
+/// (beanstalkd closes no connection for silence; beaver closes one only
+/// when it has been silent for the limit and holds nothing).
+fn reserved_for(session: &Session) -> Duration {
+    if session.is_empty() {
+        return Duration::ZERO;
+    }
+    let ends = session.reservations().map(|(_, r)| r.lease_until);
+    time_to_last(ends, now_ms())
+}
+
+/// From `now` to the latest of `ends` (nothing if none is later).
+fn time_to_last(ends: impl Iterator<Item = u64>, now: u64) -> Duration {
+    let last = ends.max().unwrap_or(now);
+    Duration::from_millis(last.saturating_sub(now))
+}
+
 /// A connection's idle limit, kept in one timer for its whole life: each
-/// read notes when it began to wait, and the timer, when it fires early,
-/// moves to that wait's deadline. A timer made and dropped per command
+/// read notes when its silence begins to count, and the timer, when it
+/// fires early, moves to that wait's deadline. A timer made and dropped per command
 /// cost timer-wheel work and a wake-up of the runtime's driver per put.
 struct IdleLimit {
     limit: Duration,
@@ -162,13 +182,15 @@ impl IdleLimit {
         }
     }
 
-    /// Reads into `buf`; `None` when nothing arrives for `limit`.
+    /// Reads into `buf`; `None` when nothing arrives for `grace` and then
+    /// `limit` more.
     async fn read<S: AsyncRead + Unpin>(
         &mut self,
         stream: &mut S,
         buf: &mut [u8],
+        grace: Duration,
     ) -> Option<std::io::Result<usize>> {
-        self.waiting_since = tokio::time::Instant::now();
+        self.waiting_since = tokio::time::Instant::now() + grace;
         loop {
             tokio::select! {
                 biased;
@@ -757,8 +779,33 @@ mod tests {
         let mut idle = IdleLimit::new(LIMIT);
         let start = Instant::now();
         let mut buf = [0u8; 8];
-        assert!(idle.read(&mut ours, &mut buf).await.is_none());
+        assert!(
+            idle.read(&mut ours, &mut buf, Duration::ZERO)
+                .await
+                .is_none()
+        );
         assert!(start.elapsed() >= LIMIT);
+    }
+
+    #[test]
+    fn a_connection_holding_jobs_is_idle_only_after_its_last_reservation_ends() {
+        let ms = Duration::from_millis;
+        assert_eq!(time_to_last([].into_iter(), 1_000), Duration::ZERO);
+        assert_eq!(time_to_last([900].into_iter(), 1_000), Duration::ZERO);
+        assert_eq!(
+            time_to_last([4_000, 2_500, 900].into_iter(), 1_000),
+            ms(3_000)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_limit_counts_from_the_end_of_the_grace() {
+        let (mut ours, _theirs) = tokio::io::duplex(64);
+        let mut idle = IdleLimit::new(LIMIT);
+        let start = Instant::now();
+        let mut buf = [0u8; 8];
+        assert!(idle.read(&mut ours, &mut buf, LIMIT).await.is_none());
+        assert!(start.elapsed() >= 2 * LIMIT, "{:?}", start.elapsed());
     }
 
     #[tokio::test]
@@ -774,7 +821,8 @@ mod tests {
                 sleep(LIMIT / 5).await;
                 theirs.write_all(&[round]).await
             };
-            let (read, wrote) = tokio::join!(idle.read(&mut ours, &mut buf), writer);
+            let (read, wrote) =
+                tokio::join!(idle.read(&mut ours, &mut buf, Duration::ZERO), writer);
             wrote.expect("the pipe takes a byte");
             assert_eq!(read.map(|r| r.ok()), Some(Some(1)), "round {round}");
             assert_eq!(buf[0], round);

@@ -42,7 +42,8 @@ pub use listen::{Listener, serve};
 /// The most connections served at once; more wait to be accepted.
 pub const CONNECTIONS_MAX: usize = 1_024;
 /// A connection that sends nothing for this long (and waits for no
-/// reserve) is closed.
+/// reserve) is closed; its silence counts only from when its last
+/// reservation ends.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3_600);
 /// The most jobs whose `stats-job` counters are kept (in memory only).
 pub const COUNTED_JOBS_MAX: usize = 1_000_000;
