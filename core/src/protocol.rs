@@ -128,9 +128,11 @@ pub enum Input {
         queues: Vec<QueueName>,
         /// 1 to `limits.lease_batch_max` jobs.
         max: u32,
-        /// Wait for jobs until then (at most `limits.lease_wait_max_ms`
-        /// away); `None`: answer at once.
-        wait_until: Option<UnixMillis>,
+        /// Wait for jobs this many milliseconds at most (up to
+        /// `limits.lease_wait_max_ms`), counted from the step that takes
+        /// the request and never cut short (the core's `span_end`);
+        /// `None` or 0: answer at once.
+        wait_ms: Option<u64>,
         /// Who the worker is, echoed in views (at most
         /// [`HOLDER_BYTES_MAX`] bytes, no control characters).
         holder: String,

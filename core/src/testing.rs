@@ -346,16 +346,16 @@ impl Driver {
     }
 
     /// Steps [`Input::Lease`] for up to `max` jobs of `queues`, as worker
-    /// `holder`, waiting until `wait_until` if given.
+    /// `holder`, waiting up to `wait_ms` if given.
     pub fn lease(
         &mut self,
         req: u64,
         queues: &[&str],
         max: u32,
-        wait_until: Option<UnixMillis>,
+        wait_ms: Option<u64>,
         holder: &str,
     ) -> Vec<Effect> {
-        self.lease_in_order(req, queues, max, wait_until, holder, WaitOrder::FirstCome)
+        self.lease_in_order(req, queues, max, wait_ms, holder, WaitOrder::FirstCome)
     }
 
     /// [`Driver::lease`] in the order `order` says.
@@ -364,7 +364,7 @@ impl Driver {
         req: u64,
         queues: &[&str],
         max: u32,
-        wait_until: Option<UnixMillis>,
+        wait_ms: Option<u64>,
         holder: &str,
         order: WaitOrder,
     ) -> Vec<Effect> {
@@ -373,7 +373,7 @@ impl Driver {
             req: RequestId(req),
             queues,
             max,
-            wait_until,
+            wait_ms,
             holder: holder.to_owned(),
             order,
         })

@@ -360,7 +360,7 @@ fn a_lease_by_id_of_a_dead_job_requeues_it_and_no_waiter_takes_it() {
     d.at(21).durable(3);
     assert!(
         d.at(22)
-            .lease(4, &["default"], 1, Some(100), "w2")
+            .lease(4, &["default"], 1, Some(77), "w2")
             .is_empty()
     );
     assert_eq!(

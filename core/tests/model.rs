@@ -385,12 +385,11 @@ impl Harness {
 
     /// The actions of external workers and queue controls.
     fn run_external(&mut self, action: Action) -> Vec<Effect> {
-        let now = self.d.now();
         match action {
             Action::Lease(max, wait) => {
                 let req = self.ask(Asked::Lease);
                 self.waiting.push(req);
-                let wait_until = wait.map(|w| now + u64::from(w) % 3_000);
+                let wait_ms = wait.map(|w| u64::from(w) % 3_000);
                 let queues = ["ext", "nowhere"];
                 // Some one-job requests wait in beanstalkd's order, beside
                 // the first-come ones.
@@ -400,7 +399,7 @@ impl Harness {
                     WaitOrder::FirstCome
                 };
                 self.d
-                    .lease_in_order(req, &queues, u32::from(max), wait_until, "w", order)
+                    .lease_in_order(req, &queues, u32::from(max), wait_ms, "w", order)
             }
             Action::Heartbeat(i, extend) => {
                 let lease = self.pick_lease(i);

@@ -222,12 +222,12 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                 s.asked[conn] = Some(s.req);
                 let names: Vec<&str> = queues.iter().map(|&q| QUEUES[q]).collect();
                 let lives = queues.iter().map(|&q| s.lives[q]).collect();
-                let (req, now) = (s.req, s.now + 1);
+                let req = s.req;
                 let order = WaitOrder::Beanstalk { lives };
                 let holder = format!("c{conn}");
-                let out =
-                    s.step()
-                        .lease_in_order(req, &names, 1, Some(now + WAIT_MS), &holder, order);
+                let out = s
+                    .step()
+                    .lease_in_order(req, &names, 1, Some(WAIT_MS), &holder, order);
                 (want, out)
             }
             Action::Put { queue, priority } => {

@@ -350,12 +350,11 @@ impl<E: Executor, C: Clock, O: Observer> Driver<E, C, O> {
                     self.next_sweep = Instant::now() + WITHDRAW_SWEEP;
                 }
                 self.leasing.insert(req);
-                let now = self.clock.now_ms();
                 Input::Lease {
                     req,
                     queues: a.queues,
                     max: a.max,
-                    wait_until: a.wait.map(|w| now.saturating_add(millis(w))),
+                    wait_ms: a.wait.map(millis),
                     holder: a.holder,
                     order: a.order,
                 }

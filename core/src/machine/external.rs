@@ -231,11 +231,12 @@ impl Core {
         &mut self,
         req: RequestId,
         (queues, max, order): (Vec<QueueName>, u32, WaitOrder),
-        wait_until: Option<UnixMillis>,
+        wait_ms: Option<u64>,
         holder: &str,
         out: &mut Vec<Effect>,
     ) {
-        if let Err(rejection) = self.check_lease(&queues, max, wait_until, holder, &order) {
+        let wait_ms = wait_ms.unwrap_or(0);
+        if let Err(rejection) = self.check_lease(&queues, max, wait_ms, holder, &order) {
             return reply(out, req, Reply::Leased(Err(rejection)));
         }
         let holder: Arc<str> = holder.into();
@@ -256,14 +257,14 @@ impl Core {
         if !slots.is_empty() {
             return self.grant(req, slots, &holder, out);
         }
-        match wait_until.filter(|&t| t > self.state.now) {
-            None => reply(out, req, Reply::Leased(Ok(Vec::new()))),
-            Some(wait_until) => {
+        match wait_ms {
+            0 => reply(out, req, Reply::Leased(Ok(Vec::new()))),
+            ms => {
                 let w = Waiter {
                     req,
                     queues,
                     max,
-                    wait_until,
+                    wait_until: self.span_end(ms),
                     holder,
                     rotating,
                 };
@@ -277,7 +278,7 @@ impl Core {
         &self,
         queues: &[QueueName],
         max: u32,
-        wait_until: Option<UnixMillis>,
+        wait_ms: u64,
         holder: &str,
         order: &WaitOrder,
     ) -> Result<(), Rejection> {
@@ -315,13 +316,12 @@ impl Core {
             }
         }
         check_holder(holder)?;
-        let wait_ms = wait_until.map_or(0, |t| t.saturating_sub(self.state.now));
         if wait_ms > l.lease_wait_max_ms {
             let reason = format!(
-                "is {wait_ms} ms away; the limit is {} ms: wait less, and ask again if nothing came",
+                "is {wait_ms} ms; the limit is {} ms: wait less, and ask again if nothing came",
                 l.lease_wait_max_ms
             );
-            return Err(invalid("wait_until", reason));
+            return Err(invalid("wait_ms", reason));
         }
         if wait_ms > 0 && self.external.waiters.len() as u64 >= l.lease_waiters_max {
             return Err(Rejection::Busy {

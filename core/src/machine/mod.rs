@@ -211,10 +211,10 @@ impl Core {
                 req,
                 queues,
                 max,
-                wait_until,
+                wait_ms,
                 holder,
                 order,
-            } => self.on_lease(req, (queues, max, order), wait_until, &holder, out),
+            } => self.on_lease(req, (queues, max, order), wait_ms, &holder, out),
             Input::Heartbeat {
                 req,
                 lease,
