@@ -451,7 +451,7 @@ impl Harness {
                 let req = self.ask(Asked::Pause);
                 let out = self.d.pause_queue(req, queue(ext), pause);
                 if let QueuePause::ForMs(ms) = pause {
-                    self.check_pause_end(now, ms);
+                    Self::check_pause_end(&out, now, ms);
                 }
                 out
             }

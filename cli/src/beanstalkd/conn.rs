@@ -165,8 +165,9 @@ fn time_to_last(ends: impl Iterator<Item = u64>, now: u64) -> Duration {
 
 /// A connection's idle limit, kept in one timer for its whole life: each
 /// read notes when its silence begins to count, and the timer, when it
-/// fires early, moves to that wait's deadline. A timer made and dropped per command
-/// cost timer-wheel work and a wake-up of the runtime's driver per put.
+/// fires early, moves to that wait's deadline. A timer made and dropped
+/// per command cost timer-wheel work and a wake-up of the runtime's
+/// driver per put.
 struct IdleLimit {
     limit: Duration,
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,

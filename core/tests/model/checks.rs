@@ -80,14 +80,17 @@ impl Harness {
         );
     }
 
-    /// A pause of `ms` asked at `now` ends no sooner than `ms` after the
-    /// true time `now` stands for (up to a millisecond past the reading),
-    /// and at most a millisecond later than that.
-    pub(super) fn check_pause_end(&self, now: u64, ms: u64) {
-        let Some(Op::PauseQueue { until, .. }) = self.d.unsynced().last().map(|r| &r.op) else {
-            return;
-        };
-        assert_eq!(*until, now + ms + 1, "a pause of {ms} ms asked at {now}");
+    /// A pause of `ms` asked at `now` (the step's `out`) ends no sooner
+    /// than `ms` after the true time `now` stands for (up to a millisecond
+    /// past the reading), and at most a millisecond later than that.
+    pub(super) fn check_pause_end(out: &[Effect], now: u64, ms: u64) {
+        for e in out {
+            if let Effect::Append(r) = e {
+                if let Op::PauseQueue { until, .. } = &r.op {
+                    assert_eq!(*until, now + ms + 1, "a pause of {ms} ms asked at {now}");
+                }
+            }
+        }
     }
 
     /// What a proposed record may be, given the durable state.
