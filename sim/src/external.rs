@@ -150,6 +150,11 @@ pub struct ExtWorld {
     pub refused_completions: BTreeSet<Key>,
     /// Error texts of failures refused as lost (each names its lease).
     pub refused_failures: BTreeSet<String>,
+    /// Queues paused for a while, by acknowledged request: when it was
+    /// acknowledged, and the soonest its pause may end (the request's
+    /// sending plus its length). A pause or resume sent since drops the
+    /// entry: it may apply, or not.
+    pub timed_pauses: BTreeMap<String, (tokio::time::Instant, tokio::time::Instant)>,
 }
 
 /// A record of the durable log, folded: remembers outcomes and checks
@@ -268,8 +273,9 @@ async fn answer(client: &beaver_runtime::Client, world: &Shared, req: Req) -> Re
             holder,
         } => {
             let wait = (wait_ms > 0).then(|| Duration::from_millis(wait_ms));
+            let asked = tokio::time::Instant::now();
             let r = client.lease(queues, max, wait, &holder).await;
-            leased(&mut world.lock(), &r, wait_ms);
+            leased(&mut world.lock(), &r, wait_ms, asked);
             Resp::Leased(r)
         }
         Req::Heartbeat(lease) => {
@@ -294,9 +300,44 @@ async fn answer(client: &beaver_runtime::Client, world: &Shared, req: Req) -> Re
     }
 }
 
-/// A lease answered: each attempt's dispatch is durable, and no attempt
-/// is handed out twice (to a worker or to the pool).
-fn leased(w: &mut World, r: &Result<Vec<LeasedJob>, Rejection>, wait_ms: u64) {
+/// `Err` if `j` came out of a queue paused for a while, by a pause
+/// acknowledged before the lease was `asked`, before that pause has
+/// lasted (counted from the pause request's sending).
+fn outside_timed_pause(
+    w: &mut World,
+    j: &LeasedJob,
+    asked: tokio::time::Instant,
+) -> Result<(), String> {
+    let queue = j.job.queue.as_str();
+    let Some(&(acked, not_before)) = w.ext.timed_pauses.get(queue) else {
+        return Ok(());
+    };
+    if acked > asked || asked >= not_before {
+        return Ok(());
+    }
+    w.mark("ext: a lease waited out a timed pause");
+    let now = tokio::time::Instant::now();
+    if now < not_before {
+        return Err(format!(
+            "lease {} of {} answered {:?} before the pause of queue {queue} was over",
+            j.lease_id,
+            j.job.id,
+            not_before - now
+        ));
+    }
+    Ok(())
+}
+
+/// A lease answered: each attempt's dispatch is durable, no attempt is
+/// handed out twice (to a worker or to the pool), and none of a queue
+/// whose timed pause was acknowledged before the request was `asked`
+/// comes before that pause has lasted.
+fn leased(
+    w: &mut World,
+    r: &Result<Vec<LeasedJob>, Rejection>,
+    wait_ms: u64,
+    asked: tokio::time::Instant,
+) {
     let Ok(jobs) = r else { return };
     if jobs.is_empty() {
         return;
@@ -309,6 +350,9 @@ fn leased(w: &mut World, r: &Result<Vec<LeasedJob>, Rejection>, wait_ms: u64) {
         w.mark("ext: long-poll lease answered with jobs");
     }
     for j in jobs {
+        if let Err(broken) = outside_timed_pause(w, j, asked) {
+            return w.violate(broken);
+        }
         let (id, attempt) = (j.job.id.as_str(), j.job.attempt);
         let generation = w.model.generations.get(id).copied().unwrap_or(0);
         let key = (id.to_owned(), generation, attempt);
@@ -849,6 +893,9 @@ impl ExtRun {
             // durable: resuming is harmless, forgetting it is not.
             self.paused.insert(q.to_owned());
         }
+        // Whatever pause the queue had may now change, or not.
+        self.world.lock().ext.timed_pauses.remove(q);
+        let sent = tokio::time::Instant::now();
         let r = tokio::time::timeout(Duration::from_secs(5), client.pause_queue(name, pause)).await;
         let mut w = self.world.lock();
         w.log(format!("ext: {pause:?} queue {q} -> {r:?}"));
@@ -859,7 +906,12 @@ impl ExtRun {
                     w.mark("ext: queue resumed");
                 }
                 QueuePause::UntilResumed => w.mark("ext: queue paused"),
-                QueuePause::ForMs(_) => w.mark("ext: queue paused for a while"),
+                QueuePause::ForMs(ms) => {
+                    let not_before = sent + Duration::from_millis(ms);
+                    let acked = tokio::time::Instant::now();
+                    w.ext.timed_pauses.insert(q.to_owned(), (acked, not_before));
+                    w.mark("ext: queue paused for a while");
+                }
             }
         }
     }

@@ -69,6 +69,7 @@ pub const REQUIRED_MARKS: &[&str] = &[
     "ext: worker node killed",
     "ext: queue paused",
     "ext: queue paused for a while",
+    "ext: a lease waited out a timed pause",
     "ext: queue resumed",
     "ext: queue purged",
     // Beanstalk-style connections (see `sessions`).
