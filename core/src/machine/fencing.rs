@@ -87,18 +87,17 @@ impl Core {
         }
         #[cfg(feature = "mutants")]
         let lease = self.refenced(crate::mutants::Mutant::HeartbeatIgnoresAttempt, lease);
-        if !self.is_live(lease) {
+        let Some(slot) = self.live_slot(lease) else {
             return self.lost(req, lease, Reply::Heartbeat, out);
-        }
-        let slack = self.config.lease_slack_ms;
-        let Some(slot) = self.external.current.get(&lease).map(|h| h.slot) else {
-            return;
         };
+        let slack = self.config.lease_slack_ms;
         let timeout_ms = self.state.table.get(slot).timeout_ms;
+        // The end is computed before the entry is borrowed: `span_end`
+        // reads the core (its planted-bug hook).
         let lease_until = self.span_end(extend_ms.unwrap_or(timeout_ms));
         let x = &mut self.external;
         let Some(h) = x.current.get_mut(&lease) else {
-            return;
+            return self.lost(req, lease, Reply::Heartbeat, out);
         };
         x.expiries.remove(&(h.expiry, lease));
         h.lease_until = lease_until;
@@ -175,10 +174,13 @@ impl Core {
     /// Whether `lease` is current, with no end on its way, and not past
     /// its expiry.
     pub(super) fn is_live(&self, lease: LeaseId) -> bool {
-        self.external
-            .current
-            .get(&lease)
-            .is_some_and(|h| h.ending.is_none() && self.state.now < h.expiry)
+        self.live_slot(lease).is_some()
+    }
+
+    /// The job slot of `lease` if it is live (see [`Core::is_live`]).
+    fn live_slot(&self, lease: LeaseId) -> Option<u32> {
+        let h = self.external.current.get(&lease)?;
+        (h.ending.is_none() && self.state.now < h.expiry).then_some(h.slot)
     }
 
     /// Refuses a request naming a lease that is not current.
