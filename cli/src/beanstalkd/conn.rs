@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::tubes::queue_of;
 use super::{PutFailed, Shared, body, now_ms, peek, stats};
-use crate::beanstalk::{Command, Frame, Framer, Reply, TubeName};
+use crate::beanstalk::{Command, Frame, Framer, Reply, TubeName, Verb};
 
 /// The most jobs one connection may hold reserved at once; a reserve
 /// beyond it is answered `OUT_OF_MEMORY`.
@@ -98,9 +98,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     conn: &mut Conn,
 ) -> std::io::Result<()> {
-    let mut framer = Framer::new(shared.job_bytes_max);
+    let mut pending = Pending {
+        framer: Framer::new(shared.job_bytes_max),
+        out: Vec::new(),
+        puts: Vec::with_capacity(PIPELINED_PUTS_MAX),
+    };
     let mut buf = vec![0u8; 16 * 1024];
-    let mut out = Vec::new();
     let mut idle = IdleLimit::new(shared.idle_timeout);
     loop {
         let chunk = match std::mem::take(&mut conn.ahead.bytes) {
@@ -118,30 +121,127 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 buf[..n].to_vec()
             }
         };
-        let mut input = &chunk[..];
-        while !input.is_empty() {
-            let (used, frame) = framer.push(input);
-            input = &input[used..];
-            match frame {
-                Some(Frame::Command(Command::Quit)) => return Ok(()),
-                Some(Frame::Command(cmd)) => {
-                    shared.count(cmd.verb());
-                    execute(shared, conn, cmd, &mut out, stream).await;
-                }
-                Some(Frame::Refused(r)) => {
-                    if let Some(verb) = r.counted_as {
-                        shared.count(verb);
-                    }
-                    r.reply().encode(&mut out);
-                }
-                None => {}
-            }
-            if !out.is_empty() {
-                stream.write_all(&out).await?;
-                out.clear();
-            }
+        if !run_chunk(shared, conn, &mut pending, &chunk, stream).await? {
+            return Ok(());
         }
     }
+}
+
+/// What a connection keeps between its reads: the framer (a command may
+/// span reads), and replies and puts not yet done (empty between reads).
+struct Pending {
+    framer: Framer,
+    out: Vec<u8>,
+    puts: Vec<PutArgs>,
+}
+
+/// Runs the commands of one read and writes their replies, in order;
+/// `false` once the client quit.
+async fn run_chunk<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    conn: &mut Conn,
+    p: &mut Pending,
+    mut input: &[u8],
+    stream: &mut S,
+) -> std::io::Result<bool> {
+    while !input.is_empty() {
+        let (used, frame) = p.framer.push(input);
+        input = &input[used..];
+        let Some(frame) = frame else { continue };
+        // A put waits for the puts after it in this read (up to a batch);
+        // anything else runs once the puts before it did.
+        let other = match frame {
+            Frame::Command(Command::Put {
+                pri,
+                delay_s,
+                ttr_s,
+                body,
+            }) => {
+                shared.count(Verb::Put);
+                p.puts.push(PutArgs {
+                    pri,
+                    delay_s,
+                    ttr_s,
+                    body,
+                });
+                if p.puts.len() < PIPELINED_PUTS_MAX {
+                    continue;
+                }
+                None
+            }
+            other => Some(other),
+        };
+        put_all(shared, conn, &mut p.puts, &mut p.out).await;
+        match other {
+            None => {}
+            Some(Frame::Command(Command::Quit)) => {
+                stream.write_all(&p.out).await?;
+                return Ok(false);
+            }
+            Some(Frame::Command(cmd)) => {
+                shared.count(cmd.verb());
+                execute(shared, conn, cmd, &mut p.out, stream).await;
+            }
+            Some(Frame::Refused(r)) => {
+                if let Some(verb) = r.counted_as {
+                    shared.count(verb);
+                }
+                r.reply().encode(&mut p.out);
+            }
+        }
+        write_out(stream, &mut p.out).await?;
+    }
+    put_all(shared, conn, &mut p.puts, &mut p.out).await;
+    write_out(stream, &mut p.out).await?;
+    Ok(true)
+}
+
+/// Writes the replies in `out`, if any, and empties it.
+async fn write_out<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Puts of one read run together, at most: their records can share a
+/// group commit, where one at a time each waits for its own fdatasync.
+/// 8 per connection keeps 1,024 connections' puts within half of the
+/// engine's request queue (16,384), whose overflow is answered
+/// `OUT_OF_MEMORY`.
+const PIPELINED_PUTS_MAX: usize = 8;
+
+/// A `put` command's arguments.
+struct PutArgs {
+    pri: u32,
+    delay_s: u32,
+    ttr_s: u32,
+    body: Vec<u8>,
+}
+
+/// Runs `puts` (consecutive in the connection's input, all to the tube it
+/// uses), appending their replies to `out` in order, and empties it. The
+/// core takes them in order, so their job numbers rise in that order.
+async fn put_all(shared: &Shared, conn: &mut Conn, puts: &mut Vec<PutArgs>, out: &mut Vec<u8>) {
+    if puts.is_empty() {
+        return;
+    }
+    note_producer(shared, conn);
+    let tube = &conn.used;
+    if let [p] = &puts[..] {
+        out.extend_from_slice(&put_reply(shared, tube, p).await);
+    } else {
+        let replies =
+            futures_util::future::join_all(puts.iter().map(|p| put_reply(shared, tube, p)));
+        for r in replies.await {
+            out.extend_from_slice(&r);
+        }
+    }
+    puts.clear();
 }
 
 /// How long the connection's reservations still run (nothing if it holds
@@ -228,7 +328,16 @@ async fn execute<S: AsyncRead + Unpin>(
             delay_s,
             ttr_s,
             body,
-        } => put(shared, conn, pri, delay_s, ttr_s, &body).await,
+        } => {
+            note_producer(shared, conn);
+            let p = PutArgs {
+                pri,
+                delay_s,
+                ttr_s,
+                body,
+            };
+            put_reply(shared, &conn.used, &p).await
+        }
         Command::Use(tube) => use_tube(shared, conn, tube).await,
         Command::Reserve => reserve(shared, conn, None, stream).await,
         Command::ReserveWithTimeout { timeout_s } => {
@@ -318,31 +427,29 @@ pub fn refused(e: &Rejection) -> Vec<u8> {
     }
 }
 
-async fn put(
-    shared: &Shared,
-    conn: &mut Conn,
-    pri: u32,
-    delay_s: u32,
-    ttr_s: u32,
-    b: &[u8],
-) -> Vec<u8> {
+/// Counts the connection among `current-producers`, once.
+fn note_producer(shared: &Shared, conn: &mut Conn) {
     if !conn.producer {
         conn.producer = true;
         shared
             .producers
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Puts one job into `tube`; its reply.
+async fn put_reply(shared: &Shared, tube: &TubeName, p: &PutArgs) -> Vec<u8> {
     if shared.draining() {
         return Reply::Draining.to_bytes();
     }
-    let ttr_ms = u64::from(ttr_s) * 1_000;
-    let delay_ms = u64::from(delay_s) * 1_000;
-    match shared.put_job(&conn.used, b, pri, delay_ms, ttr_ms).await {
+    let ttr_ms = u64::from(p.ttr_s) * 1_000;
+    let delay_ms = u64::from(p.delay_s) * 1_000;
+    match shared.put_job(tube, &p.body, p.pri, delay_ms, ttr_ms).await {
         Ok(n) => {
             // A new number has no counters yet: all read 0 until one
             // changes, so a put without a delay adds no entry.
-            if delay_s > 0 {
-                shared.bump(n, |c| c.delay_s = u64::from(delay_s));
+            if p.delay_s > 0 {
+                shared.bump(n, |c| c.delay_s = u64::from(p.delay_s));
             }
             Reply::Inserted(n).to_bytes()
         }

@@ -93,6 +93,52 @@ fn a_job_put_over_beanstalk_is_visible_over_http_and_sigterm_stops_both() {
     assert!(!listening, "the beanstalk listener is closed after exit");
 }
 
+/// fdatasyncs the engine made so far (the count of its fsync histogram).
+fn fsyncs(p: &Proc) -> f64 {
+    let m = beaver_cli::client::Server::new(p.metrics.trim_end_matches("/metrics"), None)
+        .expect("metrics url");
+    let text = m.get("/metrics").expect("scrape").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("beaver_wal_fsync_duration_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no fsync count in {text}"))
+}
+
+#[test]
+fn puts_sent_together_are_answered_in_order_and_share_fdatasyncs() {
+    const PUTS: u64 = 64;
+    let s = Scratch::new(FAST_CONFIG);
+    let p = Proc::start(&s, &["--workers", "0", "--beanstalk-listen", "127.0.0.1:0"]);
+    let mut bs = Beanstalk::connect(&beanstalk_addr(&p));
+    let first = bs.ask(b"put 0 0 60 1\r\nx\r\n");
+    let first: u64 = first
+        .strip_prefix("INSERTED ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("put: {first}"));
+    let before = fsyncs(&p);
+    let burst: String = (0..PUTS)
+        .map(|i| format!("put 0 0 60 2\r\n{i:02}\r\n"))
+        .collect();
+    bs.writer
+        .write_all(burst.as_bytes())
+        .expect("send the puts");
+    for i in 1..=PUTS {
+        let mut line = String::new();
+        bs.reader.read_line(&mut line).expect("reply line");
+        assert_eq!(
+            line,
+            format!("INSERTED {}\r\n", first + i),
+            "reply {i}, in order"
+        );
+    }
+    let syncs = fsyncs(&p) - before;
+    // One at a time, each put would wait for its own fdatasync.
+    assert!(
+        syncs <= (PUTS / 2) as f64,
+        "{syncs} fdatasyncs for {PUTS} puts sent together"
+    );
+}
+
 #[test]
 fn a_job_enqueued_over_http_is_reserved_and_deleted_over_beanstalk() {
     // Set by the config file this time.
